@@ -1,0 +1,868 @@
+//! The rollout state machine: `step(state, event, now) -> (state, effects)`.
+//!
+//! Every decision flightdeck makes is here. The engine feeds events (timer
+//! ticks, metrics windows, backend observations, operator commands, effect
+//! results) and carries out the returned effects; nothing else changes a
+//! rollout. Because `step` is pure, a journal of events replays to the same
+//! state, which is how a crashed run resumes.
+
+use crate::analysis::{evaluate, Severity, Verdict};
+use crate::budget::{BudgetStatus, DeployPolicy, SloMeasurement};
+use crate::plan::{Control, ImmediateRollback, Plan, Stage, StageAction, Strategy};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who did something: a person ("alice") or a part of flightdeck
+/// ("analysis", "backend", "budget").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn new(name: impl Into<String>) -> Actor {
+        Actor(name.into())
+    }
+    /// flightdeck's own canary analysis.
+    pub fn analysis() -> Actor {
+        Actor::new("analysis")
+    }
+    /// The backend (effects failing, drift observed).
+    pub fn backend() -> Actor {
+        Actor::new("backend")
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The two sides of a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Version {
+    Stable,
+    Canary,
+}
+
+/// What an operator asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "command")]
+pub enum Command {
+    /// Hold the current stage; the bake timer stops.
+    Pause { reason: Option<String> },
+    /// Continue after a pause (re-applies the stage's weight).
+    Resume,
+    /// Enter the next stage now, skipping the rest of the bake.
+    Promote,
+    /// Go straight to 100 % and finish.
+    PromoteFull,
+    /// Back to the previous stage's weight, paused.
+    StepBack,
+    /// Canary weight to 0; the canary keeps running for debugging.
+    Abort { reason: Option<String> },
+    /// Back to the previous revision: weight 0 and canary scaled down (or switch back, or undo).
+    Rollback { reason: Option<String> },
+    /// Start again from the first stage after an abort or a failure.
+    Retry,
+    /// Let an approval gate pass.
+    Approve,
+    /// Let the rollout advance despite a budget freeze; the reason is recorded.
+    OverrideFreeze { reason: String },
+}
+
+impl Command {
+    /// The verb as typed in the cockpit and shown in the audit log.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Pause { .. } => "pause",
+            Command::Resume => "resume",
+            Command::Promote => "promote",
+            Command::PromoteFull => "promote-full",
+            Command::StepBack => "step-back",
+            Command::Abort { .. } => "abort",
+            Command::Rollback { .. } => "rollback",
+            Command::Retry => "retry",
+            Command::Approve => "approve",
+            Command::OverrideFreeze { .. } => "override-freeze",
+        }
+    }
+}
+
+/// A command with who sent it and the stage they were looking at. If the
+/// rollout has moved since, the command is stale and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub actor: Actor,
+    pub command: Command,
+    /// 0-based index of the stage the actor saw.
+    pub expected_stage: usize,
+}
+
+/// Argo-Rollouts-style verbs for rollouts a native controller runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NativeVerb {
+    Promote,
+    PromoteFull,
+    Abort,
+    Retry,
+    Pause,
+    Resume,
+    Undo,
+}
+
+/// What a native controller reports about an observed rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum NativeStatus {
+    Progressing,
+    Paused { reason: String },
+    Degraded { message: String },
+    Aborted { message: String },
+    Healthy,
+}
+
+/// What a backend sees on the real system.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Observation {
+    /// Canary traffic weight read back from the system, if it has one.
+    pub canary_weight: Option<u8>,
+    /// Observed rollouts: the controller's stage index and status.
+    pub native_stage: Option<usize>,
+    pub native_status: Option<NativeStatus>,
+}
+
+/// Something that happened to a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "event")]
+pub enum Event {
+    /// Begin the rollout (enter the first stage).
+    Start,
+    /// Time passed; bake timers are checked.
+    Tick,
+    /// One analysis window of stable and canary metrics.
+    Metrics(crate::analysis::MetricsSample),
+    /// A fresh error-budget measurement for the service.
+    Budget(SloMeasurement),
+    Observation(Observation),
+    Command(CommandRequest),
+    EffectDone { effect: Effect },
+    EffectFailed { effect: Effect, error: String },
+    /// A new revision to roll out, after the previous one finished.
+    NewRevision { revision: String },
+}
+
+/// What the engine must do. Effects are idempotent: applying one twice
+/// leaves the system as applying it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "effect")]
+pub enum Effect {
+    /// Send `canary` % of traffic to the canary, the rest to stable.
+    SetWeight { canary: u8 },
+    /// Run `percent` % of the version's desired replicas.
+    Scale { version: Version, percent: u8 },
+    /// Blue-green: all traffic to this side.
+    SwitchActive { to: Version },
+    /// Rolling: back to this revision.
+    Undo { to_revision: String },
+    /// Observed rollouts: the native controller's verb.
+    Native { verb: NativeVerb },
+    Notify(Notice),
+}
+
+impl Effect {
+    /// True for effects that touch the real system (not notices).
+    pub fn is_backend(&self) -> bool {
+        !matches!(self, Effect::Notify(_))
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Effect::SetWeight { canary } => write!(f, "set canary weight {canary} %"),
+            Effect::Scale { version, percent } => write!(f, "scale {version:?} to {percent} %"),
+            Effect::SwitchActive { to } => write!(f, "switch active to {to:?}"),
+            Effect::Undo { to_revision } => write!(f, "undo to {to_revision}"),
+            Effect::Native { verb } => write!(f, "native {verb:?}"),
+            Effect::Notify(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A message for the event log; `Rejected` answers a command that changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "notice")]
+pub enum Notice {
+    Rejected { actor: Actor, command: String, reason: String },
+    Warning { message: String },
+    Info { message: String },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Rejected { actor, command, reason } => write!(f, "{command} by {actor} refused: {reason}"),
+            Notice::Warning { message } => write!(f, "warning: {message}"),
+            Notice::Info { message } => f.write_str(message),
+        }
+    }
+}
+
+/// Why a rollout waits at a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gate {
+    /// The plan asks for a human before this stage.
+    Stage,
+    /// The error budget is between 25 and 50 %: every promotion needs approval.
+    Budget,
+    /// The error budget is frozen: only an override with a reason passes.
+    Freeze,
+}
+
+/// Where a rollout is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "phase")]
+pub enum Phase {
+    Pending,
+    /// Baking the current stage since `since` (plus earlier bake time).
+    Progressing { since: Timestamp },
+    Paused { by: Actor, reason: String, since: Timestamp },
+    /// Waiting for a human before entering stage `next`.
+    AwaitingApproval { next: usize, gate: Gate, since: Timestamp },
+    Promoted { at: Timestamp },
+    Aborted { by: Actor, reason: String, at: Timestamp },
+    RolledBack { by: Actor, reason: String, at: Timestamp },
+    /// An effect could not be applied after an abort or rollback, or a native
+    /// controller reports the rollout degraded. A human must look.
+    Failed { reason: String, at: Timestamp },
+}
+
+impl Phase {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Progressing { .. } => "progressing",
+            Phase::Paused { .. } => "paused",
+            Phase::AwaitingApproval { .. } => "awaiting approval",
+            Phase::Promoted { .. } => "promoted",
+            Phase::Aborted { .. } => "aborted",
+            Phase::RolledBack { .. } => "rolled back",
+            Phase::Failed { .. } => "failed",
+        }
+    }
+
+    /// Promoted and rolled back stay put until a new revision arrives.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Phase::Promoted { .. } | Phase::RolledBack { .. })
+    }
+
+    /// No further automatic progress: terminal, aborted or failed.
+    pub fn is_finished(&self) -> bool {
+        self.is_terminal() || matches!(self, Phase::Aborted { .. } | Phase::Failed { .. })
+    }
+}
+
+/// The plan and its compiled stages, shared between snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSpec {
+    pub plan: Plan,
+    pub stages: Vec<Stage>,
+}
+
+/// A recorded operator action, shown as "who acted last".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorNote {
+    pub actor: Actor,
+    pub action: String,
+    pub at: Timestamp,
+    /// The stage (0-based) the action was taken from.
+    pub stage: usize,
+}
+
+/// One rollout's whole state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: String,
+    pub spec: Arc<RolloutSpec>,
+    pub control: Control,
+    pub phase: Phase,
+    /// 0-based index into `spec.stages`.
+    pub stage: usize,
+    /// Canary weight flightdeck has asked for, percent.
+    pub canary_weight: u8,
+    /// Canary weight the backend last reported.
+    pub observed_weight: Option<u8>,
+    pub stable_revision: String,
+    pub canary_revision: String,
+    /// Bake time of the current stage accumulated before the current run.
+    pub bake_elapsed: Duration,
+    /// A passing verdict arrived in this stage (and no failure since).
+    pub stage_passed: bool,
+    /// Consecutive failed checks (Flagger's counter).
+    pub failures: u32,
+    /// Consecutive windows with missing metrics.
+    pub missing_metrics: u32,
+    pub last_verdict: Option<Verdict>,
+    pub budget: Option<BudgetStatus>,
+    pub freeze_override: Option<ActorNote>,
+    pub last_action: Option<ActorNote>,
+    /// The last backend error, shown as a banner until an effect succeeds.
+    pub backend_error: Option<String>,
+}
+
+impl Rollout {
+    /// A pending rollout of `plan`.
+    pub fn new(id: impl Into<String>, plan: Plan) -> Rollout {
+        let stages = plan.stages();
+        let control = plan.target.backend.control();
+        Rollout {
+            id: id.into(),
+            control,
+            phase: Phase::Pending,
+            stage: 0,
+            canary_weight: 0,
+            observed_weight: None,
+            stable_revision: plan.stable.clone(),
+            canary_revision: plan.canary.clone(),
+            bake_elapsed: Duration::ZERO,
+            stage_passed: false,
+            failures: 0,
+            missing_metrics: 0,
+            last_verdict: None,
+            budget: None,
+            freeze_override: None,
+            last_action: None,
+            backend_error: None,
+            spec: Arc::new(RolloutSpec { plan, stages }),
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.spec.plan
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.spec.stages
+    }
+
+    pub fn current_stage(&self) -> Option<&Stage> {
+        self.spec.stages.get(self.stage)
+    }
+
+    /// Bake time of the current stage so far.
+    pub fn baked(&self, now: Timestamp) -> Duration {
+        match self.phase {
+            Phase::Progressing { since } => self.bake_elapsed + now.since(since),
+            _ => self.bake_elapsed,
+        }
+    }
+
+    /// Bake time left in the current stage, while it is baking or paused.
+    pub fn bake_remaining(&self, now: Timestamp) -> Option<Duration> {
+        match self.phase {
+            Phase::Progressing { .. } | Phase::Paused { .. } => {
+                let bake = self.current_stage()?.bake;
+                Some(bake.saturating_sub(self.baked(now)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Time to 100 % if every remaining stage bakes and passes on time.
+    pub fn eta(&self, now: Timestamp) -> Option<Duration> {
+        if self.phase.is_finished() {
+            return None;
+        }
+        let later: Duration = self.stages().iter().skip(self.stage + 1).map(|s| s.bake).sum();
+        let current = match self.phase {
+            Phase::Pending => self.current_stage().map_or(Duration::ZERO, |s| s.bake),
+            _ => self.bake_remaining(now).unwrap_or_default(),
+        };
+        Some(current + later)
+    }
+
+    /// Why this rollout needs a person now, if it does.
+    pub fn needs_human(&self) -> Option<String> {
+        match &self.phase {
+            Phase::AwaitingApproval { gate, next, .. } => Some(match gate {
+                Gate::Stage => format!("approve stage {} of {}", next + 1, self.stages().len()),
+                Gate::Budget => "error budget below 50 %: approve each promotion".to_string(),
+                Gate::Freeze => "error budget frozen: override with a reason to continue".to_string(),
+            }),
+            Phase::Paused { by, reason, .. } if *by == Actor::analysis() || *by == Actor::backend() => {
+                Some(reason.clone())
+            }
+            Phase::Failed { reason, .. } => Some(reason.clone()),
+            _ => self.backend_error.clone(),
+        }
+    }
+
+    /// What happens next and when, in words: "Next: 50 % in 9:42".
+    pub fn next_step(&self, now: Timestamp) -> String {
+        let next = self.stages().get(self.stage + 1);
+        match (&self.phase, next) {
+            (Phase::Pending, _) => "Next: start".to_string(),
+            (Phase::Progressing { .. }, None) => "Next: complete".to_string(),
+            (Phase::Progressing { .. }, Some(n)) => match self.bake_remaining(now) {
+                Some(left) if !left.is_zero() => {
+                    format!("Next: {} % in {}", n.weight, crate::time::clock(left))
+                }
+                _ if !self.stage_passed => format!("Next: {} % after a passing verdict", n.weight),
+                _ => format!("Next: {} %", n.weight),
+            },
+            (Phase::AwaitingApproval { .. }, _) => "Next: waiting for approval".to_string(),
+            (Phase::Paused { .. }, _) => "Next: resume to continue".to_string(),
+            (Phase::Aborted { .. }, _) => "Next: retry or rollback".to_string(),
+            (Phase::Failed { .. }, _) => "Next: a human must look".to_string(),
+            (Phase::Promoted { .. } | Phase::RolledBack { .. }, _) => "Next: nothing (done)".to_string(),
+        }
+    }
+}
+
+/// Applies one event. Returns the new state and the effects to carry out.
+/// A rejected command returns the state unchanged and a `Rejected` notice.
+pub fn step(state: &Rollout, event: Event, now: Timestamp) -> (Rollout, Vec<Effect>) {
+    let mut next = state.clone();
+    let mut effects = Vec::new();
+    match event {
+        Event::Start => on_start(&mut next, &mut effects, now),
+        Event::Tick => on_tick(&mut next, &mut effects, now),
+        Event::Metrics(sample) => on_metrics(&mut next, &mut effects, &sample, now),
+        Event::Budget(m) => next.budget = Some(BudgetStatus::compute(&next.spec.plan.slo, &m)),
+        Event::Observation(o) => on_observation(&mut next, &mut effects, o, now),
+        Event::Command(req) => {
+            if let Err(reason) = on_command(&mut next, &mut effects, &req, now) {
+                let notice =
+                    Notice::Rejected { actor: req.actor, command: req.command.verb().to_string(), reason };
+                return (state.clone(), vec![Effect::Notify(notice)]);
+            }
+        }
+        Event::EffectDone { .. } => next.backend_error = None,
+        Event::EffectFailed { effect, error } => on_effect_failed(&mut next, &effect, error, now),
+        Event::NewRevision { revision } => on_new_revision(&mut next, &mut effects, revision),
+    }
+    (next, effects)
+}
+
+fn on_start(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
+    if r.phase == Phase::Pending && r.control == Control::Driven {
+        enter_stage(r, fx, 0, now, false);
+    } else if r.phase == Phase::Pending {
+        // A native controller runs it: mirror it from its first observation.
+        r.phase = Phase::Progressing { since: now };
+    }
+}
+
+fn on_tick(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
+    let Phase::Progressing { .. } = r.phase else { return };
+    if r.control != Control::Driven {
+        return;
+    }
+    let Some(stage) = r.current_stage() else { return };
+    let baked = r.baked(now) >= stage.bake;
+    // A bake of zero is a pass-through; otherwise the stage must have seen a
+    // passing verdict: too few requests is never a pass.
+    if baked && (stage.bake.is_zero() || r.stage_passed) {
+        let target = r.stage + 1;
+        enter_stage(r, fx, target, now, false);
+    }
+}
+
+/// Moves to stage `index` (or completes past the last one), stopping at a
+/// gate unless a human already approved (`approved`).
+fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timestamp, approved: bool) {
+    if index >= r.stages().len() {
+        complete(r, fx, now);
+        return;
+    }
+    if !approved {
+        if let Some(gate) = gate_for(r, index) {
+            r.phase = Phase::AwaitingApproval { next: index, gate, since: now };
+            return;
+        }
+    }
+    let stage = r.stages()[index].clone();
+    r.stage = index;
+    r.canary_weight = stage.weight;
+    r.bake_elapsed = Duration::ZERO;
+    r.stage_passed = false;
+    r.phase = Phase::Progressing { since: now };
+    fx.push(stage_effect(&stage));
+    if stage.bake.is_zero() && index + 1 == r.stages().len() {
+        // Nothing to bake at the last stage: reaching it is the promotion.
+        complete(r, fx, now);
+    }
+}
+
+/// The gate in front of stage `index`, if any.
+fn gate_for(r: &Rollout, index: usize) -> Option<Gate> {
+    let frozen = r.budget.is_some_and(|b| b.policy == DeployPolicy::Freeze);
+    match r.budget.map(|b| b.policy) {
+        _ if frozen && r.freeze_override.is_none() => Some(Gate::Freeze),
+        Some(DeployPolicy::ApprovalRequired) => Some(Gate::Budget),
+        _ if r.stages()[index].approval => Some(Gate::Stage),
+        _ => None,
+    }
+}
+
+fn stage_effect(stage: &Stage) -> Effect {
+    match stage.action {
+        StageAction::Weight => Effect::SetWeight { canary: stage.weight },
+        StageAction::Preview => Effect::Scale { version: Version::Canary, percent: 100 },
+        StageAction::Switch => Effect::SwitchActive { to: Version::Canary },
+        StageAction::Batch => Effect::Scale { version: Version::Canary, percent: stage.weight },
+    }
+}
+
+fn complete(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
+    let last = r.stages().len().saturating_sub(1);
+    if r.stage != last || r.canary_weight != 100 {
+        let stage = r.stages()[last].clone();
+        r.stage = last;
+        r.canary_weight = 100;
+        fx.push(stage_effect(&stage));
+    }
+    if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) {
+        // The old side ran through the verification window for an instant
+        // switch back; now it can go.
+        fx.push(Effect::Scale { version: Version::Stable, percent: 0 });
+    }
+    r.phase = Phase::Promoted { at: now };
+    fx.push(Effect::Notify(Notice::Info { message: format!("{} promoted to 100 %", r.canary_revision) }));
+}
+
+/// Canary weight to 0 and, for a rollback, the canary (or new side) removed.
+fn revert(r: &mut Rollout, fx: &mut Vec<Effect>, scale_down: bool) {
+    r.canary_weight = 0;
+    match r.plan().strategy {
+        Strategy::Canary { .. } => {
+            fx.push(Effect::SetWeight { canary: 0 });
+            if scale_down {
+                fx.push(Effect::Scale { version: Version::Canary, percent: 0 });
+            }
+        }
+        Strategy::BlueGreen { .. } => {
+            fx.push(Effect::SwitchActive { to: Version::Stable });
+            if scale_down {
+                fx.push(Effect::Scale { version: Version::Canary, percent: 0 });
+            }
+        }
+        Strategy::Rolling { .. } if scale_down => {
+            fx.push(Effect::Undo { to_revision: r.stable_revision.clone() })
+        }
+        // Aborting a rolling update stops it where it is and sends no new
+        // replicas; the old ones keep serving.
+        Strategy::Rolling { .. } => fx.push(Effect::Scale { version: Version::Canary, percent: 0 }),
+    }
+}
+
+fn roll_back(r: &mut Rollout, fx: &mut Vec<Effect>, by: Actor, reason: String, now: Timestamp) {
+    revert(r, fx, true);
+    r.phase = Phase::RolledBack { by, reason, at: now };
+}
+
+fn on_metrics(r: &mut Rollout, fx: &mut Vec<Effect>, sample: &crate::analysis::MetricsSample, now: Timestamp) {
+    let live = matches!(r.phase, Phase::Progressing { .. } | Phase::Paused { .. } | Phase::AwaitingApproval { .. });
+    if !live {
+        return;
+    }
+    let verdict = evaluate(&r.plan().analysis, sample);
+    match &verdict {
+        Verdict::Pass { .. } => {
+            r.failures = 0;
+            r.missing_metrics = 0;
+            r.stage_passed = true;
+        }
+        Verdict::Fail { severity, .. } => {
+            r.failures += 1;
+            r.missing_metrics = 0;
+            r.stage_passed = false;
+            let reason = format!("analysis failed ({:?}): {}", severity, verdict.summary());
+            if r.control == Control::Observed {
+                // The native controller decides; our verdict is advice.
+                fx.push(Effect::Notify(Notice::Warning { message: reason }));
+            } else if immediate(r.plan().analysis.immediate_rollback, *severity)
+                || r.failures >= r.plan().analysis.failure_threshold
+            {
+                roll_back(r, fx, Actor::analysis(), reason, now);
+            }
+        }
+        Verdict::Inconclusive { .. } if verdict.is_missing_metrics() => {
+            r.missing_metrics += 1;
+            let limit = r.plan().analysis.inconclusive_limit;
+            if r.missing_metrics >= limit && matches!(r.phase, Phase::Progressing { .. }) {
+                let reason = format!(
+                    "metrics missing for {limit} windows in a row ({}); check the metrics source, then resume",
+                    verdict.summary()
+                );
+                pause(r, Actor::analysis(), reason, now);
+            }
+        }
+        Verdict::Inconclusive { .. } => {}
+    }
+    r.last_verdict = Some(verdict);
+}
+
+fn immediate(policy: ImmediateRollback, severity: Severity) -> bool {
+    match policy {
+        ImmediateRollback::Off => false,
+        ImmediateRollback::Critical => severity >= Severity::Critical,
+        ImmediateRollback::High => severity >= Severity::High,
+    }
+}
+
+fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
+    r.bake_elapsed = r.baked(now);
+    r.phase = Phase::Paused { by, reason, since: now };
+}
+
+fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Timestamp) {
+    r.observed_weight = o.canary_weight;
+    if r.control == Control::Observed {
+        mirror_native(r, &o, now);
+        return;
+    }
+    let Some(seen) = o.canary_weight else { return };
+    let watching = matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. });
+    if watching && seen != r.canary_weight {
+        let reason = format!(
+            "drift: the backend shows canary weight {seen} % but flightdeck set {} % \
+             (changed by hand, or the proxy restarted); resume re-applies {} %",
+            r.canary_weight, r.canary_weight
+        );
+        fx.push(Effect::Notify(Notice::Warning { message: reason.clone() }));
+        pause(r, Actor::backend(), reason, now);
+    }
+}
+
+/// Observed rollouts: the core's state follows the native controller.
+fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
+    if let Some(stage) = o.native_stage {
+        if stage != r.stage && stage < r.stages().len() {
+            r.stage = stage;
+            r.bake_elapsed = Duration::ZERO;
+        }
+    }
+    if let Some(w) = o.canary_weight {
+        r.canary_weight = w;
+    }
+    let Some(status) = &o.native_status else { return };
+    let by = Actor::new("controller");
+    r.phase = match status {
+        NativeStatus::Progressing => match r.phase {
+            Phase::Progressing { since } => Phase::Progressing { since },
+            _ => Phase::Progressing { since: now },
+        },
+        NativeStatus::Paused { reason } => match &r.phase {
+            p @ Phase::Paused { .. } => p.clone(),
+            _ => Phase::Paused { by, reason: reason.clone(), since: now },
+        },
+        NativeStatus::Degraded { message } => Phase::Failed { reason: message.clone(), at: now },
+        NativeStatus::Aborted { message } => Phase::Aborted { by, reason: message.clone(), at: now },
+        NativeStatus::Healthy => Phase::Promoted { at: now },
+    };
+}
+
+fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timestamp) {
+    r.backend_error = Some(format!("{effect}: {error}"));
+    if matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. } | Phase::Pending) {
+        let reason = format!("backend failing ({effect}: {error}); fix it, then resume");
+        pause(r, Actor::backend(), reason, now);
+    }
+    // Otherwise the phase stands (a rollback stays a rollback) and the
+    // banner says the system may not match it; the engine keeps retrying.
+}
+
+fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {
+    if !r.phase.is_finished() {
+        let message = format!("new revision {revision} ignored: {} is still rolling out", r.canary_revision);
+        fx.push(Effect::Notify(Notice::Warning { message }));
+        return;
+    }
+    if matches!(r.phase, Phase::Promoted { .. }) {
+        r.stable_revision = std::mem::take(&mut r.canary_revision);
+    }
+    r.canary_revision = revision;
+    r.phase = Phase::Pending;
+    r.stage = 0;
+    r.canary_weight = 0;
+    reset_stage_progress(r);
+    r.failures = 0;
+    r.last_verdict = None;
+    r.freeze_override = None;
+}
+
+fn reset_stage_progress(r: &mut Rollout) {
+    r.bake_elapsed = Duration::ZERO;
+    r.stage_passed = false;
+    r.missing_metrics = 0;
+}
+
+/// Applies an operator command, or says why it cannot.
+fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
+    if req.expected_stage != r.stage {
+        return Err(format!(
+            "stale: sent for stage {} but the rollout is at stage {} of {} ({} %)",
+            req.expected_stage + 1,
+            r.stage + 1,
+            r.stages().len(),
+            r.canary_weight
+        ));
+    }
+    if r.control == Control::Observed {
+        return native_command(r, fx, req, now);
+    }
+    let actor = req.actor.clone();
+    match &req.command {
+        Command::Pause { reason } => {
+            require(r, &[Live::Baking, Live::Waiting])?;
+            let reason = reason.clone().unwrap_or_else(|| format!("paused by {actor}"));
+            pause(r, actor.clone(), reason, now);
+        }
+        Command::Resume => {
+            require(r, &[Live::Paused])?;
+            r.phase = Phase::Progressing { since: now };
+            r.missing_metrics = 0;
+            r.backend_error = None;
+            // Re-apply: the pause may have come from drift or a failed effect.
+            if let Some(stage) = r.current_stage() {
+                fx.push(stage_effect(stage));
+            }
+        }
+        Command::Promote | Command::Approve => {
+            let waiting = matches!(r.phase, Phase::AwaitingApproval { .. });
+            if matches!(req.command, Command::Approve) && !waiting {
+                return Err("nothing is waiting for approval".to_string());
+            }
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused])?;
+            check_freeze(r)?;
+            let target = match r.phase {
+                Phase::AwaitingApproval { next, .. } => next,
+                _ => r.stage + 1,
+            };
+            enter_stage(r, fx, target, now, true);
+        }
+        Command::PromoteFull => {
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending])?;
+            check_freeze(r)?;
+            complete(r, fx, now);
+        }
+        Command::StepBack => {
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused])?;
+            if r.stage == 0 {
+                return Err("already at the first stage; abort sends the canary to 0 %".to_string());
+            }
+            let from = r.canary_weight;
+            let stage = r.stages()[r.stage - 1].clone();
+            r.stage -= 1;
+            r.canary_weight = stage.weight;
+            reset_stage_progress(r);
+            fx.push(stage_effect(&stage));
+            let reason = format!("stepped back by {actor} from {from} % to {} %", stage.weight);
+            r.phase = Phase::Paused { by: actor.clone(), reason, since: now };
+        }
+        Command::Abort { reason } => {
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed])?;
+            revert(r, fx, false);
+            let reason = reason.clone().unwrap_or_else(|| format!("aborted by {actor}"));
+            r.phase = Phase::Aborted { by: actor.clone(), reason, at: now };
+        }
+        Command::Rollback { reason } => {
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed, Live::Aborted])?;
+            let reason = reason.clone().unwrap_or_else(|| format!("rolled back by {actor}"));
+            roll_back(r, fx, actor.clone(), reason, now);
+        }
+        Command::Retry => {
+            require(r, &[Live::Aborted, Live::Failed])?;
+            r.failures = 0;
+            r.backend_error = None;
+            reset_stage_progress(r);
+            enter_stage(r, fx, 0, now, true);
+        }
+        Command::OverrideFreeze { reason } => {
+            if reason.trim().is_empty() {
+                return Err("a freeze override needs a typed reason".to_string());
+            }
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending])?;
+            r.freeze_override = Some(note(r, &actor, format!("override freeze: {}", reason.trim()), now));
+            if let Phase::AwaitingApproval { next, gate: Gate::Freeze, .. } = r.phase {
+                enter_stage(r, fx, next, now, false);
+            }
+        }
+    }
+    r.last_action = Some(note(r, &actor, req.command.verb().to_string(), now));
+    Ok(())
+}
+
+fn note(r: &Rollout, actor: &Actor, action: String, now: Timestamp) -> ActorNote {
+    ActorNote { actor: actor.clone(), action, at: now, stage: r.stage }
+}
+
+fn check_freeze(r: &Rollout) -> Result<(), String> {
+    let frozen = r.budget.is_some_and(|b| b.policy == DeployPolicy::Freeze);
+    if frozen && r.freeze_override.is_none() {
+        let left = r.budget.map_or(0.0, |b| b.remaining_pct);
+        return Err(format!("error budget frozen ({left:.0} % left); override with a reason first"));
+    }
+    Ok(())
+}
+
+/// Phases a command may act in.
+#[derive(Clone, Copy, PartialEq)]
+enum Live {
+    Pending,
+    Baking,
+    Waiting,
+    Paused,
+    Aborted,
+    Failed,
+}
+
+fn require(r: &Rollout, allowed: &[Live]) -> Result<(), String> {
+    let live = match r.phase {
+        Phase::Pending => Live::Pending,
+        Phase::Progressing { .. } => Live::Baking,
+        Phase::AwaitingApproval { .. } => Live::Waiting,
+        Phase::Paused { .. } => Live::Paused,
+        Phase::Aborted { .. } => Live::Aborted,
+        Phase::Failed { .. } => Live::Failed,
+        Phase::Promoted { .. } | Phase::RolledBack { .. } => {
+            return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()))
+        }
+    };
+    if allowed.contains(&live) {
+        Ok(())
+    } else {
+        Err(format!("not possible while {}", r.phase.label()))
+    }
+}
+
+/// Observed rollouts: commands become the controller's verbs; the state
+/// follows when the controller reports back.
+fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
+    if r.phase.is_terminal() {
+        return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()));
+    }
+    let verb = match &req.command {
+        Command::Pause { .. } => NativeVerb::Pause,
+        Command::Resume => NativeVerb::Resume,
+        Command::Promote | Command::Approve => NativeVerb::Promote,
+        Command::PromoteFull => NativeVerb::PromoteFull,
+        Command::Abort { .. } => NativeVerb::Abort,
+        Command::Retry => NativeVerb::Retry,
+        Command::Rollback { .. } => NativeVerb::Undo,
+        Command::StepBack | Command::OverrideFreeze { .. } => {
+            return Err(format!("{} is not a verb the native controller has", req.command.verb()))
+        }
+    };
+    fx.push(Effect::Native { verb });
+    r.last_action = Some(note(r, &req.actor, req.command.verb().to_string(), now));
+    Ok(())
+}

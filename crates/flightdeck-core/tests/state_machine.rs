@@ -1,0 +1,292 @@
+//! Walkthroughs of the rollout state machine, one behaviour per test.
+
+mod common;
+
+use common::*;
+use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::{ImmediateRollback, Strategy};
+use flightdeck_core::rollout::{step, Actor, Command, Effect, Event, Gate, Notice, Phase, Rollout, Version};
+use flightdeck_core::time::Timestamp;
+
+struct Run {
+    r: Rollout,
+    now: Timestamp,
+    effects: Vec<Effect>,
+}
+
+impl Run {
+    fn new(plan: flightdeck_core::Plan) -> Run {
+        let mut run = Run { r: Rollout::new("checkout", plan), now: Timestamp(0), effects: vec![] };
+        run.send(Event::Start);
+        run
+    }
+    fn send(&mut self, e: Event) -> Vec<Effect> {
+        let (r, fx) = step(&self.r, e, self.now);
+        self.r = r;
+        self.effects.extend(fx.clone());
+        fx
+    }
+    /// Advances time by whole minutes, with a healthy window and a tick each minute.
+    fn minutes(&mut self, n: u32, sample: fn() -> Event) {
+        for _ in 0..n {
+            self.now = self.now.plus(MIN);
+            self.send(sample());
+            self.send(Event::Tick);
+        }
+    }
+}
+
+fn rejected(fx: &[Effect]) -> Option<&str> {
+    fx.iter().find_map(|e| match e {
+        Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+#[test]
+fn start_enters_the_first_stage_and_sets_its_weight() {
+    let run = Run::new(canary_plan());
+    assert_eq!(run.r.stage, 0);
+    assert_eq!(run.r.canary_weight, 1);
+    assert_eq!(run.effects, vec![Effect::SetWeight { canary: 1 }]);
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+}
+
+#[test]
+fn healthy_canary_walks_every_stage_to_promoted_in_45_minutes() {
+    let mut run = Run::new(canary_plan());
+    run.minutes(44, healthy_sample);
+    assert_eq!(run.r.stage, 2, "still baking 50 % at 44 min");
+    run.minutes(1, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::Promoted { .. }), "{:?}", run.r.phase);
+    let weights: Vec<u8> = run
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SetWeight { canary } => Some(*canary),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(weights, vec![1, 10, 50, 100]);
+}
+
+#[test]
+fn bake_time_without_a_passing_verdict_does_not_promote() {
+    let mut run = Run::new(canary_plan());
+    run.minutes(30, missing_sample_ignored);
+    assert_eq!(run.r.stage, 0);
+    assert_eq!(run.r.next_step(run.now), "Next: 10 % after a passing verdict");
+}
+
+// Too few requests: inconclusive, but not "missing", so no pause either.
+fn missing_sample_ignored() -> Event {
+    Event::Metrics(flightdeck_core::MetricsSample {
+        window: MIN,
+        stable: Some(window(9_000, 9, 250.0)),
+        canary: Some(window(20, 0, 250.0)),
+        missing: None,
+    })
+}
+
+#[test]
+fn severe_error_regression_rolls_back_at_once_with_the_reason() {
+    let mut run = Run::new(canary_plan());
+    run.minutes(3, healthy_sample);
+    let fx = run.send(bad_sample());
+    match &run.r.phase {
+        Phase::RolledBack { by, reason, .. } => {
+            assert_eq!(by, &Actor::analysis());
+            assert!(reason.contains("error rate"), "{reason}");
+        }
+        other => panic!("expected rolled back, got {other:?}"),
+    }
+    assert_eq!(fx[..2], [Effect::SetWeight { canary: 0 }, Effect::Scale { version: Version::Canary, percent: 0 }]);
+    assert_eq!(run.r.last_verdict.as_ref().unwrap().label(), "fail");
+}
+
+#[test]
+fn failure_counter_rolls_back_at_the_threshold_and_a_pass_resets_it() {
+    let mut plan = canary_plan();
+    plan.analysis.immediate_rollback = ImmediateRollback::Off;
+    plan.analysis.failure_threshold = 3;
+    let mut run = Run::new(plan);
+    run.send(bad_sample());
+    run.send(bad_sample());
+    assert_eq!(run.r.failures, 2);
+    run.send(healthy_sample());
+    assert_eq!(run.r.failures, 0, "a pass resets the counter");
+    run.send(bad_sample());
+    run.send(bad_sample());
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+    run.send(bad_sample());
+    assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
+}
+
+#[test]
+fn a_run_of_missing_metrics_pauses_and_asks_a_human() {
+    let mut run = Run::new(canary_plan());
+    run.minutes(2, missing_sample);
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+    run.minutes(1, missing_sample);
+    match &run.r.phase {
+        Phase::Paused { by, reason, .. } => {
+            assert_eq!(by, &Actor::analysis());
+            assert!(reason.contains("metrics missing for 3 windows"), "{reason}");
+        }
+        other => panic!("expected paused, got {other:?}"),
+    }
+    assert!(run.r.needs_human().is_some());
+}
+
+#[test]
+fn stale_command_changes_nothing_and_says_why() {
+    let mut run = Run::new(canary_plan());
+    run.minutes(16, healthy_sample);
+    assert_eq!(run.r.stage, 1);
+    let before = run.r.clone();
+    let fx = run.send(cmd(Command::Abort { reason: None }, 0));
+    assert_eq!(run.r, before);
+    let reason = rejected(&fx).expect("a rejection notice");
+    assert_eq!(reason, "stale: sent for stage 1 but the rollout is at stage 2 of 4 (10 %)");
+}
+
+#[test]
+fn pause_stops_the_bake_timer_and_resume_continues_it() {
+    let mut run = Run::new(canary_plan());
+    run.minutes(5, healthy_sample);
+    run.send(cmd(Command::Pause { reason: Some("checking dashboards".into()) }, 0));
+    run.minutes(60, healthy_sample);
+    assert_eq!(run.r.stage, 0, "no progress while paused");
+    assert_eq!(run.r.bake_remaining(run.now), Some(MIN * 10));
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 1 }], "resume re-applies the weight");
+    run.minutes(10, healthy_sample);
+    assert_eq!(run.r.stage, 1);
+    assert_eq!(run.r.last_action.as_ref().unwrap().action, "resume");
+}
+
+#[test]
+fn promote_skips_the_rest_of_the_bake_and_step_back_halves_exposure() {
+    let mut run = Run::new(canary_plan());
+    let fx = run.send(cmd(Command::Promote, 0));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 10 }]);
+    run.send(cmd(Command::Promote, 1));
+    assert_eq!(run.r.canary_weight, 50);
+    let fx = run.send(cmd(Command::StepBack, 2));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 10 }]);
+    assert_eq!(run.r.stage, 1);
+    assert!(matches!(&run.r.phase, Phase::Paused { reason, .. } if reason.contains("from 50 % to 10 %")));
+}
+
+#[test]
+fn step_back_at_the_first_stage_is_refused() {
+    let mut run = Run::new(canary_plan());
+    let fx = run.send(cmd(Command::StepBack, 0));
+    assert!(rejected(&fx).unwrap().contains("first stage"));
+}
+
+#[test]
+fn abort_keeps_the_canary_and_retry_starts_over() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Promote, 0));
+    let fx = run.send(cmd(Command::Abort { reason: None }, 1));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "abort does not scale the canary down");
+    assert!(matches!(run.r.phase, Phase::Aborted { .. }));
+    let fx = run.send(cmd(Command::Retry, 1));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 1 }]);
+    assert_eq!(run.r.stage, 0);
+}
+
+#[test]
+fn promoted_is_terminal_until_a_new_revision() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::PromoteFull, 0));
+    assert!(matches!(run.r.phase, Phase::Promoted { .. }));
+    let fx = run.send(cmd(Command::Rollback { reason: None }, 3));
+    assert!(rejected(&fx).unwrap().contains("until a new revision"));
+    run.send(Event::NewRevision { revision: "v3".into() });
+    assert_eq!(run.r.phase, Phase::Pending);
+    assert_eq!((run.r.stable_revision.as_str(), run.r.canary_revision.as_str()), ("v2", "v3"));
+}
+
+#[test]
+fn approval_gate_waits_for_a_human() {
+    let mut plan = canary_plan();
+    if let Strategy::Canary { stages } = &mut plan.strategy {
+        stages[2].approval = true;
+    }
+    let mut run = Run::new(plan);
+    run.minutes(40, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 2, gate: Gate::Stage, .. }));
+    assert_eq!(run.r.canary_weight, 10);
+    let fx = run.send(cmd(Command::Approve, 1));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 50 }]);
+}
+
+#[test]
+fn budget_freeze_blocks_promotion_until_an_override_with_a_reason() {
+    let mut run = Run::new(canary_plan());
+    // 99.8 % measured against 99.9 %: the budget is overspent.
+    run.send(Event::Budget(SloMeasurement { availability: 0.998, ..Default::default() }));
+    run.minutes(16, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { gate: Gate::Freeze, next: 1, .. }));
+    let fx = run.send(cmd(Command::Promote, 0));
+    assert!(rejected(&fx).unwrap().contains("frozen"));
+    let fx = run.send(cmd(Command::OverrideFreeze { reason: "  ".into() }, 0));
+    assert!(rejected(&fx).unwrap().contains("typed reason"));
+    let fx = run.send(cmd(Command::OverrideFreeze { reason: "security fix CVE-1".into() }, 0));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 10 }]);
+    assert_eq!(run.r.freeze_override.as_ref().unwrap().action, "override freeze: security fix CVE-1");
+}
+
+#[test]
+fn a_failed_effect_pauses_with_the_backend_error_visible() {
+    let mut run = Run::new(canary_plan());
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 1 }, error: "socket timeout".into() });
+    assert!(matches!(&run.r.phase, Phase::Paused { by, .. } if *by == Actor::backend()));
+    assert_eq!(run.r.backend_error.as_deref(), Some("set canary weight 1 %: socket timeout"));
+    run.send(cmd(Command::Resume, 0));
+    assert_eq!(run.r.backend_error, None);
+}
+
+#[test]
+fn weight_drift_pauses_the_rollout() {
+    let mut run = Run::new(canary_plan());
+    let obs = flightdeck_core::rollout::Observation { canary_weight: Some(30), ..Default::default() };
+    run.send(Event::Observation(obs));
+    assert!(matches!(&run.r.phase, Phase::Paused { reason, .. } if reason.starts_with("drift")));
+}
+
+#[test]
+fn blue_green_previews_switches_then_scales_the_old_side_down() {
+    let plan = plan_with(Strategy::BlueGreen { preview: MIN * 5, verification: MIN * 5, approval: false });
+    let mut run = Run::new(plan);
+    run.minutes(11, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::Promoted { .. }));
+    let backend: Vec<_> = run.effects.iter().filter(|e| e.is_backend()).cloned().collect();
+    assert_eq!(
+        backend,
+        vec![
+            Effect::Scale { version: Version::Canary, percent: 100 },
+            Effect::SwitchActive { to: Version::Canary },
+            Effect::Scale { version: Version::Stable, percent: 0 },
+        ]
+    );
+}
+
+#[test]
+fn rolling_rollback_undoes_to_the_stable_revision() {
+    let plan = plan_with(Strategy::Rolling { batch_percent: 25, bake: MIN * 2 });
+    let mut run = Run::new(plan);
+    assert_eq!(run.r.stages().len(), 4);
+    let fx = run.send(cmd(Command::Rollback { reason: Some("bad batch".into()) }, 0));
+    assert_eq!(fx, vec![Effect::Undo { to_revision: "v1".into() }]);
+}
+
+#[test]
+fn eta_counts_the_current_bake_and_every_later_one() {
+    let mut run = Run::new(canary_plan());
+    run.minutes(5, healthy_sample);
+    assert_eq!(run.r.eta(run.now), Some(MIN * 40));
+    assert_eq!(run.r.next_step(run.now), "Next: 10 % in 10:00");
+}
