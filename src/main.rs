@@ -1,1 +1,97 @@
-fn main(){}
+use clap::{CommandFactory, Parser};
+use flightdeck::cli::{Cli, Cmd, RunOptions};
+use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::fleet::{self, BadInput};
+use flightdeck::headless::{self, EXIT_BAD_INPUT};
+use flightdeck_core::time::Timestamp;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let _ = color_eyre::install();
+    let cli = Cli::parse();
+    let _log_guard = flightdeck::logging::init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure::BadInput(bad)) => {
+            eprintln!("{bad}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+        Err(Failure::Other(report)) => {
+            eprintln!("Error: {report:?}");
+            ExitCode::from(headless::EXIT_OTHER)
+        }
+    }
+}
+
+/// Bad input is kept apart from other errors: it is the user's to fix, gets
+/// exit code 2, and needs no backtrace.
+enum Failure {
+    BadInput(BadInput),
+    Other(color_eyre::Report),
+}
+
+impl From<BadInput> for Failure {
+    fn from(e: BadInput) -> Self {
+        Failure::BadInput(e)
+    }
+}
+
+impl From<color_eyre::Report> for Failure {
+    fn from(e: color_eyre::Report) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        None => {
+            Cli::command().print_help()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "flightdeck", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Check { plans }) => {
+            for path in &plans {
+                let (plan, _) = fleet::read_plan(path)?;
+                println!(
+                    "{}: ok ({} {}, {} stages)",
+                    path.display(),
+                    plan.strategy_name(),
+                    fleet::rollout_id(&plan),
+                    plan.stages().len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Demo { run, speed }) => {
+            let setups = fleet::demo(run.seed)?;
+            go(setups, &run, speed, false)
+        }
+        Some(Cmd::Run { plans, run, speed, scenario, fresh }) => {
+            let setups = fleet::from_files(&plans, scenario.as_deref(), run.seed)?;
+            go(setups, &run, speed, fresh)
+        }
+    }
+}
+
+fn go(setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
+    let all_sim = setups.iter().all(|s| s.sim.is_some());
+    let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
+    let options = EngineOptions {
+        clock,
+        journal_dir: Some(flightdeck::paths::journal_dir()),
+        fresh,
+        stop_when: StopWhen::Unattended,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // Until the cockpit lands, every run prints the headless stream.
+    Ok(runtime.block_on(headless::run(setups, options, run.json))?)
+}

@@ -2,10 +2,11 @@
 //!
 //! One window of metrics becomes a table of checks (requests, error rate,
 //! p50/p95/p99) and a verdict. A regression fails only when it breaks a
-//! limit *and* a one-sided test says it is real (error rate: Fisher's exact
-//! test for small counts, else a two-proportion z-test; latency: Mann-Whitney
-//! U when raw samples exist). Too few canary requests, missing metrics or a
-//! regression that is not yet significant give *inconclusive*, never *pass*.
+//! limit *and* a one-sided test says it is real (error rate: an Agresti–Caffo
+//! test that the increase exceeds the limit, not merely that there is one;
+//! latency: Mann-Whitney U when raw samples exist). Too few canary requests,
+//! missing metrics or a regression that is not yet significant give
+//! *inconclusive*, never *pass*.
 
 use crate::plan::AnalysisConfig;
 use serde::{Deserialize, Serialize};
@@ -77,8 +78,9 @@ pub struct Check {
     /// The configured limit for `delta`, in the same unit; `None` for shown-only rows.
     pub threshold: Option<f64>,
     pub unit: DeltaUnit,
-    /// One-sided confidence that canary is worse than stable, 0..=1, from a
-    /// statistical test; `None` when the test could not run.
+    /// One-sided confidence that canary breaks the row's limit, 0..=1 (error
+    /// rate: that the increase exceeds `threshold`; latency: that canary is
+    /// slower than stable); `None` when the test could not run.
     pub confidence: Option<f64>,
     pub outcome: CheckOutcome,
     /// Severity when failing.
@@ -102,11 +104,21 @@ pub enum DeltaUnit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "verdict")]
 pub enum Verdict {
-    Pass { checks: Vec<Check> },
-    Fail { severity: Severity, checks: Vec<Check> },
+    Pass {
+        checks: Vec<Check>,
+    },
+    Fail {
+        severity: Severity,
+        checks: Vec<Check>,
+    },
     /// Not enough evidence either way: too few canary requests, missing
     /// metrics, or a regression not yet significant. Never a pass.
-    Inconclusive { requests: u64, needed: u64, reason: String, checks: Vec<Check> },
+    Inconclusive {
+        requests: u64,
+        needed: u64,
+        reason: String,
+        checks: Vec<Check>,
+    },
 }
 
 impl Verdict {
@@ -205,26 +217,11 @@ fn compare(config: &AnalysisConfig, window: Duration, stable: &VersionWindow, ca
     // compares whole distributions, not a single quantile.
     let latency_confidence =
         stats::mann_whitney(&stable.latency_samples_ms, &canary.latency_samples_ms).map(|t| t.confidence);
-    let latency = |rule: LatencyRule, pick: fn(&VersionWindow) -> Option<f64>| {
-        latency_check(config, &rule, pick(stable), pick(canary), latency_confidence)
-    };
-    vec![
-        request_rate_check(window, stable, canary),
-        error_rate_check(config, stable, canary),
-        latency(LatencyRule { metric: Metric::LatencyP50, threshold_pct: None, ceiling_ms: None }, |v| v.p50_ms),
-        latency(
-            LatencyRule { metric: Metric::LatencyP95, threshold_pct: Some(P95_MAX_INCREASE_PCT), ceiling_ms: None },
-            |v| v.p95_ms,
-        ),
-        latency(
-            LatencyRule {
-                metric: Metric::LatencyP99,
-                threshold_pct: Some(config.max_p99_increase_pct),
-                ceiling_ms: Some(config.max_p99_ms),
-            },
-            |v| v.p99_ms,
-        ),
-    ]
+    let mut rows = vec![request_rate_check(window, stable, canary), error_rate_check(config, stable, canary)];
+    rows.extend(
+        latency_rules(config).iter().map(|rule| latency_check(config, rule, stable, canary, latency_confidence)),
+    );
+    rows
 }
 
 /// Below `min_requests` nothing decides: rows are kept for display, but every
@@ -249,10 +246,8 @@ fn too_few_requests(config: &AnalysisConfig, requests: u64, mut checks: Vec<Chec
 /// inconclusive deciding row makes it inconclusive; otherwise it passes.
 fn decide(config: &AnalysisConfig, requests: u64, checks: Vec<Check>) -> Verdict {
     let deciding = || checks.iter().filter(|c| !c.is_informational());
-    let worst = deciding()
-        .filter(|c| c.outcome == CheckOutcome::Fail)
-        .map(|c| c.severity.unwrap_or(Severity::Medium))
-        .max();
+    let worst =
+        deciding().filter(|c| c.outcome == CheckOutcome::Fail).map(|c| c.severity.unwrap_or(Severity::Medium)).max();
     if let Some(severity) = worst {
         return Verdict::Fail { severity, checks };
     }
@@ -297,45 +292,71 @@ fn error_pct(v: &VersionWindow) -> Option<f64> {
 fn error_rate_check(config: &AnalysisConfig, stable: &VersionWindow, canary: &VersionWindow) -> Check {
     let threshold = config.max_error_increase_pp;
     let row = Check {
-        metric: Metric::ErrorRate,
         stable: error_pct(stable),
         canary: error_pct(canary),
+        ..unjudged(Metric::ErrorRate, DeltaUnit::Pp, Some(threshold))
+    };
+    let (Some(s), Some(c)) = (row.stable, row.canary) else {
+        let reason = format!("error rate unknown: no requests from {}", absent(row.stable, row.canary));
+        return Check { reason, ..row };
+    };
+    let counts = |v: &VersionWindow| (v.errors.min(v.requests), v.requests);
+    let (stable_counts, canary_counts) = (counts(stable), counts(canary));
+    let delta = c - s;
+    // Tests "the increase exceeds the threshold", not "canary is worse": a
+    // small canary with a few errors is surely worse than a clean stable, but
+    // rarely surely worse by more than the allowed margin.
+    let confidence = stats::agresti_caffo(stable_counts, canary_counts, threshold / 100.0);
+    let shown = format!("error rate canary {c:.2} % vs stable {s:.2} %: {delta:+.2} pp");
+    let cautious_canary = stats::wilson_lower(canary_counts, config.confidence) * 100.0;
+    let severity = error_severity(s, cautious_canary);
+    let mut judged = if delta > threshold {
+        let reason = format!("{shown} > {threshold:.2} pp");
+        gate(Some(confidence), config.confidence, severity, reason, &format!(" it exceeds {threshold:.2} pp"))
+    } else {
+        (CheckOutcome::Pass, None, format!("{shown} ≤ {threshold:.2} pp"))
+    };
+    let ceiling = config.max_error_rate_pct;
+    if c > ceiling {
+        let sure = stats::rate_above(canary_counts, ceiling / 100.0);
+        judged = above_ceiling(judged, Some(sure), config.confidence, severity, format!("{ceiling:.2} %"));
+    }
+    let (outcome, severity, reason) = judged;
+    Check { delta: Some(delta), confidence: Some(confidence), outcome, severity, reason, ..row }
+}
+
+/// A deciding row before any data is looked at: inconclusive, no values.
+fn unjudged(metric: Metric, unit: DeltaUnit, threshold: Option<f64>) -> Check {
+    Check {
+        metric,
+        stable: None,
+        canary: None,
         delta: None,
-        threshold: Some(threshold),
-        unit: DeltaUnit::Pp,
+        threshold,
+        unit,
         confidence: None,
         outcome: CheckOutcome::Inconclusive,
         severity: None,
         reason: String::new(),
-    };
-    let (s, c) = match (row.stable, row.canary) {
-        (Some(s), Some(c)) => (s, c),
-        (None, _) => return Check { reason: "error rate unknown: stable served no requests".into(), ..row },
-        (_, None) => return Check { reason: "error rate unknown: canary served no requests".into(), ..row },
-    };
-    let delta = c - s;
-    let confidence = stats::error_rate_confidence(
-        (stable.errors.min(stable.requests), stable.requests),
-        (canary.errors.min(canary.requests), canary.requests),
-    );
-    let shown = format!("error rate canary {c:.2} % vs stable {s:.2} %: {delta:+.2} pp");
-    let severity = error_severity(s, c);
-    let ceiling = config.max_error_rate_pct;
-    let (outcome, severity, reason) = if c > ceiling {
-        // An absolute ceiling needs no comparison: the canary is bad on its own.
-        (CheckOutcome::Fail, Some(severity.max(Severity::High)), format!("{shown}, above the {ceiling:.2} % ceiling"))
-    } else if delta > threshold {
-        gate(confidence, config.confidence, severity, format!("{shown} > {threshold:.2} pp"))
-    } else {
-        (CheckOutcome::Pass, None, format!("{shown} ≤ {threshold:.2} pp"))
-    };
-    Check { delta: Some(delta), confidence, outcome, severity, reason, ..row }
+    }
 }
 
-/// DOMAIN severity table by canary/stable error ratio. A failing error row is
-/// at least Medium: it already broke the configured increase limit.
-fn error_severity(stable_pct: f64, canary_pct: f64) -> Severity {
-    let ratio = canary_pct / stable_pct.max(STABLE_ERROR_FLOOR_PCT);
+/// Which side lacks a value, for "not reported by …" reasons.
+fn absent(stable: Option<f64>, canary: Option<f64>) -> &'static str {
+    match (stable, canary) {
+        (None, None) => "either version",
+        (None, _) => "stable",
+        _ => "canary",
+    }
+}
+
+/// DOMAIN severity table by canary/stable error ratio. The canary side is a
+/// cautious rate (the lower confidence bound), so a failure is Critical only
+/// when even that is 5× stable, not when a few errors on a small canary
+/// happen to make a big point ratio. A failing error row is at least Medium:
+/// it already broke the configured increase limit.
+fn error_severity(stable_pct: f64, cautious_canary_pct: f64) -> Severity {
+    let ratio = cautious_canary_pct / stable_pct.max(STABLE_ERROR_FLOOR_PCT);
     if ratio > 5.0 {
         Severity::Critical
     } else if ratio > 2.0 {
@@ -348,10 +369,31 @@ fn error_severity(stable_pct: f64, canary_pct: f64) -> Severity {
 /// How one latency quantile is judged.
 struct LatencyRule {
     metric: Metric,
+    quantile: fn(&VersionWindow) -> Option<f64>,
     /// Largest allowed increase, percent of stable; `None` = shown only.
     threshold_pct: Option<f64>,
     /// Absolute ceiling on the canary value, ms.
     ceiling_ms: Option<f64>,
+}
+
+/// p50 is shown only; p95 fails past 2× stable; p99 on the configured
+/// relative limit and absolute ceiling.
+fn latency_rules(config: &AnalysisConfig) -> [LatencyRule; 3] {
+    [
+        LatencyRule { metric: Metric::LatencyP50, quantile: |v| v.p50_ms, threshold_pct: None, ceiling_ms: None },
+        LatencyRule {
+            metric: Metric::LatencyP95,
+            quantile: |v| v.p95_ms,
+            threshold_pct: Some(P95_MAX_INCREASE_PCT),
+            ceiling_ms: None,
+        },
+        LatencyRule {
+            metric: Metric::LatencyP99,
+            quantile: |v| v.p99_ms,
+            threshold_pct: Some(config.max_p99_increase_pct),
+            ceiling_ms: Some(config.max_p99_ms),
+        },
+    ]
 }
 
 /// A usable quantile: NaN, infinite or negative values count as not reported.
@@ -362,28 +404,20 @@ fn quantile(q: Option<f64>) -> Option<f64> {
 fn latency_check(
     config: &AnalysisConfig,
     rule: &LatencyRule,
-    stable: Option<f64>,
-    canary: Option<f64>,
+    stable: &VersionWindow,
+    canary: &VersionWindow,
     confidence: Option<f64>,
 ) -> Check {
     let name = rule.metric.label();
     let row = Check {
-        metric: rule.metric,
-        stable: quantile(stable),
-        canary: quantile(canary),
-        delta: None,
-        threshold: rule.threshold_pct,
-        unit: DeltaUnit::Percent,
+        stable: quantile((rule.quantile)(stable)),
+        canary: quantile((rule.quantile)(canary)),
         confidence,
-        outcome: CheckOutcome::Inconclusive,
-        severity: None,
-        reason: String::new(),
+        ..unjudged(rule.metric, DeltaUnit::Percent, rule.threshold_pct)
     };
-    let (s, c) = match (row.stable, row.canary) {
-        (Some(s), Some(c)) => (s, c),
-        (None, None) => return Check { reason: format!("{name} not reported by either version"), ..row },
-        (None, _) => return Check { reason: format!("{name} not reported by stable"), ..row },
-        (_, None) => return Check { reason: format!("{name} not reported by canary"), ..row },
+    let (Some(s), Some(c)) = (row.stable, row.canary) else {
+        let reason = format!("{name} not reported by {}", absent(row.stable, row.canary));
+        return Check { reason, ..row };
     };
     if s <= 0.0 {
         let reason = format!("{name} stable is 0 ms, no relative change to judge");
@@ -391,14 +425,19 @@ fn latency_check(
     }
     let delta = (c - s) / s * 100.0;
     let shown = format!("{name} canary {} vs stable {}: {delta:+.1} %", ms(c), ms(s));
-    let (outcome, severity, reason) = match (rule.ceiling_ms.filter(|&max| c > max), rule.threshold_pct) {
-        (Some(max), _) => (CheckOutcome::Fail, Some(Severity::High), format!("{shown}, above the {} ceiling", ms(max))),
-        (None, Some(limit)) if delta > limit => {
-            gate(confidence, config.confidence, latency_severity(rule.metric, delta), format!("{shown} > {limit:.1} %"))
+    let severity = latency_severity(rule.metric, delta);
+    let mut judged = match rule.threshold_pct {
+        Some(limit) if delta > limit => {
+            let reason = format!("{shown} > {limit:.1} %");
+            gate(confidence, config.confidence, severity, reason, "")
         }
-        (None, Some(limit)) => (CheckOutcome::Pass, None, format!("{shown} ≤ {limit:.1} %")),
-        (None, None) => (CheckOutcome::Pass, None, shown),
+        Some(limit) => (CheckOutcome::Pass, None, format!("{shown} ≤ {limit:.1} %")),
+        None => (CheckOutcome::Pass, None, shown),
     };
+    if let Some(max) = rule.ceiling_ms.filter(|&max| c > max) {
+        judged = above_ceiling(judged, None, config.confidence, severity, ms(max));
+    }
+    let (outcome, severity, reason) = judged;
     Check { delta: Some(delta), outcome, severity, reason, ..row }
 }
 
@@ -413,19 +452,57 @@ fn latency_severity(metric: Metric, delta_pct: f64) -> Severity {
     }
 }
 
-/// A limit is broken: it fails only if the statistical test (when it could
-/// run) is confident enough; otherwise the row waits for more data.
-fn gate(confidence: Option<f64>, needed: f64, severity: Severity, reason: String) -> (CheckOutcome, Option<Severity>, String) {
+/// A row's outcome, severity when failing, and reason.
+type Judgement = (CheckOutcome, Option<Severity>, String);
+
+/// A relative limit is broken: it fails only if the statistical test (when
+/// it could run) is confident enough; otherwise the row waits for more data.
+/// `claim` says what the confidence is about when it is not obvious.
+fn gate(confidence: Option<f64>, needed: f64, severity: Severity, reason: String, claim: &str) -> Judgement {
     match confidence {
         Some(p) if p >= needed => (CheckOutcome::Fail, Some(severity), format!("{reason} ({} confident)", percent(p))),
-        Some(p) => (CheckOutcome::Inconclusive, None, format!("{reason}, not yet significant ({} confident)", percent(p))),
+        Some(p) => (
+            CheckOutcome::Inconclusive,
+            None,
+            format!("{reason}, not yet significant ({} confident{claim})", percent(p)),
+        ),
         None => (CheckOutcome::Fail, Some(severity), reason),
     }
 }
 
-/// Confidence as "99.9 %", rounded down so 0.99996 never reads as certainty.
+/// An absolute ceiling (DOMAIN: error rate > 5 %, p99 > 1 s) fails the row
+/// on its own, at least High: the canary is bad whatever stable does. When a
+/// test gives the confidence that the canary really is above the ceiling
+/// (error rate), it must reach `needed`; until then a row that would
+/// otherwise pass waits, and a row already failing keeps its own reason.
+fn above_ceiling(
+    judged: Judgement,
+    confidence: Option<f64>,
+    needed: f64,
+    severity: Severity,
+    ceiling: String,
+) -> Judgement {
+    let (outcome, old_severity, reason) = judged;
+    match confidence {
+        Some(p) if p < needed => match outcome {
+            CheckOutcome::Fail => (outcome, old_severity, reason),
+            _ => (
+                CheckOutcome::Inconclusive,
+                None,
+                format!(
+                    "{reason}, above the {ceiling} ceiling but not yet significant ({} confident it exceeds {ceiling})",
+                    percent(p)
+                ),
+            ),
+        },
+        _ => (CheckOutcome::Fail, Some(severity.max(Severity::High)), format!("{reason}, above the {ceiling} ceiling")),
+    }
+}
+
+/// Confidence as "99.9 %": rounded down and capped, because a test never
+/// proves certainty even when Φ(z) rounds to exactly 1.
 fn percent(p: f64) -> String {
-    format!("{:.1} %", (p * 1000.0).floor() / 10.0)
+    format!("{:.1} %", (p * 1000.0).floor().min(999.0) / 10.0)
 }
 
 /// Milliseconds, with a decimal only where it matters ("0.4 ms", "320 ms").
@@ -438,8 +515,8 @@ fn ms(v: f64) -> String {
 }
 
 /// The few statistics the verdict needs, written out (the core has no stats
-/// crate). Every function returns a one-sided confidence that the canary is
-/// worse than stable, `1 - p`.
+/// crate). Tests return a one-sided confidence, `1 - p`, that the canary is
+/// worse than the stated limit.
 mod stats {
     /// Standard normal CDF, Φ(x) = erfc(-x/√2) / 2.
     pub fn normal_cdf(x: f64) -> f64 {
@@ -458,7 +535,8 @@ mod stats {
                     + t * (0.096_784_18
                         + t * (-0.186_288_06
                             + t * (0.278_868_07
-                                + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
         let tail = t * poly.exp();
         if x >= 0.0 {
             tail
@@ -467,99 +545,56 @@ mod stats {
         }
     }
 
-    /// Confidence that canary's error proportion exceeds stable's, from
-    /// `(errors, requests)` pairs (errors ≤ requests). Fisher's exact test
-    /// when any expected cell of the 2×2 table is below 5 (the textbook limit
-    /// of the normal approximation; typical for a 100-request canary with a
-    /// handful of errors), the pooled z-test otherwise. `None` without requests.
-    pub fn error_rate_confidence(stable: (u64, u64), canary: (u64, u64)) -> Option<f64> {
-        let ((x_s, n_s), (x_c, n_c)) = (stable, canary);
-        if n_s == 0 || n_c == 0 {
-            return None;
-        }
-        let (n, k) = ((n_s + n_c) as f64, (x_s + x_c) as f64);
-        let smallest_expected = (n_s.min(n_c) as f64) * k.min(n - k) / n;
-        if smallest_expected < 5.0 {
-            Some(fisher_exact(x_s, n_s, x_c, n_c))
-        } else {
-            two_proportion_z(x_s, n_s, x_c, n_c)
-        }
-    }
-
-    /// One-sided two-proportion z-test with the pooled standard error.
-    /// `None` when the pooled rate is 0 or 1 (no variance, nothing to test).
-    pub fn two_proportion_z(x_s: u64, n_s: u64, x_c: u64, n_c: u64) -> Option<f64> {
-        let (n_s, n_c) = (n_s as f64, n_c as f64);
-        let pooled = (x_s + x_c) as f64 / (n_s + n_c);
-        let se = (pooled * (1.0 - pooled) * (1.0 / n_s + 1.0 / n_c)).sqrt();
-        if !(se > 0.0) {
-            return None;
-        }
-        let z = (x_c as f64 / n_c - x_s as f64 / n_s) / se;
-        Some(normal_cdf(z))
-    }
-
-    /// One-sided Fisher exact test. With the error total fixed, the canary's
-    /// error count is hypergeometric; confidence = P(X < observed).
-    /// Summing always walks *away* from the mode, so terms shrink, an
-    /// underflowed start is harmless, and the loop stops once they vanish.
-    pub fn fisher_exact(x_s: u64, n_s: u64, x_c: u64, n_c: u64) -> f64 {
-        let (n, k, draws, x) = ((n_s + n_c) as f64, (x_s + x_c) as f64, n_c as f64, x_c as f64);
-        let (low, high) = ((draws - (n - k)).max(0.0), k.min(draws));
-        let pmf = |i: f64| (ln_choose(k, i) + ln_choose(n - k, draws - i) - ln_choose(n, draws)).exp();
-        let mode = ((draws + 1.0) * (k + 1.0) / (n + 2.0)).floor();
-        if x > mode {
-            // Upper tail P(X ≥ x), walking up: pmf(i+1)/pmf(i).
-            let step = |i: f64| (k - i) * (draws - i) / ((i + 1.0) * (n - k - draws + i + 1.0));
-            1.0 - walk(pmf(x), x, high, 1.0, step).min(1.0)
-        } else {
-            // Lower tail P(X ≤ x-1), walking down: pmf(i-1)/pmf(i).
-            let step = |i: f64| i * (n - k - draws + i) / ((k - i + 1.0) * (draws - i + 1.0));
-            if x - 1.0 < low {
-                return 0.0;
+    /// The z with Φ(z) = p, by bisection on `normal_cdf` (|z| ≤ 10 covers
+    /// every confidence a plan can ask for; 64 halvings reach f64 precision).
+    pub fn normal_quantile(p: f64) -> f64 {
+        let (mut lo, mut hi) = (-10.0, 10.0);
+        for _ in 0..64 {
+            let mid = (lo + hi) / 2.0;
+            if normal_cdf(mid) < p {
+                lo = mid;
+            } else {
+                hi = mid;
             }
-            walk(pmf(x - 1.0), x - 1.0, low, -1.0, step).min(1.0)
         }
+        (lo + hi) / 2.0
     }
 
-    /// Sums pmf terms from `start` towards `end` (inclusive) by `dir`, each
-    /// term from the previous one times `step(i)`.
-    fn walk(first: f64, start: f64, end: f64, dir: f64, step: impl Fn(f64) -> f64) -> f64 {
-        let (mut term, mut i, mut sum) = (first, start, 0.0);
-        loop {
-            sum += term;
-            if (i - end).abs() < 0.5 || term <= sum * 1e-17 {
-                return sum;
-            }
-            term *= step(i);
-            i += dir;
+    /// Confidence that canary's error proportion exceeds stable's by more
+    /// than `margin` (a proportion, 0.01 = 1 pp): one-sided test of
+    /// H0: p_c − p_s ≤ margin. Agresti–Caffo adjusted Wald: one error and one
+    /// success added to each group, p̃ = (x+1)/(n+2), which keeps the
+    /// variance positive with zero errors and is well calibrated for small
+    /// counts. Arguments are `(errors, requests)` with errors ≤ requests.
+    pub fn agresti_caffo(stable: (u64, u64), canary: (u64, u64), margin: f64) -> f64 {
+        let adjusted = |(x, n): (u64, u64)| {
+            let (x, n) = (x as f64 + 1.0, n as f64 + 2.0);
+            (x / n, (x / n) * (1.0 - x / n) / n)
+        };
+        let ((p_s, var_s), (p_c, var_c)) = (adjusted(stable), adjusted(canary));
+        normal_cdf((p_c - p_s - margin) / (var_s + var_c).sqrt())
+    }
+
+    /// Confidence that a version's error proportion exceeds `rate`: one-sample
+    /// Agresti–Coull z with p̃ = (x+2)/(n+4).
+    pub fn rate_above((x, n): (u64, u64), rate: f64) -> f64 {
+        let (x, n) = (x as f64 + 2.0, n as f64 + 4.0);
+        let p = x / n;
+        normal_cdf((p - rate) / (p * (1.0 - p) / n).sqrt())
+    }
+
+    /// One-sided lower bound of the error proportion at `confidence` (Wilson
+    /// score interval): a cautious rate that a handful of errors on a small
+    /// window cannot inflate. 0 without requests.
+    pub fn wilson_lower((x, n): (u64, u64), confidence: f64) -> f64 {
+        if n == 0 {
+            return 0.0;
         }
-    }
-
-    fn ln_choose(n: f64, k: f64) -> f64 {
-        ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)
-    }
-
-    /// ln(n!) = ln Γ(n+1) by the Lanczos approximation (g = 7, 9 terms),
-    /// ~15 significant digits: enough for hypergeometric terms at millions
-    /// of requests, where plain factorials overflow.
-    fn ln_factorial(n: f64) -> f64 {
-        const G: f64 = 7.0;
-        const COEF: [f64; 9] = [
-            0.999_999_999_999_809_9,
-            676.520_368_121_885_1,
-            -1_259.139_216_722_402_8,
-            771.323_428_777_653_1,
-            -176.615_029_162_140_6,
-            12.507_343_278_686_905,
-            -0.138_571_095_265_720_12,
-            9.984_369_578_019_572e-6,
-            1.505_632_735_149_311_6e-7,
-        ];
-        let x = n; // Γ(n+1) with the usual shift x = (n+1) - 1
-        let series = COEF[1..].iter().enumerate().fold(COEF[0], |acc, (i, c)| acc + c / (x + i as f64 + 1.0));
-        let t = x + G + 0.5;
-        0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
+        let (x, n, z) = (x as f64, n as f64, normal_quantile(confidence));
+        let (p, z2) = (x / n, z * z);
+        let centre = p + z2 / (2.0 * n);
+        let spread = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+        ((centre - spread) / (1.0 + z2 / n)).max(0.0)
     }
 
     /// Result of a Mann-Whitney U test of canary against stable.
@@ -579,7 +614,9 @@ mod stats {
     /// windows are cheap. Non-finite samples are dropped; `None` when a side
     /// has no samples or every value is tied (no ordering to test).
     pub fn mann_whitney(stable: &[f64], canary: &[f64]) -> Option<MannWhitney> {
-        let tagged = |xs: &[f64], is_canary: bool| xs.iter().filter(|v| v.is_finite()).map(move |&v| (v, is_canary)).collect::<Vec<_>>();
+        let tagged = |xs: &[f64], is_canary: bool| {
+            xs.iter().filter(|v| v.is_finite()).map(move |&v| (v, is_canary)).collect::<Vec<_>>()
+        };
         let mut pooled = tagged(stable, false);
         pooled.extend(tagged(canary, true));
         let n_c = pooled.iter().filter(|(_, is_canary)| *is_canary).count() as f64;
@@ -603,7 +640,7 @@ mod stats {
         let u = canary_rank_sum - n_c * (n_c + 1.0) / 2.0;
         let mean = n_s * n_c / 2.0;
         let variance = n_s * n_c / 12.0 * ((n + 1.0) - tie_sum / (n * (n - 1.0)));
-        if !(variance > 0.0) {
+        if variance.is_nan() || variance <= 0.0 {
             return None;
         }
         // −0.5: continuity correction towards the null (as scipy does).
@@ -702,21 +739,80 @@ mod tests {
         let slower: Vec<f64> = uniform_ms(500, 100.0, 300.0, 3).iter().map(|v| v * 1.3).collect();
         let cases = vec![
             case("healthy canary passes", both(healthy(), version(1_000, 6, 255.0)), "pass"),
-            fails("error regression 0.5 → 3 % (6×)", both(healthy(), version(1_000, 30, 250.0)), Severity::Critical, &[ErrorRate]),
-            fails("error regression 1 → 2.5 % (2.5×)", both(version(10_000, 100, 250.0), version(2_000, 50, 250.0)), Severity::High, &[ErrorRate]),
-            fails("error regression 2 → 3.2 % (1.6×)", both(version(10_000, 200, 250.0), version(5_000, 160, 250.0)), Severity::Medium, &[ErrorRate]),
+            fails(
+                "error regression 0.5 → 3 % on 1,000 (6×, cautiously 4.5×)",
+                both(healthy(), version(1_000, 30, 250.0)),
+                Severity::High,
+                &[ErrorRate],
+            ),
+            fails(
+                "clear regression on 2,500 requests (0.2 → 12 %, cautiously 55×)",
+                both(version(10_000, 20, 250.0), version(2_500, 300, 250.0)),
+                Severity::Critical,
+                &[ErrorRate],
+            ),
+            fails(
+                "error regression 1 → 2.5 % on 10,000 (cautiously 2.3×)",
+                both(version(10_000, 100, 250.0), version(10_000, 250, 250.0)),
+                Severity::High,
+                &[ErrorRate],
+            ),
+            case(
+                "1 → 2.5 % on 2,000 is only 93 % sure to exceed 1 pp",
+                both(version(10_000, 100, 250.0), version(2_000, 50, 250.0)),
+                "inconclusive",
+            ),
+            fails(
+                "error regression 2 → 4 % on 10,000 (cautiously 1.8×)",
+                both(version(10_000, 200, 250.0), version(10_000, 400, 250.0)),
+                Severity::Medium,
+                &[ErrorRate],
+            ),
+            case(
+                "small canary noise is not a failure (4/243 vs 21/11,838)",
+                both(version(11_838, 21, 250.0), version(243, 4, 250.0)),
+                "inconclusive",
+            ),
+            case(
+                "zero canary errors vs zero stable errors",
+                both(version(10_000, 0, 250.0), version(1_000, 0, 250.0)),
+                "pass",
+            ),
             fails("p99 +28 %", both(healthy(), version(1_000, 5, 320.0)), Severity::Medium, &[LatencyP99]),
             fails("p99 +60 %", both(healthy(), version(1_000, 5, 400.0)), Severity::High, &[LatencyP99]),
             fails("p99 +15 %", both(healthy(), version(1_000, 5, 287.5)), Severity::Low, &[LatencyP99]),
             fails("p95 over 2× stable", both(healthy(), p95_doubled), Severity::High, &[LatencyP95]),
-            fails("error ceiling 6 % with stable at 5.5 %", both(version(10_000, 550, 250.0), version(1_000, 60, 250.0)), Severity::High, &[ErrorRate]),
-            fails("p99 ceiling 1010 ms with stable at 950 ms", both(version(10_000, 50, 950.0), version(1_000, 5, 1_010.0)), Severity::High, &[LatencyP99]),
+            fails(
+                "error ceiling: 6 % of 3,000 with stable at 5.5 %",
+                both(version(10_000, 550, 250.0), version(3_000, 180, 250.0)),
+                Severity::High,
+                &[ErrorRate],
+            ),
+            case(
+                "6 % of 1,000 is only 93 % sure to be above the 5 % ceiling",
+                both(version(10_000, 550, 250.0), version(1_000, 60, 250.0)),
+                "inconclusive",
+            ),
+            fails(
+                "p99 ceiling 1010 ms with stable at 950 ms",
+                both(version(10_000, 50, 950.0), version(1_000, 5, 1_010.0)),
+                Severity::High,
+                &[LatencyP99],
+            ),
             case("too few requests", both(healthy(), version(50, 0, 250.0)), "inconclusive"),
             case("too few requests, even with half failing", both(healthy(), version(50, 25, 900.0)), "inconclusive"),
             case("canary metrics missing", sample(Some(healthy()), None), "inconclusive"),
             case("stable metrics missing", sample(None, Some(healthy())), "inconclusive"),
-            case("+1.5 pp on 100 requests is not yet significant", both(healthy(), version(100, 2, 250.0)), "inconclusive"),
-            case("p99 not reported by canary", both(healthy(), VersionWindow { p99_ms: None, ..version(1_000, 5, 250.0) }), "inconclusive"),
+            case(
+                "+1.5 pp on 100 requests is not yet significant",
+                both(healthy(), version(100, 2, 250.0)),
+                "inconclusive",
+            ),
+            case(
+                "p99 not reported by canary",
+                both(healthy(), VersionWindow { p99_ms: None, ..version(1_000, 5, 250.0) }),
+                "inconclusive",
+            ),
             case("NaN p99 counts as missing", both(healthy(), nan_p99), "inconclusive"),
             case("p50 missing is shown, not decisive", both(healthy(), no_p50), "pass"),
             case(
@@ -730,7 +826,11 @@ mod tests {
                 Severity::Medium,
                 &[LatencyP99],
             ),
-            case("zero-length window still judges", MetricsSample { window: Duration::ZERO, ..both(healthy(), version(1_000, 6, 255.0)) }, "pass"),
+            case(
+                "zero-length window still judges",
+                MetricsSample { window: Duration::ZERO, ..both(healthy(), version(1_000, 6, 255.0)) },
+                "pass",
+            ),
         ];
         let config = AnalysisConfig::default();
         for c in cases {
@@ -772,7 +872,10 @@ mod tests {
         use Metric::*;
         assert_eq!(metrics, [Requests, ErrorRate, LatencyP50, LatencyP95, LatencyP99]);
         let requests = row(&verdict, Requests);
-        assert_eq!((requests.stable, requests.canary, requests.unit), (Some(150.0), Some(1_000.0 / 60.0), DeltaUnit::PerSecond));
+        assert_eq!(
+            (requests.stable, requests.canary, requests.unit),
+            (Some(150.0), Some(1_000.0 / 60.0), DeltaUnit::PerSecond)
+        );
         let errors = row(&verdict, ErrorRate);
         assert_eq!(errors.unit, DeltaUnit::Pp);
         assert!((errors.delta.unwrap() - 0.1).abs() < 1e-9);
@@ -786,18 +889,33 @@ mod tests {
         let config = AnalysisConfig::default();
         let verdict = evaluate(&config, &both(version(10_000, 50, 250.0), version(1_000, 200, 320.0)));
         let errors = row(&verdict, Metric::ErrorRate);
-        assert!(errors.reason.starts_with("error rate canary 20.00 % vs stable 0.50 %: +19.50 pp"), "{}", errors.reason);
+        assert_eq!(
+            errors.reason,
+            "error rate canary 20.00 % vs stable 0.50 %: +19.50 pp > 1.00 pp (99.9 % confident), above the 5.00 % ceiling"
+        );
         assert_eq!(errors.severity, Some(Severity::Critical));
         assert_eq!(row(&verdict, Metric::LatencyP99).reason, "p99 canary 320 ms vs stable 250 ms: +28.0 % > 10.0 %");
         let insignificant = evaluate(&config, &both(version(10_000, 50, 250.0), version(100, 2, 250.0)));
         assert!(insignificant.summary().contains("not yet significant ("), "{}", insignificant.summary());
+        let noise = evaluate(&config, &both(version(11_838, 21, 250.0), version(243, 4, 250.0)));
+        assert_eq!(
+            row(&noise, Metric::ErrorRate).reason,
+            "error rate canary 1.65 % vs stable 0.18 %: +1.47 pp > 1.00 pp, \
+             not yet significant (82.7 % confident it exceeds 1.00 pp)"
+        );
+        let near_ceiling = evaluate(&config, &both(version(10_000, 550, 250.0), version(1_000, 60, 250.0)));
+        assert_eq!(
+            row(&near_ceiling, Metric::ErrorRate).reason,
+            "error rate canary 6.00 % vs stable 5.50 %: +0.50 pp ≤ 1.00 pp, \
+             above the 5.00 % ceiling but not yet significant (93.9 % confident it exceeds 5.00 %)"
+        );
     }
 
     /// DOMAIN: 5 % canary at 10 % errors + 95 % stable at 0.1 % looks like
     /// 0.595 % overall — under the 1 pp limit — yet the canary is broken.
     #[test]
     fn aggregate_masks_a_broken_canary_but_per_version_does_not() {
-        let (stable, canary) = (version(19_000, 19, 250.0), version(1_000, 100, 250.0));
+        let (stable, canary) = (version(95_000, 95, 250.0), version(5_000, 500, 250.0));
         let aggregate_pct = (stable.errors + canary.errors) as f64 / (stable.requests + canary.requests) as f64 * 100.0;
         assert!((aggregate_pct - 0.595).abs() < 1e-9);
         let config = AnalysisConfig::default();
@@ -825,29 +943,34 @@ mod tests {
     }
 
     #[test]
-    fn z_test_known_case() {
-        // Stable 50/1000 vs canary 80/1000: pooled 6.5 %, z = 2.7211, Φ(z) = 0.99675.
-        let confidence = stats::two_proportion_z(50, 1_000, 80, 1_000).unwrap();
-        assert!((confidence - 0.996_746_7).abs() < 1e-6, "{confidence}");
-        // Canary better: confidence it is worse is low.
-        assert!(stats::two_proportion_z(80, 1_000, 50, 1_000).unwrap() < 0.01);
-        assert_eq!(stats::two_proportion_z(0, 1_000, 0, 100), None);
+    fn agresti_caffo_hand_computed() {
+        // Stable 8/98, canary 18/98, margin 5 pp. Adding one error and one
+        // success per group: p̃s = 9/100 = 0.09, p̃c = 19/100 = 0.19.
+        // SE = √(0.19·0.81/100 + 0.09·0.91/100) = √0.002358 = 0.0485592,
+        // z = (0.19 − 0.09 − 0.05)/0.0485592 = 1.0296701, Φ(z) = 0.8484176.
+        let confidence = stats::agresti_caffo((8, 98), (18, 98), 0.05);
+        assert!((confidence - 0.848_417_6).abs() < 1e-6, "{confidence}");
+        // The same data against "canary is worse at all" (margin 0):
+        // z = 0.10/0.0485592 = 2.0593402, Φ(z) = 0.9802692.
+        assert!((stats::agresti_caffo((8, 98), (18, 98), 0.0) - 0.980_269_2).abs() < 1e-6);
+        // Zero errors on both sides: finite, and no evidence of an excess.
+        let clean = stats::agresti_caffo((0, 10_000), (0, 1_000), 0.01);
+        assert!(clean < 1e-6, "{clean}");
+        // No requests at all still gives a number, never NaN.
+        assert!(stats::agresti_caffo((0, 0), (0, 0), 0.01).is_finite());
     }
 
     #[test]
-    fn fisher_exact_known_cases() {
-        // Stable 0/1000, canary 3/100: P(X ≥ 3) = C(1000,97)/C(1100,100) = 7.309e-4.
-        let confidence = stats::fisher_exact(0, 1_000, 3, 100);
-        assert!((confidence - (1.0 - 7.309_178e-4)).abs() < 1e-8, "{confidence}");
-        // Stable 3/1000, canary 2/100: P(X ≥ 2) = 0.068221 (lower-tail walk).
-        let confidence = stats::fisher_exact(3, 1_000, 2, 100);
-        assert!((confidence - (1.0 - 0.068_221_078)).abs() < 1e-8, "{confidence}");
-        // No errors anywhere: no evidence at all.
-        assert_eq!(stats::fisher_exact(0, 1_000, 0, 100), 0.0);
-        // Small expected counts route to Fisher, large ones to z.
-        assert_eq!(stats::error_rate_confidence((0, 1_000), (3, 100)), Some(stats::fisher_exact(0, 1_000, 3, 100)));
-        assert_eq!(stats::error_rate_confidence((50, 1_000), (80, 1_000)), stats::two_proportion_z(50, 1_000, 80, 1_000));
-        assert_eq!(stats::error_rate_confidence((0, 0), (3, 100)), None);
+    fn ceiling_and_cautious_rate_known_values() {
+        // 60/1000 against 5 %: p̃ = 62/1004 = 0.0617530, SE = √(p̃(1−p̃)/1004)
+        // = 0.0075966, z = 1.5471327, Φ(z) = 0.9390844.
+        assert!((stats::rate_above((60, 1_000), 0.05) - 0.939_084_4).abs() < 1e-6);
+        assert!((stats::normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
+        assert!((stats::normal_quantile(0.95) - 1.644_854).abs() < 1e-5);
+        // Wilson lower bound, 30/1000 at 95 % one-sided: 0.0223168.
+        assert!((stats::wilson_lower((30, 1_000), 0.95) - 0.022_316_8).abs() < 1e-6);
+        assert_eq!(stats::wilson_lower((0, 1_000), 0.95), 0.0);
+        assert_eq!(stats::wilson_lower((0, 0), 0.95), 0.0);
     }
 
     #[test]
@@ -908,7 +1031,14 @@ mod tests {
             let mut sorted = samples.clone();
             sorted.sort_by(f64::total_cmp);
             let q = |p: f64| Some(sorted[((sorted.len() - 1) as f64 * p) as usize]);
-            VersionWindow { requests: 10_000, errors: 10, p50_ms: q(0.5), p95_ms: q(0.95), p99_ms: q(0.99), latency_samples_ms: samples }
+            VersionWindow {
+                requests: 10_000,
+                errors: 10,
+                p50_ms: q(0.5),
+                p95_ms: q(0.95),
+                p99_ms: q(0.99),
+                latency_samples_ms: samples,
+            }
         };
         let pass = evaluate(&config, &both(window(stable_samples.clone()), window(alike)));
         assert_eq!(pass.label(), "pass", "{}", pass.summary());

@@ -70,7 +70,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Duration;
+use toml::Spanned;
 
 /// A validated plan. Build one with [`Plan::parse`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,7 +303,12 @@ impl Plan {
             Strategy::Canary { stages } => {
                 let mut out: Vec<Stage> = stages
                     .iter()
-                    .map(|s| Stage { weight: s.weight, bake: s.bake, approval: s.approval, action: StageAction::Weight })
+                    .map(|s| Stage {
+                        weight: s.weight,
+                        bake: s.bake,
+                        approval: s.approval,
+                        action: StageAction::Weight,
+                    })
                     .collect();
                 if out.last().map_or(true, |s| s.weight < 100) {
                     out.push(Stage { weight: 100, bake: Duration::ZERO, approval: false, action: StageAction::Weight });
@@ -358,8 +365,8 @@ impl Plan {
     /// problem in a fixed order (rollout, target, strategy, analysis, slo).
     pub fn parse(file: &str, text: &str) -> Result<Plan, PlanError> {
         let check = Checker { file, text };
-        let raw: raw::Plan = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|e| check.from_toml(&e))?;
+        let raw: raw::Plan =
+            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| check.toml_error(&e))?;
         check.plan(raw)
     }
 }
@@ -493,7 +500,7 @@ mod raw {
         pub approval: Option<bool>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     pub struct Analysis {
         pub interval: Option<Spanned<DurationText>>,
@@ -508,7 +515,7 @@ mod raw {
         pub max_p99_ms: Option<Spanned<f64>>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     pub struct Slo {
         pub objective_pct: Option<Spanned<f64>>,
@@ -619,9 +626,6 @@ mod raw {
     }
 }
 
-use std::ops::Range;
-use toml::Spanned;
-
 /// Turns raw values into the validated model; knows the file and text so
 /// that every error gets its position.
 struct Checker<'a> {
@@ -629,15 +633,66 @@ struct Checker<'a> {
     text: &'a str,
 }
 
-/// Shorthand for the results of validation steps.
+/// Result of a validation step.
 type Checked<T> = Result<T, PlanError>;
 
-const DURATION_HINT: &str = r#"write a number with a unit, e.g. "30s", "15m" or "1h 30m""#;
+/// The `[rollout]` strings, validated.
+struct Names {
+    name: String,
+    stable: String,
+    canary: String,
+    theme: Option<String>,
+}
 
-/// Keys every strategy kind accepts besides `kind`.
-const CANARY_KEYS: &[&str] = &["stages"];
-const BLUE_GREEN_KEYS: &[&str] = &["preview", "verification", "approval"];
-const ROLLING_KEYS: &[&str] = &["batch_percent", "bake"];
+/// Strategy kinds, with the keys each accepts besides `kind`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Canary,
+    BlueGreen,
+    Rolling,
+}
+
+impl Kind {
+    const NAMES: &'static str = "canary, blue-green, rolling";
+
+    fn parse(name: &str) -> Option<Kind> {
+        match name {
+            "canary" => Some(Kind::Canary),
+            "blue-green" => Some(Kind::BlueGreen),
+            "rolling" => Some(Kind::Rolling),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Canary => "canary",
+            Kind::BlueGreen => "blue-green",
+            Kind::Rolling => "rolling",
+        }
+    }
+
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::Canary => &["stages"],
+            Kind::BlueGreen => &["preview", "verification", "approval"],
+            Kind::Rolling => &["batch_percent", "bake"],
+        }
+    }
+}
+
+/// Defaults of the strategy parameters (domain facts: 15 min canary bakes,
+/// a 5 min blue-green preview and verification, rolling batches of 25 %).
+const DEFAULT_STAGE_BAKE: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_PREVIEW: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_VERIFICATION: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_BATCH_PERCENT: u8 = 25;
+const DEFAULT_ROLLING_BAKE: Duration = Duration::from_secs(5 * 60);
+
+const DURATION_HINT: &str = r#"write a positive number with a unit, e.g. "30s", "15m" or "1h 30m""#;
+
+/// Keys of `[target]` itself; parameters with these names go in `[target.params]`.
+const TARGET_KEYS: &[&str] = &["backend", "group", "production", "params"];
 
 impl Checker<'_> {
     // ---- errors and positions ------------------------------------------
@@ -654,39 +709,728 @@ impl Checker<'_> {
     }
 
     /// Syntax, unknown-key and type errors found while deserializing.
-    fn from_toml(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> PlanError {
-        let field = field_path(e.path());
-        self.error(e.inner().span(), &field, humanize(e.inner().message()))
+    fn toml_error(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> PlanError {
+        self.error(e.inner().span(), &field_path(e.path()), humanize(e.inner().message()))
     }
 
-    // ---- whole plan ----------------------------------------------------
+    // ---- sections, in the order errors are reported ----------------------
 
     fn plan(&self, raw: raw::Plan) -> Checked<Plan> {
-        let (name, stable, canary, theme) = self.rollout(raw.rollout)?;
+        let names = self.rollout(raw.rollout)?;
         Ok(Plan {
-            name,
-            stable,
-            canary,
-            theme,
+            name: names.name,
+            stable: names.stable,
+            canary: names.canary,
+            theme: names.theme,
             target: self.target(raw.target)?,
             strategy: self.strategy(raw.strategy)?,
-            analysis: self.analysis(raw.analysis)?,
-            slo: self.slo(raw.slo)?,
+            analysis: self.analysis(raw.analysis.unwrap_or_default())?,
+            slo: self.slo(raw.slo.unwrap_or_default())?,
         })
     }
 
-    fn rollout(&self, raw: Option<raw::Located<raw::Rollout>>) -> Checked<(String, String, String, Option<String>)> {
-        let (span, r) = match raw {
-            Some(l) => (l.span, Some(l.value)),
-            None => (None, None),
+    fn rollout(&self, raw: Option<raw::Located<raw::Rollout>>) -> Checked<Names> {
+        let Some(raw::Located { span, value: r }) = raw else {
+            let message = "missing required field; a plan needs a [rollout] table with name, stable and canary";
+            return Err(self.error(None, "rollout.name", message));
         };
-        let mut take = |pick: fn(&mut raw::Rollout) -> Option<Spanned<String>>, field: &str, example: &str| {
-            let value = r.as_mut().and_then(pick);
-            self.required_text(value, span.clone(), field, example)
+        Ok(Names {
+            name: self.required_text(r.name, &span, "rollout.name", "checkout-api")?,
+            stable: self.required_text(r.stable, &span, "rollout.stable", "v1.4.2")?,
+            canary: self.required_text(r.canary, &span, "rollout.canary", "v1.5.0")?,
+            theme: r.theme.map(|t| self.non_empty(t, "rollout.theme")).transpose()?,
+        })
+    }
+
+    fn target(&self, raw: Option<raw::Located<raw::Target>>) -> Checked<Target> {
+        let (span, t) = raw.map_or((None, raw::Target::default()), |l| (l.span, l.value));
+        let backend = match &t.backend {
+            Some(b) => self.backend(b)?,
+            None => BackendKind::Sim,
         };
-        let mut r = r;
-        let _ = &mut take; // (closure defined before use below for readability)
-        let name = take(|r| r.name.take(), "rollout.name", "checkout-api");
-        todo!()
+        let group = match t.group {
+            Some(g) => self.non_empty(g, "target.group")?,
+            None => backend.name().to_owned(),
+        };
+        let params = self.params(t.inline, t.nested)?;
+        self.required_params(backend, &params, span)?;
+        Ok(Target { backend, group, production: t.production.unwrap_or(false), params })
+    }
+
+    fn strategy(&self, raw: Option<raw::Located<raw::Strategy>>) -> Checked<Strategy> {
+        let Some(raw::Located { span, value: s }) = raw else {
+            return Ok(Strategy::Canary { stages: default_stages() });
+        };
+        let kind = match &s.kind {
+            Some(k) => Kind::parse(k.get_ref()).ok_or_else(|| {
+                self.at(
+                    k,
+                    "strategy.kind",
+                    format!("unknown strategy kind {:?}; allowed: {}", k.get_ref(), Kind::NAMES),
+                )
+            })?,
+            None => Kind::Canary,
+        };
+        self.strategy_keys(kind, &s, &span)?;
+        match kind {
+            Kind::Canary => self.canary(s.stages, span),
+            Kind::BlueGreen => Ok(Strategy::BlueGreen {
+                preview: self.duration_or(s.preview.as_ref(), "strategy.preview", DEFAULT_PREVIEW)?,
+                verification: self.duration_or(
+                    s.verification.as_ref(),
+                    "strategy.verification",
+                    DEFAULT_VERIFICATION,
+                )?,
+                approval: s.approval.is_some_and(|a| *a.get_ref()),
+            }),
+            Kind::Rolling => Ok(Strategy::Rolling {
+                batch_percent: match &s.batch_percent {
+                    Some(b) => self.int_in(b, "strategy.batch_percent", 1, 100)? as u8,
+                    None => DEFAULT_BATCH_PERCENT,
+                },
+                bake: self.duration_or(s.bake.as_ref(), "strategy.bake", DEFAULT_ROLLING_BAKE)?,
+            }),
+        }
+    }
+
+    fn analysis(&self, a: raw::Analysis) -> Checked<AnalysisConfig> {
+        let d = AnalysisConfig::default();
+        Ok(AnalysisConfig {
+            interval: self.duration_or(a.interval.as_ref(), "analysis.interval", d.interval)?,
+            max_error_increase_pp: self.float(
+                a.max_error_increase_pp,
+                "analysis.max_error_increase_pp",
+                |v| v > 0.0 && v <= 100.0,
+                "greater than 0 and at most 100 (percentage points)",
+                d.max_error_increase_pp,
+            )?,
+            max_p99_increase_pct: self.float(
+                a.max_p99_increase_pct,
+                "analysis.max_p99_increase_pct",
+                |v| v > 0.0,
+                "greater than 0 (percent of stable p99)",
+                d.max_p99_increase_pct,
+            )?,
+            min_requests: self.count(a.min_requests, "analysis.min_requests", d.min_requests)?,
+            failure_threshold: self.count32(a.failure_threshold, "analysis.failure_threshold", d.failure_threshold)?,
+            inconclusive_limit: self.count32(
+                a.inconclusive_limit,
+                "analysis.inconclusive_limit",
+                d.inconclusive_limit,
+            )?,
+            confidence: self.float(
+                a.confidence,
+                "analysis.confidence",
+                |v| v > 0.5 && v < 1.0,
+                "greater than 0.5 and less than 1",
+                d.confidence,
+            )?,
+            immediate_rollback: match &a.immediate_rollback {
+                Some(v) => self.immediate_rollback(v)?,
+                None => d.immediate_rollback,
+            },
+            max_error_rate_pct: self.float(
+                a.max_error_rate_pct,
+                "analysis.max_error_rate_pct",
+                |v| v > 0.0 && v <= 100.0,
+                "greater than 0 and at most 100 (percent)",
+                d.max_error_rate_pct,
+            )?,
+            max_p99_ms: self.float(
+                a.max_p99_ms,
+                "analysis.max_p99_ms",
+                |v| v > 0.0,
+                "greater than 0 (milliseconds)",
+                d.max_p99_ms,
+            )?,
+        })
+    }
+
+    fn slo(&self, s: raw::Slo) -> Checked<Slo> {
+        let d = Slo::default();
+        Ok(Slo {
+            objective_pct: self.float(
+                s.objective_pct,
+                "slo.objective_pct",
+                |v| v > 0.0 && v < 100.0,
+                "greater than 0 and less than 100 (percent)",
+                d.objective_pct,
+            )?,
+            window: self.duration_or(s.window.as_ref(), "slo.window", d.window)?,
+        })
+    }
+
+    // ---- rollout and target helpers ------------------------------------
+
+    /// A required, non-empty string; when missing, points at the table header.
+    fn required_text(
+        &self,
+        value: Option<Spanned<String>>,
+        table: &Option<Range<usize>>,
+        field: &str,
+        example: &str,
+    ) -> Checked<String> {
+        match value {
+            Some(v) => self.non_empty(v, field),
+            None => {
+                let key = field.rsplit('.').next().unwrap_or(field);
+                let message = format!("missing required field; add e.g. {key} = {example:?}");
+                Err(self.error(table.clone(), field, message))
+            }
+        }
+    }
+
+    fn non_empty(&self, value: Spanned<String>, field: &str) -> Checked<String> {
+        if value.get_ref().trim().is_empty() {
+            return Err(self.at(&value, field, "must not be empty; give a non-blank string"));
+        }
+        Ok(value.into_inner())
+    }
+
+    fn backend(&self, name: &Spanned<String>) -> Checked<BackendKind> {
+        BackendKind::parse(name.get_ref()).ok_or_else(|| {
+            let message = format!("unknown backend {:?}; allowed: {}", name.get_ref(), BackendKind::NAMES.join(", "));
+            self.at(name, "target.backend", message)
+        })
+    }
+
+    /// Merges `[target]` and `[target.params]`; a parameter set in both is an error.
+    fn params(
+        &self,
+        inline: BTreeMap<String, Spanned<raw::ParamText>>,
+        nested: BTreeMap<String, Spanned<raw::ParamText>>,
+    ) -> Checked<BTreeMap<String, String>> {
+        let mut params: BTreeMap<String, String> = BTreeMap::new();
+        for (key, value) in nested {
+            if let Some(first) = inline.get(&key) {
+                // Report the later of the two, where the reader notices the clash.
+                let later = if first.span().start > value.span().start { first } else { &value };
+                let message = format!("parameter `{key}` is set both in [target] and in [target.params]; set it once");
+                return Err(self.at(later, &format!("target.params.{key}"), message));
+            }
+            params.insert(key, value.into_inner().0);
+        }
+        params.extend(inline.into_iter().map(|(k, v)| (k, v.into_inner().0)));
+        Ok(params)
+    }
+
+    fn required_params(
+        &self,
+        backend: BackendKind,
+        params: &BTreeMap<String, String>,
+        table: Option<Range<usize>>,
+    ) -> Checked<()> {
+        let required = backend.required_params();
+        let Some(missing) = required.iter().find(|p| !params.contains_key(**p)) else {
+            return Ok(());
+        };
+        // A parameter named like a [target] key can only be set in [target.params].
+        let (field, place) = if TARGET_KEYS.contains(missing) {
+            (format!("target.params.{missing}"), "[target.params]")
+        } else {
+            (format!("target.{missing}"), "[target]")
+        };
+        let message = format!(
+            "backend {:?} needs parameter `{missing}` in {place}; required for {}: {}",
+            backend.name(),
+            backend.name(),
+            required.join(", ")
+        );
+        Err(self.error(table, &field, message))
+    }
+
+    // ---- strategy helpers ----------------------------------------------
+
+    /// Rejects keys of another strategy kind, reporting the earliest in the file.
+    fn strategy_keys(&self, kind: Kind, s: &raw::Strategy, table: &Option<Range<usize>>) -> Checked<()> {
+        let misplaced = present_strategy_keys(s, table)
+            .into_iter()
+            .filter(|(key, _)| !kind.keys().contains(key))
+            .min_by_key(|(_, span)| span.as_ref().map_or(0, |s| s.start));
+        let Some((key, span)) = misplaced else {
+            return Ok(());
+        };
+        let message = format!(
+            "`{key}` does not apply to kind = {:?}; {} allows: kind, {}",
+            kind.name(),
+            kind.name(),
+            kind.keys().join(", ")
+        );
+        Err(self.error(span, &format!("strategy.{key}"), message))
+    }
+
+    fn canary(&self, stages: Option<Vec<Spanned<raw::Stage>>>, table: Option<Range<usize>>) -> Checked<Strategy> {
+        let Some(raw_stages) = stages else {
+            return Ok(Strategy::Canary { stages: default_stages() });
+        };
+        if raw_stages.is_empty() {
+            let message = "no stages given; add [[strategy.stages]] entries or omit `stages` for 1/10/50/100";
+            return Err(self.error(table, "strategy.stages", message));
+        }
+        let mut out: Vec<CanaryStage> = Vec::with_capacity(raw_stages.len());
+        for (i, stage) in raw_stages.iter().enumerate() {
+            let previous = out.last().map(|s| s.weight);
+            out.push(self.stage(i, stage, previous)?);
+        }
+        Ok(Strategy::Canary { stages: out })
+    }
+
+    fn stage(&self, i: usize, stage: &Spanned<raw::Stage>, previous: Option<u8>) -> Checked<CanaryStage> {
+        let field = |key: &str| format!("strategy.stages[{i}].{key}");
+        let Some(weight) = &stage.get_ref().weight else {
+            let message = "missing required field; each stage needs a weight from 1 to 100";
+            return Err(self.at(stage, &field("weight"), message));
+        };
+        let w = self.int_in(weight, &field("weight"), 1, 100)? as u8;
+        if let Some(p) = previous.filter(|p| w <= *p) {
+            let message =
+                format!("weight {w} is not above the previous stage's {p}; stage weights must strictly increase");
+            return Err(self.at(weight, &field("weight"), message));
+        }
+        let bake = match &stage.get_ref().bake {
+            Some(b) => self.duration(b, &field("bake"), w == 100)?,
+            None => DEFAULT_STAGE_BAKE,
+        };
+        Ok(CanaryStage { weight: w, bake, approval: stage.get_ref().approval.unwrap_or(false) })
+    }
+
+    // ---- value helpers -------------------------------------------------
+
+    /// A duration that must be positive, or `default` when absent.
+    fn duration_or(
+        &self,
+        value: Option<&Spanned<raw::DurationText>>,
+        field: &str,
+        default: Duration,
+    ) -> Checked<Duration> {
+        value.map_or(Ok(default), |v| self.duration(v, field, false))
+    }
+
+    fn duration(&self, value: &Spanned<raw::DurationText>, field: &str, zero_ok: bool) -> Checked<Duration> {
+        let text = value.get_ref().0.trim();
+        if text.starts_with('-') {
+            return Err(self.at(value, field, format!("{text:?} is negative; {DURATION_HINT}")));
+        }
+        let d = humantime::parse_duration(text)
+            .map_err(|e| self.at(value, field, format!("cannot read {text:?} as a duration ({e}); {DURATION_HINT}")))?;
+        if d.is_zero() && !zero_ok {
+            let only = if field.contains(".stages[") { "; only the 100 % stage may bake 0s" } else { "" };
+            return Err(self.at(value, field, format!("must be greater than zero{only}; {DURATION_HINT}")));
+        }
+        Ok(d)
+    }
+
+    /// An integer within `min..=max`. Integers stay i64 until checked so
+    /// that 0, negatives and overflow get this message, not a type error.
+    fn int_in(&self, value: &Spanned<i64>, field: &str, min: i64, max: i64) -> Checked<i64> {
+        let v = *value.get_ref();
+        if (min..=max).contains(&v) {
+            return Ok(v);
+        }
+        // Machine-sized bounds mean nothing to a reader: name only the one crossed.
+        let allowed = if max < i64::from(u32::MAX) {
+            format!("integers from {min} to {max}")
+        } else if v < min {
+            format!("integers of at least {min}")
+        } else {
+            format!("integers up to {max}")
+        };
+        Err(self.at(value, field, format!("{v} is out of range; allowed: {allowed}")))
+    }
+
+    /// A count ≥ 1, or `default` when absent.
+    fn count(&self, value: Option<Spanned<i64>>, field: &str, default: u64) -> Checked<u64> {
+        value.map_or(Ok(default), |v| self.int_in(&v, field, 1, i64::MAX).map(|n| n as u64))
+    }
+
+    /// A count ≥ 1 that fits in a u32, or `default` when absent.
+    fn count32(&self, value: Option<Spanned<i64>>, field: &str, default: u32) -> Checked<u32> {
+        value.map_or(Ok(default), |v| self.int_in(&v, field, 1, u32::MAX.into()).map(|n| n as u32))
+    }
+
+    /// A finite number accepted by `ok`, or `default` when absent.
+    fn float(
+        &self,
+        value: Option<Spanned<f64>>,
+        field: &str,
+        ok: fn(f64) -> bool,
+        allowed: &str,
+        default: f64,
+    ) -> Checked<f64> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let v = *value.get_ref();
+        if !v.is_finite() || !ok(v) {
+            return Err(self.at(
+                &value,
+                field,
+                // Debug keeps the decimal point: 1.0 reads as written.
+                format!("{v:?} is out of range; allowed: {allowed}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn immediate_rollback(&self, value: &Spanned<String>) -> Checked<ImmediateRollback> {
+        match value.get_ref().as_str() {
+            "off" => Ok(ImmediateRollback::Off),
+            "critical" => Ok(ImmediateRollback::Critical),
+            "high" => Ok(ImmediateRollback::High),
+            other => {
+                let message = format!("unknown value {other:?}; allowed: off, critical, high");
+                Err(self.at(value, "analysis.immediate_rollback", message))
+            }
+        }
+    }
+}
+
+impl BackendKind {
+    /// The backend with this plan name (one of [`BackendKind::NAMES`]).
+    pub fn parse(name: &str) -> Option<BackendKind> {
+        const ALL: [BackendKind; 7] = [
+            BackendKind::Sim,
+            BackendKind::Haproxy,
+            BackendKind::Envoy,
+            BackendKind::Nginx,
+            BackendKind::ArgoRollouts,
+            BackendKind::Deployment,
+            BackendKind::Ecs,
+        ];
+        ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// The kind-specific strategy keys the file sets, with where they are (no
+/// span for an empty `stages = []` in a table that has none).
+fn present_strategy_keys(s: &raw::Strategy, table: &Option<Range<usize>>) -> Vec<(&'static str, Option<Range<usize>>)> {
+    // Outer Option: is the key there at all; inner: do we know where.
+    let stages = s.stages.as_ref().map(|v| v.first().map(|st| st.span()).or_else(|| table.clone()));
+    let keys = [
+        ("stages", stages),
+        ("preview", s.preview.as_ref().map(|v| Some(v.span()))),
+        ("verification", s.verification.as_ref().map(|v| Some(v.span()))),
+        ("approval", s.approval.as_ref().map(|v| Some(v.span()))),
+        ("batch_percent", s.batch_percent.as_ref().map(|v| Some(v.span()))),
+        ("bake", s.bake.as_ref().map(|v| Some(v.span()))),
+    ];
+    keys.into_iter().filter_map(|(key, span)| span.map(|span| (key, span))).collect()
+}
+
+/// The domain default: 1 %, 10 %, 50 % with 15 min bakes, then 100 %.
+fn default_stages() -> Vec<CanaryStage> {
+    let stage =
+        |weight: u8, minutes: u64| CanaryStage { weight, bake: Duration::from_secs(minutes * 60), approval: false };
+    vec![stage(1, 15), stage(10, 15), stage(50, 15), stage(100, 0)]
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// Dotted field path ("strategy.stages[2].weight"), "plan" when unknown.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if key == raw::SPANNED_SEGMENT {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => out.push_str(if out.is_empty() { "?" } else { ".?" }),
+        }
+    }
+    if out.is_empty() {
+        "plan".to_owned()
+    } else {
+        out
+    }
+}
+
+/// toml/serde messages on one line, with Rust type names in plain words.
+fn humanize(message: &str) -> String {
+    message
+        .trim()
+        .replace('\n', "; ")
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("unknown field", "unknown key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    const ROLLOUT: &str = "[rollout]\nname = \"checkout-api\"\nstable = \"v1.4.2\"\ncanary = \"v1.5.0\"\n";
+
+    fn repo_dir(sub: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(sub)
+    }
+
+    /// The `.toml` files of `dir`, sorted so that failures are stable.
+    fn toml_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn parse_ok(extra: &str) -> Plan {
+        Plan::parse("test.toml", &format!("{ROLLOUT}{extra}")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn mins(m: u64) -> Duration {
+        Duration::from_secs(m * 60)
+    }
+
+    #[test]
+    fn invalid_plans_report_the_expected_error() {
+        let dir = repo_dir("tests/invalid_plans");
+        let files = toml_files(&dir);
+        assert!(!files.is_empty(), "no invalid plans in {}", dir.display());
+        for path in files {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let expected_path = path.with_extension("expected");
+            let expected =
+                std::fs::read_to_string(&expected_path).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+            let error = Plan::parse(&format!("tests/invalid_plans/{name}"), &text)
+                .expect_err(&format!("{name} should not parse"));
+            assert_eq!(error.to_string(), expected.trim(), "{name}");
+        }
+    }
+
+    #[test]
+    fn example_plans_parse() {
+        let dir = repo_dir("examples/plans");
+        let files = toml_files(&dir);
+        assert!(!files.is_empty(), "no example plans in {}", dir.display());
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(e) = Plan::parse(&path.display().to_string(), &text) {
+                panic!("{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn minimal_plan_gets_every_default() {
+        let plan = parse_ok("[analysis]\n");
+        assert_eq!(plan.theme, None);
+        let sim = Target { backend: BackendKind::Sim, group: "sim".into(), production: false, params: BTreeMap::new() };
+        assert_eq!(plan.target, sim);
+        assert_eq!(plan.analysis, AnalysisConfig::default());
+        assert_eq!(plan.slo, Slo::default());
+        let Strategy::Canary { stages } = &plan.strategy else { panic!("default strategy is canary") };
+        let got: Vec<(u8, Duration, bool)> = stages.iter().map(|s| (s.weight, s.bake, s.approval)).collect();
+        assert_eq!(
+            got,
+            [(1, mins(15), false), (10, mins(15), false), (50, mins(15), false), (100, Duration::ZERO, false)]
+        );
+    }
+
+    #[test]
+    fn stage_fields_default_individually() {
+        let plan = parse_ok(
+            "[[strategy.stages]]\nweight = 5\n\n[[strategy.stages]]\nweight = 100\nbake = \"0s\"\napproval = true\n",
+        );
+        let Strategy::Canary { stages } = plan.strategy else { panic!("canary") };
+        assert_eq!(stages[0], CanaryStage { weight: 5, bake: mins(15), approval: false });
+        assert_eq!(stages[1], CanaryStage { weight: 100, bake: Duration::ZERO, approval: true });
+    }
+
+    #[test]
+    fn canary_stages_get_a_final_full_stage() {
+        let plan =
+            parse_ok("[strategy]\nstages = [{ weight = 5, bake = \"10m\", approval = true }, { weight = 25 }]\n");
+        let got: Vec<(u8, Duration, bool, StageAction)> =
+            plan.stages().iter().map(|s| (s.weight, s.bake, s.approval, s.action)).collect();
+        assert_eq!(
+            got,
+            [
+                (5, mins(10), true, StageAction::Weight),
+                (25, mins(15), false, StageAction::Weight),
+                (100, Duration::ZERO, false, StageAction::Weight),
+            ]
+        );
+        assert_eq!(plan.strategy_name(), "canary");
+    }
+
+    #[test]
+    fn blue_green_defaults_and_stages() {
+        let plan = parse_ok("[strategy]\nkind = \"blue-green\"\n");
+        assert_eq!(plan.strategy, Strategy::BlueGreen { preview: mins(5), verification: mins(5), approval: false });
+        let plan =
+            parse_ok("[strategy]\nkind = \"blue-green\"\npreview = \"2m\"\nverification = \"30s\"\napproval = true\n");
+        assert_eq!(plan.strategy_name(), "blue-green");
+        assert_eq!(
+            plan.stages(),
+            [
+                Stage { weight: 0, bake: mins(2), approval: false, action: StageAction::Preview },
+                Stage { weight: 100, bake: Duration::from_secs(30), approval: true, action: StageAction::Switch },
+            ]
+        );
+    }
+
+    #[test]
+    fn rolling_defaults_and_stages() {
+        let plan = parse_ok("[strategy]\nkind = \"rolling\"\n");
+        assert_eq!(plan.strategy, Strategy::Rolling { batch_percent: 25, bake: mins(5) });
+        let plan = parse_ok("[strategy]\nkind = \"rolling\"\nbatch_percent = 40\nbake = \"1h 30m\"\n");
+        assert_eq!(plan.strategy_name(), "rolling");
+        let stages = plan.stages();
+        let weights: Vec<u8> = stages.iter().map(|s| s.weight).collect();
+        assert_eq!(weights, [40, 80, 100]);
+        assert!(stages.iter().all(|s| s.bake == mins(90) && s.action == StageAction::Batch && !s.approval));
+    }
+
+    #[test]
+    fn backend_parameters_are_kept_as_text() {
+        let plan = parse_ok(
+            "[target]\nbackend = \"haproxy\"\ngroup = \"edge-1\"\nproduction = true\nsocket = \"/run/haproxy.sock\"\n\
+             stable_server = \"v1\"\ncanary_server = \"v2\"\nport = 8404\nmaint = false\n\n\
+             [target.params]\nbackend = \"checkout\"\n",
+        );
+        let t = plan.target;
+        assert_eq!((t.backend, t.group.as_str(), t.production), (BackendKind::Haproxy, "edge-1", true));
+        let params: Vec<(&str, &str)> = t.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            params,
+            [
+                ("backend", "checkout"),
+                ("canary_server", "v2"),
+                ("maint", "false"),
+                ("port", "8404"),
+                ("socket", "/run/haproxy.sock"),
+                ("stable_server", "v1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_backend_name_parses() {
+        for name in BackendKind::NAMES {
+            assert_eq!(BackendKind::parse(name).map(BackendKind::name), Some(*name));
+        }
+        assert_eq!(BackendKind::parse("kubernetes"), None);
+    }
+
+    #[test]
+    fn full_plan_round_trips() {
+        let text = r#"
+            [rollout]
+            name = "checkout-api"
+            stable = "v1.4.2"
+            canary = "v1.5.0"
+            theme = "prod"
+
+            [target]
+            backend = "ecs"
+            group = "prod-eu-1"
+            production = true
+            cluster = "prod"
+            service = "checkout"
+
+            [strategy]
+            kind = "canary"
+            stages = [
+                { weight = 1, bake = "10m" },
+                { weight = 5, bake = "10m", approval = true },
+                { weight = 100, bake = "0s" },
+            ]
+
+            [analysis]
+            interval = "30s"
+            max_error_increase_pp = 0.5
+            max_p99_increase_pct = 20
+            min_requests = 500
+            failure_threshold = 3
+            inconclusive_limit = 4
+            confidence = 0.99
+            immediate_rollback = "critical"
+            max_error_rate_pct = 2.5
+            max_p99_ms = 750.0
+
+            [slo]
+            objective_pct = 99.95
+            window = "7d"
+        "#;
+        let plan = Plan::parse("full.toml", text).unwrap_or_else(|e| panic!("{e}"));
+        let params = [("cluster", "prod"), ("service", "checkout")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let expected = Plan {
+            name: "checkout-api".into(),
+            stable: "v1.4.2".into(),
+            canary: "v1.5.0".into(),
+            theme: Some("prod".into()),
+            target: Target {
+                backend: BackendKind::Ecs,
+                group: "prod-eu-1".into(),
+                production: true,
+                params: params.into(),
+            },
+            strategy: Strategy::Canary {
+                stages: vec![
+                    CanaryStage { weight: 1, bake: mins(10), approval: false },
+                    CanaryStage { weight: 5, bake: mins(10), approval: true },
+                    CanaryStage { weight: 100, bake: Duration::ZERO, approval: false },
+                ],
+            },
+            analysis: AnalysisConfig {
+                interval: Duration::from_secs(30),
+                max_error_increase_pp: 0.5,
+                max_p99_increase_pct: 20.0,
+                min_requests: 500,
+                failure_threshold: 3,
+                inconclusive_limit: 4,
+                confidence: 0.99,
+                immediate_rollback: ImmediateRollback::Critical,
+                max_error_rate_pct: 2.5,
+                max_p99_ms: 750.0,
+            },
+            slo: Slo { objective_pct: 99.95, window: Duration::from_secs(7 * 24 * 3600) },
+        };
+        assert_eq!(plan, expected);
+        // The validated model survives serialization (state is stored as JSON).
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn positions_count_characters_not_bytes() {
+        let text = "[rollout]\nname = \"é\"\nstable = \"v1\"\ncanary = \"v2\"\ntheme = \"ü\" ; x\n";
+        let e = Plan::parse("u.toml", text).unwrap_err();
+        assert_eq!((e.line, e.column, e.field.as_str()), (5, 13, "plan"));
+    }
+
+    #[test]
+    fn strategy_table_may_be_implicit() {
+        // `[[strategy.stages]]` without `[strategy]`: TOML gives that table no span.
+        let plan = parse_ok("[[strategy.stages]]\nweight = 20\n");
+        assert_eq!(plan.stages().len(), 2);
+    }
+
+    #[test]
+    fn errors_inside_an_implicit_table_keep_their_path() {
+        let e = Plan::parse("i.toml", &format!("{ROLLOUT}[[strategy.stages]]\nweight = 20\nwait = 1\n")).unwrap_err();
+        assert_eq!((e.line, e.column, e.field.as_str()), (7, 1, "strategy.stages[0].wait"));
     }
 }

@@ -151,10 +151,21 @@ pub enum Event {
     Budget(SloMeasurement),
     Observation(Observation),
     Command(CommandRequest),
-    EffectDone { effect: Effect },
-    EffectFailed { effect: Effect, error: String },
+    EffectDone {
+        effect: Effect,
+    },
+    EffectFailed {
+        effect: Effect,
+        error: String,
+    },
+    /// The backend could not be read (proxy down, API unreachable).
+    ObserveFailed {
+        error: String,
+    },
     /// A new revision to roll out, after the previous one finished.
-    NewRevision { revision: String },
+    NewRevision {
+        revision: String,
+    },
 }
 
 /// What the engine must do. Effects are idempotent: applying one twice
@@ -163,15 +174,26 @@ pub enum Event {
 #[serde(rename_all = "kebab-case", tag = "effect")]
 pub enum Effect {
     /// Send `canary` % of traffic to the canary, the rest to stable.
-    SetWeight { canary: u8 },
+    SetWeight {
+        canary: u8,
+    },
     /// Run `percent` % of the version's desired replicas.
-    Scale { version: Version, percent: u8 },
+    Scale {
+        version: Version,
+        percent: u8,
+    },
     /// Blue-green: all traffic to this side.
-    SwitchActive { to: Version },
+    SwitchActive {
+        to: Version,
+    },
     /// Rolling: back to this revision.
-    Undo { to_revision: String },
+    Undo {
+        to_revision: String,
+    },
     /// Observed rollouts: the native controller's verb.
-    Native { verb: NativeVerb },
+    Native {
+        verb: NativeVerb,
+    },
     Notify(Notice),
 }
 
@@ -232,16 +254,39 @@ pub enum Gate {
 pub enum Phase {
     Pending,
     /// Baking the current stage since `since` (plus earlier bake time).
-    Progressing { since: Timestamp },
-    Paused { by: Actor, reason: String, since: Timestamp },
+    Progressing {
+        since: Timestamp,
+    },
+    Paused {
+        by: Actor,
+        reason: String,
+        since: Timestamp,
+    },
     /// Waiting for a human before entering stage `next`.
-    AwaitingApproval { next: usize, gate: Gate, since: Timestamp },
-    Promoted { at: Timestamp },
-    Aborted { by: Actor, reason: String, at: Timestamp },
-    RolledBack { by: Actor, reason: String, at: Timestamp },
+    AwaitingApproval {
+        next: usize,
+        gate: Gate,
+        since: Timestamp,
+    },
+    Promoted {
+        at: Timestamp,
+    },
+    Aborted {
+        by: Actor,
+        reason: String,
+        at: Timestamp,
+    },
+    RolledBack {
+        by: Actor,
+        reason: String,
+        at: Timestamp,
+    },
     /// An effect could not be applied after an abort or rollback, or a native
     /// controller reports the rollout degraded. A human must look.
-    Failed { reason: String, at: Timestamp },
+    Failed {
+        reason: String,
+        at: Timestamp,
+    },
 }
 
 impl Phase {
@@ -404,6 +449,20 @@ impl Rollout {
         }
     }
 
+    /// The effects that bring a freshly started backend to this state, used
+    /// when a run resumes from its journal. Idempotent like every effect.
+    pub fn reconcile(&self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match self.phase {
+            Phase::Pending => {}
+            Phase::Aborted { .. } => revert(&mut self.clone(), &mut fx, false),
+            Phase::RolledBack { .. } => revert(&mut self.clone(), &mut fx, true),
+            _ if self.control == Control::Observed => {}
+            _ => fx.extend(self.current_stage().map(stage_effect)),
+        }
+        fx
+    }
+
     /// What happens next and when, in words: "Next: 50 % in 9:42".
     pub fn next_step(&self, now: Timestamp) -> String {
         let next = self.stages().get(self.stage + 1);
@@ -439,13 +498,13 @@ pub fn step(state: &Rollout, event: Event, now: Timestamp) -> (Rollout, Vec<Effe
         Event::Observation(o) => on_observation(&mut next, &mut effects, o, now),
         Event::Command(req) => {
             if let Err(reason) = on_command(&mut next, &mut effects, &req, now) {
-                let notice =
-                    Notice::Rejected { actor: req.actor, command: req.command.verb().to_string(), reason };
+                let notice = Notice::Rejected { actor: req.actor, command: req.command.verb().to_string(), reason };
                 return (state.clone(), vec![Effect::Notify(notice)]);
             }
         }
         Event::EffectDone { .. } => next.backend_error = None,
         Event::EffectFailed { effect, error } => on_effect_failed(&mut next, &effect, error, now),
+        Event::ObserveFailed { error } => on_observe_failed(&mut next, error, now),
         Event::NewRevision { revision } => on_new_revision(&mut next, &mut effects, revision),
     }
     (next, effects)
@@ -461,11 +520,15 @@ fn on_start(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
 }
 
 fn on_tick(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
-    let Phase::Progressing { .. } = r.phase else { return };
+    let Phase::Progressing { .. } = r.phase else {
+        return;
+    };
     if r.control != Control::Driven {
         return;
     }
-    let Some(stage) = r.current_stage() else { return };
+    let Some(stage) = r.current_stage() else {
+        return;
+    };
     let baked = r.baked(now) >= stage.bake;
     // A bake of zero is a pass-through; otherwise the stage must have seen a
     // passing verdict: too few requests is never a pass.
@@ -554,9 +617,7 @@ fn revert(r: &mut Rollout, fx: &mut Vec<Effect>, scale_down: bool) {
                 fx.push(Effect::Scale { version: Version::Canary, percent: 0 });
             }
         }
-        Strategy::Rolling { .. } if scale_down => {
-            fx.push(Effect::Undo { to_revision: r.stable_revision.clone() })
-        }
+        Strategy::Rolling { .. } if scale_down => fx.push(Effect::Undo { to_revision: r.stable_revision.clone() }),
         // Aborting a rolling update stops it where it is and sends no new
         // replicas; the old ones keep serving.
         Strategy::Rolling { .. } => fx.push(Effect::Scale { version: Version::Canary, percent: 0 }),
@@ -653,7 +714,9 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     if let Some(w) = o.canary_weight {
         r.canary_weight = w;
     }
-    let Some(status) = &o.native_status else { return };
+    let Some(status) = &o.native_status else {
+        return;
+    };
     let by = Actor::new("controller");
     r.phase = match status {
         NativeStatus::Progressing => match r.phase {
@@ -678,6 +741,16 @@ fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timest
     }
     // Otherwise the phase stands (a rollback stays a rollback) and the
     // banner says the system may not match it; the engine keeps retrying.
+}
+
+fn on_observe_failed(r: &mut Rollout, error: String, now: Timestamp) {
+    let first = r.backend_error.is_none();
+    r.backend_error = Some(format!("cannot read the backend: {error}"));
+    // Traffic may be anywhere while the backend is dark: hold, never advance blind.
+    if first && matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. }) {
+        let reason = format!("backend unreachable ({error}); resume once it is back");
+        pause(r, Actor::backend(), reason, now);
+    }
 }
 
 fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {

@@ -72,7 +72,9 @@ fn event(op: &Op, r: &Rollout) -> Event {
         Op::Missing => missing_sample(),
         Op::Budget(a) => Event::Budget(SloMeasurement { availability: *a, ..Default::default() }),
         Op::Observe(w) => Event::Observation(Observation { canary_weight: Some(*w), ..Default::default() }),
-        Op::Failed => Event::EffectFailed { effect: Effect::SetWeight { canary: r.canary_weight }, error: "boom".into() },
+        Op::Failed => {
+            Event::EffectFailed { effect: Effect::SetWeight { canary: r.canary_weight }, error: "boom".into() }
+        }
         Op::NewRevision => Event::NewRevision { revision: "v9".into() },
         Op::Cmd(c, stage) => cmd(c.clone(), stage.unwrap_or(r.stage)),
     }
@@ -80,18 +82,18 @@ fn event(op: &Op, r: &Rollout) -> Event {
 
 /// Events that may legitimately raise the canary weight.
 fn may_raise_weight(e: &Event) -> bool {
-    matches!(
-        e,
-        Event::Start | Event::Tick
-    ) || matches!(e, Event::Command(c) if matches!(
-        c.command,
-        Command::Promote | Command::PromoteFull | Command::Approve | Command::OverrideFreeze { .. } | Command::Retry
-    ))
+    matches!(e, Event::Start | Event::Tick)
+        || matches!(e, Event::Command(c) if matches!(
+            c.command,
+            Command::Promote | Command::PromoteFull | Command::Approve | Command::OverrideFreeze { .. } | Command::Retry
+        ))
 }
 
 fn raises_traffic(fx: &[Effect]) -> bool {
-    fx.iter().any(|e| matches!(e, Effect::SetWeight { canary } if *canary > 0)
-        || matches!(e, Effect::SwitchActive { to: flightdeck_core::rollout::Version::Canary }))
+    fx.iter().any(|e| {
+        matches!(e, Effect::SetWeight { canary } if *canary > 0)
+            || matches!(e, Effect::SwitchActive { to: flightdeck_core::rollout::Version::Canary })
+    })
 }
 
 proptest! {

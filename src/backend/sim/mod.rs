@@ -1,0 +1,313 @@
+//! The simulator: a pretend service with a stable and a canary version,
+//! driven by the same effects as a real backend and measured like one.
+//!
+//! Deterministic from a seed: the metrics of window N depend only on the
+//! seed, the rollout's name, N and the traffic split, so a resumed run sees
+//! the same numbers it would have seen.
+
+mod scenario;
+
+pub use scenario::{Profile, Scenario, STABLE};
+
+use crate::backend::{Backend, BackendError};
+use crate::metrics::MetricsSource;
+use async_trait::async_trait;
+use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::{Plan, Strategy};
+use flightdeck_core::rollout::{Effect, Observation, Version};
+use flightdeck_core::time::Timestamp;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution, LogNormal};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Synthetic probe traffic each running side gets (smoke checks), so a
+/// preview or a drained side still has numbers to compare.
+const PROBE_RPS: f64 = 2.0;
+/// Latency samples kept per window; enough for a rank test, cheap to draw.
+const MAX_SAMPLES: u64 = 1_000;
+
+/// Settings of one simulated service, from the plan's `[target]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimParams {
+    pub scenario: Scenario,
+    /// Requests per second the whole service takes.
+    pub rps: f64,
+    /// Error budget left at the start, percent.
+    pub budget_left_pct: f64,
+    pub seed: u64,
+}
+
+impl SimParams {
+    /// Reads `scenario`, `rps` and `budget_left_pct` from the plan's target;
+    /// `scenario` overrides the plan's.
+    pub fn from_plan(plan: &Plan, scenario: Option<Scenario>, seed: u64) -> Result<SimParams, String> {
+        let p = &plan.target.params;
+        let scenario = match (scenario, p.get("scenario")) {
+            (Some(s), _) => s,
+            (None, Some(name)) => name.parse()?,
+            (None, None) => Scenario::Healthy,
+        };
+        let number = |key: &str, default: f64| -> Result<f64, String> {
+            p.get(key).map_or(Ok(default), |v| v.parse().map_err(|_| format!("target.{key}: `{v}` is not a number")))
+        };
+        Ok(SimParams { scenario, rps: number("rps", 200.0)?, budget_left_pct: number("budget_left_pct", 85.0)?, seed })
+    }
+}
+
+/// What the simulated system currently runs.
+#[derive(Debug, Clone, Default)]
+struct World {
+    /// Percent of user traffic the canary takes.
+    share: u8,
+    canary_running: bool,
+    stable_running: bool,
+    /// Simulated minute of the last call, for the stuck-backend window.
+    minute: u64,
+}
+
+/// One simulated service; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Simulator {
+    name: String,
+    group: String,
+    strategy: Strategy,
+    slo_objective: f64,
+    params: SimParams,
+    world: Arc<Mutex<World>>,
+}
+
+impl Simulator {
+    pub fn new(plan: &Plan, params: SimParams) -> Simulator {
+        let world = World { stable_running: true, ..World::default() };
+        Simulator {
+            name: plan.name.clone(),
+            group: plan.target.group.clone(),
+            strategy: plan.strategy.clone(),
+            slo_objective: plan.slo.objective_pct,
+            params,
+            world: Arc::new(Mutex::new(world)),
+        }
+    }
+
+    pub fn scenario(&self) -> Scenario {
+        self.params.scenario
+    }
+
+    /// Tells the simulator what time it is (the stuck-backend window uses it).
+    pub fn set_now(&self, now: Timestamp) {
+        self.world().minute = now.0 / 60_000;
+    }
+
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        // A poisoned lock only means another task panicked mid-update; the
+        // world is plain data, so keep going with it.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A generator for window `index`, independent of call order.
+    fn rng(&self, index: u64) -> ChaCha8Rng {
+        let name =
+            self.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        ChaCha8Rng::seed_from_u64(self.params.seed ^ name ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn apply_to_world(&self, effect: &Effect) {
+        let mut w = self.world();
+        match effect {
+            Effect::SetWeight { canary } => {
+                w.share = *canary;
+                w.canary_running |= *canary > 0;
+            }
+            Effect::Scale { version: Version::Canary, percent } => {
+                w.canary_running = *percent > 0;
+                if matches!(self.strategy, Strategy::Rolling { .. }) {
+                    w.share = *percent;
+                } else if *percent == 0 {
+                    w.share = 0;
+                }
+            }
+            Effect::Scale { version: Version::Stable, percent } => w.stable_running = *percent > 0,
+            Effect::SwitchActive { to } => {
+                w.share = if *to == Version::Canary { 100 } else { 0 };
+                w.canary_running |= *to == Version::Canary;
+            }
+            Effect::Undo { .. } => {
+                w.share = 0;
+                w.canary_running = false;
+            }
+            Effect::Native { .. } | Effect::Notify(_) => {}
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Simulator {
+    fn name(&self) -> String {
+        format!("sim {}", self.group)
+    }
+
+    async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
+        let minute = self.world().minute;
+        if self.params.scenario.backend_stuck(minute) {
+            return Err(BackendError::Unreachable {
+                backend: self.name(),
+                detail: "control API timed out after 5 s (simulated)".into(),
+            });
+        }
+        self.apply_to_world(effect);
+        Ok(())
+    }
+
+    async fn observe(&self) -> Result<Observation, BackendError> {
+        let w = self.world();
+        Ok(Observation { canary_weight: Some(w.share), ..Observation::default() })
+    }
+}
+
+#[async_trait]
+impl MetricsSource for Simulator {
+    async fn sample(&self, window: Duration, now: Timestamp) -> MetricsSample {
+        let index = now.0 / window.as_millis().max(1) as u64;
+        let mut rng = self.rng(index);
+        if self.params.scenario.metrics_gap(index, rng.gen::<f64>()) {
+            return MetricsSample {
+                window,
+                stable: None,
+                canary: None,
+                missing: Some("metrics query timed out (simulated gap)".into()),
+            };
+        }
+        let w = self.world().clone();
+        let secs = window.as_secs_f64();
+        let share = w.share as f64 / 100.0;
+        let canary_rps = if w.canary_running { self.params.rps * share + PROBE_RPS } else { 0.0 };
+        let stable_rps = if w.stable_running { self.params.rps * (1.0 - share) + PROBE_RPS } else { 0.0 };
+        let canary = self.params.scenario.canary_profile(w.share);
+        MetricsSample {
+            window,
+            stable: Some(draw(&mut rng, stable_rps * secs, STABLE)),
+            canary: Some(draw(&mut rng, canary_rps * secs, canary)),
+            missing: None,
+        }
+    }
+
+    async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
+        let allowed = 1.0 - self.slo_objective / 100.0;
+        let availability = 1.0 - allowed * (1.0 - self.params.budget_left_pct / 100.0);
+        let share = self.world().share as f64 / 100.0;
+        let canary = self.params.scenario.canary_profile(self.world().share);
+        let now_ratio = STABLE.error_rate * (1.0 - share) + canary.error_rate * share;
+        Some(SloMeasurement {
+            availability,
+            error_ratio_5m: now_ratio,
+            error_ratio_30m: now_ratio,
+            error_ratio_1h: now_ratio * 0.8 + STABLE.error_rate * 0.2,
+            error_ratio_6h: STABLE.error_rate,
+        })
+    }
+}
+
+/// Draws one window of `expected` requests from `profile`.
+fn draw(rng: &mut ChaCha8Rng, expected: f64, profile: Profile) -> VersionWindow {
+    if expected <= 0.0 {
+        return VersionWindow::default();
+    }
+    // ±5 % noise on the request count, binomial errors, log-normal latency.
+    let requests = (expected * rng.gen_range(0.95..1.05)).round() as u64;
+    let errors = Binomial::new(requests, profile.error_rate).map_or(0, |b| b.sample(rng));
+    // A log-normal with median p50 whose 99th percentile is p99 (z = 2.326).
+    let sigma = (profile.p99_ms / profile.p50_ms).ln() / 2.326;
+    let latency = LogNormal::new(profile.p50_ms.ln(), sigma).expect("sigma is positive");
+    let mut samples: Vec<f64> = (0..requests.min(MAX_SAMPLES)).map(|_| latency.sample(rng)).collect();
+    samples.sort_by(f64::total_cmp);
+    let q = |p: f64| samples.get(((samples.len() as f64 - 1.0) * p).round() as usize).copied();
+    VersionWindow { requests, errors, p50_ms: q(0.50), p95_ms: q(0.95), p99_ms: q(0.99), latency_samples_ms: samples }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flightdeck_core::plan::{AnalysisConfig, BackendKind, Slo, Target};
+
+    fn sim(scenario: Scenario) -> Simulator {
+        let plan = Plan {
+            name: "checkout".into(),
+            stable: "v1".into(),
+            canary: "v2".into(),
+            theme: None,
+            target: Target {
+                backend: BackendKind::Sim,
+                group: "lab".into(),
+                production: false,
+                params: Default::default(),
+            },
+            strategy: Strategy::Canary { stages: vec![] },
+            analysis: AnalysisConfig::default(),
+            slo: Slo::default(),
+        };
+        Simulator::new(&plan, SimParams { scenario, rps: 200.0, budget_left_pct: 85.0, seed: 7 })
+    }
+
+    #[tokio::test]
+    async fn same_seed_and_window_give_the_same_numbers() {
+        let (a, b) = (sim(Scenario::Healthy), sim(Scenario::Healthy));
+        a.apply(&Effect::SetWeight { canary: 10 }).await.unwrap();
+        b.apply(&Effect::SetWeight { canary: 10 }).await.unwrap();
+        let t = Timestamp(600_000);
+        assert_eq!(a.sample(Duration::from_secs(60), t).await, b.sample(Duration::from_secs(60), t).await);
+    }
+
+    #[tokio::test]
+    async fn traffic_follows_the_weight() {
+        let s = sim(Scenario::Healthy);
+        s.apply(&Effect::SetWeight { canary: 10 }).await.unwrap();
+        let m = s.sample(Duration::from_secs(60), Timestamp(60_000)).await;
+        let (stable, canary) = (m.stable.unwrap().requests as f64, m.canary.unwrap().requests as f64);
+        // 200 rps × 60 s: 10 % + probes ≈ 1,320 canary, 90 % + probes ≈ 10,920 stable.
+        assert!((1_200.0..1_450.0).contains(&canary), "{canary}");
+        assert!((10_300.0..11_500.0).contains(&stable), "{stable}");
+    }
+
+    #[tokio::test]
+    async fn bad_canary_errors_from_ten_percent() {
+        let s = sim(Scenario::BadCanary);
+        s.apply(&Effect::SetWeight { canary: 1 }).await.unwrap();
+        let low = s.sample(Duration::from_secs(60), Timestamp(60_000)).await.canary.unwrap();
+        s.apply(&Effect::SetWeight { canary: 10 }).await.unwrap();
+        let high = s.sample(Duration::from_secs(60), Timestamp(120_000)).await.canary.unwrap();
+        assert!((low.errors as f64) / (low.requests as f64) < 0.02);
+        assert!((high.errors as f64) / (high.requests as f64) > 0.08);
+    }
+
+    #[tokio::test]
+    async fn stuck_backend_fails_effects_in_its_window_only() {
+        let s = sim(Scenario::StuckBackend);
+        s.set_now(Timestamp(14 * 60_000));
+        assert!(s.apply(&Effect::SetWeight { canary: 1 }).await.is_ok());
+        s.set_now(Timestamp(16 * 60_000));
+        let err = s.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        s.set_now(Timestamp(31 * 60_000));
+        assert!(s.apply(&Effect::SetWeight { canary: 10 }).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn flaky_metrics_has_gaps_with_a_reason() {
+        let s = sim(Scenario::FlakyMetrics);
+        let m = s.sample(Duration::from_secs(60), Timestamp(19 * 60_000)).await;
+        assert!(m.canary.is_none() && m.stable.is_none());
+        assert!(m.missing.unwrap().contains("simulated gap"));
+    }
+
+    #[test]
+    fn unknown_scenario_lists_the_known_ones() {
+        let err = "chaos".parse::<Scenario>().unwrap_err();
+        assert_eq!(
+            err,
+            "unknown scenario `chaos`; expected one of: healthy, bad-canary, slow-canary, flaky-metrics, stuck-backend"
+        );
+    }
+}

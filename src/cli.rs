@@ -1,0 +1,70 @@
+//! Command-line interface.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "flightdeck", version, about = "A terminal cockpit for progressive delivery")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the simulator's demo fleet: six rollouts over several clusters, one goes bad.
+    Demo {
+        #[command(flatten)]
+        run: RunOptions,
+        /// Simulated time runs this many times faster than real time.
+        #[arg(long, default_value_t = 30.0, value_parser = positive)]
+        speed: f64,
+    },
+    /// Run the rollouts the plan files describe.
+    Run {
+        /// Plan files (TOML).
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        #[command(flatten)]
+        run: RunOptions,
+        /// Simulated time runs this many times faster (sim targets only).
+        #[arg(long, default_value_t = 1.0, value_parser = positive)]
+        speed: f64,
+        /// Simulator scenario, overriding the one a `sim` target names.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Ignore unfinished journals and start over (old journals are kept aside).
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Validate plan files; exits 2 on the first invalid one.
+    Check {
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// No cockpit: print the event stream and exit when every rollout is done or needs a human.
+    #[arg(long)]
+    pub headless: bool,
+    /// With --headless: one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed for the simulator (same seed, same run).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}

@@ -1,0 +1,138 @@
+//! The engine: one tokio task per rollout. Each task feeds events to
+//! `flightdeck_core::step`, journals them, carries out the effects through
+//! its backend with retry and backoff, feeds the results back, and
+//! publishes snapshots and events. Viewers only `subscribe` and `submit`.
+
+pub mod clock;
+pub mod journal;
+mod task;
+
+use crate::backend::Backend;
+use crate::metrics::MetricsSource;
+use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
+use clock::Clock;
+use flightdeck_core::plan::Plan;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+/// Everything needed to run one rollout.
+pub struct RolloutSetup {
+    pub id: String,
+    pub plan: Plan,
+    /// Where the plan came from, and its text (journaled so a resume can
+    /// tell the plan has not changed).
+    pub plan_file: String,
+    pub plan_text: String,
+    pub backend: Arc<dyn Backend>,
+    pub metrics: Arc<dyn MetricsSource>,
+    /// The simulator, when it is the backend: it needs to know the time.
+    pub sim: Option<crate::backend::sim::Simulator>,
+}
+
+/// When a rollout task stops by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopWhen {
+    /// Keep watching (the cockpit: a human may still act).
+    Never,
+    /// Stop when finished or waiting for a human (headless runs).
+    Unattended,
+}
+
+pub struct EngineOptions {
+    pub clock: Clock,
+    /// Directory for journals; `None` keeps no journal (tests, benches).
+    pub journal_dir: Option<PathBuf>,
+    /// Start over even if a journal holds an unfinished run.
+    pub fresh: bool,
+    pub stop_when: StopWhen,
+}
+
+type CommandTx = mpsc::Sender<(CommandRequest, oneshot::Sender<Reply>)>;
+
+/// A running engine.
+pub struct Engine {
+    commands: HashMap<String, CommandTx>,
+    snapshots: watch::Receiver<Snapshot>,
+    tasks: JoinSet<()>,
+}
+
+impl Engine {
+    /// Opens every rollout's journal (resuming where one holds an
+    /// unfinished run) and starts one task per rollout. Events go to `sink`.
+    pub fn start(
+        setups: Vec<RolloutSetup>,
+        options: EngineOptions,
+        sink: mpsc::Sender<Output>,
+    ) -> color_eyre::Result<Engine> {
+        let mut opened = Vec::new();
+        for setup in setups {
+            let o = match &options.journal_dir {
+                Some(dir) => {
+                    let j = journal::Journal::open(
+                        dir,
+                        &setup.id,
+                        &setup.plan,
+                        &setup.plan_file,
+                        &setup.plan_text,
+                        options.fresh,
+                    )?;
+                    (Some(j.journal), j.rollout, j.resumed_at)
+                }
+                None => (None, flightdeck_core::Rollout::new(setup.id.clone(), setup.plan.clone()), None),
+            };
+            opened.push((setup, o));
+        }
+        let initial = Snapshot { at: options.clock.now(), rollouts: opened.iter().map(|(_, o)| o.1.clone()).collect() };
+        let (snap_tx, snap_rx) = watch::channel(initial);
+        let snap_tx = Arc::new(snap_tx);
+        let mut commands = HashMap::new();
+        let mut tasks = JoinSet::new();
+        for (index, (setup, (journal, rollout, resumed_at))) in opened.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(16);
+            commands.insert(setup.id.clone(), tx);
+            let clock = match (options.clock, resumed_at) {
+                (Clock::Scaled { speed, .. }, Some(at)) => Clock::scaled(at, speed),
+                (clock, _) => clock,
+            };
+            let task = task::RolloutTask::new(task::Parts {
+                index,
+                setup,
+                rollout,
+                journal,
+                resumed: resumed_at.is_some(),
+                clock,
+                stop_when: options.stop_when,
+                sink: sink.clone(),
+                snapshots: snap_tx.clone(),
+            });
+            tasks.spawn(task.run(rx));
+        }
+        Ok(Engine { commands, snapshots: snap_rx, tasks })
+    }
+
+    /// The latest snapshot, updated whenever a rollout changes.
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.snapshots.clone()
+    }
+
+    /// Sends a command to its rollout and waits for the answer.
+    pub async fn submit(&self, request: CommandRequest) -> Reply {
+        let Some(tx) = self.commands.get(&request.rollout) else {
+            return Reply::Rejected { reason: format!("no rollout named {}", request.rollout) };
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if tx.send((request, reply_tx)).await.is_err() {
+            return Reply::Rejected { reason: "the rollout is no longer running".into() };
+        }
+        reply_rx.await.unwrap_or(Reply::Rejected { reason: "the rollout stopped before answering".into() })
+    }
+
+    /// Waits until every rollout task has stopped.
+    pub async fn wait(mut self) {
+        self.commands.clear();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

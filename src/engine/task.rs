@@ -1,0 +1,310 @@
+//! One rollout's task: the loop that ties clock, metrics, backend, journal
+//! and `core::step` together.
+
+use super::clock::Clock;
+use super::journal::Journal;
+use super::{RolloutSetup, StopWhen};
+use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
+use flightdeck_core::analysis::Verdict;
+use flightdeck_core::rollout::{self, step, Effect, Event, Notice, Observation, Phase, Rollout};
+use flightdeck_core::time::Timestamp;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Attempts per effect before it is reported failed.
+const EFFECT_ATTEMPTS: u32 = 3;
+/// First retry delay (real time); doubles per attempt.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+pub struct Parts {
+    pub index: usize,
+    pub setup: RolloutSetup,
+    pub rollout: Rollout,
+    pub journal: Option<Journal>,
+    pub resumed: bool,
+    pub clock: Clock,
+    pub stop_when: StopWhen,
+    pub sink: mpsc::Sender<Output>,
+    pub snapshots: Arc<watch::Sender<Snapshot>>,
+}
+
+pub struct RolloutTask {
+    p: Parts,
+    /// End of the next analysis window.
+    next_window: Timestamp,
+    last_observation: Option<Observation>,
+}
+
+impl RolloutTask {
+    pub fn new(p: Parts) -> RolloutTask {
+        let interval = p.rollout.plan().analysis.interval.as_millis().max(1) as u64;
+        let now = p.clock.now().0;
+        // Windows end on multiples of the interval, so a resumed run keeps the grid.
+        let next_window = Timestamp((now / interval + 1) * interval);
+        RolloutTask { p, next_window, last_observation: None }
+    }
+
+    fn id(&self) -> String {
+        self.p.rollout.id.clone()
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::Receiver<(CommandRequest, oneshot::Sender<Reply>)>) {
+        self.announce().await;
+        let now = self.now();
+        if self.p.resumed {
+            // A fresh backend process knows nothing: bring it to the journaled state.
+            for effect in self.p.rollout.reconcile() {
+                self.execute(effect, now).await;
+            }
+        } else {
+            self.feed(Event::Start, now).await;
+        }
+        let mut ticker = tokio::time::interval(tick_period(self.p.clock.speed()));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut open = true;
+        loop {
+            if self.should_stop() {
+                break;
+            }
+            tokio::select! {
+                _ = ticker.tick() => self.on_tick().await,
+                received = commands.recv(), if open => match received {
+                    Some((request, reply)) => {
+                        let answer = self.on_command(request).await;
+                        let _ = reply.send(answer);
+                    }
+                    None => open = false,
+                },
+            }
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        let now = self.p.clock.now();
+        if let Some(sim) = &self.p.setup.sim {
+            sim.set_now(now);
+        }
+        now
+    }
+
+    fn should_stop(&self) -> bool {
+        self.p.stop_when == StopWhen::Unattended
+            && (self.p.rollout.phase.is_finished() || self.p.rollout.needs_human().is_some())
+    }
+
+    async fn announce(&mut self) {
+        let r = &self.p.rollout;
+        let out = Output::Started {
+            rollout: r.id.clone(),
+            at: self.p.clock.now(),
+            strategy: r.plan().strategy_name().into(),
+            stages: r.stages().iter().map(|s| s.weight).collect(),
+            resumed: self.p.resumed,
+            stage: r.stage,
+        };
+        self.emit(out).await;
+        self.publish();
+    }
+
+    async fn on_tick(&mut self) {
+        let now = self.now();
+        let interval = self.p.rollout.plan().analysis.interval;
+        // Catch up on windows that ended since the last tick (bounded, so a
+        // stalled machine cannot make a burst of thousands).
+        for _ in 0..8 {
+            if now < self.next_window {
+                break;
+            }
+            let end = self.next_window;
+            self.next_window = end.plus(interval);
+            self.analyse(end, interval).await;
+        }
+        self.feed(Event::Tick, now).await;
+    }
+
+    /// One analysis window: budget, backend observation, metrics.
+    async fn analyse(&mut self, end: Timestamp, interval: Duration) {
+        if let Some(m) = self.p.setup.metrics.slo(end).await {
+            self.feed(Event::Budget(m), end).await;
+        }
+        match self.p.setup.backend.observe().await {
+            Ok(o) if self.last_observation.as_ref() != Some(&o) || self.p.rollout.observed_weight.is_none() => {
+                self.last_observation = Some(o.clone());
+                self.feed(Event::Observation(o), end).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.feed(Event::ObserveFailed { error: e.to_string() }, end).await;
+            }
+        }
+        let sample = self.p.setup.metrics.sample(interval, end).await;
+        self.feed(Event::Metrics(sample), end).await;
+    }
+
+    async fn on_command(&mut self, request: CommandRequest) -> Reply {
+        let now = self.now();
+        let event = Event::Command(rollout::CommandRequest {
+            actor: request.actor,
+            command: request.command,
+            expected_stage: request.expected_stage,
+        });
+        match self.feed(event, now).await {
+            Some(reason) => Reply::Rejected { reason },
+            None => Reply::Ack,
+        }
+    }
+
+    /// Steps the core with `event` and everything it leads to (effect
+    /// results). Returns the rejection reason if a command was refused.
+    async fn feed(&mut self, event: Event, at: Timestamp) -> Option<String> {
+        let mut queue = VecDeque::from([event]);
+        let mut rejection = None;
+        while let Some(event) = queue.pop_front() {
+            let before = self.p.rollout.clone();
+            let (next, effects) = step(&before, event.clone(), at);
+            if next == before && effects.is_empty() {
+                continue; // nothing happened; nothing to journal or show
+            }
+            self.journal(at, &event, &next);
+            self.p.rollout = next;
+            self.report(&before, &event, &effects, at, &mut rejection).await;
+            self.publish();
+            for effect in effects.into_iter().filter(Effect::is_backend) {
+                queue.push_back(self.execute(effect, at).await);
+            }
+        }
+        rejection
+    }
+
+    /// Carries out one effect with retry and backoff; the result is the
+    /// event to feed back.
+    async fn execute(&mut self, effect: Effect, at: Timestamp) -> Event {
+        let mut delay = FIRST_BACKOFF;
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            match self.p.setup.backend.apply(&effect).await {
+                Ok(()) => break Ok(()),
+                Err(e) if attempts >= EFFECT_ATTEMPTS => break Err(e.to_string()),
+                Err(e) => {
+                    tracing::warn!(rollout = %self.id(), %effect, error = %e, attempts, "effect failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        };
+        let (ok, error) = match &result {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e.clone())),
+        };
+        let out = Output::Effect { rollout: self.id(), at, effect: effect.clone(), ok, attempts, error };
+        self.emit(out).await;
+        match result {
+            Ok(()) => Event::EffectDone { effect },
+            Err(error) => Event::EffectFailed { effect, error },
+        }
+    }
+
+    fn journal(&mut self, at: Timestamp, event: &Event, state: &Rollout) {
+        if let Some(j) = &mut self.p.journal {
+            if let Err(e) = j.append(at, event, state) {
+                // Losing the journal loses crash recovery, not the rollout:
+                // say so loudly and keep going.
+                tracing::error!(rollout = %state.id, error = %e, "journal write failed");
+            }
+        }
+    }
+
+    /// Turns one step into viewer events.
+    async fn report(
+        &mut self,
+        before: &Rollout,
+        event: &Event,
+        effects: &[Effect],
+        at: Timestamp,
+        rejection: &mut Option<String>,
+    ) {
+        let id = self.id();
+        let after = self.p.rollout.clone();
+        if let (Event::Metrics(_), Some(verdict)) = (event, &after.last_verdict) {
+            self.emit(verdict_output(&id, at, before.stage, verdict)).await;
+        }
+        if let Event::Command(req) = event {
+            let refused = effects.iter().find_map(|e| match e {
+                Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason.clone()),
+                _ => None,
+            });
+            let out = Output::Action {
+                rollout: id.clone(),
+                at,
+                actor: req.actor.clone(),
+                command: req.command.verb().into(),
+                stage: req.expected_stage,
+                accepted: refused.is_none(),
+                reason: refused.clone(),
+            };
+            *rejection = refused;
+            self.emit(out).await;
+        }
+        for notice in effects.iter().filter_map(|e| match e {
+            Effect::Notify(n @ (Notice::Warning { .. } | Notice::Info { .. })) => Some(n),
+            _ => None,
+        }) {
+            let level = if matches!(notice, Notice::Warning { .. }) { "warning" } else { "info" };
+            let out = Output::Notice { rollout: id.clone(), at, level: level.into(), message: notice.to_string() };
+            self.emit(out).await;
+        }
+        if before.phase.label() != after.phase.label() || before.stage != after.stage {
+            let out = Output::Transition {
+                rollout: id,
+                at,
+                from: before.phase.label().into(),
+                to: after.phase.label().into(),
+                stage: after.stage,
+                stages: after.stages().len(),
+                weight: after.canary_weight,
+                reason: phase_reason(&after.phase),
+            };
+            self.emit(out).await;
+        }
+    }
+
+    async fn emit(&self, out: Output) {
+        // A viewer that went away must not stop the rollout.
+        let _ = self.p.sink.send(out).await;
+    }
+
+    fn publish(&self) {
+        let (index, rollout) = (self.p.index, self.p.rollout.clone());
+        let at = self.p.clock.now();
+        self.p.snapshots.send_modify(|s| {
+            s.at = at;
+            if let Some(slot) = s.rollouts.get_mut(index) {
+                *slot = rollout;
+            }
+        });
+    }
+}
+
+fn verdict_output(id: &str, at: Timestamp, stage: usize, verdict: &Verdict) -> Output {
+    Output::Verdict { rollout: id.into(), at, stage, verdict: verdict.clone() }
+}
+
+fn phase_reason(phase: &Phase) -> Option<String> {
+    match phase {
+        Phase::Paused { reason, .. }
+        | Phase::Aborted { reason, .. }
+        | Phase::RolledBack { reason, .. }
+        | Phase::Failed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+/// Real time between ticks: about one simulated second, at most 4 Hz
+/// (idle costs nothing) and at least every 5 ms (fast simulations).
+fn tick_period(speed: f64) -> Duration {
+    let real = Duration::from_secs_f64(1.0 / speed.max(0.001));
+    real.clamp(Duration::from_millis(5), Duration::from_millis(250))
+}

@@ -1,0 +1,120 @@
+//! Headless runs: the event stream on stdout (text or JSON lines) and an
+//! exit code that says how it ended.
+
+use crate::engine::{Engine, EngineOptions, RolloutSetup};
+use crate::protocol::{Output, Snapshot};
+use flightdeck_core::analysis::{CheckOutcome, Verdict};
+use flightdeck_core::rollout::Phase;
+use flightdeck_core::time::clock;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Every rollout promoted.
+pub const EXIT_PROMOTED: u8 = 0;
+/// Something else: a rollout waits for a human, failed, or was interrupted.
+pub const EXIT_OTHER: u8 = 1;
+/// Bad input (plan, flags).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// At least one rollout was rolled back or aborted.
+pub const EXIT_ROLLED_BACK: u8 = 3;
+
+/// Runs to the end and prints as it goes.
+pub async fn run(setups: Vec<RolloutSetup>, options: EngineOptions, json: bool) -> color_eyre::Result<ExitCode> {
+    let (tx, mut rx) = mpsc::channel::<Output>(1024);
+    let engine = Engine::start(setups, options, tx)?;
+    let snapshots = engine.subscribe();
+    let printer = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        while let Some(o) = rx.recv().await {
+            let line = if json { serde_json::to_string(&o).expect("outputs serialize") } else { human(&o) };
+            // stdout closed (piped into head): keep running, stop printing.
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::select! {
+        _ = engine.wait() => {}
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted; run the same command again to resume from the journal");
+            return Ok(ExitCode::from(EXIT_OTHER));
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
+    let snapshot = snapshots.borrow().clone();
+    Ok(ExitCode::from(summarise(&snapshot)))
+}
+
+/// The exit code for how the rollouts ended; explains anything but success on stderr.
+pub fn summarise(snapshot: &Snapshot) -> u8 {
+    let mut code = EXIT_PROMOTED;
+    for r in &snapshot.rollouts {
+        match &r.phase {
+            Phase::Promoted { .. } => {}
+            Phase::RolledBack { reason, .. } | Phase::Aborted { reason, .. } => {
+                eprintln!("{}: {} — {reason}", r.id, r.phase.label());
+                code = EXIT_ROLLED_BACK;
+            }
+            _ => {
+                let why = r.needs_human().unwrap_or_else(|| "did not finish".into());
+                eprintln!(
+                    "{}: {} at stage {}/{} — needs a human: {why}",
+                    r.id,
+                    r.phase.label(),
+                    r.stage + 1,
+                    r.stages().len()
+                );
+                if code == EXIT_PROMOTED {
+                    code = EXIT_OTHER;
+                }
+            }
+        }
+    }
+    code
+}
+
+/// One line of text per event.
+pub fn human(o: &Output) -> String {
+    let t = |at: &flightdeck_core::Timestamp| clock(Duration::from_millis(at.0));
+    match o {
+        Output::Started { rollout, at, strategy, stages, resumed, stage } => {
+            let verb = if *resumed { format!("resumed at stage {}", stage + 1) } else { "started".into() };
+            let stages = stages.iter().map(|w| format!("{w}%")).collect::<Vec<_>>().join(" → ");
+            format!("[{:>7}] {rollout}: {verb} ({strategy}: {stages})", t(at))
+        }
+        Output::Transition { rollout, at, from, to, stage, stages, weight, reason } => {
+            let why = reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default();
+            format!("[{:>7}] {rollout}: {from} → {to}, stage {}/{stages} at {weight}%{why}", t(at), stage + 1)
+        }
+        Output::Verdict { rollout, at, verdict, .. } => {
+            format!("[{:>7}] {rollout}: verdict {} — {}", t(at), verdict.label(), verdict_detail(verdict))
+        }
+        Output::Effect { rollout, at, effect, ok, attempts, error } => match error {
+            None if *ok => format!("[{:>7}] {rollout}: applied {effect}", t(at)),
+            _ => format!(
+                "[{:>7}] {rollout}: FAILED {effect} after {attempts} attempts: {}",
+                t(at),
+                error.as_deref().unwrap_or("?")
+            ),
+        },
+        Output::Action { rollout, at, actor, command, accepted, reason, .. } => match reason {
+            Some(r) if !accepted => format!("[{:>7}] {rollout}: {command} by {actor} refused: {r}", t(at)),
+            _ => format!("[{:>7}] {rollout}: {command} by {actor}", t(at)),
+        },
+        Output::Notice { rollout, at, message, .. } => format!("[{:>7}] {rollout}: {message}", t(at)),
+    }
+}
+
+fn verdict_detail(v: &Verdict) -> String {
+    match v {
+        Verdict::Pass { .. } => "all checks pass".into(),
+        Verdict::Inconclusive { reason, .. } => reason.clone(),
+        Verdict::Fail { severity, checks } => {
+            let failing: Vec<_> =
+                checks.iter().filter(|c| c.outcome == CheckOutcome::Fail).map(|c| c.reason.as_str()).collect();
+            format!("{severity:?}: {}", failing.join("; "))
+        }
+    }
+}

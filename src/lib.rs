@@ -1,0 +1,18 @@
+//! flightdeck: a terminal cockpit for progressive delivery.
+//!
+//! Layers, in the direction of the arrows: `flightdeck_core` decides,
+//! `backend` and `metrics` talk to real systems, `engine` ties them together
+//! per rollout, viewers (`headless`, the cockpit) only subscribe and submit
+//! through `protocol`.
+
+pub mod backend;
+pub mod cli;
+pub mod engine;
+pub mod fleet;
+pub mod headless;
+pub mod logging;
+pub mod metrics;
+pub mod paths;
+pub mod protocol;
+
+pub use flightdeck_core as core;

@@ -1,0 +1,194 @@
+//! End-to-end runs of the real binary, headless, one per scenario.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
+const CANARY: &str = "examples/plans/canary.toml";
+
+fn flightdeck(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("FLIGHTDECK_DATA_DIR", data).output().expect("flightdeck runs")
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn run_scenario(scenario: &str, speed: &str) -> (i32, Vec<Value>, String) {
+    let data = tempfile::tempdir().unwrap();
+    let out =
+        flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", speed, "--scenario", scenario]);
+    (out.status.code().unwrap_or(-1), events(&out), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn weights_set(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "effect" && e["effect"] == "set-weight")
+        .map(|e| e["canary"].as_u64().unwrap())
+        .collect()
+}
+
+fn position(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
+    events.iter().position(pred)
+}
+
+#[test]
+fn healthy_canary_walks_every_stage_and_exits_0() {
+    let (code, ev, stderr) = run_scenario("healthy", "600");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(weights_set(&ev), vec![1, 10, 50, 100]);
+    let last = ev.iter().rev().find(|e| e["type"] == "transition").unwrap();
+    assert_eq!(last["to"], "promoted");
+    // Promotion only after passing verdicts, never on an inconclusive one alone.
+    assert!(ev.iter().any(|e| e["type"] == "verdict" && e["verdict"] == "pass"));
+}
+
+#[test]
+fn bad_canary_exits_3_with_the_failing_verdict_before_weight_zero() {
+    let (code, ev, _) = run_scenario("bad-canary", "3000");
+    assert_eq!(code, 3);
+    let fail = position(&ev, |e| e["type"] == "verdict" && e["verdict"] == "fail").expect("a failing verdict");
+    let zero = position(&ev, |e| e["type"] == "effect" && e["effect"] == "set-weight" && e["canary"] == 0)
+        .expect("a weight-0 effect");
+    assert!(fail < zero, "verdict at {fail} must come before weight 0 at {zero}");
+    let error_row = ev[fail]["checks"].as_array().unwrap().iter().find(|c| c["metric"] == "error-rate").unwrap();
+    assert_eq!(error_row["outcome"], "fail");
+    assert!(error_row["canary"].as_f64().unwrap() > 5.0, "{error_row}");
+    assert!(error_row["stable"].as_f64().unwrap() < 1.0);
+    assert!(error_row["threshold"].as_f64().unwrap() == 1.0);
+    assert!(error_row["reason"].as_str().unwrap().contains("error rate"));
+    let rolled = ev.iter().find(|e| e["type"] == "transition" && e["to"] == "rolled back").unwrap();
+    assert!(rolled["reason"].as_str().unwrap().starts_with("analysis failed"));
+}
+
+#[test]
+fn slow_canary_is_rolled_back_on_latency() {
+    let (code, ev, _) = run_scenario("slow-canary", "3000");
+    assert_eq!(code, 3);
+    let fail = ev.iter().find(|e| e["type"] == "verdict" && e["verdict"] == "fail").unwrap();
+    let failing: Vec<&str> = fail["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "fail")
+        .map(|c| c["metric"].as_str().unwrap())
+        .collect();
+    assert!(failing.iter().all(|m| m.starts_with("latency")), "{failing:?}");
+}
+
+#[test]
+fn flaky_metrics_are_inconclusive_and_a_run_of_gaps_pauses_for_a_human() {
+    let (code, ev, stderr) = run_scenario("flaky-metrics", "3000");
+    assert_eq!(code, 1, "{stderr}");
+    let gaps: Vec<&Value> =
+        ev.iter().filter(|e| e["type"] == "verdict" && e["checks"].as_array().unwrap().is_empty()).collect();
+    assert!(gaps.len() >= 3);
+    assert!(gaps.iter().all(|g| g["verdict"] == "inconclusive"), "a window without metrics must never pass");
+    let paused = ev.iter().find(|e| e["type"] == "transition" && e["to"] == "paused").unwrap();
+    assert!(paused["reason"].as_str().unwrap().contains("metrics missing for 3 windows"));
+    assert!(stderr.contains("needs a human"), "{stderr}");
+}
+
+#[test]
+fn stuck_backend_pauses_with_the_error_visible() {
+    let (code, ev, stderr) = run_scenario("stuck-backend", "3000");
+    assert_eq!(code, 1, "{stderr}");
+    let failed = ev.iter().find(|e| e["type"] == "effect" && e["ok"] == false).unwrap();
+    assert_eq!(failed["attempts"], 3);
+    assert!(failed["error"].as_str().unwrap().contains("timed out"));
+    let paused = ev.iter().find(|e| e["type"] == "transition" && e["to"] == "paused").unwrap();
+    assert!(paused["reason"].as_str().unwrap().starts_with("backend failing"));
+}
+
+#[test]
+fn demo_fleet_runs_headless_and_reports_the_bad_rollout() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &["demo", "--headless", "--json", "--speed", "3000"]);
+    assert_eq!(out.status.code(), Some(3));
+    let ev = events(&out);
+    let started: std::collections::BTreeSet<_> =
+        ev.iter().filter(|e| e["type"] == "started").map(|e| e["rollout"].as_str().unwrap().to_string()).collect();
+    assert_eq!(started.len(), 6);
+    let rolled: Vec<_> = ev.iter().filter(|e| e["type"] == "transition" && e["to"] == "rolled back").collect();
+    assert_eq!(rolled.len(), 1);
+    assert_eq!(rolled[0]["rollout"], "prod-eu-1/payments");
+}
+
+#[test]
+fn a_killed_run_resumes_at_the_same_stage_from_its_journal() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", CANARY, "--headless", "--json", "--speed", "300", "--scenario", "healthy"])
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait until the rollout is in stage 2 (index 1), then kill it hard.
+    let mut stage_at_kill = None;
+    for line in lines.by_ref() {
+        let e: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if e["type"] == "transition" && e["stage"] == 1 {
+            stage_at_kill = Some(1);
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(stage_at_kill, Some(1), "never reached stage 2");
+
+    let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "3000"]);
+    let ev = events(&out);
+    assert_eq!(ev[0]["type"], "started");
+    assert_eq!(ev[0]["resumed"], true);
+    assert_eq!(ev[0]["stage"], 1, "resumed at the stage it was killed in");
+    // The resumed run re-applies the stage's weight, then carries on to 100 %.
+    assert_eq!(weights_set(&ev), vec![10, 50, 100]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn check_accepts_every_example_plan() {
+    let data = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir("examples/plans").unwrap() {
+        let path = entry.unwrap().path();
+        let out = flightdeck(data.path(), &["check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn check_rejects_every_invalid_plan_with_its_exact_message() {
+    let data = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir("tests/invalid_plans").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        let out = flightdeck(data.path(), &["check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", path.display());
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), expected.trim(), "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 15, "only {seen} invalid plans");
+}
+
+#[test]
+fn bad_flags_and_unknown_scenarios_exit_2() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--scenario", "chaos"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario `chaos`"));
+    let out = flightdeck(data.path(), &["run", "no/such/plan.toml", "--headless"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("no/such/plan.toml: cannot read"));
+}
