@@ -60,6 +60,12 @@ pub struct RunOptions {
     /// Seed for the simulator (same seed, same run).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Cockpit theme (default, light, high-contrast, colorblind, mono, prod, staging, or a user theme).
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Cockpit keymap (default, vim).
+    #[arg(long)]
+    pub keymap: Option<String>,
 }
 
 fn positive(s: &str) -> Result<f64, String> {

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod fleet;
 pub mod headless;
@@ -14,5 +15,6 @@ pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod protocol;
+pub mod ui;
 
 pub use flightdeck_core as core;

@@ -1,8 +1,10 @@
 use clap::{CommandFactory, Parser};
 use flightdeck::cli::{Cli, Cmd, RunOptions};
+use flightdeck::config::Config;
 use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
+use flightdeck::ui::CockpitSettings;
 use flightdeck_core::time::Timestamp;
 use std::process::ExitCode;
 
@@ -51,8 +53,18 @@ impl From<std::io::Error> for Failure {
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         None => {
-            Cli::command().print_help()?;
-            Ok(ExitCode::SUCCESS)
+            let config = Config::load(&flightdeck::paths::config_dir()).map_err(BadInput)?;
+            if config.plans.is_empty() {
+                let path = flightdeck::paths::config_dir().join("config.toml");
+                return Err(BadInput(format!(
+                    "{}: no plans configured; add `plans = [\"path/to/plan.toml\"]`, or try `flightdeck demo`",
+                    path.display()
+                ))
+                .into());
+            }
+            let setups = fleet::from_files(&config.plans, None, 1)?;
+            let run = RunOptions { headless: false, json: false, seed: 1, theme: None, keymap: None };
+            go(setups, &run, 1.0, false)
         }
         Some(Cmd::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "flightdeck", &mut std::io::stdout());
@@ -85,13 +97,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 fn go(setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
     let all_sim = setups.iter().all(|s| s.sim.is_some());
     let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
-    let options = EngineOptions {
-        clock,
-        journal_dir: Some(flightdeck::paths::journal_dir()),
-        fresh,
-        stop_when: StopWhen::Unattended,
-    };
+    let stop_when = if run.headless { StopWhen::Unattended } else { StopWhen::Never };
+    let options = EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    // Until the cockpit lands, every run prints the headless stream.
-    Ok(runtime.block_on(headless::run(setups, options, run.json))?)
+    if run.headless {
+        return Ok(runtime.block_on(headless::run(setups, options, run.json))?);
+    }
+    let config_dir = flightdeck::paths::config_dir();
+    let config = Config::load(&config_dir).map_err(BadInput)?;
+    let settings = CockpitSettings {
+        theme: run.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
+        keymap: run.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
+        actor: config.actor(),
+    };
+    let look = flightdeck::ui::load_look(&settings, &config_dir).map_err(BadInput)?;
+    runtime.block_on(flightdeck::ui::open(setups, options, look, settings.actor))?;
+    Ok(ExitCode::SUCCESS)
 }

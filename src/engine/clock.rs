@@ -2,7 +2,10 @@
 //! `speed` times faster than real time.
 
 use flightdeck_core::time::Timestamp;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+// tokio's Instant is std's at run time, and can be paused in tests so a
+// whole engine runs deterministically in virtual time.
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Clock {

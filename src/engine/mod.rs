@@ -54,9 +54,29 @@ type CommandTx = mpsc::Sender<(CommandRequest, oneshot::Sender<Reply>)>;
 
 /// A running engine.
 pub struct Engine {
-    commands: HashMap<String, CommandTx>,
+    handle: EngineHandle,
     snapshots: watch::Receiver<Snapshot>,
     tasks: JoinSet<()>,
+}
+
+/// What a viewer needs to send commands; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: Arc<HashMap<String, CommandTx>>,
+}
+
+impl EngineHandle {
+    /// Sends a command to its rollout and waits for the answer.
+    pub async fn submit(&self, request: CommandRequest) -> Reply {
+        let Some(tx) = self.commands.get(&request.rollout) else {
+            return Reply::Rejected { reason: format!("no rollout named {}", request.rollout) };
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if tx.send((request, reply_tx)).await.is_err() {
+            return Reply::Rejected { reason: "the rollout is no longer running".into() };
+        }
+        reply_rx.await.unwrap_or(Reply::Rejected { reason: "the rollout stopped before answering".into() })
+    }
 }
 
 impl Engine {
@@ -110,7 +130,7 @@ impl Engine {
             });
             tasks.spawn(task.run(rx));
         }
-        Ok(Engine { commands, snapshots: snap_rx, tasks })
+        Ok(Engine { handle: EngineHandle { commands: Arc::new(commands) }, snapshots: snap_rx, tasks })
     }
 
     /// The latest snapshot, updated whenever a rollout changes.
@@ -120,19 +140,21 @@ impl Engine {
 
     /// Sends a command to its rollout and waits for the answer.
     pub async fn submit(&self, request: CommandRequest) -> Reply {
-        let Some(tx) = self.commands.get(&request.rollout) else {
-            return Reply::Rejected { reason: format!("no rollout named {}", request.rollout) };
-        };
-        let (reply_tx, reply_rx) = oneshot::channel();
-        if tx.send((request, reply_tx)).await.is_err() {
-            return Reply::Rejected { reason: "the rollout is no longer running".into() };
-        }
-        reply_rx.await.unwrap_or(Reply::Rejected { reason: "the rollout stopped before answering".into() })
+        self.handle.submit(request).await
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
     }
 
     /// Waits until every rollout task has stopped.
     pub async fn wait(mut self) {
-        self.commands.clear();
+        drop(self.handle);
         while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops every rollout task now (the journal keeps their state).
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
     }
 }

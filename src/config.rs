@@ -1,0 +1,68 @@
+//! The user config: `<config dir>/config.toml`.
+//!
+//! ```toml
+//! plans = ["~/deploys/checkout.toml"]   # what `flightdeck` with no arguments watches
+//! theme = "default"                      # cockpit theme (a plan's `theme` wins for its rollout)
+//! keymap = "default"                     # shipped keymap to start from ("default" | "vim")
+//! actor = "alice"                        # name on every action (default: $USER)
+//! ```
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub plans: Vec<PathBuf>,
+    pub theme: Option<String>,
+    pub keymap: Option<String>,
+    pub actor: Option<String>,
+}
+
+impl Config {
+    /// Reads the config file if it exists; errors name the file, line and field.
+    pub fn load(dir: &Path) -> Result<Config, String> {
+        let path = dir.join("config.toml");
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Config::default()) };
+        Config::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(file: &str, text: &str) -> Result<Config, String> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            format!("{file}:{line}:{column}: {}", e.message())
+        })
+    }
+
+    /// Who acts: the configured name, else the login name.
+    pub fn actor(&self) -> String {
+        self.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "captain".into())
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_name_the_file_and_line() {
+        let err = Config::parse("config.toml", "theme = \"light\"\ncolour = 3\n").unwrap_err();
+        assert!(err.starts_with("config.toml:2:1: unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let c =
+            Config::parse("c", "plans = [\"a.toml\"]\ntheme = \"mono\"\nkeymap = \"vim\"\nactor = \"bob\"\n").unwrap();
+        assert_eq!(c.plans, vec![PathBuf::from("a.toml")]);
+        assert_eq!(c.actor(), "bob");
+    }
+}

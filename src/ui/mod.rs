@@ -1,0 +1,62 @@
+//! The cockpit: a ratatui view of engine snapshots. It renders and sends
+//! commands; it never calls a backend or changes a rollout any other way.
+
+pub mod action;
+pub mod app;
+pub mod keymap;
+pub mod panes;
+pub mod preview;
+pub mod run;
+pub mod svg;
+pub mod theme;
+pub mod view;
+
+use crate::engine::clock::Clock;
+use crate::engine::{Engine, EngineOptions, RolloutSetup};
+use crate::protocol::Output;
+use flightdeck_core::rollout::Actor;
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// How the cockpit looks and whom it acts for.
+pub struct CockpitSettings {
+    pub theme: String,
+    pub keymap: String,
+    pub actor: String,
+}
+
+/// Loads the theme (every shipped one too, for cycling) and the keymap.
+pub fn load_look(
+    settings: &CockpitSettings,
+    config_dir: &Path,
+) -> Result<(theme::Theme, Vec<theme::Theme>, keymap::Keymap), String> {
+    let mode = theme::ColorMode::detect();
+    let mode_theme = if mode == theme::ColorMode::Mono { "mono" } else { settings.theme.as_str() };
+    let chosen = theme::Theme::load(mode_theme, config_dir, mode).map_err(|e| e.to_string())?;
+    let mut themes = Vec::new();
+    for name in theme::Theme::shipped() {
+        themes.push(theme::Theme::load(name, config_dir, mode).map_err(|e| e.to_string())?);
+    }
+    let keymap = keymap::Keymap::load(&settings.keymap, config_dir).map_err(|e| e.to_string())?;
+    Ok((chosen, themes, keymap))
+}
+
+/// Opens the cockpit on these rollouts and runs until the captain quits.
+/// Rollouts keep their journals, so quitting mid-rollout resumes next time.
+pub async fn open(
+    setups: Vec<RolloutSetup>,
+    options: EngineOptions,
+    look: (theme::Theme, Vec<theme::Theme>, keymap::Keymap),
+    actor: String,
+) -> color_eyre::Result<()> {
+    let clock: Clock = options.clock;
+    let (tx, rx) = mpsc::channel::<Output>(1024);
+    let engine = Engine::start(setups, options, tx)?;
+    let snapshots = engine.subscribe();
+    let initial = snapshots.borrow().clone();
+    let (theme, themes, keymap) = look;
+    let app = app::App::new(initial, theme, themes, keymap, Actor::new(actor));
+    let result = run::run(app, engine.handle(), snapshots, rx, clock).await;
+    engine.shutdown().await;
+    result
+}
