@@ -2,7 +2,7 @@
 //! cell, for README screenshots (`scripts/screenshots`).
 
 use ratatui::buffer::Buffer;
-use ratatui::style::Color;
+use ratatui::style::{Color, Modifier};
 use std::fmt::Write;
 
 const CELL_W: f64 = 8.4;
@@ -40,47 +40,67 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// The buffer as a standalone SVG document.
+/// How one cell looks, resolved to CSS colours.
+#[derive(Clone, PartialEq)]
+struct Look {
+    fg: String,
+    bg: Option<String>,
+    bold: bool,
+}
+
+fn look(cell: &ratatui::buffer::Cell) -> Look {
+    let (mut fg, mut bg) = (css(cell.fg).unwrap_or(FG.into()), css(cell.bg));
+    if cell.modifier.contains(Modifier::REVERSED) {
+        let old_fg = fg.clone();
+        fg = bg.unwrap_or(BG.into());
+        bg = Some(old_fg);
+    }
+    Look { fg, bg, bold: cell.modifier.contains(Modifier::BOLD) }
+}
+
+/// The buffer as a standalone SVG document: one background rectangle and one
+/// text run per stretch of same-looking cells, each run stretched to its
+/// cells' width so columns line up whatever font the viewer has.
 pub fn render(buffer: &Buffer) -> String {
     let area = buffer.area;
     let (w, h) = (area.width as f64 * CELL_W, area.height as f64 * CELL_H);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="14">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="14" xml:space="preserve">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="{BG}"/>"#);
     for y in 0..area.height {
-        for x in 0..area.width {
-            let cell = &buffer[(area.x + x, area.y + y)];
-            let reversed = cell.modifier.contains(ratatui::style::Modifier::REVERSED);
-            let (mut fg, mut bg) = (css(cell.fg).unwrap_or(FG.into()), css(cell.bg));
-            if reversed {
-                let old_fg = fg.clone();
-                fg = bg.clone().unwrap_or(BG.into());
-                bg = Some(old_fg);
-            }
-            let (px, py) = (x as f64 * CELL_W, y as f64 * CELL_H);
-            if let Some(bg) = bg {
-                let _ =
-                    writeln!(out, r#"<rect x="{px:.1}" y="{py:.1}" width="{CELL_W}" height="{CELL_H}" fill="{bg}"/>"#);
-            }
-            let symbol = cell.symbol();
-            if symbol.trim().is_empty() {
-                continue;
-            }
-            let bold =
-                if cell.modifier.contains(ratatui::style::Modifier::BOLD) { r#" font-weight="bold""# } else { "" };
-            let _ = writeln!(
-                out,
-                r#"<text x="{px:.1}" y="{:.1}" fill="{fg}"{bold}>{}</text>"#,
-                py + CELL_H * 0.78,
-                escape(symbol)
-            );
+        let cells: Vec<&ratatui::buffer::Cell> = (0..area.width).map(|x| &buffer[(area.x + x, area.y + y)]).collect();
+        let mut x = 0;
+        while x < cells.len() {
+            let style = look(cells[x]);
+            let run = cells[x..].iter().take_while(|c| look(c) == style).count();
+            let text: String = cells[x..x + run].iter().map(|c| c.symbol()).collect();
+            write_run(&mut out, x, y, run, &style, &text);
+            x += run;
         }
     }
     out.push_str("</svg>\n");
     out
+}
+
+fn write_run(out: &mut String, x: usize, y: u16, len: usize, style: &Look, text: &str) {
+    let (px, py, width) = (x as f64 * CELL_W, y as f64 * CELL_H, len as f64 * CELL_W);
+    if let Some(bg) = &style.bg {
+        let _ = writeln!(out, r#"<rect x="{px:.1}" y="{py:.1}" width="{width:.1}" height="{CELL_H}" fill="{bg}"/>"#);
+    }
+    if text.trim().is_empty() {
+        return;
+    }
+    let bold = if style.bold { r#" font-weight="bold""# } else { "" };
+    let _ = writeln!(
+        out,
+        r#"<text x="{px:.1}" y="{:.1}" fill="{}"{bold} textLength="{width:.1}" lengthAdjust="spacingAndGlyphs">{}</text>"#,
+        py + CELL_H * 0.78,
+        style.fg,
+        escape(text)
+    );
 }
 
 #[cfg(test)]
@@ -96,7 +116,6 @@ mod tests {
         let svg = render(&buffer);
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains(r##"fill="#2472c8""##), "background rect");
-        assert!(svg.contains(r##"fill="#cd3131">a</text>"##), "{svg}");
-        assert!(svg.contains("&lt;</text>"), "escaped");
+        assert!(svg.contains(r##"fill="#cd3131" textLength="16.8" lengthAdjust="spacingAndGlyphs">a&lt;</text>"##), "{svg}");
     }
 }
