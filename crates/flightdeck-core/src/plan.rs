@@ -90,6 +90,51 @@ pub struct Plan {
     pub strategy: Strategy,
     pub analysis: AnalysisConfig,
     pub slo: Slo,
+    /// Where per-version metrics come from.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Where the analysis reads per-version metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", tag = "source")]
+pub enum MetricsConfig {
+    /// The backend's own numbers: the simulator, HAProxy's `show stat`,
+    /// Envoy's `/stats/prometheus`, NGINX's access log.
+    #[default]
+    Backend,
+    /// PromQL against a Prometheus server, one query per metric with
+    /// `{{version}}` (the revision) and `{{interval}}` (e.g. `60s`) filled in.
+    Prometheus { address: String, queries: PromQueries },
+}
+
+/// PromQL templates, one per metric. Latency queries answer in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromQueries {
+    pub requests: String,
+    pub errors: String,
+    pub p50: String,
+    pub p95: String,
+    pub p99: String,
+}
+
+impl Default for PromQueries {
+    /// Queries for the conventional `http_requests_total{version,code}`
+    /// counter and `http_request_duration_seconds` histogram.
+    fn default() -> Self {
+        let quantile = |q: &str| {
+            format!(
+                "1000 * histogram_quantile({q}, sum by (le) (rate(http_request_duration_seconds_bucket{{version=\"{{{{version}}}}\"}}[{{{{interval}}}}])))"
+            )
+        };
+        PromQueries {
+            requests: "sum(increase(http_requests_total{version=\"{{version}}\"}[{{interval}}]))".into(),
+            errors: "sum(increase(http_requests_total{version=\"{{version}}\",code=~\"5..\"}[{{interval}}]))".into(),
+            p50: quantile("0.5"),
+            p95: quantile("0.95"),
+            p99: quantile("0.99"),
+        }
+    }
 }
 
 /// The backend a plan drives or observes, with that backend's parameters.
@@ -391,6 +436,19 @@ mod raw {
         pub strategy: Option<Located<Strategy>>,
         pub analysis: Option<Analysis>,
         pub slo: Option<Slo>,
+        pub metrics: Option<Located<Metrics>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Metrics {
+        pub source: Option<Spanned<String>>,
+        pub address: Option<Spanned<String>>,
+        pub requests: Option<Spanned<String>>,
+        pub errors: Option<Spanned<String>>,
+        pub p50: Option<Spanned<String>>,
+        pub p95: Option<Spanned<String>>,
+        pub p99: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -726,7 +784,58 @@ impl Checker<'_> {
             strategy: self.strategy(raw.strategy)?,
             analysis: self.analysis(raw.analysis.unwrap_or_default())?,
             slo: self.slo(raw.slo.unwrap_or_default())?,
+            metrics: self.metrics(raw.metrics)?,
         })
+    }
+
+    fn metrics(&self, raw: Option<raw::Located<raw::Metrics>>) -> Checked<MetricsConfig> {
+        let (span, m) = raw.map_or((None, raw::Metrics::default()), |l| (l.span, l.value));
+        let source = m.source.as_ref().map_or("backend", |s| s.get_ref().as_str());
+        match source {
+            "backend" => {
+                let stray = [("address", &m.address), ("requests", &m.requests), ("errors", &m.errors)];
+                if let Some((key, Some(value))) = stray.into_iter().find(|(_, v)| v.is_some()) {
+                    let message = format!("`{key}` only applies to source = \"prometheus\"");
+                    return Err(self.at(value, &format!("metrics.{key}"), message));
+                }
+                Ok(MetricsConfig::Backend)
+            }
+            "prometheus" => {
+                let Some(address) = m.address else {
+                    let message = "missing required field; source = \"prometheus\" needs address = \"http://host:9090\"";
+                    return Err(self.error(span, "metrics.address", message));
+                };
+                let text = address.get_ref();
+                if !(text.starts_with("http://") || text.starts_with("https://")) {
+                    let message = format!("{text:?} is not an http:// or https:// URL");
+                    return Err(self.at(&address, "metrics.address", message));
+                }
+                let d = PromQueries::default();
+                let queries = PromQueries {
+                    requests: self.query(m.requests, "metrics.requests", d.requests)?,
+                    errors: self.query(m.errors, "metrics.errors", d.errors)?,
+                    p50: self.query(m.p50, "metrics.p50", d.p50)?,
+                    p95: self.query(m.p95, "metrics.p95", d.p95)?,
+                    p99: self.query(m.p99, "metrics.p99", d.p99)?,
+                };
+                Ok(MetricsConfig::Prometheus { address: address.into_inner(), queries })
+            }
+            other => {
+                let message = format!("unknown metrics source {other:?}; allowed: backend, prometheus");
+                Err(self.at(m.source.as_ref().expect("a non-default source was written"), "metrics.source", message))
+            }
+        }
+    }
+
+    /// A PromQL template: must name `{{version}}`, or every version would
+    /// read the same series and the comparison would mean nothing.
+    fn query(&self, value: Option<Spanned<String>>, field: &str, default: String) -> Checked<String> {
+        let Some(value) = value else { return Ok(default) };
+        if !value.get_ref().contains("{{version}}") {
+            let message = "the query must select one version with {{version}} (e.g. version=\"{{version}}\")";
+            return Err(self.at(&value, field, message));
+        }
+        Ok(value.into_inner())
     }
 
     fn rollout(&self, raw: Option<raw::Located<raw::Rollout>>) -> Checked<Names> {
@@ -1373,6 +1482,11 @@ mod tests {
             [slo]
             objective_pct = 99.95
             window = "7d"
+
+            [metrics]
+            source = "prometheus"
+            address = "http://127.0.0.1:9090"
+            p99 = 'checkout_p99_ms{version="{{version}}"}'
         "#;
         let plan = Plan::parse("full.toml", text).unwrap_or_else(|e| panic!("{e}"));
         let params = [("cluster", "prod"), ("service", "checkout")].map(|(k, v)| (k.to_owned(), v.to_owned()));
@@ -1407,6 +1521,13 @@ mod tests {
                 max_p99_ms: 750.0,
             },
             slo: Slo { objective_pct: 99.95, window: Duration::from_secs(7 * 24 * 3600) },
+            metrics: MetricsConfig::Prometheus {
+                address: "http://127.0.0.1:9090".into(),
+                queries: PromQueries {
+                    p99: r#"checkout_p99_ms{version="{{version}}"}"#.into(),
+                    ..PromQueries::default()
+                },
+            },
         };
         assert_eq!(plan, expected);
         // The validated model survives serialization (state is stored as JSON).

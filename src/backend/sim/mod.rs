@@ -247,6 +247,7 @@ mod tests {
             strategy: Strategy::Canary { stages: vec![] },
             analysis: AnalysisConfig::default(),
             slo: Slo::default(),
+            metrics: Default::default(),
         };
         Simulator::new(&plan, SimParams { scenario, rps: 200.0, budget_left_pct: 85.0, seed: 7 })
     }

@@ -19,6 +19,7 @@ pub fn plan_with(strategy: Strategy) -> Plan {
         strategy,
         analysis: AnalysisConfig::default(),
         slo: Slo::default(),
+        metrics: Default::default(),
     }
 }
 
