@@ -1,8 +1,11 @@
 //! Backends carry out effects on real systems and report what they see.
 //! They decide nothing: every decision comes from `flightdeck_core::step`.
 //!
-//! One module per engine: `sim` (the embedded simulator, always built).
+//! One module per engine: `sim` (the embedded simulator, always built),
+//! `proxy` (HAProxy, Envoy, NGINX; cargo feature `proxy`).
 
+#[cfg(feature = "proxy")]
+pub mod proxy;
 pub mod sim;
 
 use async_trait::async_trait;

@@ -3,6 +3,9 @@
 //! returns a sample with the version missing and a reason; the core turns
 //! that into an inconclusive verdict, never a pass.
 
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+
 use async_trait::async_trait;
 use flightdeck_core::analysis::MetricsSample;
 use flightdeck_core::budget::SloMeasurement;

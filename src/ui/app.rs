@@ -171,7 +171,7 @@ impl App {
         let needle = self.filter.value().to_lowercase();
         let mut list: Vec<&Rollout> =
             self.view.rollouts.iter().filter(|r| needle.is_empty() || haystack(r).contains(&needle)).collect();
-        list.sort_by_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
+        list.sort_by_cached_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
         list
     }
 

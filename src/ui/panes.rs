@@ -68,40 +68,62 @@ fn time_left(r: &Rollout, now: Timestamp) -> String {
 
 /// The rollouts list, grouped: those needing a human on top, then by target.
 pub fn rollouts(f: &mut Frame, area: Rect, app: &mut App) {
-    let theme = app.theme.clone();
     let title = if app.filtering || !app.filter.value().is_empty() {
         format!(" Rollouts / {}{} ", app.filter.value(), if app.filtering { "▏" } else { "" })
     } else {
         " Rollouts ".to_string()
     };
-    let b = block(&theme, title, true);
+    let b = block(&app.theme, title, true);
     let inner = b.inner(area);
     f.render_widget(b, area);
-    let mut lines: Vec<Line> = Vec::new();
-    let mut rows: Vec<(u16, String)> = Vec::new();
+    let (lines, rows) = list_lines(app, inner);
+    app.list_rows = rows;
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One list entry: a group heading or a rollout.
+enum Entry<'a> {
+    Heading(&'a Rollout, String),
+    Row(&'a Rollout),
+}
+
+/// The visible lines of the list (only those: a fleet of thousands costs
+/// what fits on screen) and, for mouse clicks, the screen row of each rollout.
+fn list_lines<'a>(app: &App, inner: Rect) -> (Vec<Line<'a>>, Vec<(u16, String)>) {
+    let theme = &app.theme;
+    let mut entries = Vec::new();
     let mut group: Option<String> = None;
     for r in app.visible() {
         let heading =
             if r.needs_human().is_some() { "▲ needs a human".to_string() } else { r.plan().target.group.clone() };
         if group.as_ref() != Some(&heading) {
-            lines.push(group_heading(&theme, r, &heading));
+            entries.push(Entry::Heading(r, heading.clone()));
             group = Some(heading);
         }
-        rows.push((inner.y + lines.len() as u16, r.id.clone()));
-        lines.push(list_row(&theme, r, app.selected.as_deref() == Some(&r.id), app.now, inner.width));
+        entries.push(Entry::Row(r));
     }
-    if lines.is_empty() {
-        lines.push(Line::styled("no rollouts match", theme.style("ui.dim")));
+    if entries.is_empty() {
+        return (vec![Line::styled("no rollouts match", theme.style("ui.dim"))], vec![]);
     }
     // Keep the selection on screen in a long list.
-    let selected_line = rows.iter().position(|(_, id)| app.selected.as_deref() == Some(id)).unwrap_or(0);
-    let skip = (selected_line + 2).saturating_sub(inner.height as usize);
-    app.list_rows = rows
-        .into_iter()
-        .filter(|(y, _)| *y as usize >= inner.y as usize + skip)
-        .map(|(y, id)| (y - skip as u16, id))
-        .collect();
-    f.render_widget(Paragraph::new(lines).scroll((skip as u16, 0)), inner);
+    let selected = entries
+        .iter()
+        .position(|e| matches!(e, Entry::Row(r) if app.selected.as_deref() == Some(r.id.as_str())))
+        .unwrap_or(0);
+    let skip = (selected + 2).saturating_sub(inner.height as usize);
+    let mut lines = Vec::new();
+    let mut rows = Vec::new();
+    for (i, entry) in entries.iter().enumerate().skip(skip).take(inner.height as usize) {
+        match entry {
+            Entry::Heading(r, heading) => lines.push(group_heading(theme, r, heading)),
+            Entry::Row(r) => {
+                rows.push((inner.y + (i - skip) as u16, r.id.clone()));
+                let selected = app.selected.as_deref() == Some(r.id.as_str());
+                lines.push(list_row(theme, r, selected, app.now, inner.width));
+            }
+        }
+    }
+    (lines, rows)
 }
 
 fn group_heading<'a>(theme: &Theme, r: &Rollout, heading: &str) -> Line<'a> {

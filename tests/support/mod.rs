@@ -1,0 +1,265 @@
+//! Test support for the proxy integration tests: small upstream servers the
+//! tests control (one per version, error rate and latency adjustable, with a
+//! Prometheus `/metrics` endpoint), a load generator, and child processes
+//! that die with the test. Everything listens on 127.0.0.1 only.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Latency histogram buckets, seconds (Prometheus convention).
+const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+#[derive(Default)]
+struct Counters {
+    ok: u64,
+    errors: u64,
+    /// Cumulative bucket counts, then +Inf.
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_seconds: f64,
+}
+
+/// One upstream version: answers `version=<v>` with 200, or 500 at the set
+/// error rate, after the set latency.
+#[derive(Clone)]
+pub struct Upstream {
+    pub version: String,
+    pub addr: SocketAddr,
+    /// Error rate in parts per million (atomics keep the server lock-free).
+    error_ppm: Arc<AtomicU64>,
+    latency_ms: Arc<AtomicU64>,
+    counters: Arc<Mutex<Counters>>,
+    served: Arc<AtomicU64>,
+}
+
+impl Upstream {
+    pub async fn start(version: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = Upstream {
+            version: version.to_string(),
+            addr: listener.local_addr().unwrap(),
+            error_ppm: Arc::default(),
+            latency_ms: Arc::new(AtomicU64::new(2)),
+            counters: Arc::default(),
+            served: Arc::default(),
+        };
+        let server = up.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = server.clone();
+                tokio::spawn(async move { s.serve(stream).await });
+            }
+        });
+        up
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Fraction of requests answered with 500, 0.0..=1.0.
+    pub fn set_error_rate(&self, rate: f64) {
+        self.error_ppm.store((rate * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms.store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    async fn serve(&self, stream: TcpStream) {
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
+        loop {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let mut keep_alive = true;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if header.to_ascii_lowercase().starts_with("connection: close") {
+                    keep_alive = false;
+                }
+                if header == "\r\n" || header == "\n" {
+                    break;
+                }
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (status, body) = if path == "/metrics" { (200, self.metrics()) } else { self.answer().await };
+            let reason = if status == 200 { "OK" } else { "Internal Server Error" };
+            let connection = if keep_alive { "keep-alive" } else { "close" };
+            let response = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
+                body.len()
+            );
+            if write.write_all(response.as_bytes()).await.is_err() || !keep_alive {
+                return;
+            }
+        }
+    }
+
+    async fn answer(&self) -> (u16, String) {
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))).await;
+        let n = self.served.fetch_add(1, Ordering::Relaxed);
+        // Deterministic spread of errors: request n fails when the running
+        // error count falls behind the target rate.
+        let ppm = self.error_ppm.load(Ordering::Relaxed);
+        let failing = (n + 1) * ppm / 1_000_000 > n * ppm / 1_000_000;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut c = self.counters.lock().unwrap();
+        if failing {
+            c.errors += 1;
+        } else {
+            c.ok += 1;
+        }
+        c.sum_seconds += seconds;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                c.buckets[i] += 1;
+            }
+        }
+        c.buckets[BUCKETS.len()] += 1;
+        let status = if failing { 500 } else { 200 };
+        (status, format!("version={}\n", self.version))
+    }
+
+    /// Prometheus text format: requests by version and code, and a latency histogram.
+    fn metrics(&self) -> String {
+        let c = self.counters.lock().unwrap();
+        let v = &self.version;
+        let mut out = String::from("# TYPE http_requests_total counter\n");
+        out += &format!("http_requests_total{{version=\"{v}\",code=\"200\"}} {}\n", c.ok);
+        out += &format!("http_requests_total{{version=\"{v}\",code=\"500\"}} {}\n", c.errors);
+        out += "# TYPE http_request_duration_seconds histogram\n";
+        for (i, le) in BUCKETS.iter().enumerate() {
+            out += &format!("http_request_duration_seconds_bucket{{version=\"{v}\",le=\"{le}\"}} {}\n", c.buckets[i]);
+        }
+        let total = c.buckets[BUCKETS.len()];
+        out += &format!("http_request_duration_seconds_bucket{{version=\"{v}\",le=\"+Inf\"}} {total}\n");
+        out += &format!("http_request_duration_seconds_sum{{version=\"{v}\"}} {}\n", c.sum_seconds);
+        out += &format!("http_request_duration_seconds_count{{version=\"{v}\"}} {total}\n");
+        out
+    }
+}
+
+/// Sends `n` GET requests to `addr` (one connection each, so the proxy
+/// balances every request) and counts the answers by `version=` body.
+pub async fn send_requests(addr: SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let version = get(addr, "/").await.map(|(_, body)| body).unwrap_or_else(|e| format!("error: {e}"));
+        *seen.entry(version.trim().trim_start_matches("version=").to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// One GET; returns the status code and body.
+pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}
+
+/// Sends requests in the background until the returned guard drops, at
+/// most `limit` of them (a bounded load: the test network is loopback only).
+pub fn background_load(addr: SocketAddr, per_second: u32, limit: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+        for _ in 0..limit {
+            tick.tick().await;
+            tokio::spawn(async move {
+                let _ = get(addr, "/").await;
+            });
+        }
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, program: &str, args: &[&str], dir: &Path) -> Proc {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} (run scripts/setup): {e}"));
+        Proc { child, name: name.to_string() }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Finds a program on PATH or in the usual sbin directories.
+pub fn program(name: &str) -> PathBuf {
+    let candidates = ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin", "/sbin"];
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(candidates.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed; run scripts/setup"))
+}
+
+/// Polls `check` until it is true or `limit` passes.
+pub async fn eventually(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counts within `tolerance` (absolute fraction) of the expected shares.
+pub fn assert_split(seen: &HashMap<String, usize>, expected: &[(&str, f64)], tolerance: f64) {
+    let total: usize = seen.values().sum();
+    for (version, share) in expected {
+        let got = *seen.get(*version).unwrap_or(&0) as f64 / total.max(1) as f64;
+        assert!(
+            (got - share).abs() <= tolerance,
+            "{version}: {:.1} % of {total} requests, expected {:.1} % ± {:.1} pp ({seen:?})",
+            got * 100.0,
+            share * 100.0,
+            tolerance * 100.0
+        );
+    }
+}
