@@ -7,6 +7,7 @@
 //! actor = "alice"                        # name on every action (default: $USER)
 //! ```
 
+use flightdeck_core::line_col;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -39,13 +40,6 @@ impl Config {
     pub fn actor(&self) -> String {
         self.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "captain".into())
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

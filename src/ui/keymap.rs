@@ -39,6 +39,7 @@
 //! (`cockpit.keymap[3].on`) and what is allowed. Only the first is reported.
 
 use crate::ui::action::Action;
+use flightdeck_core::line_col;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use serde::Deserialize;
 use std::fmt;
@@ -648,18 +649,6 @@ impl Reader<'_> {
         };
         Err(self.error(at, field, message))
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, column)
 }
 
 /// TOML messages span several lines; errors are one line.

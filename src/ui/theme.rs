@@ -71,6 +71,7 @@
 //! 16-colour maps RGB to the nearest ANSI colour and mono drops colours but
 //! keeps modifiers (the shipped `mono` theme is designed for that mode).
 
+use flightdeck_core::line_col;
 use ratatui::style::{Color, Modifier, Style};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -648,18 +649,6 @@ fn toml_key(key: &str) -> String {
     } else {
         format!("{key:?}")
     }
-}
-
-/// 1-based line and character column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, column)
 }
 
 // ---- merging a chain into a theme ---------------------------------------

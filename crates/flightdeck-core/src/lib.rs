@@ -13,6 +13,6 @@ pub mod time;
 
 pub use analysis::{evaluate, Check, CheckOutcome, Metric, MetricsSample, Severity, Verdict, VersionWindow};
 pub use budget::{BudgetStatus, DeployPolicy, SloMeasurement};
-pub use plan::{Plan, PlanError, Stage, StageAction, Strategy};
+pub use plan::{line_col, Plan, PlanError, Stage, StageAction, Strategy};
 pub use rollout::{step, Actor, Command, CommandRequest, Effect, Event, Notice, Phase, Rollout};
 pub use time::Timestamp;

@@ -1233,8 +1233,9 @@ fn default_stages() -> Vec<CanaryStage> {
     vec![stage(1, 15), stage(10, 15), stage(50, 15), stage(100, 0)]
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of a byte offset. Every file
+/// flightdeck reads (plans, themes, keymaps, config) reports errors with it.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut end = offset.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
