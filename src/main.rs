@@ -107,10 +107,11 @@ fn go(setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> R
     let config = Config::load(&config_dir).map_err(BadInput)?;
     let settings = CockpitSettings {
         theme: run.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
+        pin_theme: run.theme.is_some(),
         keymap: run.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
         actor: config.actor(),
     };
     let look = flightdeck::ui::load_look(&settings, &config_dir).map_err(BadInput)?;
-    runtime.block_on(flightdeck::ui::open(setups, options, look, settings.actor))?;
+    runtime.block_on(flightdeck::ui::open(setups, options, look, &settings))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -214,3 +214,22 @@ async fn split_pane_draws_the_weights() {
         expected.content().iter().map(|c| c.symbol()).collect::<String>()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_names_its_theme_unless_the_captain_picked_one() {
+    let mut c = Cockpit::demo(1, "default").await;
+    // Previews pin their theme; a cockpit opened without --theme does not.
+    let (theme, themes, keymap) = flightdeck::ui::preview::shipped_look("default");
+    c.app = flightdeck::ui::app::App::new(c.app.view.clone(), theme, themes, keymap, Actor::new("alice"));
+    c.select(CHECKOUT);
+    c.screen(80, 24);
+    assert_eq!(c.app.theme.name, "prod", "checkout-api's plan names the prod theme");
+    c.select("staging/user-profile");
+    c.screen(80, 24);
+    assert_eq!(c.app.theme.name, "staging");
+    c.keys("T").await;
+    let picked = c.app.theme.name.clone();
+    c.select(CHECKOUT);
+    c.screen(80, 24);
+    assert_eq!(c.app.theme.name, picked, "a theme picked by hand wins");
+}

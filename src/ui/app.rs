@@ -93,6 +93,10 @@ pub struct App {
     pub help: bool,
     pub toast: Option<Toast>,
     pub theme: Theme,
+    /// The theme the captain chose (config, --theme, `T`, `:theme`).
+    base_theme: Theme,
+    /// A theme picked by hand wins over the one a plan names.
+    theme_pinned: bool,
     pub themes: Vec<Theme>,
     pub keymap: Keymap,
     pub keys: KeySequence,
@@ -123,7 +127,9 @@ impl App {
             modal: None,
             help: false,
             toast: None,
+            base_theme: theme.clone(),
             theme,
+            theme_pinned: false,
             themes,
             keymap,
             keys: KeySequence::new(),
@@ -173,6 +179,24 @@ impl App {
             self.view.rollouts.iter().filter(|r| needle.is_empty() || haystack(r).contains(&needle)).collect();
         list.sort_by_cached_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
         list
+    }
+
+    /// Keeps the current theme whatever a plan names (an explicit `--theme`).
+    pub fn pin_theme(&mut self) {
+        self.theme_pinned = true;
+    }
+
+    /// The selected rollout's plan may name a theme (so prod never looks
+    /// like staging); a theme the captain picked by hand wins.
+    pub fn apply_rollout_theme(&mut self) {
+        if self.theme_pinned {
+            return;
+        }
+        let wanted = self.selected_rollout().and_then(|r| r.plan().theme.clone());
+        let theme = wanted.and_then(|name| self.themes.iter().find(|t| t.name == name)).unwrap_or(&self.base_theme);
+        if theme.name != self.theme.name {
+            self.theme = theme.clone();
+        }
     }
 
     pub fn selected_rollout(&self) -> Option<&Rollout> {
@@ -311,6 +335,8 @@ impl App {
         }
         let at = self.themes.iter().position(|t| t.name == self.theme.name).map_or(0, |i| i + 1);
         self.theme = self.themes[at % self.themes.len()].clone();
+        self.base_theme = self.theme.clone();
+        self.theme_pinned = true;
         self.toast = Some(Toast { text: format!("theme {}", self.theme.name), error: false });
     }
 
@@ -387,7 +413,11 @@ impl App {
             "override-freeze" if !rest.is_empty() => self.command(Action::OverrideFreeze, Some(rest.to_string())),
             "theme" => {
                 match self.themes.iter().find(|t| t.name == rest) {
-                    Some(t) => self.theme = t.clone(),
+                    Some(t) => {
+                        self.theme = t.clone();
+                        self.base_theme = t.clone();
+                        self.theme_pinned = true;
+                    }
                     None => self.toast = Some(Toast { text: format!("no theme named `{rest}`"), error: true }),
                 }
                 vec![]

@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 /// How the cockpit looks and whom it acts for.
 pub struct CockpitSettings {
     pub theme: String,
+    /// The theme was asked for on the command line: plans' themes do not override it.
+    pub pin_theme: bool,
     pub keymap: String,
     pub actor: String,
 }
@@ -47,7 +49,7 @@ pub async fn open(
     setups: Vec<RolloutSetup>,
     options: EngineOptions,
     look: (theme::Theme, Vec<theme::Theme>, keymap::Keymap),
-    actor: String,
+    settings: &CockpitSettings,
 ) -> color_eyre::Result<()> {
     let clock: Clock = options.clock;
     let (tx, rx) = mpsc::channel::<Output>(1024);
@@ -55,7 +57,10 @@ pub async fn open(
     let snapshots = engine.subscribe();
     let initial = snapshots.borrow().clone();
     let (theme, themes, keymap) = look;
-    let app = app::App::new(initial, theme, themes, keymap, Actor::new(actor));
+    let mut app = app::App::new(initial, theme, themes, keymap, Actor::new(settings.actor.clone()));
+    if settings.pin_theme {
+        app.pin_theme();
+    }
     let result = run::run(app, engine.handle(), snapshots, rx, clock).await;
     engine.shutdown().await;
     result

@@ -51,7 +51,8 @@ impl Preview {
         let (tx, outputs) = mpsc::channel(100_000);
         let engine = Engine::start(setups, options, tx).expect("no journal, nothing to fail");
         let (theme, themes, keymap) = shipped_look(theme);
-        let app = App::new(engine.subscribe().borrow().clone(), theme, themes, keymap, Actor::new("alice"));
+        let mut app = App::new(engine.subscribe().borrow().clone(), theme, themes, keymap, Actor::new("alice"));
+        app.pin_theme();
         let mut p = Preview { app, engine, outputs, clock };
         p.advance(minutes).await;
         p

@@ -14,6 +14,7 @@ use ratatui::Frame;
 use std::time::Duration;
 
 pub fn render(f: &mut Frame, app: &mut App) {
+    app.apply_rollout_theme();
     let area = f.area();
     f.render_widget(Block::default().style(app.theme.style("ui.background")), area);
     let banner = banner_text(app);
