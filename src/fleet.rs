@@ -1,9 +1,13 @@
 //! Turns plan files (or the demo fleet) into running rollouts: parses,
 //! picks each target's backend, and fails with exit code 2 on bad input.
 
+#[cfg(feature = "proxy")]
+use crate::backend::proxy::{envoy::Envoy, haproxy::Haproxy, nginx::Nginx};
 use crate::backend::sim::{Scenario, SimParams, Simulator};
+use crate::backend::Backend;
 use crate::engine::RolloutSetup;
-use flightdeck_core::plan::{BackendKind, Plan};
+use crate::metrics::MetricsSource;
+use flightdeck_core::plan::{BackendKind, MetricsConfig, Plan};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,48 +39,88 @@ pub fn rollout_id(plan: &Plan) -> String {
     format!("{}/{}", plan.target.group, plan.name)
 }
 
+/// A backend, the metrics it can report itself, and the simulator when it is one.
+type Parts = (Arc<dyn Backend>, Option<Arc<dyn MetricsSource>>, Option<Simulator>);
+
 /// Builds the backend and metrics source for one plan.
-pub fn setup(
+pub async fn setup(
     plan: Plan,
     file: &str,
     text: String,
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<RolloutSetup, BadInput> {
-    match plan.target.backend {
+    let bad = |e: String| BadInput(format!("{file}: target: {e}"));
+    let (backend, own_metrics, sim): Parts = match plan.target.backend {
         BackendKind::Sim => {
             let params = SimParams::from_plan(&plan, scenario, seed).map_err(|e| BadInput(format!("{file}: {e}")))?;
             let sim = Simulator::new(&plan, params);
-            Ok(RolloutSetup {
-                id: rollout_id(&plan),
-                plan,
-                plan_file: file.into(),
-                plan_text: text,
-                backend: Arc::new(sim.clone()),
-                metrics: Arc::new(sim.clone()),
-                sim: Some(sim),
-            })
+            (Arc::new(sim.clone()), Some(Arc::new(sim.clone())), Some(sim))
         }
-        other => Err(BadInput(format!(
-            "{file}: target.backend: the `{}` backend is not part of this build yet; `sim` is",
-            other.name()
-        ))),
+        #[cfg(feature = "proxy")]
+        BackendKind::Haproxy => proxied(Haproxy::from_target(&plan.target).map_err(bad)?),
+        #[cfg(feature = "proxy")]
+        BackendKind::Envoy => proxied(Envoy::from_target(&plan.target).map_err(bad)?),
+        #[cfg(feature = "proxy")]
+        BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
+        #[cfg(feature = "k8s")]
+        BackendKind::ArgoRollouts | BackendKind::Deployment => {
+            (crate::backend::k8s::setup(&plan).await.map_err(bad)?, None, None)
+        }
+        other => {
+            let message = format!("the `{}` backend is not part of this build (cargo features)", other.name());
+            return Err(BadInput(format!("{file}: target.backend: {message}")));
+        }
+    };
+    let metrics = metrics_for(&plan, file, own_metrics)?;
+    Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
+}
+
+/// A proxy is both the backend and, by default, the metrics source.
+#[cfg(feature = "proxy")]
+fn proxied<P: Backend + MetricsSource + 'static>(proxy: P) -> Parts {
+    let proxy = Arc::new(proxy);
+    (proxy.clone(), Some(proxy), None)
+}
+
+/// The plan's `[metrics]` source: the backend's own numbers or Prometheus.
+fn metrics_for(
+    plan: &Plan,
+    file: &str,
+    own: Option<Arc<dyn MetricsSource>>,
+) -> Result<Arc<dyn MetricsSource>, BadInput> {
+    match &plan.metrics {
+        MetricsConfig::Backend => own.ok_or_else(|| {
+            let backend = plan.target.backend.name();
+            BadInput(format!(
+                "{file}: metrics.source: `{backend}` has no metrics of its own; use source = \"prometheus\""
+            ))
+        }),
+        #[cfg(feature = "prometheus")]
+        MetricsConfig::Prometheus { address, queries } => {
+            let prometheus = crate::metrics::prometheus::Prometheus::new(address, queries, &plan.stable, &plan.canary)
+                .map_err(|e| BadInput(format!("{file}: metrics: {e}")))?;
+            Ok(Arc::new(prometheus))
+        }
+        #[cfg(not(feature = "prometheus"))]
+        MetricsConfig::Prometheus { .. } => {
+            Err(BadInput(format!("{file}: metrics.source: Prometheus is not part of this build (cargo features)")))
+        }
     }
 }
 
 /// The demo fleet, ready to run.
-pub fn demo(seed: u64) -> Result<Vec<RolloutSetup>, BadInput> {
-    DEMO_FLEET
-        .iter()
-        .map(|(file, text)| {
-            let plan = Plan::parse(file, text).map_err(|e| BadInput(e.to_string()))?;
-            setup(plan, file, text.to_string(), None, seed)
-        })
-        .collect()
+pub async fn demo(seed: u64) -> Result<Vec<RolloutSetup>, BadInput> {
+    let mut fleet = Vec::new();
+    for (file, text) in DEMO_FLEET {
+        let plan = Plan::parse(file, text).map_err(|e| BadInput(e.to_string()))?;
+        fleet.push(setup(plan, file, text.to_string(), None, seed).await?);
+    }
+    Ok(fleet)
 }
 
 /// The rollouts the plan files describe; ids must be unique.
-pub fn from_files(
+pub async fn from_files(
     paths: &[std::path::PathBuf],
     scenario: Option<&str>,
     seed: u64,
@@ -87,7 +131,7 @@ pub fn from_files(
     for path in paths {
         let (plan, text) = read_plan(path)?;
         let file = path.display().to_string();
-        let s = setup(plan, &file, text, scenario, seed)?;
+        let s = setup(plan, &file, text, scenario, seed).await?;
         if let Some(other) = setups.iter().find(|o| o.id == s.id) {
             return Err(BadInput(format!("{file}: rollout.name: `{}` is already run by {}", s.id, other.plan_file)));
         }
@@ -98,9 +142,9 @@ pub fn from_files(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_demo_fleet_parses_and_has_six_rollouts_with_one_bad_canary() {
-        let fleet = super::demo(1).expect("demo plans are valid");
+    #[tokio::test]
+    async fn the_demo_fleet_parses_and_has_six_rollouts_with_one_bad_canary() {
+        let fleet = super::demo(1).await.expect("demo plans are valid");
         assert_eq!(fleet.len(), 6);
         let bad: Vec<_> = fleet
             .iter()

@@ -62,7 +62,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 ))
                 .into());
             }
-            let setups = fleet::from_files(&config.plans, None, 1)?;
+            let setups = runtime()?.block_on(fleet::from_files(&config.plans, None, 1))?;
             let run = RunOptions { headless: false, json: false, seed: 1, theme: None, keymap: None };
             go(setups, &run, 1.0, false)
         }
@@ -84,14 +84,25 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Demo { run, speed }) => {
-            let setups = fleet::demo(run.seed)?;
+            let setups = runtime()?.block_on(fleet::demo(run.seed))?;
             go(setups, &run, speed, false)
         }
         Some(Cmd::Run { plans, run, speed, scenario, fresh }) => {
-            let setups = fleet::from_files(&plans, scenario.as_deref(), run.seed)?;
+            let setups = runtime()?.block_on(fleet::from_files(&plans, scenario.as_deref(), run.seed))?;
             go(setups, &run, speed, fresh)
         }
     }
+}
+
+/// One runtime for the whole process: backends may start tasks while they
+/// are set up (Kubernetes watches), and those must keep running.
+fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    Ok(RUNTIME.get_or_init(|| rt))
 }
 
 fn go(setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
@@ -99,7 +110,7 @@ fn go(setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> R
     let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
     let stop_when = if run.headless { StopWhen::Unattended } else { StopWhen::Never };
     let options = EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = runtime()?;
     if run.headless {
         return Ok(runtime.block_on(headless::run(setups, options, run.json))?);
     }

@@ -4,6 +4,8 @@
 //! One module per engine: `sim` (the embedded simulator, always built),
 //! `proxy` (HAProxy, Envoy, NGINX; cargo feature `proxy`).
 
+#[cfg(feature = "k8s")]
+pub mod k8s;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod sim;

@@ -446,7 +446,7 @@ pub fn budget(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
 
 fn humantime(d: Duration) -> String {
     let days = d.as_secs() / 86_400;
-    if days > 0 && d.as_secs() % 86_400 == 0 {
+    if days > 0 && d.as_secs().is_multiple_of(86_400) {
         format!("{days}d")
     } else {
         clock(d)

@@ -41,7 +41,7 @@ pub fn shipped_look(theme: &str) -> (Theme, Vec<Theme>, Keymap) {
 impl Preview {
     /// The demo fleet, `minutes` simulated minutes in.
     pub async fn demo(minutes: u64, theme: &str) -> Preview {
-        let fleet = crate::fleet::demo(1).expect("the demo fleet is valid");
+        let fleet = crate::fleet::demo(1).await.expect("the demo fleet is valid");
         Preview::of(fleet, minutes, theme).await
     }
 

@@ -116,6 +116,9 @@ mod tests {
         let svg = render(&buffer);
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains(r##"fill="#2472c8""##), "background rect");
-        assert!(svg.contains(r##"fill="#cd3131" textLength="16.8" lengthAdjust="spacingAndGlyphs">a&lt;</text>"##), "{svg}");
+        assert!(
+            svg.contains(r##"fill="#cd3131" textLength="16.8" lengthAdjust="spacingAndGlyphs">a&lt;</text>"##),
+            "{svg}"
+        );
     }
 }

@@ -263,3 +263,138 @@ pub fn assert_split(seen: &HashMap<String, usize>, expected: &[(&str, f64)], tol
         );
     }
 }
+
+/// How long Prometheus may take to start and scrape every target once. The
+/// first scrape lands ~5–6 s after start on an idle machine; the rest is for
+/// a machine busy compiling.
+pub const PROMETHEUS_START_LIMIT: Duration = Duration::from_secs(30);
+
+/// Starts Prometheus on a free port, scraping `http://<target>/metrics` of
+/// every target each second (`prometheus.yml`, data and `prometheus.log` go
+/// into `dir`), and waits until every target reports `up == 1`. Returns the
+/// process (killed on drop) and the base URL (`http://127.0.0.1:PORT`).
+/// Panics with the log path and its tail when Prometheus exits or does not
+/// scrape every target within [`PROMETHEUS_START_LIMIT`].
+pub async fn start_prometheus(dir: &Path, targets: &[SocketAddr]) -> (Proc, String) {
+    std::fs::write(dir.join("prometheus.yml"), prometheus_config(targets)).unwrap();
+    // The port is free when chosen but may be taken before Prometheus binds it.
+    let mut attempt = 1;
+    loop {
+        let port = free_port();
+        let mut prometheus = spawn_prometheus(dir, port, attempt);
+        let base = format!("http://127.0.0.1:{port}");
+        match wait_for_targets(&mut prometheus, &base, targets, dir).await {
+            Ok(()) => return (prometheus, base),
+            Err(log) if attempt < 3 && log.contains("address already in use") => attempt += 1,
+            Err(log) => panic!("{log}"),
+        }
+    }
+}
+
+fn prometheus_config(targets: &[SocketAddr]) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n  - job_name: upstreams\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    )
+}
+
+fn spawn_prometheus(dir: &Path, port: u16, attempt: u32) -> Proc {
+    let program = program("prometheus");
+    let config = format!("--config.file={}", dir.join("prometheus.yml").display());
+    let data = format!("--storage.tsdb.path={}", dir.join(format!("prometheus-data-{attempt}")).display());
+    let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    Proc::spawn("prometheus", program.to_str().unwrap(), &[&config, &data, &listen, "--log.level=info"], dir)
+}
+
+/// `Err` carries the whole panic message (with the log's tail).
+async fn wait_for_targets(prometheus: &mut Proc, base: &str, targets: &[SocketAddr], dir: &Path) -> Result<(), String> {
+    let log = dir.join("prometheus.log");
+    let tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    let start = Instant::now();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < PROMETHEUS_START_LIMIT {
+        if let Ok(Some(status)) = prometheus.child.try_wait() {
+            return Err(format!("prometheus exited ({status}) before scraping; log {}:\n{}", log.display(), tail()));
+        }
+        match prometheus_query(base, "up").await {
+            Ok(result) => {
+                let down = targets_not_up(&result, targets);
+                if down.is_empty() {
+                    return Ok(());
+                }
+                last = format!("not up yet: {down:?}");
+            }
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "prometheus at {base} did not report up == 1 for every target of {targets:?} within \
+         {PROMETHEUS_START_LIMIT:?} (last: {last}); log {}:\n{}",
+        log.display(),
+        tail()
+    ))
+}
+
+/// Targets whose `up` series is missing or not 1 in an `up` query result.
+fn targets_not_up(result: &[serde_json::Value], targets: &[SocketAddr]) -> Vec<SocketAddr> {
+    let up = |t: &SocketAddr| {
+        result.iter().any(|s| s["metric"]["instance"] == t.to_string().as_str() && s["value"][1] == "1")
+    };
+    targets.iter().filter(|t| !up(t)).copied().collect()
+}
+
+/// One instant query (at the server's now) against Prometheus at `base_url`
+/// (`http://127.0.0.1:PORT`): the `data.result` of a successful answer, or
+/// what went wrong. Plain HTTP/1.0, so the answer is never chunked.
+pub async fn prometheus_query(base_url: &str, promql: &str) -> Result<Vec<serde_json::Value>, String> {
+    let addr: SocketAddr = base_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| format!("{base_url} is not http://IP:PORT: {e}"))?;
+    let path = format!("/api/v1/query?query={}", percent_encode(promql));
+    let answer = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(2), answer)
+        .await
+        .map_err(|_| format!("no answer from {base_url} within 2s"))?
+        .map_err(|e| format!("{base_url}: {e}"))?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    let json: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{e}: {response}"))?;
+    match json["data"]["result"].as_array() {
+        Some(result) if json["status"] == "success" => Ok(result.clone()),
+        _ => Err(format!("query {promql:?} failed: {body}")),
+    }
+}
+
+/// The value of a query answering exactly one series, if any.
+pub async fn prometheus_value(base_url: &str, promql: &str) -> Option<f64> {
+    let result = prometheus_query(base_url, promql).await.ok()?;
+    let value = match result.as_slice() {
+        [series] => &series["value"][1],
+        _ => return None,
+    };
+    value.as_str()?.parse().ok()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -355,7 +355,7 @@ impl Plan {
                         action: StageAction::Weight,
                     })
                     .collect();
-                if out.last().map_or(true, |s| s.weight < 100) {
+                if out.last().is_none_or(|s| s.weight < 100) {
                     out.push(Stage { weight: 100, bake: Duration::ZERO, approval: false, action: StageAction::Weight });
                 }
                 out
@@ -802,7 +802,8 @@ impl Checker<'_> {
             }
             "prometheus" => {
                 let Some(address) = m.address else {
-                    let message = "missing required field; source = \"prometheus\" needs address = \"http://host:9090\"";
+                    let message =
+                        "missing required field; source = \"prometheus\" needs address = \"http://host:9090\"";
                     return Err(self.error(span, "metrics.address", message));
                 };
                 let text = address.get_ref();

@@ -531,8 +531,12 @@ fn on_tick(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
     };
     let baked = r.baked(now) >= stage.bake;
     // A bake of zero is a pass-through; otherwise the stage must have seen a
-    // passing verdict: too few requests is never a pass.
-    if baked && (stage.bake.is_zero() || r.stage_passed) {
+    // passing verdict: too few requests is never a pass. At 100 % stable
+    // takes no traffic, so there is nothing to compare with: that bake is a
+    // verification window in which a failing verdict still rolls back, but
+    // no pass can be asked for.
+    let needs_pass = !stage.bake.is_zero() && stage.weight < 100;
+    if baked && (!needs_pass || r.stage_passed) {
         let target = r.stage + 1;
         enter_stage(r, fx, target, now, false);
     }

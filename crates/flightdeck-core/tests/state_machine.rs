@@ -290,3 +290,35 @@ fn eta_counts_the_current_bake_and_every_later_one() {
     assert_eq!(run.r.eta(run.now), Some(MIN * 40));
     assert_eq!(run.r.next_step(run.now), "Next: 10 % in 10:00");
 }
+
+#[test]
+fn a_baking_100_percent_stage_needs_time_not_a_pass() {
+    let mut plan = canary_plan();
+    if let Strategy::Canary { stages } = &mut plan.strategy {
+        stages[3].bake = MIN * 5;
+    }
+    let mut run = Run::new(plan);
+    run.send(cmd(Command::Promote, 0));
+    run.send(cmd(Command::Promote, 1));
+    run.send(cmd(Command::Promote, 2));
+    assert_eq!(run.r.canary_weight, 100);
+    // Stable takes no traffic at 100 %: every window is inconclusive.
+    run.minutes(4, missing_sample_ignored);
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+    run.minutes(1, missing_sample_ignored);
+    assert!(matches!(run.r.phase, Phase::Promoted { .. }), "{:?}", run.r.phase);
+}
+
+#[test]
+fn a_failing_verdict_during_the_100_percent_verification_still_rolls_back() {
+    let mut plan = canary_plan();
+    if let Strategy::Canary { stages } = &mut plan.strategy {
+        stages[3].bake = MIN * 5;
+    }
+    let mut run = Run::new(plan);
+    run.send(cmd(Command::Promote, 0));
+    run.send(cmd(Command::Promote, 1));
+    run.send(cmd(Command::Promote, 2));
+    run.send(bad_sample());
+    assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
+}

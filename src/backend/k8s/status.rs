@@ -1,0 +1,286 @@
+//! What an Argo Rollout's status means to flightdeck: the phase, the canary
+//! weight and the stage, read the way `kubectl argo rollouts get` reads them
+//! (Argo's `GetRolloutPhase` / `CalculateRolloutPhase`, `GetCurrentSetWeight`).
+//!
+//! Stages: the core walks the plan's weight stages (1, 10, 50, 100 %), while
+//! Argo counts every step (`setWeight`, `pause`, `analysis`…). The stage
+//! reported to the core is therefore the index of the current *weight*
+//! stage (how many `setWeight` steps have been reached, minus one), so a plan
+//! whose stages mirror the Rollout's `setWeight` steps shows the same stage;
+//! the raw `status.currentStepIndex` is kept in [`RolloutView::step_index`].
+
+use super::at;
+use flightdeck_core::rollout::{NativeStatus, Observation};
+use serde_json::Value;
+
+/// The parts of a Rollout the cockpit shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutView {
+    pub status: NativeStatus,
+    /// Canary traffic weight in percent.
+    pub canary_weight: u8,
+    /// Weight stage (see the module doc).
+    pub stage: usize,
+    /// Argo's `status.currentStepIndex` (canary only).
+    pub step_index: Option<usize>,
+    pub steps: usize,
+    /// The current background or step analysis run and its status ("Failed: metric…").
+    pub analysis: Option<String>,
+}
+
+impl RolloutView {
+    pub fn observation(&self) -> Observation {
+        Observation {
+            canary_weight: Some(self.canary_weight),
+            native_stage: Some(self.stage),
+            native_status: Some(self.status.clone()),
+        }
+    }
+}
+
+/// Reads a Rollout object (as JSON).
+pub fn view(rollout: &Value) -> RolloutView {
+    let steps = canary_steps(rollout);
+    let step_index = if is_canary(rollout) { Some(current_step_index(rollout)) } else { None };
+    RolloutView {
+        status: native_status(rollout),
+        canary_weight: canary_weight(rollout),
+        stage: weight_stage(rollout),
+        step_index,
+        steps: steps.len(),
+        analysis: analysis(rollout),
+    }
+}
+
+/// The observation the core mirrors.
+pub fn observe(rollout: &Value) -> Observation {
+    view(rollout).observation()
+}
+
+fn is_canary(ro: &Value) -> bool {
+    at(ro, &["spec", "strategy", "canary"]).is_object()
+}
+
+fn is_blue_green(ro: &Value) -> bool {
+    at(ro, &["spec", "strategy", "blueGreen"]).is_object()
+}
+
+pub(crate) fn canary_steps(ro: &Value) -> &[Value] {
+    at(ro, &["spec", "strategy", "canary", "steps"]).as_array().map_or(&[], Vec::as_slice)
+}
+
+/// `status.currentStepIndex`, 0 when unset (as Argo's `GetCurrentCanaryStep`).
+pub(crate) fn current_step_index(ro: &Value) -> usize {
+    at(ro, &["status", "currentStepIndex"]).as_u64().unwrap_or(0) as usize
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn flag(v: &Value) -> bool {
+    v.as_bool().unwrap_or(false)
+}
+
+/// Healthy / Progressing / Paused / Degraded / Aborted.
+pub fn native_status(ro: &Value) -> NativeStatus {
+    let status = at(ro, &["status"]);
+    // An abort shows at once, even before the controller has set the phase.
+    if flag(&status["abort"]) {
+        return NativeStatus::Aborted { message: abort_message(ro) };
+    }
+    if !generation_observed(ro) {
+        return NativeStatus::Progressing;
+    }
+    let pause_conditions = status["pauseConditions"].as_array().map_or(0, Vec::len);
+    if flag(&status["controllerPause"]) && pause_conditions == 0 {
+        // Someone cleared the pause conditions; the controller has not acted yet.
+        return NativeStatus::Progressing;
+    }
+    match text(&status["phase"]) {
+        "Healthy" => NativeStatus::Healthy,
+        "Progressing" => NativeStatus::Progressing,
+        "Paused" => NativeStatus::Paused { reason: paused_reason(ro) },
+        "Degraded" => NativeStatus::Degraded { message: text(&status["message"]).to_owned() },
+        _ => client_side_status(ro),
+    }
+}
+
+/// Argo 1.0+ records `status.observedGeneration` as a number in a string;
+/// older controllers wrote a hash, which counts as observed.
+fn generation_observed(ro: &Value) -> bool {
+    let observed = at(ro, &["status", "observedGeneration"]);
+    let observed = observed.as_str().and_then(|s| s.parse::<i64>().ok()).or_else(|| observed.as_i64());
+    let generation = at(ro, &["metadata", "generation"]).as_i64();
+    match (observed, generation) {
+        (Some(o), Some(g)) => o >= g,
+        _ => true,
+    }
+}
+
+fn paused_reason(ro: &Value) -> String {
+    if flag(at(ro, &["spec", "paused"])) {
+        return "manually paused".to_owned();
+    }
+    let first = at(ro, &["status", "pauseConditions"]).get(0).map(|c| text(&c["reason"]).to_owned());
+    match first {
+        Some(reason) if !reason.is_empty() => reason,
+        _ => text(at(ro, &["status", "message"])).to_owned(),
+    }
+}
+
+fn abort_message(ro: &Value) -> String {
+    let message = text(at(ro, &["status", "message"]));
+    if !message.is_empty() {
+        return message.to_owned();
+    }
+    conditions(ro)
+        .find(|c| text(&c["reason"]) == "RolloutAborted")
+        .map(|c| format!("RolloutAborted: {}", text(&c["message"])))
+        .unwrap_or_else(|| "aborted".to_owned())
+}
+
+fn conditions(ro: &Value) -> impl Iterator<Item = &Value> {
+    at(ro, &["status", "conditions"]).as_array().into_iter().flatten()
+}
+
+/// Argo before 1.0 has no `status.phase`: computed as its `CalculateRolloutPhase`.
+fn client_side_status(ro: &Value) -> NativeStatus {
+    for c in conditions(ro) {
+        if text(&c["type"]) == "InvalidSpec" {
+            return NativeStatus::Degraded { message: format!("InvalidSpec: {}", text(&c["message"])) };
+        }
+        if let reason @ ("RolloutAborted" | "ProgressDeadlineExceeded") = text(&c["reason"]) {
+            return NativeStatus::Degraded { message: format!("{reason}: {}", text(&c["message"])) };
+        }
+    }
+    let paused = flag(at(ro, &["spec", "paused"]));
+    if paused || at(ro, &["status", "pauseConditions"]).as_array().is_some_and(|p| !p.is_empty()) {
+        return NativeStatus::Paused { reason: paused_reason(ro) };
+    }
+    let count = |key: &str| at(ro, &["status", key]).as_i64().unwrap_or(0);
+    let desired = at(ro, &["spec", "replicas"]).as_i64().unwrap_or(1);
+    if count("updatedReplicas") < desired || count("availableReplicas") < count("updatedReplicas") {
+        return NativeStatus::Progressing;
+    }
+    if is_blue_green(ro) && text(at(ro, &["status", "blueGreen", "activeSelector"])) != current_hash(ro) {
+        return NativeStatus::Progressing;
+    }
+    let traffic_routed = at(ro, &["spec", "strategy", "canary", "trafficRouting"]).is_object();
+    if is_canary(ro) && !traffic_routed && count("replicas") > count("updatedReplicas") {
+        return NativeStatus::Progressing;
+    }
+    if !fully_promoted(ro) {
+        return NativeStatus::Progressing;
+    }
+    NativeStatus::Healthy
+}
+
+fn current_hash(ro: &Value) -> &str {
+    text(at(ro, &["status", "currentPodHash"]))
+}
+
+/// The stable ReplicaSet runs the current template: nothing left to roll out.
+pub(crate) fn fully_promoted(ro: &Value) -> bool {
+    let stable = text(at(ro, &["status", "stableRS"]));
+    !stable.is_empty() && stable == current_hash(ro)
+}
+
+/// Percent of traffic on the canary: the weight the traffic router reports
+/// when there is one, otherwise the current step's `setWeight`.
+pub fn canary_weight(ro: &Value) -> u8 {
+    if flag(at(ro, &["status", "abort"])) {
+        return 0;
+    }
+    let routed = at(ro, &["status", "canary", "weights", "canary", "weight"]).as_u64();
+    if let Some(w) = routed {
+        return w.min(100) as u8;
+    }
+    if is_blue_green(ro) {
+        let switched = !current_hash(ro).is_empty()
+            && text(at(ro, &["status", "blueGreen", "activeSelector"])) == current_hash(ro);
+        return if switched { 100 } else { 0 };
+    }
+    if fully_promoted(ro) {
+        return 100;
+    }
+    let steps = canary_steps(ro);
+    let index = current_step_index(ro);
+    if index >= steps.len() {
+        return 100;
+    }
+    steps[..=index].iter().rev().find_map(|s| s["setWeight"].as_u64()).map_or(0, |w| w.min(100) as u8)
+}
+
+/// Index of the current weight stage (see the module doc).
+pub fn weight_stage(ro: &Value) -> usize {
+    if is_blue_green(ro) {
+        return usize::from(canary_weight(ro) == 100);
+    }
+    let steps = canary_steps(ro);
+    let weights: Vec<u64> = steps.iter().filter_map(|s| s["setWeight"].as_u64()).collect();
+    let index = current_step_index(ro);
+    if index >= steps.len() || fully_promoted(ro) {
+        // Past the last step: the final 100 % stage (the core adds one when the
+        // last setWeight is below 100).
+        return if weights.last().is_some_and(|w| *w >= 100) { weights.len() - 1 } else { weights.len() };
+    }
+    let reached = steps[..=index].iter().filter(|s| s["setWeight"].is_u64()).count();
+    reached.saturating_sub(1)
+}
+
+/// The current analysis run and its status, as `kubectl argo rollouts get` shows it.
+fn analysis(ro: &Value) -> Option<String> {
+    let canary = at(ro, &["status", "canary"]);
+    let run = ["currentStepAnalysisRunStatus", "currentBackgroundAnalysisRunStatus"]
+        .iter()
+        .map(|key| &canary[*key])
+        .find(|r| r.is_object())?;
+    let name = text(&run["name"]);
+    let phase = text(&run["status"]);
+    let message = text(&run["message"]);
+    Some(if message.is_empty() { format!("{name}: {phase}") } else { format!("{name}: {phase}: {message}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canary(status: Value) -> Value {
+        json!({
+            "metadata": {"name": "checkout", "generation": 3},
+            "spec": {"strategy": {"canary": {"steps": [
+                {"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "10m"}}
+            ]}}},
+            "status": status,
+        })
+    }
+
+    #[test]
+    fn weight_follows_the_last_set_weight_step() {
+        let at_pause = canary(json!({"currentStepIndex": 1, "stableRS": "a", "currentPodHash": "b"}));
+        assert_eq!((canary_weight(&at_pause), weight_stage(&at_pause)), (20, 0));
+        let second = canary(json!({"currentStepIndex": 3, "stableRS": "a", "currentPodHash": "b"}));
+        assert_eq!((canary_weight(&second), weight_stage(&second)), (50, 1));
+        let done = canary(json!({"currentStepIndex": 4, "stableRS": "b", "currentPodHash": "b"}));
+        assert_eq!((canary_weight(&done), weight_stage(&done)), (100, 2));
+    }
+
+    #[test]
+    fn a_routed_weight_wins_and_an_abort_is_zero() {
+        let routed = canary(json!({"currentStepIndex": 1, "canary": {"weights": {"canary": {"weight": 17}}}}));
+        assert_eq!(canary_weight(&routed), 17);
+        let aborted = canary(json!({"currentStepIndex": 1, "abort": true}));
+        assert_eq!(canary_weight(&aborted), 0);
+        assert_eq!(native_status(&aborted), NativeStatus::Aborted { message: "aborted".into() });
+    }
+
+    #[test]
+    fn unobserved_generation_and_unpausing_are_progressing() {
+        let stale = canary(json!({"observedGeneration": "2", "phase": "Paused", "pauseConditions": [{}]}));
+        assert_eq!(native_status(&stale), NativeStatus::Progressing);
+        let unpausing = canary(json!({"observedGeneration": "3", "phase": "Paused", "controllerPause": true}));
+        assert_eq!(native_status(&unpausing), NativeStatus::Progressing);
+    }
+}

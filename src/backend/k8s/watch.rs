@@ -1,0 +1,98 @@
+//! Keeps the latest copy of one object with `kube::runtime::watcher` and a
+//! reflector store. Dropped connections, `410 Gone` (expired resource
+//! versions) and API errors are retried by the watcher itself with its
+//! default backoff (exponential from 0.8 s to 30 s, with jitter): no
+//! hand-rolled loop. While the last attempt failed, [`ObjectWatch::trouble`]
+//! says why, so the cockpit can show it until the watch is back.
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{store::Writer, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+
+/// How the watch is doing, for banners and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchHealth {
+    /// The error of the last attempt, cleared by the next event that arrives.
+    pub trouble: Option<String>,
+    /// Errors seen so far (each one retried).
+    pub errors: u64,
+    /// Events applied to the store so far.
+    pub events: u64,
+}
+
+/// A running watch of one named object; stops when dropped.
+pub struct ObjectWatch {
+    store: Store<DynamicObject>,
+    health: Arc<Mutex<WatchHealth>>,
+    task: JoinHandle<()>,
+}
+
+impl ObjectWatch {
+    /// Starts watching the object `name` of `api` (must run inside a tokio runtime).
+    pub fn spawn(api: Api<DynamicObject>, resource: ApiResource, name: &str, label: String) -> ObjectWatch {
+        let writer = Writer::new(resource);
+        let store = writer.as_reader();
+        let health = Arc::new(Mutex::new(WatchHealth::default()));
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let stream = watcher(api, config).default_backoff().reflect(writer);
+        let task = tokio::spawn(follow(stream, health.clone(), label));
+        ObjectWatch { store, health, task }
+    }
+
+    /// The latest copy, once the first list has arrived.
+    pub fn latest(&self) -> Option<Arc<DynamicObject>> {
+        self.store.state().into_iter().next()
+    }
+
+    /// Why the watch is down right now, if it is.
+    pub fn trouble(&self) -> Option<String> {
+        self.health().trouble
+    }
+
+    pub fn health(&self) -> WatchHealth {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for ObjectWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Drives the watch stream; the store is updated by the reflector on the way.
+async fn follow<S>(stream: S, health: Arc<Mutex<WatchHealth>>, label: String)
+where
+    S: futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        let Ok(mut h) = health.lock() else { return };
+        match item {
+            Ok(_) => {
+                if h.trouble.take().is_some() {
+                    tracing::info!("watch of {label} is back");
+                }
+                h.events += 1;
+            }
+            Err(e) => {
+                let message = describe(&e);
+                tracing::warn!("watch of {label} interrupted: {message}; retrying with backoff");
+                h.errors += 1;
+                h.trouble = Some(message);
+            }
+        }
+    }
+}
+
+/// The watcher's error in words ("410 Gone: too old resource version").
+fn describe(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::WatchError(status) => format!("{} {}: {}", status.code, status.reason, status.message),
+        other => other.to_string(),
+    }
+}

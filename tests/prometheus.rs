@@ -1,0 +1,96 @@
+//! The Prometheus metrics source against a real Prometheus scraping two
+//! upstream versions: v1 healthy, v2 failing 20 % of requests.
+#![cfg(feature = "prometheus")]
+
+mod support;
+
+use flightdeck::metrics::prometheus::Prometheus;
+use flightdeck::metrics::MetricsSource;
+use flightdeck_core::plan::PromQueries;
+use flightdeck_core::time::Timestamp;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{eventually, free_port, get, prometheus_value, start_prometheus, Upstream};
+
+/// Requests per upstream: enough for a stable 20 % ratio, bounded.
+const BURSTS: usize = 3;
+const PER_BURST: usize = 100;
+
+fn wall_now() -> Timestamp {
+    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64)
+}
+
+/// `BURSTS` bursts, one second apart, so several scrapes see the counters move.
+async fn send_traffic(upstreams: &[&Upstream]) {
+    for burst in 0..BURSTS {
+        for up in upstreams {
+            for _ in 0..PER_BURST {
+                get(up.addr, "/").await.unwrap();
+            }
+        }
+        if burst + 1 < BURSTS {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+fn error_ratio(errors: u64, requests: u64) -> f64 {
+    errors as f64 / requests.max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_version_windows_come_from_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    v2.set_error_rate(0.2);
+    let started = Instant::now();
+    let (_prometheus, base) = start_prometheus(dir.path(), &[v1.addr, v2.addr]).await;
+    println!("time to first scrape of both targets: {:?}", started.elapsed());
+
+    send_traffic(&[&v1, &v2]).await;
+    let total = (2 * BURSTS * PER_BURST) as f64;
+    eventually(Duration::from_secs(10), "Prometheus to scrape the final counts", async || {
+        prometheus_value(&base, "sum(http_requests_total)").await == Some(total)
+    })
+    .await;
+
+    let source = Prometheus::new(&base, &PromQueries::default(), "v1", "v2").unwrap();
+    let m = source.sample(Duration::from_secs(10), wall_now()).await;
+    println!("{m:#?}");
+    assert_eq!(m.missing, None);
+    let (stable, canary) = (m.stable.unwrap(), m.canary.unwrap());
+    for w in [&stable, &canary] {
+        assert!(w.requests > 0, "{w:?}");
+        let p99 = w.p99_ms.expect("p99 present");
+        assert!(p99 > 0.0 && p99 < 1000.0, "p99 {p99} ms");
+    }
+    assert_eq!(stable.errors, 0, "{stable:?}");
+    let canary_ratio = error_ratio(canary.errors, canary.requests);
+    assert!((canary_ratio - 0.2).abs() <= 0.05, "v2 error ratio {canary_ratio:.3} ({canary:?})");
+
+    // A version nobody has served: its requests selector matches nothing.
+    let unknown = Prometheus::new(&base, &PromQueries::default(), "v1", "v3").unwrap();
+    let m = unknown.sample(Duration::from_secs(10), wall_now()).await;
+    assert!(m.stable.is_some());
+    assert_eq!(m.canary, None);
+    assert_eq!(m.missing.as_deref(), Some("prometheus: requests for v3: empty result (no series matched)"));
+
+    // A query Prometheus rejects: its own error text reaches the captain.
+    let broken = PromQueries { p99: "histogram_quantile(0.99,".into(), ..PromQueries::default() };
+    let m = Prometheus::new(&base, &broken, "v1", "v2").unwrap().sample(Duration::from_secs(10), wall_now()).await;
+    assert_eq!((m.stable, m.canary), (None, None));
+    let missing = m.missing.unwrap();
+    assert!(missing.starts_with("prometheus: p99 for v1: HTTP 400: bad_data: "), "{missing}");
+}
+
+#[tokio::test]
+async fn an_unreachable_prometheus_leaves_both_versions_missing() {
+    let address = format!("http://127.0.0.1:{}", free_port());
+    let source = Prometheus::new(&address, &PromQueries::default(), "v1", "v2").unwrap();
+    let m = source.sample(Duration::from_secs(60), wall_now()).await;
+    assert_eq!((m.stable, m.canary), (None, None));
+    let missing = m.missing.unwrap();
+    for version in ["v1", "v2"] {
+        let expected = format!("prometheus: requests for {version}: cannot connect to {address}");
+        assert!(missing.contains(&expected), "{missing}");
+    }
+}
