@@ -5,6 +5,7 @@
 //! theme = "default"                      # cockpit theme (a plan's `theme` wins for its rollout)
 //! keymap = "default"                     # shipped keymap to start from ("default" | "vim")
 //! actor = "alice"                        # name on every action (default: $USER)
+//! production_contexts = ["prod-eu-1"]    # kube contexts shown (and themed) as production
 //! ```
 
 use flightdeck_core::line_col;
@@ -19,6 +20,9 @@ pub struct Config {
     pub theme: Option<String>,
     pub keymap: Option<String>,
     pub actor: Option<String>,
+    /// Kubernetes contexts that are production, whatever the plans say.
+    #[serde(default)]
+    pub production_contexts: Vec<String>,
 }
 
 impl Config {

@@ -109,6 +109,16 @@ fn metrics_for(
     }
 }
 
+/// Marks rollouts whose kube context the user config calls production.
+pub fn mark_production(setups: &mut [RolloutSetup], contexts: &[String]) {
+    for s in setups {
+        let context = s.plan.target.params.get("context");
+        if context.is_some_and(|c| contexts.contains(c)) {
+            s.plan.target.production = true;
+        }
+    }
+}
+
 /// The demo fleet, ready to run.
 pub async fn demo(seed: u64) -> Result<Vec<RolloutSetup>, BadInput> {
     let mut fleet = Vec::new();
@@ -142,6 +152,16 @@ pub async fn from_files(
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn production_contexts_from_the_config_mark_their_rollouts() {
+        let mut fleet = super::demo(1).await.unwrap();
+        fleet[0].plan.target.params.insert("context".into(), "prod-eu-1".into());
+        fleet[0].plan.target.production = false;
+        super::mark_production(&mut fleet, &["prod-eu-1".to_string()]);
+        assert!(fleet[0].plan.target.production);
+        assert!(!fleet[5].plan.target.params.contains_key("context"));
+    }
+
     #[tokio::test]
     async fn the_demo_fleet_parses_and_has_six_rollouts_with_one_bad_canary() {
         let fleet = super::demo(1).await.expect("demo plans are valid");

@@ -105,7 +105,10 @@ fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
-fn go(setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
+fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
+    let config_dir = flightdeck::paths::config_dir();
+    let config = Config::load(&config_dir).map_err(BadInput)?;
+    fleet::mark_production(&mut setups, &config.production_contexts);
     let all_sim = setups.iter().all(|s| s.sim.is_some());
     let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
     let stop_when = if run.headless { StopWhen::Unattended } else { StopWhen::Never };
@@ -114,8 +117,6 @@ fn go(setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> R
     if run.headless {
         return Ok(runtime.block_on(headless::run(setups, options, run.json))?);
     }
-    let config_dir = flightdeck::paths::config_dir();
-    let config = Config::load(&config_dir).map_err(BadInput)?;
     let settings = CockpitSettings {
         theme: run.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
         pin_theme: run.theme.is_some(),

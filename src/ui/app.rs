@@ -480,8 +480,22 @@ pub fn target_label(r: &Rollout) -> String {
         flightdeck_core::plan::BackendKind::Haproxy => format!("haproxy {}", p("backend")),
         flightdeck_core::plan::BackendKind::Envoy => format!("envoy {}", p("canary_cluster")),
         flightdeck_core::plan::BackendKind::Nginx => format!("nginx upstream {}", p("upstream")),
-        flightdeck_core::plan::BackendKind::ArgoRollouts => format!("rollout {}/{}", p("namespace"), p("rollout")),
+        // Kubernetes targets always show their context: which cluster matters most.
+        flightdeck_core::plan::BackendKind::ArgoRollouts => {
+            format!("argo {}{}/{}", context(&p("context")), p("namespace"), p("rollout"))
+        }
+        flightdeck_core::plan::BackendKind::Deployment => {
+            format!("deployment {}{}/{}", context(&p("context")), p("namespace"), p("canary_deployment"))
+        }
         other => format!("{} {}", other.name(), t.group),
+    }
+}
+
+fn context(name: &str) -> String {
+    if name.is_empty() {
+        "current-context:".into()
+    } else {
+        format!("{name}:")
     }
 }
 

@@ -108,7 +108,8 @@ fn top_bar(f: &mut Frame, area: Rect, app: &App) {
 /// A backend error on the selected rollout, shown loudly.
 fn banner_text(app: &App) -> Option<String> {
     let r = app.selected_rollout()?;
-    r.backend_error.as_ref().map(|e| format!(" {} backend error on {}: {e}", app.theme.symbols.fail, r.id))
+    let error = r.backend_error.as_ref().or(r.observe_error.as_ref())?;
+    Some(format!(" {} backend error on {}: {error}", app.theme.symbols.fail, r.id))
 }
 
 /// Key hints for the active layer, from the keymap's `desc`.

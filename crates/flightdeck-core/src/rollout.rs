@@ -360,6 +360,9 @@ pub struct Rollout {
     pub last_action: Option<ActorNote>,
     /// The last backend error, shown as a banner until an effect succeeds.
     pub backend_error: Option<String>,
+    /// Why the backend could not be read, until a reading succeeds again.
+    #[serde(default)]
+    pub observe_error: Option<String>,
 }
 
 impl Rollout {
@@ -385,6 +388,7 @@ impl Rollout {
             freeze_override: None,
             last_action: None,
             backend_error: None,
+            observe_error: None,
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -445,7 +449,7 @@ impl Rollout {
                 Some(reason.clone())
             }
             Phase::Failed { reason, .. } => Some(reason.clone()),
-            _ => self.backend_error.clone(),
+            _ => self.backend_error.clone().or_else(|| self.observe_error.clone()),
         }
     }
 
@@ -690,6 +694,7 @@ fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
 
 fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Timestamp) {
     r.observed_weight = o.canary_weight;
+    r.observe_error = None;
     if r.control == Control::Observed {
         mirror_native(r, &o, now);
         return;
@@ -748,10 +753,13 @@ fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timest
 }
 
 fn on_observe_failed(r: &mut Rollout, error: String, now: Timestamp) {
-    let first = r.backend_error.is_none();
-    r.backend_error = Some(format!("cannot read the backend: {error}"));
-    // Traffic may be anywhere while the backend is dark: hold, never advance blind.
-    if first && matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. }) {
+    let first = r.observe_error.is_none();
+    r.observe_error = Some(format!("cannot read the backend: {error}"));
+    // Traffic may be anywhere while a driven backend is dark: hold, never
+    // advance blind. An observed rollout is the native controller's to hold;
+    // flightdeck only shows that its view is stale.
+    let live = matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. });
+    if first && live && r.control == Control::Driven {
         let reason = format!("backend unreachable ({error}); resume once it is back");
         pause(r, Actor::backend(), reason, now);
     }
@@ -808,6 +816,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             r.phase = Phase::Progressing { since: now };
             r.missing_metrics = 0;
             r.backend_error = None;
+            r.observe_error = None;
             // Re-apply: the pause may have come from drift or a failed effect.
             if let Some(stage) = r.current_stage() {
                 fx.push(stage_effect(stage));

@@ -322,3 +322,31 @@ fn a_failing_verdict_during_the_100_percent_verification_still_rolls_back() {
     run.send(bad_sample());
     assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
 }
+
+#[test]
+fn an_unreadable_backend_pauses_once_and_again_after_a_blind_resume() {
+    let mut run = Run::new(canary_plan());
+    run.send(Event::ObserveFailed { error: "connection refused".into() });
+    assert!(matches!(&run.r.phase, Phase::Paused { reason, .. } if reason.contains("connection refused")));
+    assert!(run.r.needs_human().is_some());
+    run.send(cmd(Command::Resume, 0));
+    assert_eq!(run.r.observe_error, None);
+    // Still down after the resume: it pauses again rather than advancing blind.
+    run.send(Event::ObserveFailed { error: "connection refused".into() });
+    assert!(matches!(run.r.phase, Phase::Paused { .. }));
+    run.send(cmd(Command::Resume, 0));
+    let seen = flightdeck_core::rollout::Observation { canary_weight: Some(1), ..Default::default() };
+    run.send(Event::Observation(seen));
+    assert_eq!(run.r.observe_error, None);
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+}
+
+#[test]
+fn an_observed_rollout_is_not_paused_by_a_dropped_watch() {
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    run.send(Event::ObserveFailed { error: "watch interrupted".into() });
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }), "Argo decides, not flightdeck");
+    assert!(run.r.needs_human().unwrap().contains("watch interrupted"));
+}
