@@ -422,6 +422,15 @@ fn rollout_status_maps_to_what_the_core_mirrors() {
         aborted.analysis.as_deref(),
         Some("checkout-65fb5ffc84-2: Failed: metric \"web\" assessed Failed due to failed (1) > failureLimit (0)")
     );
+    // The cockpit shows Argo's own step and analysis run beside our verdict.
+    assert_eq!(
+        status::observe(&fixture("rollout-aborted.json")).native_detail.as_deref(),
+        Some(
+            "step 1/8 · analysis checkout-65fb5ffc84-2: Failed: metric \"web\" assessed Failed due to failed (1) > \
+             failureLimit (0)"
+        )
+    );
+    assert_eq!(status::observe(&fixture("rollout-paused.json")).native_detail.as_deref(), Some("step 2/8"));
     // The routed weight comes from the traffic router, not the step.
     let mut routed = fixture("rollout-routed.json");
     routed["status"]["canary"]["weights"]["canary"]["weight"] = json!(37);

@@ -181,6 +181,9 @@ pub fn header(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         second.push(Span::styled(why, state_style));
         second.push(Span::raw("  "));
     }
+    if let Some(detail) = &r.native_detail {
+        second.push(Span::styled(format!("{detail}  "), theme.style("ui.text")));
+    }
     if let Some(a) = &r.last_action {
         second.push(Span::styled(
             format!(

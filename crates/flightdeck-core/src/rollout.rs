@@ -135,6 +135,10 @@ pub struct Observation {
     /// Observed rollouts: the controller's stage index and status.
     pub native_stage: Option<usize>,
     pub native_status: Option<NativeStatus>,
+    /// Observed rollouts: what the controller shows beside its status
+    /// ("step 3/8 · analysis Successful: error-rate 0.2 %").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_detail: Option<String>,
 }
 
 /// Something that happened to a rollout.
@@ -363,6 +367,9 @@ pub struct Rollout {
     /// Why the backend could not be read, until a reading succeeds again.
     #[serde(default)]
     pub observe_error: Option<String>,
+    /// Observed rollouts: the controller's own steps and analysis, in words.
+    #[serde(default)]
+    pub native_detail: Option<String>,
 }
 
 impl Rollout {
@@ -389,6 +396,7 @@ impl Rollout {
             last_action: None,
             backend_error: None,
             observe_error: None,
+            native_detail: None,
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -714,6 +722,7 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
 
 /// Observed rollouts: the core's state follows the native controller.
 fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
+    r.native_detail.clone_from(&o.native_detail);
     if let Some(stage) = o.native_stage {
         if stage != r.stage && stage < r.stages().len() {
             r.stage = stage;

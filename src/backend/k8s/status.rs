@@ -34,7 +34,16 @@ impl RolloutView {
             canary_weight: Some(self.canary_weight),
             native_stage: Some(self.stage),
             native_status: Some(self.status.clone()),
+            native_detail: self.detail(),
         }
+    }
+
+    /// Argo's step and analysis run in words, for the cockpit's header.
+    fn detail(&self) -> Option<String> {
+        let step = self.step_index.map(|i| format!("step {}/{}", (i + 1).min(self.steps.max(1)), self.steps));
+        let analysis = self.analysis.as_ref().map(|a| format!("analysis {a}"));
+        let parts: Vec<String> = step.into_iter().chain(analysis).collect();
+        (!parts.is_empty()).then(|| parts.join(" · "))
     }
 }
 
