@@ -5,7 +5,7 @@ use crate::engine::{Engine, EngineOptions, RolloutSetup};
 use crate::protocol::{Output, Snapshot};
 use flightdeck_core::analysis::{CheckOutcome, Verdict};
 use flightdeck_core::rollout::Phase;
-use flightdeck_core::time::clock;
+use flightdeck_core::time::stamp;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -77,7 +77,7 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
 
 /// One line of text per event.
 pub fn human(o: &Output) -> String {
-    let t = |at: &flightdeck_core::Timestamp| clock(Duration::from_millis(at.0));
+    let t = |at: &flightdeck_core::Timestamp| stamp(*at);
     match o {
         Output::Started { rollout, at, strategy, stages, resumed, stage } => {
             let verb = if *resumed { format!("resumed at stage {}", stage + 1) } else { "started".into() };

@@ -7,7 +7,7 @@ use flightdeck_core::analysis::{Check, CheckOutcome, DeltaUnit, Metric, Verdict}
 use flightdeck_core::budget::DeployPolicy;
 use flightdeck_core::plan::{StageAction, Strategy};
 use flightdeck_core::rollout::{Gate, Phase, Rollout};
-use flightdeck_core::time::{clock, Timestamp};
+use flightdeck_core::time::{clock, stamp, Timestamp};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -186,13 +186,7 @@ pub fn header(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     }
     if let Some(a) = &r.last_action {
         second.push(Span::styled(
-            format!(
-                "last: {} {} at {} (stage {})",
-                a.actor,
-                a.action,
-                clock(Duration::from_millis(a.at.0)),
-                a.stage + 1
-            ),
+            format!("last: {} {} at {} (stage {})", a.actor, a.action, stamp(a.at), a.stage + 1),
             theme.style("ui.dim"),
         ));
     }
@@ -473,8 +467,7 @@ pub fn events(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
 }
 
 fn event_line<'a>(theme: &Theme, o: &Output) -> Line<'a> {
-    let at =
-        |t: &Timestamp| Span::styled(format!("{:>7} ", clock(Duration::from_millis(t.0))), theme.style("event.time"));
+    let at = |t: &Timestamp| Span::styled(format!("{:>8} ", stamp(*t)), theme.style("event.time"));
     match o {
         Output::Started { at: t, resumed, .. } => {
             Line::from(vec![at(t), Span::raw(if *resumed { "resumed from journal" } else { "started" })])

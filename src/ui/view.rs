@@ -5,13 +5,11 @@
 use super::app::{completions, App, Modal};
 use super::keymap::Layer;
 use super::panes;
-use flightdeck_core::time::clock;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
-use std::time::Duration;
 
 pub fn render(f: &mut Frame, app: &mut App) {
     app.apply_rollout_theme();
@@ -89,7 +87,7 @@ fn top_bar(f: &mut Frame, area: Rect, app: &App) {
     let humans = app.view.rollouts.iter().filter(|r| r.needs_human().is_some()).count();
     let mut spans = vec![
         Span::styled(" flightdeck ", theme.style("ui.title").add_modifier(Modifier::BOLD)),
-        Span::styled(format!("· {} ", clock(Duration::from_millis(app.now.0))), theme.style("ui.dim")),
+        Span::styled(format!("· {} ", flightdeck_core::time::stamp(app.now)), theme.style("ui.dim")),
         Span::raw(format!("· {} rollouts ", app.view.rollouts.len())),
     ];
     if humans > 0 {

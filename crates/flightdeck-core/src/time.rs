@@ -46,6 +46,20 @@ pub fn clock(d: Duration) -> String {
     }
 }
 
+/// Milliseconds since the Unix epoch of 2001-09-09: any timestamp past it
+/// is wall-clock time; simulated runs start at 0.
+const WALL_CLOCK_FROM: u64 = 1_000_000_000_000;
+
+/// A timestamp as the cockpit and logs show it: simulated time as elapsed
+/// `m:ss` / `h:mm:ss`, wall-clock time as UTC `HH:MM:SS`.
+pub fn stamp(t: Timestamp) -> String {
+    if t.0 < WALL_CLOCK_FROM {
+        return clock(Duration::from_millis(t.0));
+    }
+    let s = (t.0 / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +68,13 @@ mod tests {
     fn clock_formats_minutes_and_hours() {
         assert_eq!(clock(Duration::from_secs(582)), "9:42");
         assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
+    }
+
+    #[test]
+    fn stamps_show_simulated_time_elapsed_and_wall_time_of_day() {
+        assert_eq!(stamp(Timestamp(754_000)), "12:34");
+        // 2026-11-23 12:34:56 UTC
+        assert_eq!(stamp(Timestamp(1_795_437_296_000)), "12:34:56");
     }
 
     #[test]
