@@ -85,7 +85,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Some(Cmd::Demo { run, speed }) => {
             let setups = runtime()?.block_on(fleet::demo(run.seed))?;
-            go(setups, &run, speed, false)
+            // The demo always starts over (its old journals are kept aside).
+            go(setups, &run, speed, true)
         }
         Some(Cmd::Run { plans, run, speed, scenario, fresh }) => {
             let setups = runtime()?.block_on(fleet::from_files(&plans, scenario.as_deref(), run.seed))?;

@@ -79,6 +79,7 @@ fn slow_canary_is_rolled_back_on_latency() {
         .filter(|c| c["outcome"] == "fail")
         .map(|c| c["metric"].as_str().unwrap())
         .collect();
+    assert!(!failing.is_empty(), "a failing verdict names its failing checks");
     assert!(failing.iter().all(|m| m.starts_with("latency")), "{failing:?}");
 }
 

@@ -10,7 +10,7 @@ use flightdeck_core::rollout::{step, Event, Rollout};
 use flightdeck_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const FORMAT: u32 = 1;
@@ -63,9 +63,10 @@ pub struct Opened {
 }
 
 impl Journal {
-    /// Opens the journal of rollout `id`, resuming it if it holds an
-    /// unfinished run of the same plan. A finished run (or `fresh`) is set
-    /// aside under a new name and a new journal begins.
+    /// Opens the journal of rollout `id`, resuming the run it holds (of the
+    /// same plan), finished or not: a rolled-back canary must stay rolled
+    /// back across restarts. With `fresh` the old journal is set aside under
+    /// a new name and a new run begins.
     pub fn open(
         dir: &Path,
         id: &str,
@@ -77,11 +78,13 @@ impl Journal {
         fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let path = dir.join(format!("{}.jsonl", id.replace(['/', '\\', ' '], "_")));
         if path.exists() && !fresh {
-            let (rollout, last) = replay(&path, id, plan, plan_file, plan_text)?;
-            if !rollout.phase.is_finished() && last.is_some() {
+            let replayed = replay(&path, id, plan, plan_file, plan_text)?;
+            if replayed.last.is_some() {
                 let file = OpenOptions::new().append(true).open(&path).map_err(|e| io(&path, e))?;
-                let seq = count_records(&path)?;
-                return Ok(Opened { journal: Journal { path, file, seq }, rollout, resumed_at: last });
+                // Cut a partial last line, or the next record would be glued to it.
+                file.set_len(replayed.valid_len).map_err(|e| io(&path, e))?;
+                let journal = Journal { path, file, seq: replayed.records };
+                return Ok(Opened { journal, rollout: replayed.rollout, resumed_at: replayed.last });
             }
         }
         if path.exists() {
@@ -123,36 +126,39 @@ fn io(path: &Path, source: std::io::Error) -> JournalError {
     JournalError::Io { path: path.display().to_string(), source }
 }
 
-fn count_records(path: &Path) -> Result<u64, JournalError> {
-    let file = File::open(path).map_err(|e| io(path, e))?;
-    Ok(BufReader::new(file).lines().count().saturating_sub(1) as u64)
+/// What replaying a journal found.
+struct Replayed {
+    rollout: Rollout,
+    /// Time of the last event.
+    last: Option<Timestamp>,
+    records: u64,
+    /// Bytes up to the end of the last complete line.
+    valid_len: u64,
 }
 
-/// Rebuilds the rollout from its journal. Returns the state and the time of
-/// the last event.
-fn replay(
-    path: &Path,
-    id: &str,
-    plan: &Plan,
-    plan_file: &str,
-    plan_text: &str,
-) -> Result<(Rollout, Option<Timestamp>), JournalError> {
+/// Rebuilds the rollout from its journal.
+fn replay(path: &Path, id: &str, plan: &Plan, plan_file: &str, plan_text: &str) -> Result<Replayed, JournalError> {
     let text = fs::read_to_string(path).map_err(|e| io(path, e))?;
     let shown = path.display().to_string();
     let corrupt = |line: usize, message: String| JournalError::Corrupt { path: shown.clone(), line, message };
     let mut lines = text.lines().enumerate().peekable();
-    let Some((_, first)) = lines.next() else { return Ok((Rollout::new(id, plan.clone()), None)) };
+    let valid_len = text.rfind('\n').map_or(0, |i| i as u64 + 1);
+    let Some((_, first)) = lines.next() else {
+        return Ok(Replayed { rollout: Rollout::new(id, plan.clone()), last: None, records: 0, valid_len });
+    };
     let header: Header = serde_json::from_str(first).map_err(|e| corrupt(1, format!("bad header: {e}")))?;
     if header.plan != plan_text {
         return Err(JournalError::PlanChanged { path: shown.clone(), plan_file: plan_file.into() });
     }
     let mut rollout = Rollout::new(id, plan.clone());
     let mut last = None;
+    let mut records = 0;
     while let Some((n, line)) = lines.next() {
         match serde_json::from_str::<Record>(line) {
             Ok(record) => {
                 rollout = step(&rollout, record.event, record.at).0;
                 last = Some(record.at);
+                records = record.seq;
             }
             // The process died mid-write: the last line may be cut short.
             Err(_) if lines.peek().is_none() && !text.ends_with('\n') => {
@@ -161,7 +167,7 @@ fn replay(
             Err(e) => return Err(corrupt(n + 1, e.to_string())),
         }
     }
-    Ok((rollout, last))
+    Ok(Replayed { rollout, last, records, valid_len })
 }
 
 #[cfg(test)]
@@ -226,7 +232,14 @@ mod tests {
         fs::write(&path, &text).unwrap();
         let ok = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
         assert_eq!(ok.rollout.stage, 0);
-        drop(ok);
+        // The cut line is gone: the next record starts on a line of its own.
+        let mut j = ok.journal;
+        drive(&mut j, ok.rollout, vec![(1_000, Event::Tick)]);
+        drop(j);
+        let again = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
+        assert_eq!(again.resumed_at, Some(Timestamp(1_000)));
+        drop(again);
+        let text = fs::read_to_string(&path).unwrap();
 
         let lines: Vec<&str> = text.lines().collect();
         fs::write(&path, format!("{}\nnot json\n{}\n", lines[0], lines[1])).unwrap();

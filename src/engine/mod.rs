@@ -55,6 +55,7 @@ type CommandTx = mpsc::Sender<(CommandRequest, oneshot::Sender<Reply>)>;
 /// A running engine.
 pub struct Engine {
     handle: EngineHandle,
+    clock: Clock,
     snapshots: watch::Receiver<Snapshot>,
     tasks: JoinSet<()>,
 }
@@ -105,7 +106,16 @@ impl Engine {
             };
             opened.push((setup, o));
         }
-        let initial = Snapshot { at: options.clock.now(), rollouts: opened.iter().map(|(_, o)| o.1.clone()).collect() };
+        // One clock for every rollout and for viewers: a resumed simulation
+        // continues from the latest journaled time.
+        let clock = match options.clock {
+            Clock::Scaled { speed, .. } => {
+                let origin = opened.iter().filter_map(|(_, o)| o.2).max().unwrap_or_default();
+                Clock::scaled(origin, speed)
+            }
+            wall => wall,
+        };
+        let initial = Snapshot { at: clock.now(), rollouts: opened.iter().map(|(_, o)| o.1.clone()).collect() };
         let (snap_tx, snap_rx) = watch::channel(initial);
         let snap_tx = Arc::new(snap_tx);
         let mut commands = HashMap::new();
@@ -113,10 +123,6 @@ impl Engine {
         for (index, (setup, (journal, rollout, resumed_at))) in opened.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(16);
             commands.insert(setup.id.clone(), tx);
-            let clock = match (options.clock, resumed_at) {
-                (Clock::Scaled { speed, .. }, Some(at)) => Clock::scaled(at, speed),
-                (clock, _) => clock,
-            };
             let task = task::RolloutTask::new(task::Parts {
                 index,
                 setup,
@@ -130,7 +136,7 @@ impl Engine {
             });
             tasks.spawn(task.run(rx));
         }
-        Ok(Engine { handle: EngineHandle { commands: Arc::new(commands) }, snapshots: snap_rx, tasks })
+        Ok(Engine { handle: EngineHandle { commands: Arc::new(commands) }, snapshots: snap_rx, tasks, clock })
     }
 
     /// The latest snapshot, updated whenever a rollout changes.
@@ -141,6 +147,11 @@ impl Engine {
     /// Sends a command to its rollout and waits for the answer.
     pub async fn submit(&self, request: CommandRequest) -> Reply {
         self.handle.submit(request).await
+    }
+
+    /// The clock every rollout runs on (viewers draw timers with it).
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     pub fn handle(&self) -> EngineHandle {

@@ -6,7 +6,7 @@ use super::journal::Journal;
 use super::{RolloutSetup, StopWhen};
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::Verdict;
-use flightdeck_core::rollout::{self, step, Effect, Event, Notice, Observation, Phase, Rollout};
+use flightdeck_core::rollout::{self, step, Effect, Event, Notice, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,7 +34,6 @@ pub struct RolloutTask {
     p: Parts,
     /// End of the next analysis window.
     next_window: Timestamp,
-    last_observation: Option<Observation>,
 }
 
 impl RolloutTask {
@@ -43,7 +42,7 @@ impl RolloutTask {
         let now = p.clock.now().0;
         // Windows end on multiples of the interval, so a resumed run keeps the grid.
         let next_window = Timestamp((now / interval + 1) * interval);
-        RolloutTask { p, next_window, last_observation: None }
+        RolloutTask { p, next_window }
     }
 
     fn id(&self) -> String {
@@ -56,7 +55,9 @@ impl RolloutTask {
         if self.p.resumed {
             // A fresh backend process knows nothing: bring it to the journaled state.
             for effect in self.p.rollout.reconcile() {
-                self.execute(effect, now).await;
+                // A backend still down after the restart must show, not pass silently.
+                let result = self.execute(effect, now).await;
+                self.feed(result, now).await;
             }
         } else {
             self.feed(Event::Start, now).await;
@@ -90,8 +91,10 @@ impl RolloutTask {
     }
 
     fn should_stop(&self) -> bool {
+        // Unattended, nobody can resume a pause or answer a gate.
+        let r = &self.p.rollout;
         self.p.stop_when == StopWhen::Unattended
-            && (self.p.rollout.phase.is_finished() || self.p.rollout.needs_human().is_some())
+            && (r.phase.is_finished() || r.needs_human().is_some() || matches!(r.phase, Phase::Paused { .. }))
     }
 
     async fn announce(&mut self) {
@@ -129,12 +132,12 @@ impl RolloutTask {
         if let Some(m) = self.p.setup.metrics.slo(end).await {
             self.feed(Event::Budget(m), end).await;
         }
+        // Every reading goes to the core, which decides what is news (an
+        // unchanged reading changes nothing and is not journaled).
         match self.p.setup.backend.observe().await {
-            Ok(o) if self.last_observation.as_ref() != Some(&o) || self.p.rollout.observed_weight.is_none() => {
-                self.last_observation = Some(o.clone());
+            Ok(o) => {
                 self.feed(Event::Observation(o), end).await;
             }
-            Ok(_) => {}
             Err(e) => {
                 self.feed(Event::ObserveFailed { error: e.to_string() }, end).await;
             }

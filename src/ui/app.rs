@@ -340,6 +340,16 @@ impl App {
         self.toast = Some(Toast { text: format!("theme {}", self.theme.name), error: false });
     }
 
+    /// Sends one exact command to the selected rollout (the palette's verbs).
+    fn send(&mut self, command: Command) -> Vec<CommandRequest> {
+        if self.read_only {
+            self.toast = Some(Toast { text: "read-only: viewers cannot act".into(), error: true });
+            return vec![];
+        }
+        let Some(r) = self.selected_rollout() else { return vec![] };
+        vec![CommandRequest { rollout: r.id.clone(), actor: self.actor.clone(), command, expected_stage: r.stage }]
+    }
+
     /// Builds the command for `action` on the selected rollout. Dangerous
     /// ones open a modal instead and are sent on "yes".
     fn command(&mut self, action: Action, reason: Option<String>) -> Vec<CommandRequest> {
@@ -409,7 +419,7 @@ impl App {
         let line = line.trim();
         let (word, rest) = line.split_once(' ').map_or((line, ""), |(w, r)| (w, r.trim()));
         match word {
-            "resume" => self.command(Action::Pause, None),
+            "resume" => self.send(Command::Resume),
             "override-freeze" if !rest.is_empty() => self.command(Action::OverrideFreeze, Some(rest.to_string())),
             "theme" => {
                 match self.themes.iter().find(|t| t.name == rest) {
@@ -507,6 +517,13 @@ pub fn describe(command: &Command, r: &Rollout) -> (String, String) {
         Command::PromoteFull => (
             format!("Promote {name} all the way?"),
             format!("canary weight {} % → 100 % on {on}; remaining bakes and analysis are skipped", r.canary_weight),
+        ),
+        Command::Abort { .. } if matches!(r.plan().strategy, flightdeck_core::plan::Strategy::Rolling { .. }) => (
+            format!("Abort {name}?"),
+            format!(
+                "the rolling update stops on {on}: no more {} replicas, {} keeps serving",
+                r.canary_revision, r.stable_revision
+            ),
         ),
         Command::Abort { .. } => (
             format!("Abort {name}?"),

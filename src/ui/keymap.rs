@@ -957,7 +957,7 @@ mod tests {
         let keymap = shipped("default");
         assert_eq!(keymap.key_for(Layer::Cockpit, Action::Pause).as_deref(), Some("p"));
         assert_eq!(keymap.key_for(Layer::Cockpit, Action::Down).as_deref(), Some("j"));
-        assert_eq!(keymap.key_for(Layer::Confirm, Action::Cancel).as_deref(), Some("n"));
+        assert_eq!(keymap.key_for(Layer::Confirm, Action::Cancel).as_deref(), Some("<Esc>"));
         assert_eq!(keymap.key_for(Layer::Input, Action::Help), None);
         assert_eq!(shipped("vim").key_for(Layer::Cockpit, Action::Top).as_deref(), Some("gg"));
     }

@@ -51,9 +51,9 @@ pub async fn open(
     look: (theme::Theme, Vec<theme::Theme>, keymap::Keymap),
     settings: &CockpitSettings,
 ) -> color_eyre::Result<()> {
-    let clock: Clock = options.clock;
     let (tx, rx) = mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
+    let clock: Clock = engine.clock();
     let snapshots = engine.subscribe();
     let initial = snapshots.borrow().clone();
     let (theme, themes, keymap) = look;

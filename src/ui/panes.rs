@@ -375,7 +375,7 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
             ])
         })
         .collect();
-    let header = Row::new(vec!["metric", "stable", "canary", "Δ", "limit", "n/conf", "", "trend"])
+    let header = Row::new(vec!["metric", "stable", "canary", "Δ", "limit", "rate·conf", "", "trend"])
         .style(theme.style("ui.dim").add_modifier(Modifier::BOLD));
     let widths = [
         Constraint::Length(10),
@@ -383,7 +383,7 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         Constraint::Length(9),
         Constraint::Length(9),
         Constraint::Length(8),
-        Constraint::Length(7),
+        Constraint::Length(9),
         Constraint::Length(2),
         Constraint::Min(0),
     ];

@@ -50,6 +50,7 @@ impl Preview {
         let options = EngineOptions { clock, journal_dir: None, fresh: false, stop_when: StopWhen::Never };
         let (tx, outputs) = mpsc::channel(100_000);
         let engine = Engine::start(setups, options, tx).expect("no journal, nothing to fail");
+        let clock = engine.clock();
         let (theme, themes, keymap) = shipped_look(theme);
         let mut app = App::new(engine.subscribe().borrow().clone(), theme, themes, keymap, Actor::new("alice"));
         app.pin_theme();

@@ -470,7 +470,9 @@ impl Rollout {
             Phase::Aborted { .. } => revert(&mut self.clone(), &mut fx, false),
             Phase::RolledBack { .. } => revert(&mut self.clone(), &mut fx, true),
             _ if self.control == Control::Observed => {}
-            _ => fx.extend(self.current_stage().map(stage_effect)),
+            // A failed rollback or abort: keep the canary out, never re-enter the stage.
+            Phase::Failed { .. } if self.canary_weight == 0 => revert(&mut self.clone(), &mut fx, true),
+            _ => fx.extend(self.current_stage().map(stage_effects).unwrap_or_default()),
         }
         fx
     }
@@ -506,7 +508,7 @@ pub fn step(state: &Rollout, event: Event, now: Timestamp) -> (Rollout, Vec<Effe
         Event::Start => on_start(&mut next, &mut effects, now),
         Event::Tick => on_tick(&mut next, &mut effects, now),
         Event::Metrics(sample) => on_metrics(&mut next, &mut effects, &sample, now),
-        Event::Budget(m) => next.budget = Some(BudgetStatus::compute(&next.spec.plan.slo, &m)),
+        Event::Budget(m) => on_budget(&mut next, &mut effects, &m, now),
         Event::Observation(o) => on_observation(&mut next, &mut effects, o, now),
         Event::Command(req) => {
             if let Err(reason) = on_command(&mut next, &mut effects, &req, now) {
@@ -563,6 +565,8 @@ fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timesta
     }
     if !approved {
         if let Some(gate) = gate_for(r, index) {
+            // Keep the bake done so far: a pause while waiting must not re-bake.
+            r.bake_elapsed = r.baked(now);
             r.phase = Phase::AwaitingApproval { next: index, gate, since: now };
             return;
         }
@@ -573,7 +577,7 @@ fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timesta
     r.bake_elapsed = Duration::ZERO;
     r.stage_passed = false;
     r.phase = Phase::Progressing { since: now };
-    fx.push(stage_effect(&stage));
+    fx.extend(stage_effects(&stage));
     if stage.bake.is_zero() && index + 1 == r.stages().len() {
         // Nothing to bake at the last stage: reaching it is the promotion.
         complete(r, fx, now);
@@ -591,12 +595,18 @@ fn gate_for(r: &Rollout, index: usize) -> Option<Gate> {
     }
 }
 
-fn stage_effect(stage: &Stage) -> Effect {
+/// What entering (or re-applying) a stage does. Each list is absolute, so
+/// stepping back or resuming lands on the same state as entering.
+fn stage_effects(stage: &Stage) -> Vec<Effect> {
     match stage.action {
-        StageAction::Weight => Effect::SetWeight { canary: stage.weight },
-        StageAction::Preview => Effect::Scale { version: Version::Canary, percent: 100 },
-        StageAction::Switch => Effect::SwitchActive { to: Version::Canary },
-        StageAction::Batch => Effect::Scale { version: Version::Canary, percent: stage.weight },
+        StageAction::Weight => vec![Effect::SetWeight { canary: stage.weight }],
+        // The preview runs beside the active side and takes no user traffic
+        // (this also switches back when stepping back from the switch).
+        StageAction::Preview => {
+            vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SwitchActive { to: Version::Stable }]
+        }
+        StageAction::Switch => vec![Effect::SwitchActive { to: Version::Canary }],
+        StageAction::Batch => vec![Effect::Scale { version: Version::Canary, percent: stage.weight }],
     }
 }
 
@@ -606,7 +616,7 @@ fn complete(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         let stage = r.stages()[last].clone();
         r.stage = last;
         r.canary_weight = 100;
-        fx.push(stage_effect(&stage));
+        fx.extend(stage_effects(&stage));
     }
     if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) {
         // The old side ran through the verification window for an instant
@@ -732,33 +742,51 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     if let Some(w) = o.canary_weight {
         r.canary_weight = w;
     }
-    let Some(status) = &o.native_status else {
-        return;
-    };
+    let Some(status) = &o.native_status else { return };
     let by = Actor::new("controller");
-    r.phase = match status {
-        NativeStatus::Progressing => match r.phase {
-            Phase::Progressing { since } => Phase::Progressing { since },
-            _ => Phase::Progressing { since: now },
-        },
-        NativeStatus::Paused { reason } => match &r.phase {
-            p @ Phase::Paused { .. } => p.clone(),
-            _ => Phase::Paused { by, reason: reason.clone(), since: now },
-        },
+    let mirrored = match status {
+        NativeStatus::Progressing => Phase::Progressing { since: now },
+        NativeStatus::Paused { reason } => Phase::Paused { by, reason: reason.clone(), since: now },
         NativeStatus::Degraded { message } => Phase::Failed { reason: message.clone(), at: now },
         NativeStatus::Aborted { message } => Phase::Aborted { by, reason: message.clone(), at: now },
         NativeStatus::Healthy => Phase::Promoted { at: now },
     };
+    // Only a change of phase is news: keep "since" and "at" of the phase
+    // already mirrored, so a steady status does not rewrite the state.
+    if mirrored.label() != r.phase.label() {
+        r.phase = mirrored;
+    }
 }
 
 fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timestamp) {
     r.backend_error = Some(format!("{effect}: {error}"));
-    if matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. } | Phase::Pending) {
-        let reason = format!("backend failing ({effect}: {error}); fix it, then resume");
-        pause(r, Actor::backend(), reason, now);
+    match r.phase {
+        Phase::Progressing { .. } | Phase::AwaitingApproval { .. } | Phase::Pending => {
+            let reason = format!("backend failing ({effect}: {error}); fix it, then resume");
+            pause(r, Actor::backend(), reason, now);
+        }
+        // A rollback, abort or promotion that did not reach the system must
+        // not look done: say so, and let the captain issue it again.
+        Phase::Aborted { .. } | Phase::RolledBack { .. } | Phase::Promoted { .. } => {
+            let reason = format!(
+                "{} was not applied ({effect}: {error}); traffic may not be where it should — roll back again or retry",
+                r.phase.label()
+            );
+            r.phase = Phase::Failed { reason, at: now };
+        }
+        Phase::Paused { .. } | Phase::Failed { .. } => {}
     }
-    // Otherwise the phase stands (a rollback stays a rollback) and the
-    // banner says the system may not match it; the engine keeps retrying.
+}
+
+fn on_budget(r: &mut Rollout, fx: &mut Vec<Effect>, m: &SloMeasurement, now: Timestamp) {
+    r.budget = Some(BudgetStatus::compute(&r.spec.plan.slo, m));
+    // A gate the budget put up comes down when the budget recovers (or
+    // becomes a different gate when it gets worse).
+    if let Phase::AwaitingApproval { next, gate: gate @ (Gate::Budget | Gate::Freeze), .. } = r.phase {
+        if gate_for(r, next) != Some(gate) {
+            enter_stage(r, fx, next, now, false);
+        }
+    }
 }
 
 fn on_observe_failed(r: &mut Rollout, error: String, now: Timestamp) {
@@ -828,7 +856,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             r.observe_error = None;
             // Re-apply: the pause may have come from drift or a failed effect.
             if let Some(stage) = r.current_stage() {
-                fx.push(stage_effect(stage));
+                fx.extend(stage_effects(stage));
             }
         }
         Command::Promote | Command::Approve => {
@@ -859,7 +887,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             r.stage -= 1;
             r.canary_weight = stage.weight;
             reset_stage_progress(r);
-            fx.push(stage_effect(&stage));
+            fx.extend(stage_effects(&stage));
             let reason = format!("stepped back by {actor} from {from} % to {} %", stage.weight);
             r.phase = Phase::Paused { by: actor.clone(), reason, since: now };
         }
@@ -876,10 +904,12 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         }
         Command::Retry => {
             require(r, &[Live::Aborted, Live::Failed])?;
+            check_freeze(r)?;
             r.failures = 0;
             r.backend_error = None;
             reset_stage_progress(r);
-            enter_stage(r, fx, 0, now, true);
+            // Starting over passes the same gates as the first start.
+            enter_stage(r, fx, 0, now, false);
         }
         Command::OverrideFreeze { reason } => {
             if reason.trim().is_empty() {

@@ -20,6 +20,8 @@ enum Op {
     Budget(f64),
     Observe(u8),
     Failed,
+    /// A revert effect (weight 0) that did not reach the system.
+    FailedRevert,
     NewRevision,
     Cmd(Command, Option<usize>),
 }
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => prop_oneof![Just(1.0), Just(0.9985), Just(0.998)].prop_map(Op::Budget),
         1 => (0u8..=100).prop_map(Op::Observe),
         1 => Just(Op::Failed),
+        1 => Just(Op::FailedRevert),
         1 => Just(Op::NewRevision),
         4 => (command(), proptest::option::weighted(0.2, 0usize..6)).prop_map(|(c, s)| Op::Cmd(c, s)),
     ]
@@ -60,6 +63,11 @@ fn plan() -> impl Strategy<Value = flightdeck_core::Plan> {
         Just(canary_plan()),
         Just(plan_with(PlanStrategy::BlueGreen { preview: MIN, verification: MIN * 2, approval: true })),
         Just(plan_with(PlanStrategy::Rolling { batch_percent: 30, bake: MIN })),
+        Just({
+            let mut observed = canary_plan();
+            observed.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+            observed
+        }),
     ]
 }
 
@@ -75,6 +83,7 @@ fn event(op: &Op, r: &Rollout) -> Event {
         Op::Failed => {
             Event::EffectFailed { effect: Effect::SetWeight { canary: r.canary_weight }, error: "boom".into() }
         }
+        Op::FailedRevert => Event::EffectFailed { effect: Effect::SetWeight { canary: 0 }, error: "boom".into() },
         Op::NewRevision => Event::NewRevision { revision: "v9".into() },
         Op::Cmd(c, stage) => cmd(c.clone(), stage.unwrap_or(r.stage)),
     }
@@ -82,7 +91,8 @@ fn event(op: &Op, r: &Rollout) -> Event {
 
 /// Events that may legitimately raise the canary weight.
 fn may_raise_weight(e: &Event) -> bool {
-    matches!(e, Event::Start | Event::Tick)
+    // A budget that recovers lifts its gate, like a tick after a bake.
+    matches!(e, Event::Start | Event::Tick | Event::Budget(_))
         || matches!(e, Event::Command(c) if matches!(
             c.command,
             Command::Promote | Command::PromoteFull | Command::Approve | Command::OverrideFreeze { .. } | Command::Retry
@@ -108,16 +118,28 @@ proptest! {
             let e = event(op, &r);
             let (next, fx) = step(&r, e.clone(), now);
 
+            // An observed rollout mirrors its native controller: weights and
+            // phases come from observations, so only the command rules apply.
+            let driven = r.control == flightdeck_core::plan::Control::Driven;
+
             // The weight never exceeds the current stage's weight.
-            prop_assert!(next.canary_weight <= next.stages()[next.stage].weight,
+            prop_assert!(!driven ||next.canary_weight <= next.stages()[next.stage].weight,
                 "weight {} above stage {} weight", next.canary_weight, next.stage);
 
             // Only promote-like events raise the weight or move the stage forward.
-            if !may_raise_weight(&e) {
+            if driven && !may_raise_weight(&e) {
                 prop_assert!(next.canary_weight <= r.canary_weight, "{e:?} raised the weight");
                 prop_assert!(next.stage <= r.stage, "{e:?} moved the stage forward");
             }
 
+            // Observed or driven: a stale command changes nothing and says why,
+            // and a command never moves an observed rollout by itself.
+            if let (false, Event::Command(_)) = (driven, &e) {
+                prop_assert_eq!(&next.phase, &r.phase);
+                prop_assert_eq!(next.canary_weight, r.canary_weight);
+                let only_verbs = fx.iter().all(|f| matches!(f, Effect::Native { .. } | Effect::Notify(_)));
+                prop_assert!(only_verbs, "{:?}", fx);
+            }
             // A stale command changes nothing and says why.
             if let Event::Command(c) = &e {
                 if c.expected_stage != r.stage {
@@ -132,13 +154,15 @@ proptest! {
             let held = matches!(r.phase, Phase::Aborted { .. } | Phase::RolledBack { .. });
             let restart = matches!(&e, Event::NewRevision { .. })
                 || matches!(&e, Event::Command(c) if c.command == Command::Retry);
-            if held && !restart {
+            if driven && held && !restart {
                 prop_assert_eq!(next.canary_weight, 0);
                 prop_assert!(!raises_traffic(&fx), "{e:?} sent traffic to the canary after {:?}: {fx:?}", r.phase);
             }
 
-            // Promoted and rolled back are terminal until a new revision.
-            if r.phase.is_terminal() && !matches!(e, Event::NewRevision { .. }) {
+            // Promoted and rolled back are terminal until a new revision;
+            // only the system reporting that they were not applied moves them (to failed).
+            let not_applied = matches!(e, Event::EffectFailed { .. });
+            if driven && r.phase.is_terminal() && !matches!(e, Event::NewRevision { .. }) && !not_applied {
                 prop_assert_eq!(&next.phase, &r.phase);
                 prop_assert_eq!(next.stage, r.stage);
             }

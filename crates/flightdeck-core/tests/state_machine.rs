@@ -268,6 +268,7 @@ fn blue_green_previews_switches_then_scales_the_old_side_down() {
         backend,
         vec![
             Effect::Scale { version: Version::Canary, percent: 100 },
+            Effect::SwitchActive { to: Version::Stable },
             Effect::SwitchActive { to: Version::Canary },
             Effect::Scale { version: Version::Stable, percent: 0 },
         ]
@@ -349,4 +350,67 @@ fn an_observed_rollout_is_not_paused_by_a_dropped_watch() {
     run.send(Event::ObserveFailed { error: "watch interrupted".into() });
     assert!(matches!(run.r.phase, Phase::Progressing { .. }), "Argo decides, not flightdeck");
     assert!(run.r.needs_human().unwrap().contains("watch interrupted"));
+}
+
+#[test]
+fn blue_green_step_back_from_the_switch_sends_traffic_back_to_stable() {
+    let plan = plan_with(Strategy::BlueGreen { preview: MIN * 5, verification: MIN * 5, approval: false });
+    let mut run = Run::new(plan);
+    run.send(cmd(Command::Promote, 0));
+    assert_eq!(run.r.canary_weight, 100);
+    let fx = run.send(cmd(Command::StepBack, 1));
+    assert!(fx.contains(&Effect::SwitchActive { to: Version::Stable }), "{fx:?}");
+    assert_eq!(run.r.canary_weight, 0);
+}
+
+#[test]
+fn retry_during_a_budget_freeze_is_refused() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Abort { reason: None }, 0));
+    run.send(Event::Budget(SloMeasurement { availability: 0.998, ..Default::default() }));
+    let fx = run.send(cmd(Command::Retry, 0));
+    assert!(rejected(&fx).unwrap().contains("frozen"));
+    assert!(matches!(run.r.phase, Phase::Aborted { .. }));
+}
+
+#[test]
+fn pausing_at_an_approval_gate_keeps_the_bake_already_done() {
+    let mut plan = canary_plan();
+    if let Strategy::Canary { stages } = &mut plan.strategy {
+        stages[1].approval = true;
+    }
+    let mut run = Run::new(plan);
+    run.minutes(16, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 1, .. }));
+    run.send(cmd(Command::Pause { reason: None }, 0));
+    run.send(cmd(Command::Resume, 0));
+    // No re-bake: the next tick is back at the gate.
+    run.minutes(1, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 1, .. }), "{:?}", run.r.phase);
+}
+
+#[test]
+fn a_budget_gate_lifts_when_the_budget_recovers() {
+    let mut run = Run::new(canary_plan());
+    // 0.06 % of the window failed: 40 % of a 99.9 % budget is left.
+    run.send(Event::Budget(SloMeasurement { availability: 0.9994, ..Default::default() }));
+    run.minutes(16, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { gate: Gate::Budget, .. }));
+    let fx = run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 10 }]);
+    assert_eq!(run.r.stage, 1);
+}
+
+#[test]
+fn a_rollback_that_did_not_reach_the_system_is_failed_and_can_be_issued_again() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Promote, 0));
+    run.send(cmd(Command::Rollback { reason: None }, 1));
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 0 }, error: "timeout".into() });
+    assert!(matches!(&run.r.phase, Phase::Failed { reason, .. } if reason.starts_with("rolled back was not applied")));
+    assert_eq!(run.r.canary_weight, 0);
+    assert_eq!(run.r.reconcile()[0], Effect::SetWeight { canary: 0 }, "a restart keeps the canary out");
+    let fx = run.send(cmd(Command::Rollback { reason: None }, 1));
+    assert_eq!(fx[0], Effect::SetWeight { canary: 0 });
+    assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
 }
