@@ -73,8 +73,11 @@ async fn each_key_sends_its_exact_command() {
     assert_eq!(stage, 1);
     let sent = c.keys("b").await;
     assert_eq!((sent[0].command.clone(), sent[0].expected_stage), (Command::StepBack, 1));
+    // Sent as typed; the core refuses what does not apply, and the cockpit says so.
     assert_eq!(c.keys("y").await[0].command, Command::Approve);
+    assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("nothing is waiting for approval")));
     assert_eq!(c.keys("t").await[0].command, Command::Retry);
+    assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("not possible while paused")));
     // Dangerous ones open a modal first and send only on confirmation.
     for (key, command) in
         [('N', Command::PromoteFull), ('a', Command::Abort { reason: None }), ('R', Command::Rollback { reason: None })]
