@@ -760,6 +760,11 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
 
 fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timestamp) {
     r.backend_error = Some(format!("{effect}: {error}"));
+    if r.control == Control::Observed {
+        // The native controller's phase is the truth; a refused verb (RBAC,
+        // conflict) is shown as a banner and changes nothing it mirrors.
+        return;
+    }
     match r.phase {
         Phase::Progressing { .. } | Phase::AwaitingApproval { .. } | Phase::Pending => {
             let reason = format!("backend failing ({effect}: {error}); fix it, then resume");

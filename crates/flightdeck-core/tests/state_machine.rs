@@ -414,3 +414,16 @@ fn a_rollback_that_did_not_reach_the_system_is_failed_and_can_be_issued_again() 
     assert_eq!(fx[0], Effect::SetWeight { canary: 0 });
     assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
 }
+
+#[test]
+fn a_refused_native_verb_is_shown_but_the_mirrored_phase_stands() {
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    let fx = run.send(cmd(Command::Abort { reason: None }, 0));
+    assert_eq!(fx, vec![Effect::Native { verb: flightdeck_core::rollout::NativeVerb::Abort }]);
+    let refused = "patch rollouts.argoproj.io/checkout/status in prod: 403 Forbidden".to_string();
+    run.send(Event::EffectFailed { effect: fx[0].clone(), error: refused });
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+    assert!(run.r.needs_human().unwrap().contains("403 Forbidden"));
+}
