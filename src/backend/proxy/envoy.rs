@@ -81,7 +81,7 @@
 //! The shipped configuration sets `stats_flush_on_admin`.
 
 use crate::backend::{Backend, BackendError};
-use crate::metrics::MetricsSource;
+use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
@@ -388,24 +388,13 @@ impl MetricsSource for Envoy {
         let read = |key: VersionKey| self.window(key, page.cluster(self.cluster(key)));
         let (stable, canary) = (read(VersionKey::Stable), read(VersionKey::Canary));
         let name = self.name();
-        let reason = match (&stable, &canary) {
-            (Ok(_), Ok(_)) => None,
-            (Err(s), Err(c)) if s == c => Some(format!("{name}: {s}")),
-            (Err(s), Err(c)) => Some(format!("{name}: stable: {s}; canary: {c}")),
-            (Err(s), Ok(_)) => Some(format!("{name}: stable: {s}")),
-            (Ok(_), Err(c)) => Some(format!("{name}: canary: {c}")),
-        };
-        MetricsSample { window, stable: stable.ok(), canary: canary.ok(), missing: reason }
+        crate::metrics::per_version(window, &name, stable, canary)
     }
 
     /// Envoy's counters are per process lifetime, not an SLO window.
     async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
         None
     }
-}
-
-fn missing(window: Duration, reason: String) -> MetricsSample {
-    MetricsSample { window, stable: None, canary: None, missing: Some(reason) }
 }
 
 /// One cluster's cumulative numbers from one stats reading.

@@ -56,7 +56,7 @@
 //! with histograms from the application.
 
 use crate::backend::{Backend, BackendError};
-use crate::metrics::MetricsSource;
+use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
@@ -342,24 +342,13 @@ impl MetricsSource for Haproxy {
         };
         let [(stable_key, stable), (canary_key, canary)] = readings;
         let (stable, canary) = (self.window(stable_key, stable), self.window(canary_key, canary));
-        let reason = match (&stable, &canary) {
-            (Ok(_), Ok(_)) => None,
-            (Err(s), Err(c)) if s == c => Some(format!("haproxy: {s}")),
-            (Err(s), Err(c)) => Some(format!("haproxy: stable: {s}; canary: {c}")),
-            (Err(s), Ok(_)) => Some(format!("haproxy: stable: {s}")),
-            (Ok(_), Err(c)) => Some(format!("haproxy: canary: {c}")),
-        };
-        MetricsSample { window, stable: stable.ok(), canary: canary.ok(), missing: reason }
+        crate::metrics::per_version(window, "haproxy", stable, canary)
     }
 
     /// HAProxy's counters are per process lifetime, not an SLO window.
     async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
         None
     }
-}
-
-fn missing(window: Duration, reason: String) -> MetricsSample {
-    MetricsSample { window, stable: None, canary: None, missing: Some(reason) }
 }
 
 /// One server's cumulative counters.

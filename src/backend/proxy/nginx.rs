@@ -74,7 +74,7 @@
 //! p50/p95/p99 from all of them. There is no SLO measurement.
 
 use crate::backend::{Backend, BackendError};
-use crate::metrics::MetricsSource;
+use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
@@ -641,10 +641,6 @@ fn read_new_lines(path: &Path, cursor: Option<LogCursor>) -> std::io::Result<(Lo
         text = text.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string());
     }
     Ok((LogCursor { inode, offset: start + whole as u64 }, Some(text)))
-}
-
-fn missing(window: Duration, reason: String) -> MetricsSample {
-    MetricsSample { window, stable: None, canary: None, missing: Some(reason) }
 }
 
 #[async_trait]
