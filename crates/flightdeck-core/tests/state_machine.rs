@@ -292,17 +292,23 @@ fn eta_counts_the_current_bake_and_every_later_one() {
     assert_eq!(run.r.next_step(run.now), "Next: 10 % in 10:00");
 }
 
-#[test]
-fn a_baking_100_percent_stage_needs_time_not_a_pass() {
+/// A canary promoted by hand to its 100 % stage, which bakes 5 minutes.
+fn at_a_baking_100_percent_stage() -> Run {
     let mut plan = canary_plan();
     if let Strategy::Canary { stages } = &mut plan.strategy {
         stages[3].bake = MIN * 5;
     }
     let mut run = Run::new(plan);
-    run.send(cmd(Command::Promote, 0));
-    run.send(cmd(Command::Promote, 1));
-    run.send(cmd(Command::Promote, 2));
+    for stage in 0..3 {
+        run.send(cmd(Command::Promote, stage));
+    }
     assert_eq!(run.r.canary_weight, 100);
+    run
+}
+
+#[test]
+fn a_baking_100_percent_stage_needs_time_not_a_pass() {
+    let mut run = at_a_baking_100_percent_stage();
     // Stable takes no traffic at 100 %: every window is inconclusive.
     run.minutes(4, missing_sample_ignored);
     assert!(matches!(run.r.phase, Phase::Progressing { .. }));
@@ -312,14 +318,7 @@ fn a_baking_100_percent_stage_needs_time_not_a_pass() {
 
 #[test]
 fn a_failing_verdict_during_the_100_percent_verification_still_rolls_back() {
-    let mut plan = canary_plan();
-    if let Strategy::Canary { stages } = &mut plan.strategy {
-        stages[3].bake = MIN * 5;
-    }
-    let mut run = Run::new(plan);
-    run.send(cmd(Command::Promote, 0));
-    run.send(cmd(Command::Promote, 1));
-    run.send(cmd(Command::Promote, 2));
+    let mut run = at_a_baking_100_percent_stage();
     run.send(bad_sample());
     assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
 }
