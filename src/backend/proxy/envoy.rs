@@ -128,19 +128,8 @@ impl Envoy {
         if target.backend != BackendKind::Envoy {
             return Err(format!("target backend is {}, not envoy", target.backend.name()));
         }
-        let param = |key: &str| -> Result<String, String> {
-            match target.params.get(key).map(|v| v.trim()) {
-                Some(v) if !v.is_empty() => Ok(v.to_string()),
-                _ => Err(format!("envoy target needs `{key}`")),
-            }
-        };
-        let timeout = match target.params.get("timeout_ms") {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => return Err(format!("target.timeout_ms: `{v}` is not a positive number of milliseconds")),
-            },
-        };
+        let param = |key: &str| super::required(target, "envoy", key);
+        let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
         let admin = param("admin")?;
         let runtime_key = param("runtime_key").unwrap_or_else(|_| DEFAULT_RUNTIME_KEY.to_string());
         let http = reqwest::Client::builder()

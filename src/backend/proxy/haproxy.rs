@@ -129,19 +129,8 @@ impl Haproxy {
         if target.backend != BackendKind::Haproxy {
             return Err(format!("target backend is {}, not haproxy", target.backend.name()));
         }
-        let param = |key: &str| -> Result<String, String> {
-            match target.params.get(key).map(|v| v.trim()) {
-                Some(v) if !v.is_empty() => Ok(v.to_string()),
-                _ => Err(format!("haproxy target needs `{key}`")),
-            }
-        };
-        let timeout = match target.params.get("timeout_ms") {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => return Err(format!("target.timeout_ms: `{v}` is not a positive number of milliseconds")),
-            },
-        };
+        let param = |key: &str| super::required(target, "haproxy", key);
+        let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
         Ok(Haproxy {
             socket: StatsSocket::parse(&param("socket")?),
             backend: param("backend")?,

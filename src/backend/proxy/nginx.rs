@@ -175,14 +175,8 @@ impl Nginx {
         }
         let optional =
             |key: &str| target.params.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
-        let required = |key: &str| optional(key).ok_or_else(|| format!("nginx target needs `{key}`"));
-        let timeout = match target.params.get("timeout_ms") {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => return Err(format!("target.timeout_ms: `{v}` is not a positive number of milliseconds")),
-            },
-        };
+        let required = |key: &str| super::required(target, "nginx", key);
+        let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
         let upstream = required("upstream")?;
         if upstream.contains(|c: char| c.is_whitespace() || "{};#".contains(c)) {
             return Err(format!("target.upstream: `{upstream}` is not an nginx upstream name"));
