@@ -168,8 +168,8 @@ fn plan(socket: &str, stages: &[(u8, &str)], interval: &str, metrics: &str) -> (
         text += &format!("\n[[strategy.stages]]\nweight = {weight}\nbake = \"{bake}\"\n");
     }
     text += &format!(
-        "\n[analysis]\ninterval = \"{interval}\"\nmin_requests = 20\nfailure_threshold = 1\n\
-         inconclusive_limit = 10\nmax_p99_increase_pct = 200\nimmediate_rollback = \"high\"\n\n{metrics}"
+        "\n[analysis]\ninterval = \"{interval}\"\nmin_requests = 20\n\
+         inconclusive_limit = 10\nmax_p99_increase_pct = 200\n\n{metrics}"
     );
     let plan = Plan::parse("haproxy-test.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (plan, text)

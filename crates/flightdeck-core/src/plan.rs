@@ -50,10 +50,9 @@
 //! max_error_increase_pp = 1.0  # (0, 100]
 //! max_p99_increase_pct = 10.0  # > 0
 //! min_requests = 100         # ≥ 1
-//! failure_threshold = 5      # ≥ 1
 //! inconclusive_limit = 3     # ≥ 1
+//! alpha = 0.01               # (0, 0.2]
 //! confidence = 0.95          # (0.5, 1)
-//! immediate_rollback = "high"  # off | critical | high
 //! max_error_rate_pct = 5.0   # (0, 100]
 //! max_p99_ms = 1000.0        # > 0
 //!
@@ -279,16 +278,16 @@ pub struct AnalysisConfig {
     pub max_error_increase_pp: f64,
     /// Largest allowed canary p99 increase over stable, in percent of stable.
     pub max_p99_increase_pct: f64,
-    /// Canary requests needed in a window before any verdict but inconclusive.
+    /// Canary requests a stage needs before it can pass.
     pub min_requests: u64,
-    /// Consecutive failed checks that roll back (Flagger's `threshold`).
-    pub failure_threshold: u32,
-    /// Consecutive inconclusive checks (missing metrics) that pause for a human.
+    /// Windows in a row that cannot move the rollout on (metrics missing,
+    /// no decision after the bake) before it pauses and asks a human.
     pub inconclusive_limit: u32,
-    /// One-sided confidence a regression needs before it counts as a failure.
+    /// Largest chance of rolling back a canary that is within every limit,
+    /// over the whole rollout, however many windows it takes.
+    pub alpha: f64,
+    /// Confidence a stage needs that the canary is within every limit before it passes.
     pub confidence: f64,
-    /// Severity at and above which a failure rolls back at once.
-    pub immediate_rollback: ImmediateRollback,
     /// Absolute ceiling on the canary error rate, percent.
     pub max_error_rate_pct: f64,
     /// Absolute ceiling on canary p99 latency, milliseconds.
@@ -302,26 +301,13 @@ impl Default for AnalysisConfig {
             max_error_increase_pp: 1.0,
             max_p99_increase_pct: 10.0,
             min_requests: 100,
-            failure_threshold: 5,
             inconclusive_limit: 3,
+            alpha: 0.01,
             confidence: 0.95,
-            immediate_rollback: ImmediateRollback::High,
             max_error_rate_pct: 5.0,
             max_p99_ms: 1000.0,
         }
     }
-}
-
-/// When a single failed check rolls back without waiting for the counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImmediateRollback {
-    /// Never: only the failure counter rolls back.
-    Off,
-    /// Critical regressions only (error rate > 5× stable).
-    Critical,
-    /// High and critical (error rate > 2× stable, p99 +50 %).
-    High,
 }
 
 /// Service level objective the error budget is computed from.
@@ -565,12 +551,14 @@ mod raw {
         pub max_error_increase_pp: Option<Spanned<f64>>,
         pub max_p99_increase_pct: Option<Spanned<f64>>,
         pub min_requests: Option<Spanned<i64>>,
-        pub failure_threshold: Option<Spanned<i64>>,
         pub inconclusive_limit: Option<Spanned<i64>>,
+        pub alpha: Option<Spanned<f64>>,
         pub confidence: Option<Spanned<f64>>,
-        pub immediate_rollback: Option<Spanned<String>>,
         pub max_error_rate_pct: Option<Spanned<f64>>,
         pub max_p99_ms: Option<Spanned<f64>>,
+        // Keys of the per-window analysis, refused with what replaced them.
+        pub failure_threshold: Option<Spanned<toml::Value>>,
+        pub immediate_rollback: Option<Spanned<toml::Value>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -905,6 +893,13 @@ impl Checker<'_> {
 
     fn analysis(&self, a: raw::Analysis) -> Checked<AnalysisConfig> {
         let d = AnalysisConfig::default();
+        for (key, value) in [("failure_threshold", &a.failure_threshold), ("immediate_rollback", &a.immediate_rollback)] {
+            if let Some(value) = value {
+                let message = "no longer used: a rollback now needs sequential evidence, and `alpha` (default 0.01) \
+                               bounds the chance of rolling back a healthy canary; remove this key";
+                return Err(self.at(value, &format!("analysis.{key}"), message));
+            }
+        }
         Ok(AnalysisConfig {
             interval: self.duration_or(a.interval.as_ref(), "analysis.interval", d.interval)?,
             max_error_increase_pp: self.float(
@@ -922,11 +917,17 @@ impl Checker<'_> {
                 d.max_p99_increase_pct,
             )?,
             min_requests: self.count(a.min_requests, "analysis.min_requests", d.min_requests)?,
-            failure_threshold: self.count32(a.failure_threshold, "analysis.failure_threshold", d.failure_threshold)?,
             inconclusive_limit: self.count32(
                 a.inconclusive_limit,
                 "analysis.inconclusive_limit",
                 d.inconclusive_limit,
+            )?,
+            alpha: self.float(
+                a.alpha,
+                "analysis.alpha",
+                |v| v > 0.0 && v <= 0.2,
+                "greater than 0 and at most 0.2",
+                d.alpha,
             )?,
             confidence: self.float(
                 a.confidence,
@@ -935,10 +936,6 @@ impl Checker<'_> {
                 "greater than 0.5 and less than 1",
                 d.confidence,
             )?,
-            immediate_rollback: match &a.immediate_rollback {
-                Some(v) => self.immediate_rollback(v)?,
-                None => d.immediate_rollback,
-            },
             max_error_rate_pct: self.float(
                 a.max_error_rate_pct,
                 "analysis.max_error_rate_pct",
@@ -1180,18 +1177,6 @@ impl Checker<'_> {
             ));
         }
         Ok(v)
-    }
-
-    fn immediate_rollback(&self, value: &Spanned<String>) -> Checked<ImmediateRollback> {
-        match value.get_ref().as_str() {
-            "off" => Ok(ImmediateRollback::Off),
-            "critical" => Ok(ImmediateRollback::Critical),
-            "high" => Ok(ImmediateRollback::High),
-            other => {
-                let message = format!("unknown value {other:?}; allowed: off, critical, high");
-                Err(self.at(value, "analysis.immediate_rollback", message))
-            }
-        }
     }
 }
 
@@ -1474,10 +1459,9 @@ mod tests {
             max_error_increase_pp = 0.5
             max_p99_increase_pct = 20
             min_requests = 500
-            failure_threshold = 3
             inconclusive_limit = 4
+            alpha = 0.005
             confidence = 0.99
-            immediate_rollback = "critical"
             max_error_rate_pct = 2.5
             max_p99_ms = 750.0
 
@@ -1515,10 +1499,9 @@ mod tests {
                 max_error_increase_pp: 0.5,
                 max_p99_increase_pct: 20.0,
                 min_requests: 500,
-                failure_threshold: 3,
                 inconclusive_limit: 4,
+                alpha: 0.005,
                 confidence: 0.99,
-                immediate_rollback: ImmediateRollback::Critical,
                 max_error_rate_pct: 2.5,
                 max_p99_ms: 750.0,
             },

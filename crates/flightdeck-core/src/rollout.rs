@@ -6,9 +6,9 @@
 //! rollout. Because `step` is pure, a journal of events replays to the same
 //! state, which is how a crashed run resumes.
 
-use crate::analysis::{evaluate, Severity, Verdict};
+use crate::analysis::{Evidence, Verdict};
 use crate::budget::{BudgetStatus, DeployPolicy, SloMeasurement};
-use crate::plan::{Control, ImmediateRollback, Plan, Stage, StageAction, Strategy};
+use crate::plan::{Control, Plan, Stage, StageAction, Strategy};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -352,12 +352,18 @@ pub struct Rollout {
     pub canary_revision: String,
     /// Bake time of the current stage accumulated before the current run.
     pub bake_elapsed: Duration,
-    /// A passing verdict arrived in this stage (and no failure since).
+    /// The stage's evidence has shown the canary within every limit.
     pub stage_passed: bool,
-    /// Consecutive failed checks (Flagger's counter).
-    pub failures: u32,
-    /// Consecutive windows with missing metrics.
-    pub missing_metrics: u32,
+    /// Windows in a row that could not move the rollout on: metrics
+    /// missing, no canary traffic, or no decision after the bake.
+    #[serde(default)]
+    pub inconclusive_windows: u32,
+    /// Windows in a row in which a canary with traffic weight got no requests.
+    #[serde(default)]
+    pub zero_traffic_windows: u32,
+    /// The evidence of this revision's analysis so far.
+    #[serde(default)]
+    pub evidence: Evidence,
     pub last_verdict: Option<Verdict>,
     pub budget: Option<BudgetStatus>,
     pub freeze_override: Option<ActorNote>,
@@ -388,8 +394,9 @@ impl Rollout {
             canary_revision: plan.canary.clone(),
             bake_elapsed: Duration::ZERO,
             stage_passed: false,
-            failures: 0,
-            missing_metrics: 0,
+            inconclusive_windows: 0,
+            zero_traffic_windows: 0,
+            evidence: Evidence::default(),
             last_verdict: None,
             budget: None,
             freeze_override: None,
@@ -544,13 +551,8 @@ fn on_tick(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         return;
     };
     let baked = r.baked(now) >= stage.bake;
-    // A bake of zero is a pass-through; otherwise the stage must have seen a
-    // passing verdict: too few requests is never a pass. At 100 % stable
-    // takes no traffic, so there is nothing to compare with: that bake is a
-    // verification window in which a failing verdict still rolls back, but
-    // no pass can be asked for.
-    let needs_pass = !stage.bake.is_zero() && stage.weight < 100;
-    if baked && (!needs_pass || r.stage_passed) {
+    // Otherwise the stage must have shown a pass: too few requests is never one.
+    if baked && (may_pass_without_verdict(r) || r.stage_passed) {
         let target = r.stage + 1;
         enter_stage(r, fx, target, now, false);
     }
@@ -574,8 +576,7 @@ fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timesta
     let stage = r.stages()[index].clone();
     r.stage = index;
     r.canary_weight = stage.weight;
-    r.bake_elapsed = Duration::ZERO;
-    r.stage_passed = false;
+    reset_stage_progress(r);
     r.phase = Phase::Progressing { since: now };
     fx.extend(stage_effects(&stage));
     if stage.bake.is_zero() && index + 1 == r.stages().len() {
@@ -660,49 +661,85 @@ fn on_metrics(r: &mut Rollout, fx: &mut Vec<Effect>, sample: &crate::analysis::M
     if !live {
         return;
     }
-    let verdict = evaluate(&r.plan().analysis, sample);
+    let verdict = r.evidence.observe(&r.spec.plan.analysis, sample);
     match &verdict {
         Verdict::Pass { .. } => {
-            r.failures = 0;
-            r.missing_metrics = 0;
+            r.inconclusive_windows = 0;
+            r.zero_traffic_windows = 0;
             r.stage_passed = true;
         }
         Verdict::Fail { severity, .. } => {
-            r.failures += 1;
-            r.missing_metrics = 0;
             r.stage_passed = false;
-            let reason = format!("analysis failed ({:?}): {}", severity, verdict.summary());
+            let reason = format!("analysis failed ({severity:?}): {}", verdict.summary());
             if r.control == Control::Observed {
                 // The native controller decides; our verdict is advice.
                 fx.push(Effect::Notify(Notice::Warning { message: reason }));
-            } else if immediate(r.plan().analysis.immediate_rollback, *severity)
-                || r.failures >= r.plan().analysis.failure_threshold
-            {
+            } else {
+                // The evidence is sequential: a fail is already beyond noise
+                // (its false-alarm rate is bounded by the plan's alpha).
                 roll_back(r, fx, Actor::analysis(), reason, now);
             }
         }
-        Verdict::Inconclusive { .. } if verdict.is_missing_metrics() => {
-            r.missing_metrics += 1;
-            let limit = r.plan().analysis.inconclusive_limit;
-            if r.missing_metrics >= limit && matches!(r.phase, Phase::Progressing { .. }) {
-                let reason = format!(
-                    "metrics missing for {limit} windows in a row ({}); check the metrics source, then resume",
-                    verdict.summary()
-                );
-                pause(r, Actor::analysis(), reason, now);
-            }
-        }
-        Verdict::Inconclusive { .. } => {}
+        Verdict::Inconclusive { .. } => on_inconclusive(r, fx, sample, &verdict, now),
     }
     r.last_verdict = Some(verdict);
 }
 
-fn immediate(policy: ImmediateRollback, severity: Severity) -> bool {
-    match policy {
-        ImmediateRollback::Off => false,
-        ImmediateRollback::Critical => severity >= Severity::Critical,
-        ImmediateRollback::High => severity >= Severity::High,
+/// Inconclusive never means "wait silently forever": a window that cannot
+/// move the rollout on counts, and after the plan's limit a human is asked
+/// with the reason. Observed rollouts are the native controller's to hold.
+fn on_inconclusive(
+    r: &mut Rollout,
+    fx: &mut Vec<Effect>,
+    sample: &crate::analysis::MetricsSample,
+    verdict: &Verdict,
+    now: Timestamp,
+) {
+    let limit = r.plan().analysis.inconclusive_limit;
+    let no_traffic = r.canary_weight > 0 && sample.canary.as_ref().is_some_and(|c| c.requests == 0);
+    r.zero_traffic_windows = if no_traffic { r.zero_traffic_windows + 1 } else { 0 };
+    let waiting = verdict.is_missing_metrics() || no_traffic || (baked(r, now) && !may_pass_without_verdict(r));
+    r.inconclusive_windows = if waiting { r.inconclusive_windows + 1 } else { 0 };
+    let reason = if r.zero_traffic_windows >= ZERO_TRAFFIC_LIMIT {
+        format!(
+            "the canary got no requests in {} windows at {} % weight: is it running, ready and selected by the \
+             route? Fix it, then resume",
+            r.zero_traffic_windows, r.canary_weight
+        )
+    } else if r.inconclusive_windows < limit {
+        return;
+    } else if verdict.is_missing_metrics() {
+        format!(
+            "metrics missing for {limit} windows in a row ({}); check the metrics source, then resume",
+            verdict.summary()
+        )
+    } else {
+        let estimate = verdict.estimate_text().map(|e| format!(" ({e})")).unwrap_or_default();
+        format!(
+            "no decision {limit} windows after the bake{estimate}: {}; resume to keep waiting, or promote by hand",
+            verdict.summary()
+        )
+    };
+    if r.control == Control::Driven && matches!(r.phase, Phase::Progressing { .. }) {
+        fx.push(Effect::Notify(Notice::Warning { message: reason.clone() }));
+        pause(r, Actor::analysis(), reason, now);
     }
+}
+
+/// Windows without a single canary request (at weight > 0) before a pause.
+const ZERO_TRAFFIC_LIMIT: u32 = 2;
+
+/// The current stage has baked for its whole bake time.
+fn baked(r: &Rollout, now: Timestamp) -> bool {
+    r.current_stage().is_some_and(|stage| r.baked(now) >= stage.bake)
+}
+
+/// A stage whose bake is zero passes straight through; at 100 % stable takes
+/// no traffic, so there is nothing to compare with: that bake is a
+/// verification window in which a failing verdict still rolls back, but no
+/// pass can be asked for.
+fn may_pass_without_verdict(r: &Rollout) -> bool {
+    r.current_stage().is_none_or(|stage| stage.bake.is_zero() || stage.weight >= 100)
 }
 
 fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
@@ -821,15 +858,19 @@ fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {
     r.stage = 0;
     r.canary_weight = 0;
     reset_stage_progress(r);
-    r.failures = 0;
+    r.evidence = Evidence::default();
     r.last_verdict = None;
     r.freeze_override = None;
 }
 
+/// A stage starts over: its bake, its pass and its canary evidence (the
+/// evidence toward failing the canary is kept for the whole revision).
 fn reset_stage_progress(r: &mut Rollout) {
     r.bake_elapsed = Duration::ZERO;
     r.stage_passed = false;
-    r.missing_metrics = 0;
+    r.inconclusive_windows = 0;
+    r.zero_traffic_windows = 0;
+    r.evidence.new_stage();
 }
 
 /// Applies an operator command, or says why it cannot.
@@ -856,7 +897,8 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         Command::Resume => {
             require(r, &[Live::Paused])?;
             r.phase = Phase::Progressing { since: now };
-            r.missing_metrics = 0;
+            r.inconclusive_windows = 0;
+            r.zero_traffic_windows = 0;
             r.backend_error = None;
             r.observe_error = None;
             // Re-apply: the pause may have come from drift or a failed effect.
@@ -910,7 +952,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         Command::Retry => {
             require(r, &[Live::Aborted, Live::Failed])?;
             check_freeze(r)?;
-            r.failures = 0;
+            r.evidence = Evidence::default();
             r.backend_error = None;
             reset_stage_progress(r);
             // Starting over passes the same gates as the first start.

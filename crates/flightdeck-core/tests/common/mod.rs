@@ -37,6 +37,7 @@ pub fn window(requests: u64, errors: u64, p99: f64) -> VersionWindow {
         p95_ms: Some(p99 * 0.8),
         p99_ms: Some(p99),
         latency_samples_ms: vec![],
+        latency: Default::default(),
     }
 }
 

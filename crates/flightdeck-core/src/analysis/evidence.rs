@@ -1,0 +1,594 @@
+//! The evidence of one rollout, window after window, and the verdict it
+//! supports.
+//!
+//! Stable's windows build a *baseline* over the whole rollout (kept when
+//! stable takes no traffic: the 100 % stage, a blue-green verification
+//! window). The canary's windows build up over the current *stage*.
+//!
+//! Tests that can **fail** a canary run over the whole rollout and share the
+//! plan's `alpha` between them, so the chance of rolling back a healthy
+//! canary, over the whole rollout and however many windows it takes, is at
+//! most `alpha`. Tests that **pass** a stage start again at each stage (the
+//! canary may behave differently at a higher weight) and each needs
+//! `confidence`. Absolute ceilings (error rate, p99) always run, whatever the
+//! sample size and whether or not stable has traffic.
+
+use super::sequential::{Claim, SequentialTest};
+use super::{stats, Check, CheckOutcome, DecisionEstimate, DeltaUnit, LatencyHistogram, Metric, MetricsSample};
+use super::{Severity, Verdict, VersionWindow};
+use crate::plan::AnalysisConfig;
+use serde::{Deserialize, Serialize};
+
+/// DOMAIN: "p95 latency > 2× stable → roll back", i.e. an increase over 100 %.
+const P95_MAX_INCREASE_PCT: f64 = 100.0;
+/// Floor for the stable error rate when computing the canary/stable ratio
+/// that picks a severity: below 0.1 % (a 99.9 % SLO's whole budget) stable
+/// counts as clean, so a few canary errors are not an infinite ratio.
+const STABLE_ERROR_FLOOR_PCT: f64 = 0.1;
+/// Stable's baseline enters the tests through a bound, not a point: the
+/// worst plausible value for each claim (one-sided 99.4 %, z = 2.5). Stable
+/// has 10–100× the canary's traffic, so the bound costs the canary little.
+const BASELINE_Z: f64 = 2.5;
+
+/// The tests that can decide a canary's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Canary error rate above stable's plus `max_error_increase_pp`.
+    ErrorMargin,
+    /// Canary error rate above `max_error_rate_pct`, whatever stable does.
+    ErrorCeiling,
+    /// Canary p95 above 2 × stable's.
+    P95Margin,
+    /// Canary p99 above stable's plus `max_p99_increase_pct`.
+    P99Margin,
+    /// Canary p99 above `max_p99_ms`.
+    P99Ceiling,
+}
+
+impl Rule {
+    const ALL: [Rule; 5] = [Rule::ErrorMargin, Rule::ErrorCeiling, Rule::P95Margin, Rule::P99Margin, Rule::P99Ceiling];
+    /// Rules a stage must pass; ceilings only ever fail.
+    const PASSING: [Rule; 3] = [Rule::ErrorMargin, Rule::P95Margin, Rule::P99Margin];
+
+    /// This rule's share of `alpha`. Shares add up to 1 (a union bound);
+    /// the error margin, which catches most bad canaries, gets the most.
+    fn alpha_share(self) -> f64 {
+        match self {
+            Rule::ErrorMargin => 0.6,
+            Rule::P99Margin => 0.2,
+            Rule::P95Margin => 0.1,
+            Rule::ErrorCeiling | Rule::P99Ceiling => 0.05,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn pass_index(self) -> Option<usize> {
+        Rule::PASSING.iter().position(|r| *r == self)
+    }
+}
+
+/// What one version served over several windows.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub windows: u64,
+    pub seconds: f64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Latency of every request, for sources with histograms or samples.
+    pub latency: LatencyHistogram,
+    /// Σ reported quantile × requests (p50, p95, p99), for sources that
+    /// report quantiles only, and the requests they cover.
+    quantile_sums: [f64; 3],
+    quantile_requests: [f64; 3],
+}
+
+impl Totals {
+    fn add(&mut self, w: &VersionWindow, seconds: f64, latency: &LatencyHistogram) {
+        self.windows += 1;
+        self.seconds += seconds.max(0.0);
+        self.requests = self.requests.saturating_add(w.requests);
+        self.errors = self.errors.saturating_add(w.errors.min(w.requests));
+        self.latency.merge(latency);
+        for (i, q) in [w.p50_ms, w.p95_ms, w.p99_ms].into_iter().enumerate() {
+            if let Some(v) = usable(q) {
+                self.quantile_sums[i] += v * w.requests as f64;
+                self.quantile_requests[i] += w.requests as f64;
+            }
+        }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        (self.errors, self.requests)
+    }
+
+    fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+
+    /// The `q` quantile (0.5, 0.95 or 0.99), ms; `shift` moves the rank by
+    /// that many standard errors (a cautious bound) when a histogram exists.
+    fn quantile(&self, q: f64, shift: f64) -> Option<f64> {
+        let n = self.latency.total();
+        if n > 0 {
+            let rank = q + shift * (q * (1.0 - q) / n as f64).sqrt();
+            return self.latency.quantile(rank.clamp(0.0, 1.0));
+        }
+        let i = [0.5, 0.95, 0.99].iter().position(|x| *x == q)?;
+        (self.quantile_requests[i] > 0.0).then(|| self.quantile_sums[i] / self.quantile_requests[i])
+    }
+
+    fn per_second(&self) -> Option<f64> {
+        (self.seconds > 0.0).then(|| self.requests as f64 / self.seconds)
+    }
+}
+
+/// A NaN, infinite or negative quantile counts as not reported.
+fn usable(q: Option<f64>) -> Option<f64> {
+    q.filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// One window's input to one test: `hits` of `trials` against `limit`.
+struct Counts {
+    hits: f64,
+    trials: f64,
+    limit: f64,
+    prior: f64,
+}
+
+/// A rollout's accumulated evidence; see the module docs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Stable over the whole rollout.
+    pub baseline: Totals,
+    /// Canary over the current stage.
+    pub canary: Totals,
+    /// Fail tests by [`Rule`], over the whole rollout.
+    fail: [SequentialTest; 5],
+    /// Pass tests by [`Rule::PASSING`], over the current stage.
+    pass: [SequentialTest; 3],
+}
+
+/// The verdict on one window alone, as a fresh rollout would reach it.
+pub fn evaluate(config: &AnalysisConfig, sample: &MetricsSample) -> Verdict {
+    Evidence::default().observe(config, sample)
+}
+
+impl Evidence {
+    /// Folds in one window and returns the verdict the evidence now supports.
+    pub fn observe(&mut self, config: &AnalysisConfig, sample: &MetricsSample) -> Verdict {
+        let (Some(stable), Some(canary)) = (&sample.stable, &sample.canary) else {
+            return self.missing_metrics(config, sample);
+        };
+        let seconds = sample.window.as_secs_f64();
+        let (stable_latency, canary_latency) = (stable.histogram(), canary.histogram());
+        if stable.requests > 0 || !stable_latency.is_empty() {
+            self.baseline.add(stable, seconds, &stable_latency);
+        }
+        for rule in Rule::ALL {
+            if let Some(c) = self.window_counts(config, rule, Claim::Above, canary, &canary_latency) {
+                self.fail[rule.index()].observe(Claim::Above, c.hits, c.trials, c.limit, c.prior);
+            }
+        }
+        for rule in Rule::PASSING {
+            if let (Some(c), Some(i)) =
+                (self.window_counts(config, rule, Claim::Below, canary, &canary_latency), rule.pass_index())
+            {
+                self.pass[i].observe(Claim::Below, c.hits, c.trials, c.limit, c.prior);
+            }
+        }
+        self.canary.add(canary, seconds, &canary_latency);
+        self.verdict(config)
+    }
+
+    /// A new stage: the canary's stage totals and the pass tests start over;
+    /// the fail tests keep their evidence (α covers the whole rollout) but
+    /// re-estimate the canary's rate from fresh data faster.
+    pub fn new_stage(&mut self) {
+        self.canary = Totals::default();
+        self.pass = Default::default();
+        for test in &mut self.fail {
+            test.new_estimate();
+        }
+    }
+
+    /// No checks at all: `Verdict::is_missing_metrics` relies on the empty list.
+    fn missing_metrics(&self, config: &AnalysisConfig, sample: &MetricsSample) -> Verdict {
+        let fallback = if sample.stable.is_none() { "no stable metrics" } else { "no canary metrics" };
+        let reason = sample.missing.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| fallback.to_string());
+        Verdict::Inconclusive {
+            requests: self.canary.requests,
+            needed: config.min_requests,
+            reason,
+            checks: vec![],
+            estimate: None,
+        }
+    }
+
+    /// The latency threshold a rule compares canary requests with, ms.
+    /// `claim` picks the cautious side of stable's quantile.
+    fn latency_threshold(&self, config: &AnalysisConfig, rule: Rule, claim: Claim) -> Option<f64> {
+        let shift = match claim {
+            Claim::Above => BASELINE_Z,
+            Claim::Below => -BASELINE_Z,
+        };
+        match rule {
+            Rule::P95Margin => Some(self.baseline.quantile(0.95, shift)? * (1.0 + P95_MAX_INCREASE_PCT / 100.0)),
+            Rule::P99Margin => Some(self.baseline.quantile(0.99, shift)? * (1.0 + config.max_p99_increase_pct / 100.0)),
+            Rule::P99Ceiling => Some(config.max_p99_ms),
+            Rule::ErrorMargin | Rule::ErrorCeiling => None,
+        }
+    }
+
+    /// The rate limit a rule tests, as a proportion.
+    fn limit(&self, config: &AnalysisConfig, rule: Rule, claim: Claim) -> Option<f64> {
+        let confidence = stats::normal_cdf(BASELINE_Z);
+        let margin = config.max_error_increase_pp / 100.0;
+        match rule {
+            Rule::ErrorMargin if self.baseline.requests == 0 => None,
+            Rule::ErrorMargin => Some(
+                margin
+                    + match claim {
+                        Claim::Above => stats::wilson_upper(self.baseline.counts(), confidence),
+                        Claim::Below => stats::wilson_lower(self.baseline.counts(), confidence),
+                    },
+            ),
+            Rule::ErrorCeiling => Some(config.max_error_rate_pct / 100.0),
+            // Canary p95 ≤ 2 × stable's p95 ⟺ at most 5 % of canary requests
+            // are slower than that; likewise 1 % for p99.
+            Rule::P95Margin => Some(0.05),
+            Rule::P99Margin | Rule::P99Ceiling => Some(0.01),
+        }
+    }
+
+    /// What this window tells `rule`: hits (errors, or requests slower than
+    /// the threshold), trials, the limit and a prior guess of the rate.
+    fn window_counts(
+        &self,
+        config: &AnalysisConfig,
+        rule: Rule,
+        claim: Claim,
+        canary: &VersionWindow,
+        latency: &LatencyHistogram,
+    ) -> Option<Counts> {
+        let limit = self.limit(config, rule, claim)?;
+        // The first window bets on a regression a margin (or the limit
+        // again) past the limit (fail), or on the canary matching stable (pass).
+        let margin = config.max_error_increase_pp / 100.0;
+        let prior = match (rule, claim) {
+            (Rule::ErrorMargin, Claim::Above) => (limit + margin).min(0.5),
+            (_, Claim::Above) => (2.0 * limit).min(0.5),
+            (Rule::ErrorMargin, Claim::Below) => self.baseline.error_rate().unwrap_or(0.0).clamp(1e-4, 0.9 * limit),
+            (_, Claim::Below) => limit / 2.0,
+        };
+        let (hits, trials) = match rule {
+            Rule::ErrorMargin | Rule::ErrorCeiling => (canary.errors.min(canary.requests) as f64, canary.requests as f64),
+            _ => {
+                let threshold = self.latency_threshold(config, rule, claim)?;
+                slower_than(canary, latency, threshold)?
+            }
+        };
+        Some(Counts { hits, trials, limit, prior })
+    }
+
+    fn fail_proven(&self, config: &AnalysisConfig, rule: Rule) -> bool {
+        self.fail[rule.index()].proven(config.alpha * rule.alpha_share())
+    }
+
+    fn fail_progress(&self, config: &AnalysisConfig, rule: Rule) -> f64 {
+        self.fail[rule.index()].progress(config.alpha * rule.alpha_share())
+    }
+
+    fn pass_test(&self, rule: Rule) -> Option<&SequentialTest> {
+        rule.pass_index().map(|i| &self.pass[i])
+    }
+
+    fn beta(config: &AnalysisConfig) -> f64 {
+        (1.0 - config.confidence).clamp(1e-9, 0.5)
+    }
+
+    fn pass_proven(&self, config: &AnalysisConfig, rule: Rule) -> bool {
+        self.pass_test(rule).is_some_and(|t| t.proven(Self::beta(config)))
+    }
+
+    /// The verdict the evidence supports now.
+    pub fn verdict(&self, config: &AnalysisConfig) -> Verdict {
+        let checks = self.checks(config);
+        let worst = checks.iter().filter(|c| c.outcome == CheckOutcome::Fail).filter_map(|c| c.severity).max();
+        if let Some(severity) = worst {
+            return Verdict::Fail { severity, checks };
+        }
+        let enough = self.canary.requests >= config.min_requests;
+        if enough && Rule::PASSING.iter().all(|r| self.pass_proven(config, *r)) {
+            return Verdict::Pass { checks };
+        }
+        let mut unsure: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.is_informational() && c.outcome != CheckOutcome::Pass)
+            .map(|c| c.reason.clone())
+            .collect();
+        if !enough {
+            unsure.insert(0, format!("{} canary requests this stage, need {}", self.canary.requests, config.min_requests));
+        }
+        Verdict::Inconclusive {
+            requests: self.canary.requests,
+            needed: config.min_requests,
+            reason: unsure.join("; "),
+            checks,
+            estimate: Some(self.estimate(config)),
+        }
+    }
+
+    /// Windows to a decision at this stage's canary traffic: the slowest of
+    /// the pass tests still open, and the requests still missing.
+    fn estimate(&self, config: &AnalysisConfig) -> DecisionEstimate {
+        let windows = self.canary.windows.max(1) as f64;
+        let canary_per_window = self.canary.requests as f64 / windows;
+        let beta = Self::beta(config);
+        let mut needed: Option<f64> = Some(0.0);
+        for rule in Rule::PASSING.into_iter().filter(|r| !self.pass_proven(config, *r)) {
+            let (Some(test), Some(limit)) = (self.pass_test(rule), self.limit(config, rule, Claim::Below)) else {
+                needed = None;
+                break;
+            };
+            let per_window = test.trials / windows;
+            needed = match (needed, test.trials_to_proof(Claim::Below, limit, beta)) {
+                (Some(so_far), Some(trials)) if per_window > 0.0 => Some(so_far.max(trials / per_window)),
+                _ => None,
+            };
+        }
+        let missing_requests = config.min_requests.saturating_sub(self.canary.requests) as f64;
+        let needed = needed.and_then(|w| {
+            let for_requests = if missing_requests > 0.0 {
+                (canary_per_window > 0.0).then(|| missing_requests / canary_per_window)?
+            } else {
+                0.0
+            };
+            Some(w.max(for_requests).ceil().min(1e9) as u64)
+        });
+        DecisionEstimate { canary_per_window, windows: needed }
+    }
+
+    /// The rows, in display order: stable's baseline against the stage's canary.
+    fn checks(&self, config: &AnalysisConfig) -> Vec<Check> {
+        let mut rows = vec![self.request_row(), self.error_row(config)];
+        rows.push(self.latency_row(config, Metric::LatencyP50, 0.5, None, &[]));
+        rows.push(self.latency_row(config, Metric::LatencyP95, 0.95, Some(P95_MAX_INCREASE_PCT), &[Rule::P95Margin]));
+        rows.push(self.latency_row(
+            config,
+            Metric::LatencyP99,
+            0.99,
+            Some(config.max_p99_increase_pct),
+            &[Rule::P99Margin, Rule::P99Ceiling],
+        ));
+        rows
+    }
+
+    fn request_row(&self) -> Check {
+        let (s, c) = (self.baseline.per_second(), self.canary.per_second());
+        let reason = match (s, c) {
+            (Some(s), Some(c)) => format!("requests stable {s:.1}/s, canary {c:.1}/s"),
+            _ => format!("requests stable {}, canary {}", self.baseline.requests, self.canary.requests),
+        };
+        Check {
+            delta: s.zip(c).map(|(s, c)| c - s),
+            outcome: CheckOutcome::Pass,
+            reason,
+            ..row(Metric::Requests, DeltaUnit::PerSecond, None, s, c, self.canary.requests)
+        }
+    }
+
+    fn error_row(&self, config: &AnalysisConfig) -> Check {
+        let pct = |t: &Totals| t.error_rate().map(|r| r * 100.0);
+        let (s, c) = (pct(&self.baseline), pct(&self.canary));
+        let threshold = config.max_error_increase_pp;
+        let mut check =
+            row(Metric::ErrorRate, DeltaUnit::Pp, Some(threshold), s, c, self.canary.requests);
+        check.delta = s.zip(c).map(|(s, c)| c - s);
+        check.interval = self.error_interval(config);
+        check.toward_fail = Some(
+            self.fail_progress(config, Rule::ErrorMargin).max(self.fail_progress(config, Rule::ErrorCeiling)),
+        );
+        check.toward_pass = self.pass_test(Rule::ErrorMargin).map(|t| t.progress(Self::beta(config)));
+        let shown = match (s, c, check.delta) {
+            (Some(s), Some(c), Some(d)) => {
+                format!("error rate canary {c:.2} % vs stable {s:.2} % ({d:+.2} pp, limit {threshold:.2} pp)")
+            }
+            (None, Some(c), _) => format!("error rate canary {c:.2} % (no stable baseline yet)"),
+            _ => format!("error rate unknown: no requests from {}", absent(s, c)),
+        };
+        let ceiling = config.max_error_rate_pct;
+        let cautious = stats::wilson_lower(self.canary.counts(), 0.95) * 100.0;
+        let severity = error_severity(s.unwrap_or(0.0), cautious);
+        if self.fail_proven(config, Rule::ErrorCeiling) {
+            return judged_fail(check, severity.max(Severity::High), format!("{shown}: above the {ceiling:.2} % ceiling"));
+        }
+        if self.fail_proven(config, Rule::ErrorMargin) {
+            return judged_fail(check, severity, format!("{shown}: worse than the limit"));
+        }
+        self.judge_open(config, check, &shown, Rule::ErrorMargin)
+    }
+
+    /// A row no fail test has proven: pass when its pass test has (and the
+    /// stage has enough requests), otherwise inconclusive with how far along.
+    fn judge_open(&self, config: &AnalysisConfig, mut check: Check, shown: &str, rule: Rule) -> Check {
+        let progress = check.toward_pass.unwrap_or(0.0);
+        let enough = self.canary.requests >= config.min_requests;
+        if self.pass_proven(config, rule) && enough {
+            check.outcome = CheckOutcome::Pass;
+            check.reason = format!("{shown}: within the limit, shown on {} requests", check.sample);
+        } else if self.pass_proven(config, rule) {
+            check.reason = format!("{shown}: within the limit so far; a pass needs {} requests", config.min_requests);
+        } else if check.canary.is_none() || check.stable.is_none() {
+            check.reason = shown.to_string();
+        } else {
+            check.reason = format!(
+                "{shown}: undecided ({:.0} % of the evidence to pass, {:.0} % to fail)",
+                (progress * 100.0).min(99.0),
+                (check.toward_fail.unwrap_or(0.0) * 100.0).min(99.0)
+            );
+        }
+        check
+    }
+
+    fn latency_row(&self, config: &AnalysisConfig, metric: Metric, q: f64, limit: Option<f64>, rules: &[Rule]) -> Check {
+        let name = metric.label();
+        let (s, c) = (self.baseline.quantile(q, 0.0), self.canary.quantile(q, 0.0));
+        let mut check = row(metric, DeltaUnit::Percent, limit, s, c, self.canary.requests);
+        check.delta = s.zip(c).filter(|(s, _)| *s > 0.0).map(|(s, c)| (c - s) / s * 100.0);
+        let shown = match (s, c, check.delta, limit) {
+            (Some(s), Some(c), Some(d), Some(l)) => {
+                format!("{name} canary {} vs stable {} ({d:+.1} %, limit {l:.0} %)", ms(c), ms(s))
+            }
+            (Some(s), Some(c), _, _) => format!("{name} canary {} vs stable {}", ms(c), ms(s)),
+            (None, Some(c), _, _) => format!("{name} canary {} (no stable baseline yet)", ms(c)),
+            _ => format!("{name} not reported by {}", absent(s, c)),
+        };
+        if rules.is_empty() {
+            return Check { outcome: CheckOutcome::Pass, reason: shown, ..check };
+        }
+        check.toward_fail = Some(rules.iter().map(|r| self.fail_progress(config, *r)).fold(0.0, f64::max));
+        check.toward_pass = rules.iter().find_map(|r| self.pass_test(*r)).map(|t| t.progress(Self::beta(config)));
+        let severity = latency_severity(metric, check.delta.unwrap_or(0.0));
+        if rules.contains(&Rule::P99Ceiling) && self.fail_proven(config, Rule::P99Ceiling) {
+            let reason = format!("{shown}: above the {} ceiling", ms(config.max_p99_ms));
+            return judged_fail(check, severity.max(Severity::High), reason);
+        }
+        if rules.iter().any(|r| r.pass_index().is_some() && self.fail_proven(config, *r)) {
+            return judged_fail(check, severity, format!("{shown}: worse than the limit"));
+        }
+        let rule = rules.iter().copied().find(|r| r.pass_index().is_some()).unwrap_or(Rule::P99Margin);
+        self.judge_open(config, check, &shown, rule)
+    }
+
+    /// Anytime-valid interval for the error-rate difference, pp: a normal
+    /// mixture boundary (Robbins; Howard et al. 2021) on the stage's canary
+    /// against the baseline, at the plan's `confidence`, tuned to the margin.
+    fn error_interval(&self, config: &AnalysisConfig) -> Option<(f64, f64)> {
+        let adjusted = |(x, n): (u64, u64)| {
+            let (x, n) = (x as f64 + 1.0, n as f64 + 2.0);
+            (x / n, (x / n) * (1.0 - x / n) / n)
+        };
+        if self.baseline.requests == 0 || self.canary.requests == 0 {
+            return None;
+        }
+        let ((ps, vs), (pc, vc)) = (adjusted(self.baseline.counts()), adjusted(self.canary.counts()));
+        let v = vs + vc;
+        let tau2 = (config.max_error_increase_pp / 100.0).powi(2).max(1e-8);
+        let alpha = Self::beta(config);
+        let half = (v * (v + tau2) / tau2 * (((v + tau2) / v).ln() + 2.0 * (2.0 / alpha).ln())).sqrt();
+        let d = pc - ps;
+        half.is_finite().then(|| ((d - half) * 100.0, (d + half) * 100.0))
+    }
+}
+
+/// Requests of a canary window slower than `threshold` ms, and how many were
+/// measured: from the histogram when there is one, else estimated from the
+/// reported quantiles. `None` when the window has no latency at all.
+fn slower_than(canary: &VersionWindow, latency: &LatencyHistogram, threshold: f64) -> Option<(f64, f64)> {
+    if !latency.is_empty() {
+        return Some((latency.count_above(threshold), latency.total() as f64));
+    }
+    let share = share_above(canary, threshold)?;
+    (canary.requests > 0).then(|| (share * canary.requests as f64, canary.requests as f64))
+}
+
+/// The share of requests slower than `threshold`, from p50/p95/p99 alone:
+/// the survival curve is taken as straight between the known points on
+/// log–log axes (a power-law tail), extended past either end with the
+/// nearest segment's slope.
+fn share_above(w: &VersionWindow, threshold: f64) -> Option<f64> {
+    let mut points: Vec<(f64, f64)> = [(w.p50_ms, 0.5), (w.p95_ms, 0.05), (w.p99_ms, 0.01)]
+        .into_iter()
+        .filter_map(|(v, s)| usable(v).filter(|v| *v > 0.0).map(|v| (v.ln(), f64::ln(s))))
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    points.dedup_by(|a, b| a.0 == b.0);
+    let x = threshold.max(1e-9).ln();
+    let share = match points.as_slice() {
+        [] => return None,
+        [(v, s)] => {
+            // One point: assume a steep tail (survival ∝ latency^-5) past it.
+            if x <= *v {
+                s.exp()
+            } else {
+                (s - 5.0 * (x - v)).exp()
+            }
+        }
+        _ => {
+            let segment = points.windows(2).find(|p| x <= p[1].0).unwrap_or(&points[points.len() - 2..]);
+            let ((x0, y0), (x1, y1)) = (segment[0], segment[1]);
+            let slope = (y1 - y0) / (x1 - x0);
+            (y0 + slope * (x - x0)).exp()
+        }
+    };
+    Some(share.clamp(0.0, 1.0))
+}
+
+fn row(metric: Metric, unit: DeltaUnit, threshold: Option<f64>, stable: Option<f64>, canary: Option<f64>, sample: u64) -> Check {
+    Check {
+        metric,
+        stable,
+        canary,
+        delta: None,
+        threshold,
+        unit,
+        interval: None,
+        toward_fail: None,
+        toward_pass: None,
+        sample,
+        outcome: CheckOutcome::Inconclusive,
+        severity: None,
+        reason: String::new(),
+    }
+}
+
+fn judged_fail(check: Check, severity: Severity, reason: String) -> Check {
+    let reason = format!("{reason}, shown on {} requests", check.sample);
+    Check { outcome: CheckOutcome::Fail, severity: Some(severity), reason, ..check }
+}
+
+/// Which side lacks a value, for "not reported by …" reasons.
+fn absent(stable: Option<f64>, canary: Option<f64>) -> &'static str {
+    match (stable, canary) {
+        (None, None) => "either version",
+        (None, _) => "stable",
+        _ => "canary",
+    }
+}
+
+/// DOMAIN severity table by canary/stable error ratio. The canary side is a
+/// cautious rate (a lower confidence bound), so a failure is Critical only
+/// when even that is 5× stable. A failing error row is at least Medium.
+fn error_severity(stable_pct: f64, cautious_canary_pct: f64) -> Severity {
+    let ratio = cautious_canary_pct / stable_pct.max(STABLE_ERROR_FLOOR_PCT);
+    if ratio > 5.0 {
+        Severity::Critical
+    } else if ratio > 2.0 {
+        Severity::High
+    } else {
+        Severity::Medium
+    }
+}
+
+/// DOMAIN severity table: p99 +50 % High, +25–50 % Medium, less Low; the p95
+/// rule only triggers at 2× stable, which the table rates as a rollback (High).
+fn latency_severity(metric: Metric, delta_pct: f64) -> Severity {
+    match metric {
+        Metric::LatencyP95 => Severity::High,
+        _ if delta_pct >= 50.0 => Severity::High,
+        _ if delta_pct >= 25.0 => Severity::Medium,
+        _ => Severity::Low,
+    }
+}
+
+/// Milliseconds, with a decimal only where it matters ("0.4 ms", "320 ms").
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.0} ms")
+    }
+}

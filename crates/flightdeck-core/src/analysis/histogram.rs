@@ -1,0 +1,189 @@
+//! Latency as a histogram of log-spaced buckets: the evidence the analysis
+//! needs (quantiles, and how many requests were slower than a threshold) in
+//! a few hundred counts per window instead of every raw sample.
+//!
+//! Bucket `i` holds latencies in `(γ^(i-1), γ^i]` ms with γ = 1.02, so any
+//! quantile read back is within 1 % of the true value (the same relative
+//! accuracy idea as DDSketch), and windows merge by adding counts.
+
+use serde::{Deserialize, Serialize};
+
+/// Bucket growth factor: 2 % wide buckets, values within ±1 %.
+const GAMMA: f64 = 1.02;
+/// Latencies below this (ms) share the lowest bucket; 1 µs is below any
+/// network service's resolution.
+const MIN_MS: f64 = 0.001;
+
+/// Counts of requests per latency bucket, sorted by bucket index.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LatencyHistogram {
+    /// `(bucket index, requests)`, ascending index, no zero counts.
+    buckets: Vec<(i32, u64)>,
+}
+
+fn index_of(ms: f64) -> i32 {
+    (ms.max(MIN_MS).ln() / GAMMA.ln()).ceil() as i32
+}
+
+fn upper_edge(index: i32) -> f64 {
+    GAMMA.powi(index)
+}
+
+impl LatencyHistogram {
+    /// A histogram of raw samples; non-finite and negative samples are dropped.
+    pub fn from_samples(samples: &[f64]) -> LatencyHistogram {
+        let mut indices: Vec<i32> =
+            samples.iter().filter(|v| v.is_finite() && **v >= 0.0).map(|&v| index_of(v)).collect();
+        indices.sort_unstable();
+        let mut h = LatencyHistogram::default();
+        for i in indices {
+            match h.buckets.last_mut() {
+                Some((last, count)) if *last == i => *count += 1,
+                _ => h.buckets.push((i, 1)),
+            }
+        }
+        h
+    }
+
+    /// Adds `count` requests of latency `ms` (ignored when not finite or negative).
+    pub fn record(&mut self, ms: f64, count: u64) {
+        if !ms.is_finite() || ms < 0.0 || count == 0 {
+            return;
+        }
+        let i = index_of(ms);
+        match self.buckets.binary_search_by_key(&i, |b| b.0) {
+            Ok(at) => self.buckets[at].1 = self.buckets[at].1.saturating_add(count),
+            Err(at) => self.buckets.insert(at, (i, count)),
+        }
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        if other.buckets.is_empty() {
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
+        let (a, b) = (&self.buckets, &other.buckets);
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    merged.push((x.0, x.1.saturating_add(y.1)));
+                    i += 1;
+                    j += 1;
+                }
+                (Some(x), Some(y)) if x.0 < y.0 => {
+                    merged.push(*x);
+                    i += 1;
+                }
+                (Some(x), None) => {
+                    merged.push(*x);
+                    i += 1;
+                }
+                (_, Some(y)) => {
+                    merged.push(*y);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        self.buckets = merged;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Requests counted.
+    pub fn total(&self) -> u64 {
+        self.buckets.iter().fold(0u64, |sum, b| sum.saturating_add(b.1))
+    }
+
+    /// The `q` quantile (0..=1), ms: the geometric middle of the bucket that
+    /// holds rank `q · total`. `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 || !q.is_finite() {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for &(i, count) in &self.buckets {
+            seen = seen.saturating_add(count);
+            if seen >= rank {
+                return Some(upper_edge(i) / GAMMA.sqrt());
+            }
+        }
+        self.buckets.last().map(|&(i, _)| upper_edge(i) / GAMMA.sqrt())
+    }
+
+    /// Requests slower than `ms`: whole buckets above it, and the part of the
+    /// bucket that holds `ms` above it (spread evenly within the bucket).
+    pub fn count_above(&self, ms: f64) -> f64 {
+        if ms.is_nan() {
+            return 0.0;
+        }
+        let threshold = index_of(ms);
+        self.buckets
+            .iter()
+            .filter(|b| b.0 >= threshold)
+            .map(|&(i, count)| {
+                if i > threshold {
+                    return count as f64;
+                }
+                let (lo, hi) = (upper_edge(i - 1), upper_edge(i));
+                count as f64 * ((hi - ms.max(lo)) / (hi - lo)).clamp(0.0, 1.0)
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_one_percent() {
+        let samples: Vec<f64> = (1..=10_000).map(|i| i as f64 / 10.0).collect();
+        let h = LatencyHistogram::from_samples(&samples);
+        assert_eq!(h.total(), 10_000);
+        for (q, want) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {
+            let got = h.quantile(q).unwrap();
+            assert!((got / want - 1.0).abs() < 0.011, "q{q}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn count_above_interpolates_within_a_bucket() {
+        let samples: Vec<f64> = (1..=10_000).map(|i| i as f64 / 10.0).collect();
+        let h = LatencyHistogram::from_samples(&samples);
+        let above = h.count_above(900.0);
+        assert!((above - 1_000.0).abs() < 15.0, "{above}");
+        assert_eq!(h.count_above(2_000.0), 0.0);
+        assert!((h.count_above(0.0) - 10_000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn merge_and_record_agree_with_from_samples() {
+        let a = LatencyHistogram::from_samples(&[1.0, 5.0, 5.0, 300.0]);
+        let b = LatencyHistogram::from_samples(&[5.0, 7.0, f64::NAN, -3.0]);
+        let mut merged = a.clone();
+        merged.merge(&b);
+        assert_eq!(merged, LatencyHistogram::from_samples(&[1.0, 5.0, 5.0, 300.0, 5.0, 7.0]));
+        let mut recorded = LatencyHistogram::default();
+        for (v, n) in [(300.0, 1), (5.0, 3), (1.0, 1), (7.0, 1), (f64::INFINITY, 4)] {
+            recorded.record(v, n);
+        }
+        assert_eq!(recorded, merged);
+        assert_eq!(merged.total(), 6);
+    }
+
+    #[test]
+    fn empty_histograms_answer_safely() {
+        let h = LatencyHistogram::default();
+        assert_eq!(h.quantile(0.99), None);
+        assert_eq!(h.count_above(10.0), 0.0);
+        assert!(LatencyHistogram::from_samples(&[0.0]).quantile(0.5).unwrap() <= 1.02 * MIN_MS);
+    }
+}
