@@ -42,6 +42,19 @@ pub enum Cmd {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
     },
+    /// Decide a file of metrics windows (or a rollout's journal) window by
+    /// window, as the engine would, and print each verdict with its evidence.
+    /// Exits 3 if any window fails.
+    Analyze {
+        /// JSON lines of windows (`{"window": "1m", "stable": {…}, "canary": {…}}`), or a journal.
+        file: PathBuf,
+        /// Take the thresholds from this plan's `[analysis]` (windows files; a journal has its own).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// One JSON object per window.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -5,6 +5,7 @@
 //! per rollout, viewers (`headless`, the cockpit) only subscribe and submit
 //! through `protocol`.
 
+pub mod analyze;
 pub mod backend;
 pub mod cli;
 pub mod config;

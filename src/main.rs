@@ -83,6 +83,22 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::Analyze { file, plan, json }) => {
+            let config = match plan {
+                Some(path) => fleet::read_plan(&path)?.0.analysis,
+                None => Default::default(),
+            };
+            let analysed = flightdeck::analyze::analyze(&file, &config)?;
+            if json {
+                for a in &analysed {
+                    println!("{}", serde_json::to_string(a).map_err(color_eyre::Report::from)?);
+                }
+            } else {
+                print!("{}", flightdeck::analyze::render(&analysed));
+            }
+            let failed = analysed.iter().any(|a| a.verdict.label() == "fail");
+            Ok(if failed { ExitCode::from(headless::EXIT_ROLLED_BACK) } else { ExitCode::SUCCESS })
+        }
         Some(Cmd::Demo { run, speed }) => {
             let setups = runtime()?.block_on(fleet::demo(run.seed))?;
             // The demo always starts over (its old journals are kept aside).

@@ -252,7 +252,7 @@ fn version_window(version: &str, r: Readings) -> Result<VersionWindow, String> {
         p50_ms: quantile(r.p50).map_err(why(Query::P50))?,
         p95_ms: quantile(r.p95).map_err(why(Query::P95))?,
         p99_ms: quantile(r.p99).map_err(why(Query::P99))?,
-        latency_samples_ms: Vec::new(),
+        ..VersionWindow::default()
     })
 }
 

@@ -330,8 +330,10 @@ fn limit(c: &Check) -> String {
     }
 }
 
-/// Stable against canary per metric, with delta, limit, sample, confidence,
-/// a verdict per row and sparklines; the reason in words below.
+/// Stable's baseline against the stage's canary per metric, with delta,
+/// limit, sample and how far the evidence has come toward a pass or a fail,
+/// a verdict per row and per-window sparklines; the interval, the time to a
+/// decision and the reason in words below.
 pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let theme = &app.theme;
     let verdict = r.last_verdict.as_ref();
@@ -357,7 +359,7 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         .iter()
         .map(|c| {
             let (style, sym) = outcome_look(theme, c.outcome);
-            let conf = c.confidence.map_or("n/a".into(), |p| format!("{:.1}%", (p * 100.0).min(99.9)));
+            let evidence = evidence_cell(c);
             let spark = history
                 .and_then(|h| h.series.get(&c.metric))
                 .map(|s| sparkline(&s.iter().map(|(_, canary)| *canary).collect::<Vec<_>>(), spark_width))
@@ -369,13 +371,13 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
                 Cell::from(number(c.metric, c.canary)),
                 Cell::from(delta(c)),
                 Cell::from(limit(c)),
-                Cell::from(if c.metric == Metric::Requests { sample.clone() } else { conf }),
+                Cell::from(if c.metric == Metric::Requests { sample.clone() } else { evidence }),
                 Cell::from(Span::styled(sym.to_string(), style)),
                 Cell::from(Span::styled(spark, theme.style("sparkline.canary"))),
             ])
         })
         .collect();
-    let header = Row::new(vec!["metric", "stable", "canary", "Δ", "limit", "rate·conf", "", "trend"])
+    let header = Row::new(vec!["metric", "stable", "canary", "Δ", "limit", "evidence", "", "trend"])
         .style(theme.style("ui.dim").add_modifier(Modifier::BOLD));
     let widths = [
         Constraint::Length(10),
@@ -391,10 +393,41 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let table = Table::new(rows, widths).header(header).column_spacing(1);
     f.render_widget(table, Rect { height: table_height, ..inner });
     let reason_area = Rect { y: inner.y + table_height, height: inner.height.saturating_sub(table_height), ..inner };
-    if reason_area.height > 0 && !matches!(verdict, Verdict::Pass { .. }) {
-        let text = format!("Why: {}", verdict.summary());
-        f.render_widget(Paragraph::new(Line::styled(text, vstyle)).wrap(Wrap { trim: true }), reason_area);
+    if reason_area.height > 0 {
+        let mut lines = vec![Line::styled(stage_evidence(verdict), theme.style("ui.dim"))];
+        if !matches!(verdict, Verdict::Pass { .. }) {
+            lines.push(Line::styled(format!("Why: {}", verdict.summary()), vstyle));
+        }
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), reason_area);
     }
+}
+
+/// "✓62%" (toward a pass) or "✗40%" (toward a fail), whichever leads; the
+/// row's outcome already says when one is reached.
+fn evidence_cell(c: &Check) -> String {
+    match (c.toward_pass, c.toward_fail) {
+        _ if c.outcome == CheckOutcome::Fail => "fail".to_string(),
+        _ if c.outcome == CheckOutcome::Pass && c.threshold.is_some() => "pass".to_string(),
+        (Some(p), Some(f)) if f > p => format!("✗{:.0}%", (f * 100.0).min(99.0)),
+        (Some(p), _) => format!("✓{:.0}%", (p * 100.0).min(99.0)),
+        (None, Some(f)) => format!("✗{:.0}%", (f * 100.0).min(99.0)),
+        (None, None) => String::new(),
+    }
+}
+
+/// One line on the stage's accumulated evidence: canary requests this stage,
+/// the interval for the error-rate difference, and the time to a decision.
+fn stage_evidence(verdict: &Verdict) -> String {
+    let errors = verdict.checks().iter().find(|c| c.metric == Metric::ErrorRate);
+    let sample = errors.map_or(0, |c| c.sample);
+    let mut text = format!("Stage: {sample} canary req");
+    if let Some((lo, hi)) = errors.and_then(|c| c.interval) {
+        text += &format!(" · error Δ in [{lo:+.2}, {hi:+.2}] pp");
+    }
+    if let Some(estimate) = verdict.estimate_text() {
+        text += &format!(" · {estimate}");
+    }
+    text
 }
 
 /// Remaining budget in seconds and percent, a gauge, burn rates and the policy.

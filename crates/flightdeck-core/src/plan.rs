@@ -893,7 +893,8 @@ impl Checker<'_> {
 
     fn analysis(&self, a: raw::Analysis) -> Checked<AnalysisConfig> {
         let d = AnalysisConfig::default();
-        for (key, value) in [("failure_threshold", &a.failure_threshold), ("immediate_rollback", &a.immediate_rollback)] {
+        for (key, value) in [("failure_threshold", &a.failure_threshold), ("immediate_rollback", &a.immediate_rollback)]
+        {
             if let Some(value) = value {
                 let message = "no longer used: a rollback now needs sequential evidence, and `alpha` (default 0.01) \
                                bounds the chance of rolling back a healthy canary; remove this key";

@@ -89,7 +89,10 @@ fn a_low_traffic_canary_asks_a_human_with_the_time_to_a_decision() {
     run.minutes(1, low_traffic_sample);
     let Phase::Paused { by, reason, .. } = &run.r.phase else { panic!("{:?}", run.r.phase) };
     assert_eq!(by, &Actor::analysis());
-    assert!(reason.starts_with("no decision 3 windows after the bake (canary gets ~20 req per window; a decision needs ~"), "{reason}");
+    assert!(
+        reason.starts_with("no decision 3 windows after the bake (canary gets ~20 req per window; a decision needs ~"),
+        "{reason}"
+    );
     assert!(run.r.needs_human().is_some());
     assert_eq!(run.r.stage, 0, "nothing promoted without evidence");
 }

@@ -362,7 +362,7 @@ impl ServerCounters {
             p50_ms: self.rtime_ms.filter(|_| requests > 0),
             p95_ms: None,
             p99_ms: None,
-            latency_samples_ms: Vec::new(),
+            ..VersionWindow::default()
         })
     }
 }

@@ -69,14 +69,13 @@
 //! resolved to match `$upstream_addr`. 5xx are errors, including NGINX's own
 //! 502/504 for a version it could not reach; requests with no upstream
 //! (`-`, or the upstream name when all servers are down) count for neither.
-//! Latency is `$request_time` in ms: raw samples (at most
-//! [`MAX_LATENCY_SAMPLES`], spread evenly over the sorted values) and
+//! Latency is `$request_time` in ms: a histogram of every request and
 //! p50/p95/p99 from all of them. There is no SLO measurement.
 
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
-use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
@@ -90,8 +89,6 @@ use std::time::{Duration, Instant};
 
 /// Limit for one reload unless the plan sets `timeout_ms`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-/// At most this many latency samples per version and window.
-pub const MAX_LATENCY_SAMPLES: usize = 10_000;
 /// A sample reads at most this much new log; older lines of a bigger jump are skipped.
 const MAX_LOG_READ: u64 = 64 * 1024 * 1024;
 
@@ -584,18 +581,12 @@ impl Tally {
             p50_ms,
             p95_ms,
             p99_ms,
-            latency_samples_ms: spread(self.latencies_ms, MAX_LATENCY_SAMPLES),
+            // Every request's latency, in a histogram: the evidence the
+            // analysis needs in a few hundred counts, not every sample.
+            latency: LatencyHistogram::from_samples(&self.latencies_ms),
+            ..VersionWindow::default()
         }
     }
-}
-
-/// At most `limit` of the sorted `values`, evenly spaced, so the shape survives.
-fn spread(values: Vec<f64>, limit: usize) -> Vec<f64> {
-    if values.len() <= limit {
-        return values;
-    }
-    let step = values.len() as f64 / limit as f64;
-    (0..limit).map(|i| values[(i as f64 * step) as usize]).collect()
 }
 
 /// Tallies the lines of `text` by version.
@@ -832,17 +823,9 @@ mod tests {
         let (s, c) = (s.window(), c.window());
         assert_eq!((s.requests, s.errors, s.p50_ms), (2, 0, Some(20.0)));
         assert_eq!((c.requests, c.errors, c.p99_ms), (2, 1, Some(100.0)));
-        assert_eq!(c.latency_samples_ms, [50.0, 100.0]);
+        assert_eq!((c.latency.total(), c.latency.count_above(75.0)), (2, 1.0));
         let empty = Tally::default().window();
         assert_eq!((empty.requests, empty.p50_ms), (0, None));
-    }
-
-    #[test]
-    fn spread_keeps_the_range() {
-        let v: Vec<f64> = (0..100).map(f64::from).collect();
-        let s = spread(v, 10);
-        assert_eq!(s.len(), 10);
-        assert_eq!((s[0], s[9]), (0.0, 90.0));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub use scenario::{Profile, Scenario, STABLE};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::MetricsSource;
 use async_trait::async_trait;
-use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
@@ -24,10 +24,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Synthetic probe traffic each running side gets (smoke checks), so a
-/// preview or a drained side still has numbers to compare.
-const PROBE_RPS: f64 = 2.0;
-/// Latency samples kept per window; enough for a rank test, cheap to draw.
-const MAX_SAMPLES: u64 = 1_000;
+/// preview or a drained side still has numbers to compare: enough for a
+/// 5-minute preview to show p99 within its limit (a few thousand requests).
+const PROBE_RPS: f64 = 100.0;
+/// Requests per second of a simulated service unless the target sets `rps`:
+/// a busy service, on which a 1 % stage sees enough traffic to decide p99
+/// within a 15-minute bake (a quiet one pauses and asks, with an estimate).
+const DEFAULT_RPS: f64 = 2_000.0;
+/// Latencies drawn per window: every request up to this many (a histogram
+/// of them is what the analysis reads).
+const MAX_SAMPLES: u64 = 100_000;
 
 /// Settings of one simulated service, from the plan's `[target]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +59,12 @@ impl SimParams {
         let number = |key: &str, default: f64| -> Result<f64, String> {
             p.get(key).map_or(Ok(default), |v| v.parse().map_err(|_| format!("target.{key}: `{v}` is not a number")))
         };
-        Ok(SimParams { scenario, rps: number("rps", 200.0)?, budget_left_pct: number("budget_left_pct", 85.0)?, seed })
+        Ok(SimParams {
+            scenario,
+            rps: number("rps", DEFAULT_RPS)?,
+            budget_left_pct: number("budget_left_pct", 85.0)?,
+            seed,
+        })
     }
 }
 
@@ -221,10 +232,20 @@ fn draw(rng: &mut ChaCha8Rng, expected: f64, profile: Profile) -> VersionWindow 
     // A log-normal with median p50 whose 99th percentile is p99 (z = 2.326).
     let sigma = (profile.p99_ms / profile.p50_ms).ln() / 2.326;
     let latency = LogNormal::new(profile.p50_ms.ln(), sigma).expect("sigma is positive");
-    let mut samples: Vec<f64> = (0..requests.min(MAX_SAMPLES)).map(|_| latency.sample(rng)).collect();
-    samples.sort_by(f64::total_cmp);
-    let q = |p: f64| samples.get(((samples.len() as f64 - 1.0) * p).round() as usize).copied();
-    VersionWindow { requests, errors, p50_ms: q(0.50), p95_ms: q(0.95), p99_ms: q(0.99), latency_samples_ms: samples }
+    let mut histogram = LatencyHistogram::default();
+    for _ in 0..requests.min(MAX_SAMPLES) {
+        histogram.record(latency.sample(rng), 1);
+    }
+    let q = |p: f64| histogram.quantile(p);
+    VersionWindow {
+        requests,
+        errors,
+        p50_ms: q(0.50),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        latency: histogram,
+        ..VersionWindow::default()
+    }
 }
 
 #[cfg(test)]

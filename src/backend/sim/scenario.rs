@@ -84,6 +84,6 @@ impl Scenario {
 
     /// Whether backend calls fail at simulated minute `minute`.
     pub fn backend_stuck(self, minute: u64) -> bool {
-        self == Scenario::StuckBackend && (15..30).contains(&minute)
+        self == Scenario::StuckBackend && (15..120).contains(&minute)
     }
 }

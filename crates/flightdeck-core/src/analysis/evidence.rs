@@ -264,7 +264,9 @@ impl Evidence {
             (_, Claim::Below) => limit / 2.0,
         };
         let (hits, trials) = match rule {
-            Rule::ErrorMargin | Rule::ErrorCeiling => (canary.errors.min(canary.requests) as f64, canary.requests as f64),
+            Rule::ErrorMargin | Rule::ErrorCeiling => {
+                (canary.errors.min(canary.requests) as f64, canary.requests as f64)
+            }
             _ => {
                 let threshold = self.latency_threshold(config, rule, claim)?;
                 slower_than(canary, latency, threshold)?
@@ -310,7 +312,10 @@ impl Evidence {
             .map(|c| c.reason.clone())
             .collect();
         if !enough {
-            unsure.insert(0, format!("{} canary requests this stage, need {}", self.canary.requests, config.min_requests));
+            unsure.insert(
+                0,
+                format!("{} canary requests this stage, need {}", self.canary.requests, config.min_requests),
+            );
         }
         Verdict::Inconclusive {
             requests: self.canary.requests,
@@ -384,13 +389,11 @@ impl Evidence {
         let pct = |t: &Totals| t.error_rate().map(|r| r * 100.0);
         let (s, c) = (pct(&self.baseline), pct(&self.canary));
         let threshold = config.max_error_increase_pp;
-        let mut check =
-            row(Metric::ErrorRate, DeltaUnit::Pp, Some(threshold), s, c, self.canary.requests);
+        let mut check = row(Metric::ErrorRate, DeltaUnit::Pp, Some(threshold), s, c, self.canary.requests);
         check.delta = s.zip(c).map(|(s, c)| c - s);
         check.interval = self.error_interval(config);
-        check.toward_fail = Some(
-            self.fail_progress(config, Rule::ErrorMargin).max(self.fail_progress(config, Rule::ErrorCeiling)),
-        );
+        check.toward_fail =
+            Some(self.fail_progress(config, Rule::ErrorMargin).max(self.fail_progress(config, Rule::ErrorCeiling)));
         check.toward_pass = self.pass_test(Rule::ErrorMargin).map(|t| t.progress(Self::beta(config)));
         let shown = match (s, c, check.delta) {
             (Some(s), Some(c), Some(d)) => {
@@ -403,7 +406,11 @@ impl Evidence {
         let cautious = stats::wilson_lower(self.canary.counts(), 0.95) * 100.0;
         let severity = error_severity(s.unwrap_or(0.0), cautious);
         if self.fail_proven(config, Rule::ErrorCeiling) {
-            return judged_fail(check, severity.max(Severity::High), format!("{shown}: above the {ceiling:.2} % ceiling"));
+            return judged_fail(
+                check,
+                severity.max(Severity::High),
+                format!("{shown}: above the {ceiling:.2} % ceiling"),
+            );
         }
         if self.fail_proven(config, Rule::ErrorMargin) {
             return judged_fail(check, severity, format!("{shown}: worse than the limit"));
@@ -433,7 +440,14 @@ impl Evidence {
         check
     }
 
-    fn latency_row(&self, config: &AnalysisConfig, metric: Metric, q: f64, limit: Option<f64>, rules: &[Rule]) -> Check {
+    fn latency_row(
+        &self,
+        config: &AnalysisConfig,
+        metric: Metric,
+        q: f64,
+        limit: Option<f64>,
+        rules: &[Rule],
+    ) -> Check {
         let name = metric.label();
         let (s, c) = (self.baseline.quantile(q, 0.0), self.canary.quantile(q, 0.0));
         let mut check = row(metric, DeltaUnit::Percent, limit, s, c, self.canary.requests);
@@ -527,7 +541,14 @@ fn share_above(w: &VersionWindow, threshold: f64) -> Option<f64> {
     Some(share.clamp(0.0, 1.0))
 }
 
-fn row(metric: Metric, unit: DeltaUnit, threshold: Option<f64>, stable: Option<f64>, canary: Option<f64>, sample: u64) -> Check {
+fn row(
+    metric: Metric,
+    unit: DeltaUnit,
+    threshold: Option<f64>,
+    stable: Option<f64>,
+    canary: Option<f64>,
+    sample: u64,
+) -> Check {
     Check {
         metric,
         stable,

@@ -236,4 +236,3 @@ impl Check {
         self.threshold.is_none()
     }
 }
-

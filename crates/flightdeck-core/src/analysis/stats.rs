@@ -19,8 +19,7 @@ fn erfc(x: f64) -> f64 {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let tail = t * poly.exp();
     if x >= 0.0 {
         tail
@@ -148,7 +147,6 @@ pub fn mann_whitney(stable: &[f64], canary: &[f64]) -> Option<MannWhitney> {
     let z = (u - mean - 0.5) / variance.sqrt();
     Some(MannWhitney { u, z, confidence: normal_cdf(z) })
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,168 @@
+//! `flightdeck analyze FILE`: the verdict after each window, with its
+//! evidence, decided exactly as the engine decides. For "why did it roll
+//! back?": feed it a rollout's journal (every event is replayed through the
+//! state machine, so the verdicts are the engine's own), or a file of
+//! windows exported from a metrics source.
+//!
+//! A windows file is JSON lines (or one JSON array) of objects shaped like
+//! the journal's metrics windows:
+//!
+//! ```json
+//! {"window": "1m", "stage": 0,
+//!  "stable": {"requests": 9000, "errors": 45, "p50_ms": 80, "p95_ms": 180, "p99_ms": 250},
+//!  "canary": {"requests": 500, "errors": 30, "p99_ms": 262}}
+//! ```
+//!
+//! `stage` is optional: when it changes, the canary's stage evidence starts
+//! over, as it does when a rollout enters a new stage.
+
+use crate::fleet::BadInput;
+use flightdeck_core::analysis::{Evidence, MetricsSample, Verdict};
+use flightdeck_core::plan::AnalysisConfig;
+use flightdeck_core::rollout::{step, Event, Rollout};
+use flightdeck_core::time::Timestamp;
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One window of a windows file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowLine {
+    #[serde(default)]
+    stage: Option<usize>,
+    #[serde(flatten)]
+    sample: MetricsSample,
+}
+
+/// One analysed window: where it was and what the evidence then said.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Analysed {
+    pub window: usize,
+    pub stage: usize,
+    pub verdict: Verdict,
+    /// What the rollout did because of it, for journals ("rolled back").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// Reads `path` (a journal or a windows file) and decides every window.
+/// `config` applies to windows files; a journal carries its plan.
+pub fn analyze(path: &Path, config: &AnalysisConfig) -> Result<Vec<Analysed>, BadInput> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("{shown}: {e}")))?;
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if first.contains("\"journal\"") && first.contains("\"plan\"") {
+        return from_journal(&shown, &text);
+    }
+    Ok(from_windows(&read_windows(&shown, &text)?, config))
+}
+
+fn read_windows(shown: &str, text: &str) -> Result<Vec<WindowLine>, BadInput> {
+    let at = |line: usize, column: usize, e: &serde_json::Error| {
+        let message = e.to_string();
+        // serde_json appends "at line L column C"; the position is ours to give.
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        BadInput(format!("{shown}:{line}:{column}: {message}"))
+    };
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).map_err(|e| at(e.line(), e.column(), &e));
+    }
+    let mut windows = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        windows.push(serde_json::from_str(line).map_err(|e| at(n + 1, e.column(), &e))?);
+    }
+    if windows.is_empty() {
+        return Err(BadInput(format!("{shown}: no windows (one JSON object per line, or a JSON array)")));
+    }
+    Ok(windows)
+}
+
+fn from_windows(windows: &[WindowLine], config: &AnalysisConfig) -> Vec<Analysed> {
+    let mut evidence = Evidence::default();
+    let mut stage = windows.first().and_then(|w| w.stage).unwrap_or(0);
+    windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if let Some(next) = w.stage.filter(|s| *s != stage) {
+                evidence.new_stage();
+                stage = next;
+            }
+            let verdict = evidence.observe(config, &w.sample);
+            Analysed { window: i + 1, stage, verdict, outcome: None }
+        })
+        .collect()
+}
+
+/// Replays a journal through the state machine: the verdicts are the ones
+/// the engine reached, and what the rollout did after each is shown.
+fn from_journal(shown: &str, text: &str) -> Result<Vec<Analysed>, BadInput> {
+    #[derive(Deserialize)]
+    struct Header {
+        rollout: String,
+        plan_file: String,
+        plan: String,
+    }
+    #[derive(Deserialize)]
+    struct Record {
+        at: Timestamp,
+        event: Event,
+    }
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, first) = lines.next().ok_or_else(|| BadInput(format!("{shown}: empty journal")))?;
+    let header: Header =
+        serde_json::from_str(first).map_err(|e| BadInput(format!("{shown}:1: bad journal header: {e}")))?;
+    let plan = flightdeck_core::plan::Plan::parse(&header.plan_file, &header.plan)
+        .map_err(|e| BadInput(format!("{shown}:1: the journal's plan: {e}")))?;
+    let mut rollout = Rollout::new(header.rollout, plan);
+    let mut out = Vec::new();
+    for (n, line) in lines {
+        let record: Record = match serde_json::from_str(line) {
+            Ok(r) => r,
+            // A cut last line (the process died mid-write) is skipped, as on resume.
+            Err(_) if !text.ends_with('\n') && text.trim_end().ends_with(line.trim_end()) => break,
+            Err(e) => return Err(BadInput(format!("{shown}:{}: {e}", n + 1))),
+        };
+        let is_window = matches!(record.event, Event::Metrics(_));
+        let stage = rollout.stage;
+        let before = rollout.phase.label();
+        rollout = step(&rollout, record.event, record.at).0;
+        if let (true, Some(verdict)) = (is_window, rollout.last_verdict.clone()) {
+            let after = rollout.phase.label();
+            let outcome = (after != before).then(|| after.to_string());
+            out.push(Analysed { window: out.len() + 1, stage, verdict, outcome });
+        }
+    }
+    Ok(out)
+}
+
+/// The report in words: one block per window.
+pub fn render(analysed: &[Analysed]) -> String {
+    let mut out = String::new();
+    for a in analysed {
+        let v = &a.verdict;
+        let _ = write!(out, "window {} (stage {}): {}", a.window, a.stage + 1, v.label());
+        if let Some(outcome) = &a.outcome {
+            let _ = write!(out, " → {outcome}");
+        }
+        out.push('\n');
+        for c in v.checks().iter().filter(|c| !c.is_informational()) {
+            let evidence = match (c.toward_pass, c.toward_fail) {
+                (Some(p), Some(f)) => format!(" [to pass {:.0} %, to fail {:.0} %]", p * 100.0, f * 100.0),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "  {:<10} {:?}{evidence}: {}", c.metric.label(), c.outcome, c.reason);
+        }
+        if let Some((lo, hi)) = v.checks().iter().find_map(|c| c.interval) {
+            let _ = writeln!(out, "  error-rate difference in [{lo:+.2}, {hi:+.2}] pp");
+        }
+        if let Some(estimate) = v.estimate_text() {
+            let _ = writeln!(out, "  {estimate}");
+        }
+        if v.is_missing_metrics() || matches!(v, Verdict::Inconclusive { .. }) && v.checks().is_empty() {
+            let _ = writeln!(out, "  {}", v.summary());
+        }
+    }
+    out
+}
