@@ -373,7 +373,7 @@ struct Stack {
 
 /// Requests per second through HAProxy: 10 % of it gives the canary about 30
 /// requests per 2 s window, clear of `min_requests = 20`.
-const LOAD_RPS: u32 = 150;
+const LOAD_RPS: u32 = 500;
 
 impl Stack {
     async fn start() -> Stack {
@@ -407,7 +407,7 @@ impl Stack {
     fn engine(&self) -> Engine {
         let socket = self.lb.socket().to_str().unwrap().to_string();
         let metrics = format!("[metrics]\nsource = \"prometheus\"\naddress = \"{}\"\n", self.prometheus);
-        let (plan, text) = plan(&socket, &[(10, "4s"), (50, "4s"), (100, "0s")], "2s", &metrics);
+        let (plan, text) = plan(&socket, &[(10, "6s"), (50, "6s"), (100, "0s")], "2s", &metrics);
         let setup = RolloutSetup {
             id: "edge/app".into(),
             backend: Arc::new(Haproxy::from_target(&plan.target).unwrap()),
