@@ -812,9 +812,25 @@ impl Checker<'_> {
         let source = m.source.as_ref().map_or("backend", |s| s.get_ref().as_str());
         match source {
             "backend" => {
-                let stray = [("address", &m.address), ("requests", &m.requests), ("errors", &m.errors)];
-                if let Some((key, Some(value))) = stray.into_iter().find(|(_, v)| v.is_some()) {
-                    let message = format!("`{key}` only applies to source = \"prometheus\"");
+                // The address and every PromQL template: kept silently they
+                // would read as if the backend's numbers came from them.
+                let stray = [
+                    ("address", &m.address),
+                    ("requests", &m.requests),
+                    ("errors", &m.errors),
+                    ("p50", &m.p50),
+                    ("p95", &m.p95),
+                    ("p99", &m.p99),
+                ];
+                let first = stray
+                    .into_iter()
+                    .filter_map(|(key, v)| v.as_ref().map(|v| (key, v)))
+                    .min_by_key(|(_, v)| v.span().start);
+                if let Some((key, value)) = first {
+                    let message = format!(
+                        "`{key}` only applies to source = \"prometheus\"; with source = \"backend\" the \
+                         backend's own metrics are read, so remove it or set source = \"prometheus\""
+                    );
                     return Err(self.at(value, &format!("metrics.{key}"), message));
                 }
                 Ok(MetricsConfig::Backend)
@@ -1586,6 +1602,22 @@ mod tests {
                 assert_eq!(e.message, format!("{over:?} is too long; allowed: at most {max}"));
             }
         }
+    }
+
+    #[test]
+    fn prometheus_keys_are_refused_without_a_prometheus_source() {
+        for key in ["address", "requests", "errors", "p50", "p95", "p99"] {
+            // `source` left out means "backend" too.
+            for source in ["", "source = \"backend\"\n"] {
+                let text = format!("{ROLLOUT}[metrics]\n{source}{key} = 'x{{{{version}}}}'\n");
+                let e = Plan::parse("m.toml", &text).expect_err(key);
+                assert_eq!(e.field, format!("metrics.{key}"));
+                assert!(e.message.starts_with(&format!("`{key}` only applies to source = \"prometheus\"")), "{e}");
+            }
+        }
+        // Several: the first in the file is reported.
+        let e = Plan::parse("m.toml", &format!("{ROLLOUT}[metrics]\np95 = 'a'\naddress = 'b'\n")).unwrap_err();
+        assert_eq!(e.field, "metrics.p95");
     }
 
     #[test]
