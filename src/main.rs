@@ -71,8 +71,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Check { plans }) => {
+            // What `run` refuses before it starts, `check` refuses too.
+            let config_dir = flightdeck::paths::config_dir();
             for path in &plans {
-                let (plan, _) = fleet::read_plan(path)?;
+                let plan = fleet::check(path, &config_dir)?;
                 println!(
                     "{}: ok ({} {}, {} stages)",
                     path.display(),
@@ -124,7 +126,8 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
         keymap: run.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
         actor: config.actor(),
     };
-    let look = flightdeck::ui::load_look(&settings, &config_dir).map_err(BadInput)?;
+    let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
+    let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
     runtime.block_on(flightdeck::ui::open(setups, options, look, &settings))?;
     Ok(ExitCode::SUCCESS)
 }

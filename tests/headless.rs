@@ -193,3 +193,62 @@ fn bad_flags_and_unknown_scenarios_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("no/such/plan.toml: cannot read"));
 }
+
+/// `flightdeck` with its own config folder too (themes), for messages that name it.
+fn flightdeck_in(data: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("FLIGHTDECK_DATA_DIR", data)
+        .env("FLIGHTDECK_CONFIG_DIR", config)
+        .output()
+        .expect("flightdeck runs")
+}
+
+#[test]
+fn check_refuses_what_run_refuses_at_the_same_place() {
+    let (data, config) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut seen = 0;
+    for entry in std::fs::read_dir("tests/invalid_run_plans").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let file = path.to_str().unwrap();
+        let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        let expected = expected.trim().replace("{config}", &config.path().display().to_string());
+        let check = flightdeck_in(data.path(), config.path(), &["check", file]);
+        assert_eq!(check.status.code(), Some(2), "check {file}");
+        assert_eq!(String::from_utf8_lossy(&check.stderr).trim(), expected, "check {file}");
+        let run = flightdeck_in(data.path(), config.path(), &["run", file, "--headless", "--json"]);
+        assert_eq!(run.status.code(), Some(2), "run {file}");
+        assert_eq!(String::from_utf8_lossy(&run.stderr).trim(), expected, "run {file}");
+        assert!(run.stdout.is_empty(), "run {file} started: {}", String::from_utf8_lossy(&run.stdout));
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} plans");
+}
+
+#[test]
+fn a_plan_may_name_a_user_theme_and_a_broken_one_is_refused_at_the_theme_key() {
+    let (data, config) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let themes = config.path().join("themes");
+    std::fs::create_dir(&themes).unwrap();
+    std::fs::write(themes.join("ours.toml"), "inherits = \"prod\"\n").unwrap();
+    std::fs::write(themes.join("broken.toml"), "\"ui.text\" = \"nocolour\"\n").unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let plan = |theme: &str| {
+        let path = plans.path().join(format!("{theme}.toml"));
+        let text = format!("[rollout]\nname = \"a\"\nstable = \"v1\"\ncanary = \"v2\"\ntheme = \"{theme}\"\n");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ours = plan("ours");
+    let out = flightdeck_in(data.path(), config.path(), &["check", &ours]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let broken = plan("broken");
+    let out = flightdeck_in(data.path(), config.path(), &["check", &broken]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("{broken}:5:9: rollout.theme: theme \"broken\" does not load: ")), "{stderr}");
+    assert!(stderr.contains("broken.toml:1:"), "names the theme file: {stderr}");
+}
