@@ -108,6 +108,11 @@ impl Simulator {
         self.params.scenario
     }
 
+    /// The seed every window's numbers derive from.
+    pub fn seed(&self) -> u64 {
+        self.params.seed
+    }
+
     /// Tells the simulator what time it is (the stuck-backend window uses it).
     pub fn set_now(&self, now: Timestamp) {
         self.world().minute = now.0 / 60_000;
