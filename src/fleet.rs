@@ -7,7 +7,10 @@ use crate::backend::sim::{Scenario, SimParams, Simulator};
 use crate::backend::Backend;
 use crate::engine::RolloutSetup;
 use crate::metrics::MetricsSource;
-use flightdeck_core::plan::{BackendKind, MetricsConfig, Plan};
+use crate::ui::theme::{ColorMode, Theme};
+use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,6 +45,38 @@ pub fn rollout_id(plan: &Plan) -> String {
 /// A backend, the metrics it can report itself, and the simulator when it is one.
 type Parts = (Arc<dyn Backend>, Option<Arc<dyn MetricsSource>>, Option<Simulator>);
 
+/// Checks a plan file as `run` does before it starts, without contacting
+/// anything: the plan, the theme it names, the simulator's or the proxy's
+/// parameters and the metrics source. Kubernetes targets are checked as
+/// far as the plan goes (their client connects as it is built).
+pub fn check(path: &Path, config_dir: &Path) -> Result<Plan, BadInput> {
+    let (plan, text) = read_plan(path)?;
+    let file = path.display().to_string();
+    check_theme(&plan, &file, &text, config_dir)?;
+    let own_metrics = local_parts(&plan, &file, &text, None, 1)?.and_then(|(_, own, _)| own);
+    metrics_for(&plan, &file, own_metrics)?;
+    Ok(plan)
+}
+
+/// The plan's theme must be one the cockpit can load: shipped, or a user
+/// theme in `<config dir>/themes/`. Errors point at the `theme` value.
+pub fn check_theme(plan: &Plan, file: &str, text: &str, config_dir: &Path) -> Result<(), BadInput> {
+    let Some(name) = &plan.theme else { return Ok(()) };
+    let (line, column) = locate(text, &["rollout", "theme"]).map_or((1, 1), |span| line_col(text, span.start));
+    let at = format!("{file}:{line}:{column}: rollout.theme");
+    if !Theme::exists(name, config_dir) {
+        return Err(BadInput(format!(
+            "{at}: unknown theme {name:?}; shipped themes are {}; user themes go in {}/<name>.toml",
+            Theme::shipped().join(", "),
+            config_dir.join("themes").display()
+        )));
+    }
+    // Colours are checked the same in every mode; the terminal's does not matter here.
+    Theme::load(name, config_dir, ColorMode::TrueColor)
+        .map_err(|e| BadInput(format!("{at}: theme {name:?} does not load: {e}")))?;
+    Ok(())
+}
+
 /// Builds the backend and metrics source for one plan.
 pub async fn setup(
     plan: Plan,
@@ -50,11 +85,30 @@ pub async fn setup(
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<RolloutSetup, BadInput> {
-    let bad = |e: String| BadInput(format!("{file}: target: {e}"));
-    let (backend, own_metrics, sim): Parts = match plan.target.backend {
+    let (backend, own_metrics, sim): Parts = match local_parts(&plan, file, &text, scenario, seed)? {
+        Some(parts) => parts,
+        None => connected_parts(&plan, file).await?,
+    };
+    let metrics = metrics_for(&plan, file, own_metrics)?;
+    Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
+}
+
+/// The backend of a target built without contacting anything (so `check`
+/// runs it too); `None` for the Kubernetes backends.
+fn local_parts(
+    plan: &Plan,
+    file: &str,
+    text: &str,
+    scenario: Option<Scenario>,
+    seed: u64,
+) -> Result<Option<Parts>, BadInput> {
+    #[cfg(feature = "proxy")]
+    let bad = |e: String| target_error(file, text, e);
+    let parts: Parts = match plan.target.backend {
         BackendKind::Sim => {
-            let params = SimParams::from_plan(&plan, scenario, seed).map_err(|e| BadInput(format!("{file}: {e}")))?;
-            let sim = Simulator::new(&plan, params);
+            let params =
+                SimParams::from_plan(plan, scenario, seed).map_err(|e| param_error(file, text, e.key, &e.message))?;
+            let sim = Simulator::new(plan, params);
             (Arc::new(sim.clone()), Some(Arc::new(sim.clone())), Some(sim))
         }
         #[cfg(feature = "proxy")]
@@ -64,16 +118,95 @@ pub async fn setup(
         #[cfg(feature = "proxy")]
         BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
         #[cfg(feature = "k8s")]
-        BackendKind::ArgoRollouts | BackendKind::Deployment => {
-            (crate::backend::k8s::setup(&plan).await.map_err(bad)?, None, None)
-        }
-        other => {
-            let message = format!("the `{}` backend is not part of this build (cargo features)", other.name());
-            return Err(BadInput(format!("{file}: target.backend: {message}")));
-        }
+        BackendKind::ArgoRollouts | BackendKind::Deployment => return Ok(None),
+        other => return Err(not_built(file, other)),
     };
-    let metrics = metrics_for(&plan, file, own_metrics)?;
-    Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
+    Ok(Some(parts))
+}
+
+/// The backends that connect as they are built.
+async fn connected_parts(plan: &Plan, file: &str) -> Result<Parts, BadInput> {
+    match plan.target.backend {
+        #[cfg(feature = "k8s")]
+        BackendKind::ArgoRollouts | BackendKind::Deployment => {
+            let backend =
+                crate::backend::k8s::setup(plan).await.map_err(|e| BadInput(format!("{file}: target: {e}")))?;
+            Ok((backend, None, None))
+        }
+        other => Err(not_built(file, other)),
+    }
+}
+
+fn not_built(file: &str, backend: BackendKind) -> BadInput {
+    let message = format!("the `{}` backend is not part of this build (cargo features)", backend.name());
+    BadInput(format!("{file}: target.backend: {message}"))
+}
+
+/// A backend's complaint about its parameters: at the parameter when it
+/// names one (`target.timeout_ms: ...`), else about the target as a whole.
+#[cfg(feature = "proxy")]
+fn target_error(file: &str, text: &str, e: String) -> BadInput {
+    let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
+    match named {
+        Some((key, message)) if !key.contains(char::is_whitespace) => param_error(file, text, key, message),
+        _ => BadInput(format!("{file}: target: {e}")),
+    }
+}
+
+/// An error about a target parameter, at its value in `[target]` or
+/// `[target.params]`.
+fn param_error(file: &str, text: &str, key: &str, message: &str) -> BadInput {
+    let inline = locate(text, &["target", key]).map(|span| (format!("target.{key}"), span));
+    let found =
+        inline.or_else(|| locate(text, &["target", "params", key]).map(|s| (format!("target.params.{key}"), s)));
+    match found {
+        Some((field, span)) => {
+            let (line, column) = line_col(text, span.start);
+            BadInput(format!("{file}:{line}:{column}: {field}: {message}"))
+        }
+        None => BadInput(format!("{file}: target.{key}: {message}")),
+    }
+}
+
+/// Where the value at a path of keys is in a plan's text (`None` when it
+/// is not there). Only that path is read; everything else is skipped.
+fn locate(text: &str, path: &[&str]) -> Option<Range<usize>> {
+    Find(path).deserialize(toml::Deserializer::new(text)).ok().flatten()
+}
+
+/// Looks for the value at a path of keys, table by table.
+struct Find<'a>(&'a [&'a str]);
+
+impl<'de> DeserializeSeed<'de> for Find<'_> {
+    type Value = Option<Range<usize>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        if self.0.is_empty() {
+            let value: toml::Spanned<IgnoredAny> = serde::Deserialize::deserialize(d)?;
+            return Ok(Some(value.span()));
+        }
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Find<'_> {
+    type Value = Option<Range<usize>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.0[0] {
+                found = map.next_value_seed(Find(&self.0[1..]))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A proxy is both the backend and, by default, the metrics source.
@@ -137,10 +270,12 @@ pub async fn from_files(
 ) -> Result<Vec<RolloutSetup>, BadInput> {
     let scenario =
         scenario.map(|s| s.parse::<Scenario>().map_err(|e| BadInput(format!("--scenario: {e}")))).transpose()?;
+    let config_dir = crate::paths::config_dir();
     let mut setups: Vec<RolloutSetup> = Vec::new();
     for path in paths {
         let (plan, text) = read_plan(path)?;
         let file = path.display().to_string();
+        check_theme(&plan, &file, &text, &config_dir)?;
         let s = setup(plan, &file, text, scenario, seed).await?;
         if let Some(other) = setups.iter().find(|o| o.id == s.id) {
             return Err(BadInput(format!("{file}: rollout.name: `{}` is already run by {}", s.id, other.plan_file)));

@@ -1,6 +1,7 @@
 use clap::{CommandFactory, Parser};
 use flightdeck::cli::{Cli, Cmd, RunOptions};
 use flightdeck::config::Config;
+use flightdeck::engine::journal::JournalError;
 use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
@@ -71,8 +72,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Check { plans }) => {
+            // What `run` refuses before it starts, `check` refuses too.
+            let config_dir = flightdeck::paths::config_dir();
             for path in &plans {
-                let (plan, _) = fleet::read_plan(path)?;
+                let plan = fleet::check(path, &config_dir)?;
                 println!(
                     "{}: ok ({} {}, {} stages)",
                     path.display(),
@@ -132,7 +135,7 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     let options = EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when };
     let runtime = runtime()?;
     if run.headless {
-        return Ok(runtime.block_on(headless::run(setups, options, run.json))?);
+        return runtime.block_on(headless::run(setups, options, run.json)).map_err(journal_refusal);
     }
     let settings = CockpitSettings {
         theme: run.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
@@ -140,7 +143,17 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
         keymap: run.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
         actor: config.actor(),
     };
-    let look = flightdeck::ui::load_look(&settings, &config_dir).map_err(BadInput)?;
-    runtime.block_on(flightdeck::ui::open(setups, options, look, &settings))?;
+    let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
+    let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
+    runtime.block_on(flightdeck::ui::open(setups, options, look, &settings)).map_err(journal_refusal)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A journal written by another run (another plan, scenario or seed) is
+/// the user's to settle with `--fresh`: bad input, exit 2, no backtrace.
+fn journal_refusal(report: color_eyre::Report) -> Failure {
+    match report.downcast_ref::<JournalError>() {
+        Some(e) if e.is_mismatch() => Failure::BadInput(BadInput(e.to_string())),
+        _ => Failure::Other(report),
+    }
 }

@@ -193,3 +193,128 @@ fn bad_flags_and_unknown_scenarios_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("no/such/plan.toml: cannot read"));
 }
+
+/// `flightdeck` with its own config folder too (themes), for messages that name it.
+fn flightdeck_in(data: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("FLIGHTDECK_DATA_DIR", data)
+        .env("FLIGHTDECK_CONFIG_DIR", config)
+        .output()
+        .expect("flightdeck runs")
+}
+
+#[test]
+fn check_refuses_what_run_refuses_at_the_same_place() {
+    let (data, config) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut seen = 0;
+    for entry in std::fs::read_dir("tests/invalid_run_plans").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let file = path.to_str().unwrap();
+        let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        let expected = expected.trim().replace("{config}", &config.path().display().to_string());
+        let check = flightdeck_in(data.path(), config.path(), &["check", file]);
+        assert_eq!(check.status.code(), Some(2), "check {file}");
+        assert_eq!(String::from_utf8_lossy(&check.stderr).trim(), expected, "check {file}");
+        let run = flightdeck_in(data.path(), config.path(), &["run", file, "--headless", "--json"]);
+        assert_eq!(run.status.code(), Some(2), "run {file}");
+        assert_eq!(String::from_utf8_lossy(&run.stderr).trim(), expected, "run {file}");
+        assert!(run.stdout.is_empty(), "run {file} started: {}", String::from_utf8_lossy(&run.stdout));
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} plans");
+}
+
+#[test]
+fn a_plan_may_name_a_user_theme_and_a_broken_one_is_refused_at_the_theme_key() {
+    let (data, config) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let themes = config.path().join("themes");
+    std::fs::create_dir(&themes).unwrap();
+    std::fs::write(themes.join("ours.toml"), "inherits = \"prod\"\n").unwrap();
+    std::fs::write(themes.join("broken.toml"), "\"ui.text\" = \"nocolour\"\n").unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let plan = |theme: &str| {
+        let path = plans.path().join(format!("{theme}.toml"));
+        let text = format!("[rollout]\nname = \"a\"\nstable = \"v1\"\ncanary = \"v2\"\ntheme = \"{theme}\"\n");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ours = plan("ours");
+    let out = flightdeck_in(data.path(), config.path(), &["check", &ours]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let broken = plan("broken");
+    let out = flightdeck_in(data.path(), config.path(), &["check", &broken]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("{broken}:5:9: rollout.theme: theme \"broken\" does not load: ")), "{stderr}");
+    assert!(stderr.contains("broken.toml:1:"), "names the theme file: {stderr}");
+}
+
+#[test]
+fn a_finished_run_is_not_replayed_for_another_scenario_or_seed() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", CANARY, "--headless", "--json"];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--speed") {
+            args.extend_from_slice(&["--speed", "3000"]);
+        }
+        flightdeck(data.path(), &args)
+    };
+    let first = run(&["--scenario", "healthy", "--seed", "1"]);
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+
+    // Another scenario and seed: refused, nothing run, both named, --fresh offered.
+    let other = run(&["--scenario", "bad-canary", "--seed", "7"]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(2), "{stderr}");
+    assert!(other.stdout.is_empty(), "{}", String::from_utf8_lossy(&other.stdout));
+    assert!(stderr.starts_with("journal "), "{stderr}");
+    assert!(
+        stderr.contains(
+            "was written with --scenario healthy --seed 1; this run asks for --scenario bad-canary --seed 7: \
+             pass --fresh to start over (the old journal is kept aside)"
+        ),
+        "{stderr}"
+    );
+    // The seed alone is another run too; the speed is not.
+    assert_eq!(run(&["--scenario", "healthy", "--seed", "2"]).status.code(), Some(2));
+    let again = run(&["--scenario", "healthy", "--seed", "1", "--speed", "600"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(events(&again)[0]["resumed"], true);
+
+    // --fresh runs the bad canary, which is rolled back.
+    let fresh = run(&["--scenario", "bad-canary", "--seed", "7", "--fresh"]);
+    assert_eq!(fresh.status.code(), Some(3), "{}", String::from_utf8_lossy(&fresh.stderr));
+    let journals = std::fs::read_dir(data.path().join("journal")).unwrap().count();
+    assert_eq!(journals, 2, "the healthy run's journal is kept aside");
+}
+
+#[test]
+fn plan_files_naming_the_same_rollout_run_one_after_another() {
+    let data = tempfile::tempdir().unwrap();
+    let plans = tempfile::tempdir().unwrap();
+    let plan = |file: &str, canary: &str| {
+        let path = plans.path().join(file);
+        let text = format!(
+            "[rollout]\nname = \"checkout-api\"\nstable = \"v1\"\ncanary = \"{canary}\"\n\n\
+             [target]\ngroup = \"edge-eu-1\"\n\n[[strategy.stages]]\nweight = 50\nbake = \"2m\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (haproxy, envoy) = (plan("haproxy.toml", "v2"), plan("envoy.toml", "v3"));
+    let run = |file: &str| flightdeck(data.path(), &["run", file, "--headless", "--json", "--speed", "3000"]);
+    for file in [&haproxy, &envoy] {
+        let out = run(file);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(events(&out)[0]["resumed"], false, "{file} is a rollout of its own");
+    }
+    // Each file finds its own journal again.
+    let out = run(&haproxy);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(events(&out)[0]["resumed"], true);
+}

@@ -2,8 +2,16 @@
 //! crashed resumes where it was. `core::step` is pure, so replaying the
 //! events from the plan's initial state rebuilds the exact state.
 //!
-//! Layout: `<data dir>/journal/<rollout id>.jsonl`; line 1 is a header with
-//! the plan text, every further line a [`Record`].
+//! Layout: `<data dir>/journal/<rollout id>-<plan key>.jsonl`, the key a
+//! short hash of the plan file's canonical path, so two plan files that
+//! name the same rollout (the proxy examples) keep apart journals. Line 1
+//! is a header with the plan text and, for the simulator, the scenario and
+//! seed; every further line a [`Record`].
+//!
+//! A journal is resumed only by the run it was written for: the same plan
+//! text and, on the simulator, the same scenario and seed (speed does not
+//! change what happens, only how fast). Anything else is refused with a
+//! message that names `--fresh`, never replayed as if it were the same run.
 
 use flightdeck_core::plan::Plan;
 use flightdeck_core::rollout::{step, Event, Rollout};
@@ -23,6 +31,34 @@ pub enum JournalError {
     Corrupt { path: String, line: usize, message: String },
     #[error("{path}: written for a different plan than {plan_file}; run with --fresh to start over (the old journal is kept)")]
     PlanChanged { path: String, plan_file: String },
+    #[error("journal {path} was written with {was}; this run asks for {now}: pass --fresh to start over (the old journal is kept aside)")]
+    RunChanged { path: String, was: String, now: String },
+}
+
+impl JournalError {
+    /// The journal belongs to another run: the user's to settle (`--fresh`),
+    /// not a failure of flightdeck.
+    pub fn is_mismatch(&self) -> bool {
+        matches!(self, JournalError::PlanChanged { .. } | JournalError::RunChanged { .. })
+    }
+}
+
+/// What decides a simulated run besides the plan: the same plan with
+/// another scenario or seed is another run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimRun {
+    pub scenario: String,
+    pub seed: u64,
+}
+
+impl SimRun {
+    /// As the command line says it.
+    fn flags(run: Option<&SimRun>) -> String {
+        match run {
+            Some(r) => format!("--scenario {} --seed {}", r.scenario, r.seed),
+            None => "no recorded scenario and seed".into(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,6 +67,10 @@ struct Header {
     rollout: String,
     plan_file: String,
     plan: String,
+    /// Simulator runs only (absent in journals of other backends and in
+    /// those written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sim: Option<SimRun>,
 }
 
 /// One journaled event with the state it led to (the state is for readers
@@ -63,22 +103,26 @@ pub struct Opened {
 }
 
 impl Journal {
-    /// Opens the journal of rollout `id`, resuming the run it holds (of the
-    /// same plan), finished or not: a rolled-back canary must stay rolled
-    /// back across restarts. With `fresh` the old journal is set aside under
-    /// a new name and a new run begins.
+    /// Opens the journal of rollout `id` of the plan in `plan_file`,
+    /// resuming the run it holds (of the same plan and, on the simulator,
+    /// the same `sim` scenario and seed), finished or not: a rolled-back
+    /// canary must stay rolled back across restarts. With `fresh` the old
+    /// journal is set aside under a new name and a new run begins.
     pub fn open(
         dir: &Path,
         id: &str,
         plan: &Plan,
         plan_file: &str,
         plan_text: &str,
+        sim: Option<&SimRun>,
         fresh: bool,
     ) -> Result<Opened, JournalError> {
         fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let path = dir.join(format!("{}.jsonl", id.replace(['/', '\\', ' '], "_")));
+        let key = plan_key(plan_file);
+        let path = dir.join(file_name(id, &key));
+        adopt_legacy(dir, id, &key, &path)?;
         if path.exists() && !fresh {
-            let replayed = replay(&path, id, plan, plan_file, plan_text)?;
+            let replayed = replay(&path, id, plan, plan_file, plan_text, sim)?;
             if replayed.last.is_some() {
                 let file = OpenOptions::new().append(true).open(&path).map_err(|e| io(&path, e))?;
                 // Cut a partial last line, or the next record would be glued to it.
@@ -92,8 +136,13 @@ impl Journal {
             fs::rename(&path, &aside).map_err(|e| io(&path, e))?;
         }
         let mut file = File::create(&path).map_err(|e| io(&path, e))?;
-        let header =
-            Header { journal: FORMAT, rollout: id.into(), plan_file: plan_file.into(), plan: plan_text.into() };
+        let header = Header {
+            journal: FORMAT,
+            rollout: id.into(),
+            plan_file: plan_file.into(),
+            plan: plan_text.into(),
+            sim: sim.cloned(),
+        };
         writeln!(file, "{}", serde_json::to_string(&header).expect("header serializes")).map_err(|e| io(&path, e))?;
         let rollout = Rollout::new(id, plan.clone());
         Ok(Opened { journal: Journal { path, file, seq: 0 }, rollout, resumed_at: None })
@@ -126,6 +175,40 @@ fn io(path: &Path, source: std::io::Error) -> JournalError {
     JournalError::Io { path: path.display().to_string(), source }
 }
 
+/// What identifies a plan file: its canonical path (the path as given when
+/// it has none, e.g. the demo's built-in plans).
+fn plan_key(plan_file: &str) -> String {
+    fs::canonicalize(plan_file).map_or_else(|_| plan_file.to_owned(), |p| p.to_string_lossy().into_owned())
+}
+
+/// `<rollout id>-<8 hex digits of the plan key's FNV-1a hash>.jsonl`: stable
+/// across builds and platforms (unlike std's hasher), short enough to read.
+fn file_name(id: &str, key: &str) -> String {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    format!("{}-{:08x}.jsonl", file_stem(id), hash >> 32)
+}
+
+/// A rollout id as a file name ("prod-eu-1/checkout" → "prod-eu-1_checkout").
+fn file_stem(id: &str) -> String {
+    id.replace(['/', '\\', ' '], "_")
+}
+
+/// Journals were once named by rollout id alone (`<id>.jsonl`). One written
+/// for this plan file takes the new name, so an upgrade resumes it rather
+/// than starting the rollout over; one of another plan file stays as it is.
+fn adopt_legacy(dir: &Path, id: &str, key: &str, path: &Path) -> Result<(), JournalError> {
+    let legacy = dir.join(format!("{}.jsonl", file_stem(id)));
+    if path.exists() || !legacy.is_file() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(&legacy).map_err(|e| io(&legacy, e))?;
+    let header = text.lines().next().and_then(|first| serde_json::from_str::<Header>(first).ok());
+    if header.is_some_and(|h| plan_key(&h.plan_file) == key) {
+        fs::rename(&legacy, path).map_err(|e| io(&legacy, e))?;
+    }
+    Ok(())
+}
+
 /// What replaying a journal found.
 struct Replayed {
     rollout: Rollout,
@@ -137,7 +220,14 @@ struct Replayed {
 }
 
 /// Rebuilds the rollout from its journal.
-fn replay(path: &Path, id: &str, plan: &Plan, plan_file: &str, plan_text: &str) -> Result<Replayed, JournalError> {
+fn replay(
+    path: &Path,
+    id: &str,
+    plan: &Plan,
+    plan_file: &str,
+    plan_text: &str,
+    sim: Option<&SimRun>,
+) -> Result<Replayed, JournalError> {
     let text = fs::read_to_string(path).map_err(|e| io(path, e))?;
     let shown = path.display().to_string();
     let corrupt = |line: usize, message: String| JournalError::Corrupt { path: shown.clone(), line, message };
@@ -149,6 +239,10 @@ fn replay(path: &Path, id: &str, plan: &Plan, plan_file: &str, plan_text: &str) 
     let header: Header = serde_json::from_str(first).map_err(|e| corrupt(1, format!("bad header: {e}")))?;
     if header.plan != plan_text {
         return Err(JournalError::PlanChanged { path: shown.clone(), plan_file: plan_file.into() });
+    }
+    if header.sim.as_ref() != sim {
+        let (was, now) = (SimRun::flags(header.sim.as_ref()), SimRun::flags(sim));
+        return Err(JournalError::RunChanged { path: shown.clone(), was, now });
     }
     let mut rollout = Rollout::new(id, plan.clone());
     let mut last = None;
@@ -192,7 +286,7 @@ mod tests {
     #[test]
     fn resumes_an_unfinished_run_at_the_same_stage() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
+        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
         let mut j = opened.journal;
         let promote =
             Event::Command(CommandRequest { actor: Actor::new("alice"), command: Command::Promote, expected_stage: 0 });
@@ -200,7 +294,7 @@ mod tests {
         assert_eq!(live.stage, 1);
         drop(j);
 
-        let again = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
+        let again = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
         assert_eq!(again.resumed_at, Some(Timestamp(5_000)));
         assert_eq!(again.rollout, live);
     }
@@ -208,21 +302,28 @@ mod tests {
     #[test]
     fn a_changed_plan_is_refused_with_the_path() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
+        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
         let mut j = opened.journal;
         drive(&mut j, opened.rollout, vec![(0, Event::Start)]);
         let changed = PLAN.replace("v2", "v3");
-        let err =
-            Journal::open(dir.path(), "checkout", &Plan::parse("p.toml", &changed).unwrap(), "p.toml", &changed, false)
-                .err()
-                .expect("refused");
+        let err = Journal::open(
+            dir.path(),
+            "checkout",
+            &Plan::parse("p.toml", &changed).unwrap(),
+            "p.toml",
+            &changed,
+            None,
+            false,
+        )
+        .err()
+        .expect("refused");
         assert!(err.to_string().contains("written for a different plan than p.toml"), "{err}");
     }
 
     #[test]
     fn a_corrupt_middle_line_names_the_line_and_a_cut_last_line_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
+        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
         let mut j = opened.journal;
         drive(&mut j, opened.rollout, vec![(0, Event::Start)]);
         let path = j.path().to_path_buf();
@@ -230,20 +331,105 @@ mod tests {
         let mut text = fs::read_to_string(&path).unwrap();
         text.push_str("{\"seq\":2,\"at\":");
         fs::write(&path, &text).unwrap();
-        let ok = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
+        let ok = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
         assert_eq!(ok.rollout.stage, 0);
         // The cut line is gone: the next record starts on a line of its own.
         let mut j = ok.journal;
         drive(&mut j, ok.rollout, vec![(1_000, Event::Tick)]);
         drop(j);
-        let again = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).unwrap();
+        let again = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
         assert_eq!(again.resumed_at, Some(Timestamp(1_000)));
         drop(again);
         let text = fs::read_to_string(&path).unwrap();
 
         let lines: Vec<&str> = text.lines().collect();
         fs::write(&path, format!("{}\nnot json\n{}\n", lines[0], lines[1])).unwrap();
-        let err = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, false).err().expect("corrupt");
-        assert!(err.to_string().contains("checkout.jsonl:2:"), "{err}");
+        let err = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).err().expect("corrupt");
+        assert!(err.to_string().contains(&format!("{}:2:", path.display())), "{err}");
+    }
+
+    fn sim_run(scenario: &str, seed: u64) -> SimRun {
+        SimRun { scenario: scenario.into(), seed }
+    }
+
+    #[test]
+    fn another_scenario_or_seed_is_refused_naming_both_and_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let healthy = sim_run("healthy", 1);
+        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, Some(&healthy), false).unwrap();
+        let mut j = opened.journal;
+        drive(&mut j, opened.rollout, vec![(0, Event::Start)]);
+        drop(j);
+
+        for other in [sim_run("bad-canary", 1), sim_run("healthy", 7)] {
+            let err = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, Some(&other), false)
+                .err()
+                .expect("refused");
+            assert!(err.is_mismatch());
+            let message = err.to_string();
+            assert!(message.contains("was written with --scenario healthy --seed 1"), "{message}");
+            let asks = format!("this run asks for --scenario {} --seed {}", other.scenario, other.seed);
+            assert!(message.contains(&asks), "{message}");
+            assert!(message.contains("pass --fresh"), "{message}");
+        }
+        // The same scenario and seed resume; --fresh starts the other run over.
+        let again = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, Some(&healthy), false).unwrap();
+        assert!(again.resumed_at.is_some());
+        drop(again);
+        let bad = sim_run("bad-canary", 7);
+        let fresh = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, Some(&bad), true).unwrap();
+        assert_eq!(fresh.resumed_at, None);
+        drop(fresh);
+        // The fresh run's journal now records its own scenario and seed.
+        let err = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, Some(&healthy), false).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("written with --scenario bad-canary --seed 7")));
+    }
+
+    #[test]
+    fn plan_files_naming_the_same_rollout_keep_apart_journals() {
+        let dir = tempfile::tempdir().unwrap();
+        let plans = tempfile::tempdir().unwrap();
+        let (a, b) = (plans.path().join("haproxy.toml"), plans.path().join("envoy.toml"));
+        let other = PLAN.replace("v2", "v3");
+        fs::write(&a, PLAN).unwrap();
+        fs::write(&b, &other).unwrap();
+        let (a, b) = (a.display().to_string(), b.display().to_string());
+        let first = Journal::open(dir.path(), "edge/checkout", &plan(), &a, PLAN, None, false).unwrap();
+        let mut j = first.journal;
+        drive(&mut j, first.rollout, vec![(0, Event::Start)]);
+        let first_path = j.path().to_path_buf();
+        drop(j);
+
+        let other_plan = Plan::parse(&b, &other).unwrap();
+        let second = Journal::open(dir.path(), "edge/checkout", &other_plan, &b, &other, None, false).unwrap();
+        assert_eq!(second.resumed_at, None, "a new rollout, not the other file's");
+        assert_ne!(second.journal.path(), first_path);
+        let name = second.journal.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("edge_checkout-") && name.ends_with(".jsonl"), "{name}");
+        drop(second);
+        // The first file's run is still there to resume.
+        let again = Journal::open(dir.path(), "edge/checkout", &plan(), &a, PLAN, None, false).unwrap();
+        assert_eq!(again.resumed_at, Some(Timestamp(0)));
+    }
+
+    #[test]
+    fn a_journal_named_by_rollout_id_alone_is_resumed_by_its_plan_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
+        let mut j = opened.journal;
+        drive(&mut j, opened.rollout, vec![(0, Event::Start)]);
+        let path = j.path().to_path_buf();
+        drop(j);
+        fs::rename(&path, dir.path().join("checkout.jsonl")).unwrap();
+
+        // Another plan file leaves it alone; its own plan file adopts it.
+        let elsewhere = Journal::open(dir.path(), "checkout", &plan(), "q.toml", PLAN, None, false).unwrap();
+        assert_eq!(elsewhere.resumed_at, None);
+        assert!(dir.path().join("checkout.jsonl").exists());
+        drop(elsewhere);
+        let adopted = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
+        assert_eq!(adopted.resumed_at, Some(Timestamp(0)));
+        assert_eq!(adopted.journal.path(), path);
+        assert!(!dir.path().join("checkout.jsonl").exists());
     }
 }

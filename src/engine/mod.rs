@@ -92,12 +92,18 @@ impl Engine {
         for setup in setups {
             let o = match &options.journal_dir {
                 Some(dir) => {
+                    // The simulator's scenario and seed decide the run as much as the plan.
+                    let sim = setup
+                        .sim
+                        .as_ref()
+                        .map(|s| journal::SimRun { scenario: s.scenario().name().into(), seed: s.seed() });
                     let j = journal::Journal::open(
                         dir,
                         &setup.id,
                         &setup.plan,
                         &setup.plan_file,
                         &setup.plan_text,
+                        sim.as_ref(),
                         options.fresh,
                     )?;
                     (Some(j.journal), j.rollout, j.resumed_at)

@@ -27,17 +27,22 @@ pub struct CockpitSettings {
     pub actor: String,
 }
 
-/// Loads the theme (every shipped one too, for cycling) and the keymap.
+/// Loads the theme, every shipped one and the user themes plans name (for
+/// cycling and for rollouts that name one) and the keymap.
 pub fn load_look(
     settings: &CockpitSettings,
     config_dir: &Path,
+    plan_themes: &[String],
 ) -> Result<(theme::Theme, Vec<theme::Theme>, keymap::Keymap), String> {
     let mode = theme::ColorMode::detect();
     let mode_theme = if mode == theme::ColorMode::Mono { "mono" } else { settings.theme.as_str() };
     let chosen = theme::Theme::load(mode_theme, config_dir, mode).map_err(|e| e.to_string())?;
-    let mut themes = Vec::new();
-    for name in theme::Theme::shipped() {
-        themes.push(theme::Theme::load(name, config_dir, mode).map_err(|e| e.to_string())?);
+    let mut themes: Vec<theme::Theme> = Vec::new();
+    let shipped = theme::Theme::shipped().into_iter().map(str::to_owned);
+    for name in shipped.chain(plan_themes.iter().cloned()) {
+        if !themes.iter().any(|t| t.name == name) {
+            themes.push(theme::Theme::load(&name, config_dir, mode).map_err(|e| e.to_string())?);
+        }
     }
     let keymap = keymap::Keymap::load(&settings.keymap, config_dir).map_err(|e| e.to_string())?;
     Ok((chosen, themes, keymap))

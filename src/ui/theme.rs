@@ -295,6 +295,15 @@ impl Theme {
         SHIPPED.iter().map(|(name, _)| *name).collect()
     }
 
+    /// Whether [`Theme::load`] finds a theme of this name: a user file
+    /// `<config_dir>/themes/<name>.toml` or a shipped theme. Says nothing of
+    /// whether it loads.
+    pub fn exists(name: &str, config_dir: &Path) -> bool {
+        valid_name(name)
+            && (SHIPPED.iter().any(|(shipped, _)| *shipped == name)
+                || config_dir.join("themes").join(format!("{name}.toml")).is_file())
+    }
+
     /// Style for a dotted scope with fallback: "verdict.fail" → "verdict" →
     /// `Style::default()`.
     pub fn style(&self, scope: &str) -> Style {
@@ -1090,6 +1099,16 @@ mod tests {
             .collect();
         files.sort_unstable();
         assert_eq!(names, files);
+    }
+
+    #[test]
+    fn a_theme_exists_when_shipped_or_in_the_user_folder() {
+        let config = config_with(&[("mine.toml", "")]);
+        assert!(Theme::exists("prod", config.path()));
+        assert!(Theme::exists("mine", config.path()));
+        assert!(!Theme::exists("prdo", config.path()));
+        assert!(!Theme::exists("../themes/mine", config.path()));
+        assert!(!Theme::exists("", config.path()));
     }
 
     #[test]

@@ -31,7 +31,7 @@
 //! kind = "canary"            # "canary" (default) | "blue-green" | "rolling"
 //!
 //! # canary: stages with weight (integer 1..=100, strictly increasing),
-//! # bake (duration, default "15m"; "0s" only on the 100 % stage) and
+//! # bake (duration ≤ 7d, default "15m"; "0s" only on the 100 % stage) and
 //! # approval (bool, default false). Without stages: 1, 10, 50 with 15m
 //! # bakes and 100 with bake "0s".
 //! [[strategy.stages]]
@@ -39,14 +39,14 @@
 //! bake = "15m"
 //! approval = true
 //!
-//! # blue-green: preview (duration > 0, default "5m"), verification
-//! # (duration > 0, default "5m"), approval (bool, default false).
-//! # rolling: batch_percent (1..=100, default 25), bake (duration > 0,
-//! # default "5m").
+//! # blue-green: preview (duration in (0, 7d], default "5m"), verification
+//! # (duration in (0, 7d], default "5m"), approval (bool, default false).
+//! # rolling: batch_percent (1..=100, default 25), bake (duration in
+//! # (0, 7d], default "5m").
 //! # Keys of another kind are errors (e.g. `stages` with kind = "rolling").
 //!
 //! [analysis]                 # all optional; defaults = AnalysisConfig::default()
-//! interval = "1m"            # > 0
+//! interval = "1m"            # > 0, ≤ 1h
 //! max_error_increase_pp = 1.0  # (0, 100]
 //! max_p99_increase_pct = 10.0  # > 0
 //! min_requests = 100         # ≥ 1
@@ -58,10 +58,12 @@
 //!
 //! [slo]                      # optional; defaults = Slo::default()
 //! objective_pct = 99.9       # (0, 100)
-//! window = "30d"             # > 0
+//! window = "30d"             # > 0, ≤ 1y (365.25 days)
 //! ```
 //!
-//! Durations are humantime strings ("30s", "15m", "1h 30m"). Errors carry
+//! Durations are humantime strings ("30s", "15m", "1h 30m"), bounded above
+//! so that a unit typo ("15d" for "15m") or an absurd value is an error, not
+//! a rollout that never ends or a clock that overflows. Errors carry
 //! the file, the 1-based line and column of the offending value (or of the
 //! table header when a key is missing), the dotted field path with 0-based
 //! array indices (`strategy.stages[2].weight`) and a message that says what
@@ -737,6 +739,23 @@ const DEFAULT_ROLLING_BAKE: Duration = Duration::from_secs(5 * 60);
 
 const DURATION_HINT: &str = r#"write a positive number with a unit, e.g. "30s", "15m" or "1h 30m""#;
 
+/// The longest a duration may be, as the message shows it. Past a bound a
+/// plan is a typo (`"15d"` for `"15m"`), and huge values would overflow the
+/// millisecond clock.
+#[derive(Clone, Copy)]
+struct MaxDuration {
+    max: Duration,
+    text: &'static str,
+}
+
+/// Stage bakes, rolling bakes, the blue-green preview and verification: a
+/// week holds any real bake and catches a unit typo.
+const MAX_BAKE: MaxDuration = MaxDuration { max: Duration::from_secs(7 * 24 * 3600), text: "7d" };
+/// The analysis interval: a verdict at least every hour.
+const MAX_INTERVAL: MaxDuration = MaxDuration { max: Duration::from_secs(3600), text: "1h" };
+/// The SLO window: at most a (humantime) year of 365.25 days, so "1y" fits.
+const MAX_SLO_WINDOW: MaxDuration = MaxDuration { max: Duration::from_secs(31_557_600), text: "1y" };
+
 /// Keys of `[target]` itself; parameters with these names go in `[target.params]`.
 const TARGET_KEYS: &[&str] = &["backend", "group", "production", "params"];
 
@@ -781,9 +800,25 @@ impl Checker<'_> {
         let source = m.source.as_ref().map_or("backend", |s| s.get_ref().as_str());
         match source {
             "backend" => {
-                let stray = [("address", &m.address), ("requests", &m.requests), ("errors", &m.errors)];
-                if let Some((key, Some(value))) = stray.into_iter().find(|(_, v)| v.is_some()) {
-                    let message = format!("`{key}` only applies to source = \"prometheus\"");
+                // The address and every PromQL template: kept silently they
+                // would read as if the backend's numbers came from them.
+                let stray = [
+                    ("address", &m.address),
+                    ("requests", &m.requests),
+                    ("errors", &m.errors),
+                    ("p50", &m.p50),
+                    ("p95", &m.p95),
+                    ("p99", &m.p99),
+                ];
+                let first = stray
+                    .into_iter()
+                    .filter_map(|(key, v)| v.as_ref().map(|v| (key, v)))
+                    .min_by_key(|(_, v)| v.span().start);
+                if let Some((key, value)) = first {
+                    let message = format!(
+                        "`{key}` only applies to source = \"prometheus\"; with source = \"backend\" the \
+                         backend's own metrics are read, so remove it or set source = \"prometheus\""
+                    );
                     return Err(self.at(value, &format!("metrics.{key}"), message));
                 }
                 Ok(MetricsConfig::Backend)
@@ -873,11 +908,12 @@ impl Checker<'_> {
         match kind {
             Kind::Canary => self.canary(s.stages, span),
             Kind::BlueGreen => Ok(Strategy::BlueGreen {
-                preview: self.duration_or(s.preview.as_ref(), "strategy.preview", DEFAULT_PREVIEW)?,
+                preview: self.duration_or(s.preview.as_ref(), "strategy.preview", DEFAULT_PREVIEW, MAX_BAKE)?,
                 verification: self.duration_or(
                     s.verification.as_ref(),
                     "strategy.verification",
                     DEFAULT_VERIFICATION,
+                    MAX_BAKE,
                 )?,
                 approval: s.approval.is_some_and(|a| *a.get_ref()),
             }),
@@ -886,7 +922,7 @@ impl Checker<'_> {
                     Some(b) => self.int_in(b, "strategy.batch_percent", 1, 100)? as u8,
                     None => DEFAULT_BATCH_PERCENT,
                 },
-                bake: self.duration_or(s.bake.as_ref(), "strategy.bake", DEFAULT_ROLLING_BAKE)?,
+                bake: self.duration_or(s.bake.as_ref(), "strategy.bake", DEFAULT_ROLLING_BAKE, MAX_BAKE)?,
             }),
         }
     }
@@ -902,7 +938,7 @@ impl Checker<'_> {
             }
         }
         Ok(AnalysisConfig {
-            interval: self.duration_or(a.interval.as_ref(), "analysis.interval", d.interval)?,
+            interval: self.duration_or(a.interval.as_ref(), "analysis.interval", d.interval, MAX_INTERVAL)?,
             max_error_increase_pp: self.float(
                 a.max_error_increase_pp,
                 "analysis.max_error_increase_pp",
@@ -964,7 +1000,7 @@ impl Checker<'_> {
                 "greater than 0 and less than 100 (percent)",
                 d.objective_pct,
             )?,
-            window: self.duration_or(s.window.as_ref(), "slo.window", d.window)?,
+            window: self.duration_or(s.window.as_ref(), "slo.window", d.window, MAX_SLO_WINDOW)?,
         })
     }
 
@@ -1096,7 +1132,7 @@ impl Checker<'_> {
             return Err(self.at(weight, &field("weight"), message));
         }
         let bake = match &stage.get_ref().bake {
-            Some(b) => self.duration(b, &field("bake"), w == 100)?,
+            Some(b) => self.duration(b, &field("bake"), w == 100, MAX_BAKE)?,
             None => DEFAULT_STAGE_BAKE,
         };
         Ok(CanaryStage { weight: w, bake, approval: stage.get_ref().approval.unwrap_or(false) })
@@ -1104,17 +1140,24 @@ impl Checker<'_> {
 
     // ---- value helpers -------------------------------------------------
 
-    /// A duration that must be positive, or `default` when absent.
+    /// A duration that must be positive and at most `max`, or `default` when absent.
     fn duration_or(
         &self,
         value: Option<&Spanned<raw::DurationText>>,
         field: &str,
         default: Duration,
+        max: MaxDuration,
     ) -> Checked<Duration> {
-        value.map_or(Ok(default), |v| self.duration(v, field, false))
+        value.map_or(Ok(default), |v| self.duration(v, field, false, max))
     }
 
-    fn duration(&self, value: &Spanned<raw::DurationText>, field: &str, zero_ok: bool) -> Checked<Duration> {
+    fn duration(
+        &self,
+        value: &Spanned<raw::DurationText>,
+        field: &str,
+        zero_ok: bool,
+        max: MaxDuration,
+    ) -> Checked<Duration> {
         let text = value.get_ref().0.trim();
         if text.starts_with('-') {
             return Err(self.at(value, field, format!("{text:?} is negative; {DURATION_HINT}")));
@@ -1124,6 +1167,9 @@ impl Checker<'_> {
         if d.is_zero() && !zero_ok {
             let only = if field.contains(".stages[") { "; only the 100 % stage may bake 0s" } else { "" };
             return Err(self.at(value, field, format!("must be greater than zero{only}; {DURATION_HINT}")));
+        }
+        if d > max.max {
+            return Err(self.at(value, field, format!("{text:?} is too long; allowed: at most {}", max.text)));
         }
         Ok(d)
     }
@@ -1519,6 +1565,43 @@ mod tests {
         // The validated model survives serialization (state is stored as JSON).
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn every_duration_is_accepted_up_to_its_bound_and_refused_past_it() {
+        let cases = [
+            ("[[strategy.stages]]\nweight = 10\nbake = \"{}\"\n", "strategy.stages[0].bake", "7d"),
+            ("[strategy]\nkind = \"rolling\"\nbake = \"{}\"\n", "strategy.bake", "7d"),
+            ("[strategy]\nkind = \"blue-green\"\npreview = \"{}\"\n", "strategy.preview", "7d"),
+            ("[strategy]\nkind = \"blue-green\"\nverification = \"{}\"\n", "strategy.verification", "7d"),
+            ("[analysis]\ninterval = \"{}\"\n", "analysis.interval", "1h"),
+            ("[slo]\nwindow = \"{}\"\n", "slo.window", "1y"),
+        ];
+        for (template, field, max) in cases {
+            parse_ok(&template.replace("{}", max));
+            for over in [format!("{max} 1s"), "18446744073709552s".into(), "1000000000y".into()] {
+                let text = format!("{ROLLOUT}{}", template.replace("{}", &over));
+                let e = Plan::parse("d.toml", &text).expect_err(&over);
+                assert_eq!(e.field, field);
+                assert_eq!(e.message, format!("{over:?} is too long; allowed: at most {max}"));
+            }
+        }
+    }
+
+    #[test]
+    fn prometheus_keys_are_refused_without_a_prometheus_source() {
+        for key in ["address", "requests", "errors", "p50", "p95", "p99"] {
+            // `source` left out means "backend" too.
+            for source in ["", "source = \"backend\"\n"] {
+                let text = format!("{ROLLOUT}[metrics]\n{source}{key} = 'x{{{{version}}}}'\n");
+                let e = Plan::parse("m.toml", &text).expect_err(key);
+                assert_eq!(e.field, format!("metrics.{key}"));
+                assert!(e.message.starts_with(&format!("`{key}` only applies to source = \"prometheus\"")), "{e}");
+            }
+        }
+        // Several: the first in the file is reported.
+        let e = Plan::parse("m.toml", &format!("{ROLLOUT}[metrics]\np95 = 'a'\naddress = 'b'\n")).unwrap_err();
+        assert_eq!(e.field, "metrics.p95");
     }
 
     #[test]

@@ -46,18 +46,30 @@ pub struct SimParams {
     pub seed: u64,
 }
 
+/// A simulator parameter of the plan's target that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target.{key}: {message}")]
+pub struct ParamError {
+    /// The parameter (`scenario`, `rps`, `budget_left_pct`).
+    pub key: &'static str,
+    pub message: String,
+}
+
 impl SimParams {
     /// Reads `scenario`, `rps` and `budget_left_pct` from the plan's target;
-    /// `scenario` overrides the plan's.
-    pub fn from_plan(plan: &Plan, scenario: Option<Scenario>, seed: u64) -> Result<SimParams, String> {
+    /// `scenario` overrides the plan's, which must still be a known one (a
+    /// plan is valid or not whatever the command line says).
+    pub fn from_plan(plan: &Plan, scenario: Option<Scenario>, seed: u64) -> Result<SimParams, ParamError> {
         let p = &plan.target.params;
-        let scenario = match (scenario, p.get("scenario")) {
-            (Some(s), _) => s,
-            (None, Some(name)) => name.parse()?,
-            (None, None) => Scenario::Healthy,
-        };
-        let number = |key: &str, default: f64| -> Result<f64, String> {
-            p.get(key).map_or(Ok(default), |v| v.parse().map_err(|_| format!("target.{key}: `{v}` is not a number")))
+        let planned = p
+            .get("scenario")
+            .map(|name| name.parse::<Scenario>().map_err(|message| ParamError { key: "scenario", message }))
+            .transpose()?;
+        let scenario = scenario.or(planned).unwrap_or(Scenario::Healthy);
+        let number = |key: &'static str, default: f64| -> Result<f64, ParamError> {
+            p.get(key).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| ParamError { key, message: format!("`{v}` is not a number") })
+            })
         };
         Ok(SimParams {
             scenario,
@@ -105,6 +117,11 @@ impl Simulator {
 
     pub fn scenario(&self) -> Scenario {
         self.params.scenario
+    }
+
+    /// The seed every window's numbers derive from.
+    pub fn seed(&self) -> u64 {
+        self.params.seed
     }
 
     /// Tells the simulator what time it is (the stuck-backend window uses it).
