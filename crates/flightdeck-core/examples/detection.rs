@@ -1,0 +1,103 @@
+//! The detection benchmark: how fast, and how surely, flightdeck's core
+//! catches a bad canary, against the information limit, Flagger,
+//! Kayenta-style judging and fixed per-window rules, on the same seeded
+//! traffic. A simulation study; writes `benchmarks/detection.md`.
+//!
+//! ```sh
+//! cargo run --release -p flightdeck-core --example detection -- [--seeds N] [--out PATH] [--quick]
+//! ```
+
+#[path = "detection/mod.rs"]
+mod detection;
+
+use detection::grid::cells;
+use detection::report::{markdown, CellResult, Study};
+use detection::run::run_cell;
+use detection::stats::Summary;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+struct Args {
+    seeds: u64,
+    out: Option<PathBuf>,
+    quick: bool,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args { seeds: 0, out: None, quick: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seeds" => {
+                let n = it.next().ok_or("--seeds needs a number")?;
+                a.seeds = n.parse().map_err(|_| format!("--seeds: not a number: {n}"))?;
+            }
+            "--out" => a.out = Some(it.next().ok_or("--out needs a path")?.into()),
+            "--quick" => a.quick = true,
+            "-h" | "--help" => return Err("usage: detection [--seeds N] [--out PATH] [--quick]".into()),
+            other => {
+                return Err(format!("unknown argument {other}; usage: detection [--seeds N] [--out PATH] [--quick]"))
+            }
+        }
+    }
+    if a.seeds == 0 {
+        a.seeds = if a.quick { 20 } else { 200 };
+    }
+    if a.out.is_none() && !a.quick {
+        a.out = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benchmarks/detection.md"));
+    }
+    Ok(a)
+}
+
+/// "2 cores (nproc), <CPU model>, 2026-05-01 (UTC)".
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let days = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{cores} cores (nproc), {cpu}, one thread, {year}-{month:02}-{day:02} (UTC)")
+}
+
+fn main() {
+    let a = args().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2);
+    });
+    let start = Instant::now();
+    let grid = cells(a.quick);
+    let mut results = Vec::new();
+    for (i, cell) in grid.iter().enumerate() {
+        let outcomes = run_cell(cell, a.seeds);
+        let summaries = outcomes.iter().map(|o| (!o.is_empty()).then(|| Summary::of(o))).collect();
+        eprintln!("[{:>3}/{}] {:>6.1} s  {}", i + 1, grid.len(), start.elapsed().as_secs_f64(), cell.label());
+        results.push(CellResult { cell: *cell, summaries });
+    }
+    let study = Study { seeds: a.seeds, quick: a.quick, results, elapsed: start.elapsed(), machine: machine() };
+    let text = markdown(&study);
+    match &a.out {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).expect("create the report's directory");
+            }
+            std::fs::write(path, &text).expect("write the report");
+            eprintln!("wrote {} in {:.1} min", path.display(), study.elapsed.as_secs_f64() / 60.0);
+        }
+        None => print!("{text}"),
+    }
+}

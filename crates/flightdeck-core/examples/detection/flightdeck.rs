@@ -1,0 +1,90 @@
+//! flightdeck as shipped: the real core's `step`, fed as the engine feeds
+//! it (Start; then per window the metrics at the window's end and a Tick),
+//! with the canary's share taken from the `SetWeight` effects it returns.
+//! `DETECTION_TRACE=1` prints how and why each run ended.
+
+use super::grid::Cell;
+use super::run::{Draws, Outcome};
+use super::traffic::Served;
+use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::plan::{AnalysisConfig, BackendKind, CanaryStage, Plan, Slo, Strategy, Target};
+use flightdeck_core::rollout::{step, Effect, Event, Phase, Rollout};
+use flightdeck_core::time::Timestamp;
+use std::collections::BTreeMap;
+
+/// The default canary plan with the cell's stages and analysis interval;
+/// every other analysis setting is the default.
+pub fn plan(cell: &Cell) -> Plan {
+    let stages =
+        cell.stages().into_iter().map(|(weight, bake)| CanaryStage { weight, bake, approval: false }).collect();
+    Plan {
+        name: "detection".into(),
+        stable: "v1".into(),
+        canary: "v2".into(),
+        theme: None,
+        target: Target { backend: BackendKind::Sim, group: "sim".into(), production: false, params: BTreeMap::new() },
+        strategy: Strategy::Canary { stages },
+        analysis: AnalysisConfig { interval: cell.interval, ..AnalysisConfig::default() },
+        slo: Slo::default(),
+        metrics: Default::default(),
+    }
+}
+
+/// What a proxy with a latency histogram reports for one version.
+fn version_window(s: &Served) -> VersionWindow {
+    VersionWindow {
+        requests: s.requests,
+        errors: s.errors,
+        p50_ms: s.latency.quantile(0.50),
+        p95_ms: s.latency.quantile(0.95),
+        p99_ms: s.latency.quantile(0.99),
+        latency_samples_ms: vec![],
+        latency: s.latency.clone(),
+    }
+}
+
+/// One rollout, until it is promoted, rolled back or paused for a human,
+/// or twice the plan's horizon has passed.
+pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
+    let mut rollout = Rollout::new("detection", plan(cell));
+    let mut weight = 0u8;
+    let feed = |rollout: &mut Rollout, event: Event, at: std::time::Duration, weight: &mut u8| {
+        let (next, effects) = step(rollout, event, Timestamp(at.as_millis() as u64));
+        for e in &effects {
+            if let Effect::SetWeight { canary } = e {
+                *weight = *canary;
+            }
+        }
+        *rollout = next;
+        if std::env::var_os("DETECTION_TRACE").is_some() && !matches!(rollout.phase, Phase::Progressing { .. }) {
+            eprintln!("{:?} at {at:?}: {:?}", rollout.phase, rollout.last_verdict.as_ref().map(|v| v.summary()));
+        }
+        match rollout.phase {
+            Phase::RolledBack { .. } => Some(Outcome::RolledBack(at)),
+            Phase::Promoted { .. } => Some(Outcome::Promoted(at)),
+            Phase::Paused { .. } | Phase::AwaitingApproval { .. } | Phase::Failed { .. } => Some(Outcome::Paused(at)),
+            _ => None,
+        }
+    };
+    if let Some(done) = feed(&mut rollout, Event::Start, std::time::Duration::ZERO, &mut weight) {
+        return done;
+    }
+    let last = cell.windows_in(2 * cell.horizon());
+    for index in 0..last {
+        let end = cell.interval * (index + 1);
+        let w = draws.window(index, weight);
+        let sample = MetricsSample {
+            window: cell.interval,
+            stable: Some(version_window(&w.stable)),
+            canary: Some(version_window(&w.canary)),
+            missing: None,
+        };
+        if let Some(done) = feed(&mut rollout, Event::Metrics(sample), end, &mut weight) {
+            return done;
+        }
+        if let Some(done) = feed(&mut rollout, Event::Tick, end, &mut weight) {
+            return done;
+        }
+    }
+    Outcome::Unfinished
+}

@@ -1,0 +1,336 @@
+//! The markdown report: how to rerun, the model, the policies, the tables
+//! and the goals, computed from the numbers.
+
+use super::grid::{Cell, Standing};
+use super::run::Policy;
+use super::stats::{clock, pct, Summary};
+use super::traffic::{Latency, SLOW_MS};
+use std::fmt::Write;
+use std::time::Duration;
+
+/// One cell's summaries by policy (`None`: the policy does not apply).
+pub struct CellResult {
+    pub cell: Cell,
+    pub summaries: Vec<Option<Summary>>,
+}
+
+impl CellResult {
+    pub fn of(&self, policy: Policy) -> Option<&Summary> {
+        self.summaries[Policy::ALL.iter().position(|p| *p == policy)?].as_ref()
+    }
+}
+
+pub struct Study {
+    pub seeds: u64,
+    pub quick: bool,
+    pub results: Vec<CellResult>,
+    pub elapsed: Duration,
+    pub machine: String,
+}
+
+/// One goal, whether it holds, and the cells that miss it.
+pub struct Goal {
+    pub name: &'static str,
+    pub holds: bool,
+    pub detail: String,
+    pub misses: Vec<String>,
+}
+
+fn median(r: &CellResult, p: Policy) -> Option<Duration> {
+    r.of(p).and_then(|s| s.rollback_median)
+}
+
+fn secs(t: Option<Duration>) -> f64 {
+    t.map_or(f64::INFINITY, |t| t.as_secs_f64())
+}
+
+/// Goals (a)–(d) of the issue, from the numbers.
+pub fn goals(results: &[CellResult]) -> Vec<Goal> {
+    let beyond: Vec<&CellResult> = results.iter().filter(|r| r.cell.scenario.standing == Standing::Beyond).collect();
+    let mut out = Vec::new();
+
+    let (mut misses, mut undecided) = (Vec::new(), 0);
+    for r in &beyond {
+        let (fd, limit) = (median(r, Policy::Flightdeck), median(r, Policy::Oracle));
+        if limit.is_none() {
+            undecided += 1;
+        } else if secs(fd) > 1.5 * secs(limit) {
+            misses.push(format!("{}: flightdeck {} vs limit {}", r.cell.label(), clock(fd), clock(limit)));
+        }
+    }
+    let decided = beyond.len() - undecided;
+    out.push(Goal {
+        name: "(a) median time to rollback within 1.5× the information limit, every cell beyond the margin",
+        holds: misses.is_empty(),
+        detail: format!(
+            "met in {} of {decided} cells where the limit decides within the horizon \
+             ({undecided} cells: the SPRT limit itself does not roll back the median rollout)",
+            decided - misses.len()
+        ),
+        misses,
+    });
+
+    let target = results.iter().find(|r| {
+        let c = &r.cell;
+        c.scenario.name == "errors +5 pp" && c.share == 5 && c.rate == 100 && c.interval == Duration::from_secs(10)
+    });
+    let fd = target.and_then(|r| median(r, Policy::Flightdeck));
+    out.push(Goal {
+        name: "(b) +5 pp at 5 % of 100 req/s, 10 s interval: median < 60 s",
+        holds: secs(fd) < 60.0,
+        detail: match target {
+            Some(r) => format!(
+                "flightdeck median {} (p95 {}), SPRT limit {}",
+                clock(fd),
+                clock(r.of(Policy::Flightdeck).and_then(|s| s.rollback_p95)),
+                clock(median(r, Policy::Oracle))
+            ),
+            None => "cell not in this run".into(),
+        },
+        misses: vec![],
+    });
+
+    let mut parts = Vec::new();
+    let mut misses = Vec::new();
+    let mut holds = true;
+    for name in ["A/A", "errors +0.5 pp"] {
+        let cells: Vec<&CellResult> = results.iter().filter(|r| r.cell.scenario.name == name).collect();
+        let (rb, runs) = cells
+            .iter()
+            .filter_map(|r| r.of(Policy::Flightdeck))
+            .fold((0, 0), |(rb, runs), s| (rb + s.rolled_back, runs + s.runs));
+        let share = if runs > 0 { rb as f64 / runs as f64 } else { 0.0 };
+        holds &= share < 0.01;
+        parts.push(format!("{name}: {rb} of {runs} rollouts rolled back ({})", pct(share)));
+        for r in cells {
+            if let Some(s) = r.of(Policy::Flightdeck).filter(|s| s.share(s.rolled_back) >= 0.01) {
+                misses.push(format!("{}: {} rolled back", r.cell.label(), pct(s.share(s.rolled_back))));
+            }
+        }
+    }
+    out.push(Goal {
+        name: "(c) < 1 % of A/A and < 1 % of +0.5 pp rollouts rolled back (pooled over their cells)",
+        holds,
+        detail: parts.join("; "),
+        misses,
+    });
+
+    let mut misses = Vec::new();
+    for r in &beyond {
+        let flagger = results.iter().find(|f| {
+            let (a, b) = (&f.cell, &r.cell);
+            a.scenario.name == b.scenario.name && a.rate == b.rate && a.share == b.share && a.interval == MINUTE
+        });
+        let fl = flagger.and_then(|f| median(f, Policy::Flagger5));
+        let fd = median(r, Policy::Flightdeck);
+        if secs(fd) >= secs(fl) {
+            misses.push(format!("{}: flightdeck {} vs Flagger t=5 at 1 m {}", r.cell.label(), clock(fd), clock(fl)));
+        }
+    }
+    out.push(Goal {
+        name: "(d) flightdeck faster than Flagger (threshold 5, 1 m interval), every cell beyond the margin",
+        holds: misses.is_empty(),
+        detail: format!(
+            "met in {} of {} cells (a tie, ∞ against ∞, is not faster)",
+            beyond.len() - misses.len(),
+            beyond.len()
+        ),
+        misses,
+    });
+    out
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn row_head(c: &Cell) -> String {
+    format!("| {} | {} | {} % |", c.interval_label(), c.rate, c.share)
+}
+
+fn header(out: &mut String, first: &str) {
+    let names: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
+    let _ = writeln!(out, "| interval | req/s | {first} | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|---:|---:|{}", "---|".repeat(names.len()));
+}
+
+fn paused_note(p: Policy, s: &Summary) -> String {
+    if p == Policy::Flightdeck && s.paused > 0 {
+        format!(" ({} paused)", pct(s.share(s.paused)))
+    } else {
+        String::new()
+    }
+}
+
+/// Median / p95 time to rollback and share caught, per policy.
+fn detection_table(out: &mut String, rows: &[&CellResult]) {
+    header(out, "share");
+    for r in rows {
+        let cols: Vec<String> = Policy::ALL
+            .iter()
+            .map(|p| match r.of(*p) {
+                Some(s) => format!(
+                    "{} / {} · {}{}",
+                    clock(s.rollback_median),
+                    clock(s.rollback_p95),
+                    pct(s.share(s.rolled_back)),
+                    paused_note(*p, s)
+                ),
+                None => "—".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "{} {} |", row_head(&r.cell), cols.join(" | "));
+    }
+}
+
+/// Share rolled back (and, with `promote`, the median time to 100 %).
+fn healthy_table(out: &mut String, rows: &[&CellResult], promote: bool) {
+    header(out, "share");
+    for r in rows {
+        let cols: Vec<String> = Policy::ALL
+            .iter()
+            .map(|p| match r.of(*p) {
+                Some(s) if promote => {
+                    format!("{} · {}{}", pct(s.share(s.rolled_back)), clock(s.promote_median), paused_note(*p, s))
+                }
+                Some(s) => format!("{}{}", pct(s.share(s.rolled_back)), paused_note(*p, s)),
+                None => "—".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "{} {} |", row_head(&r.cell), cols.join(" | "));
+    }
+}
+
+/// Each policy pooled over the grid: how often it rolls back healthy
+/// canaries, how often it catches bad ones.
+fn policy_table(out: &mut String, results: &[CellResult]) {
+    let pooled = |p: Policy, keep: &dyn Fn(&CellResult) -> bool, count: fn(&Summary) -> usize| {
+        let (n, runs) = results
+            .iter()
+            .filter(|r| keep(r))
+            .filter_map(|r| r.of(p))
+            .fold((0, 0), |(n, runs), s| (n + count(s), runs + s.runs));
+        if runs == 0 {
+            "—".to_string()
+        } else {
+            pct(n as f64 / runs as f64)
+        }
+    };
+    let named = |name: &'static str| move |r: &CellResult| r.cell.scenario.name == name;
+    let beyond = |r: &CellResult| r.cell.scenario.standing == Standing::Beyond;
+    let _ = writeln!(out, "\n## Pooled over the grid\n");
+    let _ = writeln!(
+        out,
+        "| policy | A/A rolled back | +0.5 pp rolled back | p99 +10 % rolled back | past a margin: caught | \
+         A/A promoted | paused for a human (all cells) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for p in Policy::ALL {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            p.name(),
+            pooled(p, &named("A/A"), |s| s.rolled_back),
+            pooled(p, &named("errors +0.5 pp"), |s| s.rolled_back),
+            pooled(p, &named("p99 +10 %"), |s| s.rolled_back),
+            pooled(p, &beyond, |s| s.rolled_back),
+            pooled(p, &named("A/A"), |s| s.promoted),
+            pooled(p, &|_| true, |s| s.paused),
+        );
+    }
+}
+
+/// The scenarios' true values, as the oracle knows them.
+fn scenario_table(out: &mut String, results: &[CellResult]) {
+    let _ = writeln!(out, "## The scenarios (true values)\n");
+    let _ = writeln!(out, "| canary | error rate | p99 | slower than {SLOW_MS:.0} ms | standing |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    let mut seen: Vec<&str> = Vec::new();
+    for r in results {
+        let s = r.cell.scenario;
+        if seen.contains(&s.name) {
+            continue;
+        }
+        seen.push(s.name);
+        let standing = match s.standing {
+            Standing::Inside => "inside the margins",
+            Standing::OnMargin => "on the p99 margin",
+            Standing::Beyond => "past a margin",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} % | {:.0} ms | {:.2} % | {standing} |",
+            s.name,
+            100.0 * s.canary.error_rate,
+            p99(s.canary.latency),
+            100.0 * s.canary.latency.share_above(SLOW_MS)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// The true p99 of a latency distribution, by bisection.
+fn p99(latency: Latency) -> f64 {
+    let (mut lo, mut hi) = (1.0f64, 100_000.0f64);
+    for _ in 0..100 {
+        let mid = (lo * hi).sqrt();
+        if latency.cdf(mid) < 0.99 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+pub fn markdown(study: &Study) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "{}", include_str!("report_intro.md"));
+    let _ = writeln!(
+        out,
+        "\nThis run: {} seeds per cell, {} cells{}, {} policies; the whole grid took {:.1} min on {}.\n",
+        study.seeds,
+        study.results.len(),
+        if study.quick { " (the `--quick` subset)" } else { "" },
+        Policy::ALL.len(),
+        study.elapsed.as_secs_f64() / 60.0,
+        study.machine
+    );
+    scenario_table(&mut out, &study.results);
+    let _ = writeln!(out, "## Goals\n");
+    for g in goals(&study.results) {
+        let _ = writeln!(out, "- **{}** — {}. {}.", g.name, if g.holds { "holds" } else { "DOES NOT HOLD" }, g.detail);
+        for m in g.misses.iter().take(60) {
+            let _ = writeln!(out, "  - {m}");
+        }
+        if g.misses.len() > 60 {
+            let _ = writeln!(out, "  - … and {} more", g.misses.len() - 60);
+        }
+    }
+    policy_table(&mut out, &study.results);
+    let _ = writeln!(out, "\n## Results\n");
+    let _ = writeln!(
+        out,
+        "Times are m:ss from the rollout's start (the canary is bad from the start) to the rollback effect. \
+         Cells past a margin show *median / p95 · share rolled back*; ∞ means that share of rollouts was \
+         never rolled back (promoted, paused or out of time). Cells within the margin show the share rolled \
+         back (A/A also the median time to 100 %). flightdeck's column adds the share of rollouts that \
+         paused to ask a human.\n"
+    );
+    let mut names: Vec<&str> = study.results.iter().map(|r| r.cell.scenario.name).collect();
+    names.dedup();
+    for name in names {
+        let rows: Vec<&CellResult> = study.results.iter().filter(|r| r.cell.scenario.name == name).collect();
+        let scenario = rows[0].cell.scenario;
+        let standing = match scenario.standing {
+            Standing::Inside => "inside the margin: must pass",
+            Standing::OnMargin => "exactly on the margin: either verdict is right",
+            Standing::Beyond => "past the margin: must roll back",
+        };
+        let _ = writeln!(out, "### {name} ({standing})\n");
+        match scenario.standing {
+            Standing::Beyond => detection_table(&mut out, &rows),
+            _ => healthy_table(&mut out, &rows, name == "A/A"),
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
