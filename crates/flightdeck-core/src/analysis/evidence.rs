@@ -25,10 +25,15 @@ const P95_MAX_INCREASE_PCT: f64 = 100.0;
 /// that picks a severity: below 0.1 % (a 99.9 % SLO's whole budget) stable
 /// counts as clean, so a few canary errors are not an infinite ratio.
 const STABLE_ERROR_FLOOR_PCT: f64 = 0.1;
-/// Stable's baseline enters the tests through a bound, not a point: the
-/// worst plausible value for each claim (one-sided 99.4 %, z = 2.5). Stable
-/// has 10–100× the canary's traffic, so the bound costs the canary little.
+/// Stable's baseline enters the fail tests through a bound, not a point:
+/// the worst plausible value for the canary (one-sided 99.4 %, z = 2.5), so
+/// stable's own noise cannot roll a canary back. Stable has 10–100× the
+/// canary's traffic, so the bound costs the canary little.
 const BASELINE_Z: f64 = 2.5;
+/// The pass tests take a milder bound (z = 1): a false pass costs one more
+/// stage of exposure with the fail tests still running, and a strict bound
+/// on a young baseline would hold healthy canaries for many windows.
+const PASS_BASELINE_Z: f64 = 1.0;
 
 /// The tests that can decide a canary's fate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +217,7 @@ impl Evidence {
     fn latency_threshold(&self, config: &AnalysisConfig, rule: Rule, claim: Claim) -> Option<f64> {
         let shift = match claim {
             Claim::Above => BASELINE_Z,
-            Claim::Below => -BASELINE_Z,
+            Claim::Below => -PASS_BASELINE_Z,
         };
         match rule {
             Rule::P95Margin => Some(self.baseline.quantile(0.95, shift)? * (1.0 + P95_MAX_INCREASE_PCT / 100.0)),
@@ -224,15 +229,14 @@ impl Evidence {
 
     /// The rate limit a rule tests, as a proportion.
     fn limit(&self, config: &AnalysisConfig, rule: Rule, claim: Claim) -> Option<f64> {
-        let confidence = stats::normal_cdf(BASELINE_Z);
         let margin = config.max_error_increase_pp / 100.0;
         match rule {
             Rule::ErrorMargin if self.baseline.requests == 0 => None,
             Rule::ErrorMargin => Some(
                 margin
                     + match claim {
-                        Claim::Above => stats::wilson_upper(self.baseline.counts(), confidence),
-                        Claim::Below => stats::wilson_lower(self.baseline.counts(), confidence),
+                        Claim::Above => stats::wilson_upper(self.baseline.counts(), stats::normal_cdf(BASELINE_Z)),
+                        Claim::Below => stats::wilson_lower(self.baseline.counts(), stats::normal_cdf(PASS_BASELINE_Z)),
                     },
             ),
             Rule::ErrorCeiling => Some(config.max_error_rate_pct / 100.0),

@@ -1,0 +1,250 @@
+//! The sequential analysis on simulated traffic: each test names a defect
+//! the per-window analysis had, or a promise the evidence makes.
+
+mod common;
+
+use common::*;
+use flightdeck_core::analysis::{evaluate, CheckOutcome, Evidence, LatencyHistogram, Metric, MetricsSample};
+use flightdeck_core::analysis::{Verdict, VersionWindow};
+use flightdeck_core::plan::{AnalysisConfig, CanaryStage, Strategy};
+use flightdeck_core::rollout::{step, Actor, Event, Phase, Rollout};
+use flightdeck_core::time::Timestamp;
+use std::time::Duration;
+
+/// A deterministic generator (no rand in the core's tests).
+struct Traffic(u64);
+
+impl Traffic {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// `n` requests with error rate `p` and log-normal latency with median
+    /// `p50` and 99th percentile `p99`; `tail` of them `tail_factor`× slower.
+    fn window(&mut self, n: u64, p: f64, p50: f64, p99: f64, tail: f64, tail_factor: f64) -> VersionWindow {
+        let sigma = (p99 / p50).ln() / 2.326;
+        let mut latency = LatencyHistogram::default();
+        let mut errors = 0;
+        for _ in 0..n {
+            if self.uniform() < p {
+                errors += 1;
+            }
+            let mut ms = p50 * (sigma * self.normal()).exp();
+            if self.uniform() < tail {
+                ms *= tail_factor;
+            }
+            latency.record(ms, 1);
+        }
+        VersionWindow {
+            requests: n,
+            errors,
+            p50_ms: latency.quantile(0.5),
+            p95_ms: latency.quantile(0.95),
+            p99_ms: latency.quantile(0.99),
+            latency,
+            ..VersionWindow::default()
+        }
+    }
+}
+
+fn sample(window: Duration, stable: VersionWindow, canary: VersionWindow) -> MetricsSample {
+    MetricsSample { window, stable: Some(stable), canary: Some(canary), missing: None }
+}
+
+/// One stage at `weight` % (bake 15 min), then 100 %: a whole rollout of one decision.
+fn one_stage_plan(weight: u8, interval: Duration) -> flightdeck_core::plan::Plan {
+    let mut plan = plan_with(Strategy::Canary {
+        stages: vec![
+            CanaryStage { weight, bake: MIN * 15, approval: false },
+            CanaryStage { weight: 100, bake: Duration::ZERO, approval: false },
+        ],
+    });
+    plan.analysis.interval = interval;
+    plan
+}
+
+/// Drives a rollout with windows from `canary` until it finishes or pauses;
+/// returns the final state and the simulated seconds it took.
+fn drive(
+    plan: flightdeck_core::plan::Plan,
+    rps: f64,
+    seed: u64,
+    canary: impl Fn(&mut Traffic, u64) -> VersionWindow,
+) -> (Rollout, u64) {
+    let interval = plan.analysis.interval;
+    let mut traffic = Traffic(seed);
+    let mut r = step(&Rollout::new("r", plan), Event::Start, Timestamp(0)).0;
+    for i in 1..=400u64 {
+        let now = Timestamp(i * interval.as_millis() as u64);
+        let share = r.canary_weight as f64 / 100.0;
+        let secs = interval.as_secs_f64();
+        let stable = traffic.window((rps * (1.0 - share) * secs) as u64, 0.005, 80.0, 250.0, 0.0, 1.0);
+        let canary = canary(&mut traffic, (rps * share * secs) as u64);
+        r = step(&r, Event::Metrics(sample(interval, stable, canary)), now).0;
+        r = step(&r, Event::Tick, now).0;
+        if !matches!(r.phase, Phase::Progressing { .. }) {
+            return (r, now.0 / 1000);
+        }
+    }
+    (r, 400 * interval.as_secs())
+}
+
+/// Regression: 60 errors out of 60 requests was "inconclusive" (below
+/// min_requests nothing decided). Ceilings always run.
+#[test]
+fn sixty_errors_of_sixty_requests_fail() {
+    let config = AnalysisConfig::default();
+    let verdict = evaluate(
+        &config,
+        &sample(MIN, window(9_000, 45, 250.0), VersionWindow { requests: 60, errors: 60, ..window(60, 60, 250.0) }),
+    );
+    assert_eq!(verdict.label(), "fail", "{}", verdict.summary());
+    assert!(verdict.summary().contains("ceiling"), "{}", verdict.summary());
+}
+
+/// Regression: with no stable traffic (the 100 % stage, a blue-green
+/// verification window) every row returned before its ceiling checks, so
+/// nothing could fail there. Now the baseline from earlier windows stands in.
+#[test]
+fn ceilings_and_margins_run_when_stable_takes_no_traffic() {
+    let config = AnalysisConfig::default();
+    let mut evidence = Evidence::default();
+    let healthy = sample(MIN, window(9_000, 45, 250.0), window(1_000, 5, 250.0));
+    assert_ne!(evidence.observe(&config, &healthy).label(), "fail");
+    evidence.new_stage();
+    let no_stable = sample(MIN, VersionWindow::default(), window(10_000, 800, 250.0));
+    let verdict = evidence.observe(&config, &no_stable);
+    assert_eq!(verdict.label(), "fail", "{}", verdict.summary());
+    let errors = verdict.checks().iter().find(|c| c.metric == Metric::ErrorRate).unwrap();
+    assert_eq!(errors.stable.map(|s| (s * 100.0).round() / 100.0), Some(0.5), "stable's baseline is shown");
+    // A slow canary with no stable at all: the absolute p99 ceiling alone.
+    let mut fresh = Evidence::default();
+    let slow = sample(MIN, VersionWindow::default(), window(5_000, 0, 2_500.0));
+    assert_eq!(fresh.observe(&config, &slow).label(), "fail");
+}
+
+/// Regression: the p99 ceiling was a point estimate with no test, so a
+/// healthy service whose true p99 is 800 ms (ceiling 1 s) rolled back in
+/// ~17 % of 15-minute stages. Now it needs evidence; 40 such stages: none.
+#[test]
+fn a_p99_near_the_ceiling_is_not_a_false_rollback() {
+    let mut plan = one_stage_plan(10, MIN);
+    plan.analysis.max_p99_increase_pct = 50.0;
+    let mut rolled_back = 0;
+    for seed in 0..40 {
+        let mut traffic = Traffic(seed);
+        let mut evidence = Evidence::default();
+        for _ in 0..15 {
+            let stable = traffic.window(900, 0.005, 300.0, 800.0, 0.0, 1.0);
+            let canary = traffic.window(100, 0.005, 300.0, 800.0, 0.0, 1.0);
+            if evidence.observe(&plan.analysis, &sample(MIN, stable, canary)).label() == "fail" {
+                rolled_back += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(rolled_back, 0);
+}
+
+/// Regression: Mann-Whitney tested "slower at all", so a tail-only
+/// regression (3 % of requests 4× slower) stayed inconclusive. The p99
+/// margin test counts slow requests and catches it.
+#[test]
+fn a_tail_only_regression_is_caught() {
+    let plan = one_stage_plan(10, MIN);
+    let (r, seconds) = drive(plan, 100.0, 3, |t, n| t.window(n, 0.005, 80.0, 250.0, 0.03, 4.0));
+    let Phase::RolledBack { reason, .. } = &r.phase else { panic!("{:?}", r.phase) };
+    assert!(reason.contains("p99") || reason.contains("p95"), "{reason}");
+    assert!(seconds <= 15 * 60, "caught within the stage: {seconds} s");
+}
+
+/// A 5 % canary on 100 req/s with a 10 s interval (50 requests a window,
+/// below min_requests in every window) reaches a decision: a pass for a
+/// healthy canary, a rollback for a +5 pp one, never a silent wait. (Showing
+/// p99 within +10 % takes a few thousand canary requests — about 15–30 min at
+/// 5 req/s — so the captain is asked first, with that estimate, unless the
+/// plan allows the wait.)
+#[test]
+fn a_five_percent_canary_on_a_hundred_requests_a_second_reaches_a_decision() {
+    let interval = Duration::from_secs(10);
+    let mut patient = one_stage_plan(5, interval);
+    patient.analysis.inconclusive_limit = 1_000;
+    let (healthy, seconds) = drive(patient, 100.0, 11, |t, n| t.window(n, 0.005, 80.0, 250.0, 0.0, 1.0));
+    assert!(matches!(healthy.phase, Phase::Promoted { .. }), "{:?}", healthy.phase);
+    assert!(seconds < 60 * 60, "a healthy 5 % canary passed after {seconds} s");
+    let (bad, seconds) =
+        drive(one_stage_plan(5, interval), 100.0, 12, |t, n| t.window(n, 0.055, 80.0, 250.0, 0.0, 1.0));
+    assert!(matches!(bad.phase, Phase::RolledBack { .. }), "{:?}", bad.phase);
+    assert!(seconds < 120, "+5 pp at 5 % of 100 req/s rolled back in {seconds} s");
+}
+
+/// A healthy canary (A/A) over whole rollouts, looked at every 10 s: the
+/// chance of a false rollback stays bounded (α = 1 %); 30 rollouts, none.
+#[test]
+fn healthy_canaries_are_not_rolled_back_however_often_we_look() {
+    let interval = Duration::from_secs(10);
+    for seed in 100..130 {
+        let (r, _) = drive(one_stage_plan(10, interval), 100.0, seed, |t, n| t.window(n, 0.005, 80.0, 250.0, 0.0, 1.0));
+        assert!(!matches!(r.phase, Phase::RolledBack { .. }), "seed {seed}: {:?}", r.phase);
+    }
+}
+
+/// Regression: a canary at weight > 0 getting 0 requests (drained, a
+/// selector that matches nothing) sat at stage 1 forever. Now it pauses
+/// within 2 windows with its own reason.
+#[test]
+fn a_canary_with_weight_but_no_requests_pauses_within_two_windows() {
+    let plan = one_stage_plan(10, MIN);
+    let (r, seconds) = drive(plan, 100.0, 5, |_, _| VersionWindow::default());
+    let Phase::Paused { by, reason, .. } = &r.phase else { panic!("{:?}", r.phase) };
+    assert_eq!(by, &Actor::analysis());
+    assert!(reason.starts_with("the canary got no requests in 2 windows at 10 % weight"), "{reason}");
+    assert_eq!(seconds, 120);
+}
+
+/// Observed rollouts (a native controller decides) are never paused by
+/// flightdeck for missing metrics; the verdict is shown all the same.
+#[test]
+fn missing_metrics_never_pause_an_observed_rollout() {
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut r = step(&Rollout::new("argo", plan), Event::Start, Timestamp(0)).0;
+    for i in 1..=10 {
+        let (next, fx) = step(&r, missing_sample(), Timestamp(i * 60_000));
+        assert!(fx.iter().all(|e| !e.is_backend()), "{fx:?}");
+        r = next;
+    }
+    assert!(matches!(r.phase, Phase::Progressing { .. }), "{:?}", r.phase);
+    assert!(r.last_verdict.as_ref().is_some_and(Verdict::is_missing_metrics));
+}
+
+/// The cockpit's numbers: rows carry the stage's sample, an interval for
+/// the error-rate difference, and the evidence toward pass and fail.
+#[test]
+fn rows_carry_the_evidence_the_cockpit_shows() {
+    let config = AnalysisConfig::default();
+    let mut evidence = Evidence::default();
+    let mut traffic = Traffic(9);
+    let mut verdict = None;
+    for _ in 0..3 {
+        let s = sample(
+            MIN,
+            traffic.window(9_000, 0.005, 80.0, 250.0, 0.0, 1.0),
+            traffic.window(1_000, 0.005, 80.0, 250.0, 0.0, 1.0),
+        );
+        verdict = Some(evidence.observe(&config, &s));
+    }
+    let verdict = verdict.unwrap();
+    let errors = verdict.checks().iter().find(|c| c.metric == Metric::ErrorRate).unwrap();
+    assert_eq!(errors.sample, 3_000);
+    let (lo, hi) = errors.interval.expect("an interval");
+    assert!(lo < 0.0 && hi > 0.0 && hi < 1.0, "[{lo}, {hi}] excludes a 1 pp regression");
+    assert!(errors.toward_pass.unwrap() >= 1.0 && errors.outcome == CheckOutcome::Pass, "{}", errors.reason);
+    assert!(errors.toward_fail.unwrap() < 0.1);
+}
