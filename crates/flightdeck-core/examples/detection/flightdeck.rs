@@ -4,7 +4,7 @@
 //! `DETECTION_TRACE=1` prints how and why each run ended.
 
 use super::grid::Cell;
-use super::run::{Draws, Outcome};
+use super::run::{Draws, Outcome, Pause};
 use super::traffic::Served;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::plan::{AnalysisConfig, BackendKind, CanaryStage, Plan, Slo, Strategy, Target};
@@ -62,7 +62,15 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
         match rollout.phase {
             Phase::RolledBack { .. } => Some(Outcome::RolledBack(at)),
             Phase::Promoted { .. } => Some(Outcome::Promoted(at)),
-            Phase::Paused { .. } | Phase::AwaitingApproval { .. } | Phase::Failed { .. } => Some(Outcome::Paused(at)),
+            Phase::Paused { ref reason, .. } if reason.contains("no decision") => {
+                Some(Outcome::Paused(at, Pause::NoDecision))
+            }
+            Phase::Paused { ref reason, .. } if reason.contains("no requests") => {
+                Some(Outcome::Paused(at, Pause::NoTraffic))
+            }
+            Phase::Paused { .. } | Phase::AwaitingApproval { .. } | Phase::Failed { .. } => {
+                Some(Outcome::Paused(at, Pause::Other))
+            }
             _ => None,
         }
     };

@@ -40,6 +40,11 @@ fn median(r: &CellResult, p: Policy) -> Option<Duration> {
     r.of(p).and_then(|s| s.rollback_median)
 }
 
+/// " (12 % paused)" when flightdeck paused some of the cell's rollouts.
+fn paused(r: &CellResult) -> String {
+    r.of(Policy::Flightdeck).map(|s| paused_note(Policy::Flightdeck, s)).unwrap_or_default()
+}
+
 fn secs(t: Option<Duration>) -> f64 {
     t.map_or(f64::INFINITY, |t| t.as_secs_f64())
 }
@@ -55,7 +60,7 @@ pub fn goals(results: &[CellResult]) -> Vec<Goal> {
         if limit.is_none() {
             undecided += 1;
         } else if secs(fd) > 1.5 * secs(limit) {
-            misses.push(format!("{}: flightdeck {} vs limit {}", r.cell.label(), clock(fd), clock(limit)));
+            misses.push(format!("{}: flightdeck {}{} vs limit {}", r.cell.label(), clock(fd), paused(r), clock(limit)));
         }
     }
     let decided = beyond.len() - undecided;
@@ -124,7 +129,8 @@ pub fn goals(results: &[CellResult]) -> Vec<Goal> {
         let fl = flagger.and_then(|f| median(f, Policy::Flagger5));
         let fd = median(r, Policy::Flightdeck);
         if secs(fd) >= secs(fl) {
-            misses.push(format!("{}: flightdeck {} vs Flagger t=5 at 1 m {}", r.cell.label(), clock(fd), clock(fl)));
+            let label = r.cell.label();
+            misses.push(format!("{label}: flightdeck {}{} vs Flagger t=5 at 1 m {}", clock(fd), paused(r), clock(fl)));
         }
     }
     out.push(Goal {
@@ -317,7 +323,7 @@ pub fn markdown(study: &Study) -> String {
     );
     let mut names: Vec<&str> = study.results.iter().map(|r| r.cell.scenario.name).collect();
     names.dedup();
-    for name in names {
+    for name in names.iter().copied() {
         let rows: Vec<&CellResult> = study.results.iter().filter(|r| r.cell.scenario.name == name).collect();
         let scenario = rows[0].cell.scenario;
         let standing = match scenario.standing {
@@ -332,5 +338,43 @@ pub fn markdown(study: &Study) -> String {
         }
         let _ = writeln!(out);
     }
+    pause_table(&mut out, &study.results, &names);
     out
+}
+
+/// flightdeck's pauses for a human: how often, after how long, and why.
+fn pause_table(out: &mut String, results: &[CellResult], names: &[&str]) {
+    let (mut paused, mut no_traffic) = (0, 0);
+    for s in results.iter().filter_map(|r| r.of(Policy::Flightdeck)) {
+        paused += s.paused;
+        no_traffic += s.paused_no_traffic;
+    }
+    let _ = writeln!(out, "### flightdeck: rollouts paused to ask a human\n");
+    let _ = writeln!(
+        out,
+        "Share of rollouts paused, and the median time of the pause among them. Of all {paused} pauses, \
+         {no_traffic} were for windows without a single canary request, the rest for no decision \
+         {} windows after a stage's bake.\n",
+        flightdeck_core::plan::AnalysisConfig::default().inconclusive_limit
+    );
+    let _ = writeln!(out, "| interval | req/s | share | {} |", names.join(" | "));
+    let _ = writeln!(out, "|---|---:|---:|{}", "---|".repeat(names.len()));
+    let first = names.first().copied().unwrap_or_default();
+    for r in results.iter().filter(|r| r.cell.scenario.name == first) {
+        let cols: Vec<String> = names
+            .iter()
+            .map(|name| {
+                let same = |o: &&CellResult| {
+                    let (a, b) = (&o.cell, &r.cell);
+                    a.scenario.name == *name && a.interval == b.interval && a.rate == b.rate && a.share == b.share
+                };
+                match results.iter().find(same).and_then(|o| o.of(Policy::Flightdeck)) {
+                    Some(s) if s.paused > 0 => format!("{} at {}", pct(s.share(s.paused)), clock(s.pause_median)),
+                    Some(_) => "0 %".into(),
+                    None => "—".into(),
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{} {} |", row_head(&r.cell), cols.join(" | "));
+    }
 }

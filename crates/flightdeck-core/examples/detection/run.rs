@@ -14,10 +14,20 @@ use std::time::Duration;
 pub enum Outcome {
     RolledBack(Duration),
     Promoted(Duration),
-    /// Stopped to ask a human (flightdeck: no decision, or no canary traffic).
-    Paused(Duration),
+    /// Stopped to ask a human.
+    Paused(Duration, Pause),
     /// Still undecided at twice the plan's horizon.
     Unfinished,
+}
+
+/// Why flightdeck asked a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// No decision some windows after the bake.
+    NoDecision,
+    /// Windows in a row without a single canary request.
+    NoTraffic,
+    Other,
 }
 
 /// The policies, in report order.

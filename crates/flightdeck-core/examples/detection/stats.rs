@@ -1,6 +1,6 @@
 //! What the outcomes of one cell and policy add up to.
 
-use super::run::Outcome;
+use super::run::{Outcome, Pause};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -9,6 +9,9 @@ pub struct Summary {
     pub rolled_back: usize,
     pub promoted: usize,
     pub paused: usize,
+    /// Paused because the canary got no requests (the rest: no decision).
+    pub paused_no_traffic: usize,
+    pub pause_median: Option<Duration>,
     /// Time to the rollback effect; `None`: that share of rollouts was not
     /// rolled back at all (a rollout never rolled back counts as infinitely slow).
     pub rollback_median: Option<Duration>,
@@ -34,11 +37,15 @@ impl Summary {
             outcomes.iter().map(|o| if let Outcome::RolledBack(t) = o { Some(*t) } else { None }).collect();
         let promotions: Vec<Option<Duration>> =
             outcomes.iter().map(|o| if let Outcome::Promoted(t) = o { Some(*t) } else { None }).collect();
+        // Among the paused runs only.
+        let pauses = outcomes.iter().filter_map(|o| if let Outcome::Paused(t, _) = o { Some(Some(*t)) } else { None });
         Summary {
             runs: outcomes.len(),
             rolled_back: count(|o| matches!(o, Outcome::RolledBack(_))),
             promoted: count(|o| matches!(o, Outcome::Promoted(_))),
-            paused: count(|o| matches!(o, Outcome::Paused(_))),
+            paused: count(|o| matches!(o, Outcome::Paused(..))),
+            paused_no_traffic: count(|o| matches!(o, Outcome::Paused(_, Pause::NoTraffic))),
+            pause_median: quantile(pauses.collect(), 0.5),
             rollback_median: quantile(rollbacks.clone(), 0.5),
             rollback_p95: quantile(rollbacks, 0.95),
             promote_median: quantile(promotions, 0.5),
