@@ -318,3 +318,59 @@ fn plan_files_naming_the_same_rollout_run_one_after_another() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(events(&out)[0]["resumed"], true);
 }
+
+/// `flightdeck analyze` on a rollout's journal reaches, window by window, the
+/// verdicts the engine reached during the run.
+#[test]
+fn analyze_replays_a_journal_to_the_engines_own_verdicts() {
+    let data = tempfile::tempdir().unwrap();
+    let run = flightdeck(
+        data.path(),
+        &["run", CANARY, "--headless", "--json", "--speed", "3000", "--scenario", "bad-canary"],
+    );
+    assert_eq!(run.status.code(), Some(3));
+    let engine: Vec<Value> = events(&run).into_iter().filter(|e| e["type"] == "verdict").collect();
+    assert!(engine.len() > 10, "{} windows", engine.len());
+    let journal = std::fs::read_dir(data.path().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .expect("a journal");
+    let out = flightdeck(data.path(), &["analyze", journal.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "a failing window exits 3: {}", String::from_utf8_lossy(&out.stderr));
+    let analysed = events(&out);
+    assert_eq!(analysed.len(), engine.len());
+    for (a, e) in analysed.iter().zip(&engine) {
+        assert_eq!(a["verdict"]["verdict"], e["verdict"], "window {}", a["window"]);
+        let outcomes = |checks: &Value| -> Vec<Value> {
+            checks.as_array().unwrap().iter().map(|c| c["outcome"].clone()).collect()
+        };
+        assert_eq!(outcomes(&a["verdict"]["checks"]), outcomes(&e["checks"]), "window {}", a["window"]);
+    }
+    assert_eq!(analysed.last().unwrap()["outcome"], "rolled back");
+    let text = flightdeck(data.path(), &["analyze", journal.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("→ rolled back"), "{text}");
+    assert!(text.contains("error rate"), "{text}");
+}
+
+/// A windows file: each window decided in order; a bad line names file:line.
+#[test]
+fn analyze_decides_a_windows_file_and_names_a_bad_line() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("windows.jsonl");
+    let stable = r#"{"requests": 9500, "errors": 47, "p50_ms": 80, "p95_ms": 180, "p99_ms": 250}"#;
+    let bad = r#"{"requests": 500, "errors": 40, "p50_ms": 80, "p95_ms": 180, "p99_ms": 252}"#;
+    let lines: Vec<String> =
+        (0..4).map(|_| format!(r#"{{"window": "1m", "stage": 0, "stable": {stable}, "canary": {bad}}}"#)).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = flightdeck(data.path(), &["analyze", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.starts_with("window 1 (stage 1): fail"), "8 % errors on 500 requests: {text}");
+    std::fs::write(&file, format!("{}\n{{\"window\": \"1m\", \"canary\": 7}}\n", lines[0])).unwrap();
+    let out = flightdeck(data.path(), &["analyze", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("{}:2:", file.display())), "{stderr}");
+}
