@@ -374,3 +374,33 @@ fn analyze_decides_a_windows_file_and_names_a_bad_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with(&format!("{}:2:", file.display())), "{stderr}");
 }
+
+/// Every simulator plan in examples/plans/ finishes with every scenario:
+/// promoted, rolled back, or paused asking a human with a reason — never a
+/// silent wait (each run must end by itself).
+#[test]
+fn every_example_plan_finishes_with_every_scenario() {
+    let plans: Vec<_> = std::fs::read_dir("examples/plans")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains("backend = \"sim\""))
+        .collect();
+    assert!(plans.len() >= 3, "{plans:?}");
+    for plan in &plans {
+        for scenario in ["healthy", "bad-canary", "slow-canary", "flaky-metrics", "stuck-backend"] {
+            let data = tempfile::tempdir().unwrap();
+            let args = ["run", plan.to_str().unwrap(), "--headless", "--speed", "20000", "--scenario", scenario];
+            let out = flightdeck(data.path(), &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{} --scenario {scenario}: {stderr}", plan.display());
+            match out.status.code() {
+                Some(0) | Some(3) => {}
+                Some(1) => assert!(stderr.contains("needs a human: "), "{what}"),
+                other => panic!("exit {other:?}: {what}"),
+            }
+            if scenario == "bad-canary" || scenario == "slow-canary" {
+                assert_ne!(out.status.code(), Some(0), "a bad canary is never promoted: {what}");
+            }
+        }
+    }
+}
