@@ -14,7 +14,7 @@ use detection::grid::cells;
 use detection::report::{markdown, CellResult, Study};
 use detection::run::run_cell;
 use detection::stats::Summary;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 struct Args {
@@ -44,7 +44,8 @@ fn args() -> Result<Args, String> {
         a.seeds = if a.quick { 20 } else { 200 };
     }
     if a.out.is_none() && !a.quick {
-        a.out = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benchmarks/detection.md"));
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("crates/flightdeck-core");
+        a.out = Some(repo.join("benchmarks/detection.md"));
     }
     Ok(a)
 }
@@ -74,6 +75,27 @@ fn machine() -> String {
     format!("{cores} cores (nproc), {cpu}, one thread, {year}-{month:02}-{day:02} (UTC)")
 }
 
+/// "core at 1a2b3c4" (plus "with uncommitted changes" when the core's
+/// sources differ from that commit), or nothing outside a git checkout.
+fn revision() -> String {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--", "src"]).is_some_and(|s| !s.is_empty());
+            format!(", core at {head}{}", if dirty { " with uncommitted changes" } else { "" })
+        }
+        None => String::new(),
+    }
+}
+
 fn main() {
     let a = args().unwrap_or_else(|e| {
         eprintln!("{e}");
@@ -88,7 +110,8 @@ fn main() {
         eprintln!("[{:>3}/{}] {:>6.1} s  {}", i + 1, grid.len(), start.elapsed().as_secs_f64(), cell.label());
         results.push(CellResult { cell: *cell, summaries });
     }
-    let study = Study { seeds: a.seeds, quick: a.quick, results, elapsed: start.elapsed(), machine: machine() };
+    let study =
+        Study { seeds: a.seeds, quick: a.quick, results, elapsed: start.elapsed(), machine: machine() + &revision() };
     let text = markdown(&study);
     match &a.out {
         Some(path) => {

@@ -304,11 +304,8 @@ pub fn markdown(study: &Study) -> String {
     let _ = writeln!(out, "## Goals\n");
     for g in goals(&study.results) {
         let _ = writeln!(out, "- **{}** — {}. {}.", g.name, if g.holds { "holds" } else { "DOES NOT HOLD" }, g.detail);
-        for m in g.misses.iter().take(60) {
+        for m in &g.misses {
             let _ = writeln!(out, "  - {m}");
-        }
-        if g.misses.len() > 60 {
-            let _ = writeln!(out, "  - … and {} more", g.misses.len() - 60);
         }
     }
     policy_table(&mut out, &study.results);
@@ -319,7 +316,8 @@ pub fn markdown(study: &Study) -> String {
          Cells past a margin show *median / p95 · share rolled back*; ∞ means that share of rollouts was \
          never rolled back (promoted, paused or out of time). Cells within the margin show the share rolled \
          back (A/A also the median time to 100 %). flightdeck's column adds the share of rollouts that \
-         paused to ask a human.\n"
+         paused to ask a human. A policy can roll back sooner than the SPRT limit only by accepting more \
+         false rollbacks than α = 1 %: read its times together with its A/A and +0.5 pp rows.\n"
     );
     let mut names: Vec<&str> = study.results.iter().map(|r| r.cell.scenario.name).collect();
     names.dedup();
