@@ -43,8 +43,10 @@ fn version_window(s: &Served) -> VersionWindow {
     }
 }
 
-/// One rollout, until it is promoted, rolled back or paused for a human,
-/// or twice the plan's horizon has passed.
+/// One rollout, until it is promoted or rolled back, or twice the plan's
+/// horizon has passed. A pause that asks a human does not stop the analysis:
+/// while nobody has answered, windows keep coming at the paused weight and
+/// a canary that proves bad is still rolled back (as the engine does).
 pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
     let mut rollout = Rollout::new("detection", plan(cell));
     let mut weight = 0u8;
@@ -77,6 +79,14 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
     if let Some(done) = feed(&mut rollout, Event::Start, std::time::Duration::ZERO, &mut weight) {
         return done;
     }
+    let mut asked: Option<Outcome> = None;
+    let mut settle = |done: Outcome, asked: &mut Option<Outcome>| match done {
+        Outcome::Paused(..) => {
+            asked.get_or_insert(done);
+            None
+        }
+        other => Some(other),
+    };
     let last = cell.windows_in(2 * cell.horizon());
     for index in 0..last {
         let end = cell.interval * (index + 1);
@@ -87,12 +97,11 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
             canary: Some(version_window(&w.canary)),
             missing: None,
         };
-        if let Some(done) = feed(&mut rollout, Event::Metrics(sample), end, &mut weight) {
-            return done;
-        }
-        if let Some(done) = feed(&mut rollout, Event::Tick, end, &mut weight) {
-            return done;
+        for event in [Event::Metrics(sample.clone()), Event::Tick] {
+            if let Some(done) = feed(&mut rollout, event, end, &mut weight).and_then(|d| settle(d, &mut asked)) {
+                return done;
+            }
         }
     }
-    Outcome::Unfinished
+    asked.unwrap_or(Outcome::Unfinished)
 }

@@ -55,7 +55,7 @@ pub struct SequentialTest {
 
 /// Pseudo-hits the prior guess of the rate is worth: about one request in
 /// error, so a window of real data outweighs it at once.
-const PRIOR_HITS: f64 = 1.0;
+const PRIOR_HITS: f64 = 0.5;
 /// Rates are kept this far from 0 and 1 so logarithms stay finite.
 const EDGE: f64 = 1e-9;
 /// Weight of the shock bet in the mix, and the share of its stake it risks per window.
@@ -172,8 +172,8 @@ mod tests {
     #[test]
     fn one_window_factor_is_the_likelihood_ratio() {
         let mut t = SequentialTest::default();
-        // First window bets on the prior (2.5 % vs limit 1.5 %, pseudo count
-        // 1/0.025 = 40 trials): 3 hits in 50.
+        // First window bets on the prior (2.5 % vs limit 1.5 %; half a hit
+        // of pseudo count = 20 trials): 3 hits in 50.
         t.observe(Claim::Above, 3.0, 50.0, 0.015, 0.025);
         let ratio = 3.0 * (0.025f64 / 0.015).ln() + 47.0 * (0.975f64 / 0.985).ln();
         assert!((t.log_plugin - ratio).abs() < 1e-12, "{} vs {ratio}", t.log_plugin);
@@ -182,10 +182,10 @@ mod tests {
         assert!((t.log_shock - shock).abs() < 1e-12);
         let mixed = (0.9 * ratio.exp() + 0.1 * shock.exp()).ln();
         assert!((t.log_e - mixed).abs() < 1e-12);
-        // The next window's plug-in bets on (3 + 1) / (50 + 40).
+        // The next window's plug-in bets on (3 + 0.5) / (50 + 20).
         let before = t.log_plugin;
         t.observe(Claim::Above, 0.0, 10.0, 0.015, 0.025);
-        let p1 = 4.0 / 90.0;
+        let p1 = 3.5 / 70.0;
         let want = 10.0 * ((1.0 - p1) / 0.985f64).ln();
         assert!((t.log_plugin - before - want).abs() < 1e-12);
     }
