@@ -488,3 +488,20 @@ async fn a_failing_canary_is_rolled_back_by_analysis_and_haproxy_weight_goes_to_
     assert_eq!(seen.get("v2"), None, "{seen:?}");
     engine.shutdown().await;
 }
+
+/// Regression: a canary left drained by an earlier rollback (HAProxy state
+/// `drain`) got weight but no traffic, and the stage waited forever. A new
+/// run readies the canary before it sends it traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_drained_by_an_earlier_rollback_is_readied_before_it_gets_traffic() {
+    use flightdeck_core::rollout::Version;
+    let stack = Stack::start().await;
+    let probe = stack.lb.haproxy("v1", "v2");
+    probe.apply(&Effect::Scale { version: Version::Canary, percent: 0 }).await.unwrap();
+    let engine = stack.engine();
+    eventually(Duration::from_secs(10), "weight 10 on v2", async || canary_weight(&probe).await == Some(10)).await;
+    let seen = send_requests(stack.lb.frontend, 300).await;
+    let canary = seen.get("v2").copied().unwrap_or(0);
+    assert!(canary >= 10, "the readied canary serves its 10 %: {seen:?}");
+    engine.shutdown().await;
+}
