@@ -62,6 +62,11 @@ pub struct BudgetStatus {
     pub burn_1h: f64,
     pub burn_6h: f64,
     pub policy: DeployPolicy,
+    /// The availability could not be read (NaN, or outside 0–1): spent and
+    /// remaining are NaN, and the policy asks for approval rather than
+    /// guessing either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
 }
 
 impl BudgetStatus {
@@ -70,10 +75,14 @@ impl BudgetStatus {
         let allowed_ratio = (1.0 - slo.objective_pct / 100.0).max(f64::MIN_POSITIVE);
         let window_s = slo.window.as_secs_f64();
         let allowed_s = allowed_ratio * window_s;
-        let spent_s = (1.0 - m.availability).max(0.0) * window_s;
+        // `f64::max` drops NaN: a NaN availability would read as nothing
+        // spent. Unknown stays unknown.
+        let unknown = !(0.0..=1.0).contains(&m.availability);
+        let spent_s = if unknown { f64::NAN } else { (1.0 - m.availability) * window_s };
         let remaining_s = allowed_s - spent_s;
         let remaining_pct = 100.0 * remaining_s / allowed_s;
         let burn = |ratio: f64| ratio.max(0.0) / allowed_ratio;
+        let policy = if unknown { DeployPolicy::ApprovalRequired } else { policy_for(remaining_pct) };
         BudgetStatus {
             allowed_s,
             spent_s,
@@ -83,7 +92,8 @@ impl BudgetStatus {
             burn_30m: burn(m.error_ratio_30m),
             burn_1h: burn(m.error_ratio_1h),
             burn_6h: burn(m.error_ratio_6h),
-            policy: policy_for(remaining_pct),
+            policy,
+            unknown,
         }
     }
 
@@ -135,6 +145,19 @@ mod tests {
         assert!((b.remaining_pct - 50.0).abs() < 1e-6);
         // Exactly 50 % is not "more than 50 %".
         assert_eq!(b.policy, DeployPolicy::ApprovalRequired);
+    }
+
+    #[test]
+    fn an_unreadable_availability_is_unknown_and_needs_approval() {
+        for availability in [f64::NAN, -0.1, 1.1, f64::INFINITY, f64::NEG_INFINITY] {
+            let b = BudgetStatus::compute(&slo(), &SloMeasurement { availability, ..Default::default() });
+            assert!(b.unknown, "{availability}");
+            assert!(b.remaining_pct.is_nan() && b.remaining_s.is_nan() && b.spent_s.is_nan());
+            assert_eq!(b.policy, DeployPolicy::ApprovalRequired, "{availability}");
+        }
+        let b = BudgetStatus::compute(&slo(), &SloMeasurement { availability: 0.0, ..Default::default() });
+        assert!(!b.unknown);
+        assert_eq!(b.policy, DeployPolicy::Freeze);
     }
 
     #[test]

@@ -450,6 +450,9 @@ impl Rollout {
         match &self.phase {
             Phase::AwaitingApproval { gate, next, .. } => Some(match gate {
                 Gate::Stage => format!("approve stage {} of {}", next + 1, self.stages().len()),
+                Gate::Budget if self.budget.is_some_and(|b| b.unknown) => {
+                    "error budget unknown (no valid availability reading): approve each promotion".to_string()
+                }
                 Gate::Budget => "error budget below 50 %: approve each promotion".to_string(),
                 Gate::Freeze => "error budget frozen: override with a reason to continue".to_string(),
             }),

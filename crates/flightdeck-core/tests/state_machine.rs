@@ -426,3 +426,19 @@ fn a_refused_native_verb_is_shown_but_the_mirrored_phase_stands() {
     assert!(matches!(run.r.phase, Phase::Progressing { .. }));
     assert!(run.r.needs_human().unwrap().contains("403 Forbidden"));
 }
+
+#[test]
+fn an_unreadable_availability_needs_approval_never_auto() {
+    // NaN used to read as a full budget (f64::max drops NaN) and auto-approve.
+    for availability in [f64::NAN, -0.5, 1.5, f64::INFINITY] {
+        let r = Rollout::new("checkout", canary_plan());
+        let (r, _) = step(&r, Event::Budget(SloMeasurement { availability, ..Default::default() }), Timestamp(0));
+        let budget = r.budget.expect("a budget status");
+        assert_eq!(budget.policy, flightdeck_core::DeployPolicy::ApprovalRequired, "availability {availability}");
+        let (r, fx) = step(&r, Event::Start, Timestamp(0));
+        assert!(matches!(r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Budget, .. }), "{:?}", r.phase);
+        assert!(fx.is_empty(), "{fx:?}");
+        assert!(budget.unknown && budget.remaining_pct.is_nan(), "{budget:?}");
+        assert!(r.needs_human().unwrap().contains("unknown"));
+    }
+}
