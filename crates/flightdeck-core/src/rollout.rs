@@ -416,7 +416,7 @@ impl Rollout {
     /// Bake time of the current stage so far.
     pub fn baked(&self, now: Timestamp) -> Duration {
         match self.phase {
-            Phase::Progressing { since } => self.bake_elapsed + now.since(since),
+            Phase::Progressing { since } => self.bake_elapsed.saturating_add(now.since(since)),
             _ => self.bake_elapsed,
         }
     }
@@ -437,12 +437,13 @@ impl Rollout {
         if self.phase.is_finished() {
             return None;
         }
-        let later: Duration = self.stages().iter().skip(self.stage + 1).map(|s| s.bake).sum();
+        // Saturating: a plan may bake for "forever" (Duration::MAX); never panic.
+        let later = self.stages().iter().skip(self.stage + 1).fold(Duration::ZERO, |sum, s| sum.saturating_add(s.bake));
         let current = match self.phase {
             Phase::Pending => self.current_stage().map_or(Duration::ZERO, |s| s.bake),
             _ => self.bake_remaining(now).unwrap_or_default(),
         };
-        Some(current + later)
+        Some(current.saturating_add(later))
     }
 
     /// Why this rollout needs a person now, if it does.

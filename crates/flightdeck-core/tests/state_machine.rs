@@ -442,3 +442,19 @@ fn an_unreadable_availability_needs_approval_never_auto() {
         assert!(r.needs_human().unwrap().contains("unknown"));
     }
 }
+
+#[test]
+fn huge_bakes_saturate_instead_of_overflowing() {
+    let stage = |weight| flightdeck_core::plan::CanaryStage { weight, bake: std::time::Duration::MAX, approval: false };
+    let mut run = Run::new(plan_with(Strategy::Canary { stages: vec![stage(1), stage(10), stage(50)] }));
+    assert_eq!(run.r.eta(run.now), Some(std::time::Duration::MAX));
+    run.now = Timestamp(u64::MAX);
+    run.send(Event::Tick);
+    assert_eq!(run.r.stage, 0);
+    run.send(cmd(Command::Pause { reason: None }, 0));
+    run.send(cmd(Command::Resume, 0));
+    assert_eq!(run.r.eta(run.now), Some(std::time::Duration::MAX));
+    assert!(run.r.bake_remaining(run.now).is_some());
+    assert!(run.r.next_step(run.now).starts_with("Next: 10 %"));
+    assert_eq!(Timestamp(5).plus(std::time::Duration::MAX), Timestamp(u64::MAX));
+}
