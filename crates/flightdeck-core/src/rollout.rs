@@ -470,10 +470,11 @@ impl Rollout {
     pub fn reconcile(&self) -> Vec<Effect> {
         let mut fx = Vec::new();
         match self.phase {
+            // The native controller holds an observed rollout's traffic, whatever its phase.
+            _ if self.control == Control::Observed => {}
             Phase::Pending => {}
             Phase::Aborted { .. } => revert(&mut self.clone(), &mut fx, false),
             Phase::RolledBack { .. } => revert(&mut self.clone(), &mut fx, true),
-            _ if self.control == Control::Observed => {}
             // A failed rollback or abort: keep the canary out, never re-enter the stage.
             Phase::Failed { .. } if self.canary_weight == 0 => revert(&mut self.clone(), &mut fx, true),
             _ => fx.extend(self.current_stage().map(stage_effects).unwrap_or_default()),

@@ -458,3 +458,20 @@ fn huge_bakes_saturate_instead_of_overflowing() {
     assert!(run.r.next_step(run.now).starts_with("Next: 10 %"));
     assert_eq!(Timestamp(5).plus(std::time::Duration::MAX), Timestamp(u64::MAX));
 }
+
+#[test]
+fn reconcile_never_drives_an_observed_rollout() {
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    let aborted = flightdeck_core::rollout::Observation {
+        canary_weight: Some(0),
+        native_status: Some(flightdeck_core::rollout::NativeStatus::Aborted { message: "by argo".into() }),
+        ..Default::default()
+    };
+    run.send(Event::Observation(aborted));
+    assert!(matches!(run.r.phase, Phase::Aborted { .. }));
+    assert_eq!(run.r.reconcile(), vec![], "Argo owns the weights of an aborted rollout");
+    run.r.phase = Phase::RolledBack { by: Actor::new("controller"), reason: "undo".into(), at: run.now };
+    assert_eq!(run.r.reconcile(), vec![]);
+}
