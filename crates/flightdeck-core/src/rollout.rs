@@ -55,7 +55,8 @@ pub enum Version {
 pub enum Command {
     /// Hold the current stage; the bake timer stops.
     Pause { reason: Option<String> },
-    /// Continue after a pause (re-applies the stage's weight).
+    /// Continue after a pause: back to baking, or to the gate it waited at,
+    /// re-applying only the weight the rollout holds.
     Resume,
     /// Enter the next stage now, skipping the rest of the bake.
     Promote,
@@ -265,6 +266,9 @@ pub enum Phase {
         by: Actor,
         reason: String,
         since: Timestamp,
+        /// What the pause interrupted: resume goes back to it and no further.
+        #[serde(default)]
+        from: PausedFrom,
     },
     /// Waiting for a human before entering stage `next`.
     AwaitingApproval {
@@ -291,6 +295,17 @@ pub enum Phase {
         reason: String,
         at: Timestamp,
     },
+}
+
+/// What a pause interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum PausedFrom {
+    /// Baking the current stage.
+    #[default]
+    Baking,
+    /// Waiting at a gate before stage `next`.
+    Gate { next: usize, gate: Gate },
 }
 
 impl Phase {
@@ -477,7 +492,7 @@ impl Rollout {
             Phase::RolledBack { .. } => revert(&mut self.clone(), &mut fx, true),
             // A failed rollback or abort: keep the canary out, never re-enter the stage.
             Phase::Failed { .. } if self.canary_weight == 0 => revert(&mut self.clone(), &mut fx, true),
-            _ => fx.extend(self.current_stage().map(stage_effects).unwrap_or_default()),
+            _ => fx.extend(live_effects(self)),
         }
         fx
     }
@@ -615,6 +630,31 @@ fn stage_effects(stage: &Stage) -> Vec<Effect> {
     }
 }
 
+/// True while waiting (or paused) at a gate in front of the first stage
+/// after a start or a retry: no stage of this run is live yet.
+fn before_first_stage(r: &Rollout) -> bool {
+    match r.phase {
+        Phase::Pending => true,
+        Phase::AwaitingApproval { next, .. } | Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => {
+            next <= r.stage
+        }
+        _ => false,
+    }
+}
+
+/// The effects that re-assert what the state says is live and nothing
+/// more: the current stage once it is entered, the canary out of traffic
+/// before the first stage.
+fn live_effects(r: &Rollout) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    if before_first_stage(r) {
+        revert(&mut r.clone(), &mut fx, false);
+    } else if let Some(stage) = r.current_stage() {
+        fx.extend(stage_effects(stage));
+    }
+    fx
+}
+
 fn complete(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
     let last = r.stages().len().saturating_sub(1);
     if r.stage != last || r.canary_weight != 100 {
@@ -712,7 +752,12 @@ fn immediate(policy: ImmediateRollback, severity: Severity) -> bool {
 
 fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
     r.bake_elapsed = r.baked(now);
-    r.phase = Phase::Paused { by, reason, since: now };
+    let from = match r.phase {
+        Phase::AwaitingApproval { next, gate, .. } => PausedFrom::Gate { next, gate },
+        Phase::Paused { from, .. } => from,
+        _ => PausedFrom::Baking,
+    };
+    r.phase = Phase::Paused { by, reason, since: now, from };
 }
 
 fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Timestamp) {
@@ -751,7 +796,9 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     let by = Actor::new("controller");
     let mirrored = match status {
         NativeStatus::Progressing => Phase::Progressing { since: now },
-        NativeStatus::Paused { reason } => Phase::Paused { by, reason: reason.clone(), since: now },
+        NativeStatus::Paused { reason } => {
+            Phase::Paused { by, reason: reason.clone(), since: now, from: PausedFrom::Baking }
+        }
         NativeStatus::Degraded { message } => Phase::Failed { reason: message.clone(), at: now },
         NativeStatus::Aborted { message } => Phase::Aborted { by, reason: message.clone(), at: now },
         NativeStatus::Healthy => Phase::Promoted { at: now },
@@ -771,7 +818,7 @@ fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timest
         return;
     }
     match r.phase {
-        Phase::Progressing { .. } | Phase::AwaitingApproval { .. } | Phase::Pending => {
+        Phase::Progressing { .. } | Phase::AwaitingApproval { .. } => {
             let reason = format!("backend failing ({effect}: {error}); fix it, then resume");
             pause(r, Actor::backend(), reason, now);
         }
@@ -784,7 +831,9 @@ fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timest
             );
             r.phase = Phase::Failed { reason, at: now };
         }
-        Phase::Paused { .. } | Phase::Failed { .. } => {}
+        // Nothing runs before the start, which applies every stage effect
+        // afresh; the banner shows the error until then.
+        Phase::Paused { .. } | Phase::Failed { .. } | Phase::Pending => {}
     }
 }
 
@@ -860,14 +909,19 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         }
         Command::Resume => {
             require(r, &[Live::Paused])?;
-            r.phase = Phase::Progressing { since: now };
+            r.phase = match r.phase {
+                // Back to the gate, never past it: only a human or the budget lifts it.
+                Phase::Paused { from: PausedFrom::Gate { next, gate }, .. } => {
+                    Phase::AwaitingApproval { next, gate: gate_for(r, next).unwrap_or(gate), since: now }
+                }
+                _ => Phase::Progressing { since: now },
+            };
             r.missing_metrics = 0;
             r.backend_error = None;
             r.observe_error = None;
-            // Re-apply: the pause may have come from drift or a failed effect.
-            if let Some(stage) = r.current_stage() {
-                fx.extend(stage_effects(stage));
-            }
+            // Re-apply what the state says is live: the pause may have come
+            // from drift or a failed effect.
+            fx.extend(live_effects(r));
         }
         Command::Promote | Command::Approve => {
             let waiting = matches!(r.phase, Phase::AwaitingApproval { .. });
@@ -877,7 +931,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             require(r, &[Live::Baking, Live::Waiting, Live::Paused])?;
             check_freeze(r)?;
             let target = match r.phase {
-                Phase::AwaitingApproval { next, .. } => next,
+                Phase::AwaitingApproval { next, .. } | Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => next,
                 _ => r.stage + 1,
             };
             enter_stage(r, fx, target, now, true);
@@ -892,6 +946,9 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             if r.stage == 0 {
                 return Err("already at the first stage; abort sends the canary to 0 %".to_string());
             }
+            if before_first_stage(r) {
+                return Err(format!("the canary is at {} %, waiting to start over: nothing to step back to", r.canary_weight));
+            }
             let from = r.canary_weight;
             let stage = r.stages()[r.stage - 1].clone();
             r.stage -= 1;
@@ -899,7 +956,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             reset_stage_progress(r);
             fx.extend(stage_effects(&stage));
             let reason = format!("stepped back by {actor} from {from} % to {} %", stage.weight);
-            r.phase = Phase::Paused { by: actor.clone(), reason, since: now };
+            r.phase = Phase::Paused { by: actor.clone(), reason, since: now, from: PausedFrom::Baking };
         }
         Command::Abort { reason } => {
             require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed])?;
@@ -918,6 +975,11 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             r.failures = 0;
             r.backend_error = None;
             reset_stage_progress(r);
+            if gate_for(r, 0).is_some() && r.canary_weight != 0 {
+                // A failure left traffic anywhere: take it back before
+                // waiting, so the gate holds the 0 % the state shows.
+                revert(r, fx, false);
+            }
             // Starting over passes the same gates as the first start.
             enter_stage(r, fx, 0, now, false);
         }

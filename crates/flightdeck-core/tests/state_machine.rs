@@ -475,3 +475,80 @@ fn reconcile_never_drives_an_observed_rollout() {
     run.r.phase = Phase::RolledBack { by: Actor::new("controller"), reason: "undo".into(), at: run.now };
     assert_eq!(run.r.reconcile(), vec![]);
 }
+
+fn weights(fx: &[Effect]) -> Vec<u8> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::SetWeight { canary } => Some(*canary),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 0.06 % of the window failed: 40 % of a 99.9 % budget is left.
+fn approval_budget() -> Event {
+    Event::Budget(SloMeasurement { availability: 0.9994, ..Default::default() })
+}
+
+fn frozen_budget() -> Event {
+    Event::Budget(SloMeasurement { availability: 0.998, ..Default::default() })
+}
+
+#[test]
+fn pause_and_resume_at_the_start_gate_sends_no_traffic() {
+    let mut run = Run { r: Rollout::new("checkout", canary_plan()), now: Timestamp(0), effects: vec![] };
+    run.send(frozen_budget());
+    run.send(Event::Start);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Freeze, .. }));
+    run.send(cmd(Command::Pause { reason: None }, 0));
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(weights(&fx), vec![0], "resume re-applies the 0 % the state holds, not stage 1's 1 %");
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Freeze, .. }), "{:?}", run.r.phase);
+    assert_eq!(run.r.canary_weight, 0);
+    run.minutes(30, healthy_sample);
+    assert_eq!(run.r.canary_weight, 0, "still waiting for an override");
+    assert!(weights(&run.r.reconcile()).iter().all(|w| *w == 0), "a restart at the gate sends no traffic either");
+}
+
+#[test]
+fn pause_and_resume_after_a_gated_retry_keeps_the_canary_at_zero() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Promote, 0));
+    run.send(cmd(Command::Promote, 1));
+    assert_eq!(run.r.canary_weight, 50);
+    run.send(cmd(Command::Abort { reason: None }, 2));
+    run.send(approval_budget());
+    let fx = run.send(cmd(Command::Retry, 2));
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Budget, .. }), "{fx:?}");
+    run.send(cmd(Command::Pause { reason: None }, 2));
+    let fx = run.send(cmd(Command::Resume, 2));
+    assert_eq!(weights(&fx), vec![0], "the state says 0 %: resume must not send stage 3's 50 %");
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, .. }), "{:?}", run.r.phase);
+    // Stepping back from 0 % would raise the canary; promoting enters the first stage, not the next.
+    run.send(cmd(Command::Pause { reason: None }, 2));
+    let fx = run.send(cmd(Command::StepBack, 2));
+    assert!(rejected(&fx).is_some(), "{fx:?}");
+    let fx = run.send(cmd(Command::Promote, 2));
+    assert_eq!(weights(&fx), vec![1]);
+    assert_eq!((run.r.stage, run.r.canary_weight), (0, 1));
+}
+
+#[test]
+fn resume_at_a_stage_gate_goes_back_to_waiting_with_the_live_weight() {
+    let mut plan = canary_plan();
+    if let Strategy::Canary { stages } = &mut plan.strategy {
+        stages[2].approval = true;
+    }
+    let mut run = Run::new(plan);
+    run.minutes(31, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 2, gate: Gate::Stage, .. }));
+    // Drift at the gate pauses; resume restores 10 % and waits again.
+    let obs = flightdeck_core::rollout::Observation { canary_weight: Some(30), ..Default::default() };
+    run.send(Event::Observation(obs));
+    assert!(matches!(run.r.phase, Phase::Paused { .. }));
+    let fx = run.send(cmd(Command::Resume, 1));
+    assert_eq!(weights(&fx), vec![10]);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 2, gate: Gate::Stage, .. }), "{:?}", run.r.phase);
+    run.minutes(30, healthy_sample);
+    assert_eq!(run.r.canary_weight, 10, "the gate still needs a human");
+}
