@@ -564,16 +564,26 @@ fn on_tick(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         return;
     };
     let baked = r.baked(now) >= stage.bake;
-    // A bake of zero is a pass-through; otherwise the stage must have seen a
-    // passing verdict: too few requests is never a pass. At 100 % stable
-    // takes no traffic, so there is nothing to compare with: that bake is a
-    // verification window in which a failing verdict still rolls back, but
-    // no pass can be asked for.
-    let needs_pass = !stage.bake.is_zero() && stage.weight < 100;
-    if baked && (!needs_pass || r.stage_passed) {
+    if baked && may_advance(r) {
         let target = r.stage + 1;
         enter_stage(r, fx, target, now, false);
     }
+}
+
+/// Whether the current stage's analysis lets the rollout leave it without a
+/// human: the one place that reads the stage's evidence for advancing.
+fn may_advance(r: &Rollout) -> bool {
+    let Some(stage) = r.current_stage() else {
+        return false;
+    };
+    // A bake of zero is a pass-through; otherwise the stage must have seen a
+    // passing verdict: too few requests is never a pass, and a window with
+    // no metrics since then leaves it blind. At 100 % stable takes no
+    // traffic, so there is nothing to compare with: that bake is a
+    // verification window in which a failing verdict still rolls back, but
+    // no pass can be asked for.
+    let needs_pass = !stage.bake.is_zero() && stage.weight < 100;
+    !needs_pass || (r.stage_passed && r.missing_metrics == 0)
 }
 
 /// Moves to stage `index` (or completes past the last one), stopping at a
@@ -842,8 +852,16 @@ fn on_budget(r: &mut Rollout, fx: &mut Vec<Effect>, m: &SloMeasurement, now: Tim
     // A gate the budget put up comes down when the budget recovers (or
     // becomes a different gate when it gets worse).
     if let Phase::AwaitingApproval { next, gate: gate @ (Gate::Budget | Gate::Freeze), .. } = r.phase {
-        if gate_for(r, next) != Some(gate) {
+        if gate_for(r, next) == Some(gate) {
+            return;
+        }
+        // Nothing bakes in front of the first stage; otherwise the stage's
+        // analysis must still allow leaving it (a fail may have come in while
+        // waiting): if not, bake on and let a tick advance when it may.
+        if before_first_stage(r) || may_advance(r) {
             enter_stage(r, fx, next, now, false);
+        } else {
+            r.phase = Phase::Progressing { since: now };
         }
     }
 }

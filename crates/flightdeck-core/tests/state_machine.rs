@@ -552,3 +552,52 @@ fn resume_at_a_stage_gate_goes_back_to_waiting_with_the_live_weight() {
     run.minutes(30, healthy_sample);
     assert_eq!(run.r.canary_weight, 10, "the gate still needs a human");
 }
+
+/// Baked and passed stage 1 (1 %), waiting at a budget gate before 10 %.
+fn at_a_budget_gate_after_a_pass() -> Run {
+    let mut plan = canary_plan();
+    plan.analysis.immediate_rollback = ImmediateRollback::Off;
+    plan.analysis.failure_threshold = 3;
+    let mut run = Run::new(plan);
+    run.send(approval_budget());
+    run.minutes(16, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 1, gate: Gate::Budget, .. }));
+    run
+}
+
+#[test]
+fn a_budget_gate_lifting_after_a_fail_goes_back_to_baking_not_forward() {
+    let mut run = at_a_budget_gate_after_a_pass();
+    run.send(bad_sample());
+    let fx = run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
+    assert_eq!(weights(&fx), Vec::<u8>::new(), "a failed stage must not advance when the budget recovers");
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }), "{:?}", run.r.phase);
+    assert_eq!((run.r.stage, run.r.canary_weight), (0, 1));
+    // The bake is done: the next pass and tick advance.
+    run.minutes(1, healthy_sample);
+    assert_eq!((run.r.stage, run.r.canary_weight), (1, 10));
+}
+
+#[test]
+fn a_budget_gate_lifting_after_missing_metrics_waits_for_a_pass() {
+    let mut run = at_a_budget_gate_after_a_pass();
+    run.send(missing_sample());
+    run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }), "{:?}", run.r.phase);
+    assert_eq!(run.r.stage, 0);
+    run.send(Event::Tick);
+    assert_eq!(run.r.stage, 0, "no advance blind");
+    run.minutes(1, healthy_sample);
+    assert_eq!(run.r.stage, 1);
+}
+
+#[test]
+fn a_budget_gate_at_the_start_lifts_into_the_first_stage() {
+    let mut run = Run { r: Rollout::new("checkout", canary_plan()), now: Timestamp(0), effects: vec![] };
+    run.send(approval_budget());
+    run.send(Event::Start);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Budget, .. }));
+    let fx = run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
+    assert_eq!(weights(&fx), vec![1]);
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+}
