@@ -94,14 +94,19 @@ impl Command {
     }
 }
 
-/// A command with who sent it and the stage they were looking at. If the
-/// rollout has moved since, the command is stale and changes nothing.
+/// A command with who sent it and the revision and stage they were looking
+/// at. If the rollout has moved since, a forward command is stale and
+/// changes nothing; abort, rollback and pause only reduce risk and always
+/// apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequest {
     pub actor: Actor,
     pub command: Command,
     /// 0-based index of the stage the actor saw.
     pub expected_stage: usize,
+    /// The canary revision the actor saw: a stage index alone would let a
+    /// command meant for the previous revision act on the next one.
+    pub expected_revision: String,
 }
 
 /// Argo-Rollouts-style verbs for rollouts a native controller runs.
@@ -906,7 +911,17 @@ fn reset_stage_progress(r: &mut Rollout) {
 
 /// Applies an operator command, or says why it cannot.
 fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
-    if req.expected_stage != r.stage {
+    // Abort, rollback and pause only reduce exposure: whatever the sender
+    // saw, they apply to what runs now. Everything else moves forward and
+    // must be meant for this revision and stage.
+    let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. });
+    if !safety && req.expected_revision != r.canary_revision {
+        return Err(format!(
+            "stale: sent for revision {} but the rollout is now rolling out {}",
+            req.expected_revision, r.canary_revision
+        ));
+    }
+    if !safety && req.expected_stage != r.stage {
         return Err(format!(
             "stale: sent for stage {} but the rollout is at stage {} of {} ({} %)",
             req.expected_stage + 1,
@@ -977,7 +992,8 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             r.phase = Phase::Paused { by: actor.clone(), reason, since: now, from: PausedFrom::Baking };
         }
         Command::Abort { reason } => {
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed])?;
+            // Again after an abort: re-sends the revert, in case it did not take.
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed, Live::Aborted])?;
             revert(r, fx, false);
             let reason = reason.clone().unwrap_or_else(|| format!("aborted by {actor}"));
             r.phase = Phase::Aborted { by: actor.clone(), reason, at: now };

@@ -144,10 +144,45 @@ fn stale_command_changes_nothing_and_says_why() {
     run.minutes(16, healthy_sample);
     assert_eq!(run.r.stage, 1);
     let before = run.r.clone();
-    let fx = run.send(cmd(Command::Abort { reason: None }, 0));
+    let fx = run.send(cmd(Command::Promote, 0));
     assert_eq!(run.r, before);
     let reason = rejected(&fx).expect("a rejection notice");
     assert_eq!(reason, "stale: sent for stage 1 but the rollout is at stage 2 of 4 (10 %)");
+}
+
+#[test]
+fn a_forward_command_for_the_previous_revision_is_stale() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Abort { reason: None }, 0));
+    run.send(Event::NewRevision { revision: "v3".into() });
+    run.send(Event::Start);
+    let before = run.r.clone();
+    // Meant for v2's first stage; v3 is at its first stage too.
+    for command in [Command::Promote, Command::PromoteFull] {
+        let fx = run.send(cmd_for(command, 0, "v2"));
+        assert_eq!(run.r, before);
+        let reason = rejected(&fx).expect("a rejection notice");
+        assert_eq!(reason, "stale: sent for revision v2 but the rollout is now rolling out v3");
+    }
+    let fx = run.send(cmd_for(Command::Promote, 0, "v3"));
+    assert_eq!(weights(&fx), vec![10]);
+}
+
+#[test]
+fn abort_rollback_and_pause_apply_whatever_stage_or_revision_they_were_sent_for() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Promote, 0));
+    let fx = run.send(cmd_for(Command::Pause { reason: None }, 0, "v1"));
+    assert!(matches!(run.r.phase, Phase::Paused { .. }), "{fx:?}");
+    let fx = run.send(cmd_for(Command::Abort { reason: None }, 3, "v0"));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }]);
+    assert!(matches!(run.r.phase, Phase::Aborted { .. }));
+    // Aborting again re-sends the revert: an abort never bounces.
+    let fx = run.send(cmd_for(Command::Abort { reason: None }, 0, "v2"));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }]);
+    let fx = run.send(cmd_for(Command::Rollback { reason: None }, 7, "v9"));
+    assert_eq!(fx[..2], [Effect::SetWeight { canary: 0 }, Effect::Scale { version: Version::Canary, percent: 0 }]);
+    assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
 }
 
 #[test]
