@@ -612,6 +612,11 @@ fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timesta
     r.bake_elapsed = Duration::ZERO;
     r.stage_passed = false;
     r.phase = Phase::Progressing { since: now };
+    if index == 0 && stage.action == StageAction::Weight {
+        // A rollback (or a drain) may have scaled the canary to 0: have it
+        // ready before it takes traffic. (A blue-green preview scales itself.)
+        fx.push(Effect::Scale { version: Version::Canary, percent: 100 });
+    }
     fx.extend(stage_effects(&stage));
     if stage.bake.is_zero() && index + 1 == r.stages().len() {
         // Nothing to bake at the last stage: reaching it is the promotion.
@@ -676,6 +681,11 @@ fn complete(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         let stage = r.stages()[last].clone();
         r.stage = last;
         r.canary_weight = 100;
+        if !matches!(r.plan().strategy, Strategy::Rolling { .. }) {
+            // Jumping to 100 % may skip the stage that scales the new side
+            // up (a preview never run, a canary scaled down by a rollback).
+            fx.push(Effect::Scale { version: Version::Canary, percent: 100 });
+        }
         fx.extend(stage_effects(&stage));
     }
     if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) {
@@ -892,6 +902,11 @@ fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {
     }
     if matches!(r.phase, Phase::Promoted { .. }) {
         r.stable_revision = std::mem::take(&mut r.canary_revision);
+    }
+    if matches!(r.phase, Phase::Failed { .. }) && r.control == Control::Driven {
+        // Traffic may be anywhere after a failure: back to stable before the
+        // new revision waits at 0 %.
+        revert(r, fx, false);
     }
     r.canary_revision = revision;
     r.phase = Phase::Pending;

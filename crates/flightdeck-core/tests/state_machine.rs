@@ -48,7 +48,8 @@ fn start_enters_the_first_stage_and_sets_its_weight() {
     let run = Run::new(canary_plan());
     assert_eq!(run.r.stage, 0);
     assert_eq!(run.r.canary_weight, 1);
-    assert_eq!(run.effects, vec![Effect::SetWeight { canary: 1 }]);
+    // The canary is ready before it takes traffic (a rollback may have scaled it to 0).
+    assert_eq!(run.effects, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]);
     assert!(matches!(run.r.phase, Phase::Progressing { .. }));
 }
 
@@ -228,7 +229,7 @@ fn abort_keeps_the_canary_and_retry_starts_over() {
     assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "abort does not scale the canary down");
     assert!(matches!(run.r.phase, Phase::Aborted { .. }));
     let fx = run.send(cmd(Command::Retry, 1));
-    assert_eq!(fx, vec![Effect::SetWeight { canary: 1 }]);
+    assert_eq!(fx, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]);
     assert_eq!(run.r.stage, 0);
 }
 
@@ -635,4 +636,57 @@ fn a_budget_gate_at_the_start_lifts_into_the_first_stage() {
     let fx = run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
     assert_eq!(weights(&fx), vec![1]);
     assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+}
+
+#[test]
+fn a_new_revision_after_a_failure_takes_traffic_back_first() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::PromoteFull, 0));
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 100 }, error: "timeout".into() });
+    assert!(matches!(run.r.phase, Phase::Failed { .. }));
+    let fx = run.send(Event::NewRevision { revision: "v3".into() });
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "traffic may be anywhere after a failure");
+    assert_eq!((run.r.phase.clone(), run.r.canary_weight), (Phase::Pending, 0));
+
+    let plan = plan_with(Strategy::BlueGreen { preview: MIN * 5, verification: MIN * 5, approval: false });
+    let mut run = Run::new(plan);
+    run.send(cmd(Command::Promote, 0));
+    run.send(Event::EffectFailed { effect: Effect::SwitchActive { to: Version::Canary }, error: "timeout".into() });
+    run.send(cmd(Command::Abort { reason: None }, 1));
+    run.send(Event::EffectFailed { effect: Effect::SwitchActive { to: Version::Stable }, error: "timeout".into() });
+    assert!(matches!(run.r.phase, Phase::Failed { .. }));
+    let fx = run.send(Event::NewRevision { revision: "v3".into() });
+    assert_eq!(fx, vec![Effect::SwitchActive { to: Version::Stable }]);
+}
+
+#[test]
+fn blue_green_promote_full_from_pending_scales_the_new_side_up_before_the_switch() {
+    let plan = plan_with(Strategy::BlueGreen { preview: MIN * 5, verification: MIN * 5, approval: false });
+    let mut run = Run { r: Rollout::new("checkout", plan), now: Timestamp(0), effects: vec![] };
+    let fx = run.send(cmd(Command::PromoteFull, 0));
+    let backend: Vec<_> = fx.into_iter().filter(Effect::is_backend).collect();
+    assert_eq!(
+        backend,
+        vec![
+            Effect::Scale { version: Version::Canary, percent: 100 },
+            Effect::SwitchActive { to: Version::Canary },
+            Effect::Scale { version: Version::Stable, percent: 0 },
+        ]
+    );
+}
+
+#[test]
+fn a_canary_scaled_down_by_a_rollback_is_scaled_up_before_it_takes_traffic_again() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Rollback { reason: None }, 0));
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 0 }, error: "timeout".into() });
+    // Retry from the failed rollback: the canary was scaled to 0.
+    let fx = run.send(cmd(Command::Retry, 0));
+    assert_eq!(fx, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]);
+    // A new revision after a rollback, promoted in one go.
+    run.send(cmd(Command::Rollback { reason: None }, 0));
+    run.send(Event::NewRevision { revision: "v3".into() });
+    let fx = run.send(cmd_for(Command::PromoteFull, 0, "v3"));
+    let backend: Vec<_> = fx.into_iter().filter(Effect::is_backend).collect();
+    assert_eq!(backend, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 100 }]);
 }
