@@ -13,16 +13,28 @@ pub const FAST_BURN: f64 = 14.4;
 /// Burn rate at which both slow-burn windows page.
 pub const SLOW_BURN: f64 = 6.0;
 
-/// What the metrics source measured for the service as a whole.
+/// What the metrics source measured for the service as a whole. A value
+/// the source could not compute is NaN (JSON writes it as `null`, which
+/// reads back as NaN, so a journaled unknown replays as unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct SloMeasurement {
     /// Fraction of good requests over the whole SLO window (0.9985).
+    #[serde(deserialize_with = "nan_if_null")]
     pub availability: f64,
     /// Error ratio (bad / total) over the last 5 min, 30 min, 1 h and 6 h.
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_5m: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_30m: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_1h: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_6h: f64,
+}
+
+/// serde_json writes NaN as `null`; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What the remaining budget allows a deploy to do.
@@ -158,6 +170,14 @@ mod tests {
         let b = BudgetStatus::compute(&slo(), &SloMeasurement { availability: 0.0, ..Default::default() });
         assert!(!b.unknown);
         assert_eq!(b.policy, DeployPolicy::Freeze);
+    }
+
+    #[test]
+    fn a_nan_measurement_survives_json() {
+        let m = SloMeasurement { availability: f64::NAN, error_ratio_5m: 0.5, ..Default::default() };
+        let back: SloMeasurement = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert!(back.availability.is_nan());
+        assert_eq!(back.error_ratio_5m, 0.5);
     }
 
     #[test]
