@@ -75,8 +75,9 @@ pub struct BudgetStatus {
     pub burn_6h: f64,
     pub policy: DeployPolicy,
     /// The availability could not be read (NaN, or outside 0–1): spent and
-    /// remaining are NaN, and the policy asks for approval rather than
-    /// guessing either way.
+    /// remaining read 0 and mean nothing, and the policy asks for approval
+    /// rather than guessing either way. (Not NaN: a NaN would make the
+    /// state unequal to itself and does not survive JSON.)
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unknown: bool,
 }
@@ -90,8 +91,8 @@ impl BudgetStatus {
         // `f64::max` drops NaN: a NaN availability would read as nothing
         // spent. Unknown stays unknown.
         let unknown = !(0.0..=1.0).contains(&m.availability);
-        let spent_s = if unknown { f64::NAN } else { (1.0 - m.availability) * window_s };
-        let remaining_s = allowed_s - spent_s;
+        let spent_s = (1.0 - m.availability) * window_s;
+        let (spent_s, remaining_s) = if unknown { (0.0, 0.0) } else { (spent_s, allowed_s - spent_s) };
         let remaining_pct = 100.0 * remaining_s / allowed_s;
         let burn = |ratio: f64| ratio.max(0.0) / allowed_ratio;
         let policy = if unknown { DeployPolicy::ApprovalRequired } else { policy_for(remaining_pct) };
@@ -164,7 +165,8 @@ mod tests {
         for availability in [f64::NAN, -0.1, 1.1, f64::INFINITY, f64::NEG_INFINITY] {
             let b = BudgetStatus::compute(&slo(), &SloMeasurement { availability, ..Default::default() });
             assert!(b.unknown, "{availability}");
-            assert!(b.remaining_pct.is_nan() && b.remaining_s.is_nan() && b.spent_s.is_nan());
+            assert_eq!((b.spent_s, b.remaining_s, b.remaining_pct), (0.0, 0.0, 0.0));
+            assert_eq!(b, b, "an unknown status still equals itself");
             assert_eq!(b.policy, DeployPolicy::ApprovalRequired, "{availability}");
         }
         let b = BudgetStatus::compute(&slo(), &SloMeasurement { availability: 0.0, ..Default::default() });
