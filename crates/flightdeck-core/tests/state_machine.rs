@@ -690,3 +690,16 @@ fn a_canary_scaled_down_by_a_rollback_is_scaled_up_before_it_takes_traffic_again
     let backend: Vec<_> = fx.into_iter().filter(Effect::is_backend).collect();
     assert_eq!(backend, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 100 }]);
 }
+
+#[test]
+fn a_gated_retry_after_a_failure_takes_traffic_back_before_waiting() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::PromoteFull, 0));
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 100 }, error: "timeout".into() });
+    assert!(matches!(run.r.phase, Phase::Failed { .. }));
+    run.send(approval_budget());
+    let fx = run.send(cmd(Command::Retry, 3));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "the gate holds the 0 % the state shows");
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, .. }));
+    assert_eq!(run.r.canary_weight, 0);
+}
