@@ -979,7 +979,8 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             require(r, &[Live::Baking, Live::Waiting, Live::Paused])?;
             check_freeze(r)?;
             let target = match r.phase {
-                Phase::AwaitingApproval { next, .. } | Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => next,
+                Phase::AwaitingApproval { next, .. } => next,
+                Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => next,
                 _ => r.stage + 1,
             };
             enter_stage(r, fx, target, now, true);
@@ -995,7 +996,10 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
                 return Err("already at the first stage; abort sends the canary to 0 %".to_string());
             }
             if before_first_stage(r) {
-                return Err(format!("the canary is at {} %, waiting to start over: nothing to step back to", r.canary_weight));
+                return Err(format!(
+                    "the canary is at {} %, waiting to start over: nothing to step back to",
+                    r.canary_weight
+                ));
             }
             let from = r.canary_weight;
             let stage = r.stages()[r.stage - 1].clone();

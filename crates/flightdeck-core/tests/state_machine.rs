@@ -49,7 +49,10 @@ fn start_enters_the_first_stage_and_sets_its_weight() {
     assert_eq!(run.r.stage, 0);
     assert_eq!(run.r.canary_weight, 1);
     // The canary is ready before it takes traffic (a rollback may have scaled it to 0).
-    assert_eq!(run.effects, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]);
+    assert_eq!(
+        run.effects,
+        vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]
+    );
     assert!(matches!(run.r.phase, Phase::Progressing { .. }));
 }
 
@@ -688,7 +691,10 @@ fn a_canary_scaled_down_by_a_rollback_is_scaled_up_before_it_takes_traffic_again
     run.send(Event::NewRevision { revision: "v3".into() });
     let fx = run.send(cmd_for(Command::PromoteFull, 0, "v3"));
     let backend: Vec<_> = fx.into_iter().filter(Effect::is_backend).collect();
-    assert_eq!(backend, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 100 }]);
+    assert_eq!(
+        backend,
+        vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 100 }]
+    );
 }
 
 #[test]
