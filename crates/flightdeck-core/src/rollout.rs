@@ -512,7 +512,7 @@ impl Rollout {
                 Some(left) if !left.is_zero() => {
                     format!("Next: {} % in {}", n.weight, crate::time::clock(left))
                 }
-                _ if !self.stage_passed => format!("Next: {} % after a passing verdict", n.weight),
+                _ if !may_advance(self) => format!("Next: {} % after a passing verdict", n.weight),
                 _ => format!("Next: {} %", n.weight),
             },
             (Phase::AwaitingApproval { .. }, _) => "Next: waiting for approval".to_string(),

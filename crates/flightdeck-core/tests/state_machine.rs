@@ -626,6 +626,7 @@ fn a_budget_gate_lifting_after_missing_metrics_waits_for_a_pass() {
     assert_eq!(run.r.stage, 0);
     run.send(Event::Tick);
     assert_eq!(run.r.stage, 0, "no advance blind");
+    assert_eq!(run.r.next_step(run.now), "Next: 10 % after a passing verdict");
     run.minutes(1, healthy_sample);
     assert_eq!(run.r.stage, 1);
 }
