@@ -8,7 +8,7 @@ use flightdeck_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// Wire version of these types; bumped on incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A command addressed to one rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +18,9 @@ pub struct CommandRequest {
     pub command: Command,
     /// 0-based stage the actor saw.
     pub expected_stage: usize,
+    /// Canary revision the actor saw: a forward command for another
+    /// revision is stale.
+    pub expected_revision: String,
 }
 
 /// The engine's answer to a command.

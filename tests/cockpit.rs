@@ -135,16 +135,18 @@ async fn help_lists_every_binding_from_the_keymap() {
 async fn a_stale_command_is_refused_and_says_why() {
     let mut c = Cockpit::demo(3, "default").await;
     c.select(CHECKOUT);
-    // Abort asks first; meanwhile the rollout moves on to stage 2.
-    c.keys("a").await;
+    // Promote to 100 % asks first; meanwhile the rollout moves on to stage 2.
+    // (Abort, rollback and pause are never stale: they apply to what runs now.)
+    c.keys("N").await;
     let seen = c.rollout(CHECKOUT).stage;
     c.advance(14).await;
     assert!(c.rollout(CHECKOUT).stage > seen);
     let sent = c.keys("y").await;
     assert_eq!(sent[0].expected_stage, seen);
+    assert_eq!(sent[0].expected_revision, c.rollout(CHECKOUT).canary_revision, "commands name the revision seen");
     let toast = c.app.toast.clone().unwrap();
     assert!(toast.error && toast.text.contains("stale"), "{toast:?}");
-    assert!(!matches!(c.rollout(CHECKOUT).phase, Phase::Aborted { .. }));
+    assert!(!matches!(c.rollout(CHECKOUT).phase, Phase::Promoted { .. }));
     insta::assert_snapshot!("stale_refused_120x40", c.screen(120, 40));
     insta::assert_snapshot!("stale_refused_80x24", c.screen(80, 24));
 }

@@ -443,8 +443,13 @@ fn example_plan(name: &str) -> Plan {
     Plan::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn promote_by(actor: &str, stage: usize) -> Event {
-    Event::Command(CommandRequest { actor: Actor::new(actor), command: Command::Promote, expected_stage: stage })
+fn promote_by(actor: &str, r: &Rollout) -> Event {
+    Event::Command(CommandRequest {
+        actor: Actor::new(actor),
+        command: Command::Promote,
+        expected_stage: r.stage,
+        expected_revision: r.canary_revision.clone(),
+    })
 }
 
 #[tokio::test]
@@ -461,7 +466,7 @@ async fn the_core_follows_the_rollout_and_its_promote_becomes_argos_patch() {
     assert_eq!((r.stage, r.canary_weight), (0, 20));
 
     // The captain promotes: the core asks for Argo's promote, which the backend sends as kubectl does.
-    let (next, effects) = step(&r, promote_by("alice", 0), now);
+    let (next, effects) = step(&r, promote_by("alice", &r), now);
     assert_eq!(effects, vec![Effect::Native { verb: NativeVerb::Promote }]);
     let api = rollout_server(fixture("rollout-paused.json"));
     argo(&api).apply(&effects[0]).await.unwrap();

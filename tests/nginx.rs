@@ -319,7 +319,8 @@ async fn a_hand_edit_is_drift_and_the_core_pauses() {
     let plan = Plan::parse("nginx-test.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let now = Timestamp(1_000);
     let (mut rollout, effects) = step(&Rollout::new("edge/app", plan), Event::Start, now);
-    assert_eq!(effects, [Effect::SetWeight { canary: 10 }]);
+    // The canary is made ready (in service) before it takes traffic.
+    assert_eq!(effects, [Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 10 }]);
     for effect in effects {
         lb.apply(&nginx, effect.clone()).await;
         rollout = step(&rollout, Event::EffectDone { effect }, now).0;

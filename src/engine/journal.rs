@@ -288,8 +288,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
         let mut j = opened.journal;
-        let promote =
-            Event::Command(CommandRequest { actor: Actor::new("alice"), command: Command::Promote, expected_stage: 0 });
+        let promote = Event::Command(CommandRequest {
+            actor: Actor::new("alice"),
+            command: Command::Promote,
+            expected_stage: 0,
+            expected_revision: "v2".into(),
+        });
         let live = drive(&mut j, opened.rollout, vec![(0, Event::Start), (5_000, promote)]);
         assert_eq!(live.stage, 1);
         drop(j);

@@ -152,6 +152,7 @@ impl RolloutTask {
             actor: request.actor,
             command: request.command,
             expected_stage: request.expected_stage,
+            expected_revision: request.expected_revision,
         });
         match self.feed(event, now).await {
             Some(reason) => Reply::Rejected { reason },

@@ -347,7 +347,13 @@ impl App {
             return vec![];
         }
         let Some(r) = self.selected_rollout() else { return vec![] };
-        vec![CommandRequest { rollout: r.id.clone(), actor: self.actor.clone(), command, expected_stage: r.stage }]
+        vec![CommandRequest {
+            rollout: r.id.clone(),
+            actor: self.actor.clone(),
+            command,
+            expected_stage: r.stage,
+            expected_revision: r.canary_revision.clone(),
+        }]
     }
 
     /// Builds the command for `action` on the selected rollout. Dangerous
@@ -363,6 +369,7 @@ impl App {
             actor: self.actor.clone(),
             command: command_for(action, r, reason),
             expected_stage: r.stage,
+            expected_revision: r.canary_revision.clone(),
         };
         if let Command::OverrideFreeze { reason } = &request.command {
             if reason.is_empty() {

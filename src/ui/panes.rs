@@ -453,7 +453,11 @@ pub fn budget(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let mut lines = vec![
         Line::from(vec![
             Span::styled(gauge, style),
-            Span::raw(format!(" {:.0} s left ({:.1} %)", budget.remaining_s, budget.remaining_pct)),
+            Span::raw(if budget.unknown {
+                " left: unknown (no valid availability reading)".to_string()
+            } else {
+                format!(" {:.0} s left ({:.1} %)", budget.remaining_s, budget.remaining_pct)
+            }),
         ]),
         Line::from(format!(
             "burn 1h {:.1}× 5m {:.1}× · 6h {:.1}× 30m {:.1}×",

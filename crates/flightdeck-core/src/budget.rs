@@ -13,16 +13,28 @@ pub const FAST_BURN: f64 = 14.4;
 /// Burn rate at which both slow-burn windows page.
 pub const SLOW_BURN: f64 = 6.0;
 
-/// What the metrics source measured for the service as a whole.
+/// What the metrics source measured for the service as a whole. A value
+/// the source could not compute is NaN (JSON writes it as `null`, which
+/// reads back as NaN, so a journaled unknown replays as unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct SloMeasurement {
     /// Fraction of good requests over the whole SLO window (0.9985).
+    #[serde(deserialize_with = "nan_if_null")]
     pub availability: f64,
     /// Error ratio (bad / total) over the last 5 min, 30 min, 1 h and 6 h.
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_5m: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_30m: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_1h: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub error_ratio_6h: f64,
+}
+
+/// serde_json writes NaN as `null`; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What the remaining budget allows a deploy to do.
@@ -62,6 +74,12 @@ pub struct BudgetStatus {
     pub burn_1h: f64,
     pub burn_6h: f64,
     pub policy: DeployPolicy,
+    /// The availability could not be read (NaN, or outside 0–1): spent and
+    /// remaining read 0 and mean nothing, and the policy asks for approval
+    /// rather than guessing either way. (Not NaN: a NaN would make the
+    /// state unequal to itself and does not survive JSON.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
 }
 
 impl BudgetStatus {
@@ -70,10 +88,14 @@ impl BudgetStatus {
         let allowed_ratio = (1.0 - slo.objective_pct / 100.0).max(f64::MIN_POSITIVE);
         let window_s = slo.window.as_secs_f64();
         let allowed_s = allowed_ratio * window_s;
-        let spent_s = (1.0 - m.availability).max(0.0) * window_s;
-        let remaining_s = allowed_s - spent_s;
+        // `f64::max` drops NaN: a NaN availability would read as nothing
+        // spent. Unknown stays unknown.
+        let unknown = !(0.0..=1.0).contains(&m.availability);
+        let spent_s = (1.0 - m.availability) * window_s;
+        let (spent_s, remaining_s) = if unknown { (0.0, 0.0) } else { (spent_s, allowed_s - spent_s) };
         let remaining_pct = 100.0 * remaining_s / allowed_s;
         let burn = |ratio: f64| ratio.max(0.0) / allowed_ratio;
+        let policy = if unknown { DeployPolicy::ApprovalRequired } else { policy_for(remaining_pct) };
         BudgetStatus {
             allowed_s,
             spent_s,
@@ -83,7 +105,8 @@ impl BudgetStatus {
             burn_30m: burn(m.error_ratio_30m),
             burn_1h: burn(m.error_ratio_1h),
             burn_6h: burn(m.error_ratio_6h),
-            policy: policy_for(remaining_pct),
+            policy,
+            unknown,
         }
     }
 
@@ -135,6 +158,28 @@ mod tests {
         assert!((b.remaining_pct - 50.0).abs() < 1e-6);
         // Exactly 50 % is not "more than 50 %".
         assert_eq!(b.policy, DeployPolicy::ApprovalRequired);
+    }
+
+    #[test]
+    fn an_unreadable_availability_is_unknown_and_needs_approval() {
+        for availability in [f64::NAN, -0.1, 1.1, f64::INFINITY, f64::NEG_INFINITY] {
+            let b = BudgetStatus::compute(&slo(), &SloMeasurement { availability, ..Default::default() });
+            assert!(b.unknown, "{availability}");
+            assert_eq!((b.spent_s, b.remaining_s, b.remaining_pct), (0.0, 0.0, 0.0));
+            assert_eq!(b, b, "an unknown status still equals itself");
+            assert_eq!(b.policy, DeployPolicy::ApprovalRequired, "{availability}");
+        }
+        let b = BudgetStatus::compute(&slo(), &SloMeasurement { availability: 0.0, ..Default::default() });
+        assert!(!b.unknown);
+        assert_eq!(b.policy, DeployPolicy::Freeze);
+    }
+
+    #[test]
+    fn a_nan_measurement_survives_json() {
+        let m = SloMeasurement { availability: f64::NAN, error_ratio_5m: 0.5, ..Default::default() };
+        let back: SloMeasurement = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert!(back.availability.is_nan());
+        assert_eq!(back.error_ratio_5m, 0.5);
     }
 
     #[test]

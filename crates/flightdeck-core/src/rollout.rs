@@ -55,7 +55,8 @@ pub enum Version {
 pub enum Command {
     /// Hold the current stage; the bake timer stops.
     Pause { reason: Option<String> },
-    /// Continue after a pause (re-applies the stage's weight).
+    /// Continue after a pause: back to baking, or to the gate it waited at,
+    /// re-applying only the weight the rollout holds.
     Resume,
     /// Enter the next stage now, skipping the rest of the bake.
     Promote,
@@ -93,14 +94,19 @@ impl Command {
     }
 }
 
-/// A command with who sent it and the stage they were looking at. If the
-/// rollout has moved since, the command is stale and changes nothing.
+/// A command with who sent it and the revision and stage they were looking
+/// at. If the rollout has moved since, a forward command is stale and
+/// changes nothing; abort, rollback and pause only reduce risk and always
+/// apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequest {
     pub actor: Actor,
     pub command: Command,
     /// 0-based index of the stage the actor saw.
     pub expected_stage: usize,
+    /// The canary revision the actor saw: a stage index alone would let a
+    /// command meant for the previous revision act on the next one.
+    pub expected_revision: String,
 }
 
 /// Argo-Rollouts-style verbs for rollouts a native controller runs.
@@ -265,6 +271,9 @@ pub enum Phase {
         by: Actor,
         reason: String,
         since: Timestamp,
+        /// What the pause interrupted: resume goes back to it and no further.
+        #[serde(default)]
+        from: PausedFrom,
     },
     /// Waiting for a human before entering stage `next`.
     AwaitingApproval {
@@ -291,6 +300,17 @@ pub enum Phase {
         reason: String,
         at: Timestamp,
     },
+}
+
+/// What a pause interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum PausedFrom {
+    /// Baking the current stage.
+    #[default]
+    Baking,
+    /// Waiting at a gate before stage `next`.
+    Gate { next: usize, gate: Gate },
 }
 
 impl Phase {
@@ -423,7 +443,7 @@ impl Rollout {
     /// Bake time of the current stage so far.
     pub fn baked(&self, now: Timestamp) -> Duration {
         match self.phase {
-            Phase::Progressing { since } => self.bake_elapsed + now.since(since),
+            Phase::Progressing { since } => self.bake_elapsed.saturating_add(now.since(since)),
             _ => self.bake_elapsed,
         }
     }
@@ -444,12 +464,13 @@ impl Rollout {
         if self.phase.is_finished() {
             return None;
         }
-        let later: Duration = self.stages().iter().skip(self.stage + 1).map(|s| s.bake).sum();
+        // Saturating: a plan may bake for "forever" (Duration::MAX); never panic.
+        let later = self.stages().iter().skip(self.stage + 1).fold(Duration::ZERO, |sum, s| sum.saturating_add(s.bake));
         let current = match self.phase {
             Phase::Pending => self.current_stage().map_or(Duration::ZERO, |s| s.bake),
             _ => self.bake_remaining(now).unwrap_or_default(),
         };
-        Some(current + later)
+        Some(current.saturating_add(later))
     }
 
     /// Why this rollout needs a person now, if it does.
@@ -457,6 +478,9 @@ impl Rollout {
         match &self.phase {
             Phase::AwaitingApproval { gate, next, .. } => Some(match gate {
                 Gate::Stage => format!("approve stage {} of {}", next + 1, self.stages().len()),
+                Gate::Budget if self.budget.is_some_and(|b| b.unknown) => {
+                    "error budget unknown (no valid availability reading): approve each promotion".to_string()
+                }
                 Gate::Budget => "error budget below 50 %: approve each promotion".to_string(),
                 Gate::Freeze => "error budget frozen: override with a reason to continue".to_string(),
             }),
@@ -473,13 +497,14 @@ impl Rollout {
     pub fn reconcile(&self) -> Vec<Effect> {
         let mut fx = Vec::new();
         match self.phase {
+            // The native controller holds an observed rollout's traffic, whatever its phase.
+            _ if self.control == Control::Observed => {}
             Phase::Pending => {}
             Phase::Aborted { .. } => revert(&mut self.clone(), &mut fx, false),
             Phase::RolledBack { .. } => revert(&mut self.clone(), &mut fx, true),
-            _ if self.control == Control::Observed => {}
             // A failed rollback or abort: keep the canary out, never re-enter the stage.
             Phase::Failed { .. } if self.canary_weight == 0 => revert(&mut self.clone(), &mut fx, true),
-            _ => fx.extend(self.current_stage().map(stage_effects).unwrap_or_default()),
+            _ => fx.extend(live_effects(self)),
         }
         fx
     }
@@ -494,7 +519,7 @@ impl Rollout {
                 Some(left) if !left.is_zero() => {
                     format!("Next: {} % in {}", n.weight, crate::time::clock(left))
                 }
-                _ if !self.stage_passed => format!("Next: {} % after a passing verdict", n.weight),
+                _ if !may_advance(self) => format!("Next: {} % after a passing verdict", n.weight),
                 _ => format!("Next: {} %", n.weight),
             },
             (Phase::AwaitingApproval { .. }, _) => "Next: waiting for approval".to_string(),
@@ -551,11 +576,18 @@ fn on_tick(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         return;
     };
     let baked = r.baked(now) >= stage.bake;
-    // Otherwise the stage must have shown a pass: too few requests is never one.
-    if baked && (may_pass_without_verdict(r) || r.stage_passed) {
+    if baked && may_advance(r) {
         let target = r.stage + 1;
         enter_stage(r, fx, target, now, false);
     }
+}
+
+/// Whether the current stage's analysis lets the rollout leave it without a
+/// human: the one place that reads the stage's evidence for advancing.
+fn may_advance(r: &Rollout) -> bool {
+    // Otherwise the stage must have shown a pass (too few requests is never
+    // one), and a window with no metrics since then leaves it blind.
+    r.current_stage().is_some() && (may_pass_without_verdict(r) || (r.stage_passed && r.inconclusive_windows == 0))
 }
 
 /// Moves to stage `index` (or completes past the last one), stopping at a
@@ -578,6 +610,11 @@ fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timesta
     r.canary_weight = stage.weight;
     reset_stage_progress(r);
     r.phase = Phase::Progressing { since: now };
+    if index == 0 && stage.action == StageAction::Weight {
+        // A rollback (or a drain) may have scaled the canary to 0: have it
+        // ready before it takes traffic. (A blue-green preview scales itself.)
+        fx.push(Effect::Scale { version: Version::Canary, percent: 100 });
+    }
     fx.extend(stage_effects(&stage));
     if stage.bake.is_zero() && index + 1 == r.stages().len() {
         // Nothing to bake at the last stage: reaching it is the promotion.
@@ -611,12 +648,42 @@ fn stage_effects(stage: &Stage) -> Vec<Effect> {
     }
 }
 
+/// True while waiting (or paused) at a gate in front of the first stage
+/// after a start or a retry: no stage of this run is live yet.
+fn before_first_stage(r: &Rollout) -> bool {
+    match r.phase {
+        Phase::Pending => true,
+        Phase::AwaitingApproval { next, .. } | Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => {
+            next <= r.stage
+        }
+        _ => false,
+    }
+}
+
+/// The effects that re-assert what the state says is live and nothing
+/// more: the current stage once it is entered, the canary out of traffic
+/// before the first stage.
+fn live_effects(r: &Rollout) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    if before_first_stage(r) {
+        revert(&mut r.clone(), &mut fx, false);
+    } else if let Some(stage) = r.current_stage() {
+        fx.extend(stage_effects(stage));
+    }
+    fx
+}
+
 fn complete(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
     let last = r.stages().len().saturating_sub(1);
     if r.stage != last || r.canary_weight != 100 {
         let stage = r.stages()[last].clone();
         r.stage = last;
         r.canary_weight = 100;
+        if !matches!(r.plan().strategy, Strategy::Rolling { .. }) {
+            // Jumping to 100 % may skip the stage that scales the new side
+            // up (a preview never run, a canary scaled down by a rollback).
+            fx.push(Effect::Scale { version: Version::Canary, percent: 100 });
+        }
         fx.extend(stage_effects(&stage));
     }
     if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) {
@@ -744,7 +811,12 @@ fn may_pass_without_verdict(r: &Rollout) -> bool {
 
 fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
     r.bake_elapsed = r.baked(now);
-    r.phase = Phase::Paused { by, reason, since: now };
+    let from = match r.phase {
+        Phase::AwaitingApproval { next, gate, .. } => PausedFrom::Gate { next, gate },
+        Phase::Paused { from, .. } => from,
+        _ => PausedFrom::Baking,
+    };
+    r.phase = Phase::Paused { by, reason, since: now, from };
 }
 
 fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Timestamp) {
@@ -783,7 +855,9 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     let by = Actor::new("controller");
     let mirrored = match status {
         NativeStatus::Progressing => Phase::Progressing { since: now },
-        NativeStatus::Paused { reason } => Phase::Paused { by, reason: reason.clone(), since: now },
+        NativeStatus::Paused { reason } => {
+            Phase::Paused { by, reason: reason.clone(), since: now, from: PausedFrom::Baking }
+        }
         NativeStatus::Degraded { message } => Phase::Failed { reason: message.clone(), at: now },
         NativeStatus::Aborted { message } => Phase::Aborted { by, reason: message.clone(), at: now },
         NativeStatus::Healthy => Phase::Promoted { at: now },
@@ -803,7 +877,7 @@ fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timest
         return;
     }
     match r.phase {
-        Phase::Progressing { .. } | Phase::AwaitingApproval { .. } | Phase::Pending => {
+        Phase::Progressing { .. } | Phase::AwaitingApproval { .. } => {
             let reason = format!("backend failing ({effect}: {error}); fix it, then resume");
             pause(r, Actor::backend(), reason, now);
         }
@@ -816,7 +890,9 @@ fn on_effect_failed(r: &mut Rollout, effect: &Effect, error: String, now: Timest
             );
             r.phase = Phase::Failed { reason, at: now };
         }
-        Phase::Paused { .. } | Phase::Failed { .. } => {}
+        // Nothing runs before the start, which applies every stage effect
+        // afresh; the banner shows the error until then.
+        Phase::Paused { .. } | Phase::Failed { .. } | Phase::Pending => {}
     }
 }
 
@@ -825,8 +901,16 @@ fn on_budget(r: &mut Rollout, fx: &mut Vec<Effect>, m: &SloMeasurement, now: Tim
     // A gate the budget put up comes down when the budget recovers (or
     // becomes a different gate when it gets worse).
     if let Phase::AwaitingApproval { next, gate: gate @ (Gate::Budget | Gate::Freeze), .. } = r.phase {
-        if gate_for(r, next) != Some(gate) {
+        if gate_for(r, next) == Some(gate) {
+            return;
+        }
+        // Nothing bakes in front of the first stage; otherwise the stage's
+        // analysis must still allow leaving it (a fail may have come in while
+        // waiting): if not, bake on and let a tick advance when it may.
+        if before_first_stage(r) || may_advance(r) {
             enter_stage(r, fx, next, now, false);
+        } else {
+            r.phase = Phase::Progressing { since: now };
         }
     }
 }
@@ -853,6 +937,11 @@ fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {
     if matches!(r.phase, Phase::Promoted { .. }) {
         r.stable_revision = std::mem::take(&mut r.canary_revision);
     }
+    if matches!(r.phase, Phase::Failed { .. }) && r.control == Control::Driven {
+        // Traffic may be anywhere after a failure: back to stable before the
+        // new revision waits at 0 %.
+        revert(r, fx, false);
+    }
     r.canary_revision = revision;
     r.phase = Phase::Pending;
     r.stage = 0;
@@ -875,7 +964,17 @@ fn reset_stage_progress(r: &mut Rollout) {
 
 /// Applies an operator command, or says why it cannot.
 fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
-    if req.expected_stage != r.stage {
+    // Abort, rollback and pause only reduce exposure: whatever the sender
+    // saw, they apply to what runs now. Everything else moves forward and
+    // must be meant for this revision and stage.
+    let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. });
+    if !safety && req.expected_revision != r.canary_revision {
+        return Err(format!(
+            "stale: sent for revision {} but the rollout is now rolling out {}",
+            req.expected_revision, r.canary_revision
+        ));
+    }
+    if !safety && req.expected_stage != r.stage {
         return Err(format!(
             "stale: sent for stage {} but the rollout is at stage {} of {} ({} %)",
             req.expected_stage + 1,
@@ -896,15 +995,20 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         }
         Command::Resume => {
             require(r, &[Live::Paused])?;
-            r.phase = Phase::Progressing { since: now };
+            r.phase = match r.phase {
+                // Back to the gate, never past it: only a human or the budget lifts it.
+                Phase::Paused { from: PausedFrom::Gate { next, gate }, .. } => {
+                    Phase::AwaitingApproval { next, gate: gate_for(r, next).unwrap_or(gate), since: now }
+                }
+                _ => Phase::Progressing { since: now },
+            };
             r.inconclusive_windows = 0;
             r.zero_traffic_windows = 0;
             r.backend_error = None;
             r.observe_error = None;
-            // Re-apply: the pause may have come from drift or a failed effect.
-            if let Some(stage) = r.current_stage() {
-                fx.extend(stage_effects(stage));
-            }
+            // Re-apply what the state says is live: the pause may have come
+            // from drift or a failed effect.
+            fx.extend(live_effects(r));
         }
         Command::Promote | Command::Approve => {
             let waiting = matches!(r.phase, Phase::AwaitingApproval { .. });
@@ -915,6 +1019,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             check_freeze(r)?;
             let target = match r.phase {
                 Phase::AwaitingApproval { next, .. } => next,
+                Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => next,
                 _ => r.stage + 1,
             };
             enter_stage(r, fx, target, now, true);
@@ -929,6 +1034,12 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             if r.stage == 0 {
                 return Err("already at the first stage; abort sends the canary to 0 %".to_string());
             }
+            if before_first_stage(r) {
+                return Err(format!(
+                    "the canary is at {} %, waiting to start over: nothing to step back to",
+                    r.canary_weight
+                ));
+            }
             let from = r.canary_weight;
             let stage = r.stages()[r.stage - 1].clone();
             r.stage -= 1;
@@ -936,10 +1047,11 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             reset_stage_progress(r);
             fx.extend(stage_effects(&stage));
             let reason = format!("stepped back by {actor} from {from} % to {} %", stage.weight);
-            r.phase = Phase::Paused { by: actor.clone(), reason, since: now };
+            r.phase = Phase::Paused { by: actor.clone(), reason, since: now, from: PausedFrom::Baking };
         }
         Command::Abort { reason } => {
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed])?;
+            // Again after an abort: re-sends the revert, in case it did not take.
+            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed, Live::Aborted])?;
             revert(r, fx, false);
             let reason = reason.clone().unwrap_or_else(|| format!("aborted by {actor}"));
             r.phase = Phase::Aborted { by: actor.clone(), reason, at: now };
@@ -955,6 +1067,11 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             r.evidence = Evidence::default();
             r.backend_error = None;
             reset_stage_progress(r);
+            if gate_for(r, 0).is_some() && r.canary_weight != 0 {
+                // A failure left traffic anywhere: take it back before
+                // waiting, so the gate holds the 0 % the state shows.
+                revert(r, fx, false);
+            }
             // Starting over passes the same gates as the first start.
             enter_stage(r, fx, 0, now, false);
         }

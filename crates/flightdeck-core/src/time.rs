@@ -12,7 +12,8 @@ pub struct Timestamp(pub u64);
 impl Timestamp {
     /// The instant `d` after this one.
     pub fn plus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(d.as_millis() as u64))
+        // `as u64` would wrap a duration past u64::MAX milliseconds.
+        Timestamp(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
     }
 
     /// Time elapsed since `earlier` (zero if `earlier` is in the future).

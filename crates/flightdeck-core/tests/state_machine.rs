@@ -48,7 +48,11 @@ fn start_enters_the_first_stage_and_sets_its_weight() {
     let run = Run::new(canary_plan());
     assert_eq!(run.r.stage, 0);
     assert_eq!(run.r.canary_weight, 1);
-    assert_eq!(run.effects, vec![Effect::SetWeight { canary: 1 }]);
+    // The canary is ready before it takes traffic (a rollback may have scaled it to 0).
+    assert_eq!(
+        run.effects,
+        vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]
+    );
     assert!(matches!(run.r.phase, Phase::Progressing { .. }));
 }
 
@@ -161,10 +165,45 @@ fn stale_command_changes_nothing_and_says_why() {
     run.minutes(16, healthy_sample);
     assert_eq!(run.r.stage, 1);
     let before = run.r.clone();
-    let fx = run.send(cmd(Command::Abort { reason: None }, 0));
+    let fx = run.send(cmd(Command::Promote, 0));
     assert_eq!(run.r, before);
     let reason = rejected(&fx).expect("a rejection notice");
     assert_eq!(reason, "stale: sent for stage 1 but the rollout is at stage 2 of 4 (10 %)");
+}
+
+#[test]
+fn a_forward_command_for_the_previous_revision_is_stale() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Abort { reason: None }, 0));
+    run.send(Event::NewRevision { revision: "v3".into() });
+    run.send(Event::Start);
+    let before = run.r.clone();
+    // Meant for v2's first stage; v3 is at its first stage too.
+    for command in [Command::Promote, Command::PromoteFull] {
+        let fx = run.send(cmd_for(command, 0, "v2"));
+        assert_eq!(run.r, before);
+        let reason = rejected(&fx).expect("a rejection notice");
+        assert_eq!(reason, "stale: sent for revision v2 but the rollout is now rolling out v3");
+    }
+    let fx = run.send(cmd_for(Command::Promote, 0, "v3"));
+    assert_eq!(weights(&fx), vec![10]);
+}
+
+#[test]
+fn abort_rollback_and_pause_apply_whatever_stage_or_revision_they_were_sent_for() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Promote, 0));
+    let fx = run.send(cmd_for(Command::Pause { reason: None }, 0, "v1"));
+    assert!(matches!(run.r.phase, Phase::Paused { .. }), "{fx:?}");
+    let fx = run.send(cmd_for(Command::Abort { reason: None }, 3, "v0"));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }]);
+    assert!(matches!(run.r.phase, Phase::Aborted { .. }));
+    // Aborting again re-sends the revert: an abort never bounces.
+    let fx = run.send(cmd_for(Command::Abort { reason: None }, 0, "v2"));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }]);
+    let fx = run.send(cmd_for(Command::Rollback { reason: None }, 7, "v9"));
+    assert_eq!(fx[..2], [Effect::SetWeight { canary: 0 }, Effect::Scale { version: Version::Canary, percent: 0 }]);
+    assert!(matches!(run.r.phase, Phase::RolledBack { .. }));
 }
 
 #[test]
@@ -210,7 +249,7 @@ fn abort_keeps_the_canary_and_retry_starts_over() {
     assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "abort does not scale the canary down");
     assert!(matches!(run.r.phase, Phase::Aborted { .. }));
     let fx = run.send(cmd(Command::Retry, 1));
-    assert_eq!(fx, vec![Effect::SetWeight { canary: 1 }]);
+    assert_eq!(fx, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]);
     assert_eq!(run.r.stage, 0);
 }
 
@@ -442,4 +481,243 @@ fn a_refused_native_verb_is_shown_but_the_mirrored_phase_stands() {
     run.send(Event::EffectFailed { effect: fx[0].clone(), error: refused });
     assert!(matches!(run.r.phase, Phase::Progressing { .. }));
     assert!(run.r.needs_human().unwrap().contains("403 Forbidden"));
+}
+
+#[test]
+fn an_unreadable_availability_needs_approval_never_auto() {
+    // NaN used to read as a full budget (f64::max drops NaN) and auto-approve.
+    for availability in [f64::NAN, -0.5, 1.5, f64::INFINITY] {
+        let r = Rollout::new("checkout", canary_plan());
+        let (r, _) = step(&r, Event::Budget(SloMeasurement { availability, ..Default::default() }), Timestamp(0));
+        let budget = r.budget.expect("a budget status");
+        assert_eq!(budget.policy, flightdeck_core::DeployPolicy::ApprovalRequired, "availability {availability}");
+        let (r, fx) = step(&r, Event::Start, Timestamp(0));
+        assert!(matches!(r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Budget, .. }), "{:?}", r.phase);
+        assert!(fx.is_empty(), "{fx:?}");
+        assert!(budget.unknown, "{budget:?}");
+        assert!(r.needs_human().unwrap().contains("unknown"));
+    }
+}
+
+#[test]
+fn huge_bakes_saturate_instead_of_overflowing() {
+    let stage = |weight| flightdeck_core::plan::CanaryStage { weight, bake: std::time::Duration::MAX, approval: false };
+    let mut run = Run::new(plan_with(Strategy::Canary { stages: vec![stage(1), stage(10), stage(50)] }));
+    assert_eq!(run.r.eta(run.now), Some(std::time::Duration::MAX));
+    run.now = Timestamp(u64::MAX);
+    run.send(Event::Tick);
+    assert_eq!(run.r.stage, 0);
+    run.send(cmd(Command::Pause { reason: None }, 0));
+    run.send(cmd(Command::Resume, 0));
+    assert_eq!(run.r.eta(run.now), Some(std::time::Duration::MAX));
+    assert!(run.r.bake_remaining(run.now).is_some());
+    assert!(run.r.next_step(run.now).starts_with("Next: 10 %"));
+    assert_eq!(Timestamp(5).plus(std::time::Duration::MAX), Timestamp(u64::MAX));
+}
+
+#[test]
+fn reconcile_never_drives_an_observed_rollout() {
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    let aborted = flightdeck_core::rollout::Observation {
+        canary_weight: Some(0),
+        native_status: Some(flightdeck_core::rollout::NativeStatus::Aborted { message: "by argo".into() }),
+        ..Default::default()
+    };
+    run.send(Event::Observation(aborted));
+    assert!(matches!(run.r.phase, Phase::Aborted { .. }));
+    assert_eq!(run.r.reconcile(), vec![], "Argo owns the weights of an aborted rollout");
+    run.r.phase = Phase::RolledBack { by: Actor::new("controller"), reason: "undo".into(), at: run.now };
+    assert_eq!(run.r.reconcile(), vec![]);
+}
+
+fn weights(fx: &[Effect]) -> Vec<u8> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::SetWeight { canary } => Some(*canary),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 0.06 % of the window failed: 40 % of a 99.9 % budget is left.
+fn approval_budget() -> Event {
+    Event::Budget(SloMeasurement { availability: 0.9994, ..Default::default() })
+}
+
+fn frozen_budget() -> Event {
+    Event::Budget(SloMeasurement { availability: 0.998, ..Default::default() })
+}
+
+#[test]
+fn pause_and_resume_at_the_start_gate_sends_no_traffic() {
+    let mut run = Run { r: Rollout::new("checkout", canary_plan()), now: Timestamp(0), effects: vec![] };
+    run.send(frozen_budget());
+    run.send(Event::Start);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Freeze, .. }));
+    run.send(cmd(Command::Pause { reason: None }, 0));
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(weights(&fx), vec![0], "resume re-applies the 0 % the state holds, not stage 1's 1 %");
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Freeze, .. }), "{:?}", run.r.phase);
+    assert_eq!(run.r.canary_weight, 0);
+    run.minutes(30, healthy_sample);
+    assert_eq!(run.r.canary_weight, 0, "still waiting for an override");
+    assert!(weights(&run.r.reconcile()).iter().all(|w| *w == 0), "a restart at the gate sends no traffic either");
+}
+
+#[test]
+fn pause_and_resume_after_a_gated_retry_keeps_the_canary_at_zero() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Promote, 0));
+    run.send(cmd(Command::Promote, 1));
+    assert_eq!(run.r.canary_weight, 50);
+    run.send(cmd(Command::Abort { reason: None }, 2));
+    run.send(approval_budget());
+    let fx = run.send(cmd(Command::Retry, 2));
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Budget, .. }), "{fx:?}");
+    run.send(cmd(Command::Pause { reason: None }, 2));
+    let fx = run.send(cmd(Command::Resume, 2));
+    assert_eq!(weights(&fx), vec![0], "the state says 0 %: resume must not send stage 3's 50 %");
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, .. }), "{:?}", run.r.phase);
+    // Stepping back from 0 % would raise the canary; promoting enters the first stage, not the next.
+    run.send(cmd(Command::Pause { reason: None }, 2));
+    let fx = run.send(cmd(Command::StepBack, 2));
+    assert!(rejected(&fx).is_some(), "{fx:?}");
+    let fx = run.send(cmd(Command::Promote, 2));
+    assert_eq!(weights(&fx), vec![1]);
+    assert_eq!((run.r.stage, run.r.canary_weight), (0, 1));
+}
+
+#[test]
+fn resume_at_a_stage_gate_goes_back_to_waiting_with_the_live_weight() {
+    let mut plan = canary_plan();
+    if let Strategy::Canary { stages } = &mut plan.strategy {
+        stages[2].approval = true;
+    }
+    let mut run = Run::new(plan);
+    run.minutes(31, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 2, gate: Gate::Stage, .. }));
+    // Drift at the gate pauses; resume restores 10 % and waits again.
+    let obs = flightdeck_core::rollout::Observation { canary_weight: Some(30), ..Default::default() };
+    run.send(Event::Observation(obs));
+    assert!(matches!(run.r.phase, Phase::Paused { .. }));
+    let fx = run.send(cmd(Command::Resume, 1));
+    assert_eq!(weights(&fx), vec![10]);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 2, gate: Gate::Stage, .. }), "{:?}", run.r.phase);
+    run.minutes(30, healthy_sample);
+    assert_eq!(run.r.canary_weight, 10, "the gate still needs a human");
+}
+
+/// Baked and passed stage 1 (1 %), waiting at a budget gate before 10 %.
+fn at_a_budget_gate_after_a_pass() -> Run {
+    let mut run = Run::new(canary_plan());
+    run.send(approval_budget());
+    run.minutes(16, healthy_sample);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 1, gate: Gate::Budget, .. }));
+    run
+}
+
+#[test]
+fn a_fail_while_waiting_at_a_budget_gate_rolls_back_and_the_gate_lifting_sends_nothing() {
+    let mut run = at_a_budget_gate_after_a_pass();
+    run.send(bad_sample());
+    assert!(matches!(run.r.phase, Phase::RolledBack { .. }), "{:?}", run.r.phase);
+    let fx = run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
+    assert_eq!(weights(&fx), Vec::<u8>::new(), "a failed canary must not advance when the budget recovers");
+    assert_eq!(run.r.canary_weight, 0);
+}
+
+#[test]
+fn a_budget_gate_lifting_after_missing_metrics_waits_for_a_pass() {
+    let mut run = at_a_budget_gate_after_a_pass();
+    run.send(missing_sample());
+    run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }), "{:?}", run.r.phase);
+    assert_eq!(run.r.stage, 0);
+    run.send(Event::Tick);
+    assert_eq!(run.r.stage, 0, "no advance blind");
+    assert_eq!(run.r.next_step(run.now), "Next: 10 % after a passing verdict");
+    run.minutes(1, healthy_sample);
+    assert_eq!(run.r.stage, 1);
+}
+
+#[test]
+fn a_budget_gate_at_the_start_lifts_into_the_first_stage() {
+    let mut run = Run { r: Rollout::new("checkout", canary_plan()), now: Timestamp(0), effects: vec![] };
+    run.send(approval_budget());
+    run.send(Event::Start);
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, gate: Gate::Budget, .. }));
+    let fx = run.send(Event::Budget(SloMeasurement { availability: 1.0, ..Default::default() }));
+    assert_eq!(weights(&fx), vec![1]);
+    assert!(matches!(run.r.phase, Phase::Progressing { .. }));
+}
+
+#[test]
+fn a_new_revision_after_a_failure_takes_traffic_back_first() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::PromoteFull, 0));
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 100 }, error: "timeout".into() });
+    assert!(matches!(run.r.phase, Phase::Failed { .. }));
+    let fx = run.send(Event::NewRevision { revision: "v3".into() });
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "traffic may be anywhere after a failure");
+    assert_eq!((run.r.phase.clone(), run.r.canary_weight), (Phase::Pending, 0));
+
+    let plan = plan_with(Strategy::BlueGreen { preview: MIN * 5, verification: MIN * 5, approval: false });
+    let mut run = Run::new(plan);
+    run.send(cmd(Command::Promote, 0));
+    run.send(Event::EffectFailed { effect: Effect::SwitchActive { to: Version::Canary }, error: "timeout".into() });
+    run.send(cmd(Command::Abort { reason: None }, 1));
+    run.send(Event::EffectFailed { effect: Effect::SwitchActive { to: Version::Stable }, error: "timeout".into() });
+    assert!(matches!(run.r.phase, Phase::Failed { .. }));
+    let fx = run.send(Event::NewRevision { revision: "v3".into() });
+    assert_eq!(fx, vec![Effect::SwitchActive { to: Version::Stable }]);
+}
+
+#[test]
+fn blue_green_promote_full_from_pending_scales_the_new_side_up_before_the_switch() {
+    let plan = plan_with(Strategy::BlueGreen { preview: MIN * 5, verification: MIN * 5, approval: false });
+    let mut run = Run { r: Rollout::new("checkout", plan), now: Timestamp(0), effects: vec![] };
+    let fx = run.send(cmd(Command::PromoteFull, 0));
+    let backend: Vec<_> = fx.into_iter().filter(Effect::is_backend).collect();
+    assert_eq!(
+        backend,
+        vec![
+            Effect::Scale { version: Version::Canary, percent: 100 },
+            Effect::SwitchActive { to: Version::Canary },
+            Effect::Scale { version: Version::Stable, percent: 0 },
+        ]
+    );
+}
+
+#[test]
+fn a_canary_scaled_down_by_a_rollback_is_scaled_up_before_it_takes_traffic_again() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::Rollback { reason: None }, 0));
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 0 }, error: "timeout".into() });
+    // Retry from the failed rollback: the canary was scaled to 0.
+    let fx = run.send(cmd(Command::Retry, 0));
+    assert_eq!(fx, vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 1 }]);
+    // A new revision after a rollback, promoted in one go.
+    run.send(cmd(Command::Rollback { reason: None }, 0));
+    run.send(Event::NewRevision { revision: "v3".into() });
+    let fx = run.send(cmd_for(Command::PromoteFull, 0, "v3"));
+    let backend: Vec<_> = fx.into_iter().filter(Effect::is_backend).collect();
+    assert_eq!(
+        backend,
+        vec![Effect::Scale { version: Version::Canary, percent: 100 }, Effect::SetWeight { canary: 100 }]
+    );
+}
+
+#[test]
+fn a_gated_retry_after_a_failure_takes_traffic_back_before_waiting() {
+    let mut run = Run::new(canary_plan());
+    run.send(cmd(Command::PromoteFull, 0));
+    run.send(Event::EffectFailed { effect: Effect::SetWeight { canary: 100 }, error: "timeout".into() });
+    assert!(matches!(run.r.phase, Phase::Failed { .. }));
+    run.send(approval_budget());
+    let fx = run.send(cmd(Command::Retry, 3));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "the gate holds the 0 % the state shows");
+    assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, .. }));
+    assert_eq!(run.r.canary_weight, 0);
 }

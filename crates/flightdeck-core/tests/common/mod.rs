@@ -68,6 +68,13 @@ pub fn missing_sample() -> Event {
     })
 }
 
+/// A command from alice, who saw `expected_stage` of the plan's canary (v2).
 pub fn cmd(command: Command, expected_stage: usize) -> Event {
-    Event::Command(CommandRequest { actor: Actor::new("alice"), command, expected_stage })
+    cmd_for(command, expected_stage, "v2")
+}
+
+/// A command from alice, who saw `expected_stage` of `revision`.
+pub fn cmd_for(command: Command, expected_stage: usize, revision: &str) -> Event {
+    let expected_revision = revision.to_string();
+    Event::Command(CommandRequest { actor: Actor::new("alice"), command, expected_stage, expected_revision })
 }
