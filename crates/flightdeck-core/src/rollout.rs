@@ -368,6 +368,11 @@ pub struct Rollout {
     pub canary_weight: u8,
     /// Canary weight the backend last reported.
     pub observed_weight: Option<u8>,
+    /// When flightdeck last asked for a different canary weight: with
+    /// `observed_weight`, how long a wanted weight has waited to show on
+    /// the backend.
+    #[serde(default)]
+    pub weight_since: Option<Timestamp>,
     pub stable_revision: String,
     pub canary_revision: String,
     /// Bake time of the current stage accumulated before the current run.
@@ -410,6 +415,7 @@ impl Rollout {
             stage: 0,
             canary_weight: 0,
             observed_weight: None,
+            weight_since: None,
             stable_revision: plan.stable.clone(),
             canary_revision: plan.canary.clone(),
             bake_elapsed: Duration::ZERO,
@@ -552,6 +558,9 @@ pub fn step(state: &Rollout, event: Event, now: Timestamp) -> (Rollout, Vec<Effe
         Event::EffectFailed { effect, error } => on_effect_failed(&mut next, &effect, error, now),
         Event::ObserveFailed { error } => on_observe_failed(&mut next, error, now),
         Event::NewRevision { revision } => on_new_revision(&mut next, &mut effects, revision),
+    }
+    if next.canary_weight != state.canary_weight {
+        next.weight_since = Some(now);
     }
     (next, effects)
 }
