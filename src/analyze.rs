@@ -20,7 +20,6 @@ use crate::fleet::BadInput;
 use flightdeck_core::analysis::{Evidence, MetricsSample, Verdict};
 use flightdeck_core::plan::AnalysisConfig;
 use flightdeck_core::rollout::{step, Event, Rollout};
-use flightdeck_core::time::Timestamp;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -104,11 +103,6 @@ fn from_journal(shown: &str, text: &str) -> Result<Vec<Analysed>, BadInput> {
         plan_file: String,
         plan: String,
     }
-    #[derive(Deserialize)]
-    struct Record {
-        at: Timestamp,
-        event: Event,
-    }
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let (_, first) = lines.next().ok_or_else(|| BadInput(format!("{shown}: empty journal")))?;
     let header: Header =
@@ -118,7 +112,7 @@ fn from_journal(shown: &str, text: &str) -> Result<Vec<Analysed>, BadInput> {
     let mut rollout = Rollout::new(header.rollout, plan);
     let mut out = Vec::new();
     for (n, line) in lines {
-        let record: Record = match serde_json::from_str(line) {
+        let record = match crate::engine::journal::parse_record(line) {
             Ok(r) => r,
             // A cut last line (the process died mid-write) is skipped, as on resume.
             Err(_) if !text.ends_with('\n') && text.trim_end().ends_with(line.trim_end()) => break,

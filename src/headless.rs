@@ -99,10 +99,13 @@ pub fn human(o: &Output) -> String {
                 error.as_deref().unwrap_or("?")
             ),
         },
-        Output::Action { rollout, at, actor, command, accepted, reason, .. } => match reason {
-            Some(r) if !accepted => format!("[{:>7}] {rollout}: {command} by {actor} refused: {r}", t(at)),
-            _ => format!("[{:>7}] {rollout}: {command} by {actor}", t(at)),
-        },
+        Output::Action { rollout, at, actor, command, accepted, reason, detail, .. } => {
+            let typed = detail.as_ref().map(|d| format!(": “{d}”")).unwrap_or_default();
+            match reason {
+                Some(r) if !accepted => format!("[{:>7}] {rollout}: {command} by {actor}{typed} refused: {r}", t(at)),
+                _ => format!("[{:>7}] {rollout}: {command} by {actor}{typed}", t(at)),
+            }
+        }
         Output::Notice { rollout, at, message, .. } => format!("[{:>7}] {rollout}: {message}", t(at)),
     }
 }

@@ -78,6 +78,10 @@ pub enum Output {
         accepted: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// What the actor typed with the command (a freeze override's
+        /// reason), kept for the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     /// A warning or note from the core.
     Notice { rollout: String, at: Timestamp, level: String, message: String },
@@ -92,6 +96,18 @@ impl Output {
             | Output::Effect { rollout, .. }
             | Output::Action { rollout, .. }
             | Output::Notice { rollout, .. } => rollout,
+        }
+    }
+
+    /// When it happened.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Output::Started { at, .. }
+            | Output::Transition { at, .. }
+            | Output::Verdict { at, .. }
+            | Output::Effect { at, .. }
+            | Output::Action { at, .. }
+            | Output::Notice { at, .. } => *at,
         }
     }
 }

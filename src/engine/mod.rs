@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod journal;
+pub mod report;
 mod task;
 
 use crate::backend::Backend;
@@ -58,6 +59,8 @@ pub struct Engine {
     clock: Clock,
     snapshots: watch::Receiver<Snapshot>,
     tasks: JoinSet<()>,
+    /// Events of resumed runs, restored from their journals, oldest first.
+    history: Vec<Output>,
 }
 
 /// What a viewer needs to send commands; cheap to clone into tasks.
@@ -89,6 +92,7 @@ impl Engine {
         sink: mpsc::Sender<Output>,
     ) -> color_eyre::Result<Engine> {
         let mut opened = Vec::new();
+        let mut history = Vec::new();
         for setup in setups {
             let o = match &options.journal_dir {
                 Some(dir) => {
@@ -106,6 +110,7 @@ impl Engine {
                         sim.as_ref(),
                         options.fresh,
                     )?;
+                    history.extend(j.history);
                     (Some(j.journal), j.rollout, j.resumed_at)
                 }
                 None => (None, flightdeck_core::Rollout::new(setup.id.clone(), setup.plan.clone()), None),
@@ -142,7 +147,16 @@ impl Engine {
             });
             tasks.spawn(task.run(rx));
         }
-        Ok(Engine { handle: EngineHandle { commands: Arc::new(commands) }, snapshots: snap_rx, tasks, clock })
+        // One log for the fleet, in time order (a stable sort keeps each rollout's order).
+        history.sort_by_key(Output::at);
+        let handle = EngineHandle { commands: Arc::new(commands) };
+        Ok(Engine { handle, snapshots: snap_rx, tasks, clock, history })
+    }
+
+    /// What happened in resumed runs before this start, restored from their
+    /// journals (oldest first): the cockpit's event log begins with it.
+    pub fn history(&self) -> &[Output] {
+        &self.history
     }
 
     /// The latest snapshot, updated whenever a rollout changes.

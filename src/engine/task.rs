@@ -3,18 +3,16 @@
 
 use super::clock::Clock;
 use super::journal::Journal;
+use super::report::{step_outputs, EFFECT_ATTEMPTS};
 use super::{RolloutSetup, StopWhen};
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
-use flightdeck_core::analysis::Verdict;
-use flightdeck_core::rollout::{self, step, Effect, Event, Notice, Phase, Rollout};
+use flightdeck_core::rollout::{self, step, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// Attempts per effect before it is reported failed.
-const EFFECT_ATTEMPTS: u32 = 3;
 /// First retry delay (real time); doubles per attempt.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -230,47 +228,11 @@ impl RolloutTask {
         at: Timestamp,
         rejection: &mut Option<String>,
     ) {
-        let id = self.id();
-        let after = self.p.rollout.clone();
-        if let (Event::Metrics(_), Some(verdict)) = (event, &after.last_verdict) {
-            self.emit(verdict_output(&id, at, before.stage, verdict)).await;
-        }
-        if let Event::Command(req) = event {
-            let refused = effects.iter().find_map(|e| match e {
-                Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason.clone()),
-                _ => None,
-            });
-            let out = Output::Action {
-                rollout: id.clone(),
-                at,
-                actor: req.actor.clone(),
-                command: req.command.verb().into(),
-                stage: req.expected_stage,
-                accepted: refused.is_none(),
-                reason: refused.clone(),
-            };
+        let (outputs, refused) = step_outputs(before, event, effects, &self.p.rollout, at);
+        if matches!(event, Event::Command(_)) {
             *rejection = refused;
-            self.emit(out).await;
         }
-        for notice in effects.iter().filter_map(|e| match e {
-            Effect::Notify(n @ (Notice::Warning { .. } | Notice::Info { .. })) => Some(n),
-            _ => None,
-        }) {
-            let level = if matches!(notice, Notice::Warning { .. }) { "warning" } else { "info" };
-            let out = Output::Notice { rollout: id.clone(), at, level: level.into(), message: notice.to_string() };
-            self.emit(out).await;
-        }
-        if before.phase.label() != after.phase.label() || before.stage != after.stage {
-            let out = Output::Transition {
-                rollout: id,
-                at,
-                from: before.phase.label().into(),
-                to: after.phase.label().into(),
-                stage: after.stage,
-                stages: after.stages().len(),
-                weight: after.canary_weight,
-                reason: phase_reason(&after.phase),
-            };
+        for out in outputs {
             self.emit(out).await;
         }
     }
@@ -289,20 +251,6 @@ impl RolloutTask {
                 *slot = rollout;
             }
         });
-    }
-}
-
-fn verdict_output(id: &str, at: Timestamp, stage: usize, verdict: &Verdict) -> Output {
-    Output::Verdict { rollout: id.into(), at, stage, verdict: verdict.clone() }
-}
-
-fn phase_reason(phase: &Phase) -> Option<String> {
-    match phase {
-        Phase::Paused { reason, .. }
-        | Phase::Aborted { reason, .. }
-        | Phase::RolledBack { reason, .. }
-        | Phase::Failed { reason, .. } => Some(reason.clone()),
-        _ => None,
     }
 }
 
