@@ -1,7 +1,7 @@
 use clap::{CommandFactory, Parser};
 use flightdeck::cli::{Cli, Cmd, RunOptions};
 use flightdeck::config::Config;
-use flightdeck::engine::journal::JournalError;
+use flightdeck::engine::journal::{self, JournalError};
 use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
@@ -104,7 +104,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Some(Cmd::Demo { run, speed }) => {
             let setups = runtime()?.block_on(fleet::demo(run.seed))?;
-            // The demo always starts over (its old journals are kept aside).
+            // The demo always starts over and keeps only its latest run's
+            // journals (for `flightdeck analyze`): older ones are deleted.
+            let dir = flightdeck::paths::journal_dir();
+            for s in &setups {
+                journal::remove_runs(&dir, &s.id, &s.plan_file).map_err(color_eyre::Report::from)?;
+            }
             go(setups, &run, speed, true)
         }
         Some(Cmd::Run { plans, run, speed, scenario, fresh }) => {

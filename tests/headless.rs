@@ -122,6 +122,17 @@ fn demo_fleet_runs_headless_and_reports_the_bad_rollout() {
 }
 
 #[test]
+fn demo_keeps_only_its_latest_runs_journals() {
+    let data = tempfile::tempdir().unwrap();
+    let journals = || std::fs::read_dir(data.path().join("journal")).unwrap().count();
+    for _ in 0..3 {
+        let out = flightdeck(data.path(), &["demo", "--headless", "--speed", "3000"]);
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(journals(), 6, "one journal per demo rollout, whatever ran before");
+    }
+}
+
+#[test]
 fn a_killed_run_resumes_at_the_same_stage_from_its_journal() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)

@@ -23,9 +23,10 @@ use rand_distr::{Binomial, Distribution, LogNormal};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Synthetic probe traffic each running side gets (smoke checks), so a
-/// preview or a drained side still has numbers to compare: enough for a
-/// 5-minute preview to show p99 within its limit (a few thousand requests).
+/// Synthetic probe traffic each running side gets (smoke checks) unless the
+/// target sets `probe_rps`, so a preview or a drained side still has numbers
+/// to compare: enough for a 5-minute preview to show p99 within its limit (a
+/// few thousand requests).
 const PROBE_RPS: f64 = 100.0;
 /// Requests per second of a simulated service unless the target sets `rps`:
 /// a busy service, on which a 1 % stage sees enough traffic to decide p99
@@ -43,6 +44,8 @@ pub struct SimParams {
     pub rps: f64,
     /// Error budget left at the start, percent.
     pub budget_left_pct: f64,
+    /// Probe requests per second each running side gets besides user traffic.
+    pub probe_rps: f64,
     pub seed: u64,
 }
 
@@ -50,13 +53,13 @@ pub struct SimParams {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("target.{key}: {message}")]
 pub struct ParamError {
-    /// The parameter (`scenario`, `rps`, `budget_left_pct`).
+    /// The parameter (`scenario`, `rps`, `budget_left_pct`, `probe_rps`).
     pub key: &'static str,
     pub message: String,
 }
 
 impl SimParams {
-    /// Reads `scenario`, `rps` and `budget_left_pct` from the plan's target;
+    /// Reads `scenario`, `rps`, `budget_left_pct` and `probe_rps` from the plan's target;
     /// `scenario` overrides the plan's, which must still be a known one (a
     /// plan is valid or not whatever the command line says).
     pub fn from_plan(plan: &Plan, scenario: Option<Scenario>, seed: u64) -> Result<SimParams, ParamError> {
@@ -75,6 +78,7 @@ impl SimParams {
             scenario,
             rps: number("rps", DEFAULT_RPS)?,
             budget_left_pct: number("budget_left_pct", 85.0)?,
+            probe_rps: number("probe_rps", PROBE_RPS)?,
             seed,
         })
     }
@@ -211,8 +215,9 @@ impl MetricsSource for Simulator {
         let w = self.world().clone();
         let secs = window.as_secs_f64();
         let share = w.share as f64 / 100.0;
-        let canary_rps = if w.canary_running { self.params.rps * share + PROBE_RPS } else { 0.0 };
-        let stable_rps = if w.stable_running { self.params.rps * (1.0 - share) + PROBE_RPS } else { 0.0 };
+        let probe = self.params.probe_rps;
+        let canary_rps = if w.canary_running { self.params.rps * share + probe } else { 0.0 };
+        let stable_rps = if w.stable_running { self.params.rps * (1.0 - share) + probe } else { 0.0 };
         let canary = self.params.scenario.canary_profile(w.share);
         MetricsSample {
             window,
@@ -287,7 +292,7 @@ mod tests {
             slo: Slo::default(),
             metrics: Default::default(),
         };
-        Simulator::new(&plan, SimParams { scenario, rps: 200.0, budget_left_pct: 85.0, seed: 7 })
+        Simulator::new(&plan, SimParams { scenario, rps: 200.0, budget_left_pct: 85.0, probe_rps: PROBE_RPS, seed: 7 })
     }
 
     #[tokio::test]
