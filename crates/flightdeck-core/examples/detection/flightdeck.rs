@@ -80,7 +80,7 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
         return done;
     }
     let mut asked: Option<Outcome> = None;
-    let mut settle = |done: Outcome, asked: &mut Option<Outcome>| match done {
+    let settle = |done: Outcome, asked: &mut Option<Outcome>| match done {
         Outcome::Paused(..) => {
             asked.get_or_insert(done);
             None
