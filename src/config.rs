@@ -6,6 +6,7 @@
 //! keymap = "default"                     # shipped keymap to start from ("default" | "vim")
 //! actor = "alice"                        # name on every action (default: $USER)
 //! production_contexts = ["prod-eu-1"]    # kube contexts shown (and themed) as production
+//! mouse = false                          # no mouse capture: the terminal's text selection works
 //! ```
 
 use flightdeck_core::line_col;
@@ -23,6 +24,9 @@ pub struct Config {
     /// Kubernetes contexts that are production, whatever the plans say.
     #[serde(default)]
     pub production_contexts: Vec<String>,
+    /// The cockpit captures the mouse (wheel scrolls, click selects) unless
+    /// this is false, which leaves text selection to the terminal.
+    pub mouse: Option<bool>,
 }
 
 impl Config {
@@ -58,9 +62,13 @@ mod tests {
 
     #[test]
     fn a_full_config_parses() {
-        let c =
-            Config::parse("c", "plans = [\"a.toml\"]\ntheme = \"mono\"\nkeymap = \"vim\"\nactor = \"bob\"\n").unwrap();
+        let c = Config::parse(
+            "c",
+            "plans = [\"a.toml\"]\ntheme = \"mono\"\nkeymap = \"vim\"\nactor = \"bob\"\nmouse = false\n",
+        )
+        .unwrap();
         assert_eq!(c.plans, vec![PathBuf::from("a.toml")]);
         assert_eq!(c.actor(), "bob");
+        assert_eq!(c.mouse, Some(false));
     }
 }

@@ -56,12 +56,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         None => {
             let config = Config::load(&flightdeck::paths::config_dir()).map_err(BadInput)?;
             if config.plans.is_empty() {
-                let path = flightdeck::paths::config_dir().join("config.toml");
-                return Err(BadInput(format!(
-                    "{}: no plans configured; add `plans = [\"path/to/plan.toml\"]`, or try `flightdeck demo`",
-                    path.display()
-                ))
-                .into());
+                // Nothing to watch yet: say what to run first, not a usage error.
+                print!("{}", first_steps(&flightdeck::paths::config_dir().join("config.toml")));
+                return Ok(ExitCode::SUCCESS);
             }
             let setups = runtime()?.block_on(fleet::from_files(&config.plans, None, 1))?;
             let run = RunOptions { headless: false, json: false, seed: 1, theme: None, keymap: None };
@@ -147,11 +144,29 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
         pin_theme: run.theme.is_some(),
         keymap: run.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
         actor: config.actor(),
+        mouse: config.mouse.unwrap_or(true),
     };
     let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
     let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
     runtime.block_on(flightdeck::ui::open(setups, options, look, &settings)).map_err(journal_refusal)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Plain `flightdeck` with no plans configured: what to run first.
+fn first_steps(config: &std::path::Path) -> String {
+    format!(
+        "flightdeck: a terminal cockpit for progressive delivery\n\
+         \n\
+         No plans to watch yet. Try:\n\
+         \x20 flightdeck demo                 the cockpit on a simulated fleet (one canary goes bad)\n\
+         \x20 flightdeck run PLAN.toml        run the rollouts a plan file describes (examples/plans/)\n\
+         \x20 flightdeck check PLAN.toml      validate plan files without running them\n\
+         \x20 flightdeck --help               every command and option\n\
+         \n\
+         Plain `flightdeck` opens the plans listed in {}:\n\
+         \x20 plans = [\"/path/to/plan.toml\"]\n",
+        config.display()
+    )
 }
 
 /// A journal written by another run (another plan, scenario or seed) is

@@ -1,14 +1,19 @@
 //! The cockpit, driven by keys against the real engine and simulator in
 //! paused (virtual) time, rendered on ratatui's TestBackend.
 
+use flightdeck::backend::sim::Scenario;
+use flightdeck::engine::RolloutSetup;
+use flightdeck::fleet;
 use flightdeck::ui::app::Modal;
 use flightdeck::ui::panes;
 use flightdeck::ui::preview::Preview as Cockpit;
 use flightdeck::ui::theme::Theme;
-use flightdeck_core::rollout::{Actor, Command, Phase};
+use flightdeck_core::plan::Plan;
+use flightdeck_core::rollout::{Actor, Command, Gate, Phase};
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
-use ratatui::layout::Rect;
+use ratatui::crossterm::event::MouseEventKind;
+use ratatui::layout::{Position, Rect};
 use ratatui::Terminal;
 
 const CHECKOUT: &str = "prod-eu-1/checkout-api";
@@ -74,14 +79,24 @@ async fn each_key_sends_its_exact_command() {
     let sent = c.keys("b").await;
     assert_eq!((sent[0].command.clone(), sent[0].expected_stage), (Command::StepBack, 1));
     // Sent as typed; the core refuses what does not apply, and the cockpit says so.
+    c.select("staging/user-profile");
     assert_eq!(c.keys("y").await[0].command, Command::Approve);
     assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("nothing is waiting for approval")));
-    assert_eq!(c.keys("t").await[0].command, Command::Retry);
-    assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("not possible while paused")));
+    // What asks for a "yes" first is checked with the core before asking:
+    // no dialog for what it would refuse, the reason in the status line.
+    c.select(CHECKOUT);
+    for key in ["y", "t"] {
+        assert!(c.keys(key).await.is_empty(), "{key}: nothing sent");
+        assert!(c.app.modal.is_none(), "{key}: no dialog for what cannot apply");
+    }
+    let toast = c.app.toast.clone().unwrap();
+    assert!(toast.error && toast.text.contains("retry checkout-api: not possible while paused"), "{toast:?}");
     // Dangerous ones open a modal first and send only on confirmation.
     for (key, command) in
         [('N', Command::PromoteFull), ('a', Command::Abort { reason: None }), ('R', Command::Rollback { reason: None })]
     {
+        let mut c = Cockpit::demo(3, "default").await;
+        c.select(CHECKOUT);
         assert!(c.keys(&key.to_string()).await.is_empty(), "{key} must ask first");
         assert!(matches!(c.app.modal, Some(Modal::Confirm { .. })), "{key} opens a modal");
         assert!(c.keys("\x1b").await.is_empty(), "Esc cancels");
@@ -154,15 +169,22 @@ async fn a_stale_command_is_refused_and_says_why() {
 #[tokio::test(start_paused = true)]
 async fn freeze_view_holds_the_display_but_not_the_rollout() {
     let mut c = Cockpit::demo(3, "default").await;
+    c.select(CHECKOUT);
     c.keys("f").await;
     let held = c.app.view.clone();
+    let frozen = c.screen(120, 40);
+    assert!(frozen.contains("FROZEN"), "{frozen}");
     c.advance(20).await;
     assert_eq!(c.app.view.at, held.at, "the view stays still");
-    assert!(c.screen(120, 40).contains("VIEW FROZEN"));
+    // Everything on screen holds: the clock, bake timers, ETA, sparklines and events.
+    assert_eq!(c.screen(120, 40), frozen, "the frozen frame does not move");
     let live = c.engine.subscribe().borrow().clone();
     assert!(live.at > held.at, "the rollouts went on");
     c.keys("f").await;
     assert_eq!(c.app.view.at, live.at.max(c.app.view.at));
+    let thawed = c.screen(120, 40);
+    assert!(!thawed.contains("FROZEN") && thawed != frozen, "{thawed}");
+    assert!(thawed.contains("15:00 progressing → progressing · stage 2/4"), "held events shown: {thawed}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,8 +234,8 @@ async fn split_pane_draws_the_weights() {
     let mut terminal = Terminal::new(TestBackend::new(40, 1)).unwrap();
     terminal.draw(|f| panes::split(f, f.area(), &c.app, &r)).unwrap();
     buffer.merge(terminal.backend().buffer());
-    // 40 columns: labels take 23, the bar 17, of which 1 % rounds up to one canary cell.
-    let expected = Buffer::with_lines([format!("v2.2.9 99% {}│█ v2.3.0 1% ", "█".repeat(16))]);
+    // 40 columns: labels take 22, the bar 18, of which 1 % rounds up to one canary cell.
+    let expected = Buffer::with_lines([format!("v2.2.9 99% {}│█ v2.3.0 1%", "█".repeat(17))]);
     assert_eq!(
         buffer.content().iter().map(|c| c.symbol()).collect::<String>(),
         expected.content().iter().map(|c| c.symbol()).collect::<String>()
@@ -237,4 +259,370 @@ async fn a_plan_names_its_theme_unless_the_captain_picked_one() {
     c.select(CHECKOUT);
     c.screen(80, 24);
     assert_eq!(c.app.theme.name, picked, "a theme picked by hand wins");
+}
+
+/// A fleet of demo plans with their text edited (`edit`), on the simulator.
+async fn fleet_of(plans: &[&str], scenario: Option<Scenario>, edit: impl Fn(&str) -> String) -> Vec<RolloutSetup> {
+    let mut setups = Vec::new();
+    for wanted in plans {
+        let (file, text) = fleet::DEMO_FLEET.iter().find(|(f, _)| f.contains(wanted)).expect("a demo plan");
+        let text = edit(text);
+        let plan = Plan::parse(file, &text).expect("edited plan parses");
+        setups.push(fleet::setup(plan, file, text, scenario, 1).await.expect("sim setup"));
+    }
+    setups
+}
+
+/// The rows of a screen as text (without the test backend's quotes).
+fn rows(screen: &str) -> Vec<String> {
+    screen.lines().map(|l| l.trim_matches('"').to_string()).collect()
+}
+
+/// No number cut short without a mark: a digit or decimal point right
+/// against a pane border or the screen's edge means text was cut silently.
+fn assert_no_cut_numbers(screen: &str) {
+    for row in rows(screen) {
+        let chars: Vec<char> = row.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            let next = chars.get(i + 1);
+            let at_edge = next.is_none_or(|n| matches!(n, '│' | '┐' | '┘' | '┤'));
+            assert!(!(at_edge && (c.is_ascii_digit() || *c == '.')), "a number cut without …:\n{row}\n\n{screen}");
+        }
+    }
+}
+
+/// Help and quit are in the footer, whatever else does not fit.
+fn assert_footer_has_help_and_quit(screen: &str) {
+    let rows = rows(screen);
+    let footer = rows.last().expect("a footer");
+    assert!(footer.contains('?') && footer.contains('q'), "footer without ? and q: {footer}\n{screen}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn palette_command_acts_on_the_rollout_it_names() {
+    let mut c = Cockpit::demo(3, "default").await;
+    c.select(CHECKOUT);
+    let sent = c.keys(":pause user-profile\n").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].rollout, "staging/user-profile");
+    assert_eq!(sent[0].command, Command::Pause { reason: None });
+    assert!(matches!(c.rollout("staging/user-profile").phase, Phase::Paused { .. }));
+    assert!(matches!(c.rollout(CHECKOUT).phase, Phase::Progressing { .. }), "the selected rollout is left alone");
+    // `pause` is exactly pause: on a paused rollout it is refused, never a resume.
+    c.keys(":pause user-profile\n").await;
+    assert!(matches!(c.rollout("staging/user-profile").phase, Phase::Paused { .. }));
+    // The full id works too; without a name it is the selected rollout.
+    assert_eq!(c.keys(":resume staging/user-profile\n").await[0].rollout, "staging/user-profile");
+    assert_eq!(c.keys(":pause\n").await[0].rollout, CHECKOUT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn palette_refuses_unknown_and_ambiguous_names_and_sends_nothing() {
+    let mut c = Cockpit::demo(3, "default").await;
+    assert!(c.keys(":abort user\n").await.is_empty());
+    let toast = c.app.toast.clone().unwrap();
+    assert!(toast.error && toast.text.contains("no rollout named `user` (did you mean user-profile?"), "{toast:?}");
+    assert!(c.app.modal.is_none());
+    // Two clusters run a rollout of the same name: the plain name is ambiguous.
+    let mut fleet = fleet_of(&["checkout-api"], None, str::to_string).await;
+    fleet.extend(fleet_of(&["checkout-api"], None, |t| t.replace("prod-eu-1", "prod-us-1")).await);
+    let mut c = Cockpit::of(fleet, 3, "default").await;
+    assert!(c.keys(":pause checkout-api\n").await.is_empty());
+    let toast = c.app.toast.clone().unwrap();
+    assert!(
+        toast.error
+            && toast.text.contains("`checkout-api` is ambiguous: prod-eu-1/checkout-api, prod-us-1/checkout-api"),
+        "{toast:?}"
+    );
+    assert!(c.app.view.rollouts.iter().all(|r| matches!(r.phase, Phase::Progressing { .. })));
+    // Tab offers the full ids when names are shared.
+    c.keys(":pause \t").await;
+    assert_eq!(c.app.palette.as_ref().unwrap().input.value(), "pause prod-eu-1/checkout-api");
+}
+
+#[tokio::test(start_paused = true)]
+async fn palette_tab_cycles_through_commands_and_rollout_names() {
+    let mut c = Cockpit::demo(3, "default").await;
+    let text = |c: &Cockpit| c.app.palette.as_ref().unwrap().input.value().to_string();
+    c.keys(":pro\t").await;
+    assert_eq!(text(&c), "promote");
+    c.keys("\t").await;
+    assert_eq!(text(&c), "promote-full", "Tab again: the next match");
+    c.keys("\t").await;
+    assert_eq!(text(&c), "promote", "and round again");
+    // After a command, Tab goes through rollout names (list order) by prefix.
+    c.keys("\x1b:pause \t").await;
+    let first = text(&c);
+    assert_eq!(first, "pause notifications");
+    c.keys("\t").await;
+    assert_ne!(text(&c), first);
+    c.keys("\x1b:pause u\t").await;
+    assert_eq!(text(&c), "pause user-profile");
+    let screen = c.screen(80, 24);
+    assert!(screen.contains(":pause user-profile▏"), "{screen}");
+    assert_footer_has_help_and_quit(&screen);
+    insta::assert_snapshot!("palette_completion_80x24", screen);
+    let sent = c.keys("\n").await;
+    assert_eq!(sent[0].rollout, "staging/user-profile");
+}
+
+#[tokio::test(start_paused = true)]
+async fn palette_q_quits_and_esc_clears_the_filter_and_the_status_line_clears_itself() {
+    let mut c = Cockpit::demo(3, "default").await;
+    c.keys("/search\n").await;
+    assert_eq!(c.app.visible().len(), 1);
+    c.keys("\x1b").await;
+    assert_eq!(c.app.visible().len(), 6, "Esc clears an active filter");
+    c.keys(":nosuch\n").await;
+    assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("unknown command `nosuch`")));
+    c.advance(10).await;
+    assert!(c.app.toast.is_none(), "the status line clears itself");
+    // Rollouts are mid-way: quitting asks once, then quits.
+    c.keys(":q\n").await;
+    assert!(matches!(c.app.modal, Some(Modal::Quit { .. })) && !c.app.quit);
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("Quit flightdeck?") && screen.contains("mid-way"), "{screen}");
+    insta::assert_snapshot!("quit_asks_once_80x24", screen);
+    c.keys("y").await;
+    assert!(c.app.quit);
+    let summary = c.app.quit_summary();
+    assert_eq!(summary.len(), 7, "what held means, then one line per rollout: {summary:?}");
+    assert!(summary.contains(&"prod-eu-1/checkout-api: progressing · stage 1/4 · canary v2.3.0 1 % · held".to_string()));
+    assert!(summary.contains(&"prod-eu-1/payments: rolled back · stage 2/4 · canary v5.2.0 0 %".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_confirmed_after_the_stage_moved_still_takes_the_canary_to_zero() {
+    let mut c = Cockpit::demo(3, "default").await;
+    c.select(CHECKOUT);
+    c.keys("a").await;
+    assert!(matches!(c.app.modal, Some(Modal::Confirm { .. })));
+    assert!(c.screen(80, 24).contains("canary weight 1 % → 0 %"));
+    c.advance(14).await;
+    assert_eq!(c.rollout(CHECKOUT).stage, 1, "the stage moved while the dialog was open");
+    // The open dialog follows the rollout and says it moved.
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("canary weight 10 % → 0 %"), "{screen}");
+    assert!(screen.contains("It moved since this opened"), "{screen}");
+    assert_footer_has_help_and_quit(&screen);
+    insta::assert_snapshot!("confirm_abort_moved_80x24", screen);
+    let sent = c.keys("y").await;
+    assert_eq!(sent.len(), 1);
+    let r = c.rollout(CHECKOUT);
+    assert!(matches!(r.phase, Phase::Aborted { .. }), "{:?}", r.phase);
+    assert_eq!(r.canary_weight, 0);
+    assert!(c.app.toast.as_ref().is_some_and(|t| !t.error), "{:?}", c.app.toast);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_dialog_for_what_the_state_machine_refuses() {
+    let mut c = Cockpit::demo(30, "default").await;
+    c.select(PAYMENTS);
+    for key in ["a", "R", "N", "F"] {
+        assert!(c.keys(key).await.is_empty(), "{key}");
+        assert!(c.app.modal.is_none(), "{key}: no dialog on a rolled-back rollout");
+        let toast = c.app.toast.clone().unwrap();
+        assert!(toast.error && toast.text.contains("the rollout is rolled back"), "{key}: {toast:?}");
+    }
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("override-freeze payments: the rollout is rolled back"), "{screen}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_production_gate_and_a_retry_after_an_abort_ask_to_confirm() {
+    let mut c = Cockpit::demo(12, "default").await;
+    c.select("prod-ap-1/notifications");
+    assert!(matches!(c.rollout("prod-ap-1/notifications").phase, Phase::AwaitingApproval { .. }));
+    assert!(c.keys("y").await.is_empty(), "approving a production gate asks first");
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("Approve notifications into stage 2/3?"), "{screen}");
+    assert!(screen.contains("canary weight 5 % → 25 % on sim prod-ap-1 (production)"), "{screen}");
+    let sent = c.keys("y").await;
+    assert_eq!(sent[0].command, Command::Approve);
+    assert!(matches!(c.rollout("prod-ap-1/notifications").phase, Phase::Progressing { .. }));
+
+    c.select(CHECKOUT);
+    c.keys("ay").await;
+    assert!(matches!(c.rollout(CHECKOUT).phase, Phase::Aborted { .. }));
+    assert!(c.keys("t").await.is_empty(), "retry after an abort asks first");
+    let screen = c.screen(80, 24);
+    assert!(screen.contains("Retry checkout-api from the first stage?"), "{screen}");
+    insta::assert_snapshot!("confirm_retry_80x24", screen);
+    assert_eq!(c.keys("y").await[0].command, Command::Retry);
+    assert!(matches!(c.rollout(CHECKOUT).phase, Phase::Progressing { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn split_pane_shows_the_weight_the_backend_has_when_it_refused_the_new_one() {
+    // The backend times out from minute 15: the step to 10 % is never applied.
+    let fleet = fleet_of(&["checkout-api"], Some(Scenario::StuckBackend), str::to_string).await;
+    let mut c = Cockpit::of(fleet, 18, "default").await;
+    c.select(CHECKOUT);
+    let r = c.rollout(CHECKOUT);
+    assert_eq!((r.canary_weight, r.observed_weight), (10, Some(1)), "wanted 10 %, the backend still has 1 %");
+    let screen = c.screen(80, 24);
+    let rows = rows(&screen);
+    let bar = rows.iter().find(|l| l.contains("v2.3.0 1%")).unwrap_or_else(|| panic!("bar at 1 %:\n{screen}"));
+    assert!(bar.contains("v2.2.9 99%"), "{bar}");
+    assert!(screen.contains("wants 10 %: NOT APPLIED for 2:59"), "{screen}");
+    assert!(screen.contains("stage 2/4 · 1 %→10 %"), "the header says it too: {screen}");
+    assert!(screen.contains("  1%!"), "and the list: {screen}");
+    assert_no_cut_numbers(&screen);
+    insta::assert_snapshot!("weight_not_applied_80x24", screen);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_freeze_says_so_with_its_numbers_and_the_eta_waits_for_approval() {
+    let fleet = fleet_of(&["checkout-api"], None, |t| t.replace("rps = 900", "rps = 900\nbudget_left_pct = 10")).await;
+    let mut c = Cockpit::of(fleet, 3, "default").await;
+    c.select(CHECKOUT);
+    // The first reading freezes the budget: the next stage waits at the gate.
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("Next: approval for 10 % in 12:00  ETA 100%: waits for approval"), "{screen}");
+    c.advance(13).await;
+    assert!(matches!(c.rollout(CHECKOUT).phase, Phase::AwaitingApproval { gate: Gate::Freeze, .. }));
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("budget freeze · stage 1/4"), "{screen}");
+    insta::assert_snapshot!("budget_freeze_80x24", c.screen(80, 24));
+    assert!(screen.contains("10.0 % of the error budget left (259 s), at most 25 % freezes"), "{screen}");
+    let top: Vec<String> = rows(&screen)[..8].to_vec();
+    assert!(top.iter().all(|r| !r.contains("awaiting approval")), "the state is the freeze: {screen}");
+    assert!(screen.contains("→ awaiting approval · stage 1/4 · 1% — error budget frozen"), "{screen}");
+    assert!(screen.contains("ETA 100%: waits for approval"), "{screen}");
+    assert!(screen.contains(" freeze "), "the list says freeze: {screen}");
+
+    // A gate ahead: the ETA says so instead of a time it cannot keep.
+    let fleet = fleet_of(&["notifications"], None, |t| t.replace("budget_left_pct = 40", "budget_left_pct = 85")).await;
+    let mut c = Cockpit::of(fleet, 3, "default").await;
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("Next: approval for 25 % in 7:00  ETA 100%: waits for approval"), "{screen}");
+    assert!(!screen.contains("ETA 100% in"), "{screen}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_override_reason_is_in_the_events_and_the_journal_and_history_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let fleet = fleet_of(&["checkout-api"], None, str::to_string).await;
+    let mut c = Cockpit::journaled(fleet, Some(data.path()), 3, "default").await;
+    c.select(CHECKOUT);
+    c.keys("Fhotfix for INC-42\ny").await;
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("alice override-freeze: “hotfix for INC-42”"), "{screen}");
+    c.engine.shutdown().await;
+    let journal = std::fs::read_dir(data.path()).unwrap().next().unwrap().unwrap().path();
+    assert!(std::fs::read_to_string(&journal).unwrap().contains("hotfix for INC-42"));
+
+    // A new cockpit on the same journals: the log starts with what happened.
+    let fleet = fleet_of(&["checkout-api"], None, str::to_string).await;
+    let mut c = Cockpit::journaled(fleet, Some(data.path()), 1, "default").await;
+    c.select(CHECKOUT);
+    let screen = c.screen(120, 40);
+    for line in [
+        "0:00 pending → progressing · stage 1/4 · 1%",
+        "alice override-freeze: “hotfix for INC-42”",
+        "resumed from journal",
+    ] {
+        assert!(screen.contains(line), "{line} missing after the restart:\n{screen}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_80x24_state_stage_and_weight_always_show_and_nothing_is_cut_silently() {
+    let mut c = Cockpit::demo(20, "default").await;
+    let ids: Vec<String> = c.app.view.rollouts.iter().map(|r| r.id.clone()).collect();
+    for id in ids {
+        c.select(&id);
+        let r = c.rollout(&id);
+        let screen = c.screen(80, 24);
+        let header = &rows(&screen)[1];
+        let stage = format!("stage {}/{}", r.stage + 1, r.stages().len());
+        assert!(header.contains(&stage) && header.contains('%'), "{id}: {header}");
+        assert!(header.contains(&flightdeck::ui::app::state_label(&r)), "{id}: {header}");
+        assert_no_cut_numbers(&screen);
+        assert_footer_has_help_and_quit(&screen);
+    }
+    let small = c.screen(59, 15);
+    assert!(small.contains("terminal too small (need 60×16, have 59×15)"), "{small}");
+    insta::assert_snapshot!("too_small", small);
+    assert_no_cut_numbers(&c.screen(60, 16));
+}
+
+#[tokio::test(start_paused = true)]
+async fn help_scrolls_with_keys_and_the_wheel() {
+    let mut c = Cockpit::demo(1, "default").await;
+    c.keys("?").await;
+    let top = c.screen(80, 24);
+    assert!(top.contains("Help 1–"), "{top}");
+    assert_footer_has_help_and_quit(&top);
+    c.keys("jj").await;
+    assert!(c.screen(80, 24).contains("Help 3–"));
+    c.app.on_mouse(MouseEventKind::ScrollDown, Position::new(40, 12));
+    assert!(c.screen(80, 24).contains("Help 6–"));
+    c.keys("G").await;
+    let bottom = c.screen(80, 24);
+    assert!(bottom.contains("config.toml"), "the end of the help: {bottom}");
+    c.keys("g").await;
+    assert_eq!(rows(&c.screen(80, 24))[1..], rows(&top)[1..], "back at the top (the clock aside)");
+    c.keys("q").await;
+    assert!(!c.app.help && !c.app.quit, "q closes the help");
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_screen_rollout_scrolls_its_events_and_shows_the_selected_one_whole() {
+    let mut c = Cockpit::demo(30, "default").await;
+    c.select(PAYMENTS);
+    c.keys("\n").await;
+    assert!(c.app.detail);
+    let screen = c.screen(80, 24);
+    assert!(!screen.contains("Rollouts"), "full-screen: {screen}");
+    assert_footer_has_help_and_quit(&screen);
+    // Up to the rollback: its whole reason, wrapped, not cut.
+    c.keys("kk").await;
+    let screen = c.screen(80, 24);
+    let text: String =
+        rows(&screen).iter().map(|r| r.trim_matches('│').trim().to_string()).collect::<Vec<_>>().join(" ");
+    assert!(text.contains("progressing → rolled back · stage 2/4 · 0% — analysis failed (Critical): error rate canary 12.53 % vs stable 0.20 %"), "{screen}");
+    assert!(text.contains("limit 1.00 pp)"), "the whole reason: {screen}");
+    assert_no_cut_numbers(&screen);
+    insta::assert_snapshot!("events_expanded_80x24", screen);
+    // PgUp goes back further, the wheel too; Esc returns to the list.
+    let before = c.app.event_cursor;
+    c.app.run(flightdeck::ui::action::Action::PageUp);
+    assert!(c.app.event_cursor < before);
+    let area = c.app.events_area;
+    c.app.on_mouse(MouseEventKind::ScrollDown, Position::new(area.x + 1, area.y + 1));
+    c.keys("\x1b").await;
+    assert!(!c.app.detail && c.screen(80, 24).contains("Rollouts"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_colour_the_selected_row_is_marked() {
+    let mut c = Cockpit::demo(3, "mono").await;
+    c.select(CHECKOUT);
+    let screen = c.screen(80, 24);
+    let marked: Vec<String> = rows(&screen).into_iter().filter(|r| r.starts_with("│>")).collect();
+    assert_eq!(marked.len(), 1, "{screen}");
+    assert!(marked[0].contains("checkou"), "{}", marked[0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_screen_at_three_sizes_keeps_help_and_quit_and_cuts_nothing_silently() {
+    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        let mut c = Cockpit::demo(20, "default").await;
+        c.select(CHECKOUT);
+        let mut screens = vec![("list", c.screen(w, h))];
+        c.keys("\n").await;
+        screens.push(("detail", c.screen(w, h)));
+        c.keys("\x1b?").await;
+        screens.push(("help", c.screen(w, h)));
+        c.keys("\x1b:pause \t").await;
+        screens.push(("palette", c.screen(w, h)));
+        c.keys("\x1ba").await;
+        screens.push(("confirm", c.screen(w, h)));
+        for (name, screen) in screens {
+            assert_footer_has_help_and_quit(&screen);
+            assert_no_cut_numbers(&screen);
+            insta::assert_snapshot!(format!("screen_{name}_{w}x{h}"), screen);
+        }
+    }
 }

@@ -11,9 +11,17 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str) -> Tmux {
-        let socket = format!("flightdeck-test-{}", std::process::id());
+        Tmux::sized(cmd, 120, 40)
+    }
+
+    /// A session of its own (tests run in parallel) in a `width`×`height` terminal.
+    fn sized(cmd: &str, width: u16, height: u16) -> Tmux {
+        static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("flightdeck-test-{}-{n}", std::process::id());
+        let (w, h) = (width.to_string(), height.to_string());
         let status = Command::new("tmux")
-            .args(["-L", &socket, "new-session", "-d", "-s", "fd", "-x", "120", "-y", "40", cmd])
+            .args(["-L", &socket, "new-session", "-d", "-s", "fd", "-x", &w, "-y", &h, cmd])
             .status()
             .expect("tmux is installed (scripts/setup installs it)");
         assert!(status.success());
@@ -71,7 +79,7 @@ fn demo_in_a_real_terminal_pauses_promotes_aborts_and_catches_the_bad_canary() {
     println!("every pane on screen after {shown:?}");
 
     t.keys(&["/", "c", "h", "e", "c", "k", "o", "u", "t", "Enter"]);
-    t.wait_for(&["checkout-api  canary"], Duration::from_secs(3));
+    t.wait_for(&["checkout-api  ▶ progressing"], Duration::from_secs(3));
 
     t.keys(&["p"]);
     t.wait_for(&["paused by tester"], Duration::from_secs(3));
@@ -93,4 +101,113 @@ fn demo_in_a_real_terminal_pauses_promotes_aborts_and_catches_the_bad_canary() {
     println!("bad canary rolled back on screen after {caught:?}");
 
     t.keys(&["q"]);
+}
+
+/// `flightdeck demo` in tmux with its own data and config dirs.
+fn demo_command(data: &std::path::Path, config: &std::path::Path, speed: &str) -> String {
+    format!(
+        "env FLIGHTDECK_DATA_DIR={} FLIGHTDECK_CONFIG_DIR={} USER=tester COLORTERM=truecolor {} demo --speed {speed}",
+        data.display(),
+        config.display(),
+        env!("CARGO_BIN_EXE_flightdeck")
+    )
+}
+
+/// The list row of a rollout (its name is cut to fit at 80 columns).
+fn row_of<'a>(screen: &'a str, name: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| l.starts_with('│') && l.contains(name))
+        .unwrap_or_else(|| panic!("no row {name}:\n{screen}"))
+}
+
+#[test]
+fn palette_pause_with_a_name_pauses_that_rollout_and_only_it() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    // Real time: nothing moves by itself during the test.
+    let t = Tmux::sized(&demo_command(data.path(), config.path(), "1"), 80, 24);
+    t.wait_for(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
+    t.keys(&["/", "c", "h", "e", "c", "k", "Enter"]);
+    t.wait_for(&[">▶ checkou"], Duration::from_secs(3));
+    t.keys(&["Escape"]);
+    t.wait_for(&["notific", "user-pr"], Duration::from_secs(3));
+    t.keys(&[":", "p", "a", "u", "s", "e", " ", "u", "Tab"]);
+    t.wait_for(&[":pause user-profile"], Duration::from_secs(3));
+    t.keys(&["Enter"]);
+    let screen = t.screen();
+    t.wait_for(&["pause sent to staging/user-profile"], Duration::from_secs(3));
+    let screen = if screen.contains("pause sent") { screen } else { t.screen() };
+    assert!(row_of(&screen, "user-pr").contains("paused"), "{screen}");
+    assert!(row_of(&screen, "checkou").starts_with("│>▶"), "the selected one keeps going:\n{screen}");
+    for other in ["checkou", "payments", "recomme", "search", "notific"] {
+        assert!(!row_of(&screen, other).contains("paused"), "{other} paused:\n{screen}");
+    }
+    // An unknown name sends nothing and says why.
+    t.keys(&[":", "a", "b", "o", "r", "t", " ", "n", "o", "p", "e", "Enter"]);
+    t.wait_for(&["no rollout named `nope`"], Duration::from_secs(3));
+}
+
+#[test]
+fn quitting_mid_rollout_asks_once_and_prints_where_each_rollout_was_left() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    // The shell stays after flightdeck exits, so what it printed can be read.
+    let cmd = format!("sh -c '{}; echo flightdeck exited $?; sleep 60'", demo_command(data.path(), config.path(), "1"));
+    let t = Tmux::sized(&cmd, 120, 40);
+    t.wait_for(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
+    t.keys(&["q"]);
+    t.wait_for(&["Quit flightdeck?", "rollouts are mid-way", "y quit"], Duration::from_secs(3));
+    t.keys(&["y"]);
+    let screen_after = {
+        t.wait_for(&["flightdeck exited 0"], Duration::from_secs(5));
+        t.screen()
+    };
+    for line in [
+        "flightdeck stopped; held rollouts keep their traffic where it is",
+        "prod-eu-1/checkout-api: progressing · stage 1/4 · canary v2.3.0 1 % · held",
+        "staging/user-profile: progressing · stage 1/3 · canary v1.13.0-rc1 10 % · held",
+    ] {
+        assert!(screen_after.contains(line), "{line} missing after quitting:\n{screen_after}");
+    }
+}
+
+#[test]
+fn plain_flightdeck_without_plans_says_what_to_run_first() {
+    let config = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .env("FLIGHTDECK_CONFIG_DIR", config.path())
+        .env("FLIGHTDECK_DATA_DIR", config.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for first in ["flightdeck demo", "flightdeck run PLAN.toml", "flightdeck check PLAN.toml", "config.toml"] {
+        assert!(text.contains(first), "{first} missing:\n{text}");
+    }
+}
+
+#[test]
+fn mouse_capture_can_be_turned_off_in_the_config() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(config.path().join("config.toml"), "mouse = false\n").unwrap();
+    let t = Tmux::sized(&demo_command(data.path(), config.path(), "1"), 80, 24);
+    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    let mouse = Command::new("tmux")
+        .args(["-L", &t.socket, "display-message", "-p", "-t", "fd", "#{mouse_any_flag}"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mouse.stdout).trim(), "0", "no mouse reporting asked for");
+    t.keys(&["q", "y"]);
+
+    // Without the setting the cockpit asks the terminal for mouse events.
+    let config = tempfile::tempdir().unwrap();
+    let t = Tmux::sized(&demo_command(data.path(), config.path(), "1"), 80, 24);
+    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    let mouse = Command::new("tmux")
+        .args(["-L", &t.socket, "display-message", "-p", "-t", "fd", "#{mouse_any_flag}"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&mouse.stdout).trim(), "1");
 }

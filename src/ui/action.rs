@@ -27,6 +27,11 @@ pub enum Action {
     Down,
     Top,
     Bottom,
+    /// Scroll a page up / down (help, events).
+    PageUp,
+    PageDown,
+    /// Open the selected rollout full-screen, with its events to scroll.
+    Open,
     /// Cycle the theme (view only).
     NextTheme,
     /// In a modal or prompt: accept / dismiss.
@@ -55,6 +60,9 @@ impl Action {
         (Action::Down, "down"),
         (Action::Top, "top"),
         (Action::Bottom, "bottom"),
+        (Action::PageUp, "page-up"),
+        (Action::PageDown, "page-down"),
+        (Action::Open, "open"),
         (Action::NextTheme, "next-theme"),
         (Action::Confirm, "confirm"),
         (Action::Cancel, "cancel"),
@@ -80,9 +88,10 @@ impl Action {
         )
     }
 
-    /// Actions that must be confirmed in a modal first.
+    /// Actions that must be confirmed in a modal first. (Approving a gate
+    /// asks too when the plan is production: see `app::needs_confirmation`.)
     pub fn is_dangerous(self) -> bool {
-        matches!(self, Action::PromoteFull | Action::Abort | Action::Rollback | Action::OverrideFreeze)
+        matches!(self, Action::PromoteFull | Action::Abort | Action::Rollback | Action::Retry | Action::OverrideFreeze)
     }
 }
 

@@ -6,17 +6,27 @@ use super::keymap::{KeyOutcome, KeySequence, Keymap, Layer};
 use super::theme::Theme;
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::{Metric, Verdict};
-use flightdeck_core::rollout::{Actor, Command, Phase, Rollout};
-use flightdeck_core::time::Timestamp;
-use ratatui::crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind, MouseEventKind};
+use flightdeck_core::budget::DeployPolicy;
+use flightdeck_core::plan::Control;
+use flightdeck_core::rollout::{self as core, Actor, Command, Effect, Event, Gate, Notice, PausedFrom, Phase, Rollout};
+use flightdeck_core::time::{clock, Timestamp};
+use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseEventKind};
+use ratatui::layout::{Position, Rect};
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
 use tui_input::backend::crossterm::EventHandler;
 use tui_input::Input;
 
-/// Events kept for the log pane.
-const EVENT_LOG: usize = 500;
+/// Events kept for the log pane (passing verdicts only feed the sparklines).
+const EVENT_LOG: usize = 2000;
 /// Analysis windows kept per rollout for the sparklines.
 const HISTORY: usize = 40;
+/// How long the status line keeps a message; errors stay a little longer.
+const TOAST_FOR: Duration = Duration::from_secs(5);
+const TOAST_ERROR_FOR: Duration = Duration::from_secs(8);
+/// Lines one notch of the mouse wheel scrolls.
+const WHEEL_LINES: isize = 3;
 
 /// The last windows of one rollout, for sparklines.
 #[derive(Debug, Clone, Default)]
@@ -42,39 +52,80 @@ impl History {
 /// A modal dialog in front of the cockpit.
 #[derive(Debug, Clone)]
 pub enum Modal {
-    /// A dangerous command waits for "yes". `request` carries the stage the
-    /// captain saw when they pressed the key, so a rollout that moved while
-    /// the modal was open refuses it as stale.
-    Confirm { request: CommandRequest, title: String, change: String },
+    /// A command waits for "yes". What it changes is drawn from the rollout
+    /// as it is now, so the dialog follows a stage that moves under it.
+    /// `request` carries the stage the captain saw: a forward command for a
+    /// stage that has passed is refused as stale; abort and rollback apply
+    /// to wherever the rollout is.
+    Confirm { request: CommandRequest },
     /// A freeze override needs a typed reason.
     Reason { request: CommandRequest, input: Input },
+    /// Quitting while rollouts are mid-way (asked once): nothing drives
+    /// them until flightdeck runs again.
+    Quit { moving: Vec<String> },
 }
 
-/// What the bottom line says after a command was answered.
+/// What the status line says; it clears itself after a few seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toast {
     pub text: String,
     pub error: bool,
+    pub until: Instant,
 }
 
-/// Names the palette completes, with whether they take an argument.
-pub const PALETTE: &[&str] = &[
-    "pause",
-    "resume",
-    "promote",
-    "promote-full",
-    "step-back",
-    "abort",
-    "rollback",
-    "retry",
-    "approve",
-    "override-freeze ",
-    "theme ",
-    "filter ",
-    "freeze-view",
-    "help",
-    "quit",
+impl Toast {
+    pub fn info(text: impl Into<String>) -> Toast {
+        Toast { text: text.into(), error: false, until: Instant::now() + TOAST_FOR }
+    }
+
+    pub fn error(text: impl Into<String>) -> Toast {
+        Toast { text: text.into(), error: true, until: Instant::now() + TOAST_ERROR_FOR }
+    }
+}
+
+/// Palette commands with what may follow them, in the order Tab offers them.
+pub const PALETTE: &[(&str, &str)] = &[
+    ("pause", "[rollout]"),
+    ("resume", "[rollout]"),
+    ("promote", "[rollout]"),
+    ("promote-full", "[rollout]"),
+    ("step-back", "[rollout]"),
+    ("abort", "[rollout]"),
+    ("rollback", "[rollout]"),
+    ("retry", "[rollout]"),
+    ("approve", "[rollout]"),
+    ("override-freeze", "reason"),
+    ("theme", "name"),
+    ("filter", "text"),
+    ("freeze-view", ""),
+    ("help", ""),
+    ("quit", ""),
 ];
+
+/// The palette's command the verb names, exactly as typed (`pause` never
+/// resumes, unlike the `p` key that toggles).
+fn palette_command(verb: &str) -> Option<Command> {
+    Some(match verb {
+        "pause" => Command::Pause { reason: None },
+        "resume" => Command::Resume,
+        "promote" => Command::Promote,
+        "promote-full" => Command::PromoteFull,
+        "step-back" => Command::StepBack,
+        "abort" => Command::Abort { reason: None },
+        "rollback" => Command::Rollback { reason: None },
+        "retry" => Command::Retry,
+        "approve" => Command::Approve,
+        _ => return None,
+    })
+}
+
+/// The `:` command line, with Tab cycling through completions.
+#[derive(Debug, Clone, Default)]
+pub struct Palette {
+    pub input: Input,
+    /// The completions Tab offered and the one shown now.
+    pub cycle: Option<(Vec<String>, usize)>,
+}
 
 pub struct App {
     /// The snapshot on screen (held still while the view is frozen).
@@ -82,15 +133,27 @@ pub struct App {
     /// The newest snapshot, even while frozen.
     latest: Snapshot,
     pub frozen: bool,
+    /// Events that came while the view was frozen, shown when it thaws.
+    held: Vec<Output>,
     pub events: VecDeque<Output>,
+    /// Sequence number of `events[0]`: an event keeps its number while
+    /// older ones are dropped, so the cursor stays on it.
+    events_base: u64,
     pub history: HashMap<String, History>,
     /// Id of the selected rollout, stable while the list reorders.
     pub selected: Option<String>,
     pub filter: Input,
     pub filtering: bool,
-    pub palette: Option<Input>,
+    pub palette: Option<Palette>,
     pub modal: Option<Modal>,
     pub help: bool,
+    /// First help line shown.
+    pub help_scroll: u16,
+    /// The selected rollout full-screen, its events to scroll through.
+    pub detail: bool,
+    /// The event under the cursor (its sequence number), shown in full;
+    /// `None` follows the newest.
+    pub event_cursor: Option<u64>,
     pub toast: Option<Toast>,
     pub theme: Theme,
     /// The theme the captain chose (config, --theme, `T`, `:theme`).
@@ -103,29 +166,42 @@ pub struct App {
     pub actor: Actor,
     /// Viewers see everything but cannot act.
     pub read_only: bool,
+    /// Capture the mouse (wheel, clicks); off leaves the terminal's own
+    /// text selection working (`mouse = false` in the config).
+    pub mouse: bool,
     pub quit: bool,
-    /// The time the view is drawn for (set by the loop before each draw).
+    /// The time the view is drawn for (held while the view is frozen).
     pub now: Timestamp,
     /// Rows of the rollouts list on screen, for mouse clicks: (y, rollout id).
     pub list_rows: Vec<(u16, String)>,
+    /// Where the events pane's lines are, and the first row of each event
+    /// shown, for the wheel, clicks and paging.
+    pub events_area: Rect,
+    pub event_rows: Vec<(u16, u64)>,
+    /// Lines of help that fit on screen, for paging.
+    pub help_page: u16,
 }
 
 impl App {
     pub fn new(snapshot: Snapshot, theme: Theme, themes: Vec<Theme>, keymap: Keymap, actor: Actor) -> App {
-        let selected = None;
         let now = snapshot.at;
         let mut app = App {
             latest: snapshot.clone(),
             view: snapshot,
             frozen: false,
+            held: Vec::new(),
             events: VecDeque::new(),
+            events_base: 0,
             history: HashMap::new(),
-            selected,
+            selected: None,
             filter: Input::default(),
             filtering: false,
             palette: None,
             modal: None,
             help: false,
+            help_scroll: 0,
+            detail: false,
+            event_cursor: None,
             toast: None,
             base_theme: theme.clone(),
             theme,
@@ -135,9 +211,13 @@ impl App {
             keys: KeySequence::new(),
             actor,
             read_only: false,
+            mouse: true,
             quit: false,
             now,
             list_rows: Vec::new(),
+            events_area: Rect::default(),
+            event_rows: Vec::new(),
+            help_page: 10,
         };
         app.keep_selection();
         app
@@ -151,24 +231,63 @@ impl App {
         }
     }
 
+    /// The time to draw for; a frozen view keeps its own.
+    pub fn set_now(&mut self, now: Timestamp) {
+        if !self.frozen {
+            self.now = now;
+        }
+    }
+
     pub fn on_output(&mut self, output: Output) {
+        if self.frozen {
+            // Held for the thaw; a view frozen for hours keeps only the last ones.
+            if self.held.len() >= EVENT_LOG {
+                self.held.remove(0);
+            }
+            self.held.push(output);
+        } else {
+            self.record(output);
+        }
+    }
+
+    fn record(&mut self, output: Output) {
         if let Output::Verdict { rollout, verdict, .. } = &output {
             self.history.entry(rollout.clone()).or_default().push(verdict);
+            if matches!(verdict, Verdict::Pass { .. }) {
+                return;
+            }
         }
         self.events.push_back(output);
         if self.events.len() > EVENT_LOG {
             self.events.pop_front();
+            self.events_base += 1;
         }
+    }
+
+    /// The selected rollout's events (sequence number, event), oldest first.
+    pub fn rollout_events(&self, id: &str) -> Vec<(u64, &Output)> {
+        let base = self.events_base;
+        self.events.iter().enumerate().filter(|(_, o)| o.rollout() == id).map(|(i, o)| (base + i as u64, o)).collect()
     }
 
     pub fn on_reply(&mut self, request: &CommandRequest, reply: &Reply) {
         let verb = request.command.verb();
         self.toast = Some(match reply {
-            Reply::Ack => Toast { text: format!("{verb} sent to {}", request.rollout), error: false },
-            Reply::Rejected { reason } => {
-                Toast { text: format!("{verb} refused for {}: {reason}", request.rollout), error: true }
-            }
+            Reply::Ack => Toast::info(format!("{verb} sent to {}", request.rollout)),
+            Reply::Rejected { reason } => Toast::error(format!("{verb} refused for {}: {reason}", request.rollout)),
         });
+    }
+
+    /// Clears a status message whose time is up.
+    pub fn expire_toast(&mut self) {
+        if self.toast.as_ref().is_some_and(|t| Instant::now() >= t.until) {
+            self.toast = None;
+        }
+    }
+
+    /// When the status line next needs a redraw to clear itself.
+    pub fn toast_deadline(&self) -> Option<Instant> {
+        self.toast.as_ref().map(|t| t.until)
     }
 
     /// The rollouts in list order: those needing a human first, then by
@@ -204,12 +323,18 @@ impl App {
         self.view.rollouts.iter().find(|r| &r.id == id)
     }
 
+    /// The rollout as it is now, even while the view is frozen.
+    pub fn live_rollout(&self, id: &str) -> Option<&Rollout> {
+        self.latest.rollouts.iter().find(|r| r.id == id)
+    }
+
     /// Keeps a valid selection when the list changes.
     fn keep_selection(&mut self) {
         let visible = self.visible();
         let still_there = self.selected.as_ref().is_some_and(|id| visible.iter().any(|r| &r.id == id));
         if !still_there {
             self.selected = visible.first().map(|r| r.id.clone());
+            self.event_cursor = None;
         }
     }
 
@@ -220,14 +345,33 @@ impl App {
         }
         let at = self.selected.as_ref().and_then(|id| ids.iter().position(|i| i == id)).unwrap_or(0);
         let next = (at as isize + delta).clamp(0, ids.len() as isize - 1) as usize;
+        if self.selected.as_ref() != Some(&ids[next]) {
+            self.event_cursor = None;
+        }
         self.selected = Some(ids[next].clone());
+    }
+
+    /// Moves the event cursor of the selected rollout; from "following the
+    /// newest" it starts at the newest.
+    fn move_event_cursor(&mut self, delta: isize) {
+        let Some(id) = self.selected.clone() else { return };
+        let seqs: Vec<u64> = self.rollout_events(&id).iter().map(|(seq, _)| *seq).collect();
+        let Some(&newest) = seqs.last() else { return };
+        let cursor = self.event_cursor.unwrap_or(newest);
+        let at = seqs.iter().position(|s| *s >= cursor).unwrap_or(seqs.len() - 1);
+        let next = (at as isize + delta).clamp(0, seqs.len() as isize - 1) as usize;
+        self.event_cursor = Some(seqs[next]);
+    }
+
+    fn scroll_help(&mut self, delta: isize) {
+        self.help_scroll = (self.help_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
     }
 
     /// The layer whose bindings apply now.
     pub fn layer(&self) -> Layer {
-        if self.modal.is_some() {
-            match self.modal {
-                Some(Modal::Reason { .. }) => Layer::Input,
+        if let Some(modal) = &self.modal {
+            match modal {
+                Modal::Reason { .. } => Layer::Input,
                 _ => Layer::Confirm,
             }
         } else if self.filtering || self.palette.is_some() {
@@ -244,19 +388,45 @@ impl App {
         match event {
             TermEvent::Key(key) if key.kind != KeyEventKind::Release => self.on_key(key),
             TermEvent::Mouse(m) => {
-                match m.kind {
-                    MouseEventKind::ScrollDown => self.move_selection(1),
-                    MouseEventKind::ScrollUp => self.move_selection(-1),
-                    MouseEventKind::Down(_) => {
-                        if let Some((_, id)) = self.list_rows.iter().find(|(y, _)| *y == m.row) {
-                            self.selected = Some(id.clone());
-                        }
-                    }
-                    _ => {}
-                }
+                self.on_mouse(m.kind, Position::new(m.column, m.row));
                 vec![]
             }
             _ => vec![],
+        }
+    }
+
+    /// The wheel scrolls what is under it (help, events, the list); a click
+    /// selects a rollout or an event.
+    pub fn on_mouse(&mut self, kind: MouseEventKind, at: Position) {
+        if self.modal.is_some() || self.palette.is_some() {
+            return;
+        }
+        let step = match kind {
+            MouseEventKind::ScrollDown => 1,
+            MouseEventKind::ScrollUp => -1,
+            MouseEventKind::Down(_) => {
+                if self.help {
+                    return;
+                }
+                if let Some((_, id)) = self.list_rows.iter().find(|(y, _)| *y == at.y).filter(|_| !self.detail) {
+                    if self.selected.as_ref() != Some(id) {
+                        self.event_cursor = None;
+                    }
+                    self.selected = Some(id.clone());
+                } else if self.events_area.contains(at) {
+                    let hit = self.event_rows.iter().rev().find(|(y, _)| *y <= at.y);
+                    self.event_cursor = hit.map(|(_, seq)| *seq).or(self.event_cursor);
+                }
+                return;
+            }
+            _ => return,
+        };
+        if self.help {
+            self.scroll_help(step * WHEEL_LINES);
+        } else if self.events_area.contains(at) {
+            self.move_event_cursor(step * WHEEL_LINES);
+        } else if !self.detail {
+            self.move_selection(step);
         }
     }
 
@@ -278,11 +448,16 @@ impl App {
         let event = TermEvent::Key(*key);
         if let Some(Modal::Reason { input, .. }) = &mut self.modal {
             input.handle_event(&event);
-        } else if let Some(input) = &mut self.palette {
-            if key.code == ratatui::crossterm::event::KeyCode::Tab {
-                complete(input);
-            } else {
-                input.handle_event(&event);
+        } else if self.palette.is_some() {
+            match key.code {
+                KeyCode::Tab => self.complete(false),
+                KeyCode::BackTab => self.complete(true),
+                _ => {
+                    if let Some(p) = &mut self.palette {
+                        p.input.handle_event(&event);
+                        p.cycle = None;
+                    }
+                }
             }
         } else if self.filtering {
             self.filter.handle_event(&event);
@@ -296,35 +471,103 @@ impl App {
             Layer::Confirm | Layer::Input if matches!(action, Action::Confirm | Action::Cancel) => {
                 return self.answer(action == Action::Confirm)
             }
+            Layer::Help => {
+                self.in_help(action);
+                return vec![];
+            }
             _ => {}
         }
         match action {
-            Action::Quit => self.quit = true,
-            Action::Help => self.help = !self.help,
-            Action::Cancel => self.help = false,
+            Action::Quit => self.ask_to_quit(),
+            Action::Help => {
+                self.help = true;
+                self.help_scroll = 0;
+            }
+            Action::Cancel => self.back(),
+            Action::Up | Action::Down if self.detail => {
+                self.move_event_cursor(if action == Action::Up { -1 } else { 1 })
+            }
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
+            Action::Top if self.detail => self.move_event_cursor(isize::MIN / 2),
+            Action::Bottom if self.detail => self.event_cursor = None,
             Action::Top => self.move_selection(isize::MIN / 2),
             Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::PageUp | Action::PageDown => {
+                let page = self.events_area.height.max(2) as isize - 1;
+                self.move_event_cursor(if action == Action::PageUp { -page } else { page });
+            }
+            Action::Open if self.selected.is_some() => {
+                self.detail = true;
+                self.event_cursor = None;
+            }
             Action::Filter => {
                 // A new search each time, like `/` in a pager.
                 self.filter.reset();
                 self.filtering = true;
             }
-            Action::Palette => self.palette = Some(Input::default()),
+            Action::Palette => self.palette = Some(Palette::default()),
             Action::FreezeView => self.toggle_freeze(),
             Action::NextTheme => self.next_theme(),
-            Action::Confirm => {}
-            a if a.is_rollout_command() => return self.command(a, None),
+            a if a.is_rollout_command() => return self.command(a),
             _ => {}
         }
         vec![]
+    }
+
+    /// Keys while the help is open: scroll it or close it.
+    fn in_help(&mut self, action: Action) {
+        let page = self.help_page.max(2) as isize - 1;
+        match action {
+            Action::Up => self.scroll_help(-1),
+            Action::Down => self.scroll_help(1),
+            Action::PageUp => self.scroll_help(-page),
+            Action::PageDown => self.scroll_help(page),
+            Action::Top => self.help_scroll = 0,
+            Action::Bottom => self.help_scroll = u16::MAX,
+            Action::Quit => self.ask_to_quit(),
+            _ => self.help = false,
+        }
+    }
+
+    /// Esc in the cockpit: out of the full-screen rollout, off an event,
+    /// then clears the filter.
+    fn back(&mut self) {
+        if self.detail {
+            self.detail = false;
+            self.event_cursor = None;
+        } else if self.event_cursor.is_some() {
+            self.event_cursor = None;
+        } else if !self.filter.value().is_empty() {
+            self.filter.reset();
+            self.keep_selection();
+        }
+    }
+
+    /// Quits, asking once when rollouts this cockpit drives are mid-way.
+    fn ask_to_quit(&mut self) {
+        let moving: Vec<String> = self
+            .latest
+            .rollouts
+            .iter()
+            .filter(|r| mid_rollout(r))
+            .map(|r| format!("{} at {} %", r.plan().name, r.canary_weight))
+            .collect();
+        if moving.is_empty() {
+            self.quit = true;
+        } else {
+            self.help = false;
+            self.modal = Some(Modal::Quit { moving });
+        }
     }
 
     fn toggle_freeze(&mut self) {
         self.frozen = !self.frozen;
         if !self.frozen {
             self.view = self.latest.clone();
+            for output in std::mem::take(&mut self.held) {
+                self.record(output);
+            }
             self.keep_selection();
         }
     }
@@ -337,79 +580,152 @@ impl App {
         self.theme = self.themes[at % self.themes.len()].clone();
         self.base_theme = self.theme.clone();
         self.theme_pinned = true;
-        self.toast = Some(Toast { text: format!("theme {}", self.theme.name), error: false });
+        self.toast = Some(Toast::info(format!("theme {}", self.theme.name)));
     }
 
-    /// Sends one exact command to the selected rollout (the palette's verbs).
-    fn send(&mut self, command: Command) -> Vec<CommandRequest> {
+    /// The command a key sends to the selected rollout.
+    fn command(&mut self, action: Action) -> Vec<CommandRequest> {
+        let Some(r) = self.selected_rollout() else { return vec![] };
+        let (id, command) = (r.id.clone(), command_for(action, r, None));
+        self.submit(id, command)
+    }
+
+    /// Sends `command` to rollout `id` as the captain sees it now. A freeze
+    /// override asks for its reason first; commands that need a "yes" ask
+    /// for it, unless the state machine would refuse them anyway: then the
+    /// status line says why and nothing is sent.
+    fn submit(&mut self, id: String, command: Command) -> Vec<CommandRequest> {
         if self.read_only {
-            self.toast = Some(Toast { text: "read-only: viewers cannot act".into(), error: true });
+            self.toast = Some(Toast::error("read-only: viewers cannot act"));
             return vec![];
         }
-        let Some(r) = self.selected_rollout() else { return vec![] };
-        vec![CommandRequest {
-            rollout: r.id.clone(),
+        let Some(r) = self.view.rollouts.iter().find(|r| r.id == id) else { return vec![] };
+        let request = CommandRequest {
+            rollout: id,
             actor: self.actor.clone(),
             command,
             expected_stage: r.stage,
             expected_revision: r.canary_revision.clone(),
-        }]
-    }
-
-    /// Builds the command for `action` on the selected rollout. Dangerous
-    /// ones open a modal instead and are sent on "yes".
-    fn command(&mut self, action: Action, reason: Option<String>) -> Vec<CommandRequest> {
-        if self.read_only {
-            self.toast = Some(Toast { text: "read-only: viewers cannot act".into(), error: true });
-            return vec![];
-        }
-        let Some(r) = self.selected_rollout() else { return vec![] };
-        let request = CommandRequest {
-            rollout: r.id.clone(),
-            actor: self.actor.clone(),
-            command: command_for(action, r, reason),
-            expected_stage: r.stage,
-            expected_revision: r.canary_revision.clone(),
         };
         if let Command::OverrideFreeze { reason } = &request.command {
-            if reason.is_empty() {
-                self.modal = Some(Modal::Reason { request, input: Input::default() });
+            if reason.trim().is_empty() {
+                // Ask the core with a stand-in reason: no typing for an override it would refuse.
+                let probe =
+                    CommandRequest { command: Command::OverrideFreeze { reason: "?".into() }, ..request.clone() };
+                match self.refusal(&probe) {
+                    Some(why) => self.toast = Some(self.refused_toast(&request, &why)),
+                    None => self.modal = Some(Modal::Reason { request, input: Input::default() }),
+                }
                 return vec![];
             }
         }
-        if action.is_dangerous() {
-            let (title, change) = describe(&request.command, r);
-            self.modal = Some(Modal::Confirm { request, title, change });
-            return vec![];
+        if !needs_confirmation(&request.command, r) {
+            return vec![request];
         }
-        vec![request]
+        self.ask_to_confirm(request);
+        vec![]
+    }
+
+    /// Opens the confirmation, or says why there is nothing to confirm.
+    fn ask_to_confirm(&mut self, request: CommandRequest) {
+        match self.refusal(&request) {
+            Some(why) => self.toast = Some(self.refused_toast(&request, &why)),
+            None => self.modal = Some(Modal::Confirm { request }),
+        }
+    }
+
+    /// "abort payments: the rollout is rolled back; …" in the status line.
+    fn refused_toast(&self, request: &CommandRequest, why: &str) -> Toast {
+        let name = self.live_rollout(&request.rollout).map_or(request.rollout.clone(), |r| r.plan().name.clone());
+        Toast::error(format!("{} {name}: {why}", request.command.verb()))
+    }
+
+    /// What the state machine would answer `request` now, asked on a copy
+    /// of the rollout: the reason it would refuse, or `None`.
+    pub fn refusal(&self, request: &CommandRequest) -> Option<String> {
+        let r = self.live_rollout(&request.rollout)?;
+        let event = Event::Command(core::CommandRequest {
+            actor: request.actor.clone(),
+            command: request.command.clone(),
+            expected_stage: request.expected_stage,
+            expected_revision: request.expected_revision.clone(),
+        });
+        let (_, effects) = core::step(r, event, self.latest.at);
+        effects.into_iter().find_map(|e| match e {
+            Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason),
+            _ => None,
+        })
+    }
+
+    /// A confirmed safety command (abort, rollback, pause) acts on the
+    /// rollout as it is now: it names the stage and revision it applies to,
+    /// for the audit log. Forward commands keep what the captain saw.
+    fn as_confirmed(&self, mut request: CommandRequest) -> CommandRequest {
+        if is_safety(&request.command) {
+            if let Some(r) = self.live_rollout(&request.rollout) {
+                request.expected_stage = r.stage;
+                request.expected_revision = r.canary_revision.clone();
+            }
+        }
+        request
+    }
+
+    /// The open confirmation in words: title, what changes (from the
+    /// rollout as it is now), and a warning when it moved since the dialog
+    /// opened or the command no longer applies.
+    pub fn confirmation(&self, request: &CommandRequest) -> Option<(String, String, Option<String>)> {
+        let r = self.live_rollout(&request.rollout)?;
+        let (title, change) = describe(&request.command, r);
+        let verb = request.command.verb();
+        let moved = r.stage != request.expected_stage || r.canary_revision != request.expected_revision;
+        let warning = if let Some(why) = self.refusal(&self.as_confirmed(request.clone())) {
+            Some(format!("No longer possible: {why}. Esc to close."))
+        } else if moved && is_safety(&request.command) {
+            Some(format!(
+                "It moved since this opened: now stage {}/{} at {} %; {verb} applies to where it is now.",
+                r.stage + 1,
+                r.stages().len(),
+                r.canary_weight
+            ))
+        } else if moved {
+            Some(format!(
+                "It moved since this opened (you saw stage {}, now {}/{}): confirming will be refused as stale. \
+                 Esc, then look again.",
+                request.expected_stage + 1,
+                r.stage + 1,
+                r.stages().len()
+            ))
+        } else {
+            None
+        };
+        Some((title, change, warning))
     }
 
     /// The captain answered a modal, the palette or the filter.
     fn answer(&mut self, yes: bool) -> Vec<CommandRequest> {
         if let Some(modal) = self.modal.take() {
             return match modal {
-                Modal::Confirm { request, .. } if yes => vec![request],
+                Modal::Confirm { request } if yes => vec![self.as_confirmed(request)],
+                Modal::Quit { .. } if yes => {
+                    self.quit = true;
+                    vec![]
+                }
                 Modal::Reason { mut request, input } if yes => {
                     let reason = input.value().trim().to_string();
                     if reason.is_empty() {
-                        self.toast = Some(Toast { text: "a freeze override needs a reason".into(), error: true });
+                        self.toast = Some(Toast::error("a freeze override needs a reason"));
                         self.modal = Some(Modal::Reason { request, input });
                         return vec![];
                     }
                     request.command = Command::OverrideFreeze { reason };
-                    let Some(r) = self.view.rollouts.iter().find(|r| r.id == request.rollout) else {
-                        return vec![];
-                    };
-                    let (title, change) = describe(&request.command, r);
-                    self.modal = Some(Modal::Confirm { request, title, change });
+                    self.ask_to_confirm(request);
                     vec![]
                 }
                 _ => vec![],
             };
         }
-        if let Some(input) = self.palette.take() {
-            return if yes { self.run_palette(input.value()) } else { vec![] };
+        if let Some(palette) = self.palette.take() {
+            return if yes { self.run_palette(palette.input.value()) } else { vec![] };
         }
         if self.filtering {
             self.filtering = false;
@@ -421,52 +737,219 @@ impl App {
         vec![]
     }
 
-    /// Runs a palette line such as `promote` or `theme light`.
+    /// Runs a palette line: `pause` (the selected rollout), `pause
+    /// user-profile` (that one), `theme light`, `q`.
     pub fn run_palette(&mut self, line: &str) -> Vec<CommandRequest> {
         let line = line.trim();
         let (word, rest) = line.split_once(' ').map_or((line, ""), |(w, r)| (w, r.trim()));
-        match word {
-            "resume" => self.send(Command::Resume),
-            "override-freeze" if !rest.is_empty() => self.command(Action::OverrideFreeze, Some(rest.to_string())),
-            "theme" => {
-                match self.themes.iter().find(|t| t.name == rest) {
-                    Some(t) => {
-                        self.theme = t.clone();
-                        self.base_theme = t.clone();
-                        self.theme_pinned = true;
-                    }
-                    None => self.toast = Some(Toast { text: format!("no theme named `{rest}`"), error: true }),
+        if let Some(command) = palette_command(word) {
+            let target = if rest.is_empty() {
+                self.selected.clone().ok_or("no rollout selected".into())
+            } else {
+                self.resolve(rest)
+            };
+            return match target {
+                Ok(id) => self.submit(id, command),
+                Err(why) => {
+                    self.toast = Some(Toast::error(format!("{word}: {why}")));
+                    vec![]
                 }
-                vec![]
+            };
+        }
+        match word {
+            "" => {}
+            "q" | "quit" => self.ask_to_quit(),
+            "q!" | "quit!" => self.quit = true,
+            "override-freeze" => {
+                let Some(id) = self.selected.clone() else { return vec![] };
+                return self.submit(id, Command::OverrideFreeze { reason: rest.to_string() });
             }
+            "theme" => match self.themes.iter().find(|t| t.name == rest) {
+                Some(t) => {
+                    self.theme = t.clone();
+                    self.base_theme = t.clone();
+                    self.theme_pinned = true;
+                }
+                None => self.toast = Some(Toast::error(format!("no theme named `{rest}`"))),
+            },
             "filter" => {
                 self.filter = Input::new(rest.to_string());
                 self.keep_selection();
-                vec![]
             }
             other => match other.parse::<Action>() {
-                Ok(action) => self.run(action),
-                Err(e) => {
-                    self.toast = Some(Toast { text: e, error: true });
-                    vec![]
+                Ok(action) if !action.is_rollout_command() => return self.run(action),
+                _ => {
+                    let names: Vec<&str> = PALETTE.iter().map(|(n, _)| *n).collect();
+                    self.toast =
+                        Some(Toast::error(format!("unknown command `{other}`; commands: {}", names.join(", "))));
                 }
             },
         }
+        vec![]
+    }
+
+    /// The rollout a typed name means: its id, or its plan name when only
+    /// one rollout has it. Anything else is an error that sends nothing.
+    pub fn resolve(&self, name: &str) -> Result<String, String> {
+        let rollouts = &self.latest.rollouts;
+        if let Some(r) = rollouts.iter().find(|r| r.id == name) {
+            return Ok(r.id.clone());
+        }
+        let named: Vec<&Rollout> = rollouts.iter().filter(|r| r.plan().name == name).collect();
+        match named.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => {
+                let close: Vec<String> = self
+                    .rollout_names()
+                    .into_iter()
+                    .filter(|(shown, id)| starts(shown, id, name))
+                    .map(|n| n.0)
+                    .collect();
+                Err(if close.is_empty() {
+                    format!("no rollout named `{name}`; nothing sent")
+                } else {
+                    format!(
+                        "no rollout named `{name}` (did you mean {}? Tab completes); nothing sent",
+                        close.join(", ")
+                    )
+                })
+            }
+            many => {
+                let ids: Vec<&str> = many.iter().map(|r| r.id.as_str()).collect();
+                Err(format!("`{name}` is ambiguous: {}; type the full name; nothing sent", ids.join(", ")))
+            }
+        }
+    }
+
+    /// Every rollout as the palette names it (the plan name, or the full id
+    /// when two share a name) with its id, in list order.
+    pub fn rollout_names(&self) -> Vec<(String, String)> {
+        let all = &self.latest.rollouts;
+        let mut list: Vec<&Rollout> = all.iter().collect();
+        list.sort_by_cached_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
+        list.iter()
+            .map(|r| {
+                let shared = all.iter().filter(|o| o.plan().name == r.plan().name).count() > 1;
+                (if shared { r.id.clone() } else { r.plan().name.clone() }, r.id.clone())
+            })
+            .collect()
+    }
+
+    /// What Tab offers for the palette text: command names, then rollout
+    /// (or theme) names after a command that takes one.
+    pub fn candidates(&self, text: &str) -> Vec<String> {
+        let Some((word, rest)) = text.split_once(' ') else {
+            return PALETTE.iter().filter(|(n, _)| n.starts_with(text)).map(|(n, _)| n.to_string()).collect();
+        };
+        let rest = rest.trim_start();
+        let names: Vec<String> = if palette_command(word).is_some() {
+            self.rollout_names().into_iter().filter(|(shown, id)| starts(shown, id, rest)).map(|n| n.0).collect()
+        } else if word == "theme" {
+            self.themes.iter().map(|t| t.name.clone()).filter(|n| n.starts_with(rest)).collect()
+        } else {
+            vec![]
+        };
+        names.into_iter().map(|n| format!("{word} {n}")).collect()
+    }
+
+    /// Tab (or Shift-Tab): the next (previous) completion; from new text,
+    /// the first one.
+    fn complete(&mut self, backwards: bool) {
+        let Some(p) = &self.palette else { return };
+        let text = p.input.value().to_string();
+        if let Some((offered, at)) = &p.cycle {
+            if offered.get(*at) == Some(&text) && offered.len() > 1 {
+                let n = offered.len();
+                let next = if backwards { (at + n - 1) % n } else { (at + 1) % n };
+                let shown = offered[next].clone();
+                if let Some(p) = &mut self.palette {
+                    p.input = Input::new(shown);
+                    p.cycle.as_mut().expect("cycling").1 = next;
+                }
+                return;
+            }
+        }
+        let offered = self.candidates(&text);
+        if let Some(p) = &mut self.palette {
+            if let Some(first) = offered.first() {
+                p.input = Input::new(first.clone());
+                p.cycle = Some((offered, 0));
+            }
+        }
+    }
+
+    /// What the palette shows under the text: the completions on offer,
+    /// and which one Tab put in the field.
+    pub fn palette_hints(&self) -> (Vec<String>, Option<usize>) {
+        let Some(p) = &self.palette else { return (vec![], None) };
+        if let Some((offered, at)) = &p.cycle {
+            if offered.get(*at).map(String::as_str) == Some(p.input.value()) {
+                return (offered.clone(), Some(*at));
+            }
+        }
+        (self.candidates(p.input.value()), None)
+    }
+
+    /// For the terminal after the cockpit closes: one line per rollout,
+    /// after a line on what "held" means when some are mid-way.
+    pub fn quit_summary(&self) -> Vec<String> {
+        let rollouts = &self.latest.rollouts;
+        let mut lines = Vec::new();
+        if rollouts.iter().any(mid_rollout) {
+            lines.push(
+                "flightdeck stopped; held rollouts keep their traffic where it is until flightdeck runs them \
+                 again (they resume from their journals):"
+                    .to_string(),
+            );
+        }
+        lines.extend(rollouts.iter().map(summary_line));
+        lines
     }
 }
 
-/// Tab in the palette: complete to the only name starting with the text.
-fn complete(input: &mut Input) {
-    let text = input.value().to_string();
-    let matches: Vec<&&str> = PALETTE.iter().filter(|p| p.starts_with(&text)).collect();
-    if let [one] = matches.as_slice() {
-        *input = Input::new(one.to_string());
-    }
+/// Prefix match on the shown name or the id.
+fn starts(shown: &str, id: &str, prefix: &str) -> bool {
+    shown.starts_with(prefix) || id.starts_with(prefix)
 }
 
-/// Completions for the palette text, for display.
-pub fn completions(text: &str) -> Vec<&'static str> {
-    PALETTE.iter().copied().filter(|p| p.trim_end().starts_with(text.trim_end()) || text.is_empty()).collect()
+/// A rollout this cockpit drives that has traffic on the way: quitting
+/// leaves it where it is.
+fn mid_rollout(r: &Rollout) -> bool {
+    r.control == Control::Driven
+        && matches!(r.phase, Phase::Progressing { .. } | Phase::Paused { .. } | Phase::AwaitingApproval { .. })
+}
+
+fn summary_line(r: &Rollout) -> String {
+    let held = if mid_rollout(r) { " · held" } else { "" };
+    format!(
+        "{}: {} · stage {}/{} · canary {} {} %{held}",
+        r.id,
+        state_label(r),
+        r.stage + 1,
+        r.stages().len(),
+        r.canary_revision,
+        r.canary_weight
+    )
+}
+
+/// Abort, rollback and pause only reduce exposure: they are never stale.
+fn is_safety(command: &Command) -> bool {
+    matches!(command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. })
+}
+
+/// Commands that ask "are you sure?" first: those that move traffic a lot
+/// or back (promote to 100 %, abort, roll back, start over), the override
+/// of a budget freeze, and letting a gate pass on a production plan.
+pub fn needs_confirmation(command: &Command, r: &Rollout) -> bool {
+    match command {
+        Command::PromoteFull
+        | Command::Abort { .. }
+        | Command::Rollback { .. }
+        | Command::Retry
+        | Command::OverrideFreeze { .. } => true,
+        Command::Approve => r.plan().target.production,
+        _ => false,
+    }
 }
 
 fn haystack(r: &Rollout) -> String {
@@ -486,6 +969,88 @@ pub fn command_for(action: Action, r: &Rollout, reason: Option<String>) -> Comma
         Action::Retry => Command::Retry,
         Action::Approve => Command::Approve,
         _ => Command::OverrideFreeze { reason: reason.unwrap_or_default() },
+    }
+}
+
+/// The state in words: a gate the frozen budget put up is a budget freeze,
+/// not a wait for approval.
+pub fn state_label(r: &Rollout) -> String {
+    match &r.phase {
+        Phase::AwaitingApproval { gate: Gate::Freeze, .. } => "budget freeze".into(),
+        other => other.label().into(),
+    }
+}
+
+/// The error budget's numbers: "10.0 % of the error budget left (259 s)".
+pub fn budget_numbers(r: &Rollout) -> String {
+    match r.budget {
+        Some(b) if b.unknown => "error budget unknown (no valid availability reading)".into(),
+        Some(b) => format!("{:.1} % of the error budget left ({:.0} s)", b.remaining_pct, b.remaining_s),
+        None => "no error budget reading".into(),
+    }
+}
+
+/// The next gate a human must pass: its stage and how long until the
+/// rollout gets there (`None` when it waits there now).
+pub fn next_gate(r: &Rollout, now: Timestamp) -> Option<(usize, Option<Duration>)> {
+    match r.phase {
+        Phase::AwaitingApproval { next, .. } | Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => {
+            return Some((next, None))
+        }
+        _ if r.phase.is_finished() => return None,
+        _ => {}
+    }
+    // As the core's gates: a frozen budget (not overridden) and a budget
+    // needing approval gate every promotion; otherwise the plan's gates.
+    let every = match r.budget.map(|b| b.policy) {
+        Some(DeployPolicy::Freeze) => r.freeze_override.is_none(),
+        Some(DeployPolicy::ApprovalRequired) => true,
+        _ => false,
+    };
+    let (first, mut wait) = match r.phase {
+        Phase::Pending => (0, Duration::ZERO),
+        _ => (r.stage + 1, r.bake_remaining(now).unwrap_or_default()),
+    };
+    for (i, stage) in r.stages().iter().enumerate().skip(first) {
+        if every || stage.approval {
+            return Some((i, Some(wait)));
+        }
+        wait = wait.saturating_add(stage.bake);
+    }
+    None
+}
+
+/// When the rollout reaches 100 %: a time only when nothing ahead waits
+/// for a human or a resume.
+pub fn eta_text(r: &Rollout, now: Timestamp) -> Option<String> {
+    if r.phase.is_finished() {
+        return None;
+    }
+    if let Some((stage, wait)) = next_gate(r, now) {
+        return Some(match wait {
+            // A gate at the next stage is in "Next:" already.
+            Some(d) if stage > r.stage + 1 => format!("ETA 100%: waits for approval (gate in {})", clock(d)),
+            _ => "ETA 100%: waits for approval".into(),
+        });
+    }
+    if matches!(r.phase, Phase::Paused { .. }) {
+        return Some("ETA 100%: paused".into());
+    }
+    r.eta(now).map(|eta| format!("ETA 100% in {}", clock(eta)))
+}
+
+/// What happens next, in words: the core's, unless a gate stops the
+/// rollout before the next stage ("Next: approval for 10 % in 12:00").
+pub fn next_text(r: &Rollout, now: Timestamp) -> String {
+    if let Phase::AwaitingApproval { gate: Gate::Freeze, .. } = r.phase {
+        return "Next: an override with a typed reason".into();
+    }
+    match next_gate(r, now) {
+        Some((stage, Some(wait))) if stage == r.stage + 1 && matches!(r.phase, Phase::Progressing { .. }) => {
+            let weight = r.stages().get(stage).map_or(100, |s| s.weight);
+            format!("Next: approval for {weight} % in {}", clock(wait))
+        }
+        _ => r.next_step(now),
     }
 }
 
@@ -516,10 +1081,21 @@ fn context(name: &str) -> String {
     }
 }
 
+/// The stage a gate opens onto, for approve.
+fn gated_stage(r: &Rollout) -> (usize, Option<Gate>) {
+    match r.phase {
+        Phase::AwaitingApproval { next, gate, .. } | Phase::Paused { from: PausedFrom::Gate { next, gate }, .. } => {
+            (next, Some(gate))
+        }
+        _ => (r.stage + 1, None),
+    }
+}
+
 /// The confirmation text: exactly what will change.
 pub fn describe(command: &Command, r: &Rollout) -> (String, String) {
     let on = target_label(r);
     let name = &r.plan().name;
+    let weight_of = |i: usize| r.stages().get(i).map_or(100, |s| s.weight);
     match command {
         Command::PromoteFull => (
             format!("Promote {name} all the way?"),
@@ -546,9 +1122,33 @@ pub fn describe(command: &Command, r: &Rollout) -> (String, String) {
                 r.canary_weight, r.canary_revision, r.stable_revision
             ),
         ),
+        Command::Approve => {
+            let (next, gate) = gated_stage(r);
+            let why = match gate {
+                Some(Gate::Budget) => format!("{}: below 50 % each promotion needs approval", budget_numbers(r)),
+                Some(Gate::Freeze) => format!("{}: at most 25 % freezes", budget_numbers(r)),
+                _ => "the plan asks for approval before this stage".into(),
+            };
+            (
+                format!("Approve {name} into stage {}/{}?", next + 1, r.stages().len()),
+                format!("canary weight {} % → {} % on {on} (production); {why}", r.canary_weight, weight_of(next)),
+            )
+        }
+        Command::Retry => (
+            format!("Retry {name} from the first stage?"),
+            format!(
+                "canary {} again: weight {} % → {} % on {on}; its analysis starts over",
+                r.canary_revision,
+                r.canary_weight,
+                weight_of(0)
+            ),
+        ),
         Command::OverrideFreeze { reason } => (
             format!("Override the budget freeze for {name}?"),
-            format!("promotions resume despite the frozen error budget; recorded reason: “{reason}”"),
+            format!(
+                "promotions resume despite the frozen error budget ({}); recorded reason: “{reason}”",
+                budget_numbers(r)
+            ),
         ),
         other => (format!("{} {name}?", other.verb()), String::new()),
     }

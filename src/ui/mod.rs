@@ -8,6 +8,7 @@ pub mod panes;
 pub mod preview;
 pub mod run;
 pub mod svg;
+pub mod text;
 pub mod theme;
 pub mod view;
 
@@ -25,6 +26,9 @@ pub struct CockpitSettings {
     pub pin_theme: bool,
     pub keymap: String,
     pub actor: String,
+    /// Capture the mouse (wheel and clicks); `mouse = false` in the config
+    /// leaves the terminal's own text selection working.
+    pub mouse: bool,
 }
 
 /// Loads the theme, every shipped one and the user themes plans name (for
@@ -48,8 +52,10 @@ pub fn load_look(
     Ok((chosen, themes, keymap))
 }
 
-/// Opens the cockpit on these rollouts and runs until the captain quits.
-/// Rollouts keep their journals, so quitting mid-rollout resumes next time.
+/// Opens the cockpit on these rollouts and runs until the captain quits,
+/// then prints one line per rollout. Rollouts keep their journals, so
+/// quitting mid-rollout resumes next time; the event log starts with what
+/// the journals of resumed runs hold.
 pub async fn open(
     setups: Vec<RolloutSetup>,
     options: EngineOptions,
@@ -66,7 +72,15 @@ pub async fn open(
     if settings.pin_theme {
         app.pin_theme();
     }
+    app.mouse = settings.mouse;
+    for output in engine.history() {
+        app.on_output(output.clone());
+    }
     let result = run::run(app, engine.handle(), snapshots, rx, clock).await;
     engine.shutdown().await;
-    result
+    // After the alternate screen is gone: where every rollout was left.
+    for line in result?.quit_summary() {
+        println!("{line}");
+    }
+    Ok(())
 }

@@ -1,17 +1,18 @@
 //! The cockpit's panes, each a function from view state to widgets.
 
-use super::app::{target_label, App};
+use super::app::{budget_numbers, eta_text, next_gate, next_text, state_label, target_label, App};
+use super::text::{self, cut, fit, wrap};
 use super::theme::Theme;
 use crate::protocol::Output;
 use flightdeck_core::analysis::{Check, CheckOutcome, DeltaUnit, Metric, Verdict};
 use flightdeck_core::budget::DeployPolicy;
-use flightdeck_core::plan::{StageAction, Strategy};
+use flightdeck_core::plan::{Control, StageAction, Strategy};
 use flightdeck_core::rollout::{Gate, Phase, Rollout};
 use flightdeck_core::time::{clock, stamp, Timestamp};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 use std::time::Duration;
 
@@ -56,12 +57,19 @@ pub fn block<'a>(theme: &Theme, title: impl Into<Line<'a>>, focused: bool) -> Bl
         .title(title.into().style(theme.style("ui.title")))
 }
 
-/// Time left in words for the list: bake countdown, or what it waits on.
-fn time_left(r: &Rollout, now: Timestamp) -> String {
+/// Time left in words for the list: the ETA when nothing ahead waits for
+/// a human, the time to the next gate (marked) when something does, or
+/// what it waits on now.
+fn time_left(theme: &Theme, r: &Rollout, now: Timestamp) -> String {
     match &r.phase {
-        Phase::Progressing { .. } => r.eta(now).map(clock).unwrap_or_default(),
+        Phase::AwaitingApproval { gate: Gate::Freeze, .. } => "freeze".into(),
         Phase::AwaitingApproval { .. } => "approve".into(),
         Phase::Paused { .. } => "paused".into(),
+        Phase::Progressing { .. } | Phase::Pending => match next_gate(r, now) {
+            Some((_, Some(wait))) => format!("{}{}", theme.symbols.awaiting, clock(wait)),
+            Some((_, None)) => "approve".into(),
+            None => r.eta(now).map(clock).unwrap_or_default(),
+        },
         _ => String::new(),
     }
 }
@@ -73,7 +81,7 @@ pub fn rollouts(f: &mut Frame, area: Rect, app: &mut App) {
     } else {
         " Rollouts ".to_string()
     };
-    let b = block(&app.theme, title, true);
+    let b = block(&app.theme, cut(&title, area.width.saturating_sub(2) as usize), true);
     let inner = b.inner(area);
     f.render_widget(b, area);
     let (lines, rows) = list_lines(app, inner);
@@ -89,7 +97,7 @@ enum Entry<'a> {
 
 /// The visible lines of the list (only those: a fleet of thousands costs
 /// what fits on screen) and, for mouse clicks, the screen row of each rollout.
-fn list_lines<'a>(app: &App, inner: Rect) -> (Vec<Line<'a>>, Vec<(u16, String)>) {
+fn list_lines(app: &App, inner: Rect) -> (Vec<Line<'static>>, Vec<(u16, String)>) {
     let theme = &app.theme;
     let mut entries = Vec::new();
     let mut group: Option<String> = None;
@@ -115,11 +123,11 @@ fn list_lines<'a>(app: &App, inner: Rect) -> (Vec<Line<'a>>, Vec<(u16, String)>)
     let mut rows = Vec::new();
     for (i, entry) in entries.iter().enumerate().skip(skip).take(inner.height as usize) {
         match entry {
-            Entry::Heading(r, heading) => lines.push(group_heading(theme, r, heading)),
+            Entry::Heading(r, heading) => lines.push(fit(group_heading(theme, r, heading), inner.width)),
             Entry::Row(r) => {
                 rows.push((inner.y + (i - skip) as u16, r.id.clone()));
                 let selected = app.selected.as_deref() == Some(r.id.as_str());
-                lines.push(list_row(theme, r, selected, app.now, inner.width));
+                lines.push(fit(list_row(theme, r, selected, app.now, inner.width), inner.width));
             }
         }
     }
@@ -128,9 +136,9 @@ fn list_lines<'a>(app: &App, inner: Rect) -> (Vec<Line<'a>>, Vec<(u16, String)>)
 
 fn group_heading<'a>(theme: &Theme, r: &Rollout, heading: &str) -> Line<'a> {
     if r.needs_human().is_some() {
-        return Line::styled(heading.to_string(), theme.style("ui.needs-human"));
+        return Line::styled(format!(" {heading}"), theme.style("ui.needs-human"));
     }
-    let mut spans = vec![Span::styled(heading.to_string(), theme.style("ui.group"))];
+    let mut spans = vec![Span::styled(format!(" {heading}"), theme.style("ui.group"))];
     if r.plan().target.production {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(theme.symbols.production.clone(), theme.style("ui.group.production")));
@@ -138,21 +146,28 @@ fn group_heading<'a>(theme: &Theme, r: &Rollout, heading: &str) -> Line<'a> {
     Line::from(spans)
 }
 
+/// `>▶ checkout… 2/4  10% ✓   24:59`: the selected row is marked with `>`
+/// as well as its style, so it shows without colour (NO_COLOR, mono).
 fn list_row<'a>(theme: &Theme, r: &Rollout, selected: bool, now: Timestamp, width: u16) -> Line<'a> {
     let (state_style, icon) = phase_look(theme, &r.phase);
     let (verdict_style, verdict) = verdict_look(theme, r.last_verdict.as_ref());
-    let name_width = (width as usize).saturating_sub(22).max(6);
-    let mut name = r.plan().name.clone();
-    if name.chars().count() > name_width {
-        name = name.chars().take(name_width - 1).collect::<String>() + "…";
-    }
+    let name_width = (width as usize).saturating_sub(23).max(4);
+    let name = cut(&r.plan().name, name_width);
+    let pad = name_width.saturating_sub(text::width(&name));
+    // The weight the backend shows; `!` (and the warning colour) when the
+    // weight flightdeck wants is not there yet.
+    let (weight, weight_style) = match pending_weight(r, now) {
+        Some(p) => (format!("{:>3}%!", p.shown.unwrap_or(p.wanted)), pending_style(theme, &p)),
+        None => (format!("{:>3}% ", r.canary_weight), Style::default()),
+    };
     let spans = vec![
+        Span::styled(if selected { ">" } else { " " }, theme.style("ui.selection").add_modifier(Modifier::BOLD)),
         Span::styled(format!("{icon} "), state_style),
-        Span::raw(format!("{name:<name_width$} ")),
+        Span::raw(format!("{name}{} ", " ".repeat(pad))),
         Span::raw(format!("{}/{} ", r.stage + 1, r.stages().len())),
-        Span::raw(format!("{:>3}% ", r.canary_weight)),
+        Span::styled(weight, weight_style),
         Span::styled(format!("{verdict} "), verdict_style),
-        Span::styled(format!("{:>7}", time_left(r, now)), theme.style("ui.dim")),
+        Span::styled(format!("{:>7}", time_left(theme, r, now)), theme.style("ui.dim")),
     ];
     let line = Line::from(spans);
     if selected {
@@ -162,39 +177,57 @@ fn list_row<'a>(theme: &Theme, r: &Rollout, selected: bool, now: Timestamp, widt
     }
 }
 
-/// Name, strategy, backend, revisions, state and who acted last.
+/// Three lines: name with state, stage and weight (never cut: the name
+/// gives way); strategy, target and revisions; why it is in this state
+/// and who acted last.
 pub fn header(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let theme = &app.theme;
     let (state_style, icon) = phase_look(theme, &r.phase);
-    let mut first = vec![
-        Span::styled(r.plan().name.clone(), theme.style("ui.title").add_modifier(Modifier::BOLD)),
-        Span::raw(format!("  {} · {}", r.plan().strategy_name(), target_label(r))),
+    let mut facts = vec![
+        Span::styled(format!("{icon} {}", state_label(r)), state_style.add_modifier(Modifier::BOLD)),
+        Span::raw(format!(" · stage {}/{} · ", r.stage + 1, r.stages().len())),
     ];
-    if r.plan().target.production {
-        first.push(Span::raw(" "));
-        first.push(Span::styled(theme.symbols.production.clone(), theme.style("ui.group.production")));
+    match pending_weight(r, app.now) {
+        Some(p) => {
+            let shown = p.shown.map_or("?".to_string(), |o| format!("{o} %"));
+            facts.push(Span::styled(format!("{shown}→{} %", p.wanted), pending_style(theme, &p)));
+        }
+        None => facts.push(Span::raw(format!("{} %", r.canary_weight))),
     }
-    first.push(Span::raw(format!("  {} → {}  ", r.stable_revision, r.canary_revision)));
-    first.push(Span::styled(format!("{icon} {}", r.phase.label()), state_style));
-    let mut second = vec![];
-    if let Some(why) = phase_why(&r.phase) {
-        second.push(Span::styled(why, state_style));
-        second.push(Span::raw("  "));
+    let facts_width: usize = facts.iter().map(|s| text::width(&s.content)).sum();
+    let name_room = (area.width as usize).saturating_sub(facts_width + 2);
+    let mut first = vec![];
+    if name_room >= 4 {
+        first.push(Span::styled(cut(&r.plan().name, name_room), theme.style("ui.title").add_modifier(Modifier::BOLD)));
+        first.push(Span::raw("  "));
+    }
+    first.extend(facts);
+    let mut second = vec![Span::raw(format!("{} · {}", r.plan().strategy_name(), target_label(r)))];
+    if r.plan().target.production {
+        second.push(Span::raw(" "));
+        second.push(Span::styled(theme.symbols.production.clone(), theme.style("ui.group.production")));
+    }
+    second.push(Span::styled(format!(" · {} → {}", r.stable_revision, r.canary_revision), theme.style("ui.text")));
+    let mut third = vec![];
+    if let Some(why) = phase_why(r) {
+        third.push(Span::styled(why, state_style));
+        third.push(Span::raw("  "));
     }
     if let Some(detail) = &r.native_detail {
-        second.push(Span::styled(format!("{detail}  "), theme.style("ui.text")));
+        third.push(Span::styled(format!("{detail}  "), theme.style("ui.text")));
     }
     if let Some(a) = &r.last_action {
-        second.push(Span::styled(
+        third.push(Span::styled(
             format!("last: {} {} at {} (stage {})", a.actor, a.action, stamp(a.at), a.stage + 1),
             theme.style("ui.dim"),
         ));
     }
-    f.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
+    let lines: Vec<Line> = [first, second, third].into_iter().map(|l| fit(Line::from(l), area.width)).collect();
+    f.render_widget(Paragraph::new(lines), area);
 }
 
-fn phase_why(phase: &Phase) -> Option<String> {
-    match phase {
+fn phase_why(r: &Rollout) -> Option<String> {
+    match &r.phase {
         // The core's default reasons already name the actor ("paused by alice").
         Phase::Paused { by, reason, .. } if reason.contains(&by.0) => Some(reason.clone()),
         Phase::Paused { by, reason, .. } => Some(format!("paused by {by}: {reason}")),
@@ -203,17 +236,62 @@ fn phase_why(phase: &Phase) -> Option<String> {
         }
         Phase::AwaitingApproval { gate, next, .. } => Some(match gate {
             Gate::Stage => format!("waiting for approval to enter stage {}", next + 1),
-            Gate::Budget => "error budget low: approve each promotion".into(),
-            Gate::Freeze => "error budget frozen: override with a reason".into(),
+            Gate::Budget => format!("approve each promotion: {}, below 50 %", budget_numbers(r)),
+            Gate::Freeze => format!("{}, at most 25 % freezes: override with a reason", budget_numbers(r)),
         }),
         _ => None,
     }
 }
 
-/// `v1 90% │ v2 10%` as a bar, in the strategy's words.
+/// A canary weight flightdeck wants but the backend does not show.
+pub struct PendingWeight {
+    /// What the backend shows, when it can say.
+    pub shown: Option<u8>,
+    pub wanted: u8,
+    /// Applying it failed (the backend refused or was unreachable).
+    pub failed: bool,
+}
+
+/// The wanted weight when the backend does not show it: applying it
+/// failed, or a whole analysis window after the change the backend still
+/// reads back something else. (Right after a change that applied, the
+/// last reading is simply older than the change: that is not pending.)
+pub fn pending_weight(r: &Rollout, now: Timestamp) -> Option<PendingWeight> {
+    if r.control == Control::Observed {
+        return None;
+    }
+    let failed = r.backend_error.is_some();
+    let waited = r.weight_since.map(|since| now.since(since));
+    let overdue = waited.is_none_or(|w| w > r.plan().analysis.interval);
+    match r.observed_weight {
+        Some(o) if o != r.canary_weight && (failed || overdue) => {
+            Some(PendingWeight { shown: Some(o), wanted: r.canary_weight, failed })
+        }
+        None if failed => Some(PendingWeight { shown: None, wanted: r.canary_weight, failed }),
+        _ => None,
+    }
+}
+
+fn pending_style(theme: &Theme, p: &PendingWeight) -> Style {
+    if p.failed {
+        theme.style("verdict.fail").add_modifier(Modifier::BOLD)
+    } else {
+        theme.style("verdict.inconclusive")
+    }
+}
+
+/// Rows the split pane needs: a second one says what is pending.
+pub fn split_height(r: &Rollout, now: Timestamp) -> u16 {
+    1 + pending_weight(r, now).is_some() as u16
+}
+
+/// `v1 90% │ v2 10%` as a bar, in the strategy's words, at the weight the
+/// backend shows; a weight flightdeck wants but the backend does not show
+/// is said below in words and colour, with how long it has been waiting.
 pub fn split(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let theme = &app.theme;
-    let w = r.canary_weight as usize;
+    let pending = pending_weight(r, app.now);
+    let w = pending.as_ref().and_then(|p| p.shown).unwrap_or(r.canary_weight) as usize;
     let (left, right) = match r.plan().strategy {
         Strategy::BlueGreen { .. } => {
             let (active, preview) = if w == 100 {
@@ -231,27 +309,54 @@ pub fn split(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
             (format!("{} {}%", r.stable_revision, 100 - w), format!("{} {w}%", r.canary_revision))
         }
     };
-    let observed = match r.observed_weight {
-        Some(o) if o as usize != w => format!("  (backend shows {o}%)"),
-        _ => String::new(),
-    };
-    let label_width = left.chars().count() + right.chars().count() + observed.chars().count() + 4;
+    let label_width = text::width(&left) + text::width(&right) + 3;
     let bar = (area.width as usize).saturating_sub(label_width).max(4);
     // Round up so a 1 % canary still shows.
     let canary_cells =
-        if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) { 0 } else { (bar * w).div_ceil(100) };
-    let line = Line::from(vec![
-        Span::styled(format!("{left} "), theme.style("split.stable")),
-        Span::styled("█".repeat(bar - canary_cells), theme.style("split.stable")),
-        Span::raw("│"),
-        Span::styled("█".repeat(canary_cells), theme.style("split.canary")),
-        Span::styled(format!(" {right}"), theme.style("split.canary")),
-        Span::styled(observed, theme.style("verdict.inconclusive")),
-    ]);
-    f.render_widget(Paragraph::new(line), area);
+        if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) { 0 } else { (bar * w).div_ceil(100).min(bar) };
+    let mut lines = vec![fit(
+        Line::from(vec![
+            Span::styled(format!("{left} "), theme.style("split.stable")),
+            Span::styled("█".repeat(bar - canary_cells), theme.style("split.stable")),
+            Span::raw("│"),
+            Span::styled("█".repeat(canary_cells), theme.style("split.canary")),
+            Span::styled(format!(" {right}"), theme.style("split.canary")),
+        ]),
+        area.width,
+    )];
+    if let Some(p) = pending {
+        let waited = r.weight_since.map(|since| format!(" for {}", clock(app.now.since(since)))).unwrap_or_default();
+        // The bar above is what the backend shows (or, when it cannot say, the wanted weight).
+        let text = match (p.failed, p.shown) {
+            (true, Some(_)) => format!("{} wants {} %: NOT APPLIED{waited}", theme.symbols.fail, p.wanted),
+            (true, None) => format!("{} {} %: NOT APPLIED{waited}, backend cannot say", theme.symbols.fail, p.wanted),
+            (false, _) => format!("{} wants {} %: backend still shows other{waited}", theme.symbols.warn, p.wanted),
+        };
+        lines.push(fit(Line::styled(text, pending_style(theme, &p)), area.width));
+    }
+    f.render_widget(Paragraph::new(lines), area);
 }
 
-/// Every stage with its weight, the current one marked, gates, countdown, ETA.
+/// Spans joined by two spaces, each only if it fits whole: the first
+/// always (cut with `…` if it must), the others dropped rather than cut.
+fn packed(segments: Vec<Span<'static>>, width: u16) -> Line<'static> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for (i, seg) in segments.into_iter().enumerate() {
+        let w = text::width(&seg.content) + if i == 0 { 0 } else { 2 };
+        if i == 0 || used + w <= width as usize {
+            if i > 0 {
+                spans.push(Span::raw("  "));
+            }
+            spans.push(seg);
+            used += w;
+        }
+    }
+    fit(Line::from(spans), width)
+}
+
+/// Every stage with its weight, the current one marked, gates, countdown,
+/// what is next and the ETA (which waits for approval when a gate is ahead).
 pub fn timeline(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let theme = &app.theme;
     let mut spans = vec![Span::styled("Stages ", theme.style("ui.dim"))];
@@ -278,15 +383,17 @@ pub fn timeline(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         let text = if i == r.stage && !r.phase.is_finished() { format!("[{label}]") } else { label };
         spans.push(Span::styled(text, style));
     }
+    // In the order they give way when the line is short: the bake's
+    // detail first, the stage and what is next last.
     let mut second = vec![Span::styled(format!("Stage {}/{}", r.stage + 1, r.stages().len()), theme.style("ui.text"))];
+    second.push(Span::styled(next_text(r, app.now), theme.style("ui.title")));
+    if let Some(eta) = eta_text(r, app.now) {
+        second.push(Span::raw(eta));
+    }
     if let (Some(left), Some(stage)) = (r.bake_remaining(app.now), r.current_stage()) {
-        second.push(Span::raw(format!("  bake {} left of {}", clock(left), clock(stage.bake))));
+        second.push(Span::raw(format!("bake {} left of {}", clock(left), clock(stage.bake))));
     }
-    if let Some(eta) = r.eta(app.now) {
-        second.push(Span::raw(format!("  ETA 100% in {}", clock(eta))));
-    }
-    second.push(Span::styled(format!("  {}", r.next_step(app.now)), theme.style("ui.title")));
-    f.render_widget(Paragraph::new(vec![Line::from(spans), Line::from(second)]), area);
+    f.render_widget(Paragraph::new(vec![fit(Line::from(spans), area.width), packed(second, area.width)]), area);
 }
 
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -307,6 +414,7 @@ pub fn sparkline(values: &[f64], width: usize) -> String {
 fn number(metric: Metric, v: Option<f64>) -> String {
     match (metric, v) {
         (_, None) => "—".into(),
+        (Metric::Requests, Some(v)) if v.abs() >= 100.0 => format!("{v:.0}/s"),
         (Metric::Requests, Some(v)) => format!("{v:.1}/s"),
         (Metric::ErrorRate, Some(v)) => format!("{v:.2}%"),
         (_, Some(v)) => format!("{v:.0}ms"),
@@ -318,6 +426,7 @@ fn delta(c: &Check) -> String {
         (None, _) => "—".into(),
         (Some(d), DeltaUnit::Pp) => format!("{d:+.2}pp"),
         (Some(d), DeltaUnit::Percent) => format!("{d:+.1}%"),
+        (Some(d), DeltaUnit::PerSecond) if d.abs() >= 100.0 => format!("{d:+.0}/s"),
         (Some(d), DeltaUnit::PerSecond) => format!("{d:+.1}/s"),
     }
 }
@@ -330,18 +439,42 @@ fn limit(c: &Check) -> String {
     }
 }
 
+/// A metric's name in a narrow table.
+fn short_label(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Requests => "req",
+        Metric::ErrorRate => "errors",
+        other => other.label(),
+    }
+}
+
+/// Which columns of the analysis table fit, widest layout first.
+#[derive(Clone, Copy, PartialEq)]
+enum Columns {
+    /// metric, stable, canary, Δ, limit, evidence, verdict, trend.
+    Full,
+    /// metric, stable, canary, Δ, evidence, verdict.
+    Narrow,
+    /// metric, canary, Δ, verdict.
+    Tiny,
+}
+
 /// Stable's baseline against the stage's canary per metric, with delta,
 /// limit, sample and how far the evidence has come toward a pass or a fail,
 /// a verdict per row and per-window sparklines; the interval, the time to a
-/// decision and the reason in words below.
+/// decision and the reason in words below. Narrow panes drop the trend and
+/// the limit first; every cell that must be cut ends in `…`.
 pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let theme = &app.theme;
     let verdict = r.last_verdict.as_ref();
     let (vstyle, vsym) = verdict_look(theme, verdict);
-    let title = Line::from(vec![
-        Span::raw(" Canary analysis "),
-        Span::styled(format!("{vsym} {} ", verdict.map_or("waiting for a window", |v| v.label())), vstyle),
-    ]);
+    let title = fit(
+        Line::from(vec![
+            Span::raw(" Canary analysis "),
+            Span::styled(format!("{vsym} {} ", verdict.map_or("waiting for a window", |v| v.label())), vstyle),
+        ]),
+        area.width.saturating_sub(2),
+    );
     let b = block(theme, title, false);
     let inner = b.inner(area);
     f.render_widget(b, area);
@@ -350,56 +483,107 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         f.render_widget(Paragraph::new(Line::styled(text, theme.style("ui.dim"))), inner);
         return;
     };
+    let columns = match inner.width {
+        70.. => Columns::Full,
+        41.. => Columns::Narrow,
+        _ => Columns::Tiny,
+    };
     let history = app.history.get(&r.id);
     let spark_width = (inner.width as usize).saturating_sub(70).min(24);
     let requests = verdict.checks().iter().find(|c| c.metric == Metric::Requests);
     let sample = requests.and_then(|c| c.canary).map_or(String::new(), |v| format!("{v:.0}/s"));
+    let (headers, widths): (Vec<&str>, Vec<u16>) = match columns {
+        Columns::Full => (
+            vec!["metric", "stable", "canary", "Δ", "limit", "evidence", "", "trend"],
+            vec![10, 9, 9, 9, 8, 9, 2, spark_width as u16],
+        ),
+        Columns::Narrow => (vec!["", "stable", "canary", "Δ", "evid.", ""], vec![6, 8, 8, 8, 5, 1]),
+        Columns::Tiny => (vec!["", "canary", "Δ", ""], vec![6, 8, 8, 1]),
+    };
     let rows: Vec<Row> = verdict
         .checks()
         .iter()
         .map(|c| {
             let (style, sym) = outcome_look(theme, c.outcome);
-            let evidence = evidence_cell(c);
+            let sym = if c.threshold.is_none() && c.outcome == CheckOutcome::Pass { " " } else { sym };
+            let evidence = if c.metric == Metric::Requests { sample.clone() } else { evidence_cell(c) };
             let spark = history
                 .and_then(|h| h.series.get(&c.metric))
                 .map(|s| sparkline(&s.iter().map(|(_, canary)| *canary).collect::<Vec<_>>(), spark_width))
                 .unwrap_or_default();
-            let sym = if c.threshold.is_none() && c.outcome == CheckOutcome::Pass { " " } else { sym };
-            Row::new(vec![
-                Cell::from(c.metric.label()),
-                Cell::from(number(c.metric, c.stable)),
-                Cell::from(number(c.metric, c.canary)),
-                Cell::from(delta(c)),
-                Cell::from(limit(c)),
-                Cell::from(if c.metric == Metric::Requests { sample.clone() } else { evidence }),
-                Cell::from(Span::styled(sym.to_string(), style)),
-                Cell::from(Span::styled(spark, theme.style("sparkline.canary"))),
-            ])
+            let label = if columns == Columns::Full { c.metric.label() } else { short_label(c.metric) };
+            let texts: Vec<String> = match columns {
+                Columns::Full => vec![
+                    label.into(),
+                    number(c.metric, c.stable),
+                    number(c.metric, c.canary),
+                    delta(c),
+                    limit(c),
+                    evidence,
+                    sym.into(),
+                    spark,
+                ],
+                Columns::Narrow => vec![
+                    label.into(),
+                    number(c.metric, c.stable),
+                    number(c.metric, c.canary),
+                    delta(c),
+                    evidence,
+                    sym.into(),
+                ],
+                Columns::Tiny => vec![label.into(), number(c.metric, c.canary), delta(c), sym.into()],
+            };
+            let last = texts.len() - 1;
+            let sym_at = if columns == Columns::Full { last - 1 } else { last };
+            Row::new(texts.into_iter().zip(&widths).enumerate().map(|(i, (t, w))| {
+                let t = cut(&t, *w as usize);
+                if i == sym_at {
+                    Cell::from(Span::styled(t, style))
+                } else if columns == Columns::Full && i == last {
+                    Cell::from(Span::styled(t, theme.style("sparkline.canary")))
+                } else {
+                    Cell::from(t)
+                }
+            }))
         })
         .collect();
-    let header = Row::new(vec!["metric", "stable", "canary", "Δ", "limit", "evidence", "", "trend"])
+    let header = Row::new(headers.into_iter().zip(&widths).map(|(h, w)| Cell::from(cut(h, *w as usize))))
         .style(theme.style("ui.dim").add_modifier(Modifier::BOLD));
-    let widths = [
-        Constraint::Length(10),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(2),
-        Constraint::Min(0),
-    ];
+    let constraints: Vec<Constraint> = widths.iter().map(|w| Constraint::Length(*w)).collect();
     let table_height = (rows.len() as u16 + 1).min(inner.height);
-    let table = Table::new(rows, widths).header(header).column_spacing(1);
+    let table = Table::new(rows, constraints).header(header).column_spacing(1);
     f.render_widget(table, Rect { height: table_height, ..inner });
     let reason_area = Rect { y: inner.y + table_height, height: inner.height.saturating_sub(table_height), ..inner };
     if reason_area.height > 0 {
-        let mut lines = vec![Line::styled(stage_evidence(verdict), theme.style("ui.dim"))];
+        let mut lines: Vec<Line> = wrap(&stage_evidence(verdict), reason_area.width as usize)
+            .into_iter()
+            .map(|l| Line::styled(l, theme.style("ui.dim")))
+            .collect();
         if !matches!(verdict, Verdict::Pass { .. }) {
-            lines.push(Line::styled(format!("Why: {}", verdict.summary()), vstyle));
+            let why = format!("Why: {}", verdict.summary());
+            lines.extend(wrap(&why, reason_area.width as usize).into_iter().map(|l| Line::styled(l, vstyle)));
         }
-        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), reason_area);
+        f.render_widget(Paragraph::new(clipped(lines, reason_area)), reason_area);
     }
+}
+
+/// The lines that fit in `area`; when some are left out, the last one shown
+/// ends in `…` so nothing looks complete that is not.
+fn clipped(mut lines: Vec<Line<'static>>, area: Rect) -> Vec<Line<'static>> {
+    let rows = area.height as usize;
+    if lines.len() > rows && rows > 0 {
+        lines.truncate(rows);
+        let last = lines.pop().expect("at least one row");
+        let text: String = last.spans.iter().map(|s| s.content.as_ref()).collect();
+        let style = last.spans.first().map(|s| s.style).unwrap_or_default();
+        let marked = if text::width(&text) < area.width as usize {
+            format!("{text}…")
+        } else {
+            cut(&format!("{text}…"), area.width as usize)
+        };
+        lines.push(Line::styled(marked, style));
+    }
+    lines
 }
 
 /// "✓62%" (toward a pass) or "✗40%" (toward a fail), whichever leads; the
@@ -446,19 +630,17 @@ pub fn budget(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         DeployPolicy::Freeze => "budget.freeze",
     };
     let style = theme.style(scope);
-    let bar_width = (inner.width as usize).saturating_sub(24).clamp(4, 40);
+    let left = if budget.unknown {
+        " left: unknown (no valid availability reading)".to_string()
+    } else {
+        format!(" {:.0} s left ({:.1} %)", budget.remaining_s, budget.remaining_pct)
+    };
+    let bar_width = (inner.width as usize).saturating_sub(text::width(&left)).clamp(4, 40);
     let filled = (bar_width as f64 * budget.remaining_pct.clamp(0.0, 100.0) / 100.0).round() as usize;
     let gauge = format!("{}{}", "█".repeat(filled), "░".repeat(bar_width - filled));
     let slo = &r.plan().slo;
     let mut lines = vec![
-        Line::from(vec![
-            Span::styled(gauge, style),
-            Span::raw(if budget.unknown {
-                " left: unknown (no valid availability reading)".to_string()
-            } else {
-                format!(" {:.0} s left ({:.1} %)", budget.remaining_s, budget.remaining_pct)
-            }),
-        ]),
+        Line::from(vec![Span::styled(gauge, style), Span::raw(left)]),
         Line::from(format!(
             "burn 1h {:.1}× 5m {:.1}× · 6h {:.1}× 30m {:.1}×",
             budget.burn_1h, budget.burn_5m, budget.burn_6h, budget.burn_30m
@@ -475,7 +657,8 @@ pub fn budget(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     if let Some(o) = &r.freeze_override {
         lines.push(Line::styled(format!("override by {}: {}", o.actor, o.action), theme.style("budget.freeze")));
     }
-    f.render_widget(Paragraph::new(lines), inner);
+    let lines = lines.into_iter().map(|l| fit(l, inner.width)).collect();
+    f.render_widget(Paragraph::new(clipped(lines, inner)), inner);
 }
 
 fn humantime(d: Duration) -> String {
@@ -487,55 +670,107 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-/// The event and audit log of the selected rollout, newest last.
-pub fn events(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
-    let theme = &app.theme;
-    let b = block(theme, " Events ", false);
+/// The event and audit log of the selected rollout, newest last. One line
+/// per event, cut with `…`; the event under the cursor (in the full-screen
+/// view, the newest unless the captain moved) is shown whole, wrapped.
+/// Records where each event is for the mouse and for paging.
+pub fn events(f: &mut Frame, area: Rect, app: &mut App, r: &Rollout) {
+    let theme = app.theme.clone();
+    let events = app.rollout_events(&r.id);
+    let focused = app.detail || app.event_cursor.is_some();
+    let anchor = match app.event_cursor {
+        Some(seq) => events.iter().position(|(s, _)| *s >= seq).unwrap_or(events.len().saturating_sub(1)),
+        None => events.len().saturating_sub(1),
+    };
+    let title = match (focused, events.is_empty()) {
+        (true, false) => format!(" Events {}/{} ", anchor + 1, events.len()),
+        _ => " Events ".to_string(),
+    };
+    let b = block(&theme, cut(&title, area.width.saturating_sub(2) as usize), focused);
     let inner = b.inner(area);
     f.render_widget(b, area);
-    let lines: Vec<Line> = app
-        .events
+    let width = inner.width as usize;
+    let height = inner.height as usize;
+    // Each event's lines: one, or all of the one under the cursor.
+    let rendered: Vec<(u64, Vec<Line<'static>>)> = events
         .iter()
-        .filter(|o| o.rollout() == r.id && !matches!(o, Output::Verdict { verdict: Verdict::Pass { .. }, .. }))
-        .map(|o| event_line(theme, o))
+        .enumerate()
+        .map(|(i, (seq, o))| {
+            let (text, scope) = event_text(o);
+            let time = Span::styled(format!("{:>8} ", stamp(o.at())), theme.style("event.time"));
+            if focused && i == anchor {
+                let style = theme.style(scope).add_modifier(Modifier::BOLD);
+                let body = wrap(&text, width.saturating_sub(9).max(1));
+                let lines = body
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, l)| {
+                        let lead = if j == 0 { time.clone() } else { Span::raw(" ".repeat(9)) };
+                        fit(Line::from(vec![lead, Span::styled(l, style)]), inner.width)
+                    })
+                    .collect();
+                (*seq, lines)
+            } else {
+                (*seq, vec![fit(Line::from(vec![time, Span::styled(text, theme.style(scope))]), inner.width)])
+            }
+        })
         .collect();
-    let skip = lines.len().saturating_sub(inner.height as usize);
-    f.render_widget(Paragraph::new(lines[skip..].to_vec()), inner);
+    // Show the anchor whole, then as many earlier events as fit above it,
+    // then later ones below.
+    let mut first = anchor.min(rendered.len());
+    let mut used = rendered.get(anchor).map_or(0, |(_, l)| l.len().min(height));
+    while first > 0 && used + rendered[first - 1].1.len() <= height {
+        first -= 1;
+        used += rendered[first].1.len();
+    }
+    let mut last = (anchor + 1).min(rendered.len());
+    while last < rendered.len() && used + rendered[last].1.len() <= height {
+        used += rendered[last].1.len();
+        last += 1;
+    }
+    let mut lines = Vec::new();
+    let mut rows = Vec::new();
+    for (seq, event_lines) in &rendered[first..last] {
+        rows.push((inner.y + lines.len() as u16, *seq));
+        lines.extend(event_lines.iter().cloned());
+    }
+    lines.truncate(height);
+    app.events_area = inner;
+    app.event_rows = rows;
+    f.render_widget(Paragraph::new(lines), inner);
 }
 
-fn event_line<'a>(theme: &Theme, o: &Output) -> Line<'a> {
-    let at = |t: &Timestamp| Span::styled(format!("{:>8} ", stamp(*t)), theme.style("event.time"));
+/// An event in words, with the theme scope it is drawn in.
+fn event_text(o: &Output) -> (String, &'static str) {
     match o {
-        Output::Started { at: t, resumed, .. } => {
-            Line::from(vec![at(t), Span::raw(if *resumed { "resumed from journal" } else { "started" })])
+        Output::Started { resumed, .. } => {
+            ((if *resumed { "resumed from journal" } else { "started" }).to_string(), "ui.text")
         }
-        Output::Transition { at: t, from, to, stage, stages, weight, reason, .. } => Line::from(vec![
-            at(t),
-            Span::raw(format!("{from} → {to} · stage {}/{stages} · {weight}%", stage + 1)),
-            Span::styled(reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default(), theme.style("ui.dim")),
-        ]),
-        Output::Verdict { at: t, verdict, .. } => Line::from(vec![
-            at(t),
-            Span::styled(format!("verdict {}: {}", verdict.label(), verdict.summary()), theme.style("event.verdict")),
-        ]),
-        Output::Effect { at: t, effect, ok, error, attempts, .. } => {
-            let (text, scope) = match error {
-                Some(e) if !ok => (format!("FAILED {effect} after {attempts} tries: {e}"), "event.error"),
-                _ => (format!("applied {effect}"), "event.effect"),
-            };
-            Line::from(vec![at(t), Span::styled(text, theme.style(scope))])
+        Output::Transition { from, to, stage, stages, weight, reason, .. } => (
+            format!(
+                "{from} → {to} · stage {}/{stages} · {weight}%{}",
+                stage + 1,
+                reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
+            ),
+            "ui.text",
+        ),
+        Output::Verdict { verdict, .. } => {
+            (format!("verdict {}: {}", verdict.label(), verdict.summary()), "event.verdict")
         }
-        Output::Action { at: t, actor, command, stage, accepted, reason, .. } => {
+        Output::Effect { effect, ok, error, attempts, .. } => match error {
+            Some(e) if !ok => (format!("FAILED {effect} after {attempts} tries: {e}"), "event.error"),
+            _ => (format!("applied {effect}"), "event.effect"),
+        },
+        Output::Action { actor, command, stage, accepted, reason, detail, .. } => {
+            let typed = detail.as_ref().map(|d| format!(": “{d}”")).unwrap_or_default();
             let text = match reason {
-                Some(r) if !accepted => format!("{actor} {command} (stage {}) refused: {r}", stage + 1),
-                _ => format!("{actor} {command} (from stage {})", stage + 1),
+                Some(r) if !accepted => format!("{actor} {command}{typed} (stage {}) refused: {r}", stage + 1),
+                _ => format!("{actor} {command}{typed} (from stage {})", stage + 1),
             };
-            let scope = if *accepted { "event.action" } else { "event.error" };
-            Line::from(vec![at(t), Span::styled(text, theme.style(scope))])
+            (text, if *accepted { "event.action" } else { "event.error" })
         }
-        Output::Notice { at: t, level, message, .. } => {
-            let scope = if level == "warning" { "event.error" } else { "ui.text" };
-            Line::from(vec![at(t), Span::styled(message.clone(), theme.style(scope))])
+        Output::Notice { level, message, .. } => {
+            (message.clone(), if level == "warning" { "event.error" } else { "ui.text" })
         }
     }
 }

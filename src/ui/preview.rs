@@ -46,14 +46,29 @@ impl Preview {
     }
 
     pub async fn of(setups: Vec<RolloutSetup>, minutes: u64, theme: &str) -> Preview {
+        Preview::journaled(setups, None, minutes, theme).await
+    }
+
+    /// As [`Preview::of`], keeping journals in `journal_dir` (resuming the
+    /// runs they hold, as the cockpit does on a restart).
+    pub async fn journaled(
+        setups: Vec<RolloutSetup>,
+        journal_dir: Option<&Path>,
+        minutes: u64,
+        theme: &str,
+    ) -> Preview {
         let clock = Clock::scaled(Timestamp(0), SPEED);
-        let options = EngineOptions { clock, journal_dir: None, fresh: false, stop_when: StopWhen::Never };
+        let journal_dir = journal_dir.map(Path::to_path_buf);
+        let options = EngineOptions { clock, journal_dir, fresh: false, stop_when: StopWhen::Never };
         let (tx, outputs) = mpsc::channel(100_000);
-        let engine = Engine::start(setups, options, tx).expect("no journal, nothing to fail");
+        let engine = Engine::start(setups, options, tx).expect("journals open");
         let clock = engine.clock();
         let (theme, themes, keymap) = shipped_look(theme);
         let mut app = App::new(engine.subscribe().borrow().clone(), theme, themes, keymap, Actor::new("alice"));
         app.pin_theme();
+        for output in engine.history() {
+            app.on_output(output.clone());
+        }
         let mut p = Preview { app, engine, outputs, clock };
         p.advance(minutes).await;
         p
@@ -71,7 +86,8 @@ impl Preview {
             self.app.on_output(o);
         }
         self.app.on_snapshot(self.engine.subscribe().borrow().clone());
-        self.app.now = self.clock.now();
+        self.app.set_now(self.clock.now());
+        self.app.expire_toast();
     }
 
     pub fn select(&mut self, id: &str) {
@@ -79,7 +95,7 @@ impl Preview {
         self.app.selected = Some(id.to_string());
     }
 
-    /// Presses keys (`\n` Enter, `\x1b` Esc); commands they produce are sent
+    /// Presses keys (`\n` Enter, `\x1b` Esc, `\t` Tab); commands they produce are sent
     /// and answered. Returns the commands.
     pub async fn keys(&mut self, keys: &str) -> Vec<CommandRequest> {
         let mut sent = Vec::new();
@@ -87,6 +103,7 @@ impl Preview {
             let code = match c {
                 '\n' => KeyCode::Enter,
                 '\x1b' => KeyCode::Esc,
+                '\t' => KeyCode::Tab,
                 c => KeyCode::Char(c),
             };
             let mods = if c.is_ascii_uppercase() { KeyModifiers::SHIFT } else { KeyModifiers::NONE };

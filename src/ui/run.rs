@@ -19,17 +19,20 @@ fn timer_period(clock: &Clock) -> Duration {
     Duration::from_secs_f64(1.0 / clock.speed()).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-/// Runs the cockpit until the captain quits. The terminal is restored on
-/// return, on error and on panic (ratatui's hook).
+/// Runs the cockpit until the captain quits and hands the view state back
+/// (for the summary printed after it). The terminal is restored on return,
+/// on error and on panic (ratatui's hook).
 pub async fn run(
     mut app: App,
     engine: EngineHandle,
     mut snapshots: watch::Receiver<Snapshot>,
     mut outputs: mpsc::Receiver<Output>,
     clock: Clock,
-) -> color_eyre::Result<()> {
+) -> color_eyre::Result<App> {
     let mut terminal = ratatui::init();
-    let _ = execute!(std::io::stdout(), EnableMouseCapture);
+    if app.mouse {
+        let _ = execute!(std::io::stdout(), EnableMouseCapture);
+    }
     let (input_tx, mut input_rx) = mpsc::channel::<TermEvent>(64);
     std::thread::spawn(move || read_input(input_tx));
     let (reply_tx, mut reply_rx) = mpsc::channel::<(CommandRequest, Reply)>(16);
@@ -38,12 +41,15 @@ pub async fn run(
     // Each pass of the loop is woken by something that changed (input, a
     // snapshot, an event, a reply) or by a visible timer, so it draws once.
     while !app.quit {
-        app.now = clock.now();
+        app.set_now(clock.now());
+        app.expire_toast();
         if let Err(e) = terminal.draw(|f| view::render(f, &mut app)) {
             result = Err(e.into());
             break;
         }
         let timers_visible = app.view.rollouts.iter().any(|r| !r.phase.is_finished()) && !app.frozen;
+        // The status line clears itself: wake up when it is due.
+        let toast_due = app.toast_deadline().unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             Some(ev) = input_rx.recv() => {
                 for req in app.on_event(&ev) {
@@ -54,6 +60,7 @@ pub async fn run(
             Some(out) = outputs.recv() => app.on_output(out),
             Some((req, reply)) = reply_rx.recv() => app.on_reply(&req, &reply),
             _ = tokio::time::sleep(period), if timers_visible => {}
+            _ = tokio::time::sleep_until(toast_due), if app.toast.is_some() => {}
         }
         // Drain whatever else is queued, then draw once.
         while let Ok(out) = outputs.try_recv() {
@@ -65,9 +72,11 @@ pub async fn run(
             }
         }
     }
-    let _ = execute!(std::io::stdout(), DisableMouseCapture);
+    if app.mouse {
+        let _ = execute!(std::io::stdout(), DisableMouseCapture);
+    }
     ratatui::restore();
-    result
+    result.map(|()| app)
 }
 
 /// Sends a command without blocking the view; the reply comes back as a message.
