@@ -729,7 +729,14 @@ fn on_metrics(r: &mut Rollout, fx: &mut Vec<Effect>, sample: &crate::analysis::M
         return;
     }
     let verdict = r.evidence.observe(&r.spec.plan.analysis, sample);
+    let was_failing = r.last_verdict.as_ref().is_some_and(|v| v.label() == "fail");
     match &verdict {
+        // A stage that passed but whose canary now gets no traffic is not a
+        // pass: a dead canary must not be promoted on its earlier evidence.
+        Verdict::Pass { .. } if no_canary_traffic(r, sample) => {
+            r.stage_passed = false;
+            on_inconclusive(r, fx, sample, &verdict, now);
+        }
         Verdict::Pass { .. } => {
             r.inconclusive_windows = 0;
             r.zero_traffic_windows = 0;
@@ -739,8 +746,11 @@ fn on_metrics(r: &mut Rollout, fx: &mut Vec<Effect>, sample: &crate::analysis::M
             r.stage_passed = false;
             let reason = format!("analysis failed ({severity:?}): {}", verdict.summary());
             if r.control == Control::Observed {
-                // The native controller decides; our verdict is advice.
-                fx.push(Effect::Notify(Notice::Warning { message: reason }));
+                // The native controller decides; our verdict is advice, given
+                // once when it turns (a proven fail stays proven).
+                if !was_failing {
+                    fx.push(Effect::Notify(Notice::Warning { message: reason }));
+                }
             } else {
                 // The evidence is sequential: a fail is already beyond noise
                 // (its false-alarm rate is bounded by the plan's alpha).
@@ -763,7 +773,7 @@ fn on_inconclusive(
     now: Timestamp,
 ) {
     let limit = r.plan().analysis.inconclusive_limit;
-    let no_traffic = r.canary_weight > 0 && sample.canary.as_ref().is_some_and(|c| c.requests == 0);
+    let no_traffic = no_canary_traffic(r, sample);
     r.zero_traffic_windows = if no_traffic { r.zero_traffic_windows + 1 } else { 0 };
     let waiting = verdict.is_missing_metrics() || no_traffic || (baked(r, now) && !may_pass_without_verdict(r));
     r.inconclusive_windows = if waiting { r.inconclusive_windows + 1 } else { 0 };
@@ -795,6 +805,20 @@ fn on_inconclusive(
 
 /// Windows without a single canary request (at weight > 0) before a pause.
 const ZERO_TRAFFIC_LIMIT: u32 = 2;
+
+/// A canary with traffic weight that got no request although stable's
+/// traffic says it should have had at least a handful (so a quiet service
+/// at 1 % is not mistaken for a dead canary). A missing canary window
+/// (`None`) is missing metrics, not this.
+fn no_canary_traffic(r: &Rollout, sample: &crate::analysis::MetricsSample) -> bool {
+    let Some(canary) = &sample.canary else { return false };
+    if r.canary_weight == 0 || canary.requests > 0 {
+        return false;
+    }
+    let share = f64::from(r.canary_weight) / 100.0;
+    let stable = sample.stable.as_ref().map_or(0, |s| s.requests) as f64;
+    share >= 1.0 || stable * share / (1.0 - share) >= 5.0
+}
 
 /// The current stage has baked for its whole bake time.
 fn baked(r: &Rollout, now: Timestamp) -> bool {
@@ -845,7 +869,9 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     if let Some(stage) = o.native_stage {
         if stage != r.stage && stage < r.stages().len() {
             r.stage = stage;
-            r.bake_elapsed = Duration::ZERO;
+            // A new stage of the native controller: our stage evidence
+            // starts over with it, as for a driven rollout.
+            reset_stage_progress(r);
         }
     }
     if let Some(w) = o.canary_weight {

@@ -94,7 +94,7 @@ fn a_low_traffic_canary_asks_a_human_with_the_time_to_a_decision() {
     let Phase::Paused { by, reason, .. } = &run.r.phase else { panic!("{:?}", run.r.phase) };
     assert_eq!(by, &Actor::analysis());
     assert!(
-        reason.starts_with("no decision 3 windows after the bake (canary gets ~20 req per window; a decision needs ~"),
+        reason.starts_with("no decision 3 windows after the bake (canary gets ~5 req per window; a decision needs ~"),
         "{reason}"
     );
     assert!(run.r.needs_human().is_some());
@@ -106,7 +106,7 @@ fn low_traffic_sample() -> Event {
     Event::Metrics(flightdeck_core::MetricsSample {
         window: MIN,
         stable: Some(window(9_000, 9, 250.0)),
-        canary: Some(window(20, 0, 250.0)),
+        canary: Some(window(5, 0, 250.0)),
         missing: None,
     })
 }
