@@ -330,7 +330,7 @@ fn analyze_replays_a_journal_to_the_engines_own_verdicts() {
     );
     assert_eq!(run.status.code(), Some(3));
     let engine: Vec<Value> = events(&run).into_iter().filter(|e| e["type"] == "verdict").collect();
-    assert!(engine.len() > 10, "{} windows", engine.len());
+    assert!(engine.len() >= 5, "{} windows", engine.len());
     let journal = std::fs::read_dir(data.path().join("journal"))
         .unwrap()
         .map(|e| e.unwrap().path())
