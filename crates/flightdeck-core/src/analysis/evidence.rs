@@ -560,7 +560,7 @@ impl Evidence {
         let alpha = Self::beta(config);
         let half = (v * (v + tau2) / tau2 * (((v + tau2) / v).ln() + 2.0 * (2.0 / alpha).ln())).sqrt();
         let d = pc - ps;
-        half.is_finite().then(|| ((d - half) * 100.0, (d + half) * 100.0))
+        half.is_finite().then_some(((d - half) * 100.0, (d + half) * 100.0))
     }
 }
 
