@@ -1,0 +1,61 @@
+//! Start-up as a hostile user tries it: no terminal, unwritable logs,
+//! unknown names, extreme speeds. Nothing here may panic (exit 101).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
+const CANARY: &str = "examples/plans/canary.toml";
+
+fn flightdeck(data: &Path, args: &[&str]) -> Output {
+    let config = data.join("config");
+    Command::new(BIN)
+        .args(args)
+        .env("FLIGHTDECK_DATA_DIR", data)
+        .env("FLIGHTDECK_CONFIG_DIR", &config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("flightdeck runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn unwritable_logs_warn_once_and_every_command_still_runs() {
+    let data = tempfile::tempdir().unwrap();
+    // The log file's place is taken by a folder (root ignores permissions):
+    // yesterday's, today's and tomorrow's, so midnight UTC cannot slip by.
+    let logs = data.path().join("logs");
+    let day = 86_400;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for t in [now - day, now, now + day] {
+        std::fs::create_dir_all(logs.join(format!("flightdeck.log.{}", utc_date(t)))).unwrap();
+    }
+    let check = flightdeck(data.path(), &["check", CANARY]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert_eq!(stderr(&check).matches("warning: no log file").count(), 1, "{}", stderr(&check));
+    let run = flightdeck(data.path(), &["run", CANARY, "--headless", "--speed", "20000"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+
+    // A file where the folder should be.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("logs"), "").unwrap();
+    let check = flightdeck(other.path(), &["check", CANARY]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(stderr(&check).starts_with("warning: no log file: "), "{}", stderr(&check));
+}
+
+/// `YYYY-MM-DD` of a Unix time (the log file's suffix).
+fn utc_date(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{m:02}-{d:02}", yoe + era * 400 + i64::from(m <= 2))
+}
