@@ -67,7 +67,7 @@ pub struct RunOptions {
     /// No cockpit: print the event stream and exit when every rollout is done or needs a human.
     #[arg(long)]
     pub headless: bool,
-    /// With --headless: one JSON object per line.
+    /// One JSON object per line; implies --headless.
     #[arg(long)]
     pub json: bool,
     /// Seed for the simulator (same seed, same run).

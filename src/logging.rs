@@ -32,6 +32,7 @@ pub fn init() -> Option<WorkerGuard> {
 fn open(dir: &Path) -> Result<RollingFileAppender, Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
     // `rolling::daily` panics when the file cannot be created; the builder says why instead.
-    let appender = RollingFileAppender::builder().rotation(Rotation::DAILY).filename_prefix("flightdeck.log").build(dir)?;
+    let appender =
+        RollingFileAppender::builder().rotation(Rotation::DAILY).filename_prefix("flightdeck.log").build(dir)?;
     Ok(appender)
 }

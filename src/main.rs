@@ -128,15 +128,24 @@ fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
 fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
     let config_dir = flightdeck::paths::config_dir();
     let config = Config::load(&config_dir).map_err(BadInput)?;
+    // Checked even headless: a mistyped flag must not pass silently.
+    flightdeck::ui::check_names(run.theme.as_deref(), run.keymap.as_deref(), &config_dir).map_err(BadInput)?;
+    // JSON lines only make sense without the cockpit, so --json asks for headless.
+    let headless = run.headless || run.json;
     fleet::mark_production(&mut setups, &config.production_contexts);
     let all_sim = setups.iter().all(|s| s.sim.is_some());
     let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
-    let stop_when = if run.headless { StopWhen::Unattended } else { StopWhen::Never };
+    let stop_when = if headless { StopWhen::Unattended } else { StopWhen::Never };
     let options = EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when };
     let runtime = runtime()?;
-    if run.headless {
+    if headless {
         return runtime.block_on(headless::run(setups, options, run.json)).map_err(journal_refusal);
     }
+    if !flightdeck::ui::terminal::available() {
+        return Err(BadInput("flightdeck needs a terminal; use --headless".into()).into());
+    }
+    let in_config = |e: String| BadInput(format!("{}: {e}", config_dir.join("config.toml").display()));
+    flightdeck::ui::check_names(config.theme.as_deref(), config.keymap.as_deref(), &config_dir).map_err(in_config)?;
     let settings = CockpitSettings {
         theme: run.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
         pin_theme: run.theme.is_some(),

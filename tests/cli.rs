@@ -59,3 +59,34 @@ fn utc_date(secs: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     format!("{:04}-{m:02}-{d:02}", yoe + era * 400 + i64::from(m <= 2))
 }
+
+#[test]
+fn without_a_terminal_the_cockpit_says_so_and_exits_2() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &["demo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "flightdeck needs a terminal; use --headless\n");
+}
+
+#[test]
+fn json_implies_headless() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &["run", CANARY, "--json", "--speed", "20000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_owned).unwrap_or_default();
+    let first: serde_json::Value = serde_json::from_str(&first).expect("JSON lines on stdout");
+    assert_eq!(first["type"], "started");
+}
+
+#[test]
+fn unknown_theme_or_keymap_names_the_known_ones() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--speed", "20000", "--theme", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let known = "no theme named nosuch; known: colorblind, default, high-contrast, light, mono, prod, staging";
+    assert!(stderr(&out).starts_with(known), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing ran");
+    let out = flightdeck(data.path(), &["demo", "--keymap", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "no keymap named nosuch; known: default, vim\n");
+}

@@ -8,6 +8,7 @@ pub mod panes;
 pub mod preview;
 pub mod run;
 pub mod svg;
+pub mod terminal;
 pub mod theme;
 pub mod view;
 
@@ -25,6 +26,20 @@ pub struct CockpitSettings {
     pub pin_theme: bool,
     pub keymap: String,
     pub actor: String,
+}
+
+/// A theme or keymap asked for by name must exist: "no theme named x;
+/// known: …" says what to type instead (not a file that is not there).
+pub fn check_names(theme: Option<&str>, keymap: Option<&str>, config_dir: &Path) -> Result<(), String> {
+    if let Some(name) = theme.filter(|n| !theme::Theme::exists(n, config_dir)) {
+        let known = theme::Theme::known(config_dir).join(", ");
+        let dir = config_dir.join("themes");
+        return Err(format!("no theme named {name}; known: {known} (user themes go in {}/<name>.toml)", dir.display()));
+    }
+    if let Some(name) = keymap.filter(|n| !keymap::shipped_names().contains(n)) {
+        return Err(format!("no keymap named {name}; known: {}", keymap::shipped_names().join(", ")));
+    }
+    Ok(())
 }
 
 /// Loads the theme, every shipped one and the user themes plans name (for

@@ -295,6 +295,18 @@ impl Theme {
         SHIPPED.iter().map(|(name, _)| *name).collect()
     }
 
+    /// Every theme name [`Theme::load`] finds: the shipped ones and the
+    /// user's `<config_dir>/themes/*.toml`, sorted.
+    pub fn known(config_dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = Theme::shipped().into_iter().map(str::to_owned).collect();
+        let user = std::fs::read_dir(config_dir.join("themes")).into_iter().flatten().flatten();
+        let user = user.filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(str::to_owned));
+        names.extend(user.filter(|n| valid_name(n)));
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Whether [`Theme::load`] finds a theme of this name: a user file
     /// `<config_dir>/themes/<name>.toml` or a shipped theme. Says nothing of
     /// whether it loads.
