@@ -55,11 +55,23 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Rollout journals (`<data dir>/journal/*.jsonl`).
+    Journal {
+        #[command(subcommand)]
+        command: JournalCmd,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCmd {
+    /// Check a journal as a resume reads it, and replay it: exits 0 when it
+    /// is sound, 2 with the first problem as `file:line: what is wrong`.
+    Verify { file: PathBuf },
 }
 
 #[derive(Debug, Args)]

@@ -1,16 +1,20 @@
 use clap::{CommandFactory, Parser};
-use flightdeck::cli::{Cli, Cmd, RunOptions};
+use color_eyre::config::Theme;
+use flightdeck::cli::{Cli, Cmd, JournalCmd, RunOptions};
 use flightdeck::config::Config;
-use flightdeck::engine::journal::JournalError;
+use flightdeck::engine::journal::{self, JournalError, START_OVER};
 use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
 use flightdeck::ui::CockpitSettings;
 use flightdeck_core::time::Timestamp;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let _ = color_eyre::install();
+    // Colours only for a person reading a terminal, never into a pipe or file.
+    let theme = if std::io::stderr().is_terminal() { Theme::dark() } else { Theme::new() };
+    let _ = color_eyre::config::HookBuilder::default().theme(theme).install();
     let cli = Cli::parse();
     let _log_guard = flightdeck::logging::init();
     match run(cli) {
@@ -20,7 +24,14 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(Failure::Other(report)) => {
-            eprintln!("Error: {report:?}");
+            // An error is not a bug: its causes, not a backtrace, unless a
+            // developer asks for one at a terminal.
+            let trace = std::env::var_os("RUST_BACKTRACE").is_some() && std::io::stderr().is_terminal();
+            if trace {
+                eprintln!("Error: {report:?}");
+            } else {
+                eprintln!("Error: {report:#}");
+            }
             ExitCode::from(headless::EXIT_OTHER)
         }
     }
@@ -102,6 +113,17 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let failed = analysed.iter().any(|a| a.verdict.label() == "fail");
             Ok(if failed { ExitCode::from(headless::EXIT_ROLLED_BACK) } else { ExitCode::SUCCESS })
         }
+        Some(Cmd::Journal { command: JournalCmd::Verify { file } }) => {
+            let shown = file.display();
+            let sound = journal::verify(&file).map_err(|e| BadInput(e.to_string()))?;
+            if let Some(line) = sound.cut {
+                eprintln!("{shown}:{line}: note: the last line was cut short by a crash mid-write; a resume drops it");
+            }
+            let r = &sound.rollout;
+            let (phase, stage, stages) = (r.phase.label(), r.stage + 1, r.stages().len());
+            println!("{shown}: ok ({} records; {}: {phase} at stage {stage}/{stages})", sound.records, r.id);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Demo { run, speed }) => {
             let setups = runtime()?.block_on(fleet::demo(run.seed))?;
             // The demo always starts over (its old journals are kept aside).
@@ -158,11 +180,13 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     Ok(ExitCode::SUCCESS)
 }
 
-/// A journal written by another run (another plan, scenario or seed) is
-/// the user's to settle with `--fresh`: bad input, exit 2, no backtrace.
+/// A journal that cannot be resumed (written by another run, held by a
+/// running one, or damaged) is the user's to settle: exit 2, no backtrace,
+/// and the way out.
 fn journal_refusal(report: color_eyre::Report) -> Failure {
     match report.downcast_ref::<JournalError>() {
-        Some(e) if e.is_mismatch() => Failure::BadInput(BadInput(e.to_string())),
+        Some(e @ JournalError::Corrupt { .. }) => Failure::BadInput(BadInput(format!("{e}\n{START_OVER}"))),
+        Some(e) if e.is_refusal() => Failure::BadInput(BadInput(e.to_string())),
         _ => Failure::Other(report),
     }
 }

@@ -23,7 +23,8 @@ pub struct Parts {
     pub setup: RolloutSetup,
     pub rollout: Rollout,
     pub journal: Option<Journal>,
-    pub resumed: bool,
+    /// Time of the last journaled event, when resuming.
+    pub resumed_at: Option<Timestamp>,
     pub clock: Clock,
     pub stop_when: StopWhen,
     pub sink: mpsc::Sender<Output>,
@@ -34,6 +35,9 @@ pub struct RolloutTask {
     p: Parts,
     /// End of the next analysis window.
     next_window: Timestamp,
+    /// Time of the latest event fed to the core: time never goes back in
+    /// the journal, which a resume checks.
+    last_at: Timestamp,
 }
 
 impl RolloutTask {
@@ -42,7 +46,8 @@ impl RolloutTask {
         let now = p.clock.now().0;
         // Windows end on multiples of the interval, so a resumed run keeps the grid.
         let next_window = Timestamp((now / interval + 1) * interval);
-        RolloutTask { p, next_window }
+        let last_at = p.resumed_at.unwrap_or_default();
+        RolloutTask { p, next_window, last_at }
     }
 
     fn id(&self) -> String {
@@ -52,7 +57,7 @@ impl RolloutTask {
     pub async fn run(mut self, mut commands: mpsc::Receiver<(CommandRequest, oneshot::Sender<Reply>)>) {
         self.announce().await;
         let now = self.now();
-        if self.p.resumed {
+        if self.p.resumed_at.is_some() {
             // A fresh backend process knows nothing: bring it to the journaled state.
             for effect in self.p.rollout.reconcile() {
                 // A backend still down after the restart must show, not pass silently.
@@ -104,7 +109,7 @@ impl RolloutTask {
             at: self.p.clock.now(),
             strategy: r.plan().strategy_name().into(),
             stages: r.stages().iter().map(|s| s.weight).collect(),
-            resumed: self.p.resumed,
+            resumed: self.p.resumed_at.is_some(),
             stage: r.stage,
         };
         self.emit(out).await;
@@ -162,6 +167,10 @@ impl RolloutTask {
     /// Steps the core with `event` and everything it leads to (effect
     /// results). Returns the rejection reason if a command was refused.
     async fn feed(&mut self, event: Event, at: Timestamp) -> Option<String> {
+        // A window is analysed after it ends, possibly after a command or the
+        // start already happened at a later time: it is decided then.
+        let at = at.max(self.last_at);
+        self.last_at = at;
         let mut queue = VecDeque::from([event]);
         let mut rejection = None;
         while let Some(event) = queue.pop_front() {

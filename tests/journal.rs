@@ -1,0 +1,146 @@
+//! The journal from the outside: damaged journals are refused with
+//! `file:line` and the way out, one run per journal, a full disk stops the
+//! rollout loudly, and `kill -9` at any point resumes where it was.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
+const CANARY: &str = "examples/plans/canary.toml";
+
+fn flightdeck(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("FLIGHTDECK_DATA_DIR", data)
+        // A backtrace is what a developer asks for; a refusal must not show one even then.
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("flightdeck runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn journal_of(data: &Path) -> PathBuf {
+    std::fs::read_dir(data.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .expect("a journal")
+}
+
+/// A finished healthy canary's journal.
+fn finished_run(data: &Path) -> PathBuf {
+    let out = flightdeck(data, &["run", CANARY, "--headless", "--speed", "20000", "--scenario", "healthy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    journal_of(data)
+}
+
+#[test]
+fn a_corrupt_middle_line_is_refused_with_file_line_and_the_way_out() {
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let mut lines: Vec<String> = std::fs::read_to_string(&journal).unwrap().lines().map(str::to_owned).collect();
+    lines[4] = "garbage".into();
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--speed", "20000", "--scenario", "healthy"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let expected = format!(
+        "{}:5: not a journal record (column 1: expected value)\n\
+         to start over, run again with --fresh (the old journal is kept aside)\n",
+        journal.display()
+    );
+    assert_eq!(text(&out.stderr), expected, "one line and the way out: no backtrace, no colour");
+    let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(2));
+    assert_eq!(
+        text(&verify.stderr),
+        format!("{}:5: not a journal record (column 1: expected value)\n", journal.display())
+    );
+
+    let fresh = flightdeck(data.path(), &["run", CANARY, "--headless", "--speed", "20000", "--fresh"]);
+    assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh.stderr));
+}
+
+#[test]
+fn a_trailing_blank_line_resumes_and_verify_says_ok() {
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let mut with_blank = std::fs::read_to_string(&journal).unwrap();
+    with_blank.push('\n');
+    std::fs::write(&journal, with_blank).unwrap();
+    let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "20000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(r#"{"type":"started""#) && text(&out.stdout).contains(r#""resumed":true"#));
+    let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+    let said = text(&verify.stdout);
+    assert!(said.starts_with(&format!("{}: ok (", journal.display())), "{said}");
+    assert!(said.ends_with("records; sim-eu-1/checkout-api: promoted at stage 4/4)\n"), "{said}");
+}
+
+#[test]
+fn verify_refuses_a_duplicate_record_with_its_line() {
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let mut lines: Vec<String> = std::fs::read_to_string(&journal).unwrap().lines().map(str::to_owned).collect();
+    lines.insert(7, lines[6].clone());
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(2));
+    let said = text(&verify.stderr);
+    assert!(said.starts_with(&format!("{}:8: sequence number 6 repeats", journal.display())), "{said}");
+}
+
+/// A child process that dies with the test, even a failing one.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A headless run of `plan` whose JSON events can be read as they come.
+fn spawn(data: &Path, plan: &str, extra: &[&str]) -> (Running, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let mut child = Command::new(BIN)
+        .args(["run", plan, "--headless", "--json"])
+        .args(extra)
+        .env("FLIGHTDECK_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (Running(child), lines)
+}
+
+#[test]
+fn a_second_run_of_the_same_plan_is_refused_naming_the_first() {
+    let data = tempfile::tempdir().unwrap();
+    let (first, mut events) = spawn(data.path(), CANARY, &["--speed", "60", "--scenario", "healthy"]);
+    let started: Value = serde_json::from_str(&events.next().unwrap().unwrap()).unwrap();
+    assert_eq!(started["type"], "started");
+
+    let second = flightdeck(data.path(), &["run", CANARY, "--headless", "--speed", "20000", "--scenario", "healthy"]);
+    let said = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    assert!(second.stdout.is_empty(), "the second run did nothing: {}", text(&second.stdout));
+    let holder = format!(".jsonl: in use by flightdeck pid {} on host ", first.0.id());
+    assert!(said.contains(&holder), "{said}");
+    assert!(said.contains(" UTC; one run per plan: wait for it to finish or stop it"), "{said}");
+
+    // The OS lets go of a killed holder's lock: the next run resumes.
+    drop(first);
+    let third = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "20000"]);
+    assert_eq!(third.status.code(), Some(0), "{}", text(&third.stderr));
+    assert!(text(&third.stdout).contains(r#""resumed":true"#));
+    let verify = flightdeck(data.path(), &["journal", "verify", journal_of(data.path()).to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(0), "one writer, one sound journal: {}", text(&verify.stderr));
+}
