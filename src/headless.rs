@@ -58,7 +58,11 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
                 code = EXIT_ROLLED_BACK;
             }
             _ => {
-                let why = r.needs_human().unwrap_or_else(|| "did not finish".into());
+                let paused = match &r.phase {
+                    Phase::Paused { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                };
+                let why = r.needs_human().or(paused).unwrap_or_else(|| "did not finish".into());
                 eprintln!(
                     "{}: {} at stage {}/{} — needs a human: {why}",
                     r.id,

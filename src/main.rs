@@ -12,6 +12,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A file size limit must fail a journal write (which stops the rollout
+    // and says why), not kill the process between a write and its effect.
+    // SAFETY: setting a disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     // Colours only for a person reading a terminal, never into a pipe or file.
     let theme = if std::io::stderr().is_terminal() { Theme::dark() } else { Theme::new() };
     let _ = color_eyre::config::HookBuilder::default().theme(theme).install();

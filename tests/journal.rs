@@ -144,3 +144,45 @@ fn a_second_run_of_the_same_plan_is_refused_naming_the_first() {
     let verify = flightdeck(data.path(), &["journal", "verify", journal_of(data.path()).to_str().unwrap()]);
     assert_eq!(verify.status.code(), Some(0), "one writer, one sound journal: {}", text(&verify.stderr));
 }
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    text(out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+fn weights_set(events: &[Value]) -> Vec<u64> {
+    let set = |e: &&Value| e["type"] == "effect" && e["effect"] == "set-weight" && e["ok"] == true;
+    events.iter().filter(set).map(|e| e["canary"].as_u64().unwrap()).collect()
+}
+
+/// A full disk, played by a 64 KiB file size limit (the journal fills up
+/// in the second stage): the rollout stops, says why, exits 1, and a run
+/// with room resumes exactly where the backend was left.
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_rollout_loudly() {
+    let data = tempfile::tempdir().unwrap();
+    let args = "run examples/plans/canary.toml --headless --json --speed 20000 --scenario healthy";
+    let limited = Command::new("bash")
+        .args(["-c", &format!("ulimit -f 64 && exec {BIN} {args}")])
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = text(&limited.stderr);
+    assert_eq!(limited.status.code(), Some(1), "{said}");
+    assert!(said.contains(": paused at stage 2/4 — needs a human: journal cannot be written ("), "{said}");
+    assert!(said.contains("File too large"), "{said}");
+    let events = json_lines(&limited.stdout);
+    let stop = events.last().unwrap();
+    assert_eq!((&stop["type"], &stop["to"]), (&"transition".into(), &"paused".into()), "{stop}");
+    let applied = weights_set(&events);
+    assert_eq!(applied, vec![1, 10]);
+
+    let resumed = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "20000"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    let events = json_lines(&resumed.stdout);
+    assert_eq!((&events[0]["resumed"], &events[0]["stage"]), (&true.into(), &1.into()), "{}", events[0]);
+    // The backend is told again what it was last told, never less.
+    assert_eq!(weights_set(&events), vec![10, 50, 100]);
+    let verify = flightdeck(data.path(), &["journal", "verify", journal_of(data.path()).to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+}

@@ -2,11 +2,11 @@
 //! and `core::step` together.
 
 use super::clock::Clock;
-use super::journal::Journal;
+use super::journal::{Journal, JournalError};
 use super::{RolloutSetup, StopWhen};
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::Verdict;
-use flightdeck_core::rollout::{self, step, Effect, Event, Notice, Phase, Rollout};
+use flightdeck_core::rollout::{self, step, Actor, Effect, Event, Notice, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,6 +38,9 @@ pub struct RolloutTask {
     /// Time of the latest event fed to the core: time never goes back in
     /// the journal, which a resume checks.
     last_at: Timestamp,
+    /// Why this rollout stopped acting: its journal cannot be written, and
+    /// nothing the journal does not hold may reach the backend.
+    halted: Option<String>,
 }
 
 impl RolloutTask {
@@ -47,7 +50,7 @@ impl RolloutTask {
         // Windows end on multiples of the interval, so a resumed run keeps the grid.
         let next_window = Timestamp((now / interval + 1) * interval);
         let last_at = p.resumed_at.unwrap_or_default();
-        RolloutTask { p, next_window, last_at }
+        RolloutTask { p, next_window, last_at, halted: None }
     }
 
     fn id(&self) -> String {
@@ -117,6 +120,9 @@ impl RolloutTask {
     }
 
     async fn on_tick(&mut self) {
+        if self.halted.is_some() {
+            return;
+        }
         let now = self.now();
         let interval = self.p.rollout.plan().analysis.interval;
         // Catch up on windows that ended since the last tick (bounded, so a
@@ -174,20 +180,65 @@ impl RolloutTask {
         let mut queue = VecDeque::from([event]);
         let mut rejection = None;
         while let Some(event) = queue.pop_front() {
+            if let Some(reason) = &self.halted {
+                return Some(reason.clone());
+            }
             let before = self.p.rollout.clone();
             let (next, effects) = step(&before, event.clone(), at);
             if next == before && effects.is_empty() {
                 continue; // nothing happened; nothing to journal or show
             }
-            self.journal(at, &event, &next);
+            // Write-ahead: what the journal does not hold did not happen.
+            if let Err(e) = self.journal(|j| j.append(at, &event, &next)) {
+                return Some(self.halt(e, at).await);
+            }
             self.p.rollout = next;
             self.report(&before, &event, &effects, at, &mut rejection).await;
             self.publish();
-            for effect in effects.into_iter().filter(Effect::is_backend) {
+            let effects: Vec<Effect> = effects.into_iter().filter(Effect::is_backend).collect();
+            if effects.is_empty() {
+                continue;
+            }
+            // On disk before the backend acts, not just in the page cache.
+            if let Err(e) = self.journal(Journal::sync) {
+                return Some(self.halt(e, at).await);
+            }
+            for effect in effects {
                 queue.push_back(self.execute(effect, at).await);
             }
         }
         rejection
+    }
+
+    fn journal(&mut self, write: impl FnOnce(&mut Journal) -> Result<(), JournalError>) -> Result<(), JournalError> {
+        self.p.journal.as_mut().map_or(Ok(()), write)
+    }
+
+    /// Stops acting for good (until a restart resumes from the journal):
+    /// the rollout shows paused with the reason, commands are refused, and
+    /// headless runs end with exit code 1.
+    async fn halt(&mut self, error: JournalError, at: Timestamp) -> String {
+        let reason = format!("journal cannot be written ({error}); stopped: make room, then run again to resume");
+        tracing::error!(rollout = %self.id(), %error, "journal write failed; rollout stopped");
+        self.halted = Some(reason.clone());
+        let before = self.p.rollout.phase.label();
+        if !self.p.rollout.phase.is_finished() {
+            self.p.rollout.phase = Phase::Paused { by: Actor::new("journal"), reason: reason.clone(), since: at };
+        }
+        let r = &self.p.rollout;
+        let out = Output::Transition {
+            rollout: r.id.clone(),
+            at,
+            from: before.into(),
+            to: r.phase.label().into(),
+            stage: r.stage,
+            stages: r.stages().len(),
+            weight: r.canary_weight,
+            reason: Some(reason.clone()),
+        };
+        self.emit(out).await;
+        self.publish();
+        reason
     }
 
     /// Carries out one effect with retry and backoff; the result is the
@@ -216,16 +267,6 @@ impl RolloutTask {
         match result {
             Ok(()) => Event::EffectDone { effect },
             Err(error) => Event::EffectFailed { effect, error },
-        }
-    }
-
-    fn journal(&mut self, at: Timestamp, event: &Event, state: &Rollout) {
-        if let Some(j) = &mut self.p.journal {
-            if let Err(e) = j.append(at, event, state) {
-                // Losing the journal loses crash recovery, not the rollout:
-                // say so loudly and keep going.
-                tracing::error!(rollout = %state.id, error = %e, "journal write failed");
-            }
         }
     }
 
