@@ -90,3 +90,20 @@ fn unknown_theme_or_keymap_names_the_known_ones() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(stderr(&out), "no keymap named nosuch; known: default, vim\n");
 }
+
+/// However fast simulated time runs, a stage decides on every window of
+/// its bake: 15 one-minute windows per 15-minute stage of the canary plan.
+#[test]
+fn a_million_times_faster_skips_no_window() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "1e6"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut per_stage = [0; 3];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        if event["type"] == "verdict" {
+            per_stage[event["stage"].as_u64().unwrap() as usize] += 1;
+        }
+    }
+    assert_eq!(per_stage, [15, 15, 15]);
+}

@@ -45,12 +45,15 @@ pub struct RolloutTask {
 
 impl RolloutTask {
     pub fn new(p: Parts) -> RolloutTask {
-        let interval = p.rollout.plan().analysis.interval.as_millis().max(1) as u64;
-        let now = p.clock.now().0;
-        // Windows end on multiples of the interval, so a resumed run keeps the grid.
-        let next_window = Timestamp((now / interval + 1) * interval);
         let last_at = p.resumed_at.unwrap_or_default();
-        RolloutTask { p, next_window, last_at, halted: None }
+        RolloutTask { p, next_window: Timestamp::default(), last_at, halted: None }
+    }
+
+    /// The end of the first window after `t`. Windows end on multiples of
+    /// the interval, so a resumed run keeps the grid.
+    fn window_after(&self, t: Timestamp) -> Timestamp {
+        let interval = self.p.rollout.plan().analysis.interval.as_millis().max(1) as u64;
+        Timestamp((t.0 / interval).saturating_add(1).saturating_mul(interval))
     }
 
     fn id(&self) -> String {
@@ -70,6 +73,8 @@ impl RolloutTask {
         } else {
             self.feed(Event::Start, now).await;
         }
+        // A window that ended before the rollout (re)started holds nothing of this run.
+        self.next_window = self.window_after(self.last_at.max(now));
         let mut ticker = tokio::time::interval(tick_period(self.p.clock.speed()));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut open = true;
@@ -125,14 +130,14 @@ impl RolloutTask {
         }
         let now = self.now();
         let interval = self.p.rollout.plan().analysis.interval;
-        // Catch up on windows that ended since the last tick (bounded, so a
-        // stalled machine cannot make a burst of thousands).
-        for _ in 0..8 {
-            if now < self.next_window {
-                break;
-            }
+        // Every window that ended since the last tick, none skipped, each
+        // after a tick at its end: bake timers see time pass window by
+        // window, so a fast simulation (or a stalled machine) decides on as
+        // many windows as a slow one.
+        while self.next_window <= now && self.halted.is_none() && !self.should_stop() {
             let end = self.next_window;
             self.next_window = end.plus(interval);
+            self.feed(Event::Tick, end).await;
             self.analyse(end, interval).await;
         }
         self.feed(Event::Tick, now).await;
