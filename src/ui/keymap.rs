@@ -54,6 +54,14 @@ const SHIPPED: &[(&str, &str, &str)] = &[
     ("vim", "keymaps/vim.toml", include_str!("../../keymaps/vim.toml")),
 ];
 
+/// Keys that work whatever a keymap says, so that no keymap can trap the
+/// captain: the key, what it runs, the layers where it is reserved, and
+/// how errors describe it. The cockpit handles them before the keymap.
+pub const WAYS_OUT: [(&str, Action, &[Layer], &str); 2] = [
+    ("<C-c>", Action::Quit, &[Layer::Cockpit, Layer::Confirm, Layer::Input, Layer::Help], "quits"),
+    ("<Esc>", Action::Cancel, &[Layer::Confirm, Layer::Input, Layer::Help], "closes what is open"),
+];
+
 /// The user's overrides, inside the config dir.
 pub const USER_FILE: &str = "keymap.toml";
 
@@ -535,6 +543,7 @@ impl Reader<'_> {
         for (i, entry) in entries.iter().enumerate() {
             let path = format!("{path}[{i}]");
             let (binding, on_span) = self.entry(&path, entry, at)?;
+            self.check_reserved(layer, &format!("{path}.on"), &binding, on_span.as_ref())?;
             self.check_conflicts(layer, &format!("{path}.on"), &binding.keys, on_span.as_ref(), seen)?;
             seen.push(Seen { keys: binding.keys.clone(), line: self.line(on_span.as_ref()) });
             bindings.push(binding);
@@ -618,6 +627,20 @@ impl Reader<'_> {
             Value::Str(text) => Ok(text.clone()),
             other => Err(self.error(at, field, format!("expected a string; found {}", other.kind()))),
         }
+    }
+
+    /// The ways out no keymap may take away (see [`WAYS_OUT`]): a binding
+    /// that would never fire is refused rather than silently dead.
+    fn check_reserved(&self, layer: Layer, field: &str, binding: &Binding, at: Option<&Range<usize>>) -> Checked<()> {
+        for (key, action, layers, what) in WAYS_OUT {
+            let combo: KeyCombo = key.parse().expect("reserved keys are valid names");
+            let applies = layers.contains(&layer) && binding.keys.contains(&combo);
+            if applies && (binding.keys.len() > 1 || binding.action != action) {
+                let message = format!("`{key}` always {what}; bind `{}` to another key", binding.action.name());
+                return Err(self.error(at, field, message));
+            }
+        }
+        Ok(())
     }
 
     /// Within one file a layer must never leave a key press ambiguous.
