@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod protocol;
+pub mod signals;
 pub mod ui;
 
 pub use flightdeck_core as core;

@@ -6,6 +6,7 @@ use flightdeck::engine::journal::{self, JournalError, START_OVER};
 use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
+use flightdeck::signals::Signals;
 use flightdeck::ui::CockpitSettings;
 use flightdeck_core::time::Timestamp;
 use std::io::IsTerminal;
@@ -180,8 +181,13 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     };
     let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
     let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
-    runtime.block_on(flightdeck::ui::open(setups, options, look, &settings)).map_err(journal_refusal)?;
-    Ok(ExitCode::SUCCESS)
+    match runtime.block_on(flightdeck::ui::open(setups, options, look, &settings)).map_err(journal_refusal)? {
+        Some(signo) => {
+            eprintln!("stopped by {}; run the same command again to resume from the journal", Signals::name(signo));
+            Ok(ExitCode::from(Signals::exit_code(signo)))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// A journal that cannot be resumed (written by another run, held by a

@@ -107,3 +107,25 @@ fn a_million_times_faster_skips_no_window() {
     }
     assert_eq!(per_stage, [15, 15, 15]);
 }
+
+/// Headless, a signal stops the run the same way: a line on stderr and
+/// 128 + the signal's number; the journal resumes it.
+#[test]
+fn headless_runs_stop_on_sigterm_with_143() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", CANARY, "--headless", "--json", "--speed", "60"])
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains(r#""type":"started""#));
+    let kill = Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "stopped by SIGTERM; run the same command again to resume from the journal\n");
+}

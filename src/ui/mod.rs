@@ -63,14 +63,16 @@ pub fn load_look(
     Ok((chosen, themes, keymap))
 }
 
-/// Opens the cockpit on these rollouts and runs until the captain quits.
-/// Rollouts keep their journals, so quitting mid-rollout resumes next time.
+/// Opens the cockpit on these rollouts and runs until the captain quits
+/// (`None`) or a signal stops it (its number). Rollouts keep their
+/// journals, so quitting mid-rollout resumes next time.
 pub async fn open(
     setups: Vec<RolloutSetup>,
     options: EngineOptions,
     look: (theme::Theme, Vec<theme::Theme>, keymap::Keymap),
     settings: &CockpitSettings,
-) -> color_eyre::Result<()> {
+) -> color_eyre::Result<Option<i32>> {
+    let mut signals = crate::signals::Signals::catch()?;
     let (tx, rx) = mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
     let clock: Clock = engine.clock();
@@ -81,7 +83,12 @@ pub async fn open(
     if settings.pin_theme {
         app.pin_theme();
     }
-    let result = run::run(app, engine.handle(), snapshots, rx, clock).await;
+    let mut screen = terminal::enter()?;
+    let result = run::run(app, &mut screen, engine.handle(), snapshots, rx, clock, &mut signals).await;
+    // The rollouts stop first (every record is already on disk; none is
+    // left half-written by a task still running), then the terminal is back.
     engine.shutdown().await;
+    drop(screen);
+    terminal::restore();
     result
 }
