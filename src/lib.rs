@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod fleet;
 pub mod headless;
 pub mod logging;

@@ -125,7 +125,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 eprintln!("{shown}:{line}: note: the last line was cut short by a crash mid-write; a resume drops it");
             }
             let r = &sound.rollout;
-            let (phase, stage, stages) = (r.phase.label(), r.stage + 1, r.stages().len());
+            let (phase, stage, stages) = (r.phase.label(), r.stage.saturating_add(1), r.stages().len());
             println!("{shown}: ok ({} records; {}: {phase} at stage {stage}/{stages})", sound.records, r.id);
             Ok(ExitCode::SUCCESS)
         }

@@ -38,6 +38,7 @@
 //! (of the entry's `{` when a field is missing), the field path
 //! (`cockpit.keymap[3].on`) and what is allowed. Only the first is reported.
 
+use crate::files::{TextError, NOT_UTF8};
 use crate::ui::action::Action;
 use flightdeck_core::line_col;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -298,10 +299,14 @@ impl Keymap {
         let keymap = Keymap::parse(file, text)?;
         let user = config_dir.join(USER_FILE);
         let user_name = user.display().to_string();
-        match std::fs::read_to_string(&user) {
+        match crate::files::read_text(&user) {
             Ok(text) => keymap.with_overrides(&user_name, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(keymap),
-            Err(e) => Err(KeymapError::whole_file(&user_name, format!("cannot read the file: {e}"))),
+            Err(TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(keymap),
+            Err(TextError::Io(e)) => Err(KeymapError::whole_file(&user_name, format!("cannot read the file: {e}"))),
+            Err(TextError::NotUtf8 { line, column }) => {
+                let (file, field, message) = (user_name, "keymap".to_owned(), NOT_UTF8.to_owned());
+                Err(KeymapError { file, line, column, field, message })
+            }
         }
     }
 

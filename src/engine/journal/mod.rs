@@ -308,10 +308,10 @@ pub fn verify(path: &Path) -> Result<Verified, JournalError> {
             let message = format!(
                 "records {} at stage {} and {} %, but replaying reaches {} at stage {} and {} %",
                 record.phase,
-                record.stage + 1,
+                record.stage.saturating_add(1),
                 record.weight,
                 replayed.0,
-                replayed.1 + 1,
+                replayed.1.saturating_add(1),
                 replayed.2
             );
             return Err(corrupt(line, message));

@@ -5,6 +5,7 @@
 //! last line is what a crash mid-write leaves, and is dropped.
 
 use super::{Header, JournalError, Record};
+use crate::files::TextError;
 use std::path::Path;
 
 /// A journal as read, not yet replayed.
@@ -21,8 +22,14 @@ pub(super) struct Parsed {
 /// Reads and checks the journal at `path`; `None` when it holds nothing
 /// (empty, or a header cut short by a crash before its first newline).
 pub(super) fn read(path: &Path) -> Result<Option<Parsed>, JournalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| super::io(path, e))?;
-    parse(&path.display().to_string(), &text)
+    let shown = path.display().to_string();
+    match crate::files::read_text(path) {
+        Ok(text) => parse(&shown, &text),
+        Err(TextError::Io(e)) => Err(super::io(path, e)),
+        Err(TextError::NotUtf8 { line, column }) => {
+            Err(JournalError::Corrupt { path: shown, line, message: format!("column {column}: not UTF-8 text") })
+        }
+    }
 }
 
 pub(super) fn parse(shown: &str, text: &str) -> Result<Option<Parsed>, JournalError> {
@@ -53,13 +60,14 @@ pub(super) fn parse(shown: &str, text: &str) -> Result<Option<Parsed>, JournalEr
             }
             Err(e) => return Err(corrupt(n, format!("not a journal record ({})", what(&e)))),
         };
-        let (expected, previous) = match records.last() {
-            Some((line, r)) => (r.seq + 1, Some((line, r))),
-            None => (1, None),
-        };
-        if record.seq != expected {
+        let previous = records.last().map(|(line, r)| (line, r));
+        // No number follows u64::MAX: whatever comes after it is out of order.
+        let expected = previous.map_or(Some(1), |(_, r)| r.seq.checked_add(1)).unwrap_or(u64::MAX);
+        let after_max = previous.is_some_and(|(_, r)| r.seq == u64::MAX);
+        if record.seq != expected || after_max {
             let was = previous.map_or("none before".to_owned(), |(l, r)| format!("line {l} has {}", r.seq));
-            let problem = if record.seq < expected { "repeats or goes back" } else { "skips: records are missing" };
+            let problem =
+                if record.seq < expected || after_max { "repeats or goes back" } else { "skips: records are missing" };
             return Err(corrupt(n, format!("sequence number {} {problem} (expected {expected}; {was})", record.seq)));
         }
         if let Some((l, r)) = previous.filter(|(_, r)| record.at < r.at) {
