@@ -26,11 +26,14 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn journal_of(data: &Path) -> PathBuf {
-    std::fs::read_dir(data.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .expect("a journal")
+    try_journal_of(data).expect("a journal")
+}
+
+/// The rollout's journal, not one kept aside (those carry a timestamp, so
+/// their names are longer).
+fn try_journal_of(data: &Path) -> Option<PathBuf> {
+    let files = std::fs::read_dir(data.join("journal")).ok()?.map(|e| e.unwrap().path());
+    files.filter(|p| p.extension().is_some_and(|x| x == "jsonl")).min_by_key(|p| p.as_os_str().len())
 }
 
 /// A finished healthy canary's journal.
@@ -185,4 +188,94 @@ fn a_journal_that_cannot_be_written_stops_the_rollout_loudly() {
     assert_eq!(weights_set(&events), vec![10, 50, 100]);
     let verify = flightdeck(data.path(), &["journal", "verify", journal_of(data.path()).to_str().unwrap()]);
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+}
+
+/// Kills per plan: `FLIGHTDECK_KILLS` (scripts/fuzz runs 100), else 5.
+fn kills() -> u32 {
+    std::env::var("FLIGHTDECK_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(5)
+}
+
+/// The 0-based stage the journal holds (`None` without a record), after
+/// `journal verify` has found it sound.
+fn journaled_stage(data: &Path) -> Option<u64> {
+    let journal = try_journal_of(data)?;
+    let out = flightdeck(data, &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "a killed run leaves a sound journal: {}", text(&out.stderr));
+    let said = text(&out.stdout);
+    if said.contains("(0 records;") {
+        return None;
+    }
+    let stage = said.rsplit(" at stage ").next().and_then(|s| s.split('/').next()).and_then(|s| s.parse::<u64>().ok());
+    Some(stage.unwrap_or_else(|| panic!("no stage in {said}")) - 1)
+}
+
+/// `kill -9` at random points of simulated rollouts, again and again:
+/// every restart resumes at the stage its journal reached (or starts
+/// afresh when it held nothing yet), and a run left alone ends with `code`.
+/// A rollout that ends before the kills are used up is started over with
+/// `--fresh`. (Simulated time resumes from the last journaled event, so a
+/// run must live past a window or two to get anywhere: about 2 per run.)
+fn killed_again_and_again(plan: &str, code: i32) {
+    use rand::{Rng, SeedableRng};
+    let data = tempfile::tempdir().unwrap();
+    let kills = kills();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(kills) ^ plan.len() as u64);
+    let (mut killed, mut finished, mut reached) = (0, 0, std::collections::BTreeMap::new());
+    // The stage the next run must resume at; `None`: it must start afresh.
+    let (mut expected, mut fresh): (Option<u64>, bool) = (None, false);
+    loop {
+        let last = killed == kills;
+        let mut args = vec!["--speed", if last { "20000" } else { "600" }, "--scenario", "healthy"];
+        if fresh {
+            args.push("--fresh");
+        }
+        let (mut run, lines) = spawn(data.path(), plan, &args);
+        let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());
+        if !last {
+            std::thread::sleep(std::time::Duration::from_millis(rng.gen_range(0..800)));
+            let _ = run.0.kill(); // SIGKILL
+        }
+        let status = run.0.wait().unwrap();
+        let events = reader.join().unwrap();
+        let which = format!("{plan}, run {} after {killed} kills", killed + finished + 1);
+        if let Some(first) = events.first() {
+            let started: Value = serde_json::from_str(first).unwrap();
+            assert_eq!(started["type"], "started", "{which}: {first}");
+            assert_eq!(started["resumed"], expected.is_some(), "{which}: {first}");
+            assert_eq!(started["stage"], expected.unwrap_or(0), "{which} resumes where its journal was: {first}");
+        }
+        if status.code().is_some() {
+            // Ended by itself: finished, or waiting for a human.
+            assert_eq!(status.code(), Some(code), "{which}: {}", events.last().map_or("", String::as_str));
+            finished += 1;
+            if last {
+                break;
+            }
+            (expected, fresh) = (None, true);
+            continue;
+        }
+        killed += 1;
+        expected = journaled_stage(data.path());
+        fresh = false;
+        *reached.entry(expected.map_or(0, |s| s + 1)).or_insert(0) += 1;
+    }
+    println!(
+        "{plan}: {killed} kills over {finished} rollouts, every restart resumed at its journal's stage, \
+         every run left alone exited {code}; kills by stage reached (0: nothing journaled yet): {reached:?}"
+    );
+}
+
+#[test]
+fn a_canary_killed_again_and_again_resumes_each_time_and_is_promoted() {
+    killed_again_and_again(CANARY, 0);
+}
+
+#[test]
+fn a_rolling_update_killed_again_and_again_resumes_each_time_and_finishes() {
+    killed_again_and_again("examples/plans/rolling.toml", 0);
+}
+
+#[test]
+fn a_blue_green_killed_again_and_again_resumes_each_time_and_waits_for_approval() {
+    killed_again_and_again("examples/plans/blue-green.toml", 1);
 }
