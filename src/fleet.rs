@@ -6,6 +6,7 @@ use crate::backend::proxy::{envoy::Envoy, haproxy::Haproxy, nginx::Nginx};
 use crate::backend::sim::{Scenario, SimParams, Simulator};
 use crate::backend::Backend;
 use crate::engine::RolloutSetup;
+use crate::files::{TextError, NOT_UTF8};
 use crate::metrics::MetricsSource;
 use crate::ui::theme::{ColorMode, Theme};
 use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
@@ -32,7 +33,10 @@ pub const DEMO_FLEET: &[(&str, &str)] = &[
 /// Reads and validates a plan file.
 pub fn read_plan(path: &Path) -> Result<(Plan, String), BadInput> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("{shown}: cannot read: {e}")))?;
+    let text = crate::files::read_text(path).map_err(|e| match e {
+        TextError::Io(e) => BadInput(format!("{shown}: cannot read: {e}")),
+        TextError::NotUtf8 { line, column } => BadInput(format!("{shown}:{line}:{column}: {NOT_UTF8}")),
+    })?;
     let plan = Plan::parse(&shown, &text).map_err(|e| BadInput(e.to_string()))?;
     Ok((plan, text))
 }
@@ -54,7 +58,7 @@ pub fn check(path: &Path, config_dir: &Path) -> Result<Plan, BadInput> {
     let file = path.display().to_string();
     check_theme(&plan, &file, &text, config_dir)?;
     let own_metrics = local_parts(&plan, &file, &text, None, 1)?.and_then(|(_, own, _)| own);
-    metrics_for(&plan, &file, own_metrics)?;
+    metrics_for(&plan, &file, &text, own_metrics)?;
     Ok(plan)
 }
 
@@ -87,9 +91,9 @@ pub async fn setup(
 ) -> Result<RolloutSetup, BadInput> {
     let (backend, own_metrics, sim): Parts = match local_parts(&plan, file, &text, scenario, seed)? {
         Some(parts) => parts,
-        None => connected_parts(&plan, file).await?,
+        None => connected_parts(&plan, file, &text).await?,
     };
-    let metrics = metrics_for(&plan, file, own_metrics)?;
+    let metrics = metrics_for(&plan, file, &text, own_metrics)?;
     Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
 }
 
@@ -119,27 +123,36 @@ fn local_parts(
         BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment => return Ok(None),
-        other => return Err(not_built(file, other)),
+        other => return Err(not_built(file, text, other)),
     };
     Ok(Some(parts))
 }
 
 /// The backends that connect as they are built.
-async fn connected_parts(plan: &Plan, file: &str) -> Result<Parts, BadInput> {
+async fn connected_parts(plan: &Plan, file: &str, text: &str) -> Result<Parts, BadInput> {
     match plan.target.backend {
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment => {
-            let backend =
-                crate::backend::k8s::setup(plan).await.map_err(|e| BadInput(format!("{file}: target: {e}")))?;
+            let backend = crate::backend::k8s::setup(plan)
+                .await
+                .map_err(|e| BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))))?;
             Ok((backend, None, None))
         }
-        other => Err(not_built(file, other)),
+        other => Err(not_built(file, text, other)),
     }
 }
 
-fn not_built(file: &str, backend: BackendKind) -> BadInput {
+fn not_built(file: &str, text: &str, backend: BackendKind) -> BadInput {
     let message = format!("the `{}` backend is not part of this build (cargo features)", backend.name());
-    BadInput(format!("{file}: target.backend: {message}"))
+    BadInput(format!("{}: target.backend: {message}", spot(file, text, &["target", "backend"])))
+}
+
+/// `file:line:column` of the value at `path`, else of the nearest table
+/// that holds it, else of the file's start: every message points somewhere.
+fn spot(file: &str, text: &str, path: &[&str]) -> String {
+    let span = (1..=path.len()).rev().find_map(|n| locate(text, &path[..n]));
+    let (line, column) = span.map_or((1, 1), |span| line_col(text, span.start));
+    format!("{file}:{line}:{column}")
 }
 
 /// A backend's complaint about its parameters: at the parameter when it
@@ -149,7 +162,7 @@ fn target_error(file: &str, text: &str, e: String) -> BadInput {
     let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
     match named {
         Some((key, message)) if !key.contains(char::is_whitespace) => param_error(file, text, key, message),
-        _ => BadInput(format!("{file}: target: {e}")),
+        _ => BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))),
     }
 }
 
@@ -164,7 +177,7 @@ fn param_error(file: &str, text: &str, key: &str, message: &str) -> BadInput {
             let (line, column) = line_col(text, span.start);
             BadInput(format!("{file}:{line}:{column}: {field}: {message}"))
         }
-        None => BadInput(format!("{file}: target.{key}: {message}")),
+        None => BadInput(format!("{}: target.{key}: {message}", spot(file, text, &["target"]))),
     }
 }
 
@@ -220,24 +233,27 @@ fn proxied<P: Backend + MetricsSource + 'static>(proxy: P) -> Parts {
 fn metrics_for(
     plan: &Plan,
     file: &str,
+    text: &str,
     own: Option<Arc<dyn MetricsSource>>,
 ) -> Result<Arc<dyn MetricsSource>, BadInput> {
     match &plan.metrics {
         MetricsConfig::Backend => own.ok_or_else(|| {
             let backend = plan.target.backend.name();
             BadInput(format!(
-                "{file}: metrics.source: `{backend}` has no metrics of its own; use source = \"prometheus\""
+                "{}: metrics.source: `{backend}` has no metrics of its own; use source = \"prometheus\"",
+                spot(file, text, &["metrics", "source"])
             ))
         }),
         #[cfg(feature = "prometheus")]
         MetricsConfig::Prometheus { address, queries } => {
             let prometheus = crate::metrics::prometheus::Prometheus::new(address, queries, &plan.stable, &plan.canary)
-                .map_err(|e| BadInput(format!("{file}: metrics: {e}")))?;
+                .map_err(|e| BadInput(format!("{}: metrics: {e}", spot(file, text, &["metrics"]))))?;
             Ok(Arc::new(prometheus))
         }
         #[cfg(not(feature = "prometheus"))]
         MetricsConfig::Prometheus { .. } => {
-            Err(BadInput(format!("{file}: metrics.source: Prometheus is not part of this build (cargo features)")))
+            let at = spot(file, text, &["metrics", "source"]);
+            Err(BadInput(format!("{at}: metrics.source: Prometheus is not part of this build (cargo features)")))
         }
     }
 }
@@ -278,7 +294,8 @@ pub async fn from_files(
         check_theme(&plan, &file, &text, &config_dir)?;
         let s = setup(plan, &file, text, scenario, seed).await?;
         if let Some(other) = setups.iter().find(|o| o.id == s.id) {
-            return Err(BadInput(format!("{file}: rollout.name: `{}` is already run by {}", s.id, other.plan_file)));
+            let at = spot(&file, &s.plan_text, &["rollout", "name"]);
+            return Err(BadInput(format!("{at}: rollout.name: `{}` is already run by {}", s.id, other.plan_file)));
         }
         setups.push(s);
     }

@@ -8,6 +8,7 @@ pub mod panes;
 pub mod preview;
 pub mod run;
 pub mod svg;
+pub mod terminal;
 pub mod theme;
 pub mod view;
 
@@ -25,6 +26,20 @@ pub struct CockpitSettings {
     pub pin_theme: bool,
     pub keymap: String,
     pub actor: String,
+}
+
+/// A theme or keymap asked for by name must exist: "no theme named x;
+/// known: …" says what to type instead (not a file that is not there).
+pub fn check_names(theme: Option<&str>, keymap: Option<&str>, config_dir: &Path) -> Result<(), String> {
+    if let Some(name) = theme.filter(|n| !theme::Theme::exists(n, config_dir)) {
+        let known = theme::Theme::known(config_dir).join(", ");
+        let dir = config_dir.join("themes");
+        return Err(format!("no theme named {name}; known: {known} (user themes go in {}/<name>.toml)", dir.display()));
+    }
+    if let Some(name) = keymap.filter(|n| !keymap::shipped_names().contains(n)) {
+        return Err(format!("no keymap named {name}; known: {}", keymap::shipped_names().join(", ")));
+    }
+    Ok(())
 }
 
 /// Loads the theme, every shipped one and the user themes plans name (for
@@ -48,14 +63,16 @@ pub fn load_look(
     Ok((chosen, themes, keymap))
 }
 
-/// Opens the cockpit on these rollouts and runs until the captain quits.
-/// Rollouts keep their journals, so quitting mid-rollout resumes next time.
+/// Opens the cockpit on these rollouts and runs until the captain quits
+/// (`None`) or a signal stops it (its number). Rollouts keep their
+/// journals, so quitting mid-rollout resumes next time.
 pub async fn open(
     setups: Vec<RolloutSetup>,
     options: EngineOptions,
     look: (theme::Theme, Vec<theme::Theme>, keymap::Keymap),
     settings: &CockpitSettings,
-) -> color_eyre::Result<()> {
+) -> color_eyre::Result<Option<i32>> {
+    let mut signals = crate::signals::Signals::catch()?;
     let (tx, rx) = mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
     let clock: Clock = engine.clock();
@@ -66,7 +83,12 @@ pub async fn open(
     if settings.pin_theme {
         app.pin_theme();
     }
-    let result = run::run(app, engine.handle(), snapshots, rx, clock).await;
+    let mut screen = terminal::enter()?;
+    let result = run::run(app, &mut screen, engine.handle(), snapshots, rx, clock, &mut signals).await;
+    // The rollouts stop first (every record is already on disk; none is
+    // left half-written by a task still running), then the terminal is back.
     engine.shutdown().await;
+    drop(screen);
+    terminal::restore();
     result
 }

@@ -833,6 +833,15 @@ fn may_pass_without_verdict(r: &Rollout) -> bool {
     r.current_stage().is_none_or(|stage| stage.bake.is_zero() || stage.weight >= 100)
 }
 
+impl Rollout {
+    /// Pauses the rollout the way a human or the analysis does. For the
+    /// engine's one emergency stop: when it can no longer record what
+    /// happens (the journal cannot be written), it must stop acting.
+    pub fn hold(&mut self, by: Actor, reason: String, now: Timestamp) {
+        pause(self, by, reason, now);
+    }
+}
+
 fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
     r.bake_elapsed = r.baked(now);
     let from = match r.phase {
