@@ -22,13 +22,12 @@ fn resumes_an_unfinished_run_at_the_same_stage() {
     let dir = tempfile::tempdir().unwrap();
     let opened = Journal::open(dir.path(), "checkout", &plan(), "p.toml", PLAN, None, false).unwrap();
     let mut j = opened.journal;
-    let promote =
-        Event::Command(CommandRequest {
-            actor: Actor::new("alice"),
-            command: Command::Promote,
-            expected_stage: 0,
-            expected_revision: "v2".into(),
-        });
+    let promote = Event::Command(CommandRequest {
+        actor: Actor::new("alice"),
+        command: Command::Promote,
+        expected_stage: 0,
+        expected_revision: "v2".into(),
+    });
     let live = drive(&mut j, opened.rollout, vec![(0, Event::Start), (5_000, promote)]);
     assert_eq!(live.stage, 1);
     drop(j);
@@ -207,7 +206,7 @@ fn a_repeated_or_missing_sequence_number_is_refused_with_its_line() {
     let err = reopen(dir.path()).err().expect("a repeated record").to_string();
     assert_eq!(err, format!("{shown}:4: sequence number 2 repeats or goes back (expected 3; line 3 has 2)"));
     fs::write(&path, format!("{}\n{}\n{}\n", lines[0], lines[1], lines[3])).unwrap();
-    let err = verify(&path).err().expect("a missing record").to_string();
+    let err = verify(&path).expect_err("a missing record").to_string();
     assert!(err.starts_with(&format!("{shown}:3: sequence number 3 skips")), "{err}");
 }
 
@@ -231,11 +230,11 @@ fn verify_replays_and_names_a_record_that_does_not_follow() {
     assert_eq!((sound.records, sound.cut, sound.rollout.stage), (3, None, 0));
     let wrong = lines[2].replace("\"stage\":0", "\"stage\":2");
     fs::write(&path, format!("{}\n{}\n{wrong}\n{}\n", lines[0], lines[1], lines[3])).unwrap();
-    let err = verify(&path).err().expect("refused").to_string();
+    let err = verify(&path).expect_err("refused").to_string();
     assert!(err.starts_with(&format!("{}:3: records progressing at stage 3", path.display())), "{err}");
     fs::write(&path, format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..10])).unwrap();
     assert_eq!(verify(&path).unwrap().cut, Some(3));
     fs::write(&path, format!("{}\n{{\"seq\": 1}}\n{}\n", lines[0], lines[2])).unwrap();
-    let err = verify(&path).err().expect("refused").to_string();
+    let err = verify(&path).expect_err("refused").to_string();
     assert_eq!(err, format!("{}:2: not a journal record (column 10: missing field `at`)", path.display()));
 }
