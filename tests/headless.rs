@@ -98,7 +98,7 @@ fn flaky_metrics_are_inconclusive_and_a_run_of_gaps_pauses_for_a_human() {
 
 #[test]
 fn stuck_backend_pauses_with_the_error_visible() {
-    let (code, ev, stderr) = run_scenario("stuck-backend", "3000");
+    let (code, ev, stderr) = run_scenario("stuck-backend", "600");
     assert_eq!(code, 1, "{stderr}");
     let failed = ev.iter().find(|e| e["type"] == "effect" && e["ok"] == false).unwrap();
     assert_eq!(failed["attempts"], 3);
