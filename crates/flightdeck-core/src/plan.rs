@@ -1703,6 +1703,23 @@ mod tests {
     }
 
     #[test]
+    fn cloudwatch_metrics_take_their_dimensions_and_lag() {
+        let plan = parse_ok("[metrics]\nsource = \"cloudwatch\"\ncanary_target_group = \"targetgroup/green/1\"\n");
+        let expected = CloudwatchMetrics {
+            load_balancer: None,
+            stable_target_group: None,
+            canary_target_group: Some("targetgroup/green/1".into()),
+            lag: DEFAULT_CLOUDWATCH_LAG,
+        };
+        assert_eq!(plan.metrics, MetricsConfig::Cloudwatch(expected));
+        let plan = parse_ok("[metrics]\nsource = \"cloudwatch\"\nlag = \"0s\"\n");
+        assert!(matches!(plan.metrics, MetricsConfig::Cloudwatch(CloudwatchMetrics { lag, .. }) if lag.is_zero()));
+        let e =
+            Plan::parse("m.toml", &format!("{ROLLOUT}[metrics]\nsource = \"backend\"\nlag = \"1m\"\n")).unwrap_err();
+        assert_eq!(e.field, "metrics.lag");
+    }
+
+    #[test]
     fn positions_count_characters_not_bytes() {
         let text = "[rollout]\nname = \"é\"\nstable = \"v1\"\ncanary = \"v2\"\ntheme = \"ü\" ; x\n";
         let e = Plan::parse("u.toml", text).unwrap_err();

@@ -58,10 +58,10 @@ impl TaskSets {
         })
     }
 
-    async fn task_sets(&self, action: &str) -> Result<Vec<TaskSet>, BackendError> {
+    async fn task_sets(&self) -> Result<Vec<TaskSet>, BackendError> {
         let t = &self.target;
         let out = self.ecs.describe_task_sets().cluster(&t.cluster).service(&t.service).send().await;
-        let out = out.map_err(|e| self.site.error(&format!("{action} (DescribeTaskSets {})", self.service()), e))?;
+        let out = out.map_err(|e| self.site.error(&format!("DescribeTaskSets {}", self.service()), e))?;
         Ok(out.task_sets().to_vec())
     }
 
@@ -84,9 +84,9 @@ impl TaskSets {
     }
 
     async fn scale_canary(&self, action: &str, percent: u8) -> Result<(), BackendError> {
-        let sets = self.task_sets(action).await?;
+        let sets = self.task_sets().await?;
         if let Some(canary) = Self::find(&sets, &self.canary) {
-            return self.update_scale(action, canary, percent).await;
+            return self.update_scale(canary, percent).await;
         }
         if percent == 0 {
             return Ok(());
@@ -119,30 +119,30 @@ impl TaskSets {
             .set_network_configuration(stable.network_configuration().cloned())
             .load_balancers(balancer)
             .scale(Self::scale(percent));
-        create.send().await.map_err(|e| self.site.error(&format!("{action} (CreateTaskSet {})", self.canary), e))?;
+        create.send().await.map_err(|e| self.site.error(&format!("CreateTaskSet {}", self.canary), e))?;
         Ok(())
     }
 
-    async fn update_scale(&self, action: &str, set: &TaskSet, percent: u8) -> Result<(), BackendError> {
+    async fn update_scale(&self, set: &TaskSet, percent: u8) -> Result<(), BackendError> {
         let arn = set.task_set_arn().unwrap_or_default();
         let t = &self.target;
         let call = self.ecs.update_task_set().cluster(&t.cluster).service(&t.service).task_set(arn);
         call.scale(Self::scale(percent))
             .send()
             .await
-            .map_err(|e| self.site.error(&format!("{action} (UpdateTaskSet {arn})"), e))?;
+            .map_err(|e| self.site.error(&format!("UpdateTaskSet {arn}"), e))?;
         Ok(())
     }
 
     /// Stable to 0 is the promotion: the canary becomes primary and the old task set goes.
     async fn scale_stable(&self, action: &str, percent: u8) -> Result<(), BackendError> {
-        let sets = self.task_sets(action).await?;
+        let sets = self.task_sets().await?;
         let stable = Self::find(&sets, &self.stable);
         if percent > 0 {
             let Some(stable) = stable else {
                 return Err(self.site.refusal(action, format!("no task set runs {}", self.stable)));
             };
-            return self.update_scale(action, stable, percent).await;
+            return self.update_scale(stable, percent).await;
         }
         let Some(canary) = Self::find(&sets, &self.canary) else {
             let detail = format!(
@@ -158,11 +158,11 @@ impl TaskSets {
             call.primary_task_set(canary_arn)
                 .send()
                 .await
-                .map_err(|e| self.site.error(&format!("{action} (UpdateServicePrimaryTaskSet {canary_arn})"), e))?;
+                .map_err(|e| self.site.error(&format!("UpdateServicePrimaryTaskSet {canary_arn}"), e))?;
         }
         let Some(old) = stable.and_then(TaskSet::task_set_arn).filter(|arn| *arn != canary_arn) else { return Ok(()) };
         let delete = self.ecs.delete_task_set().cluster(&t.cluster).service(&t.service).task_set(old);
-        delete.send().await.map_err(|e| self.site.error(&format!("{action} (DeleteTaskSet {old})"), e))?;
+        delete.send().await.map_err(|e| self.site.error(&format!("DeleteTaskSet {old}"), e))?;
         Ok(())
     }
 
@@ -170,7 +170,7 @@ impl TaskSets {
     async fn canary_ready(&self, action: &str) -> Result<(), BackendError> {
         let start = Instant::now();
         loop {
-            let sets = self.task_sets(action).await?;
+            let sets = self.task_sets().await?;
             let state = match Self::find(&sets, &self.canary) {
                 Some(ts) if ready(ts) => return Ok(()),
                 Some(ts) => format!(
@@ -194,9 +194,9 @@ impl TaskSets {
     }
 
     /// The rule's actions, and the index of the forward action holding both target groups.
-    async fn rule(&self, action: &str) -> Result<(Vec<Action>, usize), BackendError> {
+    async fn rule(&self) -> Result<(Vec<Action>, usize), BackendError> {
         let arn = &self.target.listener_rule;
-        let what = format!("{action} (DescribeRules {arn})");
+        let what = format!("DescribeRules {arn}");
         let out = self.elb.describe_rules().rule_arns(arn).send().await.map_err(|e| self.site.error(&what, e))?;
         let Some(rule) = out.rules().first() else {
             return Err(self.site.refusal(&what, "RuleNotFound: the listener rule does not exist".into()));
@@ -224,7 +224,7 @@ impl TaskSets {
         if canary > 0 {
             self.canary_ready(action).await?;
         }
-        let (mut actions, index) = self.rule(action).await?;
+        let (mut actions, index) = self.rule().await?;
         let tuple =
             |arn: &str, weight: u8| TargetGroupTuple::builder().target_group_arn(arn).weight(i32::from(weight)).build();
         let forward =
@@ -246,7 +246,7 @@ impl TaskSets {
             Action::builder().set_type(old.r#type().cloned()).set_order(old.order()).forward_config(forward).build();
         let arn = &self.target.listener_rule;
         let call = self.elb.modify_rule().rule_arn(arn).set_actions(Some(actions));
-        call.send().await.map_err(|e| self.site.error(&format!("{action} (ModifyRule {arn})"), e))?;
+        call.send().await.map_err(|e| self.site.error(&format!("ModifyRule {arn}"), e))?;
         Ok(())
     }
 }
@@ -280,7 +280,7 @@ impl Backend for TaskSets {
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        let (actions, index) = self.rule("observe").await?;
+        let (actions, index) = self.rule().await?;
         let (stable, canary) = self.groups(&actions[index]).unwrap_or((1, 0));
         let total = (stable + canary).max(0);
         // Both at 0: the rule forwards nothing to either; say so as 0 %.

@@ -48,14 +48,13 @@ impl ServiceDeployments {
     }
 
     /// The service's current (or latest) service deployment, if it has one.
-    async fn current(&self, service: &Service, action: &str) -> Result<Option<ServiceDeployment>, BackendError> {
+    async fn current(&self, service: &Service) -> Result<Option<ServiceDeployment>, BackendError> {
         let arn = match service.current_service_deployment() {
             Some(arn) => arn.to_owned(),
             None => {
                 let t = &self.target;
                 let call = self.ecs.list_service_deployments().cluster(&t.cluster).service(&t.service);
-                let out =
-                    call.send().await.map_err(|e| self.site.error(&format!("{action} (ListServiceDeployments)"), e))?;
+                let out = call.send().await.map_err(|e| self.site.error("ListServiceDeployments", e))?;
                 // In progress first, then the latest started.
                 let latest = out.service_deployments().iter().max_by_key(|d| {
                     let live =
@@ -69,17 +68,14 @@ impl ServiceDeployments {
             }
         };
         let call = self.ecs.describe_service_deployments().service_deployment_arns(&arn);
-        let out = call
-            .send()
-            .await
-            .map_err(|e| self.site.error(&format!("{action} (DescribeServiceDeployments {arn})"), e))?;
+        let out = call.send().await.map_err(|e| self.site.error(&format!("DescribeServiceDeployments {arn}"), e))?;
         Ok(out.service_deployments().first().cloned())
     }
 
     /// `StopServiceDeployment` with a rollback, for abort and rollback alike.
     async fn stop(&self, verb: &str) -> Result<(), BackendError> {
-        let service = describe_service(&self.ecs, &self.target, &self.site, verb).await?;
-        let Some(deployment) = self.current(&service, verb).await? else {
+        let service = describe_service(&self.ecs, &self.target, &self.site).await?;
+        let Some(deployment) = self.current(&service).await? else {
             return Err(self.site.refusal(verb, "the service has no service deployment to stop".into()));
         };
         let arn = deployment.service_deployment_arn().unwrap_or_default();
@@ -93,7 +89,7 @@ impl ServiceDeployments {
         call.stop_type(StopServiceDeploymentStopType::Rollback)
             .send()
             .await
-            .map_err(|e| self.site.error(&format!("{verb} (StopServiceDeployment {arn}, ROLLBACK)"), e))?;
+            .map_err(|e| self.site.error(&format!("StopServiceDeployment {arn} (ROLLBACK)"), e))?;
         Ok(())
     }
 }
@@ -218,8 +214,8 @@ impl Backend for ServiceDeployments {
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        let service = describe_service(&self.ecs, &self.target, &self.site, "observe").await?;
-        match self.current(&service, "observe").await {
+        let service = describe_service(&self.ecs, &self.target, &self.site).await?;
+        match self.current(&service).await {
             Ok(Some(deployment)) => Ok(observe(&deployment, &self.stage_weights)),
             Ok(None) => Ok(rolling::observe(&service, &self.stage_weights)),
             // The service is there; only the deployment APIs are not.

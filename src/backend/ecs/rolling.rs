@@ -23,9 +23,8 @@ pub(crate) async fn describe_service(
     ecs: &aws_sdk_ecs::Client,
     t: &EcsTarget,
     site: &Site,
-    action: &str,
 ) -> Result<Service, BackendError> {
-    let what = format!("{action} (DescribeServices {} in cluster {})", short(&t.service), short(&t.cluster));
+    let what = format!("DescribeServices {} in cluster {}", short(&t.service), short(&t.cluster));
     let out = ecs.describe_services().cluster(&t.cluster).services(&t.service).send().await;
     let out = out.map_err(|e| site.error(&what, e))?;
     if let Some(service) = out.services().first().filter(|s| s.status() != Some("INACTIVE")) {
@@ -118,16 +117,20 @@ impl RollingService {
 
     /// Redeploys the previous task definition.
     async fn roll_back(&self) -> Result<(), BackendError> {
-        let service = describe_service(&self.ecs, &self.target, &self.site, "rollback").await?;
-        let older = deployments(&service, "ACTIVE").filter_map(Deployment::task_definition).next();
+        let service = describe_service(&self.ecs, &self.target, &self.site).await?;
+        let primary = deployments(&service, "PRIMARY").filter_map(Deployment::task_definition).next();
+        let current = service.task_definition().or(primary).unwrap_or("");
+        let runs = |definition: &str| current == definition || current.ends_with(&format!("/{definition}"));
+        let older = deployments(&service, "ACTIVE").filter_map(Deployment::task_definition).find(|d| !runs(d));
         let previous = older.unwrap_or(&self.stable).to_owned();
-        let current = deployments(&service, "PRIMARY").filter_map(Deployment::task_definition).next();
-        if current.is_some_and(|c| c == previous || c.ends_with(&format!("/{previous}"))) {
+        if runs(&previous) {
             return Ok(());
         }
         let t = &self.target;
         let call = self.ecs.update_service().cluster(&t.cluster).service(&t.service).task_definition(&previous);
-        call.send().await.map_err(|e| self.site.error(&format!("rollback (UpdateService to {previous})"), e))?;
+        call.send()
+            .await
+            .map_err(|e| self.site.error(&format!("UpdateService {} to {previous}", short(&t.service)), e))?;
         Ok(())
     }
 }
@@ -156,7 +159,7 @@ impl Backend for RollingService {
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        let service = describe_service(&self.ecs, &self.target, &self.site, "observe").await?;
+        let service = describe_service(&self.ecs, &self.target, &self.site).await?;
         Ok(observe(&service, &self.stage_weights))
     }
 }
