@@ -49,6 +49,12 @@ pub fn rollout_id(plan: &Plan) -> String {
 /// A backend, the metrics it can report itself, and the simulator when it is one.
 type Parts = (Arc<dyn Backend>, Option<Arc<dyn MetricsSource>>, Option<Simulator>);
 
+/// The AWS configuration an ECS target (or CloudWatch metrics) runs with.
+#[cfg(feature = "ecs")]
+type Aws = aws_config::SdkConfig;
+#[cfg(not(feature = "ecs"))]
+type Aws = ();
+
 /// Checks a plan file as `run` does before it starts, without contacting
 /// anything: the plan, the theme it names, the simulator's or the proxy's
 /// parameters and the metrics source. Kubernetes targets are checked as
@@ -58,7 +64,15 @@ pub fn check(path: &Path, config_dir: &Path) -> Result<Plan, BadInput> {
     let file = path.display().to_string();
     check_theme(&plan, &file, &text, config_dir)?;
     let own_metrics = local_parts(&plan, &file, &text, None, 1)?.and_then(|(_, own, _)| own);
-    metrics_for(&plan, &file, &text, own_metrics)?;
+    match &plan.metrics {
+        // Checked as far as it goes without an AWS configuration.
+        #[cfg(feature = "ecs")]
+        MetricsConfig::Cloudwatch(config) => {
+            crate::metrics::cloudwatch::Dimensions::resolve(config, &plan.target)
+                .map_err(|e| BadInput(format!("{file}: {e}")))?;
+        }
+        _ => drop(metrics_for(&plan, &file, &text, own_metrics, None)?),
+    }
     Ok(plan)
 }
 
@@ -83,17 +97,24 @@ pub fn check_theme(plan: &Plan, file: &str, text: &str, config_dir: &Path) -> Re
 
 /// Builds the backend and metrics source for one plan.
 pub async fn setup(
-    plan: Plan,
+    mut plan: Plan,
     file: &str,
     text: String,
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<RolloutSetup, BadInput> {
+    let mut aws: Option<Aws> = None;
     let (backend, own_metrics, sim): Parts = match local_parts(&plan, file, &text, scenario, seed)? {
         Some(parts) => parts,
-        None => connected_parts(&plan, file, &text).await?,
+        None => connected_parts(&mut plan, file, &text, &mut aws).await?,
     };
-    let metrics = metrics_for(&plan, file, &text, own_metrics)?;
+    #[cfg(feature = "ecs")]
+    if matches!(plan.metrics, MetricsConfig::Cloudwatch(_)) && aws.is_none() {
+        // Not an ECS target: the environment's AWS configuration.
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        aws = Some(loader.http_client(crate::backend::ecs::http_client()).load().await);
+    }
+    let metrics = metrics_for(&plan, file, &text, own_metrics, aws.as_ref())?;
     Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
 }
 
@@ -106,7 +127,7 @@ fn local_parts(
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
-    #[cfg(feature = "proxy")]
+    #[cfg(any(feature = "proxy", feature = "ecs"))]
     let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
         BackendKind::Sim => {
@@ -123,14 +144,33 @@ fn local_parts(
         BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment => return Ok(None),
+        // Checked here; built (region and credentials resolved) when it runs.
+        #[cfg(feature = "ecs")]
+        BackendKind::Ecs => {
+            crate::backend::ecs::EcsTarget::from_target(&plan.target).map_err(bad)?;
+            return Ok(None);
+        }
+        #[allow(unreachable_patterns)] // every backend built
         other => return Err(not_built(file, text, other)),
     };
     Ok(Some(parts))
 }
 
-/// The backends that connect as they are built.
-async fn connected_parts(plan: &Plan, file: &str, text: &str) -> Result<Parts, BadInput> {
+/// The backends that connect (or load their configuration) as they are
+/// built. An ECS target without a `group` is shown under its account and
+/// region, and hands its AWS configuration on to CloudWatch metrics.
+#[cfg_attr(not(feature = "ecs"), allow(unused_variables))]
+async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Option<Aws>) -> Result<Parts, BadInput> {
     match plan.target.backend {
+        #[cfg(feature = "ecs")]
+        BackendKind::Ecs => {
+            let ecs = crate::backend::ecs::setup(plan).await.map_err(|e| target_error(file, text, e))?;
+            if plan.target.group == BackendKind::Ecs.name() {
+                plan.target.group = ecs.group;
+            }
+            *aws = Some(ecs.aws);
+            Ok((ecs.backend, None, None))
+        }
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment => {
             let backend = crate::backend::k8s::setup(plan)
@@ -157,7 +197,7 @@ fn spot(file: &str, text: &str, path: &[&str]) -> String {
 
 /// A backend's complaint about its parameters: at the parameter when it
 /// names one (`target.timeout_ms: ...`), else about the target as a whole.
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "ecs"))]
 fn target_error(file: &str, text: &str, e: String) -> BadInput {
     let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
     match named {
@@ -229,12 +269,15 @@ fn proxied<P: Backend + MetricsSource + 'static>(proxy: P) -> Parts {
     (proxy.clone(), Some(proxy), None)
 }
 
-/// The plan's `[metrics]` source: the backend's own numbers or Prometheus.
+/// The plan's `[metrics]` source: the backend's own numbers, Prometheus or
+/// CloudWatch (with the AWS configuration `aws`).
+#[cfg_attr(not(feature = "ecs"), allow(unused_variables))]
 fn metrics_for(
     plan: &Plan,
     file: &str,
     text: &str,
     own: Option<Arc<dyn MetricsSource>>,
+    aws: Option<&Aws>,
 ) -> Result<Arc<dyn MetricsSource>, BadInput> {
     match &plan.metrics {
         MetricsConfig::Backend => own.ok_or_else(|| {
@@ -254,6 +297,17 @@ fn metrics_for(
         MetricsConfig::Prometheus { .. } => {
             let at = spot(file, text, &["metrics", "source"]);
             Err(BadInput(format!("{at}: metrics.source: Prometheus is not part of this build (cargo features)")))
+        }
+        #[cfg(feature = "ecs")]
+        MetricsConfig::Cloudwatch(config) => {
+            use crate::metrics::cloudwatch::{Cloudwatch, Dimensions};
+            let dimensions = Dimensions::resolve(config, &plan.target).map_err(|e| BadInput(format!("{file}: {e}")))?;
+            let aws = aws.ok_or_else(|| BadInput(format!("{file}: metrics: no AWS configuration for CloudWatch")))?;
+            Ok(Arc::new(Cloudwatch::new(aws, dimensions, config.lag)))
+        }
+        #[cfg(not(feature = "ecs"))]
+        MetricsConfig::Cloudwatch(_) => {
+            Err(BadInput(format!("{file}: metrics.source: CloudWatch is not part of this build (cargo feature `ecs`)")))
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::clock::Clock;
 use super::journal::{Journal, JournalError};
 use super::{RolloutSetup, StopWhen};
+use crate::backend::BackendError;
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::Verdict;
 use flightdeck_core::rollout::{self, step, Actor, Effect, Event, Notice, Phase, Rollout};
@@ -256,7 +257,10 @@ impl RolloutTask {
             attempts += 1;
             match self.p.setup.backend.apply(&effect).await {
                 Ok(()) => break Ok(()),
-                Err(e) if attempts >= EFFECT_ATTEMPTS => break Err(e.to_string()),
+                // A verb the backend does not have will not have it on a retry.
+                Err(e) if attempts >= EFFECT_ATTEMPTS || matches!(e, BackendError::Unsupported { .. }) => {
+                    break Err(e.to_string())
+                }
                 Err(e) => {
                     tracing::warn!(rollout = %self.id(), %effect, error = %e, attempts, "effect failed; retrying");
                     tokio::time::sleep(delay).await;

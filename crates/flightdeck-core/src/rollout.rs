@@ -64,7 +64,8 @@ pub enum Command {
     PromoteFull,
     /// Back to the previous stage's weight, paused.
     StepBack,
-    /// Canary weight to 0; the canary keeps running for debugging.
+    /// Canary weight to 0; the canary keeps running for debugging (except
+    /// where each version is billed capacity: see `BackendKind::removes_idle_side`).
     Abort { reason: Option<String> },
     /// Back to the previous revision: weight 0 and canary scaled down (or switch back, or undo).
     Rollback { reason: Option<String> },
@@ -402,7 +403,7 @@ impl Rollout {
     /// A pending rollout of `plan`.
     pub fn new(id: impl Into<String>, plan: Plan) -> Rollout {
         let stages = plan.stages();
-        let control = plan.target.backend.control();
+        let control = plan.target.control();
         Rollout {
             id: id.into(),
             control,
@@ -686,9 +687,12 @@ fn complete(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         }
         fx.extend(stage_effects(&stage));
     }
-    if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) {
+    let blue_green = matches!(r.plan().strategy, Strategy::BlueGreen { .. });
+    let idle_side_goes =
+        matches!(r.plan().strategy, Strategy::Canary { .. }) && r.plan().target.backend.removes_idle_side();
+    if blue_green || idle_side_goes {
         // The old side ran through the verification window for an instant
-        // switch back; now it can go.
+        // switch back (or is a task set billed while idle); now it can go.
         fx.push(Effect::Scale { version: Version::Stable, percent: 0 });
     }
     r.phase = Phase::Promoted { at: now };
@@ -701,7 +705,7 @@ fn revert(r: &mut Rollout, fx: &mut Vec<Effect>, scale_down: bool) {
     match r.plan().strategy {
         Strategy::Canary { .. } => {
             fx.push(Effect::SetWeight { canary: 0 });
-            if scale_down {
+            if scale_down || r.plan().target.backend.removes_idle_side() {
                 fx.push(Effect::Scale { version: Version::Canary, percent: 0 });
             }
         }
