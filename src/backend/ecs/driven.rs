@@ -7,7 +7,7 @@
 //! | `Scale` canary to p % | `CreateTaskSet` (the stable task set's launch type, network and container, the canary target group) or `UpdateTaskSet` scale p % |
 //! | `SetWeight` w % | w > 0: `DescribeTaskSets` until the canary task set is `STEADY_STATE` with its tasks running (at most `ready_timeout_s`); then `DescribeRules` + `ModifyRule`: stable 100 − w, canary w |
 //! | `SwitchActive` | the same with 0 or 100 |
-//! | `Scale` stable to 0 | the promotion: `UpdateServicePrimaryTaskSet` (canary), then `DeleteTaskSet` (stable) |
+//! | `Scale` stable to 0 | the promotion: `UpdateServicePrimaryTaskSet` (canary), then `DeleteTaskSet` (stable, `force`) |
 //! | `Scale` stable to p > 0 | `UpdateTaskSet` scale p % |
 //!
 //! `observe` reads the rule back: the canary's share of the two weights,
@@ -161,7 +161,8 @@ impl TaskSets {
                 .map_err(|e| self.site.error(&format!("UpdateServicePrimaryTaskSet {canary_arn}"), e))?;
         }
         let Some(old) = stable.and_then(TaskSet::task_set_arn).filter(|arn| *arn != canary_arn) else { return Ok(()) };
-        let delete = self.ecs.delete_task_set().cluster(&t.cluster).service(&t.service).task_set(old);
+        // `force`: its tasks may still be draining; the rule sends it nothing by now.
+        let delete = self.ecs.delete_task_set().cluster(&t.cluster).service(&t.service).task_set(old).force(true);
         delete.send().await.map_err(|e| self.site.error(&format!("DeleteTaskSet {old}"), e))?;
         Ok(())
     }
