@@ -55,6 +55,11 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Rollout journals (`<data dir>/journal/*.jsonl`).
+    Journal {
+        #[command(subcommand)]
+        command: JournalCmd,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -62,12 +67,19 @@ pub enum Cmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum JournalCmd {
+    /// Check a journal as a resume reads it, and replay it: exits 0 when it
+    /// is sound, 2 with the first problem as `file:line: what is wrong`.
+    Verify { file: PathBuf },
+}
+
 #[derive(Debug, Args)]
 pub struct RunOptions {
     /// No cockpit: print the event stream and exit when every rollout is done or needs a human.
     #[arg(long)]
     pub headless: bool,
-    /// With --headless: one JSON object per line.
+    /// One JSON object per line; implies --headless.
     #[arg(long)]
     pub json: bool,
     /// Seed for the simulator (same seed, same run).

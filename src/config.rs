@@ -33,8 +33,15 @@ impl Config {
     /// Reads the config file if it exists; errors name the file, line and field.
     pub fn load(dir: &Path) -> Result<Config, String> {
         let path = dir.join("config.toml");
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Config::default()) };
-        Config::parse(&path.display().to_string(), &text)
+        let shown = path.display().to_string();
+        match crate::files::read_text(&path) {
+            Ok(text) => Config::parse(&shown, &text),
+            Err(crate::files::TextError::NotUtf8 { line, column }) => {
+                Err(format!("{shown}:{line}:{column}: {}", crate::files::NOT_UTF8))
+            }
+            // No config (or none readable) is the default config.
+            Err(crate::files::TextError::Io(_)) => Ok(Config::default()),
+        }
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Config, String> {

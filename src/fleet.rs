@@ -6,6 +6,7 @@ use crate::backend::proxy::{envoy::Envoy, haproxy::Haproxy, nginx::Nginx};
 use crate::backend::sim::{Scenario, SimParams, Simulator};
 use crate::backend::Backend;
 use crate::engine::RolloutSetup;
+use crate::files::{TextError, NOT_UTF8};
 use crate::metrics::MetricsSource;
 use crate::ui::theme::{ColorMode, Theme};
 use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
@@ -32,7 +33,10 @@ pub const DEMO_FLEET: &[(&str, &str)] = &[
 /// Reads and validates a plan file.
 pub fn read_plan(path: &Path) -> Result<(Plan, String), BadInput> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("{shown}: cannot read: {e}")))?;
+    let text = crate::files::read_text(path).map_err(|e| match e {
+        TextError::Io(e) => BadInput(format!("{shown}: cannot read: {e}")),
+        TextError::NotUtf8 { line, column } => BadInput(format!("{shown}:{line}:{column}: {NOT_UTF8}")),
+    })?;
     let plan = Plan::parse(&shown, &text).map_err(|e| BadInput(e.to_string()))?;
     Ok((plan, text))
 }
@@ -45,6 +49,12 @@ pub fn rollout_id(plan: &Plan) -> String {
 /// A backend, the metrics it can report itself, and the simulator when it is one.
 type Parts = (Arc<dyn Backend>, Option<Arc<dyn MetricsSource>>, Option<Simulator>);
 
+/// The AWS configuration an ECS target (or CloudWatch metrics) runs with.
+#[cfg(feature = "ecs")]
+type Aws = aws_config::SdkConfig;
+#[cfg(not(feature = "ecs"))]
+type Aws = ();
+
 /// Checks a plan file as `run` does before it starts, without contacting
 /// anything: the plan, the theme it names, the simulator's or the proxy's
 /// parameters and the metrics source. Kubernetes targets are checked as
@@ -54,7 +64,15 @@ pub fn check(path: &Path, config_dir: &Path) -> Result<Plan, BadInput> {
     let file = path.display().to_string();
     check_theme(&plan, &file, &text, config_dir)?;
     let own_metrics = local_parts(&plan, &file, &text, None, 1)?.and_then(|(_, own, _)| own);
-    metrics_for(&plan, &file, own_metrics)?;
+    match &plan.metrics {
+        // Checked as far as it goes without an AWS configuration.
+        #[cfg(feature = "ecs")]
+        MetricsConfig::Cloudwatch(config) => {
+            crate::metrics::cloudwatch::Dimensions::resolve(config, &plan.target)
+                .map_err(|e| BadInput(format!("{file}: {e}")))?;
+        }
+        _ => drop(metrics_for(&plan, &file, &text, own_metrics, None)?),
+    }
     Ok(plan)
 }
 
@@ -79,17 +97,24 @@ pub fn check_theme(plan: &Plan, file: &str, text: &str, config_dir: &Path) -> Re
 
 /// Builds the backend and metrics source for one plan.
 pub async fn setup(
-    plan: Plan,
+    mut plan: Plan,
     file: &str,
     text: String,
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<RolloutSetup, BadInput> {
+    let mut aws: Option<Aws> = None;
     let (backend, own_metrics, sim): Parts = match local_parts(&plan, file, &text, scenario, seed)? {
         Some(parts) => parts,
-        None => connected_parts(&plan, file).await?,
+        None => connected_parts(&mut plan, file, &text, &mut aws).await?,
     };
-    let metrics = metrics_for(&plan, file, own_metrics)?;
+    #[cfg(feature = "ecs")]
+    if matches!(plan.metrics, MetricsConfig::Cloudwatch(_)) && aws.is_none() {
+        // Not an ECS target: the environment's AWS configuration.
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        aws = Some(loader.http_client(crate::backend::ecs::http_client()).load().await);
+    }
+    let metrics = metrics_for(&plan, file, &text, own_metrics, aws.as_ref())?;
     Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
 }
 
@@ -102,7 +127,7 @@ fn local_parts(
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
-    #[cfg(feature = "proxy")]
+    #[cfg(any(feature = "proxy", feature = "ecs"))]
     let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
         BackendKind::Sim => {
@@ -119,37 +144,65 @@ fn local_parts(
         BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment => return Ok(None),
-        other => return Err(not_built(file, other)),
+        // Checked here; built (region and credentials resolved) when it runs.
+        #[cfg(feature = "ecs")]
+        BackendKind::Ecs => {
+            crate::backend::ecs::EcsTarget::from_target(&plan.target).map_err(bad)?;
+            return Ok(None);
+        }
+        #[allow(unreachable_patterns)] // every backend built
+        other => return Err(not_built(file, text, other)),
     };
     Ok(Some(parts))
 }
 
-/// The backends that connect as they are built.
-async fn connected_parts(plan: &Plan, file: &str) -> Result<Parts, BadInput> {
+/// The backends that connect (or load their configuration) as they are
+/// built. An ECS target without a `group` is shown under its account and
+/// region, and hands its AWS configuration on to CloudWatch metrics.
+#[cfg_attr(not(feature = "ecs"), allow(unused_variables))]
+async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Option<Aws>) -> Result<Parts, BadInput> {
     match plan.target.backend {
+        #[cfg(feature = "ecs")]
+        BackendKind::Ecs => {
+            let ecs = crate::backend::ecs::setup(plan).await.map_err(|e| target_error(file, text, e))?;
+            if plan.target.group == BackendKind::Ecs.name() {
+                plan.target.group = ecs.group;
+            }
+            *aws = Some(ecs.aws);
+            Ok((ecs.backend, None, None))
+        }
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment => {
-            let backend =
-                crate::backend::k8s::setup(plan).await.map_err(|e| BadInput(format!("{file}: target: {e}")))?;
+            let backend = crate::backend::k8s::setup(plan)
+                .await
+                .map_err(|e| BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))))?;
             Ok((backend, None, None))
         }
-        other => Err(not_built(file, other)),
+        other => Err(not_built(file, text, other)),
     }
 }
 
-fn not_built(file: &str, backend: BackendKind) -> BadInput {
+fn not_built(file: &str, text: &str, backend: BackendKind) -> BadInput {
     let message = format!("the `{}` backend is not part of this build (cargo features)", backend.name());
-    BadInput(format!("{file}: target.backend: {message}"))
+    BadInput(format!("{}: target.backend: {message}", spot(file, text, &["target", "backend"])))
+}
+
+/// `file:line:column` of the value at `path`, else of the nearest table
+/// that holds it, else of the file's start: every message points somewhere.
+fn spot(file: &str, text: &str, path: &[&str]) -> String {
+    let span = (1..=path.len()).rev().find_map(|n| locate(text, &path[..n]));
+    let (line, column) = span.map_or((1, 1), |span| line_col(text, span.start));
+    format!("{file}:{line}:{column}")
 }
 
 /// A backend's complaint about its parameters: at the parameter when it
 /// names one (`target.timeout_ms: ...`), else about the target as a whole.
-#[cfg(feature = "proxy")]
+#[cfg(any(feature = "proxy", feature = "ecs"))]
 fn target_error(file: &str, text: &str, e: String) -> BadInput {
     let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
     match named {
         Some((key, message)) if !key.contains(char::is_whitespace) => param_error(file, text, key, message),
-        _ => BadInput(format!("{file}: target: {e}")),
+        _ => BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))),
     }
 }
 
@@ -164,7 +217,7 @@ fn param_error(file: &str, text: &str, key: &str, message: &str) -> BadInput {
             let (line, column) = line_col(text, span.start);
             BadInput(format!("{file}:{line}:{column}: {field}: {message}"))
         }
-        None => BadInput(format!("{file}: target.{key}: {message}")),
+        None => BadInput(format!("{}: target.{key}: {message}", spot(file, text, &["target"]))),
     }
 }
 
@@ -216,28 +269,45 @@ fn proxied<P: Backend + MetricsSource + 'static>(proxy: P) -> Parts {
     (proxy.clone(), Some(proxy), None)
 }
 
-/// The plan's `[metrics]` source: the backend's own numbers or Prometheus.
+/// The plan's `[metrics]` source: the backend's own numbers, Prometheus or
+/// CloudWatch (with the AWS configuration `aws`).
+#[cfg_attr(not(feature = "ecs"), allow(unused_variables))]
 fn metrics_for(
     plan: &Plan,
     file: &str,
+    text: &str,
     own: Option<Arc<dyn MetricsSource>>,
+    aws: Option<&Aws>,
 ) -> Result<Arc<dyn MetricsSource>, BadInput> {
     match &plan.metrics {
         MetricsConfig::Backend => own.ok_or_else(|| {
             let backend = plan.target.backend.name();
             BadInput(format!(
-                "{file}: metrics.source: `{backend}` has no metrics of its own; use source = \"prometheus\""
+                "{}: metrics.source: `{backend}` has no metrics of its own; use source = \"prometheus\"",
+                spot(file, text, &["metrics", "source"])
             ))
         }),
         #[cfg(feature = "prometheus")]
         MetricsConfig::Prometheus { address, queries } => {
             let prometheus = crate::metrics::prometheus::Prometheus::new(address, queries, &plan.stable, &plan.canary)
-                .map_err(|e| BadInput(format!("{file}: metrics: {e}")))?;
+                .map_err(|e| BadInput(format!("{}: metrics: {e}", spot(file, text, &["metrics"]))))?;
             Ok(Arc::new(prometheus))
         }
         #[cfg(not(feature = "prometheus"))]
         MetricsConfig::Prometheus { .. } => {
-            Err(BadInput(format!("{file}: metrics.source: Prometheus is not part of this build (cargo features)")))
+            let at = spot(file, text, &["metrics", "source"]);
+            Err(BadInput(format!("{at}: metrics.source: Prometheus is not part of this build (cargo features)")))
+        }
+        #[cfg(feature = "ecs")]
+        MetricsConfig::Cloudwatch(config) => {
+            use crate::metrics::cloudwatch::{Cloudwatch, Dimensions};
+            let dimensions = Dimensions::resolve(config, &plan.target).map_err(|e| BadInput(format!("{file}: {e}")))?;
+            let aws = aws.ok_or_else(|| BadInput(format!("{file}: metrics: no AWS configuration for CloudWatch")))?;
+            Ok(Arc::new(Cloudwatch::new(aws, dimensions, config.lag)))
+        }
+        #[cfg(not(feature = "ecs"))]
+        MetricsConfig::Cloudwatch(_) => {
+            Err(BadInput(format!("{file}: metrics.source: CloudWatch is not part of this build (cargo feature `ecs`)")))
         }
     }
 }
@@ -278,7 +348,8 @@ pub async fn from_files(
         check_theme(&plan, &file, &text, &config_dir)?;
         let s = setup(plan, &file, text, scenario, seed).await?;
         if let Some(other) = setups.iter().find(|o| o.id == s.id) {
-            return Err(BadInput(format!("{file}: rollout.name: `{}` is already run by {}", s.id, other.plan_file)));
+            let at = spot(&file, &s.plan_text, &["rollout", "name"]);
+            return Err(BadInput(format!("{at}: rollout.name: `{}` is already run by {}", s.id, other.plan_file)));
         }
         setups.push(s);
     }

@@ -3,6 +3,7 @@
 
 use crate::engine::{Engine, EngineOptions, RolloutSetup};
 use crate::protocol::{Output, Snapshot};
+use crate::signals::Signals;
 use flightdeck_core::analysis::{CheckOutcome, Verdict};
 use flightdeck_core::rollout::Phase;
 use flightdeck_core::time::stamp;
@@ -13,7 +14,8 @@ use tokio::sync::mpsc;
 
 /// Every rollout promoted.
 pub const EXIT_PROMOTED: u8 = 0;
-/// Something else: a rollout waits for a human, failed, or was interrupted.
+/// Something else: a rollout waits for a human, or failed. (A signal ends
+/// a run with 128 + its number.)
 pub const EXIT_OTHER: u8 = 1;
 /// Bad input (plan, flags).
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -22,6 +24,8 @@ pub const EXIT_ROLLED_BACK: u8 = 3;
 
 /// Runs to the end and prints as it goes.
 pub async fn run(setups: Vec<RolloutSetup>, options: EngineOptions, json: bool) -> color_eyre::Result<ExitCode> {
+    // Before anything starts, so no signal falls between start and catching.
+    let mut signals = Signals::catch()?;
     let (tx, mut rx) = mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
     let snapshots = engine.subscribe();
@@ -37,9 +41,10 @@ pub async fn run(setups: Vec<RolloutSetup>, options: EngineOptions, json: bool) 
     });
     tokio::select! {
         _ = engine.wait() => {}
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted; run the same command again to resume from the journal");
-            return Ok(ExitCode::from(EXIT_OTHER));
+        signo = signals.next() => {
+            let name = Signals::name(signo);
+            eprintln!("stopped by {name}; run the same command again to resume from the journal");
+            return Ok(ExitCode::from(Signals::exit_code(signo)));
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
@@ -58,7 +63,11 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
                 code = EXIT_ROLLED_BACK;
             }
             _ => {
-                let why = r.needs_human().unwrap_or_else(|| "did not finish".into());
+                let paused = match &r.phase {
+                    Phase::Paused { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                };
+                let why = r.needs_human().or(paused).unwrap_or_else(|| "did not finish".into());
                 eprintln!(
                     "{}: {} at stage {}/{} — needs a human: {why}",
                     r.id,

@@ -10,12 +10,14 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod fleet;
 pub mod headless;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod protocol;
+pub mod signals;
 pub mod ui;
 
 pub use flightdeck_core as core;

@@ -1,16 +1,25 @@
 use clap::{CommandFactory, Parser};
-use flightdeck::cli::{Cli, Cmd, RunOptions};
+use color_eyre::config::Theme;
+use flightdeck::cli::{Cli, Cmd, JournalCmd, RunOptions};
 use flightdeck::config::Config;
-use flightdeck::engine::journal::{self, JournalError};
+use flightdeck::engine::journal::{self, JournalError, START_OVER};
 use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
+use flightdeck::signals::Signals;
 use flightdeck::ui::CockpitSettings;
 use flightdeck_core::time::Timestamp;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let _ = color_eyre::install();
+    // A file size limit must fail a journal write (which stops the rollout
+    // and says why), not kill the process between a write and its effect.
+    // SAFETY: setting a disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // Colours only for a person reading a terminal, never into a pipe or file.
+    let theme = if std::io::stderr().is_terminal() { Theme::dark() } else { Theme::new() };
+    let _ = color_eyre::config::HookBuilder::default().theme(theme).install();
     let cli = Cli::parse();
     let _log_guard = flightdeck::logging::init();
     match run(cli) {
@@ -20,7 +29,14 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(Failure::Other(report)) => {
-            eprintln!("Error: {report:?}");
+            // An error is not a bug: its causes, not a backtrace, unless a
+            // developer asks for one at a terminal.
+            let trace = std::env::var_os("RUST_BACKTRACE").is_some() && std::io::stderr().is_terminal();
+            if trace {
+                eprintln!("Error: {report:?}");
+            } else {
+                eprintln!("Error: {report:#}");
+            }
             ExitCode::from(headless::EXIT_OTHER)
         }
     }
@@ -99,6 +115,17 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let failed = analysed.iter().any(|a| a.verdict.label() == "fail");
             Ok(if failed { ExitCode::from(headless::EXIT_ROLLED_BACK) } else { ExitCode::SUCCESS })
         }
+        Some(Cmd::Journal { command: JournalCmd::Verify { file } }) => {
+            let shown = file.display();
+            let sound = journal::verify(&file).map_err(|e| BadInput(e.to_string()))?;
+            if let Some(line) = sound.cut {
+                eprintln!("{shown}:{line}: note: the last line was cut short by a crash mid-write; a resume drops it");
+            }
+            let r = &sound.rollout;
+            let (phase, stage, stages) = (r.phase.label(), r.stage.saturating_add(1), r.stages().len());
+            println!("{shown}: ok ({} records; {}: {phase} at stage {stage}/{stages})", sound.records, r.id);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Demo { run, speed }) => {
             let setups = runtime()?.block_on(fleet::demo(run.seed))?;
             // The demo always starts over and keeps only its latest run's
@@ -130,15 +157,24 @@ fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
 fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
     let config_dir = flightdeck::paths::config_dir();
     let config = Config::load(&config_dir).map_err(BadInput)?;
+    // Checked even headless: a mistyped flag must not pass silently.
+    flightdeck::ui::check_names(run.theme.as_deref(), run.keymap.as_deref(), &config_dir).map_err(BadInput)?;
+    // JSON lines only make sense without the cockpit, so --json asks for headless.
+    let headless = run.headless || run.json;
     fleet::mark_production(&mut setups, &config.production_contexts);
     let all_sim = setups.iter().all(|s| s.sim.is_some());
     let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
-    let stop_when = if run.headless { StopWhen::Unattended } else { StopWhen::Never };
+    let stop_when = if headless { StopWhen::Unattended } else { StopWhen::Never };
     let options = EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when };
     let runtime = runtime()?;
-    if run.headless {
+    if headless {
         return runtime.block_on(headless::run(setups, options, run.json)).map_err(journal_refusal);
     }
+    if !flightdeck::ui::terminal::available() {
+        return Err(BadInput("flightdeck needs a terminal; use --headless".into()).into());
+    }
+    let in_config = |e: String| BadInput(format!("{}: {e}", config_dir.join("config.toml").display()));
+    flightdeck::ui::check_names(config.theme.as_deref(), config.keymap.as_deref(), &config_dir).map_err(in_config)?;
     let settings = CockpitSettings {
         theme: run.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
         pin_theme: run.theme.is_some(),
@@ -148,8 +184,13 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     };
     let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
     let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
-    runtime.block_on(flightdeck::ui::open(setups, options, look, &settings)).map_err(journal_refusal)?;
-    Ok(ExitCode::SUCCESS)
+    match runtime.block_on(flightdeck::ui::open(setups, options, look, &settings)).map_err(journal_refusal)? {
+        Some(signo) => {
+            eprintln!("stopped by {}; run the same command again to resume from the journal", Signals::name(signo));
+            Ok(ExitCode::from(Signals::exit_code(signo)))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Plain `flightdeck` with no plans configured: what to run first.
@@ -169,11 +210,13 @@ fn first_steps(config: &std::path::Path) -> String {
     )
 }
 
-/// A journal written by another run (another plan, scenario or seed) is
-/// the user's to settle with `--fresh`: bad input, exit 2, no backtrace.
+/// A journal that cannot be resumed (written by another run, held by a
+/// running one, or damaged) is the user's to settle: exit 2, no backtrace,
+/// and the way out.
 fn journal_refusal(report: color_eyre::Report) -> Failure {
     match report.downcast_ref::<JournalError>() {
-        Some(e) if e.is_mismatch() => Failure::BadInput(BadInput(e.to_string())),
+        Some(e @ JournalError::Corrupt { .. }) => Failure::BadInput(BadInput(format!("{e}\n{START_OVER}"))),
+        Some(e) if e.is_refusal() => Failure::BadInput(BadInput(e.to_string())),
         _ => Failure::Other(report),
     }
 }

@@ -261,6 +261,30 @@ async fn a_plan_names_its_theme_unless_the_captain_picked_one() {
     assert_eq!(c.app.theme.name, picked, "a theme picked by hand wins");
 }
 
+/// A user keymap that replaces the cockpit layer without a quit key and
+/// empties the help layer still lets the captain out: Esc closes help,
+/// Ctrl-C quits.
+#[tokio::test(start_paused = true)]
+async fn no_keymap_can_trap_the_captain() {
+    use flightdeck::ui::keymap::Keymap;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut c = Cockpit::demo(1, "default").await;
+    let user = "[cockpit]\nkeymap = [{ on = \"?\", run = \"help\" }]\n\n[help]\nkeymap = []\n";
+    let shipped = Keymap::load("default", std::path::Path::new("/nonexistent")).unwrap();
+    c.app.keymap = shipped.with_overrides("keymap.toml", user).unwrap();
+    let press = |code| KeyEvent::new(code, KeyModifiers::NONE);
+    c.app.on_key(&press(KeyCode::Char('?')));
+    assert!(c.app.help);
+    c.app.on_key(&press(KeyCode::Char('q')));
+    assert!(c.app.help && !c.app.quit, "q is not bound in this keymap's help");
+    c.app.on_key(&press(KeyCode::Esc));
+    assert!(!c.app.help, "Esc closes help");
+    c.app.on_key(&press(KeyCode::Char('q')));
+    assert!(!c.app.quit);
+    c.app.on_key(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(c.app.quit, "Ctrl-C quits");
+}
+
 /// A fleet of demo plans with their text edited (`edit`), on the simulator.
 async fn fleet_of(plans: &[&str], scenario: Option<Scenario>, edit: impl Fn(&str) -> String) -> Vec<RolloutSetup> {
     let mut setups = Vec::new();

@@ -98,7 +98,7 @@ fn flaky_metrics_are_inconclusive_and_a_run_of_gaps_pauses_for_a_human() {
 
 #[test]
 fn stuck_backend_pauses_with_the_error_visible() {
-    let (code, ev, stderr) = run_scenario("stuck-backend", "3000");
+    let (code, ev, stderr) = run_scenario("stuck-backend", "600");
     assert_eq!(code, 1, "{stderr}");
     let failed = ev.iter().find(|e| e["type"] == "effect" && e["ok"] == false).unwrap();
     assert_eq!(failed["attempts"], 3);
@@ -283,7 +283,7 @@ fn a_finished_run_is_not_replayed_for_another_scenario_or_seed() {
     let stderr = String::from_utf8_lossy(&other.stderr);
     assert_eq!(other.status.code(), Some(2), "{stderr}");
     assert!(other.stdout.is_empty(), "{}", String::from_utf8_lossy(&other.stdout));
-    assert!(stderr.starts_with("journal "), "{stderr}");
+    assert!(stderr.contains(".jsonl:1: journal was written with"), "{stderr}");
     assert!(
         stderr.contains(
             "was written with --scenario healthy --seed 1; this run asks for --scenario bad-canary --seed 7: \
@@ -300,7 +300,10 @@ fn a_finished_run_is_not_replayed_for_another_scenario_or_seed() {
     // --fresh runs the bad canary, which is rolled back.
     let fresh = run(&["--scenario", "bad-canary", "--seed", "7", "--fresh"]);
     assert_eq!(fresh.status.code(), Some(3), "{}", String::from_utf8_lossy(&fresh.stderr));
-    let journals = std::fs::read_dir(data.path().join("journal")).unwrap().count();
+    let journals = std::fs::read_dir(data.path().join("journal"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "jsonl"))
+        .count();
     assert_eq!(journals, 2, "the healthy run's journal is kept aside");
 }
 
@@ -341,7 +344,7 @@ fn analyze_replays_a_journal_to_the_engines_own_verdicts() {
     );
     assert_eq!(run.status.code(), Some(3));
     let engine: Vec<Value> = events(&run).into_iter().filter(|e| e["type"] == "verdict").collect();
-    assert!(engine.len() > 10, "{} windows", engine.len());
+    assert!(engine.len() >= 5, "{} windows", engine.len());
     let journal = std::fs::read_dir(data.path().join("journal"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -2,8 +2,12 @@
 //! They decide nothing: every decision comes from `flightdeck_core::step`.
 //!
 //! One module per engine: `sim` (the embedded simulator, always built),
-//! `proxy` (HAProxy, Envoy, NGINX; cargo feature `proxy`).
+//! `proxy` (HAProxy, Envoy, NGINX; cargo feature `proxy`), `k8s` (Argo
+//! Rollouts, Deployments; cargo feature `k8s`), `ecs` (AWS ECS; cargo
+//! feature `ecs`).
 
+#[cfg(feature = "ecs")]
+pub mod ecs;
 #[cfg(feature = "k8s")]
 pub mod k8s;
 #[cfg(feature = "proxy")]

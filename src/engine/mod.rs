@@ -139,7 +139,7 @@ impl Engine {
                 setup,
                 rollout,
                 journal,
-                resumed: resumed_at.is_some(),
+                resumed_at,
                 clock,
                 stop_when: options.stop_when,
                 sink: sink.clone(),

@@ -2,11 +2,12 @@
 //! and `core::step` together.
 
 use super::clock::Clock;
-use super::journal::Journal;
+use super::journal::{Journal, JournalError};
 use super::report::{step_outputs, EFFECT_ATTEMPTS};
 use super::{RolloutSetup, StopWhen};
+use crate::backend::BackendError;
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
-use flightdeck_core::rollout::{self, step, Effect, Event, Phase, Rollout};
+use flightdeck_core::rollout::{self, step, Actor, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ pub struct Parts {
     pub setup: RolloutSetup,
     pub rollout: Rollout,
     pub journal: Option<Journal>,
-    pub resumed: bool,
+    /// Time of the last journaled event, when resuming.
+    pub resumed_at: Option<Timestamp>,
     pub clock: Clock,
     pub stop_when: StopWhen,
     pub sink: mpsc::Sender<Output>,
@@ -32,15 +34,25 @@ pub struct RolloutTask {
     p: Parts,
     /// End of the next analysis window.
     next_window: Timestamp,
+    /// Time of the latest event fed to the core: time never goes back in
+    /// the journal, which a resume checks.
+    last_at: Timestamp,
+    /// Why this rollout stopped acting: its journal cannot be written, and
+    /// nothing the journal does not hold may reach the backend.
+    halted: Option<String>,
 }
 
 impl RolloutTask {
     pub fn new(p: Parts) -> RolloutTask {
-        let interval = p.rollout.plan().analysis.interval.as_millis().max(1) as u64;
-        let now = p.clock.now().0;
-        // Windows end on multiples of the interval, so a resumed run keeps the grid.
-        let next_window = Timestamp((now / interval + 1) * interval);
-        RolloutTask { p, next_window }
+        let last_at = p.resumed_at.unwrap_or_default();
+        RolloutTask { p, next_window: Timestamp::default(), last_at, halted: None }
+    }
+
+    /// The end of the first window after `t`. Windows end on multiples of
+    /// the interval, so a resumed run keeps the grid.
+    fn window_after(&self, t: Timestamp) -> Timestamp {
+        let interval = self.p.rollout.plan().analysis.interval.as_millis().max(1) as u64;
+        Timestamp((t.0 / interval).saturating_add(1).saturating_mul(interval))
     }
 
     fn id(&self) -> String {
@@ -50,7 +62,7 @@ impl RolloutTask {
     pub async fn run(mut self, mut commands: mpsc::Receiver<(CommandRequest, oneshot::Sender<Reply>)>) {
         self.announce().await;
         let now = self.now();
-        if self.p.resumed {
+        if self.p.resumed_at.is_some() {
             // A fresh backend process knows nothing: bring it to the journaled state.
             for effect in self.p.rollout.reconcile() {
                 // A backend still down after the restart must show, not pass silently.
@@ -60,6 +72,8 @@ impl RolloutTask {
         } else {
             self.feed(Event::Start, now).await;
         }
+        // A window that ended before the rollout (re)started holds nothing of this run.
+        self.next_window = self.window_after(self.last_at.max(now));
         let mut ticker = tokio::time::interval(tick_period(self.p.clock.speed()));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut open = true;
@@ -102,7 +116,7 @@ impl RolloutTask {
             at: self.p.clock.now(),
             strategy: r.plan().strategy_name().into(),
             stages: r.stages().iter().map(|s| s.weight).collect(),
-            resumed: self.p.resumed,
+            resumed: self.p.resumed_at.is_some(),
             stage: r.stage,
         };
         self.emit(out).await;
@@ -110,16 +124,19 @@ impl RolloutTask {
     }
 
     async fn on_tick(&mut self) {
+        if self.halted.is_some() {
+            return;
+        }
         let now = self.now();
         let interval = self.p.rollout.plan().analysis.interval;
-        // Catch up on windows that ended since the last tick (bounded, so a
-        // stalled machine cannot make a burst of thousands).
-        for _ in 0..8 {
-            if now < self.next_window {
-                break;
-            }
+        // Every window that ended since the last tick, none skipped, each
+        // after a tick at its end: bake timers see time pass window by
+        // window, so a fast simulation (or a stalled machine) decides on as
+        // many windows as a slow one.
+        while self.next_window <= now && self.halted.is_none() && !self.should_stop() {
             let end = self.next_window;
             self.next_window = end.plus(interval);
+            self.feed(Event::Tick, end).await;
             self.analyse(end, interval).await;
         }
         self.feed(Event::Tick, now).await;
@@ -161,23 +178,72 @@ impl RolloutTask {
     /// Steps the core with `event` and everything it leads to (effect
     /// results). Returns the rejection reason if a command was refused.
     async fn feed(&mut self, event: Event, at: Timestamp) -> Option<String> {
+        // A window is analysed after it ends, possibly after a command or the
+        // start already happened at a later time: it is decided then.
+        let at = at.max(self.last_at);
+        self.last_at = at;
         let mut queue = VecDeque::from([event]);
         let mut rejection = None;
         while let Some(event) = queue.pop_front() {
+            if let Some(reason) = &self.halted {
+                return Some(reason.clone());
+            }
             let before = self.p.rollout.clone();
             let (next, effects) = step(&before, event.clone(), at);
             if next == before && effects.is_empty() {
                 continue; // nothing happened; nothing to journal or show
             }
-            self.journal(at, &event, &next);
+            // Write-ahead: what the journal does not hold did not happen.
+            if let Err(e) = self.journal(|j| j.append(at, &event, &next)) {
+                return Some(self.halt(e, at).await);
+            }
             self.p.rollout = next;
             self.report(&before, &event, &effects, at, &mut rejection).await;
             self.publish();
-            for effect in effects.into_iter().filter(Effect::is_backend) {
+            let effects: Vec<Effect> = effects.into_iter().filter(Effect::is_backend).collect();
+            if effects.is_empty() {
+                continue;
+            }
+            // On disk before the backend acts, not just in the page cache.
+            if let Err(e) = self.journal(Journal::sync) {
+                return Some(self.halt(e, at).await);
+            }
+            for effect in effects {
                 queue.push_back(self.execute(effect, at).await);
             }
         }
         rejection
+    }
+
+    fn journal(&mut self, write: impl FnOnce(&mut Journal) -> Result<(), JournalError>) -> Result<(), JournalError> {
+        self.p.journal.as_mut().map_or(Ok(()), write)
+    }
+
+    /// Stops acting for good (until a restart resumes from the journal):
+    /// the rollout shows paused with the reason, commands are refused, and
+    /// headless runs end with exit code 1.
+    async fn halt(&mut self, error: JournalError, at: Timestamp) -> String {
+        let reason = format!("journal cannot be written ({error}); stopped: make room, then run again to resume");
+        tracing::error!(rollout = %self.id(), %error, "journal write failed; rollout stopped");
+        self.halted = Some(reason.clone());
+        let before = self.p.rollout.phase.label();
+        if !self.p.rollout.phase.is_finished() {
+            self.p.rollout.hold(Actor::new("journal"), reason.clone(), at);
+        }
+        let r = &self.p.rollout;
+        let out = Output::Transition {
+            rollout: r.id.clone(),
+            at,
+            from: before.into(),
+            to: r.phase.label().into(),
+            stage: r.stage,
+            stages: r.stages().len(),
+            weight: r.canary_weight,
+            reason: Some(reason.clone()),
+        };
+        self.emit(out).await;
+        self.publish();
+        reason
     }
 
     /// Carries out one effect with retry and backoff; the result is the
@@ -189,7 +255,10 @@ impl RolloutTask {
             attempts += 1;
             match self.p.setup.backend.apply(&effect).await {
                 Ok(()) => break Ok(()),
-                Err(e) if attempts >= EFFECT_ATTEMPTS => break Err(e.to_string()),
+                // A verb the backend does not have will not have it on a retry.
+                Err(e) if attempts >= EFFECT_ATTEMPTS || matches!(e, BackendError::Unsupported { .. }) => {
+                    break Err(e.to_string())
+                }
                 Err(e) => {
                     tracing::warn!(rollout = %self.id(), %effect, error = %e, attempts, "effect failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -206,16 +275,6 @@ impl RolloutTask {
         match result {
             Ok(()) => Event::EffectDone { effect },
             Err(error) => Event::EffectFailed { effect, error },
-        }
-    }
-
-    fn journal(&mut self, at: Timestamp, event: &Event, state: &Rollout) {
-        if let Some(j) = &mut self.p.journal {
-            if let Err(e) = j.append(at, event, state) {
-                // Losing the journal loses crash recovery, not the rollout:
-                // say so loudly and keep going.
-                tracing::error!(rollout = %state.id, error = %e, "journal write failed");
-            }
         }
     }
 

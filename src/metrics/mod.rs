@@ -3,6 +3,8 @@
 //! returns a sample with the version missing and a reason; the core turns
 //! that into an inconclusive verdict, never a pass.
 
+#[cfg(feature = "ecs")]
+pub mod cloudwatch;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 

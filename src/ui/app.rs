@@ -2,7 +2,7 @@
 //! `view`), no I/O: keys come in, commands for the engine come out.
 
 use super::action::Action;
-use super::keymap::{KeyOutcome, KeySequence, Keymap, Layer};
+use super::keymap::{KeyCombo, KeyOutcome, KeySequence, Keymap, Layer, WAYS_OUT};
 use super::theme::Theme;
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::{Metric, Verdict};
@@ -432,6 +432,16 @@ impl App {
 
     pub fn on_key(&mut self, key: &KeyEvent) -> Vec<CommandRequest> {
         let layer = self.layer();
+        // Ways out no keymap can take away: Ctrl-C quits from anywhere, Esc
+        // closes whatever is open (keymaps that bind them otherwise are refused).
+        let pressed = KeyCombo::from(key);
+        let way_out = WAYS_OUT
+            .iter()
+            .find(|(k, _, layers, _)| layers.contains(&layer) && k.parse::<KeyCombo>().is_ok_and(|k| k == pressed));
+        if let Some((_, action, _, _)) = way_out {
+            self.keys.clear();
+            return self.run(*action);
+        }
         let outcome = self.keys.feed(&self.keymap, layer, key);
         match (layer, outcome) {
             (_, KeyOutcome::Matched(action)) => self.run(action),

@@ -38,6 +38,7 @@
 //! (of the entry's `{` when a field is missing), the field path
 //! (`cockpit.keymap[3].on`) and what is allowed. Only the first is reported.
 
+use crate::files::{TextError, NOT_UTF8};
 use crate::ui::action::Action;
 use flightdeck_core::line_col;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -52,6 +53,14 @@ use tree::{Key, Node, Value};
 const SHIPPED: &[(&str, &str, &str)] = &[
     ("default", "keymaps/default.toml", include_str!("../../keymaps/default.toml")),
     ("vim", "keymaps/vim.toml", include_str!("../../keymaps/vim.toml")),
+];
+
+/// Keys that work whatever a keymap says, so that no keymap can trap the
+/// captain: the key, what it runs, the layers where it is reserved, and
+/// how errors describe it. The cockpit handles them before the keymap.
+pub const WAYS_OUT: [(&str, Action, &[Layer], &str); 2] = [
+    ("<C-c>", Action::Quit, &[Layer::Cockpit, Layer::Confirm, Layer::Input, Layer::Help], "quits"),
+    ("<Esc>", Action::Cancel, &[Layer::Confirm, Layer::Input, Layer::Help], "closes what is open"),
 ];
 
 /// The user's overrides, inside the config dir.
@@ -290,10 +299,14 @@ impl Keymap {
         let keymap = Keymap::parse(file, text)?;
         let user = config_dir.join(USER_FILE);
         let user_name = user.display().to_string();
-        match std::fs::read_to_string(&user) {
+        match crate::files::read_text(&user) {
             Ok(text) => keymap.with_overrides(&user_name, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(keymap),
-            Err(e) => Err(KeymapError::whole_file(&user_name, format!("cannot read the file: {e}"))),
+            Err(TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(keymap),
+            Err(TextError::Io(e)) => Err(KeymapError::whole_file(&user_name, format!("cannot read the file: {e}"))),
+            Err(TextError::NotUtf8 { line, column }) => {
+                let (file, field, message) = (user_name, "keymap".to_owned(), NOT_UTF8.to_owned());
+                Err(KeymapError { file, line, column, field, message })
+            }
         }
     }
 
@@ -535,6 +548,7 @@ impl Reader<'_> {
         for (i, entry) in entries.iter().enumerate() {
             let path = format!("{path}[{i}]");
             let (binding, on_span) = self.entry(&path, entry, at)?;
+            self.check_reserved(layer, &format!("{path}.on"), &binding, on_span.as_ref())?;
             self.check_conflicts(layer, &format!("{path}.on"), &binding.keys, on_span.as_ref(), seen)?;
             seen.push(Seen { keys: binding.keys.clone(), line: self.line(on_span.as_ref()) });
             bindings.push(binding);
@@ -618,6 +632,20 @@ impl Reader<'_> {
             Value::Str(text) => Ok(text.clone()),
             other => Err(self.error(at, field, format!("expected a string; found {}", other.kind()))),
         }
+    }
+
+    /// The ways out no keymap may take away (see [`WAYS_OUT`]): a binding
+    /// that would never fire is refused rather than silently dead.
+    fn check_reserved(&self, layer: Layer, field: &str, binding: &Binding, at: Option<&Range<usize>>) -> Checked<()> {
+        for (key, action, layers, what) in WAYS_OUT {
+            let combo: KeyCombo = key.parse().expect("reserved keys are valid names");
+            let applies = layers.contains(&layer) && binding.keys.contains(&combo);
+            if applies && (binding.keys.len() > 1 || binding.action != action) {
+                let message = format!("`{key}` always {what}; bind `{}` to another key", binding.action.name());
+                return Err(self.error(at, field, message));
+            }
+        }
+        Ok(())
     }
 
     /// Within one file a layer must never leave a key press ambiguous.

@@ -8,6 +8,7 @@ pub mod panes;
 pub mod preview;
 pub mod run;
 pub mod svg;
+pub mod terminal;
 pub mod text;
 pub mod theme;
 pub mod view;
@@ -31,6 +32,20 @@ pub struct CockpitSettings {
     pub mouse: bool,
 }
 
+/// A theme or keymap asked for by name must exist: "no theme named x;
+/// known: …" says what to type instead (not a file that is not there).
+pub fn check_names(theme: Option<&str>, keymap: Option<&str>, config_dir: &Path) -> Result<(), String> {
+    if let Some(name) = theme.filter(|n| !theme::Theme::exists(n, config_dir)) {
+        let known = theme::Theme::known(config_dir).join(", ");
+        let dir = config_dir.join("themes");
+        return Err(format!("no theme named {name}; known: {known} (user themes go in {}/<name>.toml)", dir.display()));
+    }
+    if let Some(name) = keymap.filter(|n| !keymap::shipped_names().contains(n)) {
+        return Err(format!("no keymap named {name}; known: {}", keymap::shipped_names().join(", ")));
+    }
+    Ok(())
+}
+
 /// Loads the theme, every shipped one and the user themes plans name (for
 /// cycling and for rollouts that name one) and the keymap.
 pub fn load_look(
@@ -52,16 +67,17 @@ pub fn load_look(
     Ok((chosen, themes, keymap))
 }
 
-/// Opens the cockpit on these rollouts and runs until the captain quits,
-/// then prints one line per rollout. Rollouts keep their journals, so
-/// quitting mid-rollout resumes next time; the event log starts with what
-/// the journals of resumed runs hold.
+/// Opens the cockpit on these rollouts and runs until the captain quits
+/// (`None`) or a signal stops it (its number), then prints one line per
+/// rollout. Rollouts keep their journals, so quitting mid-rollout resumes
+/// next time; the event log starts with what the journals of resumed runs hold.
 pub async fn open(
     setups: Vec<RolloutSetup>,
     options: EngineOptions,
     look: (theme::Theme, Vec<theme::Theme>, keymap::Keymap),
     settings: &CockpitSettings,
-) -> color_eyre::Result<()> {
+) -> color_eyre::Result<Option<i32>> {
+    let mut signals = crate::signals::Signals::catch()?;
     let (tx, rx) = mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
     let clock: Clock = engine.clock();
@@ -76,11 +92,17 @@ pub async fn open(
     for output in engine.history() {
         app.on_output(output.clone());
     }
-    let result = run::run(app, engine.handle(), snapshots, rx, clock).await;
+    let mut screen = terminal::enter(app.mouse)?;
+    let result = run::run(app, &mut screen, engine.handle(), snapshots, rx, clock, &mut signals).await;
+    // The rollouts stop first (every record is already on disk; none is
+    // left half-written by a task still running), then the terminal is back.
     engine.shutdown().await;
+    drop(screen);
+    terminal::restore();
+    let (app, signal) = result?;
     // After the alternate screen is gone: where every rollout was left.
-    for line in result?.quit_summary() {
+    for line in app.quit_summary() {
         println!("{line}");
     }
-    Ok(())
+    Ok(signal)
 }

@@ -9,8 +9,9 @@ use super::view;
 use crate::engine::clock::Clock;
 use crate::engine::EngineHandle;
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
-use ratatui::crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event as TermEvent};
-use ratatui::crossterm::execute;
+use crate::signals::Signals;
+use ratatui::crossterm::event::{self, Event as TermEvent};
+use ratatui::DefaultTerminal;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -19,25 +20,23 @@ fn timer_period(clock: &Clock) -> Duration {
     Duration::from_secs_f64(1.0 / clock.speed()).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-/// Runs the cockpit until the captain quits and hands the view state back
-/// (for the summary printed after it). The terminal is restored on return,
-/// on error and on panic (ratatui's hook).
+/// Runs the cockpit on `terminal` until the captain quits or a signal
+/// arrives (its number), and hands the view state back (for the summary
+/// printed after it). The caller restores the terminal.
 pub async fn run(
     mut app: App,
+    terminal: &mut DefaultTerminal,
     engine: EngineHandle,
     mut snapshots: watch::Receiver<Snapshot>,
     mut outputs: mpsc::Receiver<Output>,
     clock: Clock,
-) -> color_eyre::Result<App> {
-    let mut terminal = ratatui::init();
-    if app.mouse {
-        let _ = execute!(std::io::stdout(), EnableMouseCapture);
-    }
+    signals: &mut Signals,
+) -> color_eyre::Result<(App, Option<i32>)> {
     let (input_tx, mut input_rx) = mpsc::channel::<TermEvent>(64);
     std::thread::spawn(move || read_input(input_tx));
     let (reply_tx, mut reply_rx) = mpsc::channel::<(CommandRequest, Reply)>(16);
     let period = timer_period(&clock);
-    let mut result = Ok(());
+    let mut result = Ok(None);
     // Each pass of the loop is woken by something that changed (input, a
     // snapshot, an event, a reply) or by a visible timer, so it draws once.
     while !app.quit {
@@ -46,6 +45,11 @@ pub async fn run(
         if let Err(e) = terminal.draw(|f| view::render(f, &mut app)) {
             result = Err(e.into());
             break;
+        }
+        // The terminal test's way to check that a panic restores the terminal.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("FLIGHTDECK_PANIC_IN_COCKPIT").is_some() {
+            panic!("FLIGHTDECK_PANIC_IN_COCKPIT is set");
         }
         let timers_visible = app.view.rollouts.iter().any(|r| !r.phase.is_finished()) && !app.frozen;
         // The status line clears itself: wake up when it is due.
@@ -60,6 +64,10 @@ pub async fn run(
             Some(out) = outputs.recv() => app.on_output(out),
             Some((req, reply)) = reply_rx.recv() => app.on_reply(&req, &reply),
             _ = tokio::time::sleep(period), if timers_visible => {}
+            signo = signals.next() => {
+                result = Ok(Some(signo));
+                break;
+            }
             _ = tokio::time::sleep_until(toast_due), if app.toast.is_some() => {}
         }
         // Drain whatever else is queued, then draw once.
@@ -72,11 +80,7 @@ pub async fn run(
             }
         }
     }
-    if app.mouse {
-        let _ = execute!(std::io::stdout(), DisableMouseCapture);
-    }
-    ratatui::restore();
-    result.map(|()| app)
+    result.map(|signal| (app, signal))
 }
 
 /// Sends a command without blocking the view; the reply comes back as a message.

@@ -71,6 +71,7 @@
 //! 16-colour maps RGB to the nearest ANSI colour and mono drops colours but
 //! keeps modifiers (the shipped `mono` theme is designed for that mode).
 
+use crate::files::{TextError, NOT_UTF8};
 use flightdeck_core::line_col;
 use ratatui::style::{Color, Modifier, Style};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -295,6 +296,18 @@ impl Theme {
         SHIPPED.iter().map(|(name, _)| *name).collect()
     }
 
+    /// Every theme name [`Theme::load`] finds: the shipped ones and the
+    /// user's `<config_dir>/themes/*.toml`, sorted.
+    pub fn known(config_dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = Theme::shipped().into_iter().map(str::to_owned).collect();
+        let user = std::fs::read_dir(config_dir.join("themes")).into_iter().flatten().flatten();
+        let user = user.filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(str::to_owned));
+        names.extend(user.filter(|n| valid_name(n)));
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Whether [`Theme::load`] finds a theme of this name: a user file
     /// `<config_dir>/themes/<name>.toml` or a shipped theme. Says nothing of
     /// whether it loads.
@@ -378,10 +391,14 @@ impl Library<'_> {
     fn open(&self, name: &str, shipped_only: bool) -> Result<Option<Source>, ThemeError> {
         if !shipped_only {
             let label = format!("{}/{name}.toml", self.label);
-            match std::fs::read_to_string(self.dir.join(format!("{name}.toml"))) {
+            match crate::files::read_text(&self.dir.join(format!("{name}.toml"))) {
                 Ok(text) => return Ok(Some(Source { name: name.to_owned(), label, text: text.into(), user: true })),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(file_error(label, format!("cannot read the file: {e}"))),
+                Err(TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(TextError::Io(e)) => return Err(file_error(label, format!("cannot read the file: {e}"))),
+                Err(TextError::NotUtf8 { line, column }) => {
+                    let field = "theme".to_owned();
+                    return Err(ThemeError { file: label, line, column, field, message: NOT_UTF8.into() });
+                }
             }
         }
         let shipped = SHIPPED.iter().find(|(shipped, _)| *shipped == name);

@@ -4,6 +4,9 @@
 //! that die with the test. Everything listens on 127.0.0.1 only.
 #![allow(dead_code)]
 
+#[cfg(feature = "ecs")]
+pub mod aws;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

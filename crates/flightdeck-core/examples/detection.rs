@@ -101,6 +101,8 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(2);
     });
+    // The revision the binary was just built from, before anyone edits the sources during the run.
+    let machine = machine() + &revision();
     let start = Instant::now();
     let grid = cells(a.quick);
     let mut results = Vec::new();
@@ -110,8 +112,7 @@ fn main() {
         eprintln!("[{:>3}/{}] {:>6.1} s  {}", i + 1, grid.len(), start.elapsed().as_secs_f64(), cell.label());
         results.push(CellResult { cell: *cell, summaries });
     }
-    let study =
-        Study { seeds: a.seeds, quick: a.quick, results, elapsed: start.elapsed(), machine: machine() + &revision() };
+    let study = Study { seeds: a.seeds, quick: a.quick, results, elapsed: start.elapsed(), machine };
     let text = markdown(&study);
     match &a.out {
         Some(path) => {

@@ -107,7 +107,29 @@ pub enum MetricsConfig {
     /// PromQL against a Prometheus server, one query per metric with
     /// `{{version}}` (the revision) and `{{interval}}` (e.g. `60s`) filled in.
     Prometheus { address: String, queries: PromQueries },
+    /// CloudWatch's Application Load Balancer metrics, one target group per
+    /// version (`RequestCount`, `HTTPCode_Target_5XX_Count`,
+    /// `TargetResponseTime` p50/p95/p99).
+    Cloudwatch(CloudwatchMetrics),
 }
+
+/// Where CloudWatch finds each version's numbers. Unset dimensions come
+/// from the target (an ECS target's `listener_rule` and target groups).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudwatchMetrics {
+    /// The `LoadBalancer` dimension (`app/<name>/<id>`) or the load balancer's ARN.
+    pub load_balancer: Option<String>,
+    /// The `TargetGroup` dimensions (`targetgroup/<name>/<id>`) or target group ARNs.
+    pub stable_target_group: Option<String>,
+    pub canary_target_group: Option<String>,
+    /// How long before `now` each window ends: the load balancer publishes
+    /// a minute's datapoints about a minute later.
+    #[serde(with = "crate::time::humane")]
+    pub lag: Duration,
+}
+
+/// The default [`CloudwatchMetrics::lag`].
+pub const DEFAULT_CLOUDWATCH_LAG: Duration = Duration::from_secs(60);
 
 /// PromQL templates, one per metric. Latency queries answer in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +172,18 @@ pub struct Target {
     pub params: BTreeMap<String, String>,
 }
 
+impl Target {
+    /// Who moves this target's rollouts. An ECS service is observed when
+    /// its own deployment controller runs it (the default), driven when
+    /// `controller = "external"` lets flightdeck run task sets.
+    pub fn control(&self) -> Control {
+        match self.backend {
+            BackendKind::Ecs if self.params.get("controller").is_some_and(|c| c == "external") => Control::Driven,
+            other => other.control(),
+        }
+    }
+}
+
 /// The backends flightdeck knows. `Sim` is the embedded default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -181,12 +215,21 @@ impl BackendKind {
         }
     }
 
-    /// Whether a native controller runs the rollout and flightdeck observes it.
+    /// Whether a native controller runs the rollout and flightdeck observes
+    /// it (ECS by default; see [`Target::control`]).
     pub fn control(self) -> Control {
         match self {
-            BackendKind::ArgoRollouts => Control::Observed,
+            BackendKind::ArgoRollouts | BackendKind::Ecs => Control::Observed,
             _ => Control::Driven,
         }
+    }
+
+    /// Whether each version runs on capacity made for it (ECS task sets,
+    /// billed per task) rather than on fixed servers or Deployments: an
+    /// aborted canary is then scaled to 0 at once (a retry scales it up
+    /// before it gets traffic) and a promoted canary's old side is removed.
+    pub fn removes_idle_side(self) -> bool {
+        matches!(self, BackendKind::Ecs)
     }
 
     pub fn name(self) -> &'static str {
@@ -437,6 +480,10 @@ mod raw {
         pub p50: Option<Spanned<String>>,
         pub p95: Option<Spanned<String>>,
         pub p99: Option<Spanned<String>>,
+        pub load_balancer: Option<Spanned<String>>,
+        pub stable_target_group: Option<Spanned<String>>,
+        pub canary_target_group: Option<Spanned<String>>,
+        pub lag: Option<Spanned<DurationText>>,
     }
 
     #[derive(Deserialize)]
@@ -798,31 +845,45 @@ impl Checker<'_> {
     fn metrics(&self, raw: Option<raw::Located<raw::Metrics>>) -> Checked<MetricsConfig> {
         let (span, m) = raw.map_or((None, raw::Metrics::default()), |l| (l.span, l.value));
         let source = m.source.as_ref().map_or("backend", |s| s.get_ref().as_str());
+        if !["backend", "prometheus", "cloudwatch"].contains(&source) {
+            let message = format!("unknown metrics source {source:?}; allowed: backend, prometheus, cloudwatch");
+            return Err(self.at(
+                m.source.as_ref().expect("a non-default source was written"),
+                "metrics.source",
+                message,
+            ));
+        }
+        // A key of another source, kept silently, would read as if the
+        // numbers came from it: the first one in the file is an error.
+        let keys: [(&str, Option<Range<usize>>, &str); 10] = [
+            ("address", m.address.as_ref().map(Spanned::span), "prometheus"),
+            ("requests", m.requests.as_ref().map(Spanned::span), "prometheus"),
+            ("errors", m.errors.as_ref().map(Spanned::span), "prometheus"),
+            ("p50", m.p50.as_ref().map(Spanned::span), "prometheus"),
+            ("p95", m.p95.as_ref().map(Spanned::span), "prometheus"),
+            ("p99", m.p99.as_ref().map(Spanned::span), "prometheus"),
+            ("load_balancer", m.load_balancer.as_ref().map(Spanned::span), "cloudwatch"),
+            ("stable_target_group", m.stable_target_group.as_ref().map(Spanned::span), "cloudwatch"),
+            ("canary_target_group", m.canary_target_group.as_ref().map(Spanned::span), "cloudwatch"),
+            ("lag", m.lag.as_ref().map(Spanned::span), "cloudwatch"),
+        ];
+        let stray = keys
+            .into_iter()
+            .filter_map(|(key, span, owner)| span.filter(|_| owner != source).map(|span| (key, span, owner)))
+            .min_by_key(|(_, span, _)| span.start);
+        if let Some((key, span, owner)) = stray {
+            let read = match source {
+                "backend" => "the backend's own metrics are read",
+                "prometheus" => "Prometheus is queried",
+                _ => "CloudWatch is queried",
+            };
+            let message = format!(
+                "`{key}` only applies to source = \"{owner}\"; with source = \"{source}\" {read}, \
+                 so remove it or set source = \"{owner}\""
+            );
+            return Err(self.error(Some(span), &format!("metrics.{key}"), message));
+        }
         match source {
-            "backend" => {
-                // The address and every PromQL template: kept silently they
-                // would read as if the backend's numbers came from them.
-                let stray = [
-                    ("address", &m.address),
-                    ("requests", &m.requests),
-                    ("errors", &m.errors),
-                    ("p50", &m.p50),
-                    ("p95", &m.p95),
-                    ("p99", &m.p99),
-                ];
-                let first = stray
-                    .into_iter()
-                    .filter_map(|(key, v)| v.as_ref().map(|v| (key, v)))
-                    .min_by_key(|(_, v)| v.span().start);
-                if let Some((key, value)) = first {
-                    let message = format!(
-                        "`{key}` only applies to source = \"prometheus\"; with source = \"backend\" the \
-                         backend's own metrics are read, so remove it or set source = \"prometheus\""
-                    );
-                    return Err(self.at(value, &format!("metrics.{key}"), message));
-                }
-                Ok(MetricsConfig::Backend)
-            }
             "prometheus" => {
                 let Some(address) = m.address else {
                     let message =
@@ -844,10 +905,22 @@ impl Checker<'_> {
                 };
                 Ok(MetricsConfig::Prometheus { address: address.into_inner(), queries })
             }
-            other => {
-                let message = format!("unknown metrics source {other:?}; allowed: backend, prometheus");
-                Err(self.at(m.source.as_ref().expect("a non-default source was written"), "metrics.source", message))
-            }
+            "cloudwatch" => Ok(MetricsConfig::Cloudwatch(CloudwatchMetrics {
+                load_balancer: m.load_balancer.map(|v| self.non_empty(v, "metrics.load_balancer")).transpose()?,
+                stable_target_group: m
+                    .stable_target_group
+                    .map(|v| self.non_empty(v, "metrics.stable_target_group"))
+                    .transpose()?,
+                canary_target_group: m
+                    .canary_target_group
+                    .map(|v| self.non_empty(v, "metrics.canary_target_group"))
+                    .transpose()?,
+                lag: match &m.lag {
+                    Some(lag) => self.duration(lag, "metrics.lag", true, MAX_INTERVAL)?,
+                    None => DEFAULT_CLOUDWATCH_LAG,
+                },
+            })),
+            _ => Ok(MetricsConfig::Backend),
         }
     }
 
@@ -881,6 +954,9 @@ impl Checker<'_> {
             Some(b) => self.backend(b)?,
             None => BackendKind::Sim,
         };
+        if backend == BackendKind::Ecs {
+            self.ecs_controller(&t)?;
+        }
         let group = match t.group {
             Some(g) => self.non_empty(g, "target.group")?,
             None => backend.name().to_owned(),
@@ -1056,6 +1132,28 @@ impl Checker<'_> {
         }
         params.extend(inline.into_iter().map(|(k, v)| (k, v.into_inner().0)));
         Ok(params)
+    }
+
+    /// An ECS target's `controller` decides who runs the rollout (see
+    /// [`Target::control`]): a misspelt one must not silently mean "ecs".
+    fn ecs_controller(&self, t: &raw::Target) -> Checked<()> {
+        let inline = t.inline.get("controller").map(|v| (v, "target.controller"));
+        let Some((value, field)) =
+            inline.or_else(|| t.nested.get("controller").map(|v| (v, "target.params.controller")))
+        else {
+            return Ok(());
+        };
+        match value.get_ref().0.as_str() {
+            "ecs" | "external" => Ok(()),
+            other => Err(self.at(
+                value,
+                field,
+                format!(
+                    "unknown ECS deployment controller {other:?}; allowed: ecs (ECS runs the deployment and \
+                     flightdeck observes it), external (flightdeck drives task sets and listener weights)"
+                ),
+            )),
+        }
     }
 
     fn required_params(
@@ -1602,6 +1700,23 @@ mod tests {
         // Several: the first in the file is reported.
         let e = Plan::parse("m.toml", &format!("{ROLLOUT}[metrics]\np95 = 'a'\naddress = 'b'\n")).unwrap_err();
         assert_eq!(e.field, "metrics.p95");
+    }
+
+    #[test]
+    fn cloudwatch_metrics_take_their_dimensions_and_lag() {
+        let plan = parse_ok("[metrics]\nsource = \"cloudwatch\"\ncanary_target_group = \"targetgroup/green/1\"\n");
+        let expected = CloudwatchMetrics {
+            load_balancer: None,
+            stable_target_group: None,
+            canary_target_group: Some("targetgroup/green/1".into()),
+            lag: DEFAULT_CLOUDWATCH_LAG,
+        };
+        assert_eq!(plan.metrics, MetricsConfig::Cloudwatch(expected));
+        let plan = parse_ok("[metrics]\nsource = \"cloudwatch\"\nlag = \"0s\"\n");
+        assert!(matches!(plan.metrics, MetricsConfig::Cloudwatch(CloudwatchMetrics { lag, .. }) if lag.is_zero()));
+        let e =
+            Plan::parse("m.toml", &format!("{ROLLOUT}[metrics]\nsource = \"backend\"\nlag = \"1m\"\n")).unwrap_err();
+        assert_eq!(e.field, "metrics.lag");
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub enum Command {
     PromoteFull,
     /// Back to the previous stage's weight, paused.
     StepBack,
-    /// Canary weight to 0; the canary keeps running for debugging.
+    /// Canary weight to 0; the canary keeps running for debugging (except
+    /// where each version is billed capacity: see `BackendKind::removes_idle_side`).
     Abort { reason: Option<String> },
     /// Back to the previous revision: weight 0 and canary scaled down (or switch back, or undo).
     Rollback { reason: Option<String> },
@@ -407,7 +408,7 @@ impl Rollout {
     /// A pending rollout of `plan`.
     pub fn new(id: impl Into<String>, plan: Plan) -> Rollout {
         let stages = plan.stages();
-        let control = plan.target.backend.control();
+        let control = plan.target.control();
         Rollout {
             id: id.into(),
             control,
@@ -695,9 +696,12 @@ fn complete(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         }
         fx.extend(stage_effects(&stage));
     }
-    if matches!(r.plan().strategy, Strategy::BlueGreen { .. }) {
+    let blue_green = matches!(r.plan().strategy, Strategy::BlueGreen { .. });
+    let idle_side_goes =
+        matches!(r.plan().strategy, Strategy::Canary { .. }) && r.plan().target.backend.removes_idle_side();
+    if blue_green || idle_side_goes {
         // The old side ran through the verification window for an instant
-        // switch back; now it can go.
+        // switch back (or is a task set billed while idle); now it can go.
         fx.push(Effect::Scale { version: Version::Stable, percent: 0 });
     }
     r.phase = Phase::Promoted { at: now };
@@ -710,7 +714,7 @@ fn revert(r: &mut Rollout, fx: &mut Vec<Effect>, scale_down: bool) {
     match r.plan().strategy {
         Strategy::Canary { .. } => {
             fx.push(Effect::SetWeight { canary: 0 });
-            if scale_down {
+            if scale_down || r.plan().target.backend.removes_idle_side() {
                 fx.push(Effect::Scale { version: Version::Canary, percent: 0 });
             }
         }
@@ -738,7 +742,14 @@ fn on_metrics(r: &mut Rollout, fx: &mut Vec<Effect>, sample: &crate::analysis::M
         return;
     }
     let verdict = r.evidence.observe(&r.spec.plan.analysis, sample);
+    let was_failing = r.last_verdict.as_ref().is_some_and(|v| v.label() == "fail");
     match &verdict {
+        // A stage that passed but whose canary now gets no traffic is not a
+        // pass: a dead canary must not be promoted on its earlier evidence.
+        Verdict::Pass { .. } if no_canary_traffic(r, sample) => {
+            r.stage_passed = false;
+            on_inconclusive(r, fx, sample, &verdict, now);
+        }
         Verdict::Pass { .. } => {
             r.inconclusive_windows = 0;
             r.zero_traffic_windows = 0;
@@ -748,8 +759,11 @@ fn on_metrics(r: &mut Rollout, fx: &mut Vec<Effect>, sample: &crate::analysis::M
             r.stage_passed = false;
             let reason = format!("analysis failed ({severity:?}): {}", verdict.summary());
             if r.control == Control::Observed {
-                // The native controller decides; our verdict is advice.
-                fx.push(Effect::Notify(Notice::Warning { message: reason }));
+                // The native controller decides; our verdict is advice, given
+                // once when it turns (a proven fail stays proven).
+                if !was_failing {
+                    fx.push(Effect::Notify(Notice::Warning { message: reason }));
+                }
             } else {
                 // The evidence is sequential: a fail is already beyond noise
                 // (its false-alarm rate is bounded by the plan's alpha).
@@ -772,7 +786,7 @@ fn on_inconclusive(
     now: Timestamp,
 ) {
     let limit = r.plan().analysis.inconclusive_limit;
-    let no_traffic = r.canary_weight > 0 && sample.canary.as_ref().is_some_and(|c| c.requests == 0);
+    let no_traffic = no_canary_traffic(r, sample);
     r.zero_traffic_windows = if no_traffic { r.zero_traffic_windows + 1 } else { 0 };
     let waiting = verdict.is_missing_metrics() || no_traffic || (baked(r, now) && !may_pass_without_verdict(r));
     r.inconclusive_windows = if waiting { r.inconclusive_windows + 1 } else { 0 };
@@ -805,6 +819,20 @@ fn on_inconclusive(
 /// Windows without a single canary request (at weight > 0) before a pause.
 const ZERO_TRAFFIC_LIMIT: u32 = 2;
 
+/// A canary with traffic weight that got no request although stable's
+/// traffic says it should have had at least a handful (so a quiet service
+/// at 1 % is not mistaken for a dead canary). A missing canary window
+/// (`None`) is missing metrics, not this.
+fn no_canary_traffic(r: &Rollout, sample: &crate::analysis::MetricsSample) -> bool {
+    let Some(canary) = &sample.canary else { return false };
+    if r.canary_weight == 0 || canary.requests > 0 {
+        return false;
+    }
+    let share = f64::from(r.canary_weight) / 100.0;
+    let stable = sample.stable.as_ref().map_or(0, |s| s.requests) as f64;
+    share >= 1.0 || stable * share / (1.0 - share) >= 5.0
+}
+
 /// The current stage has baked for its whole bake time.
 fn baked(r: &Rollout, now: Timestamp) -> bool {
     r.current_stage().is_some_and(|stage| r.baked(now) >= stage.bake)
@@ -816,6 +844,15 @@ fn baked(r: &Rollout, now: Timestamp) -> bool {
 /// pass can be asked for.
 fn may_pass_without_verdict(r: &Rollout) -> bool {
     r.current_stage().is_none_or(|stage| stage.bake.is_zero() || stage.weight >= 100)
+}
+
+impl Rollout {
+    /// Pauses the rollout the way a human or the analysis does. For the
+    /// engine's one emergency stop: when it can no longer record what
+    /// happens (the journal cannot be written), it must stop acting.
+    pub fn hold(&mut self, by: Actor, reason: String, now: Timestamp) {
+        pause(self, by, reason, now);
+    }
 }
 
 fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
@@ -854,7 +891,9 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     if let Some(stage) = o.native_stage {
         if stage != r.stage && stage < r.stages().len() {
             r.stage = stage;
-            r.bake_elapsed = Duration::ZERO;
+            // A new stage of the native controller: our stage evidence
+            // starts over with it, as for a driven rollout.
+            reset_stage_progress(r);
         }
     }
     if let Some(w) = o.canary_weight {

@@ -248,3 +248,69 @@ fn rows_carry_the_evidence_the_cockpit_shows() {
     assert!(errors.toward_pass.unwrap() >= 1.0 && errors.outcome == CheckOutcome::Pass, "{}", errors.reason);
     assert!(errors.toward_fail.unwrap() < 0.1);
 }
+
+/// Review finding: an incident that hits stable and canary alike (5 % errors
+/// and slow, in one window) must not be blamed on the canary.
+#[test]
+fn a_shared_incident_is_not_a_canary_regression() {
+    let config = AnalysisConfig::default();
+    let mut evidence = Evidence::default();
+    let mut traffic = Traffic(31);
+    for _ in 0..30 {
+        let s = sample(
+            MIN,
+            traffic.window(9_000, 0.005, 80.0, 250.0, 0.0, 1.0),
+            traffic.window(1_000, 0.005, 80.0, 250.0, 0.0, 1.0),
+        );
+        assert_ne!(evidence.observe(&config, &s).label(), "fail");
+    }
+    let incident = sample(
+        MIN,
+        traffic.window(9_000, 0.05, 160.0, 500.0, 0.0, 1.0),
+        traffic.window(1_000, 0.05, 160.0, 500.0, 0.0, 1.0),
+    );
+    let verdict = evidence.observe(&config, &incident);
+    assert_ne!(verdict.label(), "fail", "{}", verdict.summary());
+}
+
+/// Review finding: a stage that has passed must not be promoted once its
+/// canary stops getting traffic.
+#[test]
+fn a_canary_that_dies_after_its_stage_passed_is_not_promoted() {
+    let plan = one_stage_plan(10, MIN);
+    let mut traffic = Traffic(42);
+    let mut r = step(&Rollout::new("r", plan), Event::Start, Timestamp(0)).0;
+    for minute in 1..=16u64 {
+        let now = Timestamp(minute * 60_000);
+        let stable = traffic.window(54_000, 0.005, 80.0, 250.0, 0.0, 1.0);
+        let canary =
+            if minute <= 5 { traffic.window(6_000, 0.005, 80.0, 250.0, 0.0, 1.0) } else { VersionWindow::default() };
+        r = step(&r, Event::Metrics(sample(MIN, stable, canary)), now).0;
+        r = step(&r, Event::Tick, now).0;
+    }
+    assert!(!matches!(r.phase, Phase::Promoted { .. }), "a dead canary was promoted");
+    let Phase::Paused { reason, .. } = &r.phase else { panic!("{:?}", r.phase) };
+    assert!(reason.contains("no requests"), "{reason}");
+}
+
+/// Review finding: a margin below the stable rate's floor made the prior a
+/// panicking clamp.
+#[test]
+fn a_tiny_margin_does_not_panic() {
+    let config = AnalysisConfig { max_error_increase_pp: 0.01, ..AnalysisConfig::default() };
+    let mut evidence = Evidence::default();
+    let verdict = evidence.observe(&config, &sample(MIN, window(9_000, 0, 250.0), window(1_000, 0, 250.0)));
+    assert_ne!(verdict.label(), "fail");
+}
+
+/// Review finding: a canary window without stable's still meets the ceilings.
+#[test]
+fn ceilings_run_when_stable_metrics_are_missing() {
+    let config = AnalysisConfig::default();
+    let mut evidence = Evidence::default();
+    let blatant = MetricsSample { window: MIN, stable: None, canary: Some(window(2_000, 600, 250.0)), missing: None };
+    assert_eq!(evidence.observe(&config, &blatant).label(), "fail");
+    let mut quiet = Evidence::default();
+    let fine = MetricsSample { window: MIN, stable: None, canary: Some(window(2_000, 2, 250.0)), missing: None };
+    assert!(quiet.observe(&config, &fine).is_missing_metrics(), "otherwise the window is missing");
+}

@@ -4,9 +4,9 @@
 #[path = "../examples/detection/mod.rs"]
 mod detection;
 
-use detection::grid::{cells, Cell, Standing};
+use detection::grid::{cells, Cell, Scenario, Standing};
 use detection::kayenta::mann_whitney_p;
-use detection::report::CellResult;
+use detection::report::{exposure, CellResult};
 use detection::run::{run_cell, run_seed, Outcome, Policy};
 use detection::stats::Summary;
 use detection::traffic::{Behaviour, Service, SLOW_MS};
@@ -49,6 +49,61 @@ fn flightdeck_rolls_back_a_5pp_canary_at_5_percent_of_100_rps() {
         let median = s.rollback_median.expect("rolled back");
         assert!(median <= Duration::from_secs(3 * 60), "median {median:?} at {interval} s");
     }
+}
+
+/// Median exposure before rollback; `f64::INFINITY` when not rolled back.
+fn exposure_median(r: &CellResult, p: Policy) -> f64 {
+    exposure(r, p).and_then(|e| e.0).unwrap_or(f64::INFINITY)
+}
+
+#[test]
+fn exposure_counts_what_the_bad_canary_served_until_the_rollback() {
+    let per_window = |r: &CellResult| 100.0 * r.cell.interval.as_secs_f64() * 0.05;
+    for interval in [60, 10] {
+        let r = cell("errors +5 pp", interval);
+        let (fd, flagger) = (summary(r, Policy::Flightdeck), summary(r, Policy::Flagger5));
+        // Excess failed requests: canary requests until the rollback × 5 pp.
+        let served = fd.served_median.expect("every +5 pp rollout rolled back") as f64;
+        assert!(served > 0.0);
+        assert!((exposure_median(r, Policy::Flightdeck) - 0.05 * served).abs() < 1e-9);
+        // Flagger t=5 judges 5 windows at 5 % and serves one more until its rollback lands.
+        let flagger_served = flagger.served_median.expect("rolled back") as f64;
+        assert!((flagger_served / (6.0 * per_window(r)) - 1.0).abs() < 0.1, "Flagger served {flagger_served}");
+        assert!(
+            exposure_median(r, Policy::Flightdeck) <= exposure_median(r, Policy::Flagger5),
+            "{}: flightdeck {} vs Flagger t=5 {}",
+            r.cell.label(),
+            exposure_median(r, Policy::Flightdeck),
+            exposure_median(r, Policy::Flagger5)
+        );
+    }
+    // Goal (e) on the quick grid: fewer exposed than Flagger t=5 at 1 m, every cell past a margin.
+    for r in quick().iter().filter(|r| r.cell.scenario.standing == Standing::Beyond) {
+        let flagger = cell(r.cell.scenario.name, 60);
+        let (fd, fl) = (exposure_median(r, Policy::Flightdeck), exposure_median(flagger, Policy::Flagger5));
+        assert!(0.0 < fd && fd < fl, "{}: flightdeck {fd} vs Flagger t=5 at 1 m {fl}", r.cell.label());
+    }
+}
+
+#[test]
+fn a_paused_rollout_is_still_analysed_and_can_be_rolled_back() {
+    // Errors +2 pp on 5 % of 10 req/s: too little traffic to decide within the
+    // first bake, so flightdeck pauses; the windows at the paused weight go on.
+    let scenario = Scenario::all().into_iter().find(|s| s.name == "errors +2 pp").expect("in the grid");
+    let c = Cell { scenario, rate: 10, share: 5, interval: Duration::from_secs(60) };
+    let service = c.service();
+    let runs: Vec<_> = (0..SEEDS).filter_map(|seed| run_seed(&c, &service, seed)[0]).collect();
+    let asked = runs.iter().filter(|r| r.asked.is_some()).count();
+    let later = runs.iter().filter(|r| r.asked.is_some() && matches!(r.outcome, Outcome::RolledBack(_))).count();
+    for r in &runs {
+        match (r.asked, r.outcome) {
+            (Some((asked, _)), Outcome::RolledBack(at)) => assert!(at > asked),
+            (Some(first), Outcome::Paused(at, why)) => assert_eq!(first, (at, why)),
+            (None, Outcome::Paused(..)) => panic!("a paused outcome without its pause"),
+            _ => {}
+        }
+    }
+    assert!(asked > 0 && later > 0, "asked {asked}, rolled back later {later}");
 }
 
 #[test]
@@ -95,7 +150,7 @@ fn a_seed_gives_the_same_rollouts_every_time() {
     let a = run_seed(&c, &service, 1);
     let b = run_seed(&c, &service, 2);
     assert_ne!(a, b, "different seeds, different traffic");
-    assert!(matches!(a[0], Some(Outcome::RolledBack(_))));
+    assert!(matches!(a[0].map(|r| r.outcome), Some(Outcome::RolledBack(_))));
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn a_low_traffic_canary_asks_a_human_with_the_time_to_a_decision() {
     let Phase::Paused { by, reason, .. } = &run.r.phase else { panic!("{:?}", run.r.phase) };
     assert_eq!(by, &Actor::analysis());
     assert!(
-        reason.starts_with("no decision 3 windows after the bake (canary gets ~20 req per window; a decision needs ~"),
+        reason.starts_with("no decision 3 windows after the bake (canary gets ~5 req per window; a decision needs ~"),
         "{reason}"
     );
     assert!(run.r.needs_human().is_some());
@@ -106,7 +106,7 @@ fn low_traffic_sample() -> Event {
     Event::Metrics(flightdeck_core::MetricsSample {
         window: MIN,
         stable: Some(window(9_000, 9, 250.0)),
-        canary: Some(window(20, 0, 250.0)),
+        canary: Some(window(5, 0, 250.0)),
         missing: None,
     })
 }
@@ -720,4 +720,33 @@ fn a_gated_retry_after_a_failure_takes_traffic_back_before_waiting() {
     assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }], "the gate holds the 0 % the state shows");
     assert!(matches!(run.r.phase, Phase::AwaitingApproval { next: 0, .. }));
     assert_eq!(run.r.canary_weight, 0);
+}
+
+/// ECS task sets are billed while they run: an aborted canary's goes to 0
+/// at once and a promotion removes the old one. ECS targets are observed
+/// unless flightdeck is their controller.
+#[test]
+fn an_ecs_canary_task_set_is_scaled_down_on_abort_and_the_old_one_goes_on_promotion() {
+    use flightdeck_core::plan::{BackendKind, Control};
+    let mut plan = canary_plan();
+    plan.target.backend = BackendKind::Ecs;
+    assert_eq!(Rollout::new("checkout", plan.clone()).control, Control::Observed);
+    plan.target.params.insert("controller".into(), "external".into());
+    assert_eq!(Rollout::new("checkout", plan.clone()).control, Control::Driven);
+
+    let mut run = Run::new(plan.clone());
+    let fx = run.send(cmd(Command::Abort { reason: None }, 0));
+    assert_eq!(fx, vec![Effect::SetWeight { canary: 0 }, Effect::Scale { version: Version::Canary, percent: 0 }]);
+
+    let mut run = Run::new(plan);
+    let fx = run.send(cmd(Command::PromoteFull, 0));
+    let backend: Vec<_> = fx.into_iter().filter(Effect::is_backend).collect();
+    assert_eq!(
+        backend,
+        vec![
+            Effect::Scale { version: Version::Canary, percent: 100 },
+            Effect::SetWeight { canary: 100 },
+            Effect::Scale { version: Version::Stable, percent: 0 },
+        ]
+    );
 }

@@ -4,13 +4,14 @@
 //! `DETECTION_TRACE=1` prints how and why each run ended.
 
 use super::grid::Cell;
-use super::run::{Draws, Outcome, Pause};
+use super::run::{Draws, Outcome, Pause, Run};
 use super::traffic::Served;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::plan::{AnalysisConfig, BackendKind, CanaryStage, Plan, Slo, Strategy, Target};
 use flightdeck_core::rollout::{step, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// The default canary plan with the cell's stages and analysis interval;
 /// every other analysis setting is the default.
@@ -46,19 +47,22 @@ fn version_window(s: &Served) -> VersionWindow {
 /// One rollout, until it is promoted or rolled back, or twice the plan's
 /// horizon has passed. A pause that asks a human does not stop the analysis:
 /// while nobody has answered, windows keep coming at the paused weight and
-/// a canary that proves bad is still rolled back (as the engine does).
-pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
+/// a canary that proves bad is still rolled back (as the engine does). The
+/// outcome is the rollback if one comes, else the first pause.
+pub fn run(cell: &Cell, draws: &mut Draws) -> Run {
     let mut rollout = Rollout::new("detection", plan(cell));
     let mut weight = 0u8;
-    let feed = |rollout: &mut Rollout, event: Event, at: std::time::Duration, weight: &mut u8| {
+    let trace = std::env::var_os("DETECTION_TRACE").is_some();
+    let feed = |rollout: &mut Rollout, event: Event, at: Duration, weight: &mut u8| {
         let (next, effects) = step(rollout, event, Timestamp(at.as_millis() as u64));
         for e in &effects {
             if let Effect::SetWeight { canary } = e {
                 *weight = *canary;
             }
         }
+        let changed = next.phase.label() != rollout.phase.label();
         *rollout = next;
-        if std::env::var_os("DETECTION_TRACE").is_some() && !matches!(rollout.phase, Phase::Progressing { .. }) {
+        if trace && changed && !matches!(rollout.phase, Phase::Progressing { .. }) {
             eprintln!("{:?} at {at:?}: {:?}", rollout.phase, rollout.last_verdict.as_ref().map(|v| v.summary()));
         }
         match rollout.phase {
@@ -76,21 +80,26 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
             _ => None,
         }
     };
-    if let Some(done) = feed(&mut rollout, Event::Start, std::time::Duration::ZERO, &mut weight) {
-        return done;
-    }
-    let mut asked: Option<Outcome> = None;
-    let settle = |done: Outcome, asked: &mut Option<Outcome>| match done {
-        Outcome::Paused(..) => {
-            asked.get_or_insert(done);
+    // A pause is noted (the first one) and the run goes on; anything else ends it.
+    let settle = |done: Outcome, asked: &mut Option<(Duration, Pause)>| match done {
+        Outcome::Paused(at, why) => {
+            asked.get_or_insert((at, why));
             None
         }
         other => Some(other),
     };
+    let mut asked = None;
+    let mut served = 0u64;
+    if let Some(outcome) =
+        feed(&mut rollout, Event::Start, Duration::ZERO, &mut weight).and_then(|d| settle(d, &mut asked))
+    {
+        return Run { outcome, canary_requests: served, asked };
+    }
     let last = cell.windows_in(2 * cell.horizon());
     for index in 0..last {
         let end = cell.interval * (index + 1);
         let w = draws.window(index, weight);
+        served += w.canary.requests;
         let sample = MetricsSample {
             window: cell.interval,
             stable: Some(version_window(&w.stable)),
@@ -98,10 +107,11 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Outcome {
             missing: None,
         };
         for event in [Event::Metrics(sample.clone()), Event::Tick] {
-            if let Some(done) = feed(&mut rollout, event, end, &mut weight).and_then(|d| settle(d, &mut asked)) {
-                return done;
+            if let Some(outcome) = feed(&mut rollout, event, end, &mut weight).and_then(|d| settle(d, &mut asked)) {
+                return Run { outcome, canary_requests: served, asked };
             }
         }
     }
-    asked.unwrap_or(Outcome::Unfinished)
+    let outcome = asked.map_or(Outcome::Unfinished, |(at, why)| Outcome::Paused(at, why));
+    Run { outcome, canary_requests: served, asked }
 }

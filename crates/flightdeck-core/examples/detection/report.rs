@@ -1,10 +1,10 @@
 //! The markdown report: how to rerun, the model, the policies, the tables
 //! and the goals, computed from the numbers.
 
-use super::grid::{Cell, Standing};
+use super::grid::{Cell, Metric, Scenario, Standing};
 use super::run::Policy;
-use super::stats::{clock, pct, Summary};
-use super::traffic::{Latency, SLOW_MS};
+use super::stats::{amount, clock, pct, Summary};
+use super::traffic::{Latency, SLOW_MS, STABLE_ERROR_RATE};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -40,7 +40,41 @@ fn median(r: &CellResult, p: Policy) -> Option<Duration> {
     r.of(p).and_then(|s| s.rollback_median)
 }
 
-/// " (12 % paused)" when flightdeck paused some of the cell's rollouts.
+/// What one canary request costs in exposure, and the unit: a bad canary's
+/// excess error rate for an error regression (exposure = failed requests
+/// beyond what stable would have served), 1 for a latency regression
+/// (exposure = canary requests served).
+pub fn exposure_unit(scenario: &Scenario) -> (f64, &'static str) {
+    match scenario.regressed {
+        Some(Metric::Errors) => (scenario.canary.error_rate - STABLE_ERROR_RATE, "failed requests beyond stable's"),
+        _ => (1.0, "canary requests served"),
+    }
+}
+
+/// Median and p95 exposure before rollback (`None`: infinite, that share
+/// of rollouts was never rolled back).
+pub fn exposure(r: &CellResult, p: Policy) -> Option<(Option<f64>, Option<f64>)> {
+    let (per_request, _) = exposure_unit(&r.cell.scenario);
+    let scale = |n: Option<u64>| n.map(|n| n as f64 * per_request);
+    r.of(p).map(|s| (scale(s.served_median), scale(s.served_p95)))
+}
+
+fn exposure_median(r: &CellResult, p: Policy) -> Option<f64> {
+    exposure(r, p).and_then(|e| e.0)
+}
+
+/// The share of A/A rollouts a policy rolled back, pooled over `keep`'s cells.
+fn aa_rolled_back(results: &[CellResult], p: Policy, keep: impl Fn(&Cell) -> bool) -> Option<f64> {
+    let (n, runs) = results
+        .iter()
+        .filter(|r| r.cell.scenario.name == "A/A" && keep(&r.cell))
+        .filter_map(|r| r.of(p))
+        .fold((0, 0), |(n, runs), s| (n + s.rolled_back, runs + s.runs));
+    (runs > 0).then(|| n as f64 / runs as f64)
+}
+
+/// " (12 % paused, still analysing)" when some of flightdeck's rollouts in
+/// the cell were still paused for a human, never rolled back, at the end.
 fn paused(r: &CellResult) -> String {
     r.of(Policy::Flightdeck).map(|s| paused_note(Policy::Flightdeck, s)).unwrap_or_default()
 }
@@ -49,7 +83,7 @@ fn secs(t: Option<Duration>) -> f64 {
     t.map_or(f64::INFINITY, |t| t.as_secs_f64())
 }
 
-/// Goals (a)–(d) of the issue, from the numbers.
+/// Goals (a)–(e) of the issue, from the numbers.
 pub fn goals(results: &[CellResult]) -> Vec<Goal> {
     let beyond: Vec<&CellResult> = results.iter().filter(|r| r.cell.scenario.standing == Standing::Beyond).collect();
     let mut out = Vec::new();
@@ -143,6 +177,61 @@ pub fn goals(results: &[CellResult]) -> Vec<Goal> {
         ),
         misses,
     });
+
+    let (mut misses, mut flagger_fails_c) = (Vec::new(), 0);
+    for r in &beyond {
+        let at_1m = |name: &str| {
+            results.iter().find(|f| {
+                let (a, b) = (&f.cell, &r.cell);
+                a.scenario.name == name && a.rate == b.rate && a.share == b.share && a.interval == MINUTE
+            })
+        };
+        let fl = at_1m(r.cell.scenario.name).and_then(|f| exposure_median(f, Policy::Flagger5));
+        let fd = exposure_median(r, Policy::Flightdeck);
+        if fd.unwrap_or(f64::INFINITY) >= fl.unwrap_or(f64::INFINITY) {
+            let (label, unit) = (r.cell.label(), exposure_unit(&r.cell.scenario).1);
+            // What Flagger's speed costs on the same traffic: healthy canaries rolled back.
+            let aa = at_1m("A/A").and_then(|f| f.of(Policy::Flagger5));
+            if aa.is_some_and(|s| s.share(s.rolled_back) >= 0.01) {
+                flagger_fails_c += 1;
+            }
+            let false_rollbacks = aa
+                .map(|s| format!(" (there it rolls back {} of A/A rollouts)", pct(s.share(s.rolled_back))))
+                .unwrap_or_default();
+            misses.push(format!(
+                "{label}: flightdeck {}{} vs Flagger t=5 at 1 m {} {unit}{false_rollbacks}",
+                amount(fd),
+                paused(r),
+                amount(fl)
+            ));
+        }
+    }
+    let aa = |p: Policy, keep: fn(&Cell) -> bool| aa_rolled_back(results, p, keep).map_or("—".into(), pct);
+    out.push(Goal {
+        name: "(e) flightdeck's bad canary exposes fewer users before its rollback than Flagger's \
+               (threshold 5, 1 m interval): median exposure, every cell beyond the margin",
+        holds: misses.is_empty(),
+        detail: format!(
+            "flightdeck exposes fewer in {} of {} cells (a tie, ∞ against ∞, is not fewer){}. What Flagger's \
+             schedule costs elsewhere: A/A rollouts rolled back, pooled over the grid, flightdeck {}, \
+             Flagger t=5 {} ({} in its 1 m cells)",
+            beyond.len() - misses.len(),
+            beyond.len(),
+            if misses.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; in {flagger_fails_c} of the other {} Flagger t=5 at 1 m fails goal (c) on the same traffic \
+                     (it rolls back ≥ 1 % of A/A rollouts there)",
+                    misses.len()
+                )
+            },
+            aa(Policy::Flightdeck, |_| true),
+            aa(Policy::Flagger5, |_| true),
+            aa(Policy::Flagger5, |c| c.interval == MINUTE),
+        ),
+        misses,
+    });
     out
 }
 
@@ -160,7 +249,7 @@ fn header(out: &mut String, first: &str) {
 
 fn paused_note(p: Policy, s: &Summary) -> String {
     if p == Policy::Flightdeck && s.paused > 0 {
-        format!(" ({} paused)", pct(s.share(s.paused)))
+        format!(" ({} paused, still analysing)", pct(s.share(s.paused)))
     } else {
         String::new()
     }
@@ -185,6 +274,39 @@ fn detection_table(out: &mut String, rows: &[&CellResult]) {
             .collect();
         let _ = writeln!(out, "{} {} |", row_head(&r.cell), cols.join(" | "));
     }
+}
+
+/// Median / p95 exposure before rollback, per policy, with each policy's
+/// pooled A/A false rollbacks underneath: exposure bought with false
+/// rollbacks is not free.
+fn exposure_table(out: &mut String, rows: &[&CellResult], results: &[CellResult]) {
+    let Some(first) = rows.first() else { return };
+    let (per_request, unit) = exposure_unit(&first.cell.scenario);
+    let what = if first.cell.scenario.regressed == Some(Metric::Errors) {
+        format!(
+            "failed requests the canary served beyond what stable would have: canary requests until the \
+             rollback effect × {:.0} pp",
+            100.0 * per_request
+        )
+    } else {
+        "canary requests served until the rollback effect".to_string()
+    };
+    let _ = writeln!(out, "#### {}: exposure before rollback ({unit})\n", first.cell.scenario.name);
+    let _ = writeln!(out, "Median / p95 of the {what}; ∞ as above.\n");
+    header(out, "share");
+    for r in rows {
+        let cols: Vec<String> = Policy::ALL
+            .iter()
+            .map(|p| match exposure(r, *p) {
+                Some((median, p95)) => format!("{} / {}", amount(median), amount(p95)),
+                None => "—".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "{} {} |", row_head(&r.cell), cols.join(" | "));
+    }
+    let cols: Vec<String> =
+        Policy::ALL.iter().map(|p| aa_rolled_back(results, *p, |_| true).map_or("—".into(), pct)).collect();
+    let _ = writeln!(out, "| *A/A rolled back, pooled* | | | {} |", cols.join(" | "));
 }
 
 /// Share rolled back (and, with `promote`, the median time to 100 %).
@@ -226,19 +348,20 @@ fn policy_table(out: &mut String, results: &[CellResult]) {
     let _ = writeln!(
         out,
         "| policy | A/A rolled back | +0.5 pp rolled back | p99 +10 % rolled back | past a margin: caught | \
-         A/A promoted | paused for a human (all cells) |"
+         A/A promoted | paused for a human (all cells) | still paused, still analysing, at the end |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for p in Policy::ALL {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             p.name(),
             pooled(p, &named("A/A"), |s| s.rolled_back),
             pooled(p, &named("errors +0.5 pp"), |s| s.rolled_back),
             pooled(p, &named("p99 +10 %"), |s| s.rolled_back),
             pooled(p, &beyond, |s| s.rolled_back),
             pooled(p, &named("A/A"), |s| s.promoted),
+            pooled(p, &|_| true, |s| s.asked),
             pooled(p, &|_| true, |s| s.paused),
         );
     }
@@ -314,10 +437,22 @@ pub fn markdown(study: &Study) -> String {
         out,
         "Times are m:ss from the rollout's start (the canary is bad from the start) to the rollback effect. \
          Cells past a margin show *median / p95 · share rolled back*; ∞ means that share of rollouts was \
-         never rolled back (promoted, paused or out of time). Cells within the margin show the share rolled \
-         back (A/A also the median time to 100 %). flightdeck's column adds the share of rollouts that \
-         paused to ask a human. A policy can roll back sooner than the SPRT limit only by accepting more \
-         false rollbacks than α = 1 %: read its times together with its A/A and +0.5 pp rows.\n"
+         never rolled back (promoted, still paused or out of time). Cells within the margin show the share \
+         rolled back (A/A also the median time to 100 %). flightdeck's column adds the share of rollouts \
+         *paused, still analysing*: paused to ask a human and, with nobody answering, still at the paused \
+         weight and never rolled back at twice the horizon (a paused rollout the analysis rolled back later \
+         counts as rolled back, at that time). A policy can roll back sooner than the SPRT limit only by \
+         accepting more false rollbacks than α = 1 %: read its times together with its A/A and +0.5 pp \
+         rows.\n\n\
+         Time to rollback alone penalises a policy that holds a small canary share until it has evidence: \
+         the fixed-schedule policies advance to 10 % and 50 % on time whether or not they have seen enough. \
+         Each scenario past a margin therefore also has an *exposure before rollback* table: for an error \
+         regression, the failed requests the canary served beyond what stable would have (canary requests \
+         until the rollback effect × the true excess error rate); for a latency regression, the canary \
+         requests served until the rollback effect. A rollout never rolled back (promoted, still paused or \
+         out of time) has exposure ∞, as its time. Under each exposure table, each policy's share of A/A \
+         rollouts rolled back, pooled over the grid: exposure saved by rolling back healthy canaries too is \
+         not free.\n"
     );
     let mut names: Vec<&str> = study.results.iter().map(|r| r.cell.scenario.name).collect();
     names.dedup();
@@ -331,7 +466,11 @@ pub fn markdown(study: &Study) -> String {
         };
         let _ = writeln!(out, "### {name} ({standing})\n");
         match scenario.standing {
-            Standing::Beyond => detection_table(&mut out, &rows),
+            Standing::Beyond => {
+                detection_table(&mut out, &rows);
+                let _ = writeln!(out);
+                exposure_table(&mut out, &rows, &study.results);
+            }
             _ => healthy_table(&mut out, &rows, name == "A/A"),
         }
         let _ = writeln!(out);
@@ -340,19 +479,24 @@ pub fn markdown(study: &Study) -> String {
     out
 }
 
-/// flightdeck's pauses for a human: how often, after how long, and why.
+/// flightdeck's pauses for a human: how often, after how long, why, and
+/// how many of the paused rollouts the analysis rolled back later.
 fn pause_table(out: &mut String, results: &[CellResult], names: &[&str]) {
-    let (mut paused, mut no_traffic) = (0, 0);
+    let (mut asked, mut no_traffic, mut rolled_back) = (0, 0, 0);
     for s in results.iter().filter_map(|r| r.of(Policy::Flightdeck)) {
-        paused += s.paused;
-        no_traffic += s.paused_no_traffic;
+        asked += s.asked;
+        no_traffic += s.asked_no_traffic;
+        rolled_back += s.asked_then_rolled_back;
     }
     let _ = writeln!(out, "### flightdeck: rollouts paused to ask a human\n");
     let _ = writeln!(
         out,
-        "Share of rollouts paused, and the median time of the pause among them. Of all {paused} pauses, \
-         {no_traffic} were for windows without a single canary request, the rest for no decision \
-         {} windows after a stage's bake.\n",
+        "A pause does not end the analysis: nobody answers here, so windows keep coming at the paused \
+         weight (paused, still analysing), and a canary that proves bad is rolled back from the pause. \
+         Each cell: the share of rollouts that paused, the median time of the first pause among them, and \
+         (after ↩) the share of all the cell's rollouts rolled back later from the pause. Of all {asked} \
+         pauses, {no_traffic} were for windows without a single canary request, the rest for no decision \
+         {} windows after a stage's bake; {rolled_back} of the paused rollouts were rolled back later.\n",
         flightdeck_core::plan::AnalysisConfig::default().inconclusive_limit
     );
     let _ = writeln!(out, "| interval | req/s | share | {} |", names.join(" | "));
@@ -367,7 +511,14 @@ fn pause_table(out: &mut String, results: &[CellResult], names: &[&str]) {
                     a.scenario.name == *name && a.interval == b.interval && a.rate == b.rate && a.share == b.share
                 };
                 match results.iter().find(same).and_then(|o| o.of(Policy::Flightdeck)) {
-                    Some(s) if s.paused > 0 => format!("{} at {}", pct(s.share(s.paused)), clock(s.pause_median)),
+                    Some(s) if s.asked > 0 => {
+                        let later = if s.asked_then_rolled_back > 0 {
+                            format!(" ↩ {}", pct(s.share(s.asked_then_rolled_back)))
+                        } else {
+                            String::new()
+                        };
+                        format!("{} at {}{later}", pct(s.share(s.asked)), clock(s.pause_median))
+                    }
                     Some(_) => "0 %".into(),
                     None => "—".into(),
                 }

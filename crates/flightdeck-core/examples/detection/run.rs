@@ -14,10 +14,36 @@ use std::time::Duration;
 pub enum Outcome {
     RolledBack(Duration),
     Promoted(Duration),
-    /// Stopped to ask a human.
+    /// Paused to ask a human (at the time given, the first pause) and still
+    /// paused, still analysing, at twice the plan's horizon: the analysis
+    /// never rolled it back. A paused rollout that is rolled back later is
+    /// `RolledBack`.
     Paused(Duration, Pause),
     /// Still undecided at twice the plan's horizon.
     Unfinished,
+}
+
+/// One rollout: how it ended, what the canary served until then, and (for
+/// flightdeck) whether it asked a human on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub outcome: Outcome,
+    /// Requests the canary served from the start to the outcome: up to the
+    /// rollback effect for a rollback (windows judged, and the windows
+    /// still served at the same weight until a delayed rollback lands), up
+    /// to the run's end otherwise.
+    pub canary_requests: u64,
+    /// flightdeck's first pause to ask a human, whatever came after it.
+    pub asked: Option<(Duration, Pause)>,
+}
+
+impl Run {
+    pub fn rolled_back(&self) -> Option<Duration> {
+        match self.outcome {
+            Outcome::RolledBack(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// Why flightdeck asked a human.
@@ -76,9 +102,9 @@ impl<'a> Draws<'a> {
     }
 }
 
-/// Every policy's outcome for one seed; `None` where a policy does not
+/// Every policy's rollout for one seed; `None` where a policy does not
 /// apply (the SPRT limit of a canary within the margins).
-pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Outcome>; 6] {
+pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Run>; 6] {
     let mut draws = Draws::new(service, seed);
     let flightdeck = flightdeck::run(cell, &mut draws);
     let mut judges: Vec<Option<Box<dyn Judge>>> = vec![
@@ -89,6 +115,7 @@ pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Outcome>; 
         Some(Box::new(FixedThresholds)),
     ];
     let mut outcomes: Vec<Option<Outcome>> = judges.iter().map(|_| None).collect();
+    let mut served = vec![0u64; judges.len()];
     let horizon = cell.horizon();
     for index in 0..cell.windows_in(horizon) {
         let open: Vec<usize> = (0..judges.len()).filter(|&j| judges[j].is_some() && outcomes[j].is_none()).collect();
@@ -99,7 +126,13 @@ pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Outcome>; 
         let window = draws.window(index, weight);
         let end = cell.interval * (index + 1);
         for j in open {
+            served[j] += window.canary.requests;
             if let Some(delay) = judges[j].as_mut().expect("open").judge(&window, weight) {
+                // Until a delayed rollback lands the canary keeps serving, at
+                // the weight it holds after the failed check.
+                for later in 1..=cell.windows_in(delay) {
+                    served[j] += draws.window(index + later, weight).canary.requests;
+                }
                 outcomes[j] = Some(Outcome::RolledBack(end + delay));
             }
         }
@@ -109,16 +142,17 @@ pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Outcome>; 
             *outcome = Some(Outcome::Promoted(horizon));
         }
     }
-    [Some(flightdeck), outcomes[0], outcomes[1], outcomes[2], outcomes[3], outcomes[4]]
+    let judged = |j: usize| outcomes[j].map(|outcome| Run { outcome, canary_requests: served[j], asked: None });
+    [Some(flightdeck), judged(0), judged(1), judged(2), judged(3), judged(4)]
 }
 
-/// A cell's outcomes over `seeds` seeds, by policy.
-pub fn run_cell(cell: &Cell, seeds: u64) -> Vec<Vec<Outcome>> {
+/// A cell's rollouts over `seeds` seeds, by policy.
+pub fn run_cell(cell: &Cell, seeds: u64) -> Vec<Vec<Run>> {
     let service = cell.service();
     let mut by_policy = vec![Vec::new(); Policy::ALL.len()];
     for seed in 0..seeds {
-        for (p, outcome) in run_seed(cell, &service, seed).into_iter().enumerate() {
-            by_policy[p].extend(outcome);
+        for (p, run) in run_seed(cell, &service, seed).into_iter().enumerate() {
+            by_policy[p].extend(run);
         }
     }
     by_policy

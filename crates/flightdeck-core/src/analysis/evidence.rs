@@ -139,6 +139,17 @@ fn usable(q: Option<f64>) -> Option<f64> {
     q.filter(|v| v.is_finite() && *v >= 0.0)
 }
 
+/// Stable in the window being judged: a stable that clearly shifted in this
+/// very window (an incident hitting both versions) raises the fail limits
+/// with it, so a shared outage is never blamed on the canary.
+struct StableNow<'a> {
+    counts: (u64, u64),
+    latency: &'a LatencyHistogram,
+}
+
+/// z for "stable clearly shifted in this window" (one-sided 97.7 %).
+const SHIFT_Z: f64 = 2.0;
+
 /// One window's input to one test: `hits` of `trials` against `limit`.
 struct Counts {
     hits: f64,
@@ -168,28 +179,37 @@ pub fn evaluate(config: &AnalysisConfig, sample: &MetricsSample) -> Verdict {
 impl Evidence {
     /// Folds in one window and returns the verdict the evidence now supports.
     pub fn observe(&mut self, config: &AnalysisConfig, sample: &MetricsSample) -> Verdict {
-        let (Some(stable), Some(canary)) = (&sample.stable, &sample.canary) else {
+        let Some(canary) = &sample.canary else {
             return self.missing_metrics(config, sample);
         };
         let seconds = sample.window.as_secs_f64();
+        let no_stable = VersionWindow::default();
+        let stable = sample.stable.as_ref().unwrap_or(&no_stable);
         let (stable_latency, canary_latency) = (stable.histogram(), canary.histogram());
         if stable.requests > 0 || !stable_latency.is_empty() {
             self.baseline.add(stable, seconds, &stable_latency);
         }
+        let now = StableNow { counts: (stable.errors.min(stable.requests), stable.requests), latency: &stable_latency };
         for rule in Rule::ALL {
-            if let Some(c) = self.window_counts(config, rule, Claim::Above, canary, &canary_latency) {
+            if let Some(c) = self.window_counts(config, rule, Claim::Above, &now, canary, &canary_latency) {
                 self.fail[rule.index()].observe(Claim::Above, c.hits, c.trials, c.limit, c.prior);
             }
         }
         for rule in Rule::PASSING {
             if let (Some(c), Some(i)) =
-                (self.window_counts(config, rule, Claim::Below, canary, &canary_latency), rule.pass_index())
+                (self.window_counts(config, rule, Claim::Below, &now, canary, &canary_latency), rule.pass_index())
             {
                 self.pass[i].observe(Claim::Below, c.hits, c.trials, c.limit, c.prior);
             }
         }
         self.canary.add(canary, seconds, &canary_latency);
-        self.verdict(config)
+        let verdict = self.verdict(config);
+        // Without stable's window only a proven fail (ceilings, or margins
+        // against the baseline) is news; otherwise the window is missing.
+        if sample.stable.is_none() && verdict.label() != "fail" {
+            return self.missing_metrics(config, sample);
+        }
+        verdict
     }
 
     /// A new stage: the canary's stage totals and the pass tests start over;
@@ -218,28 +238,43 @@ impl Evidence {
 
     /// The latency threshold a rule compares canary requests with, ms.
     /// `claim` picks the cautious side of stable's quantile.
-    fn latency_threshold(&self, config: &AnalysisConfig, rule: Rule, claim: Claim) -> Option<f64> {
-        let shift = match claim {
-            Claim::Above => BASELINE_Z,
-            Claim::Below => -PASS_BASELINE_Z,
+    fn latency_threshold(&self, config: &AnalysisConfig, rule: Rule, claim: Claim, now: &StableNow) -> Option<f64> {
+        let (q, increase) = match rule {
+            Rule::P95Margin => (0.95, P95_MAX_INCREASE_PCT),
+            Rule::P99Margin => (0.99, config.max_p99_increase_pct),
+            Rule::P99Ceiling => return Some(config.max_p99_ms),
+            Rule::ErrorMargin | Rule::ErrorCeiling => return None,
         };
-        match rule {
-            Rule::P95Margin => Some(self.baseline.quantile(0.95, shift)? * (1.0 + P95_MAX_INCREASE_PCT / 100.0)),
-            Rule::P99Margin => Some(self.baseline.quantile(0.99, shift)? * (1.0 + config.max_p99_increase_pct / 100.0)),
-            Rule::P99Ceiling => Some(config.max_p99_ms),
-            Rule::ErrorMargin | Rule::ErrorCeiling => None,
-        }
+        let stable = match claim {
+            Claim::Above => {
+                let baseline = self.baseline.quantile(q, BASELINE_Z)?;
+                // Stable's own quantile this window, cautiously low: above the
+                // baseline only when stable clearly got slower right now.
+                let n = now.latency.total() as f64;
+                let window = (n > 0.0)
+                    .then(|| now.latency.quantile((q - SHIFT_Z * (q * (1.0 - q) / n).sqrt()).clamp(0.0, 1.0)))
+                    .flatten();
+                window.map_or(baseline, |w| baseline.max(w))
+            }
+            Claim::Below => self.baseline.quantile(q, -PASS_BASELINE_Z)?,
+        };
+        Some(stable * (1.0 + increase / 100.0))
     }
 
     /// The rate limit a rule tests, as a proportion.
-    fn limit(&self, config: &AnalysisConfig, rule: Rule, claim: Claim) -> Option<f64> {
+    fn limit(&self, config: &AnalysisConfig, rule: Rule, claim: Claim, now: Option<&StableNow>) -> Option<f64> {
         let margin = config.max_error_increase_pp / 100.0;
         match rule {
             Rule::ErrorMargin if self.baseline.requests == 0 => None,
             Rule::ErrorMargin => Some(
                 margin
                     + match claim {
-                        Claim::Above => stats::wilson_upper(self.baseline.counts(), stats::normal_cdf(BASELINE_Z)),
+                        Claim::Above => {
+                            let baseline = stats::wilson_upper(self.baseline.counts(), stats::normal_cdf(BASELINE_Z));
+                            let shifted =
+                                now.map_or(0.0, |n| stats::wilson_lower(n.counts, stats::normal_cdf(SHIFT_Z)));
+                            baseline.max(shifted)
+                        }
                         Claim::Below => stats::wilson_lower(self.baseline.counts(), stats::normal_cdf(PASS_BASELINE_Z)),
                     },
             ),
@@ -258,17 +293,20 @@ impl Evidence {
         config: &AnalysisConfig,
         rule: Rule,
         claim: Claim,
+        now: &StableNow,
         canary: &VersionWindow,
         latency: &LatencyHistogram,
     ) -> Option<Counts> {
-        let limit = self.limit(config, rule, claim)?;
+        let limit = self.limit(config, rule, claim, Some(now))?;
         // The first window bets on a regression a margin (or the limit
         // again) past the limit (fail), or on the canary matching stable (pass).
         let margin = config.max_error_increase_pp / 100.0;
         let prior = match (rule, claim) {
             (Rule::ErrorMargin, Claim::Above) => (limit + 2.0 * margin).min(0.5),
             (_, Claim::Above) => (3.0 * limit).min(0.5),
-            (Rule::ErrorMargin, Claim::Below) => self.baseline.error_rate().unwrap_or(0.0).clamp(1e-4, 0.9 * limit),
+            // Never above the limit, never zero (a clamp would panic if the
+            // limit itself were below the floor).
+            (Rule::ErrorMargin, Claim::Below) => self.baseline.error_rate().unwrap_or(0.0).min(0.9 * limit).max(1e-9),
             (_, Claim::Below) => limit / 2.0,
         };
         let (hits, trials) = match rule {
@@ -276,8 +314,8 @@ impl Evidence {
                 (canary.errors.min(canary.requests) as f64, canary.requests as f64)
             }
             _ => {
-                let threshold = self.latency_threshold(config, rule, claim)?;
-                slower_than(canary, latency, threshold)?
+                let threshold = self.latency_threshold(config, rule, claim, now)?;
+                slower_than(canary, latency, threshold, claim)?
             }
         };
         Some(Counts { hits, trials, limit, prior })
@@ -303,6 +341,19 @@ impl Evidence {
         self.pass_test(rule).is_some_and(|t| t.proven(Self::beta(config)))
     }
 
+    /// A latency margin the stage cannot be asked to show: the canary's
+    /// source reports quantiles but no histogram, which can show a
+    /// regression (and fail) but never health. The stage passes on the
+    /// other rows; the row says so.
+    fn pass_waived(&self, rule: Rule) -> bool {
+        let q = match rule {
+            Rule::P95Margin => 0.95,
+            Rule::P99Margin => 0.99,
+            _ => return false,
+        };
+        self.canary.latency.is_empty() && self.canary.quantile(q, 0.0).is_some()
+    }
+
     /// The verdict the evidence supports now.
     pub fn verdict(&self, config: &AnalysisConfig) -> Verdict {
         let checks = self.checks(config);
@@ -311,7 +362,7 @@ impl Evidence {
             return Verdict::Fail { severity, checks };
         }
         let enough = self.canary.requests >= config.min_requests;
-        if enough && Rule::PASSING.iter().all(|r| self.pass_proven(config, *r)) {
+        if enough && Rule::PASSING.iter().all(|r| self.pass_proven(config, *r) || self.pass_waived(*r)) {
             return Verdict::Pass { checks };
         }
         let mut unsure: Vec<String> = checks
@@ -341,8 +392,8 @@ impl Evidence {
         let canary_per_window = self.canary.requests as f64 / windows;
         let beta = Self::beta(config);
         let mut needed: Option<f64> = Some(0.0);
-        for rule in Rule::PASSING.into_iter().filter(|r| !self.pass_proven(config, *r)) {
-            let (Some(test), Some(limit)) = (self.pass_test(rule), self.limit(config, rule, Claim::Below)) else {
+        for rule in Rule::PASSING.into_iter().filter(|r| !self.pass_proven(config, *r) && !self.pass_waived(*r)) {
+            let (Some(test), Some(limit)) = (self.pass_test(rule), self.limit(config, rule, Claim::Below, None)) else {
                 needed = None;
                 break;
             };
@@ -431,7 +482,14 @@ impl Evidence {
     fn judge_open(&self, config: &AnalysisConfig, mut check: Check, shown: &str, rule: Rule) -> Check {
         let progress = check.toward_pass.unwrap_or(0.0);
         let enough = self.canary.requests >= config.min_requests;
-        if self.pass_proven(config, rule) && enough {
+        if self.pass_waived(rule) {
+            check.outcome = CheckOutcome::Pass;
+            check.toward_pass = None;
+            check.reason = format!(
+                "{shown}: quantiles only, no regression shown (health needs a latency histogram; \
+                 the stage passes on the other rows)"
+            );
+        } else if self.pass_proven(config, rule) && enough {
             check.outcome = CheckOutcome::Pass;
             check.reason = format!("{shown}: within the limit, shown on {} requests", check.sample);
         } else if self.pass_proven(config, rule) {
@@ -502,51 +560,28 @@ impl Evidence {
         let alpha = Self::beta(config);
         let half = (v * (v + tau2) / tau2 * (((v + tau2) / v).ln() + 2.0 * (2.0 / alpha).ln())).sqrt();
         let d = pc - ps;
-        half.is_finite().then(|| ((d - half) * 100.0, (d + half) * 100.0))
+        half.is_finite().then_some(((d - half) * 100.0, (d + half) * 100.0))
     }
 }
 
 /// Requests of a canary window slower than `threshold` ms, and how many were
-/// measured: from the histogram when there is one, else estimated from the
-/// reported quantiles. `None` when the window has no latency at all.
-fn slower_than(canary: &VersionWindow, latency: &LatencyHistogram, threshold: f64) -> Option<(f64, f64)> {
+/// measured, from the histogram when there is one. A source with quantiles
+/// only says no more than "at least 1 % were slower" (its p99 is above the
+/// threshold) or 5 % (its p95 is): a lower bound, which is evidence for a
+/// regression (fail) but never for health (pass). `None` when there is
+/// nothing to count.
+fn slower_than(canary: &VersionWindow, latency: &LatencyHistogram, threshold: f64, claim: Claim) -> Option<(f64, f64)> {
     if !latency.is_empty() {
         return Some((latency.count_above(threshold), latency.total() as f64));
     }
-    let share = share_above(canary, threshold)?;
-    (canary.requests > 0).then(|| (share * canary.requests as f64, canary.requests as f64))
-}
-
-/// The share of requests slower than `threshold`, from p50/p95/p99 alone:
-/// the survival curve is taken as straight between the known points on
-/// log–log axes (a power-law tail), extended past either end with the
-/// nearest segment's slope.
-fn share_above(w: &VersionWindow, threshold: f64) -> Option<f64> {
-    let mut points: Vec<(f64, f64)> = [(w.p50_ms, 0.5), (w.p95_ms, 0.05), (w.p99_ms, 0.01)]
+    if claim == Claim::Below || canary.requests == 0 {
+        return None;
+    }
+    let at_least = [(canary.p50_ms, 0.5), (canary.p95_ms, 0.05), (canary.p99_ms, 0.01)]
         .into_iter()
-        .filter_map(|(v, s)| usable(v).filter(|v| *v > 0.0).map(|v| (v.ln(), f64::ln(s))))
-        .collect();
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    points.dedup_by(|a, b| a.0 == b.0);
-    let x = threshold.max(1e-9).ln();
-    let share = match points.as_slice() {
-        [] => return None,
-        [(v, s)] => {
-            // One point: assume a steep tail (survival ∝ latency^-5) past it.
-            if x <= *v {
-                s.exp()
-            } else {
-                (s - 5.0 * (x - v)).exp()
-            }
-        }
-        _ => {
-            let segment = points.windows(2).find(|p| x <= p[1].0).unwrap_or(&points[points.len() - 2..]);
-            let ((x0, y0), (x1, y1)) = (segment[0], segment[1]);
-            let slope = (y1 - y0) / (x1 - x0);
-            (y0 + slope * (x - x0)).exp()
-        }
-    };
-    Some(share.clamp(0.0, 1.0))
+        .find(|(q, _)| usable(*q).is_some_and(|v| v > threshold))
+        .map_or(0.0, |(_, share)| share);
+    Some((at_least * canary.requests as f64, canary.requests as f64))
 }
 
 fn row(

@@ -14,12 +14,33 @@ const GAMMA: f64 = 1.02;
 /// network service's resolution.
 const MIN_MS: f64 = 0.001;
 
-/// Counts of requests per latency bucket, sorted by bucket index.
+/// Counts of requests per latency bucket, sorted by bucket index. Read from
+/// JSON as `[[index, count], …]` in any order (sorted and merged on read).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(from = "Vec<(i32, u64)>", into = "Vec<(i32, u64)>")]
 pub struct LatencyHistogram {
     /// `(bucket index, requests)`, ascending index, no zero counts.
     buckets: Vec<(i32, u64)>,
+}
+
+impl From<Vec<(i32, u64)>> for LatencyHistogram {
+    fn from(mut buckets: Vec<(i32, u64)>) -> Self {
+        buckets.sort_unstable_by_key(|b| b.0);
+        let mut h = LatencyHistogram::default();
+        for (i, count) in buckets.into_iter().filter(|b| b.1 > 0) {
+            match h.buckets.last_mut() {
+                Some((last, sum)) if *last == i => *sum = sum.saturating_add(count),
+                _ => h.buckets.push((i, count)),
+            }
+        }
+        h
+    }
+}
+
+impl From<LatencyHistogram> for Vec<(i32, u64)> {
+    fn from(h: LatencyHistogram) -> Self {
+        h.buckets
+    }
 }
 
 fn index_of(ms: f64) -> i32 {
@@ -177,6 +198,12 @@ mod tests {
         }
         assert_eq!(recorded, merged);
         assert_eq!(merged.total(), 6);
+    }
+
+    #[test]
+    fn json_in_any_order_reads_sorted_and_merged() {
+        let h: LatencyHistogram = serde_json::from_str("[[5, 1], [2, 3], [5, 2], [9, 0]]").unwrap();
+        assert_eq!(serde_json::to_string(&h).unwrap(), "[[2,3],[5,3]]");
     }
 
     #[test]

@@ -193,11 +193,17 @@ impl Verdict {
     /// "canary gets ~44 req per window; a decision needs ~6 more windows".
     pub fn estimate_text(&self) -> Option<String> {
         let Verdict::Inconclusive { estimate: Some(e), .. } = self else { return None };
+        if e.canary_per_window < 0.5 {
+            return Some("the canary gets no requests: no decision without traffic".to_string());
+        }
         let rate = format!("canary gets ~{:.0} req per window", e.canary_per_window);
         Some(match e.windows {
             Some(0) => format!("{rate}; a decision is due next window"),
-            Some(w) => format!("{rate}; a decision needs ~{w} more windows"),
-            None => format!("{rate}; no decision in sight at this rate (the canary sits near a limit)"),
+            Some(w) if w <= 10_000 => format!("{rate}; a decision needs ~{w} more windows"),
+            Some(_) => format!("{rate}; not at this traffic: raise the canary's share or the bake"),
+            None => format!(
+                "{rate}; no decision in sight at this rate (the canary sits near a limit, or a metric is missing)"
+            ),
         })
     }
 

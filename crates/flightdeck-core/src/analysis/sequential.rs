@@ -81,7 +81,7 @@ impl SequentialTest {
     /// estimated from a histogram), against `limit`. `prior` is the rate
     /// guessed before any data (it only shapes how hard the first window bets).
     pub fn observe(&mut self, claim: Claim, hits: f64, trials: f64, limit: f64, prior: f64) {
-        if !(trials > 0.0) || !hits.is_finite() || !limit.is_finite() {
+        if trials.is_nan() || trials <= 0.0 || !hits.is_finite() || !limit.is_finite() {
             return;
         }
         let hits = hits.clamp(0.0, trials);

@@ -1,0 +1,390 @@
+//! The journal: every event a rollout saw, as JSON lines, so a run that
+//! crashed resumes where it was. `core::step` is pure, so replaying the
+//! events from the plan's initial state rebuilds the exact state.
+//!
+//! Layout: `<data dir>/journal/<rollout id>-<plan key>.jsonl`, the key a
+//! short hash of the plan file's canonical path, so two plan files that
+//! name the same rollout (the proxy examples) keep apart journals. Line 1
+//! is a header with the plan text and, for the simulator, the scenario and
+//! seed; every further line a [`Record`].
+//!
+//! One run at a time: opening a journal takes an exclusive advisory lock
+//! on `<journal>.lock` (released by the OS if the process dies), so a
+//! second run of the same plan is refused, naming the holder, instead of
+//! driving the same backend twice and interleaving records.
+//!
+//! Write-ahead: a record is on disk before any effect it leads to is
+//! applied (see the engine task), so a resume never undoes what a backend
+//! was told. A record that cannot be written stops the rollout.
+//!
+//! A journal is resumed only by the run it was written for: the same plan
+//! text and, on the simulator, the same scenario and seed (speed does not
+//! change what happens, only how fast). Anything else is refused with a
+//! message that names `--fresh`, never replayed as if it were the same run.
+
+use super::report::{effect_output, step_outputs};
+use crate::protocol::Output;
+use flightdeck_core::plan::Plan;
+use flightdeck_core::rollout::{step, Event, Rollout};
+use flightdeck_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+mod lock;
+pub mod pack;
+pub use pack::parse_record;
+mod read;
+#[cfg(test)]
+mod tests;
+
+pub use lock::JournalLock;
+
+/// 2: latency histograms packed (see [`pack::pack`]); format 1 reads the same.
+const FORMAT: u32 = 2;
+/// Events of a resumed run kept for the cockpit's event log.
+const HISTORY_KEPT: usize = 500;
+
+/// What to do about a journal that cannot be resumed.
+pub const START_OVER: &str = "to start over, run again with --fresh (the old journal is kept aside)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}:{line}: {message}")]
+    Corrupt { path: String, line: usize, message: String },
+    #[error("{path}:1: written for a different plan than {plan_file}; run with --fresh to start over (the old journal is kept)")]
+    PlanChanged { path: String, plan_file: String },
+    #[error("{path}:1: journal was written with {was}; this run asks for {now}: pass --fresh to start over (the old journal is kept aside)")]
+    RunChanged { path: String, was: String, now: String },
+    #[error("{path}: in use by {holder}; one run per plan: wait for it to finish or stop it")]
+    InUse { path: String, holder: String },
+}
+
+impl JournalError {
+    /// The journal cannot be resumed as asked: the user's to settle (another
+    /// run, `--fresh`), not a failure of flightdeck. Nothing has run.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, JournalError::Io { .. })
+    }
+}
+
+/// What decides a simulated run besides the plan: the same plan with
+/// another scenario or seed is another run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimRun {
+    pub scenario: String,
+    pub seed: u64,
+}
+
+impl SimRun {
+    /// As the command line says it.
+    fn flags(run: Option<&SimRun>) -> String {
+        match run {
+            Some(r) => format!("--scenario {} --seed {}", r.scenario, r.seed),
+            None => "no recorded scenario and seed".into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    journal: u32,
+    rollout: String,
+    plan_file: String,
+    plan: String,
+    /// Simulator runs only (absent in journals of other backends and in
+    /// those written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sim: Option<SimRun>,
+}
+
+/// One journaled event with the state it led to (the state is for readers
+/// and a replay cross-check; replay recomputes it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub seq: u64,
+    pub at: Timestamp,
+    /// Wall-clock milliseconds when it was written.
+    pub wall: u64,
+    pub event: Event,
+    pub phase: String,
+    pub stage: usize,
+    pub weight: u8,
+}
+
+/// An open journal, appending; it holds the journal's lock while open.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    seq: u64,
+    _lock: JournalLock,
+}
+
+/// What opening a journal found.
+pub struct Opened {
+    pub journal: Journal,
+    pub rollout: Rollout,
+    /// Time of the last journaled event when resuming.
+    pub resumed_at: Option<Timestamp>,
+    /// What happened before, told as it was live (the last events of a
+    /// resumed run, oldest first), so the event log survives a restart.
+    pub history: Vec<Output>,
+}
+
+impl Journal {
+    /// Opens the journal of rollout `id` of the plan in `plan_file`,
+    /// resuming the run it holds (of the same plan and, on the simulator,
+    /// the same `sim` scenario and seed), finished or not: a rolled-back
+    /// canary must stay rolled back across restarts. With `fresh` the old
+    /// journal is set aside under a new name and a new run begins.
+    pub fn open(
+        dir: &Path,
+        id: &str,
+        plan: &Plan,
+        plan_file: &str,
+        plan_text: &str,
+        sim: Option<&SimRun>,
+        fresh: bool,
+    ) -> Result<Opened, JournalError> {
+        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let key = plan_key(plan_file);
+        let path = dir.join(file_name(id, &key));
+        // Before anything is read or renamed: another run may be writing.
+        let lock = JournalLock::take(&path.with_extension("lock"), &path)?;
+        adopt_legacy(dir, id, &key, &path)?;
+        if path.exists() && !fresh {
+            if let Some(replayed) = replay(&path, id, plan, plan_file, plan_text, sim)? {
+                let file = OpenOptions::new().append(true).open(&path).map_err(|e| io(&path, e))?;
+                // Cut a partial last line, or the next record would be glued to it.
+                file.set_len(replayed.valid_len).map_err(|e| io(&path, e))?;
+                let journal = Journal { path, file, seq: replayed.records, _lock: lock };
+                let history = replayed.history.into();
+                return Ok(Opened { journal, rollout: replayed.rollout, resumed_at: Some(replayed.last), history });
+            }
+        }
+        if path.exists() {
+            let aside = path.with_extension(format!("{}.jsonl", crate::engine::clock::wall_ms()));
+            fs::rename(&path, &aside).map_err(|e| io(&path, e))?;
+        }
+        let mut file = File::create(&path).map_err(|e| io(&path, e))?;
+        let header = Header {
+            journal: FORMAT,
+            rollout: id.into(),
+            plan_file: plan_file.into(),
+            plan: plan_text.into(),
+            sim: sim.cloned(),
+        };
+        writeln!(file, "{}", serde_json::to_string(&header).expect("header serializes")).map_err(|e| io(&path, e))?;
+        let rollout = Rollout::new(id, plan.clone());
+        Ok(Opened {
+            journal: Journal { path, file, seq: 0, _lock: lock },
+            rollout,
+            resumed_at: None,
+            history: Vec::new(),
+        })
+    }
+
+    /// Appends one event and the state it led to. On error the record may
+    /// be cut short on disk; the next open drops it, so stop appending.
+    pub fn append(&mut self, at: Timestamp, event: &Event, state: &Rollout) -> Result<(), JournalError> {
+        let record = Record {
+            seq: self.seq + 1,
+            at,
+            wall: crate::engine::clock::wall_ms(),
+            event: event.clone(),
+            phase: state.phase.label().to_string(),
+            stage: state.stage,
+            weight: state.canary_weight,
+        };
+        let mut value = serde_json::to_value(&record).expect("records serialize");
+        pack::compact_histograms(&mut value);
+        let mut line = serde_json::to_string(&value).expect("records serialize");
+        line.push('\n');
+        // One write per record: a crash leaves at most one partial last line.
+        self.file.write_all(line.as_bytes()).map_err(|e| io(&self.path, e))?;
+        self.seq += 1;
+        Ok(())
+    }
+
+    /// Makes what was appended durable: called before a backend is told to
+    /// act on it (a full disk may only say so here).
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(|e| io(&self.path, e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Deletes every journal of rollout `id` of the plan in `plan_file`: the
+/// current one, those `--fresh` set aside, and one from before journals
+/// were keyed by plan file when its header names this plan file. Journals
+/// of other plan files are left alone. Returns how many were deleted.
+pub fn remove_runs(dir: &Path, id: &str, plan_file: &str) -> Result<usize, JournalError> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(0) };
+    let current = file_name(id, &plan_key(plan_file));
+    let keyed = current.trim_end_matches(".jsonl").to_string();
+    let legacy = file_stem(id);
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".jsonl") else { continue };
+        // `<stem>` or `<stem>.<wall ms>` (set aside): the run and its old runs.
+        let run_of = |base: &str| {
+            stem == base
+                || stem
+                    .strip_prefix(base)
+                    .and_then(|r| r.strip_prefix('.'))
+                    .is_some_and(|ms| ms.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let ours = run_of(&keyed) || (run_of(&legacy) && header_names(&entry.path(), plan_file));
+        if ours {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| io(&path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The journal's header was written for `plan_file` (only the first line is read).
+fn header_names(path: &Path, plan_file: &str) -> bool {
+    use std::io::BufRead;
+    let Ok(file) = File::open(path) else { return false };
+    let mut first = String::new();
+    if std::io::BufReader::new(file).read_line(&mut first).is_err() {
+        return false;
+    }
+    serde_json::from_str::<Header>(&first).is_ok_and(|h| plan_key(&h.plan_file) == plan_key(plan_file))
+}
+
+fn io(path: &Path, source: std::io::Error) -> JournalError {
+    JournalError::Io { path: path.display().to_string(), source }
+}
+
+/// What identifies a plan file: its canonical path (the path as given when
+/// it has none, e.g. the demo's built-in plans).
+fn plan_key(plan_file: &str) -> String {
+    fs::canonicalize(plan_file).map_or_else(|_| plan_file.to_owned(), |p| p.to_string_lossy().into_owned())
+}
+
+/// `<rollout id>-<8 hex digits of the plan key's FNV-1a hash>.jsonl`: stable
+/// across builds and platforms (unlike std's hasher), short enough to read.
+fn file_name(id: &str, key: &str) -> String {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    format!("{}-{:08x}.jsonl", file_stem(id), hash >> 32)
+}
+
+/// A rollout id as a file name ("prod-eu-1/checkout" → "prod-eu-1_checkout").
+fn file_stem(id: &str) -> String {
+    id.replace(['/', '\\', ' '], "_")
+}
+
+/// Journals were once named by rollout id alone (`<id>.jsonl`). One written
+/// for this plan file takes the new name, so an upgrade resumes it rather
+/// than starting the rollout over; one of another plan file stays as it is.
+fn adopt_legacy(dir: &Path, id: &str, key: &str, path: &Path) -> Result<(), JournalError> {
+    let legacy = dir.join(format!("{}.jsonl", file_stem(id)));
+    if path.exists() || !legacy.is_file() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(&legacy).map_err(|e| io(&legacy, e))?;
+    let header = text.lines().next().and_then(|first| serde_json::from_str::<Header>(first).ok());
+    if header.is_some_and(|h| plan_key(&h.plan_file) == key) {
+        fs::rename(&legacy, path).map_err(|e| io(&legacy, e))?;
+    }
+    Ok(())
+}
+
+/// What replaying a journal found.
+struct Replayed {
+    rollout: Rollout,
+    /// Time of the last event.
+    last: Timestamp,
+    records: u64,
+    /// Bytes up to the end of the last complete line.
+    valid_len: u64,
+    /// The last events, as viewers saw them live.
+    history: std::collections::VecDeque<Output>,
+}
+
+/// Rebuilds the rollout from its journal; `None` when it holds no event.
+fn replay(
+    path: &Path,
+    id: &str,
+    plan: &Plan,
+    plan_file: &str,
+    plan_text: &str,
+    sim: Option<&SimRun>,
+) -> Result<Option<Replayed>, JournalError> {
+    let Some(parsed) = read::read(path)? else { return Ok(None) };
+    let shown = path.display().to_string();
+    if parsed.header.plan != plan_text {
+        return Err(JournalError::PlanChanged { path: shown, plan_file: plan_file.into() });
+    }
+    if parsed.header.sim.as_ref() != sim {
+        let (was, now) = (SimRun::flags(parsed.header.sim.as_ref()), SimRun::flags(sim));
+        return Err(JournalError::RunChanged { path: shown, was, now });
+    }
+    if let Some(line) = parsed.cut {
+        tracing::warn!(path = %shown, line, "dropping a partial last journal line");
+    }
+    let Some((_, last)) = parsed.records.last() else { return Ok(None) };
+    let (last, records) = (last.at, last.seq);
+    let mut rollout = Rollout::new(id, plan.clone());
+    let mut history = std::collections::VecDeque::new();
+    for (_, record) in parsed.records {
+        let (next, effects) = step(&rollout, record.event.clone(), record.at);
+        let told = effect_output(id, &record.event, record.at).into_iter();
+        history.extend(told.chain(step_outputs(&rollout, &record.event, &effects, &next, record.at).0));
+        while history.len() > HISTORY_KEPT {
+            history.pop_front();
+        }
+        rollout = next;
+    }
+    Ok(Some(Replayed { rollout, last, records, valid_len: parsed.valid_len, history }))
+}
+
+/// What `flightdeck journal verify` found in a sound journal.
+#[derive(Debug)]
+pub struct Verified {
+    pub rollout: Rollout,
+    pub records: usize,
+    /// A cut last line that a resume drops.
+    pub cut: Option<usize>,
+}
+
+/// Checks a journal as a resume reads it, and more: the plan in its header
+/// parses, and replaying every record reaches the state the record holds.
+/// The first problem comes back with its line.
+pub fn verify(path: &Path) -> Result<Verified, JournalError> {
+    let shown = path.display().to_string();
+    let corrupt = |line: usize, message: String| JournalError::Corrupt { path: shown.clone(), line, message };
+    let parsed = read::read(path)?.ok_or_else(|| corrupt(1, "empty: no journal header".into()))?;
+    let header = &parsed.header;
+    let plan = Plan::parse(&header.plan_file, &header.plan)
+        .map_err(|e| corrupt(1, format!("the plan in the header does not parse: {e}")))?;
+    let mut rollout = Rollout::new(header.rollout.clone(), plan);
+    let records = parsed.records.len();
+    for (line, record) in parsed.records {
+        rollout = step(&rollout, record.event, record.at).0;
+        let replayed = (rollout.phase.label(), rollout.stage, rollout.canary_weight);
+        if replayed != (record.phase.as_str(), record.stage, record.weight) {
+            let message = format!(
+                "records {} at stage {} and {} %, but replaying reaches {} at stage {} and {} %",
+                record.phase,
+                record.stage.saturating_add(1),
+                record.weight,
+                replayed.0,
+                replayed.1.saturating_add(1),
+                replayed.2
+            );
+            return Err(corrupt(line, message));
+        }
+    }
+    Ok(Verified { rollout, records, cut: parsed.cut })
+}

@@ -1,0 +1,220 @@
+//! CloudWatch metrics source (cargo feature `ecs`): an Application Load
+//! Balancer's per-target-group metrics, one target group per version.
+//!
+//! A plan selects it with `[metrics] source = "cloudwatch"`. The
+//! dimensions are `LoadBalancer` (`app/<name>/<id>`) and `TargetGroup`
+//! (`targetgroup/<name>/<id>`), written as such or as ARNs; unset, they come
+//! from an ECS target's `listener_rule` and target groups. Region and
+//! profile are the ECS target's (or the environment's).
+//!
+//! One window is two `GetMetricData` calls over `[now − lag − period,
+//! now − lag)`, the period being the window rounded up to one CloudWatch
+//! accepts (1, 5, 10, 30 s or whole minutes; the load balancer publishes
+//! per minute, so plans use an interval of `1m` or more):
+//! - counts: `RequestCount` and `HTTPCode_Target_5XX_Count`, `Sum`. No
+//!   `RequestCount` datapoint makes the version missing (no traffic, or a
+//!   wrong dimension); no 5XX datapoint with requests counted is 0 errors
+//!   (the load balancer publishes no zeros).
+//! - latency: `TargetResponseTime` with the extended statistics `p50`,
+//!   `p95`, `p99` (seconds, turned into milliseconds). When this call fails
+//!   the counts still count; the quantiles are `None` and `missing` says why.
+
+use crate::metrics::MetricsSource;
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::{CloudwatchMetrics, Target};
+use flightdeck_core::time::Timestamp;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const NAMESPACE: &str = "AWS/ApplicationELB";
+const QUANTILES: [&str; 3] = ["p50", "p95", "p99"];
+
+/// The three dimension values: load balancer, stable and canary target groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dimensions {
+    pub load_balancer: String,
+    pub stable: String,
+    pub canary: String,
+}
+
+impl Dimensions {
+    /// From the plan's `[metrics]`, falling back on the target's parameters.
+    /// Errors name the key to set.
+    pub fn resolve(config: &CloudwatchMetrics, target: &Target) -> Result<Dimensions, String> {
+        let param = |key: &str| target.params.get(key).cloned();
+        let pick = |own: &Option<String>, key: &str| {
+            own.clone()
+                .or_else(|| param(key))
+                .ok_or_else(|| format!("metrics.{key}: required (the target has no `{key}` to take it from)"))
+        };
+        let load_balancer = match &config.load_balancer {
+            Some(lb) => lb.clone(),
+            None => param("listener_rule").ok_or_else(|| {
+                "metrics.load_balancer: required (the target has no `listener_rule` to take it from)".to_owned()
+            })?,
+        };
+        let dimensions = Dimensions {
+            load_balancer: load_balancer_dimension(&load_balancer).ok_or_else(|| {
+                format!("metrics.load_balancer: `{load_balancer}` names no application load balancer (app/<name>/<id>)")
+            })?,
+            stable: target_group_dimension(&pick(&config.stable_target_group, "stable_target_group")?)
+                .ok_or("metrics.stable_target_group: not a target group (targetgroup/<name>/<id> or its ARN)")?,
+            canary: target_group_dimension(&pick(&config.canary_target_group, "canary_target_group")?)
+                .ok_or("metrics.canary_target_group: not a target group (targetgroup/<name>/<id> or its ARN)")?,
+        };
+        Ok(dimensions)
+    }
+}
+
+/// `app/<name>/<id>` from itself, a load balancer ARN, or a listener or rule ARN.
+pub fn load_balancer_dimension(text: &str) -> Option<String> {
+    let at = text.find("app/")?;
+    let parts: Vec<&str> = text[at..].split('/').take(3).collect();
+    (parts.len() == 3 && parts.iter().all(|p| !p.is_empty())).then(|| parts.join("/"))
+}
+
+/// `targetgroup/<name>/<id>` from itself or a target group ARN.
+pub fn target_group_dimension(text: &str) -> Option<String> {
+    let at = text.find("targetgroup/")?;
+    let parts: Vec<&str> = text[at..].split('/').take(3).collect();
+    (parts.len() == 3 && parts.iter().all(|p| !p.is_empty())).then(|| parts.join("/"))
+}
+
+/// The smallest period CloudWatch accepts that covers `window`.
+pub fn period(window: Duration) -> i32 {
+    let seconds = window.as_secs().max(1);
+    match [1, 5, 10, 30].into_iter().find(|p| seconds <= *p) {
+        Some(p) => p as i32,
+        None => (seconds.div_ceil(60) * 60).min(i32::MAX as u64) as i32,
+    }
+}
+
+/// Per-version ALB metrics from CloudWatch.
+pub struct Cloudwatch {
+    client: aws_sdk_cloudwatch::Client,
+    dimensions: Dimensions,
+    lag: Duration,
+}
+
+impl Cloudwatch {
+    pub fn new(aws: &aws_config::SdkConfig, dimensions: Dimensions, lag: Duration) -> Cloudwatch {
+        Cloudwatch { client: aws_sdk_cloudwatch::Client::new(aws), dimensions, lag }
+    }
+
+    fn query(&self, id: &str, group: &str, metric: &str, stat: &str, period: i32) -> MetricDataQuery {
+        let dimension = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+        let metric = Metric::builder()
+            .namespace(NAMESPACE)
+            .metric_name(metric)
+            .dimensions(dimension("LoadBalancer", &self.dimensions.load_balancer))
+            .dimensions(dimension("TargetGroup", group))
+            .build();
+        let stat = MetricStat::builder().metric(metric).period(period).stat(stat).build();
+        MetricDataQuery::builder().id(id).metric_stat(stat).return_data(true).build()
+    }
+
+    /// One `GetMetricData` call: values by query id.
+    async fn read(
+        &self,
+        queries: Vec<MetricDataQuery>,
+        start: DateTime,
+        end: DateTime,
+    ) -> Result<HashMap<String, Vec<f64>>, String> {
+        let call = self.client.get_metric_data().start_time(start).end_time(end).set_metric_data_queries(Some(queries));
+        let out = call.send().await.map_err(|e| aws_sdk_cloudwatch::error::DisplayErrorContext(e).to_string())?;
+        let results = out.metric_data_results().iter();
+        Ok(results.filter_map(|r| Some((r.id()?.to_owned(), r.values().to_vec()))).collect())
+    }
+
+    fn version(
+        &self,
+        side: &str,
+        group: &str,
+        counts: &HashMap<String, Vec<f64>>,
+        latency: &HashMap<String, Vec<f64>>,
+    ) -> Result<VersionWindow, String> {
+        let requests = counts.get(&format!("{side}_requests")).filter(|v| !v.is_empty()).ok_or_else(|| {
+            format!("no RequestCount datapoint for {group} (no traffic in the window, or a wrong dimension)")
+        })?;
+        let sum = |values: &[f64]| values.iter().filter(|v| v.is_finite()).sum::<f64>().max(0.0).round() as u64;
+        let errors = counts.get(&format!("{side}_errors")).map_or(0, |v| sum(v));
+        let quantile = |q: &str| {
+            let values = latency.get(&format!("{side}_{q}"))?;
+            values.iter().copied().filter(|v| v.is_finite()).reduce(f64::max).map(|s| s * 1000.0)
+        };
+        Ok(VersionWindow {
+            requests: sum(requests),
+            errors,
+            p50_ms: quantile("p50"),
+            p95_ms: quantile("p95"),
+            p99_ms: quantile("p99"),
+            ..VersionWindow::default()
+        })
+    }
+}
+
+#[async_trait]
+impl MetricsSource for Cloudwatch {
+    async fn sample(&self, window: Duration, now: Timestamp) -> MetricsSample {
+        let period = period(window);
+        let end_ms = now.0.saturating_sub(self.lag.as_millis() as u64);
+        let start_ms = end_ms.saturating_sub(period as u64 * 1000);
+        let at = |ms: u64| DateTime::from_millis(ms as i64);
+        let sides = [("stable", &self.dimensions.stable), ("canary", &self.dimensions.canary)];
+        let mut counts = Vec::new();
+        let mut latency = Vec::new();
+        for (side, group) in sides {
+            counts.push(self.query(&format!("{side}_requests"), group, "RequestCount", "Sum", period));
+            counts.push(self.query(&format!("{side}_errors"), group, "HTTPCode_Target_5XX_Count", "Sum", period));
+            for q in QUANTILES {
+                latency.push(self.query(&format!("{side}_{q}"), group, "TargetResponseTime", q, period));
+            }
+        }
+        let (counts, latency) =
+            tokio::join!(self.read(counts, at(start_ms), at(end_ms)), self.read(latency, at(start_ms), at(end_ms)));
+        let counts = match counts {
+            Ok(c) => c,
+            Err(e) => return crate::metrics::missing(window, format!("cloudwatch: GetMetricData: {e}")),
+        };
+        let (latency, latency_note) = match latency {
+            Ok(l) => (l, None),
+            Err(e) => (HashMap::new(), Some(format!("cloudwatch: latency quantiles unavailable: {e}"))),
+        };
+        let stable = self.version("stable", &self.dimensions.stable, &counts, &latency);
+        let canary = self.version("canary", &self.dimensions.canary, &counts, &latency);
+        let mut sample = crate::metrics::per_version(window, "cloudwatch", stable, canary);
+        if sample.missing.is_none() {
+            sample.missing = latency_note;
+        }
+        sample
+    }
+
+    /// No SLO queries for CloudWatch yet: the budget stays unknown.
+    async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_come_from_arns() {
+        let rule = "arn:aws:elasticloadbalancing:eu-west-1:123:listener-rule/app/checkout/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee";
+        assert_eq!(load_balancer_dimension(rule).as_deref(), Some("app/checkout/50dc6c495c0c9188"));
+        let tg = "arn:aws:elasticloadbalancing:eu-west-1:123:targetgroup/checkout-green/6d0ecf831eec9f09";
+        assert_eq!(target_group_dimension(tg).as_deref(), Some("targetgroup/checkout-green/6d0ecf831eec9f09"));
+        assert_eq!(target_group_dimension("checkout-green"), None);
+    }
+
+    #[test]
+    fn periods_are_ones_cloudwatch_accepts() {
+        let p = |s| period(Duration::from_secs(s));
+        assert_eq!((p(0), p(2), p(5), p(20), p(45), p(60), p(61), p(300)), (1, 5, 5, 30, 60, 60, 120, 300));
+    }
+}
