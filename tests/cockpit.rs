@@ -488,7 +488,7 @@ async fn split_pane_shows_the_weight_the_backend_has_when_it_refused_the_new_one
     let rows = rows(&screen);
     let bar = rows.iter().find(|l| l.contains("v2.3.0 1%")).unwrap_or_else(|| panic!("bar at 1 %:\n{screen}"));
     assert!(bar.contains("v2.2.9 99%"), "{bar}");
-    assert!(screen.contains("wants 10 %: NOT APPLIED for 2:59"), "{screen}");
+    assert!(screen.contains("wants 10 %: NOT APPLIED for 3:00"), "{screen}");
     assert!(screen.contains("stage 2/4 · 1 %→10 %"), "the header says it too: {screen}");
     assert!(screen.contains("  1%!"), "and the list: {screen}");
     assert_no_cut_numbers(&screen);
@@ -533,7 +533,12 @@ async fn an_override_reason_is_in_the_events_and_the_journal_and_history_survive
     let screen = c.screen(120, 40);
     assert!(screen.contains("alice override-freeze: “hotfix for INC-42”"), "{screen}");
     c.engine.shutdown().await;
-    let journal = std::fs::read_dir(data.path()).unwrap().next().unwrap().unwrap().path();
+    // The journal, not the `.lock` file beside it.
+    let journal = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("a journal");
     assert!(std::fs::read_to_string(&journal).unwrap().contains("hotfix for INC-42"));
 
     // A new cockpit on the same journals: the log starts with what happened.
@@ -605,7 +610,7 @@ async fn full_screen_rollout_scrolls_its_events_and_shows_the_selected_one_whole
     let screen = c.screen(80, 24);
     let text: String =
         rows(&screen).iter().map(|r| r.trim_matches('│').trim().to_string()).collect::<Vec<_>>().join(" ");
-    assert!(text.contains("progressing → rolled back · stage 2/4 · 0% — analysis failed (Critical): error rate canary 12.53 % vs stable 0.20 %"), "{screen}");
+    assert!(text.contains("progressing → rolled back · stage 2/4 · 0% — analysis failed (Critical): error rate canary 12.05 % vs stable 0.19 %"), "{screen}");
     assert!(text.contains("limit 1.00 pp)"), "the whole reason: {screen}");
     assert_no_cut_numbers(&screen);
     insta::assert_snapshot!("events_expanded_80x24", screen);

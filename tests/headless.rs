@@ -124,7 +124,11 @@ fn demo_fleet_runs_headless_and_reports_the_bad_rollout() {
 #[test]
 fn demo_keeps_only_its_latest_runs_journals() {
     let data = tempfile::tempdir().unwrap();
-    let journals = || std::fs::read_dir(data.path().join("journal")).unwrap().count();
+    // Journals only: a run's `.lock` file sits beside its journal.
+    let journals = || {
+        let entries = std::fs::read_dir(data.path().join("journal")).unwrap();
+        entries.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "jsonl")).count()
+    };
     for _ in 0..3 {
         let out = flightdeck(data.path(), &["demo", "--headless", "--speed", "3000"]);
         assert_eq!(out.status.code(), Some(3));

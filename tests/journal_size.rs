@@ -89,7 +89,12 @@ async fn a_rollout_day_of_journal_is_about_a_megabyte() {
     drain.abort();
     assert!(!state.phase.is_finished(), "live for the whole hour: {:?}", state.phase);
 
-    let path = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    // The journal, not the `.lock` file the engine keeps beside it.
+    let path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .expect("a journal");
     let text = std::fs::read_to_string(&path).unwrap();
     if let Ok(keep) = std::env::var("JOURNAL_SIZE_KEEP") {
         std::fs::write(keep, &text).unwrap();

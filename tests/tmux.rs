@@ -164,7 +164,12 @@ fn ends_with_the_terminal_as_it_was(end: &str, code: i32) {
         t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
         assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal");
         match end {
-            "q" => t.keys(&["q"]),
+            "q" => {
+                // Rollouts are moving in the demo: `q` asks first; `y` answers.
+                t.keys(&["q"]);
+                t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
+                t.keys(&["y"]);
+            }
             signal => {
                 let pid = cockpit_pid(&t);
                 assert!(Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());

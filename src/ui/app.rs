@@ -440,6 +440,12 @@ impl App {
             .find(|(k, _, layers, _)| layers.contains(&layer) && k.parse::<KeyCombo>().is_ok_and(|k| k == pressed));
         if let Some((_, action, _, _)) = way_out {
             self.keys.clear();
+            // Ctrl-C is the emergency exit: it quits at once, without the
+            // question `q` may ask (rollouts keep their journals and resume).
+            if *action == Action::Quit {
+                self.quit = true;
+                return vec![];
+            }
             return self.run(*action);
         }
         let outcome = self.keys.feed(&self.keymap, layer, key);

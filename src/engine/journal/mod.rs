@@ -246,6 +246,10 @@ pub fn remove_runs(dir: &Path, id: &str, plan_file: &str) -> Result<usize, Journ
             let path = entry.path();
             fs::remove_file(&path).map_err(|e| io(&path, e))?;
             removed += 1;
+            // The run's lock file beside it, unless a run holds it now.
+            if stem == keyed || stem == legacy {
+                lock::remove_if_free(&path.with_extension("lock"))?;
+            }
         }
     }
     Ok(removed)

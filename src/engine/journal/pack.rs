@@ -8,6 +8,17 @@ use super::Record;
 
 /// One journal line as its [`Record`] (compact histograms read back).
 pub fn parse_record(line: &str) -> Result<Record, serde_json::Error> {
+    // Straight from the text first: serde's error then names the line's
+    // column, which a detour through a `Value` would lose.
+    let first = match serde_json::from_str::<Record>(line) {
+        Ok(record) => return Ok(record),
+        Err(e) => e,
+    };
+    unpacked(line).map_err(|_| first)
+}
+
+/// A record whose latency histograms are packed into strings.
+fn unpacked(line: &str) -> Result<Record, serde_json::Error> {
     let mut value: serde_json::Value = serde_json::from_str(line)?;
     if let Some(latency) = histograms(&mut value) {
         for h in latency {
