@@ -263,9 +263,48 @@ async fn each_verb_sends_the_patch_kubectl_argo_rollouts_sends() {
                 "PATCH",
                 ROLLOUT.into(),
                 "application/json-patch+json",
+                json!([{"op": "replace", "path": "/spec/template", "value": green.clone()}]),
+            )],
+        ),
+        // Regression: promote --full of a user-paused Rollout also lifts the pause (upstream #4412).
+        (
+            "rollout-user-paused.json",
+            NativeVerb::PromoteFull,
+            vec![
+                merge(on_status(), json!({"status": {"promoteFull": true}})),
+                merge(ROLLOUT.into(), json!({"spec": {"paused": false}})),
+            ],
+        ),
+        // Regression: after an Inconclusive step analysis the controller's pause is cleared and the step moves on.
+        (
+            "rollout-inconclusive.json",
+            NativeVerb::Promote,
+            vec![merge(
+                on_status(),
+                json!({"status": {"pauseConditions": null, "controllerPause": false, "currentStepIndex": 2}}),
+            )],
+        ),
+        // Regression: undo of a workloadRef Rollout patches the referenced Deployment (undo.go undoWorkloadRef).
+        (
+            "rollout-workloadref.json",
+            NativeVerb::Undo,
+            vec![(
+                "PATCH",
+                format!("{DEPLOYMENTS}/checkout-template"),
+                "application/json-patch+json",
                 json!([{"op": "replace", "path": "/spec/template", "value": green}]),
             )],
         ),
+        // A canary without steps, not paused: promote has no step to move (GetCurrentCanaryStep is nil).
+        ("rollout-no-steps.json", NativeVerb::Promote, vec![]),
+        // maxTrafficWeight changes units, not steps.
+        (
+            "rollout-max-weight.json",
+            NativeVerb::Promote,
+            vec![merge(on_status(), json!({"status": {"pauseConditions": null, "currentStepIndex": 3}}))],
+        ),
+        ("rollout-max-weight.json", NativeVerb::Abort, vec![merge(on_status(), json!({"status": {"abort": true}}))]),
+        ("rollout-routed-promoted.json", NativeVerb::PromoteFull, vec![]),
     ];
     for (file, verb, expected) in table {
         let api = rollout_server(fixture(file));
@@ -313,6 +352,49 @@ async fn status_is_patched_whole_on_controllers_without_a_status_subresource() {
         let status = json!({"status": {"pauseConditions": null, "currentStepIndex": 3}});
         assert_eq!(writes, vec![(on_status(), status), (ROLLOUT.to_owned(), unified)], "{file}");
     }
+}
+
+#[tokio::test]
+async fn promote_full_of_a_paused_rollout_without_a_status_subresource_is_one_combined_patch() {
+    let rollout = fixture("rollout-user-paused.json");
+    let api = FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", ROLLOUT) | ("PATCH", ROLLOUT) => Reply::Json(200, rollout.clone()),
+        _ => status_error(404, "NotFound", "the server could not find the requested resource"),
+    });
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::PromoteFull }).await.unwrap();
+    let writes: Vec<(String, Value)> = api.writes().iter().map(|w| (w.path.clone(), w.json())).collect();
+    let unified = json!({"spec": {"paused": false}, "status": {"promoteFull": true}});
+    assert_eq!(writes, vec![(on_status(), json!({"status": {"promoteFull": true}})), (ROLLOUT.to_owned(), unified)]);
+}
+
+#[tokio::test]
+async fn undo_of_a_workload_ref_rollout_never_touches_the_rollouts_template() {
+    let api = rollout_server(fixture("rollout-workloadref.json"));
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::Undo }).await.unwrap();
+    let writes = api.writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].path, format!("{DEPLOYMENTS}/checkout-template"));
+    assert!(api.requests().iter().all(|s| s.method == "GET" || s.path != ROLLOUT));
+    // The other kinds it may reference, and one it may not.
+    let mut rollout = fixture("rollout-workloadref.json");
+    rollout["spec"]["workloadRef"]["kind"] = json!("ReplicaSet");
+    assert_eq!(k8s::argo::undo_target(&rollout).unwrap().resource.plural, "replicasets");
+    rollout["spec"]["workloadRef"]["kind"] = json!("PodTemplate");
+    let pod_template = k8s::argo::undo_target(&rollout).unwrap();
+    assert_eq!((pod_template.resource.plural.as_str(), pod_template.path), ("podtemplates", "/template"));
+    rollout["spec"]["workloadRef"]["kind"] = json!("StatefulSet");
+    assert_eq!(k8s::argo::undo_target(&rollout).unwrap_err(), "workload of type StatefulSet is not supported");
+}
+
+#[tokio::test]
+async fn undo_selects_replica_sets_by_match_expressions_too() {
+    let mut rollout = fixture("rollout-paused.json");
+    rollout["spec"]["selector"]["matchExpressions"] =
+        json!([{"key": "track", "operator": "NotIn", "values": ["preview", "debug"]}]);
+    let api = rollout_server(rollout);
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::Undo }).await.unwrap();
+    let list = api.requests().into_iter().find(|s| s.path.ends_with("/replicasets")).expect("a ReplicaSet list");
+    assert_eq!(list.params(), ["labelSelector=app%3Dcheckout%2Ctrack+notin+%28debug%2Cpreview%29"]);
 }
 
 #[tokio::test]
@@ -373,8 +455,20 @@ fn rollout_status_maps_to_what_the_core_mirrors() {
     // (fixture, status, canary weight, weight stage, raw step index)
     let table: Vec<(&str, NativeStatus, u8, usize, Option<usize>)> = vec![
         ("rollout-healthy.json", NativeStatus::Healthy, 100, 4, Some(8)),
-        ("rollout-paused.json", NativeStatus::Paused { reason: "CanaryPauseStep".into() }, 20, 0, Some(1)),
-        ("rollout-user-paused.json", NativeStatus::Paused { reason: "manually paused".into() }, 40, 1, Some(2)),
+        (
+            "rollout-paused.json",
+            NativeStatus::Paused { reason: "CanaryPauseStep".into(), step: Some(2) },
+            20,
+            0,
+            Some(1),
+        ),
+        (
+            "rollout-user-paused.json",
+            NativeStatus::Paused { reason: "manually paused".into(), step: None },
+            40,
+            1,
+            Some(2),
+        ),
         ("rollout-progressing.json", NativeStatus::Progressing, 40, 1, Some(2)),
         ("rollout-routed.json", NativeStatus::Progressing, 40, 1, Some(2)),
         (
@@ -426,15 +520,51 @@ fn rollout_status_maps_to_what_the_core_mirrors() {
     assert_eq!(
         status::observe(&fixture("rollout-aborted.json")).native_detail.as_deref(),
         Some(
-            "step 1/8 · analysis checkout-65fb5ffc84-2: Failed: metric \"web\" assessed Failed due to failed (1) > \
+            "step 0/8 · analysis checkout-65fb5ffc84-2: Failed: metric \"web\" assessed Failed due to failed (1) > \
              failureLimit (0)"
         )
     );
-    assert_eq!(status::observe(&fixture("rollout-paused.json")).native_detail.as_deref(), Some("step 2/8"));
+    // Argo's `i/n` (steps done of steps), not i+1.
+    assert_eq!(status::observe(&fixture("rollout-paused.json")).native_detail.as_deref(), Some("step 1/8"));
     // The routed weight comes from the traffic router, not the step.
     let mut routed = fixture("rollout-routed.json");
     routed["status"]["canary"]["weights"]["canary"]["weight"] = json!(37);
     assert_eq!(status::canary_weight(&routed), 37);
+}
+
+#[test]
+fn weights_steps_and_pauses_read_as_argo_shows_them() {
+    // (fixture, status, canary weight %, weight stage, step shown)
+    let table: Vec<(&str, NativeStatus, u8, usize, Option<&str>)> = vec![
+        // Regression: a routed rollout after full promotion is at 100 %, not "Promoted at 0 %".
+        ("rollout-routed-promoted.json", NativeStatus::Healthy, 100, 4, Some("step 8/8")),
+        // Regression: weights in units of maxTrafficWeight (400 of 1000 = 40 %).
+        ("rollout-max-weight.json", NativeStatus::Progressing, 40, 1, Some("step 2/9")),
+        // Regression: a canary without steps shows no step ("step 1/0" before), and its replica split.
+        ("rollout-no-steps.json", NativeStatus::Progressing, 40, 0, None),
+        (
+            "rollout-inconclusive.json",
+            NativeStatus::Paused { reason: "InconclusiveAnalysisRun".into(), step: None },
+            20,
+            0,
+            Some("step 1/8"),
+        ),
+    ];
+    for (file, native, weight, stage, step) in table {
+        let rollout = fixture(file);
+        let view = status::view(&rollout);
+        assert_eq!((&view.status, view.canary_weight, view.stage), (&native, weight, stage), "{file}");
+        let detail = status::observe(&rollout).native_detail.unwrap_or_default();
+        match step {
+            Some(step) => assert!(detail.starts_with(step), "{file}: {detail}"),
+            None => assert!(!detail.contains("step"), "{file}: {detail}"),
+        }
+    }
+    // setWeight without a router is in the same units: 200 of 1000 at the first step.
+    let mut unrouted = fixture("rollout-max-weight.json");
+    unrouted["status"]["canary"] = json!({});
+    unrouted["status"]["currentStepIndex"] = json!(1);
+    assert_eq!(status::canary_weight(&unrouted), 20);
 }
 
 fn example_plan(name: &str) -> Plan {
@@ -553,7 +683,7 @@ async fn the_watch_recovers_from_410_gone_and_a_dropped_connection_by_itself() {
 
 #[tokio::test]
 async fn a_watch_that_keeps_failing_is_shown_as_unreachable() {
-    let api = FakeApi::new(|_, _| status_error(403, "Forbidden", "rollouts.argoproj.io is forbidden: cannot watch"));
+    let api = FakeApi::new(|_, _| status_error(503, "ServiceUnavailable", "etcdserver: leader changed"));
     let rollout = argo(&api);
     rollout.watch();
     let shown = eventually(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
@@ -561,7 +691,22 @@ async fn a_watch_that_keeps_failing_is_shown_as_unreachable() {
     let err = rollout.observe().await.unwrap_err();
     let BackendError::Unreachable { detail, .. } = &err else { panic!("{err}") };
     assert!(detail.starts_with("watch of rollouts.argoproj.io/checkout in prod interrupted:"), "{detail}");
+    assert!(detail.contains("leader changed"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_forbidden_watch_is_shown_as_forbidden_with_the_rbac_to_grant() {
+    // Regression: a 403 used to read "Unreachable", as if retrying could help.
+    let api = FakeApi::new(|_, _| status_error(403, "Forbidden", "rollouts.argoproj.io is forbidden: cannot watch"));
+    let rollout = argo(&api);
+    rollout.watch();
+    let shown = eventually(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
+    assert!(shown);
+    let err = rollout.observe().await.unwrap_err();
+    let BackendError::Refused { action, detail, .. } = &err else { panic!("{err}") };
+    assert_eq!(action, "watch (rollouts.argoproj.io/checkout in prod)");
     assert!(detail.contains("forbidden: cannot watch"), "{detail}");
+    assert!(detail.contains("grant this identity get, list and watch on rollouts.argoproj.io in prod"), "{detail}");
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes.
@@ -592,6 +737,7 @@ fn cluster_server() -> FakeApi {
         match (seen.method.as_str(), seen.path.as_str()) {
             ("GET", HTTPROUTE) => Reply::Json(200, fixture("httproute.json")),
             ("GET", VIRTUALSERVICE) => Reply::Json(200, fixture("virtualservice.json")),
+            ("GET", "/apis/networking.istio.io") => Reply::Json(200, istio_group(&["v1", "v1beta1", "v1alpha3"])),
             ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
                 Reply::Json(200, fixture("deployment.json"))
             }
@@ -672,6 +818,56 @@ async fn istio_virtualservice_route_weights_by_subset() {
     assert_eq!(w.json(), expected);
 }
 
+/// The APIGroup an API server answers for Istio's networking group.
+fn istio_group(served: &[&str]) -> Value {
+    let versions: Vec<Value> =
+        served.iter().map(|v| json!({"groupVersion": format!("networking.istio.io/{v}"), "version": v})).collect();
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": "networking.istio.io", "versions": versions,
+           "preferredVersion": versions[0].clone()})
+}
+
+#[tokio::test]
+async fn istio_virtualservices_are_used_at_the_version_the_cluster_serves() {
+    // Regression: v1 was hard-coded, and Istio before 1.22 serves no v1.
+    for (served, version) in [
+        (vec!["v1alpha3"], "v1alpha3"),
+        (vec!["v1beta1", "v1alpha3"], "v1beta1"),
+        (vec!["v1", "v1beta1", "v1alpha3"], "v1"),
+    ] {
+        let path = format!("/apis/networking.istio.io/{version}/namespaces/prod/virtualservices/checkout");
+        let group = istio_group(&served);
+        let route_path = path.clone();
+        let api = FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/apis/networking.istio.io") => Reply::Json(200, group.clone()),
+            ("GET", p) | ("PATCH", p) if p == route_path => {
+                let mut vs = fixture("virtualservice.json");
+                vs["apiVersion"] = json!(format!("networking.istio.io/{version}"));
+                Reply::Json(200, vs)
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        });
+        let extra = [
+            ("router", "istio"),
+            ("stable_service", "checkout.prod.svc.cluster.local"),
+            ("canary_service", "checkout"),
+            ("stable_subset", "stable"),
+            ("canary_subset", "canary"),
+        ];
+        let backend = two_deployments(&api, &extra);
+        assert_eq!(backend.observe().await.unwrap().canary_weight, Some(25), "{version}");
+        backend.apply(&Effect::SetWeight { canary: 50 }).await.unwrap();
+        let requests = api.requests();
+        let discovery = requests.iter().filter(|s| s.path == "/apis/networking.istio.io").count();
+        assert_eq!(discovery, 1, "discovered once: {requests:#?}");
+        assert_eq!(api.writes().len(), 1);
+        assert_eq!(api.writes()[0].path, path, "{version}");
+    }
+    // No Istio in the cluster: a clear refusal naming the group, not a panic.
+    let api = FakeApi::new(|_, _| status_error(404, "NotFound", "the server could not find the requested resource"));
+    let err = two_deployments(&api, &[("router", "istio")]).observe().await.unwrap_err();
+    assert!(err.to_string().contains("/apis/networking.istio.io (is Istio installed?)"), "{err}");
+}
+
 #[tokio::test]
 async fn scale_patches_the_scale_subresource_like_kubectl_scale() {
     let api = cluster_server();
@@ -691,12 +887,13 @@ async fn scale_patches_the_scale_subresource_like_kubectl_scale() {
 }
 
 #[tokio::test]
-async fn rolling_updates_pause_resume_and_undo_like_kubectl_rollout() {
+async fn rolling_updates_pause_and_undo_like_kubectl_rollout() {
     let api = cluster_server();
     let backend = rolling(&api);
     backend.apply(&Effect::Scale { version: Version::Canary, percent: 0 }).await.unwrap();
-    backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
-    backend.apply(&Effect::Undo { to_revision: "v1".into() }).await.unwrap();
+    // Regression: the stable version label "2" looks like a revision number; it is not one. Undo goes to the
+    // previous revision (1), never to "--to-revision=2".
+    backend.apply(&Effect::Undo { to_revision: "2".into() }).await.unwrap();
     let err = backend.apply(&Effect::SetWeight { canary: 5 }).await.unwrap_err();
     assert!(matches!(err, BackendError::Unsupported { .. }), "{err}");
 
@@ -705,11 +902,14 @@ async fn rolling_updates_pause_resume_and_undo_like_kubectl_rollout() {
     let old = &fixture("deployment-replicasets.json")["items"][1];
     let mut template = old["spec"]["template"].clone();
     template["metadata"]["labels"].as_object_mut().unwrap().remove("pod-template-hash");
+    // Regression: one write. The template, the annotations and the release of the (paused) Deployment
+    // go together, so a refused patch leaves the bad template held, not rolling.
     let undo = json!([
         {"op": "replace", "path": "/spec/template", "value": template},
         {"op": "replace", "path": "/metadata/annotations", "value": {
             "deployment.kubernetes.io/revision": "2",
             "kubernetes.io/change-cause": "kubectl apply --filename=checkout.yaml"}},
+        {"op": "replace", "path": "/spec/paused", "value": false},
     ]);
     let got: Vec<(String, Option<String>, Value)> =
         api.writes().iter().map(|w| (w.path.clone(), w.content_type.clone(), w.json())).collect();
@@ -717,12 +917,127 @@ async fn rolling_updates_pause_resume_and_undo_like_kubectl_rollout() {
         got,
         vec![
             (deployment.clone(), Some(strategic.into()), json!({"spec": {"paused": true}})),
-            (deployment.clone(), Some(strategic.into()), json!({"spec": {"paused": false}})),
-            // The fixture Deployment is paused: resume first (kubectl would refuse), then undo.
-            (deployment.clone(), Some(strategic.into()), json!({"spec": {"paused": false}})),
             (deployment, Some("application/json-patch+json".into()), undo),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_refused_deployment_undo_changes_nothing() {
+    let api = FakeApi::new(|seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => Reply::Json(200, fixture("deployment.json")),
+        ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => {
+            Reply::Json(200, fixture("deployment-replicasets.json"))
+        }
+        ("PATCH", _) => status_error(422, "Invalid", "spec.template: Invalid value"),
+        _ => status_error(404, "NotFound", "not found"),
+    });
+    let err = rolling(&api).apply(&Effect::Undo { to_revision: "v1".into() }).await.unwrap_err();
+    assert!(matches!(err, BackendError::Refused { .. }), "{err}");
+    // Exactly one write was tried: no resume went out ahead of the undo.
+    assert_eq!(api.writes().len(), 1);
+    assert!(api.writes()[0].body.contains("/spec/template"));
+}
+
+/// A Deployment controller in miniature: while the Deployment is not
+/// paused, every read finds one more surge rolled (one new pod ready, one
+/// old pod gone, as maxSurge 1 / maxUnavailable 0 does); a pause stops it.
+/// The ReplicaSets are listed with the replicas that surge left them.
+#[derive(Default)]
+struct FakeController {
+    paused: bool,
+    updated: i64,
+}
+
+const ROLLING_REPLICAS: i64 = 8;
+
+impl FakeController {
+    fn deployment(&self) -> Value {
+        let mut d = fixture("deployment.json");
+        d["spec"]["replicas"] = json!(ROLLING_REPLICAS);
+        d["spec"]["paused"] = json!(self.paused);
+        d["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 1, "maxUnavailable": 0});
+        d["status"] = json!({"replicas": ROLLING_REPLICAS, "updatedReplicas": self.updated,
+                             "readyReplicas": ROLLING_REPLICAS, "availableReplicas": ROLLING_REPLICAS});
+        d
+    }
+
+    fn replica_sets(&self) -> Value {
+        let mut list = fixture("deployment-replicasets.json");
+        let counts = [self.updated, ROLLING_REPLICAS - self.updated];
+        for (rs, n) in list["items"].as_array_mut().unwrap().iter_mut().zip(counts) {
+            rs["spec"]["replicas"] = json!(n);
+            rs["status"] = json!({"replicas": n, "readyReplicas": n, "availableReplicas": n});
+        }
+        list
+    }
+}
+
+fn controller_server(state: Arc<Mutex<FakeController>>) -> FakeApi {
+    FakeApi::new(move |seen, _| {
+        let mut c = state.lock().unwrap();
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
+                if !c.paused && c.updated < ROLLING_REPLICAS {
+                    c.updated += 1;
+                }
+                Reply::Json(200, c.deployment())
+            }
+            ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => Reply::Json(200, c.replica_sets()),
+            ("PATCH", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
+                if let Some(p) = seen.json()["spec"]["paused"].as_bool() {
+                    c.paused = p;
+                }
+                Reply::Json(200, c.deployment())
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_rolling_update_holds_at_each_of_four_batches_and_shows_the_replica_sets_split() {
+    let state = Arc::new(Mutex::new(FakeController { paused: true, updated: 0 }));
+    let api = controller_server(state.clone());
+    let backend = rolling(&api);
+    // The core walks the plan's four batches (25, 50, 75, 100 %); each promote enters the next.
+    let mut plan = example_plan("argo-rollouts.toml");
+    plan.strategy = flightdeck_core::plan::Strategy::Rolling { batch_percent: 25, bake: Duration::from_secs(60) };
+    plan.target = target(
+        "deployment",
+        &[("namespace", "prod"), ("stable_deployment", "checkout"), ("canary_deployment", "checkout")],
+    );
+    let now = Timestamp(1_000);
+    let (mut r, mut effects) = step(&Rollout::new("prod/checkout", plan), Event::Start, now);
+    for (batch, boundary) in [(25u8, 2i64), (50, 4), (75, 6)] {
+        assert_eq!(effects, vec![Effect::Scale { version: Version::Canary, percent: batch }]);
+        backend.apply(&effects[0]).await.unwrap();
+        let held = eventually(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
+        assert!(held, "batch {batch} % never held");
+        // Held: more reads do not move it (the controller is paused), for as long as nobody promotes.
+        for _ in 0..5 {
+            backend.observe().await.unwrap();
+        }
+        assert_eq!(state.lock().unwrap().updated, boundary, "batch {batch} %");
+        // The cockpit's split is the ReplicaSets' ready pods: boundary of 8.
+        let split = backend.observe().await.unwrap().canary_weight;
+        assert_eq!(split, Some((boundary * 100 / ROLLING_REPLICAS) as u8), "batch {batch} %");
+        let observed = step(&r, Event::Observation(backend.observe().await.unwrap()), now).0;
+        assert!(matches!(observed.phase, Phase::Progressing { .. }), "no drift pause: {:?}", observed.phase);
+        assert_eq!(observed.observed_weight, Some(batch));
+        (r, effects) = step(&observed, promote_by("alice", &observed), now);
+    }
+    // The last batch lets the controller finish.
+    assert_eq!(effects[0], Effect::Scale { version: Version::Canary, percent: 100 });
+    backend.apply(&effects[0]).await.unwrap();
+    let done = eventually(Duration::from_secs(10), || async {
+        backend.observe().await.is_ok() && state.lock().unwrap().updated == ROLLING_REPLICAS
+    })
+    .await;
+    assert!(done);
+    assert!(!state.lock().unwrap().paused);
+    assert_eq!(backend.observe().await.unwrap().canary_weight, Some(100));
+    assert_eq!((r.stage, r.canary_weight), (3, 100));
 }
 
 // ---------------------------------------------------------------- kubeconfig

@@ -128,9 +128,19 @@ pub enum NativeVerb {
 #[serde(rename_all = "kebab-case", tag = "status")]
 pub enum NativeStatus {
     Progressing,
-    Paused { reason: String },
-    Degraded { message: String },
-    Aborted { message: String },
+    Paused {
+        reason: String,
+        /// The controller's own pause step (1-based) holds it, and only a
+        /// promote moves it on (Argo's canary `pause` step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<usize>,
+    },
+    Degraded {
+        message: String,
+    },
+    Aborted {
+        message: String,
+    },
     Healthy,
 }
 
@@ -312,6 +322,9 @@ pub enum PausedFrom {
     Baking,
     /// Waiting at a gate before stage `next`.
     Gate { next: usize, gate: Gate },
+    /// Observed rollouts: held by the native controller's pause step
+    /// (1-based), which only a promote passes.
+    Step { step: usize },
 }
 
 impl Phase {
@@ -530,6 +543,7 @@ impl Rollout {
                 _ => format!("Next: {} %", n.weight),
             },
             (Phase::AwaitingApproval { .. }, _) => "Next: waiting for approval".to_string(),
+            (Phase::Paused { from: PausedFrom::Step { .. }, .. }, _) => "Next: promote to continue".to_string(),
             (Phase::Paused { .. }, _) => "Next: resume to continue".to_string(),
             (Phase::Aborted { .. }, _) => "Next: retry or rollback".to_string(),
             (Phase::Failed { .. }, _) => "Next: a human must look".to_string(),
@@ -873,6 +887,11 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
         return;
     }
     let Some(seen) = o.canary_weight else { return };
+    if matches!(r.plan().strategy, Strategy::Rolling { .. }) {
+        // A rolling update's split is the Deployment controller's progress
+        // toward the batch (surge by surge), not a weight that can drift.
+        return;
+    }
     let watching = matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. });
     if watching && seen != r.canary_weight {
         let reason = format!(
@@ -903,16 +922,22 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     let by = Actor::new("controller");
     let mirrored = match status {
         NativeStatus::Progressing => Phase::Progressing { since: now },
-        NativeStatus::Paused { reason } => {
-            Phase::Paused { by, reason: reason.clone(), since: now, from: PausedFrom::Baking }
+        NativeStatus::Paused { reason, step } => {
+            let from = step.map_or(PausedFrom::Baking, |step| PausedFrom::Step { step });
+            Phase::Paused { by, reason: reason.clone(), since: now, from }
         }
         NativeStatus::Degraded { message } => Phase::Failed { reason: message.clone(), at: now },
         NativeStatus::Aborted { message } => Phase::Aborted { by, reason: message.clone(), at: now },
         NativeStatus::Healthy => Phase::Promoted { at: now },
     };
-    // Only a change of phase is news: keep "since" and "at" of the phase
-    // already mirrored, so a steady status does not rewrite the state.
-    if mirrored.label() != r.phase.label() {
+    // Only a change of phase (or of what holds a pause) is news: keep
+    // "since" and "at" of the phase already mirrored, so a steady status
+    // does not rewrite the state.
+    let held_by = |p: &Phase| match p {
+        Phase::Paused { from, reason, .. } => Some((*from, reason.clone())),
+        _ => None,
+    };
+    if mirrored.label() != r.phase.label() || held_by(&mirrored) != held_by(&r.phase) {
         r.phase = mirrored;
     }
 }
@@ -1186,6 +1211,11 @@ fn require(r: &Rollout, allowed: &[Live]) -> Result<(), String> {
 fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
     if r.phase.is_terminal() {
         return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()));
+    }
+    if let (Command::Resume, Phase::Paused { from: PausedFrom::Step { step }, .. }) = (&req.command, &r.phase) {
+        // A resume clears a user's pause only; a pause step stays where it
+        // is, so sending one would look done and change nothing.
+        return Err(format!("paused by step {step}: promote to continue"));
     }
     let verb = match &req.command {
         Command::Pause { .. } => NativeVerb::Pause,

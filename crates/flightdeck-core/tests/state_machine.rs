@@ -750,3 +750,28 @@ fn an_ecs_canary_task_set_is_scaled_down_on_abort_and_the_old_one_goes_on_promot
         ]
     );
 }
+
+#[test]
+fn resume_of_a_rollout_held_by_its_pause_step_says_promote_and_sends_nothing() {
+    use flightdeck_core::rollout::{NativeStatus, NativeVerb, Observation, PausedFrom};
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    let held = |step| Observation {
+        native_status: Some(NativeStatus::Paused { reason: "CanaryPauseStep".into(), step }),
+        ..Default::default()
+    };
+    run.send(Event::Observation(held(Some(2))));
+    assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::Step { step: 2 }, .. }), "{:?}", run.r.phase);
+    assert_eq!(run.r.next_step(run.now), "Next: promote to continue");
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(rejected(&fx), Some("paused by step 2: promote to continue"));
+    // Promote is the verb that passes a pause step.
+    let fx = run.send(cmd(Command::Promote, 0));
+    assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::Promote }]);
+    // A user's pause (no step) is resumed with the native resume.
+    run.send(Event::Observation(held(None)));
+    assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::Baking, .. }), "{:?}", run.r.phase);
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::Resume }]);
+}
