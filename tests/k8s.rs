@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use flightdeck::backend::k8s::argo::ArgoRollout;
 use flightdeck::backend::k8s::deployment::DeploymentCanary;
+use flightdeck::backend::k8s::flagger::FlaggerCanary;
 use flightdeck::backend::k8s::{self, status};
 use flightdeck::backend::{Backend, BackendError};
 use flightdeck_core::plan::{Plan, Target};
@@ -1038,6 +1039,168 @@ async fn a_rolling_update_holds_at_each_of_four_batches_and_shows_the_replica_se
     assert!(!state.lock().unwrap().paused);
     assert_eq!(backend.observe().await.unwrap().canary_weight, Some(100));
     assert_eq!((r.stage, r.canary_weight), (3, 100));
+}
+
+// ---------------------------------------------------------------- Flagger
+
+const CANARY: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo";
+const GATE: &str = "/api/v1/namespaces/test/services/flagger-loadtester:80/proxy";
+
+fn flagger(api: &FakeApi) -> FlaggerCanary {
+    FlaggerCanary::from_target(&target("flagger", &[("namespace", "test"), ("canary", "podinfo")]), api.client())
+        .unwrap()
+}
+
+/// A server with one Canary; the load tester answers through the service proxy.
+fn canary_server(canary: Value) -> FakeApi {
+    FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", CANARY) | ("PATCH", CANARY) => Reply::Json(200, canary.clone()),
+        ("POST", p) if p.starts_with(GATE) => Reply::Json(200, json!("Gate opened")),
+        _ => status_error(404, "NotFound", "not found"),
+    })
+}
+
+#[test]
+fn flagger_canaries_show_their_phase_weight_and_checks() {
+    let metrics = "request-success-rate ≥ 99, request-duration ≤ 500";
+    // (fixture, status, weight %, weight stage of 10/20/30/40/50 (+100), detail)
+    let table: Vec<(&str, NativeStatus, u8, usize, String)> = vec![
+        (
+            "flagger-progressing.json",
+            NativeStatus::Progressing,
+            30,
+            2,
+            format!("Progressing · failed checks 1/5 · {metrics}"),
+        ),
+        (
+            "flagger-waiting-promotion.json",
+            NativeStatus::Paused {
+                reason: "waiting for promotion (confirm-promotion gate): promote to open it".into(),
+                step: None,
+            },
+            50,
+            4,
+            format!("WaitingPromotion · failed checks 0/5 · {metrics}"),
+        ),
+        // The primary is being updated; the routes still hold the last analysis weight.
+        (
+            "flagger-promoting.json",
+            NativeStatus::Progressing,
+            50,
+            5,
+            format!("Promoting · failed checks 0/5 · {metrics}"),
+        ),
+        // canaryWeight 0 after promotion means "all on the primary, which is the new version": 100 %.
+        ("flagger-succeeded.json", NativeStatus::Healthy, 100, 5, format!("Succeeded · failed checks 0/5 · {metrics}")),
+        (
+            "flagger-failed.json",
+            NativeStatus::Aborted { message: "Canary analysis failed, Deployment scaled to zero.".into() },
+            0,
+            0,
+            format!("Failed · failed checks 0/5 · {metrics}"),
+        ),
+    ];
+    for (file, native, weight, stage, detail) in table {
+        let view = k8s::flagger::view(&fixture(file));
+        assert_eq!(
+            (&view.status, view.weight, view.stage, view.detail.as_str()),
+            (&native, weight, stage, detail.as_str()),
+            "{file}"
+        );
+    }
+    // Suspended mid-analysis: paused; iterations (A/B testing) are counted against the plan's.
+    let mut suspended = fixture("flagger-progressing.json");
+    suspended["spec"]["suspend"] = json!(true);
+    suspended["spec"]["analysis"]["iterations"] = json!(10);
+    suspended["status"]["iterations"] = json!(3);
+    let view = k8s::flagger::view(&suspended);
+    assert_eq!(view.status, NativeStatus::Paused { reason: "suspended (spec.suspend)".into(), step: None });
+    assert!(view.detail.starts_with("Progressing · iteration 3/10 · failed checks 1/5"), "{}", view.detail);
+}
+
+#[tokio::test]
+async fn flagger_verbs_become_flaggers_own_means_or_are_refused_with_the_reason() {
+    let gate = |endpoint: &str| {
+        (
+            "POST".to_owned(),
+            format!("{GATE}{endpoint}"),
+            "application/json".to_owned(),
+            json!({"name": "podinfo", "namespace": "test"}),
+        )
+    };
+    let patch = |body: Value| ("PATCH".to_owned(), CANARY.to_owned(), "application/merge-patch+json".to_owned(), body);
+    let mut suspended = fixture("flagger-progressing.json");
+    suspended["spec"]["suspend"] = json!(true);
+    let mut no_gates = fixture("flagger-progressing.json");
+    no_gates["spec"]["analysis"]["webhooks"] = json!([]);
+    // (fixture, verb, the request, or the reason it is unavailable)
+    let table: Vec<(Value, NativeVerb, Result<(String, String, String, Value), &str>)> = vec![
+        (fixture("flagger-waiting-promotion.json"), NativeVerb::Promote, Ok(gate("/gate/open"))),
+        (fixture("flagger-progressing.json"), NativeVerb::Pause, Ok(patch(json!({"spec": {"suspend": true}})))),
+        (suspended, NativeVerb::Resume, Ok(patch(json!({"spec": {"suspend": false}})))),
+        (
+            fixture("flagger-progressing.json"),
+            NativeVerb::PromoteFull,
+            Ok(patch(json!({"spec": {"skipAnalysis": true}}))),
+        ),
+        (fixture("flagger-progressing.json"), NativeVerb::Abort, Ok(gate("/rollback/open"))),
+        (fixture("flagger-waiting-promotion.json"), NativeVerb::Undo, Ok(gate("/rollback/open"))),
+        (
+            fixture("flagger-progressing.json"),
+            NativeVerb::Resume,
+            Err("the Canary is not suspended: nothing to resume"),
+        ),
+        (
+            fixture("flagger-failed.json"),
+            NativeVerb::Retry,
+            Err("Flagger starts a Canary again only when its target changes"),
+        ),
+        (no_gates.clone(), NativeVerb::Promote, Err("no confirm-promotion webhook to open")),
+        (no_gates, NativeVerb::Abort, Err("no rollback webhook to open")),
+    ];
+    for (canary, verb, expected) in table {
+        let phase = canary["status"]["phase"].clone();
+        let api = canary_server(canary);
+        let result = flagger(&api).apply(&Effect::Native { verb }).await;
+        let writes: Vec<(String, String, String, Value)> = api
+            .writes()
+            .iter()
+            .map(|s| (s.method.clone(), s.path.clone(), s.content_type.clone().unwrap_or_default(), s.json()))
+            .collect();
+        match expected {
+            Ok(request) => {
+                result.unwrap_or_else(|e| panic!("{phase} {verb:?}: {e}"));
+                assert_eq!(writes, vec![request], "{phase} {verb:?}");
+            }
+            Err(reason) => {
+                let err = result.unwrap_err();
+                assert!(matches!(err, BackendError::Unsupported { .. }), "{phase} {verb:?}: {err}");
+                assert!(err.to_string().contains(reason), "{phase} {verb:?}: {err}");
+                assert!(writes.is_empty(), "{phase} {verb:?}: nothing is sent: {writes:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_core_mirrors_a_flagger_canary_through_its_phases() {
+    let plan = example_plan("flagger.toml");
+    let now = Timestamp(1_000);
+    let (mut r, _) = step(&Rollout::new("staging/podinfo", plan), Event::Start, now);
+    let observe = |file: &str| Event::Observation(k8s::flagger::observe(&fixture(file)));
+    r = step(&r, observe("flagger-progressing.json"), now).0;
+    assert!(matches!(r.phase, Phase::Progressing { .. }));
+    assert_eq!((r.stage, r.canary_weight), (2, 30));
+    r = step(&r, observe("flagger-waiting-promotion.json"), now).0;
+    assert!(matches!(&r.phase, Phase::Paused { by, .. } if by.0 == "controller"));
+    let (_, effects) = step(&r, promote_by("alice", &r), now);
+    assert_eq!(effects, vec![Effect::Native { verb: NativeVerb::Promote }]);
+    let promoted = step(&r, observe("flagger-succeeded.json"), now).0;
+    assert!(matches!(promoted.phase, Phase::Promoted { .. }));
+    assert_eq!((promoted.stage, promoted.canary_weight), (5, 100));
+    let failed = step(&r, observe("flagger-failed.json"), now).0;
+    assert!(matches!(failed.phase, Phase::Aborted { .. }));
+    assert_eq!(failed.canary_weight, 0);
 }
 
 // ---------------------------------------------------------------- kubeconfig

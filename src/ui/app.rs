@@ -1085,6 +1085,9 @@ pub fn target_label(r: &Rollout) -> String {
         flightdeck_core::plan::BackendKind::Deployment => {
             format!("deployment {}{}/{}", context(&p("context")), p("namespace"), p("canary_deployment"))
         }
+        flightdeck_core::plan::BackendKind::Flagger => {
+            format!("flagger {}{}/{}", context(&p("context")), p("namespace"), p("canary"))
+        }
         other => format!("{} {}", other.name(), t.group),
     }
 }
