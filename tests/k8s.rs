@@ -195,7 +195,7 @@ fn rollout_server(rollout: Value) -> FakeApi {
     FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
         ("GET", ROLLOUT) => Reply::Json(200, rollout.clone()),
         ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => Reply::Json(200, fixture("rollout-replicasets.json")),
-        ("PATCH", _) => Reply::Json(200, rollout.clone()),
+        ("PATCH", _) | ("PUT", _) => Reply::Json(200, rollout.clone()),
         _ => status_error(404, "NotFound", "not found"),
     })
 }
@@ -309,7 +309,10 @@ async fn each_verb_sends_the_patch_kubectl_argo_rollouts_sends() {
     ];
     for (file, verb, expected) in table {
         let api = rollout_server(fixture(file));
-        argo(&api).apply(&Effect::Native { verb }).await.unwrap_or_else(|e| panic!("{file} {verb:?}: {e}"));
+        argo(&api)
+            .apply(&Effect::Native { verb: verb.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("{file} {verb:?}: {e}"));
         let writes = api.writes();
         let got: Vec<(String, String, String, Value)> = writes
             .iter()
@@ -323,7 +326,117 @@ async fn each_verb_sends_the_patch_kubectl_argo_rollouts_sends() {
         }
         // kubectl reads the Rollout first exactly when the patch depends on it.
         let reads = api.requests().iter().filter(|s| s.method == "GET" && s.path == ROLLOUT).count();
-        assert_eq!(reads, usize::from(k8s::argo::needs_object(verb)), "{file} {verb:?}: GETs");
+        assert_eq!(reads, usize::from(k8s::argo::needs_object(&verb)), "{file} {verb:?}: GETs");
+    }
+}
+
+#[tokio::test]
+async fn the_plugin_verbs_restart_set_image_undo_to_and_terminate_send_the_plugins_requests() {
+    let green = {
+        let mut t = fixture("rollout-replicasets.json")["items"][0]["spec"]["template"].clone();
+        t["metadata"]["labels"].as_object_mut().unwrap().remove("rollouts-pod-template-hash");
+        t
+    };
+    let mut running = fixture("rollout-progressing.json");
+    running["status"]["canary"]["currentStepAnalysisRunStatus"] =
+        json!({"name": "checkout-65fb5ffc84-2-2", "status": "Running"});
+    let mut new_image = fixture("rollout-paused.json");
+    new_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("argoproj/rollouts-demo:blue");
+    let analysis_run = "/apis/argoproj.io/v1alpha1/namespaces/prod/analysisruns/checkout-65fb5ffc84-2-2";
+    // (Rollout, verb, the writes: method, path, content type, body)
+    let table: Vec<(Value, NativeVerb, Vec<Expected>)> = vec![
+        (
+            fixture("rollout-paused.json"),
+            NativeVerb::UndoTo { revision: 1 },
+            vec![(
+                "PATCH",
+                ROLLOUT.into(),
+                "application/json-patch+json",
+                json!([{"op": "replace", "path": "/spec/template", "value": green}]),
+            )],
+        ),
+        // Revision 2 is what the Rollout runs: the plugin skips the rollback, nothing is sent.
+        (fixture("rollout-paused.json"), NativeVerb::UndoTo { revision: 2 }, vec![]),
+        (
+            fixture("rollout-paused.json"),
+            NativeVerb::SetImage { container: "checkout".into(), image: "argoproj/rollouts-demo:blue".into() },
+            vec![("PUT", ROLLOUT.into(), "application/json", new_image)],
+        ),
+        (
+            running,
+            NativeVerb::TerminateAnalysis,
+            vec![merge(analysis_run.into(), json!({"spec": {"terminate": true}}))],
+        ),
+    ];
+    for (rollout, verb, expected) in table {
+        let api = rollout_server(rollout);
+        argo(&api).apply(&Effect::Native { verb: verb.clone() }).await.unwrap_or_else(|e| panic!("{verb:?}: {e}"));
+        let got: Vec<(String, String, String, Value)> = api
+            .writes()
+            .iter()
+            .map(|s| (s.method.clone(), s.path.clone(), s.content_type.clone().unwrap_or_default(), s.json()))
+            .collect();
+        let expected: Vec<(String, String, String, Value)> =
+            expected.into_iter().map(|(m, p, c, b)| (m.to_owned(), p, c.to_owned(), b)).collect();
+        assert_eq!(got, expected, "{verb:?}");
+    }
+    // restart.go: spec.restartAt, now, in RFC 3339 (whole seconds, UTC).
+    let api = rollout_server(fixture("rollout-healthy.json"));
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::Restart }).await.unwrap();
+    let writes = api.writes();
+    assert_eq!((writes.len(), writes[0].path.as_str()), (1, ROLLOUT));
+    let at = writes[0].json()["spec"]["restartAt"].as_str().unwrap().to_owned();
+    let parsed: k8s_openapi::jiff::Timestamp = at.parse().unwrap();
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(parsed);
+    assert!(at.ends_with('Z') && !at.contains('.') && age.as_secs() < 5, "{at}");
+    assert!(api.requests().iter().all(|s| s.method != "GET"), "restart reads nothing first");
+    // Refusals name what is missing and send nothing.
+    for (verb, why) in [
+        (NativeVerb::UndoTo { revision: 7 }, "unable to find specified revision 7 in history"),
+        (
+            NativeVerb::SetImage { container: "sidecar".into(), image: "x".into() },
+            "unable to find container named \"sidecar\"",
+        ),
+        (NativeVerb::TerminateAnalysis, "no AnalysisRun of this Rollout is running"),
+    ] {
+        let api = rollout_server(fixture("rollout-paused.json"));
+        let err = argo(&api).apply(&Effect::Native { verb: verb.clone() }).await.unwrap_err();
+        assert!(err.to_string().contains(why), "{verb:?}: {err}");
+        assert!(api.writes().is_empty(), "{verb:?}");
+    }
+}
+
+#[tokio::test]
+async fn set_image_of_a_workload_ref_rollout_updates_the_referenced_deployment() {
+    let mut deployment = fixture("deployment.json");
+    deployment["metadata"]["name"] = json!("checkout-template");
+    let served = deployment.clone();
+    let rollout = fixture("rollout-workloadref.json");
+    let conflicts = Arc::new(Mutex::new(1));
+    let left = conflicts.clone();
+    let api = FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", ROLLOUT) => Reply::Json(200, rollout.clone()),
+        ("GET", p) if p.ends_with("/deployments/checkout-template") => Reply::Json(200, served.clone()),
+        // The first write loses a race (409): the plugin reads again and writes again.
+        ("PUT", p) if p.ends_with("/deployments/checkout-template") => {
+            let mut n = left.lock().unwrap();
+            if *n > 0 {
+                *n -= 1;
+                return status_error(409, "Conflict", "the object has been modified");
+            }
+            Reply::Json(200, served.clone())
+        }
+        _ => status_error(404, "NotFound", "not found"),
+    });
+    let verb = NativeVerb::SetImage { container: "*".into(), image: "nginx:1.27".into() };
+    argo(&api).apply(&Effect::Native { verb }).await.unwrap();
+    let writes = api.writes();
+    assert_eq!(writes.len(), 2, "one conflict, one success");
+    let mut expected = deployment;
+    expected["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.27");
+    for w in &writes {
+        assert_eq!((w.method.as_str(), w.path.as_str()), ("PUT", format!("{DEPLOYMENTS}/checkout-template").as_str()));
+        assert_eq!(w.json(), expected);
     }
 }
 
@@ -1055,6 +1168,7 @@ fn flagger(api: &FakeApi) -> FlaggerCanary {
 fn canary_server(canary: Value) -> FakeApi {
     FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
         ("GET", CANARY) | ("PATCH", CANARY) => Reply::Json(200, canary.clone()),
+        ("PATCH", "/apis/apps/v1/namespaces/test/deployments/podinfo") => Reply::Json(200, json!({})),
         ("POST", p) if p.starts_with(GATE) => Reply::Json(200, json!("Gate opened")),
         _ => status_error(404, "NotFound", "not found"),
     })
@@ -1157,11 +1271,25 @@ async fn flagger_verbs_become_flaggers_own_means_or_are_refused_with_the_reason(
         ),
         (no_gates.clone(), NativeVerb::Promote, Err("no confirm-promotion webhook to open")),
         (no_gates, NativeVerb::Abort, Err("no rollback webhook to open")),
+        // kubectl set image on the target: Flagger sees a new revision and analyses it.
+        (
+            fixture("flagger-succeeded.json"),
+            NativeVerb::SetImage { container: "podinfod".into(), image: "ghcr.io/stefanprodan/podinfo:6.0.1".into() },
+            Ok((
+                "PATCH".to_owned(),
+                "/apis/apps/v1/namespaces/test/deployments/podinfo".to_owned(),
+                "application/strategic-merge-patch+json".to_owned(),
+                json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "podinfod", "image": "ghcr.io/stefanprodan/podinfo:6.0.1"}]}}}}),
+            )),
+        ),
+        (fixture("flagger-succeeded.json"), NativeVerb::UndoTo { revision: 3 }, Err("keeps no numbered revisions")),
+        (fixture("flagger-progressing.json"), NativeVerb::TerminateAnalysis, Err("not an object to terminate")),
     ];
     for (canary, verb, expected) in table {
         let phase = canary["status"]["phase"].clone();
         let api = canary_server(canary);
-        let result = flagger(&api).apply(&Effect::Native { verb }).await;
+        let result = flagger(&api).apply(&Effect::Native { verb: verb.clone() }).await;
         let writes: Vec<(String, String, String, Value)> = api
             .writes()
             .iter()

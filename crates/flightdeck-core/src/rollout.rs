@@ -75,6 +75,10 @@ pub enum Command {
     Approve,
     /// Let the rollout advance despite a budget freeze; the reason is recorded.
     OverrideFreeze { reason: String },
+    /// Observed rollouts: a verb of the native controller with no
+    /// flightdeck equivalent (restart, set image, undo to a revision,
+    /// terminate the running analysis).
+    Native { verb: NativeVerb },
 }
 
 impl Command {
@@ -91,6 +95,7 @@ impl Command {
             Command::Retry => "retry",
             Command::Approve => "approve",
             Command::OverrideFreeze { .. } => "override-freeze",
+            Command::Native { verb } => verb.name(),
         }
     }
 }
@@ -111,7 +116,7 @@ pub struct CommandRequest {
 }
 
 /// Argo-Rollouts-style verbs for rollouts a native controller runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NativeVerb {
     Promote,
@@ -121,6 +126,44 @@ pub enum NativeVerb {
     Pause,
     Resume,
     Undo,
+    /// Restart the pods (Argo `spec.restartAt`).
+    Restart,
+    /// A container's image (`kubectl argo rollouts set image`): a new revision.
+    SetImage {
+        container: String,
+        image: String,
+    },
+    /// Back to this numbered revision (`undo --to-revision=N`).
+    UndoTo {
+        revision: u64,
+    },
+    /// Stop the running analysis (`terminate analysisrun`).
+    TerminateAnalysis,
+}
+
+impl NativeVerb {
+    /// The verb as typed in the palette and shown in the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NativeVerb::Promote => "promote",
+            NativeVerb::PromoteFull => "promote-full",
+            NativeVerb::Abort => "abort",
+            NativeVerb::Retry => "retry",
+            NativeVerb::Pause => "pause",
+            NativeVerb::Resume => "resume",
+            NativeVerb::Undo => "undo",
+            NativeVerb::Restart => "restart",
+            NativeVerb::SetImage { .. } => "set-image",
+            NativeVerb::UndoTo { .. } => "undo-to",
+            NativeVerb::TerminateAnalysis => "terminate-analysis",
+        }
+    }
+
+    /// Verbs that only reduce exposure (back to an earlier revision): like
+    /// abort and rollback, never stale.
+    pub fn is_safety(&self) -> bool {
+        matches!(self, NativeVerb::Abort | NativeVerb::Undo | NativeVerb::UndoTo { .. })
+    }
 }
 
 /// What a native controller reports about an observed rollout.
@@ -1040,7 +1083,8 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
     // Abort, rollback and pause only reduce exposure: whatever the sender
     // saw, they apply to what runs now. Everything else moves forward and
     // must be meant for this revision and stage.
-    let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. });
+    let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. })
+        || matches!(&req.command, Command::Native { verb } if verb.is_safety());
     if !safety && req.expected_revision != r.canary_revision {
         return Err(format!(
             "stale: sent for revision {} but the rollout is now rolling out {}",
@@ -1148,6 +1192,9 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             // Starting over passes the same gates as the first start.
             enter_stage(r, fx, 0, now, false);
         }
+        Command::Native { verb } => {
+            return Err(format!("{} is a native controller's verb; flightdeck drives this rollout itself", verb.name()))
+        }
         Command::OverrideFreeze { reason } => {
             if reason.trim().is_empty() {
                 return Err("a freeze override needs a typed reason".to_string());
@@ -1209,6 +1256,17 @@ fn require(r: &Rollout, allowed: &[Live]) -> Result<(), String> {
 /// Observed rollouts: commands become the controller's verbs; the state
 /// follows when the controller reports back.
 fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
+    if let Command::Native { verb } = &req.command {
+        // Restart, set image and undo to a revision act on a finished
+        // rollout too (they are how the next revision, or an older one,
+        // starts); terminating an analysis needs a live one.
+        if matches!(verb, NativeVerb::TerminateAnalysis) && r.phase.is_finished() {
+            return Err(format!("the rollout is {}; no analysis is running", r.phase.label()));
+        }
+        fx.push(Effect::Native { verb: verb.clone() });
+        r.last_action = Some(note(r, &req.actor, req.command.verb().to_string(), now));
+        return Ok(());
+    }
     if r.phase.is_terminal() {
         return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()));
     }
@@ -1225,7 +1283,7 @@ fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, n
         Command::Abort { .. } => NativeVerb::Abort,
         Command::Retry => NativeVerb::Retry,
         Command::Rollback { .. } => NativeVerb::Undo,
-        Command::StepBack | Command::OverrideFreeze { .. } => {
+        Command::StepBack | Command::OverrideFreeze { .. } | Command::Native { .. } => {
             return Err(format!("{} is not a verb the native controller has", req.command.verb()))
         }
     };

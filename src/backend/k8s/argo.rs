@@ -10,6 +10,10 @@
 //! | retry | `{"status":{"abort":false}}` on `/status` |
 //! | pause | `{"spec":{"paused":true}}` |
 //! | resume | `{"spec":{"paused":false}}`: the unpause half of promote. The plugin has had no `resume` verb since v0.6 (promote resumes); the core refuses a resume of a rollout held by a pause step ("paused by step N: promote to continue") |
+//! | restart | `{"spec":{"restartAt":"<now, RFC 3339>"}}` (restart.go) |
+//! | set image | GET, then PUT of the Rollout (or its `workloadRef` Deployment) with the container's image changed (set_image.go), again on 409 up to 5 times |
+//! | undo --to-revision=N | as undo, with revision N's template |
+//! | terminate analysisrun | `{"spec":{"terminate":true}}` on the running AnalysisRun (terminate.go): the current step's, else the background one |
 //! | undo | GET, list the Rollout's ReplicaSets, JSON patch `replace /spec/template` with the previous revision's template, on the Rollout or on its `workloadRef` (Deployment, ReplicaSet, PodTemplate) as undo.go |
 //!
 //! All merge patches (`application/merge-patch+json`) except undo
@@ -20,12 +24,12 @@
 use super::revisions::{self, HistoryError};
 use super::status::{self, canary_steps, current_step_index, fully_promoted};
 use super::watch::ObjectWatch;
-use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallSite, PatchCall};
+use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::{Effect, NativeVerb, Observation};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -44,13 +48,16 @@ pub struct VerbPatch {
 }
 
 /// Does this verb need the current object first (as kubectl GETs it)?
-pub fn needs_object(verb: NativeVerb) -> bool {
-    matches!(verb, NativeVerb::Promote | NativeVerb::PromoteFull | NativeVerb::Undo)
+pub fn needs_object(verb: &NativeVerb) -> bool {
+    !matches!(
+        verb,
+        NativeVerb::Abort | NativeVerb::Retry | NativeVerb::Pause | NativeVerb::Resume | NativeVerb::Restart
+    )
 }
 
 /// The patches `kubectl argo rollouts <verb>` sends for this Rollout, in
 /// order. Undo is not here: it needs the ReplicaSets ([`ArgoRollout`] does it).
-pub fn verb_patches(verb: NativeVerb, rollout: &Value) -> Vec<VerbPatch> {
+pub fn verb_patches(verb: &NativeVerb, rollout: &Value) -> Vec<VerbPatch> {
     let status = |body: Value| VerbPatch { fallback: Some(body.clone()), call: PatchCall::status(body) };
     let spec = |body: Value| VerbPatch { fallback: None, call: PatchCall::merge(body) };
     match verb {
@@ -60,8 +67,18 @@ pub fn verb_patches(verb: NativeVerb, rollout: &Value) -> Vec<VerbPatch> {
         NativeVerb::Retry => vec![status(json!({"status": {"abort": false}}))],
         NativeVerb::Pause => vec![spec(json!({"spec": {"paused": true}}))],
         NativeVerb::Resume => vec![spec(json!({"spec": {"paused": false}}))],
-        NativeVerb::Undo => Vec::new(),
+        // restart.go: `{"spec":{"restartAt":"<RFC 3339>"}}`, now (no --in).
+        NativeVerb::Restart => vec![spec(json!({"spec": {"restartAt": restart_at()}}))],
+        // These need more than one object ([`ArgoRollout`] does them).
+        NativeVerb::Undo | NativeVerb::UndoTo { .. } | NativeVerb::SetImage { .. } | NativeVerb::TerminateAnalysis => {
+            Vec::new()
+        }
     }
+}
+
+/// Now in Go's `time.RFC3339` (UTC, whole seconds), as restart.go writes it.
+pub fn restart_at() -> String {
+    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The status patch, then the spec patch, as promote.go's `PromoteRollout`:
@@ -202,18 +219,74 @@ impl ArgoRollout {
         }
     }
 
-    async fn native(&self, verb: NativeVerb) -> Result<(), BackendError> {
+    async fn native(&self, verb: &NativeVerb) -> Result<(), BackendError> {
         let name = verb_name(verb);
-        let object = if needs_object(verb) { self.fetch(name).await? } else { Value::Null };
-        if verb == NativeVerb::Undo {
-            return self.undo(&object, None).await;
+        let object = if needs_object(verb) { self.fetch(&name).await? } else { Value::Null };
+        match verb {
+            NativeVerb::Undo => return self.undo(&object, None).await,
+            NativeVerb::UndoTo { revision } => return self.undo(&object, Some(*revision as i64)).await,
+            NativeVerb::SetImage { container, image } => return self.set_image(&object, container, image).await,
+            NativeVerb::TerminateAnalysis => return self.terminate_analysis(&object).await,
+            _ => {}
         }
         for patch in &verb_patches(verb, &object) {
-            if self.send(name, patch).await? {
+            if self.send(&name, patch).await? {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// `kubectl argo rollouts set image ROLLOUT container=image` (set_image.go):
+    /// the Rollout, or the Deployment its `workloadRef` names, read, its
+    /// containers (init, app, ephemeral; `*` for all) given the image, and
+    /// written back whole (PUT), again on a 409 Conflict up to 5 times.
+    async fn set_image(&self, rollout: &Value, container: &str, image: &str) -> Result<(), BackendError> {
+        let verb = format!("set image {container}={image}");
+        let workload = at(rollout, &["spec", "workloadRef", "name"]).as_str();
+        let (api, name, resource) = match workload {
+            Some(name) => {
+                let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+                (dynamic_api(&self.client, &self.namespace, &resource), name.to_owned(), resource)
+            }
+            None => (self.api.clone(), self.rollout.clone(), rollout_resource()),
+        };
+        let what = resource_name(&resource, &name);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = timed(api.get(&name)).await.map_err(|e| self.site(&verb).error("get", &what, e))?;
+            let mut object = serde_json::to_value(current).unwrap_or(Value::Null);
+            if !with_image(&mut object, container, image) {
+                let detail = format!("unable to find container named \"{container}\"");
+                return Err(BackendError::Refused { backend: self.label.clone(), action: verb, detail });
+            }
+            let object: DynamicObject = serde_json::from_value(object).map_err(|e| BackendError::Refused {
+                backend: self.label.clone(),
+                action: verb.clone(),
+                detail: e.to_string(),
+            })?;
+            let params = PostParams { field_manager: Some(super::FIELD_MANAGER.to_owned()), ..Default::default() };
+            match timed(api.replace(&name, &params, &object)).await {
+                Ok(_) => return Ok(()),
+                Err(CallError::Api { code: 409, .. }) if attempt < SET_IMAGE_ATTEMPTS => continue,
+                Err(e) => return Err(self.site(&verb).error("update", &what, e)),
+            }
+        }
+    }
+
+    /// `kubectl argo rollouts terminate analysisrun NAME` for the Rollout's
+    /// running analysis: the step analysis if one runs, else the background one.
+    async fn terminate_analysis(&self, rollout: &Value) -> Result<(), BackendError> {
+        let verb = "terminate analysisrun";
+        let Some(run) = running_analysis(rollout) else {
+            let detail = "no AnalysisRun of this Rollout is running".to_owned();
+            return Err(BackendError::Refused { backend: self.label.clone(), action: verb.into(), detail });
+        };
+        let api = dynamic_api(&self.client, &self.namespace, &analysis_run_resource());
+        send_patch(&api, &run, &PatchCall::merge(json!({"spec": {"terminate": true}})))
+            .await
+            .map_err(|e| self.site(verb).error("patch", &resource_name(&analysis_run_resource(), &run), e))
     }
 
     /// `kubectl argo rollouts undo [--to-revision=N]` (undo.go): the chosen
@@ -241,6 +314,47 @@ impl ArgoRollout {
             .await
             .map_err(|e| self.site(&verb).error("patch", &resource_name(&target.resource, &target.name), e))
     }
+}
+
+/// How often set image tries again after a 409 Conflict (set_image.go `maxAttempts`).
+const SET_IMAGE_ATTEMPTS: u32 = 5;
+
+/// The AnalysisRun kind.
+pub fn analysis_run_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AnalysisRun"), "analysisruns")
+}
+
+/// The name of the Rollout's running (or pending) AnalysisRun: the current
+/// step's first, then the background one.
+pub fn running_analysis(rollout: &Value) -> Option<String> {
+    let canary = at(rollout, &["status", "canary"]);
+    let blue_green = at(rollout, &["status", "blueGreen"]);
+    [
+        &canary["currentStepAnalysisRunStatus"],
+        &canary["currentBackgroundAnalysisRunStatus"],
+        &blue_green["prePromotionAnalysisRunStatus"],
+        &blue_green["postPromotionAnalysisRunStatus"],
+    ]
+    .into_iter()
+    .find(|run| matches!(run["status"].as_str(), Some("Running" | "Pending" | "")) && run["name"].is_string())
+    .and_then(|run| run["name"].as_str().map(str::to_owned))
+}
+
+/// set_image.go `newRolloutSetImage`: the image of every container named
+/// `container` (or all for `*`) in the pod template; false when none is.
+pub fn with_image(object: &mut Value, container: &str, image: &str) -> bool {
+    let mut found = false;
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        let Some(containers) = object.pointer_mut(&format!("/spec/template/spec/{list}")).and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for c in containers.iter_mut().filter(|c| container == "*" || c["name"].as_str() == Some(container)) {
+            c["image"] = json!(image);
+            found = true;
+        }
+    }
+    found
 }
 
 /// Where undo writes the template back.
@@ -291,15 +405,19 @@ pub fn watch_error(backend: &str, what: &str, namespace: &str, trouble: &str, co
 }
 
 /// The verb as `kubectl argo rollouts` spells it.
-pub fn verb_name(verb: NativeVerb) -> &'static str {
+pub fn verb_name(verb: &NativeVerb) -> String {
     match verb {
-        NativeVerb::Promote => "promote",
-        NativeVerb::PromoteFull => "promote --full",
-        NativeVerb::Abort => "abort",
-        NativeVerb::Retry => "retry",
-        NativeVerb::Pause => "pause",
-        NativeVerb::Resume => "resume",
-        NativeVerb::Undo => "undo",
+        NativeVerb::Promote => "promote".into(),
+        NativeVerb::PromoteFull => "promote --full".into(),
+        NativeVerb::Abort => "abort".into(),
+        NativeVerb::Retry => "retry".into(),
+        NativeVerb::Pause => "pause".into(),
+        NativeVerb::Resume => "resume".into(),
+        NativeVerb::Undo => "undo".into(),
+        NativeVerb::Restart => "restart".into(),
+        NativeVerb::SetImage { container, image } => format!("set image {container}={image}"),
+        NativeVerb::UndoTo { revision } => format!("undo --to-revision={revision}"),
+        NativeVerb::TerminateAnalysis => "terminate analysisrun".into(),
     }
 }
 
@@ -311,7 +429,7 @@ impl Backend for ArgoRollout {
 
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
         match effect {
-            Effect::Native { verb } => self.native(*verb).await,
+            Effect::Native { verb } => self.native(verb).await,
             Effect::Notify(_) => Ok(()),
             other => Err(BackendError::Unsupported { backend: self.label.clone(), effect: other.to_string() }),
         }

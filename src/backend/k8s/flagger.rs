@@ -13,6 +13,8 @@
 //! | promote-full | `{"spec":{"skipAnalysis":true}}`: Flagger promotes at its next interval without analysis. It stays set for later revisions until someone sets it back |
 //! | abort, rollback | the load tester's rollback gate: `POST …/rollback/open`, for the Canary's `rollback` webhook; without one, unavailable (Flagger rolls back on failed checks only) |
 //! | retry | unavailable: Flagger starts again only when its target changes |
+//! | restart, set image | strategic merge patch of the target Deployment, as `kubectl rollout restart` / `kubectl set image`: Flagger sees a new revision and analyses it |
+//! | undo to a revision, terminate analysis | unavailable: Flagger keeps no numbered revisions and has no AnalysisRun object |
 //!
 //! A webhook URL `http://flagger-loadtester.test/gate/check` names the
 //! Service `flagger-loadtester` in namespace `test` (port 80 unless given):
@@ -195,6 +197,12 @@ pub fn observe(canary: &Value) -> Observation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlaggerCall {
     Patch(Value),
+    /// A strategic merge patch of the target Deployment (`spec.targetRef`),
+    /// as kubectl sends it: Flagger sees a new revision and runs a canary.
+    PatchTarget {
+        deployment: String,
+        patch: Value,
+    },
     /// POST to this API server path (a service proxy) with this body.
     Gate {
         path: String,
@@ -204,7 +212,7 @@ pub enum FlaggerCall {
 }
 
 /// The call for `verb` on this Canary (see the module doc).
-pub fn verb_call(verb: NativeVerb, canary: &Value) -> FlaggerCall {
+pub fn verb_call(verb: &NativeVerb, canary: &Value) -> FlaggerCall {
     let gate = |webhook: &str, endpoint: &str, missing: &str| match webhook_url(canary, webhook) {
         Some(url) => match gate_path(&url, endpoint, namespace(canary)) {
             Ok(path) => FlaggerCall::Gate { path, body: json!({"name": name(canary), "namespace": namespace(canary)}) },
@@ -233,6 +241,35 @@ pub fn verb_call(verb: NativeVerb, canary: &Value) -> FlaggerCall {
         NativeVerb::Retry => {
             FlaggerCall::Unavailable("Flagger starts a Canary again only when its target changes".to_owned())
         }
+        // kubectl rollout restart (polymorphichelpers/objectrestarter.go).
+        NativeVerb::Restart => target_patch(canary, || {
+            let at = super::argo::restart_at();
+            json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": at}}}}})
+        }),
+        // kubectl set image: the container's image in the target's template.
+        NativeVerb::SetImage { container, image } => target_patch(
+            canary,
+            || json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}}),
+        ),
+        NativeVerb::UndoTo { .. } => FlaggerCall::Unavailable(
+            "Flagger keeps no numbered revisions: the primary runs the last promoted spec; change the target \
+             to roll out an older one"
+                .to_owned(),
+        ),
+        NativeVerb::TerminateAnalysis => FlaggerCall::Unavailable(
+            "Flagger's analysis is its own loop, not an object to terminate; abort opens the rollback gate".to_owned(),
+        ),
+    }
+}
+
+/// A patch of the Canary's target Deployment, or why there is none.
+fn target_patch(canary: &Value, patch: impl FnOnce() -> Value) -> FlaggerCall {
+    let target = at(canary, &["spec", "targetRef"]);
+    match (text(&target["kind"]), text(&target["name"])) {
+        ("Deployment", name) if !name.is_empty() => {
+            FlaggerCall::PatchTarget { deployment: name.to_owned(), patch: patch() }
+        }
+        (kind, _) => FlaggerCall::Unavailable(format!("the Canary's target is a {kind:?}, not a Deployment")),
     }
 }
 
@@ -313,13 +350,21 @@ impl FlaggerCanary {
         Ok(serde_json::to_value(object).unwrap_or(Value::Null))
     }
 
-    async fn native(&self, verb: NativeVerb) -> Result<(), BackendError> {
-        let name = super::argo::verb_name(verb);
+    async fn native(&self, verb: &NativeVerb) -> Result<(), BackendError> {
+        let name = &super::argo::verb_name(verb);
         let canary = self.fetch(name).await?;
         match verb_call(verb, &canary) {
             FlaggerCall::Patch(body) => send_patch(&self.api, &self.canary, &PatchCall::merge(body))
                 .await
                 .map_err(|e| self.site(name).error("patch", &self.what(), e)),
+            FlaggerCall::PatchTarget { deployment, patch } => {
+                let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+                let api = dynamic_api(&self.client, &self.namespace, &resource);
+                let call = PatchCall { subresource: None, patch: kube::api::Patch::Strategic(patch) };
+                send_patch(&api, &deployment, &call)
+                    .await
+                    .map_err(|e| self.site(name).error("patch", &resource_name(&resource, &deployment), e))
+            }
             FlaggerCall::Gate { path, body } => self.open_gate(name, &path, &body).await,
             FlaggerCall::Unavailable(reason) => {
                 Err(BackendError::Unsupported { backend: self.label.clone(), effect: format!("{name} ({reason})") })
@@ -344,7 +389,7 @@ impl Backend for FlaggerCanary {
 
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
         match effect {
-            Effect::Native { verb } => self.native(*verb).await,
+            Effect::Native { verb } => self.native(verb).await,
             Effect::Notify(_) => Ok(()),
             other => Err(BackendError::Unsupported { backend: self.label.clone(), effect: other.to_string() }),
         }
