@@ -730,6 +730,55 @@ async fn the_core_follows_the_rollout_and_its_promote_becomes_argos_patch() {
     assert_eq!((healthy.stage, healthy.canary_weight), (4, 100));
 }
 
+#[test]
+fn a_new_argo_revision_is_a_new_rollout_not_the_old_one_progressing_again() {
+    let plan = example_plan("argo-rollouts.toml");
+    let now = Timestamp(1_000);
+    let (mut r, _) = step(&Rollout::new("prod-eu-1/checkout", plan), Event::Start, now);
+    let observe = |rollout: &Value| Event::Observation(status::observe(rollout));
+    r = step(&r, observe(&fixture("rollout-paused.json")), now).0;
+    assert_eq!(r.canary_revision, "revision 2", "the first reading names the revision rolling out");
+    r = step(&r, observe(&fixture("rollout-healthy.json")), now).0;
+    assert!(matches!(r.phase, Phase::Promoted { .. }));
+    let seen_by_alice = r.clone();
+    // Someone sets a new image: Argo starts revision 3 from its first step.
+    let mut next = fixture("rollout-paused.json");
+    next["metadata"]["annotations"]["rollout.argoproj.io/revision"] = json!("3");
+    next["status"]["stableRS"] = json!("65fb5ffc84");
+    next["status"]["currentPodHash"] = json!("7d9f8c6b5");
+    let later = Timestamp(2_000);
+    let (r, effects) = step(&r, observe(&next), later);
+    assert_eq!((r.canary_revision.as_str(), r.stable_revision.as_str()), ("revision 3", "revision 2"));
+    assert_eq!((r.stage, r.canary_weight), (0, 20));
+    assert!(matches!(&r.phase, Phase::Paused { since, .. } if *since == later), "{:?}", r.phase);
+    let Some(Effect::Notify(notice)) = effects.first() else { panic!("{effects:?}") };
+    assert_eq!(notice.to_string(), "new rollout: the controller started revision 3; revision 2 ended promoted");
+    // A promote meant for revision 2 does not act on revision 3.
+    let (_, effects) = step(&r, promote_by("alice", &seen_by_alice), later);
+    let Some(Effect::Notify(refused)) = effects.first() else { panic!("{effects:?}") };
+    assert!(refused.to_string().contains("stale: sent for revision revision 2"), "{refused}");
+    // The same revision again is no news.
+    let (_, effects) = step(&r, observe(&next), later);
+    assert!(effects.is_empty(), "{effects:?}");
+}
+
+#[test]
+fn a_new_flagger_spec_is_a_new_rollout() {
+    let plan = example_plan("flagger.toml");
+    let now = Timestamp(1_000);
+    let (mut r, _) = step(&Rollout::new("staging/podinfo", plan), Event::Start, now);
+    let observe = |canary: &Value| Event::Observation(k8s::flagger::observe(canary));
+    r = step(&r, observe(&fixture("flagger-succeeded.json")), now).0;
+    assert_eq!(r.canary_revision, "spec 5978589476");
+    let mut next = fixture("flagger-progressing.json");
+    next["status"]["lastAppliedSpec"] = json!("7b9c5d6f84");
+    let (r, effects) = step(&r, observe(&next), now);
+    assert_eq!((r.canary_revision.as_str(), r.stable_revision.as_str()), ("spec 7b9c5d6f84", "spec 5978589476"));
+    assert!(matches!(r.phase, Phase::Progressing { .. }));
+    assert_eq!((r.stage, r.canary_weight), (2, 30));
+    assert!(matches!(effects.first(), Some(Effect::Notify(_))), "{effects:?}");
+}
+
 // ---------------------------------------------------------------- watch
 
 fn list_of(items: Vec<Value>, version: &str) -> Value {
@@ -1099,8 +1148,9 @@ fn controller_server(state: Arc<Mutex<FakeController>>) -> FakeApi {
             }
             ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => Reply::Json(200, c.replica_sets()),
             ("PATCH", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
-                if let Some(p) = seen.json()["spec"]["paused"].as_bool() {
-                    c.paused = p;
+                // `{"spec":{"paused":null}}` (kubectl's resume) clears it, as a strategic merge patch does.
+                if let Some(p) = seen.json()["spec"].get("paused") {
+                    c.paused = p.as_bool().unwrap_or(false);
                 }
                 Reply::Json(200, c.deployment())
             }
@@ -1329,6 +1379,173 @@ async fn the_core_mirrors_a_flagger_canary_through_its_phases() {
     let failed = step(&r, observe("flagger-failed.json"), now).0;
     assert!(matches!(failed.phase, Phase::Aborted { .. }));
     assert_eq!(failed.canary_weight, 0);
+}
+
+// ---------------------------------------------------------------- kubectl as the oracle
+
+impl FakeApi {
+    /// Serves the same responder over HTTP/1.1 on loopback (one request per
+    /// connection), for a real client such as kubectl. Returns the port.
+    async fn serve_tcp(&self) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = self.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let api = api.clone();
+                tokio::spawn(async move { api.answer(socket).await });
+            }
+        });
+        port
+    }
+
+    async fn answer(&self, mut socket: tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::new();
+        let head_end = loop {
+            let mut chunk = [0u8; 4096];
+            let n = socket.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let (method, target) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+                .map(str::to_owned)
+        };
+        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let n = socket.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let seen = Seen {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            content_type: header("content-type"),
+            body: String::from_utf8_lossy(&buf[head_end..]).into_owned(),
+        };
+        let n = {
+            let mut log = self.seen.lock().unwrap();
+            let n = log.iter().filter(|s| s.method == seen.method && s.path == seen.path).count();
+            log.push(seen.clone());
+            n
+        };
+        let (code, body) = match (self.responder)(&seen, n) {
+            Reply::Json(code, body) => (code, body.to_string()),
+            Reply::Stream(_) => (500, "{}".to_owned()),
+        };
+        let response = format!(
+            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = socket.write_all(response.as_bytes()).await;
+    }
+}
+
+/// An API server with the discovery kubectl needs, one Deployment (paused
+/// or not) and its ReplicaSets; every write accepted.
+fn deployment_server(paused: bool) -> FakeApi {
+    FakeApi::new(move |seen, _| {
+        let mut deployment = fixture("deployment.json");
+        deployment["spec"]["paused"] = json!(paused);
+        let resources = |group_version: &str, list: Value| json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list});
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/api") => Reply::Json(
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+            ),
+            ("GET", "/apis") => Reply::Json(
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
+            ),
+            ("GET", "/api/v1") => Reply::Json(200, resources("v1", json!([]))),
+            ("GET", "/apis/apps/v1") => Reply::Json(
+                200,
+                resources(
+                    "apps/v1",
+                    json!([
+                {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment",
+                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": ["deploy"]},
+                {"name": "replicasets", "singularName": "replicaset", "namespaced": true, "kind": "ReplicaSet",
+                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": ["rs"]}]),
+                ),
+            ),
+            ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") | ("PATCH", _) => {
+                Reply::Json(200, deployment)
+            }
+            ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => {
+                Reply::Json(200, fixture("deployment-replicasets.json"))
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        }
+    })
+}
+
+/// kubectl from PATH (Debian's kubernetes-client, see scripts/setup).
+fn kubectl_binary() -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("kubectl")).find(|p| p.is_file())
+}
+
+/// The writes kubectl sends for `args` against a server like `deployment_server(paused)`.
+async fn kubectl_writes(kubectl: &Path, paused: bool, args: &[&str]) -> Vec<Seen> {
+    let api = deployment_server(paused);
+    let port = api.serve_tcp().await;
+    let mut command = std::process::Command::new(kubectl);
+    command
+        .args(["--kubeconfig=/dev/null", &format!("--server=http://127.0.0.1:{port}"), "--namespace=prod"])
+        .args(args)
+        .env("HOME", std::env::temp_dir());
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    api.writes()
+}
+
+#[tokio::test]
+async fn kubectl_is_the_oracle_for_deployment_pause_resume_and_undo() {
+    let Some(kubectl) = kubectl_binary() else {
+        println!("skipped: no kubectl on PATH (scripts/setup installs Debian's kubernetes-client)");
+        return;
+    };
+    // (kubectl's command and the Deployment it finds, flightdeck's effect on the same Deployment)
+    let cases: [(&[&str], bool, Effect); 3] = [
+        (&["rollout", "pause", "deployment/checkout"], false, Effect::Scale { version: Version::Canary, percent: 0 }),
+        (&["rollout", "resume", "deployment/checkout"], true, Effect::Scale { version: Version::Canary, percent: 100 }),
+        (&["rollout", "undo", "deployment/checkout"], false, Effect::Undo { to_revision: "v1".into() }),
+    ];
+    for (args, paused, effect) in cases {
+        let theirs = kubectl_writes(&kubectl, paused, args).await;
+        let api = deployment_server(paused);
+        rolling(&api).apply(&effect).await.unwrap();
+        let ours = api.writes();
+        assert_eq!(theirs.len(), 1, "kubectl {args:?}: {theirs:#?}");
+        assert_eq!(ours.len(), 1, "{effect}: {ours:#?}");
+        let (k, f) = (&theirs[0], &ours[0]);
+        assert_eq!((&k.method, &k.path, &k.content_type), (&f.method, &f.path, &f.content_type), "{args:?}");
+        if args[1] == "undo" {
+            // Go writes the template's fields in its struct order, serde_json in key order: same JSON.
+            assert_eq!(k.json(), f.json(), "{args:?}");
+        } else {
+            assert_eq!(k.body, f.body, "{args:?}: byte for byte");
+        }
+    }
 }
 
 // ---------------------------------------------------------------- kubeconfig

@@ -199,6 +199,10 @@ pub struct Observation {
     /// ("step 3/8 · analysis Successful: error-rate 0.2 %").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_detail: Option<String>,
+    /// Observed rollouts: the revision the controller is rolling out, as a
+    /// label ("revision 4", "spec 5978589476"). A change is a new rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_revision: Option<String>,
 }
 
 /// Something that happened to a rollout.
@@ -458,6 +462,10 @@ pub struct Rollout {
     /// Observed rollouts: the controller's own steps and analysis, in words.
     #[serde(default)]
     pub native_detail: Option<String>,
+    /// Observed rollouts: the controller's revision last seen (see
+    /// [`Observation::native_revision`]).
+    #[serde(default)]
+    pub native_revision: Option<String>,
 }
 
 impl Rollout {
@@ -487,6 +495,7 @@ impl Rollout {
             backend_error: None,
             observe_error: None,
             native_detail: None,
+            native_revision: None,
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -926,6 +935,7 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
     r.observed_weight = o.canary_weight;
     r.observe_error = None;
     if r.control == Control::Observed {
+        follow_native_revision(r, fx, &o, now);
         mirror_native(r, &o, now);
         return;
     }
@@ -945,6 +955,36 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
         fx.push(Effect::Notify(Notice::Warning { message: reason.clone() }));
         pause(r, Actor::backend(), reason, now);
     }
+}
+
+/// Observed rollouts: when the controller starts another revision, that is
+/// a new rollout of this plan: the one before ends (its events stay in the
+/// history), the new one starts from its first stage with fresh evidence,
+/// and commands sent for the old revision are stale from now on.
+fn follow_native_revision(r: &mut Rollout, fx: &mut Vec<Effect>, o: &Observation, now: Timestamp) {
+    let Some(revision) = &o.native_revision else { return };
+    let Some(seen) = r.native_revision.replace(revision.clone()) else {
+        // The first reading names the revision being rolled out now.
+        r.canary_revision.clone_from(revision);
+        return;
+    };
+    if seen == *revision {
+        return;
+    }
+    let previous = std::mem::replace(&mut r.canary_revision, revision.clone());
+    let message = format!("new rollout: the controller started {revision}; {previous} ended {}", r.phase.label());
+    fx.push(Effect::Notify(Notice::Info { message }));
+    if matches!(r.phase, Phase::Promoted { .. }) {
+        r.stable_revision = previous;
+    }
+    r.phase = Phase::Progressing { since: now };
+    r.stage = 0;
+    r.canary_weight = 0;
+    reset_stage_progress(r);
+    r.evidence = Evidence::default();
+    r.last_verdict = None;
+    r.freeze_override = None;
+    r.last_action = None;
 }
 
 /// Observed rollouts: the core's state follows the native controller.

@@ -118,6 +118,7 @@ fn event(op: &Op, r: &Rollout) -> Event {
                 _ => NativeStatus::Degraded { message: "ProgressDeadlineExceeded".into() },
             }),
             native_detail: None,
+            native_revision: None,
         }),
         Op::Failed => {
             Event::EffectFailed { effect: Effect::SetWeight { canary: r.canary_weight }, error: "boom".into() }

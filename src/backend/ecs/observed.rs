@@ -113,6 +113,7 @@ pub fn observe(d: &ServiceDeployment, stage_weights: &[u8]) -> Observation {
         native_stage: Some(stage_for(stage_weights, weight)),
         native_status: Some(status(d)),
         native_detail: Some(detail(d, weight)),
+        native_revision: None,
     }
 }
 

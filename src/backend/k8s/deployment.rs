@@ -163,8 +163,13 @@ impl DeploymentCanary {
     }
 
     /// `kubectl rollout pause|resume deployment/<name>`.
+    /// `kubectl rollout pause|resume deployment/<name>` byte for byte:
+    /// objectpauser.go's patch sets `paused: true`; objectresumer.go's is the
+    /// strategic merge diff of a Deployment whose `paused` went to false (and
+    /// so out of the JSON), which is `{"spec":{"paused":null}}`.
     async fn set_paused(&self, verb: &str, name: &str, paused: bool) -> Result<(), BackendError> {
-        let call = PatchCall { subresource: None, patch: Patch::Strategic(json!({"spec": {"paused": paused}})) };
+        let value = if paused { json!(true) } else { Value::Null };
+        let call = PatchCall { subresource: None, patch: Patch::Strategic(json!({"spec": {"paused": value}})) };
         self.patch(verb, name, call).await
     }
 
@@ -280,6 +285,7 @@ struct BatchHold {
 
 impl BatchHold {
     async fn run(self) {
+        // objectpauser.go's patch, as `kubectl rollout pause` sends it.
         let pause = PatchCall { subresource: None, patch: Patch::Strategic(json!({"spec": {"paused": true}})) };
         loop {
             let read = timed(self.api.get(&self.name)).await.map(|o| serde_json::to_value(o).unwrap_or(Value::Null));

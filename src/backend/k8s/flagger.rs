@@ -58,6 +58,8 @@ pub struct CanaryView {
     pub stage: usize,
     /// Flagger's phase, iterations, failed checks and metrics, in words.
     pub detail: String,
+    /// `status.lastAppliedSpec`: the hash of the target spec being rolled out.
+    pub revision: Option<String>,
 }
 
 impl CanaryView {
@@ -67,6 +69,7 @@ impl CanaryView {
             native_stage: Some(self.stage),
             native_status: Some(self.status.clone()),
             native_detail: Some(self.detail.clone()),
+            native_revision: self.revision.as_ref().map(|r| format!("spec {r}")),
         }
     }
 }
@@ -122,7 +125,8 @@ pub fn view(canary: &Value) -> CanaryView {
         "Succeeded" | "Initialized" | "Finalising" | "Promoting" => weights.len(),
         _ => reached.saturating_sub(1),
     };
-    CanaryView { status, weight: weight as u8, stage, detail: detail(canary) }
+    let revision = at(canary, &["status", "lastAppliedSpec"]).as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    CanaryView { status, weight: weight as u8, stage, detail: detail(canary), revision }
 }
 
 fn paused(reason: &str) -> NativeStatus {

@@ -31,6 +31,8 @@ pub struct RolloutView {
     pub steps: usize,
     /// The current background or step analysis run and its status ("Failed: metric…").
     pub analysis: Option<String>,
+    /// The Rollout's `rollout.argoproj.io/revision` (the plugin's "Revision").
+    pub revision: Option<String>,
 }
 
 impl RolloutView {
@@ -40,6 +42,7 @@ impl RolloutView {
             native_stage: Some(self.stage),
             native_status: Some(self.status.clone()),
             native_detail: self.detail(),
+            native_revision: self.revision.as_ref().map(|r| format!("revision {r}")),
         }
     }
 
@@ -65,6 +68,7 @@ pub fn view(rollout: &Value) -> RolloutView {
         step_index,
         steps: steps.len(),
         analysis: analysis(rollout),
+        revision: at(rollout, &["metadata", "annotations", "rollout.argoproj.io/revision"]).as_str().map(str::to_owned),
     }
 }
 
