@@ -1282,6 +1282,9 @@ fn flagger_canaries_show_their_phase_weight_and_checks() {
     assert!(view.detail.starts_with("Progressing · iteration 3/10 · failed checks 1/5"), "{}", view.detail);
 }
 
+/// A write as compared: method, path, content type, body.
+type Request = (String, String, String, Value);
+
 #[tokio::test]
 async fn flagger_verbs_become_flaggers_own_means_or_are_refused_with_the_reason() {
     let gate = |endpoint: &str| {
@@ -1298,7 +1301,7 @@ async fn flagger_verbs_become_flaggers_own_means_or_are_refused_with_the_reason(
     let mut no_gates = fixture("flagger-progressing.json");
     no_gates["spec"]["analysis"]["webhooks"] = json!([]);
     // (fixture, verb, the request, or the reason it is unavailable)
-    let table: Vec<(Value, NativeVerb, Result<(String, String, String, Value), &str>)> = vec![
+    let table: Vec<(Value, NativeVerb, Result<Request, &str>)> = vec![
         (fixture("flagger-waiting-promotion.json"), NativeVerb::Promote, Ok(gate("/gate/open"))),
         (fixture("flagger-progressing.json"), NativeVerb::Pause, Ok(patch(json!({"spec": {"suspend": true}})))),
         (suspended, NativeVerb::Resume, Ok(patch(json!({"spec": {"suspend": false}})))),

@@ -118,7 +118,7 @@ pub fn view(canary: &Value) -> CanaryView {
         _ if suspended(canary) => (paused("suspended (spec.suspend)"), status_weight),
         _ => (NativeStatus::Progressing, status_weight),
     };
-    let reached = weights.iter().filter(|w| **w <= u64::from(weight)).count();
+    let reached = weights.iter().filter(|w| **w <= weight).count();
     let stage = match phase(canary) {
         // The final 100 % stage (the core adds one when maxWeight is below 100).
         "Succeeded" | "Initialized" | "Finalising" | "Promoting" if last >= 100 => weights.len() - 1,
