@@ -330,6 +330,89 @@ async fn each_verb_sends_the_patch_kubectl_argo_rollouts_sends() {
     }
 }
 
+/// Every Rollout fixture × every verb: the requests worked out by hand from
+/// the plugin's promote.go (`getPatches`), undo.go and abort/retry/pause.
+#[tokio::test]
+async fn every_verb_on_every_rollout_fixture_sends_the_plugins_exact_requests() {
+    let green = {
+        let mut t = fixture("rollout-replicasets.json")["items"][0]["spec"]["template"].clone();
+        t["metadata"]["labels"].as_object_mut().unwrap().remove("rollouts-pod-template-hash");
+        t
+    };
+    let status = |body: Value| vec![merge(on_status(), json!({ "status": body }))];
+    let step = |n: u64| status(json!({"pauseConditions": null, "currentStepIndex": n}));
+    let full = || status(json!({"promoteFull": true}));
+    let unpause = || merge(ROLLOUT.into(), json!({"spec": {"paused": false}}));
+    let undo = |path: String| {
+        vec![(
+            "PATCH",
+            path,
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/spec/template", "value": green.clone()}]),
+        )]
+    };
+    // (fixture, promote, promote --full, undo)
+    let table: Vec<(&str, Vec<Expected>, Vec<Expected>, Vec<Expected>)> = vec![
+        // Not paused, canary with steps: the next step (the plugin promotes even an aborted rollout).
+        ("rollout-aborted.json", step(1), full(), undo(ROLLOUT.into())),
+        ("rollout-degraded.json", step(1), full(), undo(ROLLOUT.into())),
+        ("rollout-legacy.json", step(1), full(), undo(ROLLOUT.into())),
+        ("rollout-progressing.json", step(3), full(), undo(ROLLOUT.into())),
+        ("rollout-routed.json", step(3), full(), undo(ROLLOUT.into())),
+        ("rollout-max-weight.json", step(3), full(), undo(ROLLOUT.into())),
+        // Past the last step the index stays (it only grows while below the step count); fully promoted: no --full.
+        ("rollout-healthy.json", step(8), vec![], undo(ROLLOUT.into())),
+        ("rollout-routed-promoted.json", step(8), vec![], undo(ROLLOUT.into())),
+        // No steps: GetCurrentCanaryStep has no index, promote has nothing to send.
+        ("rollout-no-steps.json", vec![], full(), undo(ROLLOUT.into())),
+        // Paused by a step: clear the pause conditions only.
+        ("rollout-paused.json", status(json!({"pauseConditions": null})), full(), undo(ROLLOUT.into())),
+        (
+            "rollout-inconclusive.json",
+            status(json!({"pauseConditions": null, "controllerPause": false, "currentStepIndex": 2})),
+            full(),
+            undo(ROLLOUT.into()),
+        ),
+        (
+            "rollout-user-paused.json",
+            [step(3), vec![unpause()]].concat(),
+            [full(), vec![unpause()]].concat(),
+            undo(ROLLOUT.into()),
+        ),
+        (
+            "rollout-workloadref.json",
+            status(json!({"pauseConditions": null})),
+            full(),
+            undo(format!("{DEPLOYMENTS}/checkout-template")),
+        ),
+    ];
+    for (file, promote, promote_full, undo) in table {
+        let constant = [
+            (NativeVerb::Abort, status(json!({"abort": true}))),
+            (NativeVerb::Retry, status(json!({"abort": false}))),
+            (NativeVerb::Pause, vec![merge(ROLLOUT.into(), json!({"spec": {"paused": true}}))]),
+            (NativeVerb::Resume, vec![unpause()]),
+        ];
+        let per_fixture =
+            [(NativeVerb::Promote, promote), (NativeVerb::PromoteFull, promote_full), (NativeVerb::Undo, undo)];
+        for (verb, expected) in per_fixture.into_iter().chain(constant) {
+            let api = rollout_server(fixture(file));
+            argo(&api)
+                .apply(&Effect::Native { verb: verb.clone() })
+                .await
+                .unwrap_or_else(|e| panic!("{file} {verb:?}: {e}"));
+            let got: Vec<(String, String, String, Value)> = api
+                .writes()
+                .iter()
+                .map(|s| (s.method.clone(), s.path.clone(), s.content_type.clone().unwrap_or_default(), s.json()))
+                .collect();
+            let expected: Vec<(String, String, String, Value)> =
+                expected.into_iter().map(|(m, p, c, b)| (m.to_owned(), p, c.to_owned(), b)).collect();
+            assert_eq!(got, expected, "{file} {verb:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_plugin_verbs_restart_set_image_undo_to_and_terminate_send_the_plugins_requests() {
     let green = {
