@@ -330,6 +330,9 @@ async fn each_verb_sends_the_patch_kubectl_argo_rollouts_sends() {
     }
 }
 
+/// The writes one verb sends, in order.
+type Writes = Vec<Expected>;
+
 /// Every Rollout fixture × every verb: the requests worked out by hand from
 /// the plugin's promote.go (`getPatches`), undo.go and abort/retry/pause.
 #[tokio::test]
@@ -352,7 +355,7 @@ async fn every_verb_on_every_rollout_fixture_sends_the_plugins_exact_requests() 
         )]
     };
     // (fixture, promote, promote --full, undo)
-    let table: Vec<(&str, Vec<Expected>, Vec<Expected>, Vec<Expected>)> = vec![
+    let table: Vec<(&str, Writes, Writes, Writes)> = vec![
         // Not paused, canary with steps: the next step (the plugin promotes even an aborted rollout).
         ("rollout-aborted.json", step(1), full(), undo(ROLLOUT.into())),
         ("rollout-degraded.json", step(1), full(), undo(ROLLOUT.into())),
