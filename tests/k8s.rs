@@ -1223,8 +1223,11 @@ impl FakeController {
 }
 
 fn controller_server(state: Arc<Mutex<FakeController>>) -> FakeApi {
-    FakeApi::new(move |seen, _| {
-        let mut c = state.lock().unwrap();
+    FakeApi::new(move |seen, _| controller_reply(&mut state.lock().unwrap(), seen))
+}
+
+fn controller_reply(c: &mut FakeController, seen: &Seen) -> Reply {
+    {
         match (seen.method.as_str(), seen.path.as_str()) {
             ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
                 if !c.paused && c.updated < ROLLING_REPLICAS {
@@ -1242,7 +1245,36 @@ fn controller_server(state: Arc<Mutex<FakeController>>) -> FakeApi {
             }
             _ => status_error(404, "NotFound", "not found"),
         }
-    })
+    }
+}
+
+#[tokio::test]
+async fn a_hold_the_api_refuses_is_shown_and_tried_again_until_it_holds() {
+    let state = Arc::new(Mutex::new(FakeController { paused: true, updated: 0 }));
+    let refusals = Arc::new(Mutex::new(5));
+    let (s, left) = (state.clone(), refusals.clone());
+    let api = FakeApi::new(move |seen, _| {
+        let pausing = seen.method == "PATCH" && seen.json()["spec"]["paused"] == json!(true);
+        let mut n = left.lock().unwrap();
+        if pausing && *n > 0 {
+            *n -= 1;
+            return status_error(403, "Forbidden", "cannot patch resource \"deployments\"");
+        }
+        controller_reply(&mut s.lock().unwrap(), seen)
+    });
+    let backend = rolling(&api);
+    backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
+    // While the pause is refused the rollout does not hold: the cockpit says so, it is not "baking".
+    let shown = eventually(Duration::from_secs(10), || async { backend.observe().await.is_err() }).await;
+    assert!(shown);
+    let err = backend.observe().await.unwrap_err().to_string();
+    assert!(err.contains("scale Canary to 25 % (hold deployments.apps/checkout in prod): 403 Forbidden"), "{err}");
+    // Once the API allows it, the hold happens and the error goes.
+    let held = eventually(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
+    assert!(held);
+    let clear = eventually(Duration::from_secs(5), || async { backend.observe().await.is_ok() }).await;
+    assert!(clear);
+    assert_eq!(*refusals.lock().unwrap(), 0);
 }
 
 #[tokio::test]

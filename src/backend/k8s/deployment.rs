@@ -27,7 +27,7 @@
 //!   `spec.paused` to false, so the undo and the release are one write: if
 //!   it fails, nothing changed and the bad template stays held. The plan's
 //!   version labels are never taken for revision numbers (`stable = "42"` is
-//!   a label); only an explicit `undo --to-revision` names one.
+//!   a label): undo goes to the previous revision.
 
 use super::revisions::{self, HistoryError};
 use super::router::{RouterKind, Side};
@@ -301,10 +301,13 @@ impl BatchHold {
                 // Keep trying: a rollout that does not hold must be seen, and
                 // the hold must still happen once the API answers.
                 if let Ok(mut slot) = self.error.lock() {
-                    *slot = Some(format!("{}: {e:?}", self.site));
+                    *slot = Some(format!("{}: {}", self.site, e.text()));
                 }
                 tokio::time::sleep(HOLD_POLL).await;
                 continue;
+            }
+            if let Ok(mut slot) = self.error.lock() {
+                *slot = None;
             }
             return;
         }

@@ -223,6 +223,14 @@ impl CallError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, CallError::Api { code: 404, .. })
     }
+
+    /// "403 Forbidden: <message>", or the transport's own words.
+    pub fn text(&self) -> String {
+        match self {
+            CallError::Api { code, message } => status_text(*code, message),
+            CallError::Transport(detail) => detail.clone(),
+        }
+    }
 }
 
 impl From<kube::Error> for CallError {
