@@ -143,7 +143,7 @@ fn local_parts(
         #[cfg(feature = "proxy")]
         BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
         #[cfg(feature = "k8s")]
-        BackendKind::ArgoRollouts | BackendKind::Deployment => return Ok(None),
+        BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => return Ok(None),
         // Checked here; built (region and credentials resolved) when it runs.
         #[cfg(feature = "ecs")]
         BackendKind::Ecs => {
@@ -172,7 +172,7 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
             Ok((ecs.backend, None, None))
         }
         #[cfg(feature = "k8s")]
-        BackendKind::ArgoRollouts | BackendKind::Deployment => {
+        BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => {
             let backend = crate::backend::k8s::setup(plan)
                 .await
                 .map_err(|e| BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))))?;

@@ -655,3 +655,20 @@ async fn every_screen_at_three_sizes_keeps_help_and_quit_and_cuts_nothing_silent
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn palette_native_verbs_parse_their_argument_and_are_refused_for_driven_rollouts() {
+    let mut c = Cockpit::demo(3, "default").await;
+    c.select(CHECKOUT);
+    let toast = |c: &Cockpit| c.app.toast.clone().map(|t| t.text).unwrap_or_default();
+    assert!(c.keys(":set-image nginx\n").await.is_empty());
+    assert!(toast(&c).contains("set-image: type container=image"), "{}", toast(&c));
+    assert!(c.keys(":undo latest\n").await.is_empty());
+    assert!(toast(&c).contains("`latest` is not a revision number"), "{}", toast(&c));
+    // A simulated rollout is driven by flightdeck: the core refuses the native verb, no dialog opens.
+    for line in [":set-image web=nginx:1.27\n", ":undo --to-revision=3\n", ":restart\n", ":terminate-analysis\n"] {
+        assert!(c.keys(line).await.is_empty(), "{line}");
+        assert!(c.app.modal.is_none(), "{line}");
+        assert!(toast(&c).contains("is a native controller's verb"), "{line}: {}", toast(&c));
+    }
+}

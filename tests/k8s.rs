@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use flightdeck::backend::k8s::argo::ArgoRollout;
 use flightdeck::backend::k8s::deployment::DeploymentCanary;
+use flightdeck::backend::k8s::flagger::FlaggerCanary;
 use flightdeck::backend::k8s::{self, status};
 use flightdeck::backend::{Backend, BackendError};
 use flightdeck_core::plan::{Plan, Target};
@@ -194,7 +195,7 @@ fn rollout_server(rollout: Value) -> FakeApi {
     FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
         ("GET", ROLLOUT) => Reply::Json(200, rollout.clone()),
         ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => Reply::Json(200, fixture("rollout-replicasets.json")),
-        ("PATCH", _) => Reply::Json(200, rollout.clone()),
+        ("PATCH", _) | ("PUT", _) => Reply::Json(200, rollout.clone()),
         _ => status_error(404, "NotFound", "not found"),
     })
 }
@@ -263,13 +264,55 @@ async fn each_verb_sends_the_patch_kubectl_argo_rollouts_sends() {
                 "PATCH",
                 ROLLOUT.into(),
                 "application/json-patch+json",
+                json!([{"op": "replace", "path": "/spec/template", "value": green.clone()}]),
+            )],
+        ),
+        // Regression: promote --full of a user-paused Rollout also lifts the pause (upstream #4412).
+        (
+            "rollout-user-paused.json",
+            NativeVerb::PromoteFull,
+            vec![
+                merge(on_status(), json!({"status": {"promoteFull": true}})),
+                merge(ROLLOUT.into(), json!({"spec": {"paused": false}})),
+            ],
+        ),
+        // Regression: after an Inconclusive step analysis the controller's pause is cleared and the step moves on.
+        (
+            "rollout-inconclusive.json",
+            NativeVerb::Promote,
+            vec![merge(
+                on_status(),
+                json!({"status": {"pauseConditions": null, "controllerPause": false, "currentStepIndex": 2}}),
+            )],
+        ),
+        // Regression: undo of a workloadRef Rollout patches the referenced Deployment (undo.go undoWorkloadRef).
+        (
+            "rollout-workloadref.json",
+            NativeVerb::Undo,
+            vec![(
+                "PATCH",
+                format!("{DEPLOYMENTS}/checkout-template"),
+                "application/json-patch+json",
                 json!([{"op": "replace", "path": "/spec/template", "value": green}]),
             )],
         ),
+        // A canary without steps, not paused: promote has no step to move (GetCurrentCanaryStep is nil).
+        ("rollout-no-steps.json", NativeVerb::Promote, vec![]),
+        // maxTrafficWeight changes units, not steps.
+        (
+            "rollout-max-weight.json",
+            NativeVerb::Promote,
+            vec![merge(on_status(), json!({"status": {"pauseConditions": null, "currentStepIndex": 3}}))],
+        ),
+        ("rollout-max-weight.json", NativeVerb::Abort, vec![merge(on_status(), json!({"status": {"abort": true}}))]),
+        ("rollout-routed-promoted.json", NativeVerb::PromoteFull, vec![]),
     ];
     for (file, verb, expected) in table {
         let api = rollout_server(fixture(file));
-        argo(&api).apply(&Effect::Native { verb }).await.unwrap_or_else(|e| panic!("{file} {verb:?}: {e}"));
+        argo(&api)
+            .apply(&Effect::Native { verb: verb.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("{file} {verb:?}: {e}"));
         let writes = api.writes();
         let got: Vec<(String, String, String, Value)> = writes
             .iter()
@@ -283,7 +326,203 @@ async fn each_verb_sends_the_patch_kubectl_argo_rollouts_sends() {
         }
         // kubectl reads the Rollout first exactly when the patch depends on it.
         let reads = api.requests().iter().filter(|s| s.method == "GET" && s.path == ROLLOUT).count();
-        assert_eq!(reads, usize::from(k8s::argo::needs_object(verb)), "{file} {verb:?}: GETs");
+        assert_eq!(reads, usize::from(k8s::argo::needs_object(&verb)), "{file} {verb:?}: GETs");
+    }
+}
+
+/// The writes one verb sends, in order.
+type Writes = Vec<Expected>;
+
+/// Every Rollout fixture × every verb: the requests worked out by hand from
+/// the plugin's promote.go (`getPatches`), undo.go and abort/retry/pause.
+#[tokio::test]
+async fn every_verb_on_every_rollout_fixture_sends_the_plugins_exact_requests() {
+    let green = {
+        let mut t = fixture("rollout-replicasets.json")["items"][0]["spec"]["template"].clone();
+        t["metadata"]["labels"].as_object_mut().unwrap().remove("rollouts-pod-template-hash");
+        t
+    };
+    let status = |body: Value| vec![merge(on_status(), json!({ "status": body }))];
+    let step = |n: u64| status(json!({"pauseConditions": null, "currentStepIndex": n}));
+    let full = || status(json!({"promoteFull": true}));
+    let unpause = || merge(ROLLOUT.into(), json!({"spec": {"paused": false}}));
+    let undo = |path: String| {
+        vec![(
+            "PATCH",
+            path,
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/spec/template", "value": green.clone()}]),
+        )]
+    };
+    // (fixture, promote, promote --full, undo)
+    let table: Vec<(&str, Writes, Writes, Writes)> = vec![
+        // Not paused, canary with steps: the next step (the plugin promotes even an aborted rollout).
+        ("rollout-aborted.json", step(1), full(), undo(ROLLOUT.into())),
+        ("rollout-degraded.json", step(1), full(), undo(ROLLOUT.into())),
+        ("rollout-legacy.json", step(1), full(), undo(ROLLOUT.into())),
+        ("rollout-progressing.json", step(3), full(), undo(ROLLOUT.into())),
+        ("rollout-routed.json", step(3), full(), undo(ROLLOUT.into())),
+        ("rollout-max-weight.json", step(3), full(), undo(ROLLOUT.into())),
+        // Past the last step the index stays (it only grows while below the step count); fully promoted: no --full.
+        ("rollout-healthy.json", step(8), vec![], undo(ROLLOUT.into())),
+        ("rollout-routed-promoted.json", step(8), vec![], undo(ROLLOUT.into())),
+        // No steps: GetCurrentCanaryStep has no index, promote has nothing to send.
+        ("rollout-no-steps.json", vec![], full(), undo(ROLLOUT.into())),
+        // Paused by a step: clear the pause conditions only.
+        ("rollout-paused.json", status(json!({"pauseConditions": null})), full(), undo(ROLLOUT.into())),
+        (
+            "rollout-inconclusive.json",
+            status(json!({"pauseConditions": null, "controllerPause": false, "currentStepIndex": 2})),
+            full(),
+            undo(ROLLOUT.into()),
+        ),
+        (
+            "rollout-user-paused.json",
+            [step(3), vec![unpause()]].concat(),
+            [full(), vec![unpause()]].concat(),
+            undo(ROLLOUT.into()),
+        ),
+        (
+            "rollout-workloadref.json",
+            status(json!({"pauseConditions": null})),
+            full(),
+            undo(format!("{DEPLOYMENTS}/checkout-template")),
+        ),
+    ];
+    for (file, promote, promote_full, undo) in table {
+        let constant = [
+            (NativeVerb::Abort, status(json!({"abort": true}))),
+            (NativeVerb::Retry, status(json!({"abort": false}))),
+            (NativeVerb::Pause, vec![merge(ROLLOUT.into(), json!({"spec": {"paused": true}}))]),
+            (NativeVerb::Resume, vec![unpause()]),
+        ];
+        let per_fixture =
+            [(NativeVerb::Promote, promote), (NativeVerb::PromoteFull, promote_full), (NativeVerb::Undo, undo)];
+        for (verb, expected) in per_fixture.into_iter().chain(constant) {
+            let api = rollout_server(fixture(file));
+            argo(&api)
+                .apply(&Effect::Native { verb: verb.clone() })
+                .await
+                .unwrap_or_else(|e| panic!("{file} {verb:?}: {e}"));
+            let got: Vec<(String, String, String, Value)> = api
+                .writes()
+                .iter()
+                .map(|s| (s.method.clone(), s.path.clone(), s.content_type.clone().unwrap_or_default(), s.json()))
+                .collect();
+            let expected: Vec<(String, String, String, Value)> =
+                expected.into_iter().map(|(m, p, c, b)| (m.to_owned(), p, c.to_owned(), b)).collect();
+            assert_eq!(got, expected, "{file} {verb:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_plugin_verbs_restart_set_image_undo_to_and_terminate_send_the_plugins_requests() {
+    let green = {
+        let mut t = fixture("rollout-replicasets.json")["items"][0]["spec"]["template"].clone();
+        t["metadata"]["labels"].as_object_mut().unwrap().remove("rollouts-pod-template-hash");
+        t
+    };
+    let mut running = fixture("rollout-progressing.json");
+    running["status"]["canary"]["currentStepAnalysisRunStatus"] =
+        json!({"name": "checkout-65fb5ffc84-2-2", "status": "Running"});
+    let mut new_image = fixture("rollout-paused.json");
+    new_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("argoproj/rollouts-demo:blue");
+    let analysis_run = "/apis/argoproj.io/v1alpha1/namespaces/prod/analysisruns/checkout-65fb5ffc84-2-2";
+    // (Rollout, verb, the writes: method, path, content type, body)
+    let table: Vec<(Value, NativeVerb, Vec<Expected>)> = vec![
+        (
+            fixture("rollout-paused.json"),
+            NativeVerb::UndoTo { revision: 1 },
+            vec![(
+                "PATCH",
+                ROLLOUT.into(),
+                "application/json-patch+json",
+                json!([{"op": "replace", "path": "/spec/template", "value": green}]),
+            )],
+        ),
+        // Revision 2 is what the Rollout runs: the plugin skips the rollback, nothing is sent.
+        (fixture("rollout-paused.json"), NativeVerb::UndoTo { revision: 2 }, vec![]),
+        (
+            fixture("rollout-paused.json"),
+            NativeVerb::SetImage { container: "checkout".into(), image: "argoproj/rollouts-demo:blue".into() },
+            vec![("PUT", ROLLOUT.into(), "application/json", new_image)],
+        ),
+        (
+            running,
+            NativeVerb::TerminateAnalysis,
+            vec![merge(analysis_run.into(), json!({"spec": {"terminate": true}}))],
+        ),
+    ];
+    for (rollout, verb, expected) in table {
+        let api = rollout_server(rollout);
+        argo(&api).apply(&Effect::Native { verb: verb.clone() }).await.unwrap_or_else(|e| panic!("{verb:?}: {e}"));
+        let got: Vec<(String, String, String, Value)> = api
+            .writes()
+            .iter()
+            .map(|s| (s.method.clone(), s.path.clone(), s.content_type.clone().unwrap_or_default(), s.json()))
+            .collect();
+        let expected: Vec<(String, String, String, Value)> =
+            expected.into_iter().map(|(m, p, c, b)| (m.to_owned(), p, c.to_owned(), b)).collect();
+        assert_eq!(got, expected, "{verb:?}");
+    }
+    // restart.go: spec.restartAt, now, in RFC 3339 (whole seconds, UTC).
+    let api = rollout_server(fixture("rollout-healthy.json"));
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::Restart }).await.unwrap();
+    let writes = api.writes();
+    assert_eq!((writes.len(), writes[0].path.as_str()), (1, ROLLOUT));
+    let at = writes[0].json()["spec"]["restartAt"].as_str().unwrap().to_owned();
+    let parsed: k8s_openapi::jiff::Timestamp = at.parse().unwrap();
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(parsed);
+    assert!(at.ends_with('Z') && !at.contains('.') && age.as_secs() < 5, "{at}");
+    assert!(api.requests().iter().all(|s| s.method != "GET"), "restart reads nothing first");
+    // Refusals name what is missing and send nothing.
+    for (verb, why) in [
+        (NativeVerb::UndoTo { revision: 7 }, "unable to find specified revision 7 in history"),
+        (
+            NativeVerb::SetImage { container: "sidecar".into(), image: "x".into() },
+            "unable to find container named \"sidecar\"",
+        ),
+        (NativeVerb::TerminateAnalysis, "no AnalysisRun of this Rollout is running"),
+    ] {
+        let api = rollout_server(fixture("rollout-paused.json"));
+        let err = argo(&api).apply(&Effect::Native { verb: verb.clone() }).await.unwrap_err();
+        assert!(err.to_string().contains(why), "{verb:?}: {err}");
+        assert!(api.writes().is_empty(), "{verb:?}");
+    }
+}
+
+#[tokio::test]
+async fn set_image_of_a_workload_ref_rollout_updates_the_referenced_deployment() {
+    let mut deployment = fixture("deployment.json");
+    deployment["metadata"]["name"] = json!("checkout-template");
+    let served = deployment.clone();
+    let rollout = fixture("rollout-workloadref.json");
+    let conflicts = Arc::new(Mutex::new(1));
+    let left = conflicts.clone();
+    let api = FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", ROLLOUT) => Reply::Json(200, rollout.clone()),
+        ("GET", p) if p.ends_with("/deployments/checkout-template") => Reply::Json(200, served.clone()),
+        // The first write loses a race (409): the plugin reads again and writes again.
+        ("PUT", p) if p.ends_with("/deployments/checkout-template") => {
+            let mut n = left.lock().unwrap();
+            if *n > 0 {
+                *n -= 1;
+                return status_error(409, "Conflict", "the object has been modified");
+            }
+            Reply::Json(200, served.clone())
+        }
+        _ => status_error(404, "NotFound", "not found"),
+    });
+    let verb = NativeVerb::SetImage { container: "*".into(), image: "nginx:1.27".into() };
+    argo(&api).apply(&Effect::Native { verb }).await.unwrap();
+    let writes = api.writes();
+    assert_eq!(writes.len(), 2, "one conflict, one success");
+    let mut expected = deployment;
+    expected["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.27");
+    for w in &writes {
+        assert_eq!((w.method.as_str(), w.path.as_str()), ("PUT", format!("{DEPLOYMENTS}/checkout-template").as_str()));
+        assert_eq!(w.json(), expected);
     }
 }
 
@@ -313,6 +552,49 @@ async fn status_is_patched_whole_on_controllers_without_a_status_subresource() {
         let status = json!({"status": {"pauseConditions": null, "currentStepIndex": 3}});
         assert_eq!(writes, vec![(on_status(), status), (ROLLOUT.to_owned(), unified)], "{file}");
     }
+}
+
+#[tokio::test]
+async fn promote_full_of_a_paused_rollout_without_a_status_subresource_is_one_combined_patch() {
+    let rollout = fixture("rollout-user-paused.json");
+    let api = FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", ROLLOUT) | ("PATCH", ROLLOUT) => Reply::Json(200, rollout.clone()),
+        _ => status_error(404, "NotFound", "the server could not find the requested resource"),
+    });
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::PromoteFull }).await.unwrap();
+    let writes: Vec<(String, Value)> = api.writes().iter().map(|w| (w.path.clone(), w.json())).collect();
+    let unified = json!({"spec": {"paused": false}, "status": {"promoteFull": true}});
+    assert_eq!(writes, vec![(on_status(), json!({"status": {"promoteFull": true}})), (ROLLOUT.to_owned(), unified)]);
+}
+
+#[tokio::test]
+async fn undo_of_a_workload_ref_rollout_never_touches_the_rollouts_template() {
+    let api = rollout_server(fixture("rollout-workloadref.json"));
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::Undo }).await.unwrap();
+    let writes = api.writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].path, format!("{DEPLOYMENTS}/checkout-template"));
+    assert!(api.requests().iter().all(|s| s.method == "GET" || s.path != ROLLOUT));
+    // The other kinds it may reference, and one it may not.
+    let mut rollout = fixture("rollout-workloadref.json");
+    rollout["spec"]["workloadRef"]["kind"] = json!("ReplicaSet");
+    assert_eq!(k8s::argo::undo_target(&rollout).unwrap().resource.plural, "replicasets");
+    rollout["spec"]["workloadRef"]["kind"] = json!("PodTemplate");
+    let pod_template = k8s::argo::undo_target(&rollout).unwrap();
+    assert_eq!((pod_template.resource.plural.as_str(), pod_template.path), ("podtemplates", "/template"));
+    rollout["spec"]["workloadRef"]["kind"] = json!("StatefulSet");
+    assert_eq!(k8s::argo::undo_target(&rollout).unwrap_err(), "workload of type StatefulSet is not supported");
+}
+
+#[tokio::test]
+async fn undo_selects_replica_sets_by_match_expressions_too() {
+    let mut rollout = fixture("rollout-paused.json");
+    rollout["spec"]["selector"]["matchExpressions"] =
+        json!([{"key": "track", "operator": "NotIn", "values": ["preview", "debug"]}]);
+    let api = rollout_server(rollout);
+    argo(&api).apply(&Effect::Native { verb: NativeVerb::Undo }).await.unwrap();
+    let list = api.requests().into_iter().find(|s| s.path.ends_with("/replicasets")).expect("a ReplicaSet list");
+    assert_eq!(list.params(), ["labelSelector=app%3Dcheckout%2Ctrack+notin+%28debug%2Cpreview%29"]);
 }
 
 #[tokio::test]
@@ -373,8 +655,20 @@ fn rollout_status_maps_to_what_the_core_mirrors() {
     // (fixture, status, canary weight, weight stage, raw step index)
     let table: Vec<(&str, NativeStatus, u8, usize, Option<usize>)> = vec![
         ("rollout-healthy.json", NativeStatus::Healthy, 100, 4, Some(8)),
-        ("rollout-paused.json", NativeStatus::Paused { reason: "CanaryPauseStep".into() }, 20, 0, Some(1)),
-        ("rollout-user-paused.json", NativeStatus::Paused { reason: "manually paused".into() }, 40, 1, Some(2)),
+        (
+            "rollout-paused.json",
+            NativeStatus::Paused { reason: "CanaryPauseStep".into(), step: Some(2) },
+            20,
+            0,
+            Some(1),
+        ),
+        (
+            "rollout-user-paused.json",
+            NativeStatus::Paused { reason: "manually paused".into(), step: None },
+            40,
+            1,
+            Some(2),
+        ),
         ("rollout-progressing.json", NativeStatus::Progressing, 40, 1, Some(2)),
         ("rollout-routed.json", NativeStatus::Progressing, 40, 1, Some(2)),
         (
@@ -426,15 +720,51 @@ fn rollout_status_maps_to_what_the_core_mirrors() {
     assert_eq!(
         status::observe(&fixture("rollout-aborted.json")).native_detail.as_deref(),
         Some(
-            "step 1/8 · analysis checkout-65fb5ffc84-2: Failed: metric \"web\" assessed Failed due to failed (1) > \
+            "step 0/8 · analysis checkout-65fb5ffc84-2: Failed: metric \"web\" assessed Failed due to failed (1) > \
              failureLimit (0)"
         )
     );
-    assert_eq!(status::observe(&fixture("rollout-paused.json")).native_detail.as_deref(), Some("step 2/8"));
+    // Argo's `i/n` (steps done of steps), not i+1.
+    assert_eq!(status::observe(&fixture("rollout-paused.json")).native_detail.as_deref(), Some("step 1/8"));
     // The routed weight comes from the traffic router, not the step.
     let mut routed = fixture("rollout-routed.json");
     routed["status"]["canary"]["weights"]["canary"]["weight"] = json!(37);
     assert_eq!(status::canary_weight(&routed), 37);
+}
+
+#[test]
+fn weights_steps_and_pauses_read_as_argo_shows_them() {
+    // (fixture, status, canary weight %, weight stage, step shown)
+    let table: Vec<(&str, NativeStatus, u8, usize, Option<&str>)> = vec![
+        // Regression: a routed rollout after full promotion is at 100 %, not "Promoted at 0 %".
+        ("rollout-routed-promoted.json", NativeStatus::Healthy, 100, 4, Some("step 8/8")),
+        // Regression: weights in units of maxTrafficWeight (400 of 1000 = 40 %).
+        ("rollout-max-weight.json", NativeStatus::Progressing, 40, 1, Some("step 2/9")),
+        // Regression: a canary without steps shows no step ("step 1/0" before), and its replica split.
+        ("rollout-no-steps.json", NativeStatus::Progressing, 40, 0, None),
+        (
+            "rollout-inconclusive.json",
+            NativeStatus::Paused { reason: "InconclusiveAnalysisRun".into(), step: None },
+            20,
+            0,
+            Some("step 1/8"),
+        ),
+    ];
+    for (file, native, weight, stage, step) in table {
+        let rollout = fixture(file);
+        let view = status::view(&rollout);
+        assert_eq!((&view.status, view.canary_weight, view.stage), (&native, weight, stage), "{file}");
+        let detail = status::observe(&rollout).native_detail.unwrap_or_default();
+        match step {
+            Some(step) => assert!(detail.starts_with(step), "{file}: {detail}"),
+            None => assert!(!detail.contains("step"), "{file}: {detail}"),
+        }
+    }
+    // setWeight without a router is in the same units: 200 of 1000 at the first step.
+    let mut unrouted = fixture("rollout-max-weight.json");
+    unrouted["status"]["canary"] = json!({});
+    unrouted["status"]["currentStepIndex"] = json!(1);
+    assert_eq!(status::canary_weight(&unrouted), 20);
 }
 
 fn example_plan(name: &str) -> Plan {
@@ -484,6 +814,55 @@ async fn the_core_follows_the_rollout_and_its_promote_becomes_argos_patch() {
     let healthy = step(&r, observe("rollout-healthy.json"), now).0;
     assert!(matches!(healthy.phase, Phase::Promoted { .. }), "{:?}", healthy.phase);
     assert_eq!((healthy.stage, healthy.canary_weight), (4, 100));
+}
+
+#[test]
+fn a_new_argo_revision_is_a_new_rollout_not_the_old_one_progressing_again() {
+    let plan = example_plan("argo-rollouts.toml");
+    let now = Timestamp(1_000);
+    let (mut r, _) = step(&Rollout::new("prod-eu-1/checkout", plan), Event::Start, now);
+    let observe = |rollout: &Value| Event::Observation(status::observe(rollout));
+    r = step(&r, observe(&fixture("rollout-paused.json")), now).0;
+    assert_eq!(r.canary_revision, "revision 2", "the first reading names the revision rolling out");
+    r = step(&r, observe(&fixture("rollout-healthy.json")), now).0;
+    assert!(matches!(r.phase, Phase::Promoted { .. }));
+    let seen_by_alice = r.clone();
+    // Someone sets a new image: Argo starts revision 3 from its first step.
+    let mut next = fixture("rollout-paused.json");
+    next["metadata"]["annotations"]["rollout.argoproj.io/revision"] = json!("3");
+    next["status"]["stableRS"] = json!("65fb5ffc84");
+    next["status"]["currentPodHash"] = json!("7d9f8c6b5");
+    let later = Timestamp(2_000);
+    let (r, effects) = step(&r, observe(&next), later);
+    assert_eq!((r.canary_revision.as_str(), r.stable_revision.as_str()), ("revision 3", "revision 2"));
+    assert_eq!((r.stage, r.canary_weight), (0, 20));
+    assert!(matches!(&r.phase, Phase::Paused { since, .. } if *since == later), "{:?}", r.phase);
+    let Some(Effect::Notify(notice)) = effects.first() else { panic!("{effects:?}") };
+    assert_eq!(notice.to_string(), "new rollout: the controller started revision 3; revision 2 ended promoted");
+    // A promote meant for revision 2 does not act on revision 3.
+    let (_, effects) = step(&r, promote_by("alice", &seen_by_alice), later);
+    let Some(Effect::Notify(refused)) = effects.first() else { panic!("{effects:?}") };
+    assert!(refused.to_string().contains("stale: sent for revision revision 2"), "{refused}");
+    // The same revision again is no news.
+    let (_, effects) = step(&r, observe(&next), later);
+    assert!(effects.is_empty(), "{effects:?}");
+}
+
+#[test]
+fn a_new_flagger_spec_is_a_new_rollout() {
+    let plan = example_plan("flagger.toml");
+    let now = Timestamp(1_000);
+    let (mut r, _) = step(&Rollout::new("staging/podinfo", plan), Event::Start, now);
+    let observe = |canary: &Value| Event::Observation(k8s::flagger::observe(canary));
+    r = step(&r, observe(&fixture("flagger-succeeded.json")), now).0;
+    assert_eq!(r.canary_revision, "spec 5978589476");
+    let mut next = fixture("flagger-progressing.json");
+    next["status"]["lastAppliedSpec"] = json!("7b9c5d6f84");
+    let (r, effects) = step(&r, observe(&next), now);
+    assert_eq!((r.canary_revision.as_str(), r.stable_revision.as_str()), ("spec 7b9c5d6f84", "spec 5978589476"));
+    assert!(matches!(r.phase, Phase::Progressing { .. }));
+    assert_eq!((r.stage, r.canary_weight), (2, 30));
+    assert!(matches!(effects.first(), Some(Effect::Notify(_))), "{effects:?}");
 }
 
 // ---------------------------------------------------------------- watch
@@ -553,7 +932,7 @@ async fn the_watch_recovers_from_410_gone_and_a_dropped_connection_by_itself() {
 
 #[tokio::test]
 async fn a_watch_that_keeps_failing_is_shown_as_unreachable() {
-    let api = FakeApi::new(|_, _| status_error(403, "Forbidden", "rollouts.argoproj.io is forbidden: cannot watch"));
+    let api = FakeApi::new(|_, _| status_error(503, "ServiceUnavailable", "etcdserver: leader changed"));
     let rollout = argo(&api);
     rollout.watch();
     let shown = eventually(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
@@ -561,7 +940,22 @@ async fn a_watch_that_keeps_failing_is_shown_as_unreachable() {
     let err = rollout.observe().await.unwrap_err();
     let BackendError::Unreachable { detail, .. } = &err else { panic!("{err}") };
     assert!(detail.starts_with("watch of rollouts.argoproj.io/checkout in prod interrupted:"), "{detail}");
+    assert!(detail.contains("leader changed"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_forbidden_watch_is_shown_as_forbidden_with_the_rbac_to_grant() {
+    // Regression: a 403 used to read "Unreachable", as if retrying could help.
+    let api = FakeApi::new(|_, _| status_error(403, "Forbidden", "rollouts.argoproj.io is forbidden: cannot watch"));
+    let rollout = argo(&api);
+    rollout.watch();
+    let shown = eventually(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
+    assert!(shown);
+    let err = rollout.observe().await.unwrap_err();
+    let BackendError::Refused { action, detail, .. } = &err else { panic!("{err}") };
+    assert_eq!(action, "watch (rollouts.argoproj.io/checkout in prod)");
     assert!(detail.contains("forbidden: cannot watch"), "{detail}");
+    assert!(detail.contains("grant this identity get, list and watch on rollouts.argoproj.io in prod"), "{detail}");
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes.
@@ -592,6 +986,7 @@ fn cluster_server() -> FakeApi {
         match (seen.method.as_str(), seen.path.as_str()) {
             ("GET", HTTPROUTE) => Reply::Json(200, fixture("httproute.json")),
             ("GET", VIRTUALSERVICE) => Reply::Json(200, fixture("virtualservice.json")),
+            ("GET", "/apis/networking.istio.io") => Reply::Json(200, istio_group(&["v1", "v1beta1", "v1alpha3"])),
             ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
                 Reply::Json(200, fixture("deployment.json"))
             }
@@ -672,6 +1067,56 @@ async fn istio_virtualservice_route_weights_by_subset() {
     assert_eq!(w.json(), expected);
 }
 
+/// The APIGroup an API server answers for Istio's networking group.
+fn istio_group(served: &[&str]) -> Value {
+    let versions: Vec<Value> =
+        served.iter().map(|v| json!({"groupVersion": format!("networking.istio.io/{v}"), "version": v})).collect();
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": "networking.istio.io", "versions": versions,
+           "preferredVersion": versions[0].clone()})
+}
+
+#[tokio::test]
+async fn istio_virtualservices_are_used_at_the_version_the_cluster_serves() {
+    // Regression: v1 was hard-coded, and Istio before 1.22 serves no v1.
+    for (served, version) in [
+        (vec!["v1alpha3"], "v1alpha3"),
+        (vec!["v1beta1", "v1alpha3"], "v1beta1"),
+        (vec!["v1", "v1beta1", "v1alpha3"], "v1"),
+    ] {
+        let path = format!("/apis/networking.istio.io/{version}/namespaces/prod/virtualservices/checkout");
+        let group = istio_group(&served);
+        let route_path = path.clone();
+        let api = FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/apis/networking.istio.io") => Reply::Json(200, group.clone()),
+            ("GET", p) | ("PATCH", p) if p == route_path => {
+                let mut vs = fixture("virtualservice.json");
+                vs["apiVersion"] = json!(format!("networking.istio.io/{version}"));
+                Reply::Json(200, vs)
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        });
+        let extra = [
+            ("router", "istio"),
+            ("stable_service", "checkout.prod.svc.cluster.local"),
+            ("canary_service", "checkout"),
+            ("stable_subset", "stable"),
+            ("canary_subset", "canary"),
+        ];
+        let backend = two_deployments(&api, &extra);
+        assert_eq!(backend.observe().await.unwrap().canary_weight, Some(25), "{version}");
+        backend.apply(&Effect::SetWeight { canary: 50 }).await.unwrap();
+        let requests = api.requests();
+        let discovery = requests.iter().filter(|s| s.path == "/apis/networking.istio.io").count();
+        assert_eq!(discovery, 1, "discovered once: {requests:#?}");
+        assert_eq!(api.writes().len(), 1);
+        assert_eq!(api.writes()[0].path, path, "{version}");
+    }
+    // No Istio in the cluster: a clear refusal naming the group, not a panic.
+    let api = FakeApi::new(|_, _| status_error(404, "NotFound", "the server could not find the requested resource"));
+    let err = two_deployments(&api, &[("router", "istio")]).observe().await.unwrap_err();
+    assert!(err.to_string().contains("/apis/networking.istio.io (is Istio installed?)"), "{err}");
+}
+
 #[tokio::test]
 async fn scale_patches_the_scale_subresource_like_kubectl_scale() {
     let api = cluster_server();
@@ -691,12 +1136,13 @@ async fn scale_patches_the_scale_subresource_like_kubectl_scale() {
 }
 
 #[tokio::test]
-async fn rolling_updates_pause_resume_and_undo_like_kubectl_rollout() {
+async fn rolling_updates_pause_and_undo_like_kubectl_rollout() {
     let api = cluster_server();
     let backend = rolling(&api);
     backend.apply(&Effect::Scale { version: Version::Canary, percent: 0 }).await.unwrap();
-    backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
-    backend.apply(&Effect::Undo { to_revision: "v1".into() }).await.unwrap();
+    // Regression: the stable version label "2" looks like a revision number; it is not one. Undo goes to the
+    // previous revision (1), never to "--to-revision=2".
+    backend.apply(&Effect::Undo { to_revision: "2".into() }).await.unwrap();
     let err = backend.apply(&Effect::SetWeight { canary: 5 }).await.unwrap_err();
     assert!(matches!(err, BackendError::Unsupported { .. }), "{err}");
 
@@ -705,11 +1151,14 @@ async fn rolling_updates_pause_resume_and_undo_like_kubectl_rollout() {
     let old = &fixture("deployment-replicasets.json")["items"][1];
     let mut template = old["spec"]["template"].clone();
     template["metadata"]["labels"].as_object_mut().unwrap().remove("pod-template-hash");
+    // Regression: one write. The template, the annotations and the release of the (paused) Deployment
+    // go together, so a refused patch leaves the bad template held, not rolling.
     let undo = json!([
         {"op": "replace", "path": "/spec/template", "value": template},
         {"op": "replace", "path": "/metadata/annotations", "value": {
             "deployment.kubernetes.io/revision": "2",
             "kubernetes.io/change-cause": "kubectl apply --filename=checkout.yaml"}},
+        {"op": "replace", "path": "/spec/paused", "value": false},
     ]);
     let got: Vec<(String, Option<String>, Value)> =
         api.writes().iter().map(|w| (w.path.clone(), w.content_type.clone(), w.json())).collect();
@@ -717,12 +1166,507 @@ async fn rolling_updates_pause_resume_and_undo_like_kubectl_rollout() {
         got,
         vec![
             (deployment.clone(), Some(strategic.into()), json!({"spec": {"paused": true}})),
-            (deployment.clone(), Some(strategic.into()), json!({"spec": {"paused": false}})),
-            // The fixture Deployment is paused: resume first (kubectl would refuse), then undo.
-            (deployment.clone(), Some(strategic.into()), json!({"spec": {"paused": false}})),
             (deployment, Some("application/json-patch+json".into()), undo),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_refused_deployment_undo_changes_nothing() {
+    let api = FakeApi::new(|seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => Reply::Json(200, fixture("deployment.json")),
+        ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => {
+            Reply::Json(200, fixture("deployment-replicasets.json"))
+        }
+        ("PATCH", _) => status_error(422, "Invalid", "spec.template: Invalid value"),
+        _ => status_error(404, "NotFound", "not found"),
+    });
+    let err = rolling(&api).apply(&Effect::Undo { to_revision: "v1".into() }).await.unwrap_err();
+    assert!(matches!(err, BackendError::Refused { .. }), "{err}");
+    // Exactly one write was tried: no resume went out ahead of the undo.
+    assert_eq!(api.writes().len(), 1);
+    assert!(api.writes()[0].body.contains("/spec/template"));
+}
+
+/// A Deployment controller in miniature: while the Deployment is not
+/// paused, every read finds one more surge rolled (one new pod ready, one
+/// old pod gone, as maxSurge 1 / maxUnavailable 0 does); a pause stops it.
+/// The ReplicaSets are listed with the replicas that surge left them.
+#[derive(Default)]
+struct FakeController {
+    paused: bool,
+    updated: i64,
+}
+
+const ROLLING_REPLICAS: i64 = 8;
+
+impl FakeController {
+    fn deployment(&self) -> Value {
+        let mut d = fixture("deployment.json");
+        d["spec"]["replicas"] = json!(ROLLING_REPLICAS);
+        d["spec"]["paused"] = json!(self.paused);
+        d["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 1, "maxUnavailable": 0});
+        d["status"] = json!({"replicas": ROLLING_REPLICAS, "updatedReplicas": self.updated,
+                             "readyReplicas": ROLLING_REPLICAS, "availableReplicas": ROLLING_REPLICAS});
+        d
+    }
+
+    fn replica_sets(&self) -> Value {
+        let mut list = fixture("deployment-replicasets.json");
+        let counts = [self.updated, ROLLING_REPLICAS - self.updated];
+        for (rs, n) in list["items"].as_array_mut().unwrap().iter_mut().zip(counts) {
+            rs["spec"]["replicas"] = json!(n);
+            rs["status"] = json!({"replicas": n, "readyReplicas": n, "availableReplicas": n});
+        }
+        list
+    }
+}
+
+fn controller_server(state: Arc<Mutex<FakeController>>) -> FakeApi {
+    FakeApi::new(move |seen, _| controller_reply(&mut state.lock().unwrap(), seen))
+}
+
+fn controller_reply(c: &mut FakeController, seen: &Seen) -> Reply {
+    {
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
+                if !c.paused && c.updated < ROLLING_REPLICAS {
+                    c.updated += 1;
+                }
+                Reply::Json(200, c.deployment())
+            }
+            ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => Reply::Json(200, c.replica_sets()),
+            ("PATCH", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
+                // `{"spec":{"paused":null}}` (kubectl's resume) clears it, as a strategic merge patch does.
+                if let Some(p) = seen.json()["spec"].get("paused") {
+                    c.paused = p.as_bool().unwrap_or(false);
+                }
+                Reply::Json(200, c.deployment())
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hold_the_api_refuses_is_shown_and_tried_again_until_it_holds() {
+    let state = Arc::new(Mutex::new(FakeController { paused: true, updated: 0 }));
+    let refusals = Arc::new(Mutex::new(5));
+    let (s, left) = (state.clone(), refusals.clone());
+    let api = FakeApi::new(move |seen, _| {
+        let pausing = seen.method == "PATCH" && seen.json()["spec"]["paused"] == json!(true);
+        let mut n = left.lock().unwrap();
+        if pausing && *n > 0 {
+            *n -= 1;
+            return status_error(403, "Forbidden", "cannot patch resource \"deployments\"");
+        }
+        controller_reply(&mut s.lock().unwrap(), seen)
+    });
+    let backend = rolling(&api);
+    backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
+    // While the pause is refused the rollout does not hold: the cockpit says so, it is not "baking".
+    let shown = eventually(Duration::from_secs(10), || async { backend.observe().await.is_err() }).await;
+    assert!(shown);
+    let err = backend.observe().await.unwrap_err().to_string();
+    assert!(err.contains("scale Canary to 25 % (hold deployments.apps/checkout in prod): 403 Forbidden"), "{err}");
+    // Once the API allows it, the hold happens and the error goes.
+    let held = eventually(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
+    assert!(held);
+    let clear = eventually(Duration::from_secs(5), || async { backend.observe().await.is_ok() }).await;
+    assert!(clear);
+    assert_eq!(*refusals.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_rolling_update_holds_at_each_of_four_batches_and_shows_the_replica_sets_split() {
+    let state = Arc::new(Mutex::new(FakeController { paused: true, updated: 0 }));
+    let api = controller_server(state.clone());
+    let backend = rolling(&api);
+    // The core walks the plan's four batches (25, 50, 75, 100 %); each promote enters the next.
+    let mut plan = example_plan("argo-rollouts.toml");
+    plan.strategy = flightdeck_core::plan::Strategy::Rolling { batch_percent: 25, bake: Duration::from_secs(60) };
+    plan.target = target(
+        "deployment",
+        &[("namespace", "prod"), ("stable_deployment", "checkout"), ("canary_deployment", "checkout")],
+    );
+    let now = Timestamp(1_000);
+    let (mut r, mut effects) = step(&Rollout::new("prod/checkout", plan), Event::Start, now);
+    for (batch, boundary) in [(25u8, 2i64), (50, 4), (75, 6)] {
+        assert_eq!(effects, vec![Effect::Scale { version: Version::Canary, percent: batch }]);
+        backend.apply(&effects[0]).await.unwrap();
+        let held = eventually(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
+        assert!(held, "batch {batch} % never held");
+        // Held: more reads do not move it (the controller is paused), for as long as nobody promotes.
+        for _ in 0..5 {
+            backend.observe().await.unwrap();
+        }
+        assert_eq!(state.lock().unwrap().updated, boundary, "batch {batch} %");
+        // The cockpit's split is the ReplicaSets' ready pods: boundary of 8.
+        let split = backend.observe().await.unwrap().canary_weight;
+        assert_eq!(split, Some((boundary * 100 / ROLLING_REPLICAS) as u8), "batch {batch} %");
+        let observed = step(&r, Event::Observation(backend.observe().await.unwrap()), now).0;
+        assert!(matches!(observed.phase, Phase::Progressing { .. }), "no drift pause: {:?}", observed.phase);
+        assert_eq!(observed.observed_weight, Some(batch));
+        (r, effects) = step(&observed, promote_by("alice", &observed), now);
+    }
+    // The last batch lets the controller finish.
+    assert_eq!(effects[0], Effect::Scale { version: Version::Canary, percent: 100 });
+    backend.apply(&effects[0]).await.unwrap();
+    let done = eventually(Duration::from_secs(10), || async {
+        backend.observe().await.is_ok() && state.lock().unwrap().updated == ROLLING_REPLICAS
+    })
+    .await;
+    assert!(done);
+    assert!(!state.lock().unwrap().paused);
+    assert_eq!(backend.observe().await.unwrap().canary_weight, Some(100));
+    assert_eq!((r.stage, r.canary_weight), (3, 100));
+}
+
+// ---------------------------------------------------------------- Flagger
+
+const CANARY: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo";
+const GATE: &str = "/api/v1/namespaces/test/services/flagger-loadtester:80/proxy";
+
+fn flagger(api: &FakeApi) -> FlaggerCanary {
+    FlaggerCanary::from_target(&target("flagger", &[("namespace", "test"), ("canary", "podinfo")]), api.client())
+        .unwrap()
+}
+
+/// A server with one Canary; the load tester answers through the service proxy.
+fn canary_server(canary: Value) -> FakeApi {
+    FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", CANARY) | ("PATCH", CANARY) => Reply::Json(200, canary.clone()),
+        ("PATCH", "/apis/apps/v1/namespaces/test/deployments/podinfo") => Reply::Json(200, json!({})),
+        ("POST", p) if p.starts_with(GATE) => Reply::Json(200, json!("Gate opened")),
+        _ => status_error(404, "NotFound", "not found"),
+    })
+}
+
+#[test]
+fn flagger_canaries_show_their_phase_weight_and_checks() {
+    let metrics = "request-success-rate ≥ 99, request-duration ≤ 500";
+    // (fixture, status, weight %, weight stage of 10/20/30/40/50 (+100), detail)
+    let table: Vec<(&str, NativeStatus, u8, usize, String)> = vec![
+        (
+            "flagger-progressing.json",
+            NativeStatus::Progressing,
+            30,
+            2,
+            format!("Progressing · failed checks 1/5 · {metrics}"),
+        ),
+        (
+            "flagger-waiting-promotion.json",
+            NativeStatus::Paused {
+                reason: "waiting for promotion (confirm-promotion gate): promote to open it".into(),
+                step: None,
+            },
+            50,
+            4,
+            format!("WaitingPromotion · failed checks 0/5 · {metrics}"),
+        ),
+        // The primary is being updated; the routes still hold the last analysis weight.
+        (
+            "flagger-promoting.json",
+            NativeStatus::Progressing,
+            50,
+            5,
+            format!("Promoting · failed checks 0/5 · {metrics}"),
+        ),
+        // canaryWeight 0 after promotion means "all on the primary, which is the new version": 100 %.
+        ("flagger-succeeded.json", NativeStatus::Healthy, 100, 5, format!("Succeeded · failed checks 0/5 · {metrics}")),
+        (
+            "flagger-failed.json",
+            NativeStatus::Aborted { message: "Canary analysis failed, Deployment scaled to zero.".into() },
+            0,
+            0,
+            format!("Failed · failed checks 0/5 · {metrics}"),
+        ),
+    ];
+    for (file, native, weight, stage, detail) in table {
+        let view = k8s::flagger::view(&fixture(file));
+        assert_eq!(
+            (&view.status, view.weight, view.stage, view.detail.as_str()),
+            (&native, weight, stage, detail.as_str()),
+            "{file}"
+        );
+    }
+    // Suspended mid-analysis: paused; iterations (A/B testing) are counted against the plan's.
+    let mut suspended = fixture("flagger-progressing.json");
+    suspended["spec"]["suspend"] = json!(true);
+    suspended["spec"]["analysis"]["iterations"] = json!(10);
+    suspended["status"]["iterations"] = json!(3);
+    let view = k8s::flagger::view(&suspended);
+    assert_eq!(view.status, NativeStatus::Paused { reason: "suspended (spec.suspend)".into(), step: None });
+    assert!(view.detail.starts_with("Progressing · iteration 3/10 · failed checks 1/5"), "{}", view.detail);
+}
+
+/// A write as compared: method, path, content type, body.
+type Request = (String, String, String, Value);
+
+#[tokio::test]
+async fn flagger_verbs_become_flaggers_own_means_or_are_refused_with_the_reason() {
+    let gate = |endpoint: &str| {
+        (
+            "POST".to_owned(),
+            format!("{GATE}{endpoint}"),
+            "application/json".to_owned(),
+            json!({"name": "podinfo", "namespace": "test"}),
+        )
+    };
+    let patch = |body: Value| ("PATCH".to_owned(), CANARY.to_owned(), "application/merge-patch+json".to_owned(), body);
+    let mut suspended = fixture("flagger-progressing.json");
+    suspended["spec"]["suspend"] = json!(true);
+    let mut no_gates = fixture("flagger-progressing.json");
+    no_gates["spec"]["analysis"]["webhooks"] = json!([]);
+    // (fixture, verb, the request, or the reason it is unavailable)
+    let table: Vec<(Value, NativeVerb, Result<Request, &str>)> = vec![
+        (fixture("flagger-waiting-promotion.json"), NativeVerb::Promote, Ok(gate("/gate/open"))),
+        (fixture("flagger-progressing.json"), NativeVerb::Pause, Ok(patch(json!({"spec": {"suspend": true}})))),
+        (suspended, NativeVerb::Resume, Ok(patch(json!({"spec": {"suspend": false}})))),
+        (
+            fixture("flagger-progressing.json"),
+            NativeVerb::PromoteFull,
+            Ok(patch(json!({"spec": {"skipAnalysis": true}}))),
+        ),
+        (fixture("flagger-progressing.json"), NativeVerb::Abort, Ok(gate("/rollback/open"))),
+        (fixture("flagger-waiting-promotion.json"), NativeVerb::Undo, Ok(gate("/rollback/open"))),
+        (
+            fixture("flagger-progressing.json"),
+            NativeVerb::Resume,
+            Err("the Canary is not suspended: nothing to resume"),
+        ),
+        (
+            fixture("flagger-failed.json"),
+            NativeVerb::Retry,
+            Err("Flagger starts a Canary again only when its target changes"),
+        ),
+        (no_gates.clone(), NativeVerb::Promote, Err("no confirm-promotion webhook to open")),
+        (no_gates, NativeVerb::Abort, Err("no rollback webhook to open")),
+        // kubectl set image on the target: Flagger sees a new revision and analyses it.
+        (
+            fixture("flagger-succeeded.json"),
+            NativeVerb::SetImage { container: "podinfod".into(), image: "ghcr.io/stefanprodan/podinfo:6.0.1".into() },
+            Ok((
+                "PATCH".to_owned(),
+                "/apis/apps/v1/namespaces/test/deployments/podinfo".to_owned(),
+                "application/strategic-merge-patch+json".to_owned(),
+                json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "podinfod", "image": "ghcr.io/stefanprodan/podinfo:6.0.1"}]}}}}),
+            )),
+        ),
+        (fixture("flagger-succeeded.json"), NativeVerb::UndoTo { revision: 3 }, Err("keeps no numbered revisions")),
+        (fixture("flagger-progressing.json"), NativeVerb::TerminateAnalysis, Err("not an object to terminate")),
+    ];
+    for (canary, verb, expected) in table {
+        let phase = canary["status"]["phase"].clone();
+        let api = canary_server(canary);
+        let result = flagger(&api).apply(&Effect::Native { verb: verb.clone() }).await;
+        let writes: Vec<(String, String, String, Value)> = api
+            .writes()
+            .iter()
+            .map(|s| (s.method.clone(), s.path.clone(), s.content_type.clone().unwrap_or_default(), s.json()))
+            .collect();
+        match expected {
+            Ok(request) => {
+                result.unwrap_or_else(|e| panic!("{phase} {verb:?}: {e}"));
+                assert_eq!(writes, vec![request], "{phase} {verb:?}");
+            }
+            Err(reason) => {
+                let err = result.unwrap_err();
+                assert!(matches!(err, BackendError::Unsupported { .. }), "{phase} {verb:?}: {err}");
+                assert!(err.to_string().contains(reason), "{phase} {verb:?}: {err}");
+                assert!(writes.is_empty(), "{phase} {verb:?}: nothing is sent: {writes:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_core_mirrors_a_flagger_canary_through_its_phases() {
+    let plan = example_plan("flagger.toml");
+    let now = Timestamp(1_000);
+    let (mut r, _) = step(&Rollout::new("staging/podinfo", plan), Event::Start, now);
+    let observe = |file: &str| Event::Observation(k8s::flagger::observe(&fixture(file)));
+    r = step(&r, observe("flagger-progressing.json"), now).0;
+    assert!(matches!(r.phase, Phase::Progressing { .. }));
+    assert_eq!((r.stage, r.canary_weight), (2, 30));
+    r = step(&r, observe("flagger-waiting-promotion.json"), now).0;
+    assert!(matches!(&r.phase, Phase::Paused { by, .. } if by.0 == "controller"));
+    let (_, effects) = step(&r, promote_by("alice", &r), now);
+    assert_eq!(effects, vec![Effect::Native { verb: NativeVerb::Promote }]);
+    let promoted = step(&r, observe("flagger-succeeded.json"), now).0;
+    assert!(matches!(promoted.phase, Phase::Promoted { .. }));
+    assert_eq!((promoted.stage, promoted.canary_weight), (5, 100));
+    let failed = step(&r, observe("flagger-failed.json"), now).0;
+    assert!(matches!(failed.phase, Phase::Aborted { .. }));
+    assert_eq!(failed.canary_weight, 0);
+}
+
+// ---------------------------------------------------------------- kubectl as the oracle
+
+impl FakeApi {
+    /// Serves the same responder over HTTP/1.1 on loopback (one request per
+    /// connection), for a real client such as kubectl. Returns the port.
+    async fn serve_tcp(&self) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = self.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let api = api.clone();
+                tokio::spawn(async move { api.answer(socket).await });
+            }
+        });
+        port
+    }
+
+    async fn answer(&self, mut socket: tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::new();
+        let head_end = loop {
+            let mut chunk = [0u8; 4096];
+            let n = socket.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let (method, target) = (first.next().unwrap_or_default(), first.next().unwrap_or_default());
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+                .map(str::to_owned)
+        };
+        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let n = socket.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let seen = Seen {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            content_type: header("content-type"),
+            body: String::from_utf8_lossy(&buf[head_end..]).into_owned(),
+        };
+        let n = {
+            let mut log = self.seen.lock().unwrap();
+            let n = log.iter().filter(|s| s.method == seen.method && s.path == seen.path).count();
+            log.push(seen.clone());
+            n
+        };
+        let (code, body) = match (self.responder)(&seen, n) {
+            Reply::Json(code, body) => (code, body.to_string()),
+            Reply::Stream(_) => (500, "{}".to_owned()),
+        };
+        let response = format!(
+            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = socket.write_all(response.as_bytes()).await;
+    }
+}
+
+/// An API server with the discovery kubectl needs, one Deployment (paused
+/// or not) and its ReplicaSets; every write accepted.
+fn deployment_server(paused: bool) -> FakeApi {
+    FakeApi::new(move |seen, _| {
+        let mut deployment = fixture("deployment.json");
+        deployment["spec"]["paused"] = json!(paused);
+        let resources = |group_version: &str, list: Value| json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list});
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/api") => Reply::Json(
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+            ),
+            ("GET", "/apis") => Reply::Json(
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}),
+            ),
+            ("GET", "/api/v1") => Reply::Json(200, resources("v1", json!([]))),
+            ("GET", "/apis/apps/v1") => Reply::Json(
+                200,
+                resources(
+                    "apps/v1",
+                    json!([
+                {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment",
+                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": ["deploy"]},
+                {"name": "replicasets", "singularName": "replicaset", "namespaced": true, "kind": "ReplicaSet",
+                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": ["rs"]}]),
+                ),
+            ),
+            ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") | ("PATCH", _) => {
+                Reply::Json(200, deployment)
+            }
+            ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => {
+                Reply::Json(200, fixture("deployment-replicasets.json"))
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        }
+    })
+}
+
+/// kubectl from PATH (Debian's kubernetes-client, see scripts/setup).
+fn kubectl_binary() -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("kubectl")).find(|p| p.is_file())
+}
+
+/// The writes kubectl sends for `args` against a server like `deployment_server(paused)`.
+async fn kubectl_writes(kubectl: &Path, paused: bool, args: &[&str]) -> Vec<Seen> {
+    let api = deployment_server(paused);
+    let port = api.serve_tcp().await;
+    let mut command = std::process::Command::new(kubectl);
+    command
+        .args(["--kubeconfig=/dev/null", &format!("--server=http://127.0.0.1:{port}"), "--namespace=prod"])
+        .args(args)
+        .env("HOME", std::env::temp_dir());
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    api.writes()
+}
+
+#[tokio::test]
+async fn kubectl_is_the_oracle_for_deployment_pause_resume_and_undo() {
+    let Some(kubectl) = kubectl_binary() else {
+        println!("skipped: no kubectl on PATH (scripts/setup installs Debian's kubernetes-client)");
+        return;
+    };
+    // (kubectl's command and the Deployment it finds, flightdeck's effect on the same Deployment)
+    let cases: [(&[&str], bool, Effect); 3] = [
+        (&["rollout", "pause", "deployment/checkout"], false, Effect::Scale { version: Version::Canary, percent: 0 }),
+        (&["rollout", "resume", "deployment/checkout"], true, Effect::Scale { version: Version::Canary, percent: 100 }),
+        (&["rollout", "undo", "deployment/checkout"], false, Effect::Undo { to_revision: "v1".into() }),
+    ];
+    for (args, paused, effect) in cases {
+        let theirs = kubectl_writes(&kubectl, paused, args).await;
+        let api = deployment_server(paused);
+        rolling(&api).apply(&effect).await.unwrap();
+        let ours = api.writes();
+        assert_eq!(theirs.len(), 1, "kubectl {args:?}: {theirs:#?}");
+        assert_eq!(ours.len(), 1, "{effect}: {ours:#?}");
+        let (k, f) = (&theirs[0], &ours[0]);
+        assert_eq!((&k.method, &k.path, &k.content_type), (&f.method, &f.path, &f.content_type), "{args:?}");
+        if args[1] == "undo" {
+            // Go writes the template's fields in its struct order, serde_json in key order: same JSON.
+            assert_eq!(k.json(), f.json(), "{args:?}");
+        } else {
+            assert_eq!(k.body, f.body, "{args:?}: byte for byte");
+        }
+    }
 }
 
 // ---------------------------------------------------------------- kubeconfig

@@ -8,7 +8,9 @@ use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::{Metric, Verdict};
 use flightdeck_core::budget::DeployPolicy;
 use flightdeck_core::plan::Control;
-use flightdeck_core::rollout::{self as core, Actor, Command, Effect, Event, Gate, Notice, PausedFrom, Phase, Rollout};
+use flightdeck_core::rollout::{
+    self as core, Actor, Command, Effect, Event, Gate, NativeVerb, Notice, PausedFrom, Phase, Rollout,
+};
 use flightdeck_core::time::{clock, Timestamp};
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseEventKind};
 use ratatui::layout::{Position, Rect};
@@ -95,6 +97,10 @@ pub const PALETTE: &[(&str, &str)] = &[
     ("retry", "[rollout]"),
     ("approve", "[rollout]"),
     ("override-freeze", "reason"),
+    ("restart", "[rollout]"),
+    ("set-image", "container=image"),
+    ("undo", "revision"),
+    ("terminate-analysis", "[rollout]"),
     ("theme", "name"),
     ("filter", "text"),
     ("freeze-view", ""),
@@ -115,8 +121,30 @@ fn palette_command(verb: &str) -> Option<Command> {
         "rollback" => Command::Rollback { reason: None },
         "retry" => Command::Retry,
         "approve" => Command::Approve,
+        "restart" => Command::Native { verb: NativeVerb::Restart },
+        "terminate-analysis" => Command::Native { verb: NativeVerb::TerminateAnalysis },
         _ => return None,
     })
+}
+
+/// The native verbs the palette types with an argument, for the selected
+/// rollout: `set-image checkout=argoproj/rollouts-demo:blue` (as `kubectl
+/// argo rollouts set image`), `undo 3` or `undo --to-revision=3`.
+fn palette_native(word: &str, rest: &str) -> Option<Result<Command, String>> {
+    let verb = match word {
+        "set-image" => match rest.split_once('=') {
+            Some((container, image)) if !container.trim().is_empty() && !image.trim().is_empty() => {
+                Ok(NativeVerb::SetImage { container: container.trim().into(), image: image.trim().into() })
+            }
+            _ => Err("set-image: type container=image (`*` for every container); nothing sent".to_string()),
+        },
+        "undo" => match rest.trim_start_matches("--to-revision=").parse::<u64>() {
+            Ok(revision) if revision > 0 => Ok(NativeVerb::UndoTo { revision }),
+            _ => Err(format!("undo: `{rest}` is not a revision number (undo 3); rollback undoes to the previous one")),
+        },
+        _ => return None,
+    };
+    Some(verb.map(|verb| Command::Native { verb }))
 }
 
 /// The `:` command line, with Tab cycling through completions.
@@ -780,6 +808,17 @@ impl App {
                 let Some(id) = self.selected.clone() else { return vec![] };
                 return self.submit(id, Command::OverrideFreeze { reason: rest.to_string() });
             }
+            "set-image" | "undo" => {
+                let Some(id) = self.selected.clone() else {
+                    self.toast = Some(Toast::error(format!("{word}: no rollout selected")));
+                    return vec![];
+                };
+                match palette_native(word, rest) {
+                    Some(Ok(command)) => return self.submit(id, command),
+                    Some(Err(why)) => self.toast = Some(Toast::error(why)),
+                    None => {}
+                }
+            }
             "theme" => match self.themes.iter().find(|t| t.name == rest) {
                 Some(t) => {
                     self.theme = t.clone();
@@ -951,6 +990,7 @@ fn summary_line(r: &Rollout) -> String {
 /// Abort, rollback and pause only reduce exposure: they are never stale.
 fn is_safety(command: &Command) -> bool {
     matches!(command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. })
+        || matches!(command, Command::Native { verb } if verb.is_safety())
 }
 
 /// Commands that ask "are you sure?" first: those that move traffic a lot
@@ -962,7 +1002,10 @@ pub fn needs_confirmation(command: &Command, r: &Rollout) -> bool {
         | Command::Abort { .. }
         | Command::Rollback { .. }
         | Command::Retry
-        | Command::OverrideFreeze { .. } => true,
+        | Command::OverrideFreeze { .. }
+        // Restart, set image, undo to a revision, terminate an analysis:
+        // each moves a production workload at once.
+        | Command::Native { .. } => true,
         Command::Approve => r.plan().target.production,
         _ => false,
     }
@@ -1084,6 +1127,9 @@ pub fn target_label(r: &Rollout) -> String {
         }
         flightdeck_core::plan::BackendKind::Deployment => {
             format!("deployment {}{}/{}", context(&p("context")), p("namespace"), p("canary_deployment"))
+        }
+        flightdeck_core::plan::BackendKind::Flagger => {
+            format!("flagger {}{}/{}", context(&p("context")), p("namespace"), p("canary"))
         }
         other => format!("{} {}", other.name(), t.group),
     }

@@ -75,6 +75,10 @@ pub enum Command {
     Approve,
     /// Let the rollout advance despite a budget freeze; the reason is recorded.
     OverrideFreeze { reason: String },
+    /// Observed rollouts: a verb of the native controller with no
+    /// flightdeck equivalent (restart, set image, undo to a revision,
+    /// terminate the running analysis).
+    Native { verb: NativeVerb },
 }
 
 impl Command {
@@ -91,6 +95,7 @@ impl Command {
             Command::Retry => "retry",
             Command::Approve => "approve",
             Command::OverrideFreeze { .. } => "override-freeze",
+            Command::Native { verb } => verb.name(),
         }
     }
 }
@@ -111,7 +116,7 @@ pub struct CommandRequest {
 }
 
 /// Argo-Rollouts-style verbs for rollouts a native controller runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NativeVerb {
     Promote,
@@ -121,6 +126,44 @@ pub enum NativeVerb {
     Pause,
     Resume,
     Undo,
+    /// Restart the pods (Argo `spec.restartAt`).
+    Restart,
+    /// A container's image (`kubectl argo rollouts set image`): a new revision.
+    SetImage {
+        container: String,
+        image: String,
+    },
+    /// Back to this numbered revision (`undo --to-revision=N`).
+    UndoTo {
+        revision: u64,
+    },
+    /// Stop the running analysis (`terminate analysisrun`).
+    TerminateAnalysis,
+}
+
+impl NativeVerb {
+    /// The verb as typed in the palette and shown in the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NativeVerb::Promote => "promote",
+            NativeVerb::PromoteFull => "promote-full",
+            NativeVerb::Abort => "abort",
+            NativeVerb::Retry => "retry",
+            NativeVerb::Pause => "pause",
+            NativeVerb::Resume => "resume",
+            NativeVerb::Undo => "undo",
+            NativeVerb::Restart => "restart",
+            NativeVerb::SetImage { .. } => "set-image",
+            NativeVerb::UndoTo { .. } => "undo-to",
+            NativeVerb::TerminateAnalysis => "terminate-analysis",
+        }
+    }
+
+    /// Verbs that only reduce exposure (back to an earlier revision): like
+    /// abort and rollback, never stale.
+    pub fn is_safety(&self) -> bool {
+        matches!(self, NativeVerb::Abort | NativeVerb::Undo | NativeVerb::UndoTo { .. })
+    }
 }
 
 /// What a native controller reports about an observed rollout.
@@ -128,9 +171,19 @@ pub enum NativeVerb {
 #[serde(rename_all = "kebab-case", tag = "status")]
 pub enum NativeStatus {
     Progressing,
-    Paused { reason: String },
-    Degraded { message: String },
-    Aborted { message: String },
+    Paused {
+        reason: String,
+        /// The controller's own pause step (1-based) holds it, and only a
+        /// promote moves it on (Argo's canary `pause` step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<usize>,
+    },
+    Degraded {
+        message: String,
+    },
+    Aborted {
+        message: String,
+    },
     Healthy,
 }
 
@@ -146,6 +199,10 @@ pub struct Observation {
     /// ("step 3/8 · analysis Successful: error-rate 0.2 %").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_detail: Option<String>,
+    /// Observed rollouts: the revision the controller is rolling out, as a
+    /// label ("revision 4", "spec 5978589476"). A change is a new rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_revision: Option<String>,
 }
 
 /// Something that happened to a rollout.
@@ -312,6 +369,9 @@ pub enum PausedFrom {
     Baking,
     /// Waiting at a gate before stage `next`.
     Gate { next: usize, gate: Gate },
+    /// Observed rollouts: held by the native controller's pause step
+    /// (1-based), which only a promote passes.
+    Step { step: usize },
 }
 
 impl Phase {
@@ -402,6 +462,10 @@ pub struct Rollout {
     /// Observed rollouts: the controller's own steps and analysis, in words.
     #[serde(default)]
     pub native_detail: Option<String>,
+    /// Observed rollouts: the controller's revision last seen (see
+    /// [`Observation::native_revision`]).
+    #[serde(default)]
+    pub native_revision: Option<String>,
 }
 
 impl Rollout {
@@ -431,6 +495,7 @@ impl Rollout {
             backend_error: None,
             observe_error: None,
             native_detail: None,
+            native_revision: None,
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -530,6 +595,7 @@ impl Rollout {
                 _ => format!("Next: {} %", n.weight),
             },
             (Phase::AwaitingApproval { .. }, _) => "Next: waiting for approval".to_string(),
+            (Phase::Paused { from: PausedFrom::Step { .. }, .. }, _) => "Next: promote to continue".to_string(),
             (Phase::Paused { .. }, _) => "Next: resume to continue".to_string(),
             (Phase::Aborted { .. }, _) => "Next: retry or rollback".to_string(),
             (Phase::Failed { .. }, _) => "Next: a human must look".to_string(),
@@ -869,10 +935,16 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
     r.observed_weight = o.canary_weight;
     r.observe_error = None;
     if r.control == Control::Observed {
+        follow_native_revision(r, fx, &o, now);
         mirror_native(r, &o, now);
         return;
     }
     let Some(seen) = o.canary_weight else { return };
+    if matches!(r.plan().strategy, Strategy::Rolling { .. }) {
+        // A rolling update's split is the Deployment controller's progress
+        // toward the batch (surge by surge), not a weight that can drift.
+        return;
+    }
     let watching = matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. });
     if watching && seen != r.canary_weight {
         let reason = format!(
@@ -883,6 +955,36 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
         fx.push(Effect::Notify(Notice::Warning { message: reason.clone() }));
         pause(r, Actor::backend(), reason, now);
     }
+}
+
+/// Observed rollouts: when the controller starts another revision, that is
+/// a new rollout of this plan: the one before ends (its events stay in the
+/// history), the new one starts from its first stage with fresh evidence,
+/// and commands sent for the old revision are stale from now on.
+fn follow_native_revision(r: &mut Rollout, fx: &mut Vec<Effect>, o: &Observation, now: Timestamp) {
+    let Some(revision) = &o.native_revision else { return };
+    let Some(seen) = r.native_revision.replace(revision.clone()) else {
+        // The first reading names the revision being rolled out now.
+        r.canary_revision.clone_from(revision);
+        return;
+    };
+    if seen == *revision {
+        return;
+    }
+    let previous = std::mem::replace(&mut r.canary_revision, revision.clone());
+    let message = format!("new rollout: the controller started {revision}; {previous} ended {}", r.phase.label());
+    fx.push(Effect::Notify(Notice::Info { message }));
+    if matches!(r.phase, Phase::Promoted { .. }) {
+        r.stable_revision = previous;
+    }
+    r.phase = Phase::Progressing { since: now };
+    r.stage = 0;
+    r.canary_weight = 0;
+    reset_stage_progress(r);
+    r.evidence = Evidence::default();
+    r.last_verdict = None;
+    r.freeze_override = None;
+    r.last_action = None;
 }
 
 /// Observed rollouts: the core's state follows the native controller.
@@ -903,16 +1005,22 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     let by = Actor::new("controller");
     let mirrored = match status {
         NativeStatus::Progressing => Phase::Progressing { since: now },
-        NativeStatus::Paused { reason } => {
-            Phase::Paused { by, reason: reason.clone(), since: now, from: PausedFrom::Baking }
+        NativeStatus::Paused { reason, step } => {
+            let from = step.map_or(PausedFrom::Baking, |step| PausedFrom::Step { step });
+            Phase::Paused { by, reason: reason.clone(), since: now, from }
         }
         NativeStatus::Degraded { message } => Phase::Failed { reason: message.clone(), at: now },
         NativeStatus::Aborted { message } => Phase::Aborted { by, reason: message.clone(), at: now },
         NativeStatus::Healthy => Phase::Promoted { at: now },
     };
-    // Only a change of phase is news: keep "since" and "at" of the phase
-    // already mirrored, so a steady status does not rewrite the state.
-    if mirrored.label() != r.phase.label() {
+    // Only a change of phase (or of what holds a pause) is news: keep
+    // "since" and "at" of the phase already mirrored, so a steady status
+    // does not rewrite the state.
+    let held_by = |p: &Phase| match p {
+        Phase::Paused { from, reason, .. } => Some((*from, reason.clone())),
+        _ => None,
+    };
+    if mirrored.label() != r.phase.label() || held_by(&mirrored) != held_by(&r.phase) {
         r.phase = mirrored;
     }
 }
@@ -1015,7 +1123,8 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
     // Abort, rollback and pause only reduce exposure: whatever the sender
     // saw, they apply to what runs now. Everything else moves forward and
     // must be meant for this revision and stage.
-    let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. });
+    let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. })
+        || matches!(&req.command, Command::Native { verb } if verb.is_safety());
     if !safety && req.expected_revision != r.canary_revision {
         return Err(format!(
             "stale: sent for revision {} but the rollout is now rolling out {}",
@@ -1123,6 +1232,9 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             // Starting over passes the same gates as the first start.
             enter_stage(r, fx, 0, now, false);
         }
+        Command::Native { verb } => {
+            return Err(format!("{} is a native controller's verb; flightdeck drives this rollout itself", verb.name()))
+        }
         Command::OverrideFreeze { reason } => {
             if reason.trim().is_empty() {
                 return Err("a freeze override needs a typed reason".to_string());
@@ -1184,8 +1296,24 @@ fn require(r: &Rollout, allowed: &[Live]) -> Result<(), String> {
 /// Observed rollouts: commands become the controller's verbs; the state
 /// follows when the controller reports back.
 fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
+    if let Command::Native { verb } = &req.command {
+        // Restart, set image and undo to a revision act on a finished
+        // rollout too (they are how the next revision, or an older one,
+        // starts); terminating an analysis needs a live one.
+        if matches!(verb, NativeVerb::TerminateAnalysis) && r.phase.is_finished() {
+            return Err(format!("the rollout is {}; no analysis is running", r.phase.label()));
+        }
+        fx.push(Effect::Native { verb: verb.clone() });
+        r.last_action = Some(note(r, &req.actor, req.command.verb().to_string(), now));
+        return Ok(());
+    }
     if r.phase.is_terminal() {
         return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()));
+    }
+    if let (Command::Resume, Phase::Paused { from: PausedFrom::Step { step }, .. }) = (&req.command, &r.phase) {
+        // A resume clears a user's pause only; a pause step stays where it
+        // is, so sending one would look done and change nothing.
+        return Err(format!("paused by step {step}: promote to continue"));
     }
     let verb = match &req.command {
         Command::Pause { .. } => NativeVerb::Pause,
@@ -1195,7 +1323,7 @@ fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, n
         Command::Abort { .. } => NativeVerb::Abort,
         Command::Retry => NativeVerb::Retry,
         Command::Rollback { .. } => NativeVerb::Undo,
-        Command::StepBack | Command::OverrideFreeze { .. } => {
+        Command::StepBack | Command::OverrideFreeze { .. } | Command::Native { .. } => {
             return Err(format!("{} is not a verb the native controller has", req.command.verb()))
         }
     };

@@ -112,12 +112,13 @@ fn event(op: &Op, r: &Rollout) -> Event {
             native_stage: Some(*stage),
             native_status: Some(match status {
                 0 => NativeStatus::Aborted { message: "aborted by the controller".into() },
-                1 => NativeStatus::Paused { reason: "CanaryPauseStep".into() },
+                1 => NativeStatus::Paused { reason: "CanaryPauseStep".into(), step: None },
                 2 => NativeStatus::Progressing,
                 3 => NativeStatus::Healthy,
                 _ => NativeStatus::Degraded { message: "ProgressDeadlineExceeded".into() },
             }),
             native_detail: None,
+            native_revision: None,
         }),
         Op::Failed => {
             Event::EffectFailed { effect: Effect::SetWeight { canary: r.canary_weight }, error: "boom".into() }

@@ -750,3 +750,54 @@ fn an_ecs_canary_task_set_is_scaled_down_on_abort_and_the_old_one_goes_on_promot
         ]
     );
 }
+
+#[test]
+fn resume_of_a_rollout_held_by_its_pause_step_says_promote_and_sends_nothing() {
+    use flightdeck_core::rollout::{NativeStatus, NativeVerb, Observation, PausedFrom};
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    let held = |step| Observation {
+        native_status: Some(NativeStatus::Paused { reason: "CanaryPauseStep".into(), step }),
+        ..Default::default()
+    };
+    run.send(Event::Observation(held(Some(2))));
+    assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::Step { step: 2 }, .. }), "{:?}", run.r.phase);
+    assert_eq!(run.r.next_step(run.now), "Next: promote to continue");
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(rejected(&fx), Some("paused by step 2: promote to continue"));
+    // Promote is the verb that passes a pause step.
+    let fx = run.send(cmd(Command::Promote, 0));
+    assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::Promote }]);
+    // A user's pause (no step) is resumed with the native resume.
+    run.send(Event::Observation(held(None)));
+    assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::Baking, .. }), "{:?}", run.r.phase);
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::Resume }]);
+}
+
+#[test]
+fn native_verbs_without_a_flightdeck_equivalent_go_to_the_controller() {
+    use flightdeck_core::rollout::{NativeStatus, NativeVerb, Observation};
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    let native = |verb| Command::Native { verb };
+    let set_image = NativeVerb::SetImage { container: "web".into(), image: "web:2".into() };
+    let fx = run.send(cmd(native(NativeVerb::TerminateAnalysis), 0));
+    assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::TerminateAnalysis }]);
+    run.send(Event::Observation(Observation { native_status: Some(NativeStatus::Healthy), ..Default::default() }));
+    assert!(matches!(run.r.phase, Phase::Promoted { .. }));
+    // Set image and restart start the next revision from a promoted rollout; undo goes back to an older one.
+    assert_eq!(run.send(cmd(native(set_image.clone()), 0)), vec![Effect::Native { verb: set_image }]);
+    assert_eq!(run.send(cmd(native(NativeVerb::Restart), 0)), vec![Effect::Native { verb: NativeVerb::Restart }]);
+    // Undo to a revision only reduces exposure: it applies even when sent for another stage.
+    let undo = NativeVerb::UndoTo { revision: 3 };
+    assert_eq!(run.send(cmd(native(undo.clone()), 7)), vec![Effect::Native { verb: undo }]);
+    let fx = run.send(cmd(native(NativeVerb::TerminateAnalysis), 0));
+    assert_eq!(rejected(&fx), Some("the rollout is promoted; no analysis is running"));
+    // A driven rollout has no native controller to send them to.
+    let mut driven = Run::new(canary_plan());
+    let fx = driven.send(cmd(native(NativeVerb::Restart), 0));
+    assert_eq!(rejected(&fx), Some("restart is a native controller's verb; flightdeck drives this rollout itself"));
+}

@@ -113,6 +113,7 @@ pub fn observe(d: &ServiceDeployment, stage_weights: &[u8]) -> Observation {
         native_stage: Some(stage_for(stage_weights, weight)),
         native_status: Some(status(d)),
         native_detail: Some(detail(d, weight)),
+        native_revision: None,
     }
 }
 
@@ -184,7 +185,7 @@ fn strategy(config: Option<&DeploymentConfiguration>) -> String {
 }
 
 /// Why ECS has no such verb.
-fn lacks(verb: NativeVerb) -> &'static str {
+fn lacks(verb: &NativeVerb) -> &'static str {
     match verb {
         NativeVerb::Pause | NativeVerb::Resume => {
             "ECS cannot pause a service deployment (a lifecycle hook can hold it); abort or roll back instead"
@@ -193,6 +194,10 @@ fn lacks(verb: NativeVerb) -> &'static str {
             "ECS shifts traffic and bakes on its own schedule; no call skips a step or the bake"
         }
         NativeVerb::Retry => "ECS has no retry; deploy the revision again with UpdateService",
+        NativeVerb::Restart | NativeVerb::SetImage { .. } | NativeVerb::UndoTo { .. } => {
+            "a new ECS deployment is a new task definition given to UpdateService; flightdeck does not register one"
+        }
+        NativeVerb::TerminateAnalysis => "ECS runs no analysis of its own to stop; its alarms roll back by themselves",
         NativeVerb::Abort | NativeVerb::Undo => "",
     }
 }
@@ -207,7 +212,7 @@ impl Backend for ServiceDeployments {
         let verb = effect.to_string();
         match effect {
             Effect::Native { verb: NativeVerb::Abort | NativeVerb::Undo } => self.stop(&verb).await,
-            Effect::Native { verb: other } => Err(self.site.unsupported(&verb, lacks(*other))),
+            Effect::Native { verb: other } => Err(self.site.unsupported(&verb, lacks(other))),
             Effect::Notify(_) => Ok(()),
             _ => Err(self.site.unsupported(&verb, "ECS runs this deployment; flightdeck only sends its verbs")),
         }

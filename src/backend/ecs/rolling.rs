@@ -78,6 +78,7 @@ pub fn observe(service: &Service, stage_weights: &[u8]) -> Observation {
         native_stage: Some(stage_for(stage_weights, share)),
         native_status: Some(status),
         native_detail: Some(detail(service, primary, &older)),
+        native_revision: None,
     }
 }
 

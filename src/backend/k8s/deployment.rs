@@ -5,15 +5,29 @@
 //!   the route's weights; `Scale` patches a Deployment's `/scale`
 //!   subresource (`{"spec":{"replicas":N}}`, as `kubectl scale`).
 //! - Rolling (strategy `rolling`, or the same Deployment named twice): the
-//!   Deployment's own rolling update, held and released like `kubectl
-//!   rollout pause|resume` (strategic merge patch of `spec.paused`): a batch
-//!   (`Scale` canary > 0) resumes it, `Scale` canary 0 (abort) pauses it.
-//!   `Undo` is `kubectl rollout undo`: the previous (or the numbered)
-//!   revision's ReplicaSet template and annotations, as one JSON patch.
-//!   kubectl refuses to undo a paused Deployment; flightdeck resumes it first
-//!   because its own abort paused it. Start such a rollout with the
-//!   Deployment paused and its new template already set (`kubectl rollout
-//!   pause`, then `kubectl set image`): the first batch resumes it.
+//!   Deployment's own rolling update, held at each batch boundary. A batch
+//!   (`Scale` canary to p %) resumes the Deployment (`kubectl rollout
+//!   resume`, strategic merge patch of `spec.paused`) and a hold task reads
+//!   it until `status.updatedReplicas` reaches ⌈replicas × p / 100⌉, then
+//!   pauses it again (`kubectl rollout pause`); p = 100 resumes it for good,
+//!   p = 0 (abort) pauses it where it is. How exact a boundary is: the
+//!   controller adds new pods a surge at a time (`maxSurge`, and old ones go
+//!   `maxUnavailable` at a time), and a pause stops the *next* surge, not one
+//!   in flight; so a batch may end up to one surge past its boundary (never
+//!   when `maxSurge` divides the batch size and the hold reads the
+//!   Deployment between surges, which it does every [`HOLD_POLL`]). The
+//!   split shown is the ReplicaSets' own: ready pods of the newest revision
+//!   over all ready pods.
+//!
+//!   `Undo` is `kubectl rollout undo` (polymorphichelpers/rollback.go): the
+//!   previous revision's ReplicaSet template and annotations, as one JSON
+//!   patch. kubectl refuses a paused Deployment; flightdeck does not,
+//!   because it holds the Deployment paused itself between batches and a
+//!   rollback must always apply. Instead the same patch also sets
+//!   `spec.paused` to false, so the undo and the release are one write: if
+//!   it fails, nothing changed and the bad template stays held. The plan's
+//!   version labels are never taken for revision numbers (`stable = "42"` is
+//!   a label): undo goes to the previous revision.
 
 use super::revisions::{self, HistoryError};
 use super::router::{RouterKind, Side};
@@ -26,7 +40,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ApiResource, DynamicObject, Patch};
 use kube::{Api, Client};
 use serde_json::{json, Value};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How often a batch hold reads the Deployment while it rolls.
+pub const HOLD_POLL: Duration = Duration::from_millis(200);
 
 /// Annotations `kubectl rollout undo` keeps from the Deployment instead of
 /// copying them from the ReplicaSet.
@@ -51,6 +70,10 @@ pub struct DeploymentCanary {
     /// the stable Deployment the first time something is scaled.
     replicas: Mutex<Option<i64>>,
     label: String,
+    /// Rolling: the task holding the current batch, replaced by the next.
+    hold: Mutex<Option<JoinHandle<()>>>,
+    /// Rolling: why the last hold failed, shown until the next batch.
+    hold_error: Arc<Mutex<Option<String>>>,
 }
 
 fn deployments() -> ApiResource {
@@ -72,7 +95,18 @@ impl DeploymentCanary {
         let context = target.params.get("context").map(|c| format!("{c}:")).unwrap_or_default();
         let label = format!("deployment {context}{namespace}/{canary}");
         let api = dynamic_api(&client, &namespace, &deployments());
-        Ok(DeploymentCanary { client, api, namespace, stable, canary, router, replicas: Mutex::new(replicas), label })
+        Ok(DeploymentCanary {
+            client,
+            api,
+            namespace,
+            stable,
+            canary,
+            router,
+            replicas: Mutex::new(replicas),
+            label,
+            hold: Mutex::new(None),
+            hold_error: Arc::default(),
+        })
     }
 
     fn site<'a>(&'a self, verb: &'a str) -> CallSite<'a> {
@@ -115,8 +149,7 @@ impl DeploymentCanary {
     async fn scale(&self, effect: &Effect, version: Version, percent: u8) -> Result<(), BackendError> {
         let verb = effect.to_string();
         if self.router.is_none() {
-            // Rolling: a batch lets the Deployment controller go on; 0 holds it.
-            return self.set_paused(&verb, &self.canary, percent == 0).await;
+            return self.batch(&verb, percent).await;
         }
         let desired = self.desired_replicas(&verb).await?;
         let replicas = (desired * i64::from(percent.min(100)) + 99) / 100;
@@ -130,39 +163,162 @@ impl DeploymentCanary {
     }
 
     /// `kubectl rollout pause|resume deployment/<name>`.
+    /// `kubectl rollout pause|resume deployment/<name>` byte for byte:
+    /// objectpauser.go's patch sets `paused: true`; objectresumer.go's is the
+    /// strategic merge diff of a Deployment whose `paused` went to false (and
+    /// so out of the JSON), which is `{"spec":{"paused":null}}`.
     async fn set_paused(&self, verb: &str, name: &str, paused: bool) -> Result<(), BackendError> {
-        let call = PatchCall { subresource: None, patch: Patch::Strategic(json!({"spec": {"paused": paused}})) };
+        let value = if paused { json!(true) } else { Value::Null };
+        let call = PatchCall { subresource: None, patch: Patch::Strategic(json!({"spec": {"paused": value}})) };
         self.patch(verb, name, call).await
     }
 
-    /// `kubectl rollout undo deployment/<canary> [--to-revision=N]`.
-    async fn undo(&self, to_revision: &str) -> Result<(), BackendError> {
-        let verb = format!("undo to {to_revision}");
+    /// Rolling: let the controller roll to `percent` % of the replicas and
+    /// hold it there (see the module doc).
+    async fn batch(&self, verb: &str, percent: u8) -> Result<(), BackendError> {
+        if let Some(previous) = self.hold.lock().ok().and_then(|mut h| h.take()) {
+            previous.abort();
+        }
+        if let Ok(mut e) = self.hold_error.lock() {
+            *e = None;
+        }
+        if percent == 0 || percent >= 100 {
+            return self.set_paused(verb, &self.canary, percent == 0).await;
+        }
+        let deployment = self.fetch(verb, &self.canary).await?;
+        let boundary = batch_boundary(&deployment, percent);
+        if updated_replicas(&deployment) >= boundary {
+            // Already there (a resumed run, a batch re-applied): just hold.
+            return self.set_paused(verb, &self.canary, true).await;
+        }
+        self.set_paused(verb, &self.canary, false).await?;
+        let hold = BatchHold {
+            api: self.api.clone(),
+            name: self.canary.clone(),
+            boundary,
+            site: format!("{verb} (hold deployments.apps/{} in {})", self.canary, self.namespace),
+            error: self.hold_error.clone(),
+        };
+        if let Ok(mut h) = self.hold.lock() {
+            *h = Some(tokio::spawn(hold.run()));
+        }
+        Ok(())
+    }
+
+    /// `kubectl rollout undo deployment/<canary>`: the previous revision.
+    async fn undo(&self, to_revision: Option<i64>) -> Result<(), BackendError> {
+        let verb = to_revision.map_or("undo".to_owned(), |n| format!("undo --to-revision={n}"));
+        if let Some(previous) = self.hold.lock().ok().and_then(|mut h| h.take()) {
+            previous.abort();
+        }
         let deployment = self.fetch(&verb, &self.canary).await?;
-        let numbered = to_revision.trim_start_matches('r').parse::<i64>().ok();
         let history = revisions::DEPLOYMENT;
-        let rs = history.find(&self.client, &deployment, numbered).await.map_err(|e| match e {
+        let rs = history.find(&self.client, &deployment, to_revision).await.map_err(|e| match e {
             HistoryError::Call(e) => self.site(&verb).error("list", "replicasets.apps", e),
             HistoryError::NoRevision(detail) => {
                 BackendError::Refused { backend: self.label.clone(), action: verb.clone(), detail }
             }
         })?;
-        if history.runs(&deployment, &rs) {
+        let paused = at(&deployment, &["spec", "paused"]).as_bool().unwrap_or(false);
+        if history.runs(&deployment, &rs) && !paused {
             return Ok(());
         }
-        if at(&deployment, &["spec", "paused"]).as_bool().unwrap_or(false) {
-            self.set_paused(&verb, &self.canary, false).await?;
-        }
-        let ops = json!([
-            {"op": "replace", "path": "/spec/template", "value": history.template(&rs)},
-            {"op": "replace", "path": "/metadata/annotations", "value": undo_annotations(&deployment, &rs)},
-        ]);
-        let patch = serde_json::from_value(ops).map_err(|e| BackendError::Refused {
+        let patch = serde_json::from_value(undo_ops(&deployment, &rs)).map_err(|e| BackendError::Refused {
             backend: self.label.clone(),
             action: verb.clone(),
             detail: e.to_string(),
         })?;
         self.patch(&verb, &self.canary, PatchCall { subresource: None, patch: Patch::Json(patch) }).await
+    }
+
+    /// Rolling: the split the ReplicaSets show (newest revision's ready pods
+    /// over all ready pods), or `None` before any pod is ready.
+    async fn rolling_split(&self, site: &CallSite<'_>) -> Result<Option<u8>, BackendError> {
+        let deployment = self.fetch("observe", &self.canary).await?;
+        let owned = revisions::DEPLOYMENT
+            .owned(&self.client, &deployment)
+            .await
+            .map_err(|e| site.error("list", "replicasets.apps", e))?;
+        Ok(split(&owned))
+    }
+}
+
+/// kubectl rollback.go's JSON patch (template, then annotations), plus the
+/// release of a paused Deployment in the same write.
+pub fn undo_ops(deployment: &Value, rs: &Value) -> Value {
+    let mut ops = vec![
+        json!({"op": "replace", "path": "/spec/template", "value": revisions::DEPLOYMENT.template(rs)}),
+        json!({"op": "replace", "path": "/metadata/annotations", "value": undo_annotations(deployment, rs)}),
+    ];
+    if at(deployment, &["spec", "paused"]).as_bool().unwrap_or(false) {
+        ops.push(json!({"op": "replace", "path": "/spec/paused", "value": false}));
+    }
+    Value::Array(ops)
+}
+
+/// ⌈replicas × percent / 100⌉ new pods: the batch's boundary.
+pub fn batch_boundary(deployment: &Value, percent: u8) -> i64 {
+    let desired = at(deployment, &["spec", "replicas"]).as_i64().unwrap_or(1);
+    (desired * i64::from(percent.min(100)) + 99) / 100
+}
+
+fn updated_replicas(deployment: &Value) -> i64 {
+    at(deployment, &["status", "updatedReplicas"]).as_i64().unwrap_or(0)
+}
+
+/// Ready pods of the newest ReplicaSet over all ready pods, in percent.
+pub fn split(replica_sets: &[Value]) -> Option<u8> {
+    let ready = |rs: &Value| at(rs, &["status", "readyReplicas"]).as_u64().unwrap_or(0);
+    let newest = replica_sets.iter().max_by_key(|rs| revisions::DEPLOYMENT.revision(rs).unwrap_or(-1))?;
+    let total: u64 = replica_sets.iter().map(ready).sum();
+    (total > 0).then(|| ((ready(newest) * 100 + total / 2) / total) as u8)
+}
+
+/// Reads the Deployment until the batch boundary is reached, then pauses it.
+struct BatchHold {
+    api: Api<DynamicObject>,
+    name: String,
+    boundary: i64,
+    site: String,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl BatchHold {
+    async fn run(self) {
+        // objectpauser.go's patch, as `kubectl rollout pause` sends it.
+        let pause = PatchCall { subresource: None, patch: Patch::Strategic(json!({"spec": {"paused": true}})) };
+        loop {
+            let read = timed(self.api.get(&self.name)).await.map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+            let result = match read {
+                Ok(d) if updated_replicas(&d) >= self.boundary => send_patch(&self.api, &self.name, &pause).await,
+                Ok(_) => {
+                    tokio::time::sleep(HOLD_POLL).await;
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                // Keep trying: a rollout that does not hold must be seen, and
+                // the hold must still happen once the API answers.
+                if let Ok(mut slot) = self.error.lock() {
+                    *slot = Some(format!("{}: {}", self.site, e.text()));
+                }
+                tokio::time::sleep(HOLD_POLL).await;
+                continue;
+            }
+            if let Ok(mut slot) = self.error.lock() {
+                *slot = None;
+            }
+            return;
+        }
+    }
+}
+
+impl Drop for DeploymentCanary {
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.lock().ok().and_then(|mut h| h.take()) {
+            hold.abort();
+        }
     }
 }
 
@@ -215,7 +371,9 @@ impl Backend for DeploymentCanary {
                 self.router(effect)?.set_weight(&self.site(&verb), weight).await
             }
             Effect::Scale { version, percent } => self.scale(effect, *version, *percent).await,
-            Effect::Undo { to_revision } => self.undo(to_revision).await,
+            // `to_revision` is the plan's stable version label, not a
+            // revision number: undo goes to the previous revision.
+            Effect::Undo { .. } => self.undo(None).await,
             Effect::Notify(_) => Ok(()),
             Effect::Native { .. } => Err(BackendError::Unsupported { backend: self.label.clone(), effect: verb }),
         }
@@ -227,9 +385,13 @@ impl Backend for DeploymentCanary {
                 let canary_weight = router.canary_weight(&self.site("observe")).await?;
                 Ok(Observation { canary_weight, ..Default::default() })
             }
-            // A rolling update has no traffic weight; reading the Deployment
-            // still tells the cockpit whether the cluster answers.
-            None => self.fetch("observe", &self.canary).await.map(|_| Observation::default()),
+            None => {
+                if let Some(trouble) = self.hold_error.lock().ok().and_then(|e| e.clone()) {
+                    return Err(BackendError::Unreachable { backend: self.label.clone(), detail: trouble });
+                }
+                let canary_weight = self.rolling_split(&self.site("observe")).await?;
+                Ok(Observation { canary_weight, ..Default::default() })
+            }
         }
     }
 }

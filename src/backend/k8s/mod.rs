@@ -28,6 +28,9 @@
 //!
 //! `argo-rollouts`: `rollout` (required), the Rollout's name.
 //!
+//! `flagger` ([`flagger::FlaggerCanary`], observed): `canary` (required), the
+//! `flagger.app/v1beta1` Canary's name.
+//!
 //! `deployment`:
 //!
 //! | param | required | meaning |
@@ -41,6 +44,7 @@
 
 pub mod argo;
 pub mod deployment;
+pub mod flagger;
 pub mod revisions;
 pub mod router;
 pub mod status;
@@ -77,6 +81,11 @@ pub async fn setup(plan: &Plan) -> Result<Arc<dyn Backend>, String> {
         BackendKind::Deployment => {
             let kind = deployment::DeploymentCanary::from_target(target, &plan.strategy, client)?;
             Ok(Arc::new(kind))
+        }
+        BackendKind::Flagger => {
+            let canary = flagger::FlaggerCanary::from_target(target, client)?;
+            canary.watch();
+            Ok(Arc::new(canary))
         }
         other => Err(format!("the `{}` backend is not a Kubernetes backend", other.name())),
     }
@@ -213,6 +222,14 @@ pub enum CallError {
 impl CallError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, CallError::Api { code: 404, .. })
+    }
+
+    /// "403 Forbidden: <message>", or the transport's own words.
+    pub fn text(&self) -> String {
+        match self {
+            CallError::Api { code, message } => status_text(*code, message),
+            CallError::Transport(detail) => detail.clone(),
+        }
     }
 }
 

@@ -7,6 +7,14 @@
 //! that has both, and sends the whole rule list back with the
 //! `resourceVersion` it read: a route changed in between answers 409
 //! Conflict instead of being overwritten.
+//!
+//! Istio serves VirtualServices as `v1` only since 1.22 (`v1beta1` since
+//! 1.8, `v1alpha3` always): the version is discovered from the API group
+//! (`GET /apis/networking.istio.io`) the first time the route is read,
+//! preferring v1, then v1beta1, then v1alpha3. Destination hosts compare
+//! the way Istio resolves them: a short name (`checkout`) or `name.ns` is
+//! the Service `name.<ns>.svc.cluster.local`, `ns` being the
+//! VirtualService's namespace for a short name.
 
 use super::{at, dynamic_api, resource_name, send_patch, timed, CallSite, PatchCall};
 use crate::backend::BackendError;
@@ -19,7 +27,7 @@ use serde_json::{json, Value};
 pub enum RouterKind {
     /// `gateway.networking.k8s.io/v1` HTTPRoute.
     Gateway,
-    /// `networking.istio.io/v1` VirtualService.
+    /// `networking.istio.io` VirtualService (version discovered).
     Istio,
 }
 
@@ -32,10 +40,18 @@ impl RouterKind {
         }
     }
 
+    /// The route kind at its default version (Istio: v1; see [`istio_version`]).
     pub fn resource(self) -> ApiResource {
-        let (group, version, kind, plural) = match self {
-            RouterKind::Gateway => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
-            RouterKind::Istio => ("networking.istio.io", "v1", "VirtualService", "virtualservices"),
+        match self {
+            RouterKind::Gateway => self.at_version("v1"),
+            RouterKind::Istio => self.at_version("v1"),
+        }
+    }
+
+    fn at_version(self, version: &str) -> ApiResource {
+        let (group, kind, plural) = match self {
+            RouterKind::Gateway => ("gateway.networking.k8s.io", "HTTPRoute", "httproutes"),
+            RouterKind::Istio => ("networking.istio.io", "VirtualService", "virtualservices"),
         };
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     }
@@ -58,15 +74,47 @@ pub struct Side {
 }
 
 impl Side {
-    fn matches(&self, kind: RouterKind, entry: &Value) -> bool {
+    /// `namespace`: the route's own, which qualifies Istio's short host names.
+    fn matches(&self, kind: RouterKind, entry: &Value, namespace: &str) -> bool {
         match kind {
             RouterKind::Gateway => entry["name"].as_str() == Some(self.service.as_str()),
-            RouterKind::Istio => match &self.subset {
-                Some(subset) => entry["destination"]["subset"].as_str() == Some(subset.as_str()),
-                None => entry["destination"]["host"].as_str() == Some(self.service.as_str()),
-            },
+            RouterKind::Istio => {
+                let host = entry["destination"]["host"].as_str().unwrap_or_default();
+                let same_host = fqdn(host, namespace) == fqdn(&self.service, namespace);
+                match &self.subset {
+                    // A subset names one side only together with its host (two
+                    // Services may both have a "canary" subset).
+                    Some(subset) => {
+                        entry["destination"]["subset"].as_str() == Some(subset.as_str())
+                            && (same_host || self.service.is_empty())
+                    }
+                    None => same_host && entry["destination"]["subset"].is_null(),
+                }
+            }
         }
     }
+}
+
+/// A Service host as Istio resolves it: `name` and `name.ns` are
+/// Kubernetes Services (`name.ns.svc.cluster.local`), `….svc` gets the
+/// cluster domain; anything else is already a full name.
+pub fn fqdn(host: &str, namespace: &str) -> String {
+    let host = host.trim_end_matches('.');
+    match host.split('.').count() {
+        1 => format!("{host}.{namespace}.svc.cluster.local"),
+        2 => format!("{host}.svc.cluster.local"),
+        _ if host.ends_with(".svc") => format!("{host}.cluster.local"),
+        _ => host.to_owned(),
+    }
+}
+
+/// The VirtualService version to use among those the API group serves.
+pub fn istio_version(served: &[&str]) -> Option<&'static str> {
+    ["v1", "v1beta1", "v1alpha3"].into_iter().find(|v| served.contains(v))
+}
+
+fn route_namespace(route: &Value) -> &str {
+    at(route, &["metadata", "namespace"]).as_str().unwrap_or("default")
 }
 
 /// The merge patch that gives the canary `canary_weight` % (stable the rest)
@@ -79,18 +127,19 @@ pub fn weight_patch(
     canary_weight: u8,
 ) -> Result<Value, String> {
     let (rules_key, refs_key) = kind.paths();
+    let ns = route_namespace(route);
     let mut rules = at(route, &["spec", rules_key]).as_array().cloned().unwrap_or_default();
     let weight = u64::from(canary_weight.min(100));
     let mut changed = 0;
     for rule in rules.iter_mut() {
         let Some(refs) = rule.get_mut(refs_key).and_then(Value::as_array_mut) else { continue };
-        if !(refs.iter().any(|r| stable.matches(kind, r)) && refs.iter().any(|r| canary.matches(kind, r))) {
+        if !(refs.iter().any(|r| stable.matches(kind, r, ns)) && refs.iter().any(|r| canary.matches(kind, r, ns))) {
             continue;
         }
         for entry in refs.iter_mut() {
-            if canary.matches(kind, entry) {
+            if canary.matches(kind, entry, ns) {
                 entry["weight"] = json!(weight);
-            } else if stable.matches(kind, entry) {
+            } else if stable.matches(kind, entry, ns) {
                 entry["weight"] = json!(100 - weight);
             }
         }
@@ -108,11 +157,12 @@ pub fn weight_patch(
 /// to its single destination.
 pub fn read_weight(kind: RouterKind, route: &Value, stable: &Side, canary: &Side) -> Option<u8> {
     let (rules_key, refs_key) = kind.paths();
+    let ns = route_namespace(route);
     let rules = at(route, &["spec", rules_key]).as_array()?;
     rules.iter().find_map(|rule| {
         let refs = rule[refs_key].as_array()?;
         let weight_of = |side: &Side| {
-            let entry = refs.iter().find(|r| side.matches(kind, r))?;
+            let entry = refs.iter().find(|r| side.matches(kind, r, ns))?;
             let default = match kind {
                 RouterKind::Gateway => 1,
                 RouterKind::Istio => u64::from(refs.len() == 1) * 100,
@@ -128,7 +178,10 @@ pub fn read_weight(kind: RouterKind, route: &Value, stable: &Side, canary: &Side
 /// A route object flightdeck sets weights on.
 pub struct Router {
     pub kind: RouterKind,
-    api: Api<DynamicObject>,
+    client: Client,
+    namespace: String,
+    /// The route's API, at the version the cluster serves (found once).
+    api: tokio::sync::OnceCell<(ApiResource, Api<DynamicObject>)>,
     route: String,
     pub stable: Side,
     pub canary: Side,
@@ -143,7 +196,8 @@ impl Router {
         stable: Side,
         canary: Side,
     ) -> Router {
-        Router { kind, api: dynamic_api(client, namespace, &kind.resource()), route, stable, canary }
+        let api = tokio::sync::OnceCell::new();
+        Router { kind, client: client.clone(), namespace: namespace.to_owned(), api, route, stable, canary }
     }
 
     /// "httproutes.gateway.networking.k8s.io/checkout".
@@ -151,8 +205,41 @@ impl Router {
         resource_name(&self.kind.resource(), &self.route)
     }
 
+    /// The route's API; for Istio the VirtualService version the API group serves.
+    async fn api(&self, site: &CallSite<'_>) -> Result<&Api<DynamicObject>, BackendError> {
+        let found = self
+            .api
+            .get_or_try_init(|| async {
+                let resource = match self.kind {
+                    RouterKind::Gateway => self.kind.resource(),
+                    RouterKind::Istio => self.kind.at_version(self.istio_served(site).await?),
+                };
+                let api = dynamic_api(&self.client, &self.namespace, &resource);
+                Ok::<_, BackendError>((resource, api))
+            })
+            .await?;
+        Ok(&found.1)
+    }
+
+    async fn istio_served(&self, site: &CallSite<'_>) -> Result<&'static str, BackendError> {
+        let request = http::Request::get("/apis/networking.istio.io")
+            .body(Vec::new())
+            .map_err(|e| site.error("get", "/apis/networking.istio.io", super::CallError::Transport(e.to_string())))?;
+        let group: Value = timed(self.client.request(request))
+            .await
+            .map_err(|e| site.error("get", "/apis/networking.istio.io (is Istio installed?)", e))?;
+        let served: Vec<&str> =
+            group["versions"].as_array().into_iter().flatten().filter_map(|v| v["version"].as_str()).collect();
+        istio_version(&served).ok_or_else(|| BackendError::Refused {
+            backend: site.backend.to_owned(),
+            action: format!("{} ({})", site.verb, self.what()),
+            detail: format!("networking.istio.io serves {served:?}, none of v1, v1beta1, v1alpha3"),
+        })
+    }
+
     async fn fetch(&self, site: &CallSite<'_>) -> Result<Value, BackendError> {
-        let route = timed(self.api.get(&self.route)).await.map_err(|e| site.error("get", &self.what(), e))?;
+        let api = self.api(site).await?;
+        let route = timed(api.get(&self.route)).await.map_err(|e| site.error("get", &self.what(), e))?;
         Ok(serde_json::to_value(route).unwrap_or(Value::Null))
     }
 
@@ -166,7 +253,7 @@ impl Router {
                 detail,
             }
         })?;
-        send_patch(&self.api, &self.route, &PatchCall::merge(body))
+        send_patch(self.api(site).await?, &self.route, &PatchCall::merge(body))
             .await
             .map_err(|e| site.error("patch", &self.what(), e))
     }
@@ -199,6 +286,37 @@ mod tests {
         assert_eq!(patch["spec"]["rules"][1], route["spec"]["rules"][1]);
         let err = weight_patch(RouterKind::Gateway, &route, &side("a"), &side("b"), 10).unwrap_err();
         assert_eq!(err, "no rule routes to both a and b");
+    }
+
+    #[test]
+    fn istio_hosts_match_short_names_and_fqdns_in_the_routes_namespace() {
+        // Regression: "checkout.prod.svc.cluster.local" against "checkout" gave "no rule routes to both".
+        let route = json!({"metadata": {"namespace": "prod", "resourceVersion": "1"}, "spec": {"http": [{"route": [
+            {"destination": {"host": "checkout-stable.prod.svc.cluster.local"}, "weight": 100},
+            {"destination": {"host": "checkout-canary.prod"}, "weight": 0},
+        ]}]}});
+        let patch = weight_patch(RouterKind::Istio, &route, &side("checkout-stable"), &side("checkout-canary"), 10);
+        let http = &patch.unwrap()["spec"]["http"][0]["route"];
+        assert_eq!((http[0]["weight"].as_u64(), http[1]["weight"].as_u64()), (Some(90), Some(10)));
+        // The same short name in another namespace is another Service.
+        let elsewhere = json!({"metadata": {"namespace": "prod"}, "spec": {"http": [{"route": [
+            {"destination": {"host": "checkout-stable.staging.svc.cluster.local"}},
+            {"destination": {"host": "checkout-canary"}},
+        ]}]}});
+        assert!(weight_patch(RouterKind::Istio, &elsewhere, &side("checkout-stable"), &side("checkout-canary"), 10)
+            .is_err());
+        assert_eq!(fqdn("web", "prod"), "web.prod.svc.cluster.local");
+        assert_eq!(fqdn("web.shop", "prod"), "web.shop.svc.cluster.local");
+        assert_eq!(fqdn("web.shop.svc", "prod"), "web.shop.svc.cluster.local");
+        assert_eq!(fqdn("api.example.com", "prod"), "api.example.com");
+    }
+
+    #[test]
+    fn the_newest_served_istio_version_is_used() {
+        assert_eq!(istio_version(&["v1alpha3", "v1beta1", "v1"]), Some("v1"));
+        assert_eq!(istio_version(&["v1alpha3", "v1beta1"]), Some("v1beta1"));
+        assert_eq!(istio_version(&["v1alpha3"]), Some("v1alpha3"));
+        assert_eq!(istio_version(&["v2"]), None);
     }
 
     #[test]

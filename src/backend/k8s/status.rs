@@ -8,6 +8,11 @@
 //! stage (how many `setWeight` steps have been reached, minus one), so a plan
 //! whose stages mirror the Rollout's `setWeight` steps shows the same stage;
 //! the raw `status.currentStepIndex` is kept in [`RolloutView::step_index`].
+//!
+//! Weights: `setWeight` and the traffic router's `status.canary.weights` are
+//! in units of `spec.strategy.canary.trafficRouting.maxTrafficWeight`
+//! (default 100), as in Argo's rollout/trafficrouting.go; the cockpit shows
+//! percent.
 
 use super::at;
 use flightdeck_core::rollout::{NativeStatus, Observation};
@@ -21,11 +26,13 @@ pub struct RolloutView {
     pub canary_weight: u8,
     /// Weight stage (see the module doc).
     pub stage: usize,
-    /// Argo's `status.currentStepIndex` (canary only).
+    /// Argo's `status.currentStepIndex` (canary with steps only).
     pub step_index: Option<usize>,
     pub steps: usize,
     /// The current background or step analysis run and its status ("Failed: metric…").
     pub analysis: Option<String>,
+    /// The Rollout's `rollout.argoproj.io/revision` (the plugin's "Revision").
+    pub revision: Option<String>,
 }
 
 impl RolloutView {
@@ -35,12 +42,15 @@ impl RolloutView {
             native_stage: Some(self.stage),
             native_status: Some(self.status.clone()),
             native_detail: self.detail(),
+            native_revision: self.revision.as_ref().map(|r| format!("revision {r}")),
         }
     }
 
-    /// Argo's step and analysis run in words, for the cockpit's header.
+    /// Argo's step and analysis run in words, for the cockpit's header. The
+    /// step reads `i/n` as `kubectl argo rollouts get` shows it (steps done
+    /// of steps), and not at all for a canary without steps.
     fn detail(&self) -> Option<String> {
-        let step = self.step_index.map(|i| format!("step {}/{}", (i + 1).min(self.steps.max(1)), self.steps));
+        let step = self.step_index.map(|i| format!("step {}/{}", i.min(self.steps), self.steps));
         let analysis = self.analysis.as_ref().map(|a| format!("analysis {a}"));
         let parts: Vec<String> = step.into_iter().chain(analysis).collect();
         (!parts.is_empty()).then(|| parts.join(" · "))
@@ -50,7 +60,7 @@ impl RolloutView {
 /// Reads a Rollout object (as JSON).
 pub fn view(rollout: &Value) -> RolloutView {
     let steps = canary_steps(rollout);
-    let step_index = if is_canary(rollout) { Some(current_step_index(rollout)) } else { None };
+    let step_index = (is_canary(rollout) && !steps.is_empty()).then(|| current_step_index(rollout));
     RolloutView {
         status: native_status(rollout),
         canary_weight: canary_weight(rollout),
@@ -58,6 +68,7 @@ pub fn view(rollout: &Value) -> RolloutView {
         step_index,
         steps: steps.len(),
         analysis: analysis(rollout),
+        revision: at(rollout, &["metadata", "annotations", "rollout.argoproj.io/revision"]).as_str().map(str::to_owned),
     }
 }
 
@@ -109,7 +120,7 @@ pub fn native_status(ro: &Value) -> NativeStatus {
     match text(&status["phase"]) {
         "Healthy" => NativeStatus::Healthy,
         "Progressing" => NativeStatus::Progressing,
-        "Paused" => NativeStatus::Paused { reason: paused_reason(ro) },
+        "Paused" => NativeStatus::Paused { reason: paused_reason(ro), step: pause_step(ro) },
         "Degraded" => NativeStatus::Degraded { message: text(&status["message"]).to_owned() },
         _ => client_side_status(ro),
     }
@@ -136,6 +147,20 @@ fn paused_reason(ro: &Value) -> String {
         Some(reason) if !reason.is_empty() => reason,
         _ => text(at(ro, &["status", "message"])).to_owned(),
     }
+}
+
+/// The canary pause step (1-based) that holds the rollout, when only that
+/// holds it: `spec.paused` is not set (a resume would clear a user's pause)
+/// and a `CanaryPauseStep` condition is there. Only a promote moves it on
+/// (since v0.6 the plugin has no resume verb: promote.go resumes).
+fn pause_step(ro: &Value) -> Option<usize> {
+    if flag(at(ro, &["spec", "paused"])) || !is_canary(ro) {
+        return None;
+    }
+    let conditions = at(ro, &["status", "pauseConditions"]).as_array()?;
+    let by_step = conditions.iter().any(|c| text(&c["reason"]) == "CanaryPauseStep");
+    let index = current_step_index(ro);
+    (by_step && index < canary_steps(ro).len()).then_some(index + 1)
 }
 
 fn abort_message(ro: &Value) -> String {
@@ -165,7 +190,7 @@ fn client_side_status(ro: &Value) -> NativeStatus {
     }
     let paused = flag(at(ro, &["spec", "paused"]));
     if paused || at(ro, &["status", "pauseConditions"]).as_array().is_some_and(|p| !p.is_empty()) {
-        return NativeStatus::Paused { reason: paused_reason(ro) };
+        return NativeStatus::Paused { reason: paused_reason(ro), step: pause_step(ro) };
     }
     let count = |key: &str| at(ro, &["status", key]).as_i64().unwrap_or(0);
     let desired = at(ro, &["spec", "replicas"]).as_i64().unwrap_or(1);
@@ -196,14 +221,13 @@ pub(crate) fn fully_promoted(ro: &Value) -> bool {
 }
 
 /// Percent of traffic on the canary: the weight the traffic router reports
-/// when there is one, otherwise the current step's `setWeight`.
+/// when there is one, otherwise the current step's `setWeight` (Argo's
+/// `GetCurrentSetWeight`), both in units of `maxTrafficWeight`. A fully
+/// promoted rollout is at 100 % whatever the router last wrote (Argo sets
+/// `weights.canary.weight` to 0 once the canary has become stable).
 pub fn canary_weight(ro: &Value) -> u8 {
     if flag(at(ro, &["status", "abort"])) {
         return 0;
-    }
-    let routed = at(ro, &["status", "canary", "weights", "canary", "weight"]).as_u64();
-    if let Some(w) = routed {
-        return w.min(100) as u8;
     }
     if is_blue_green(ro) {
         let switched = !current_hash(ro).is_empty()
@@ -213,12 +237,39 @@ pub fn canary_weight(ro: &Value) -> u8 {
     if fully_promoted(ro) {
         return 100;
     }
+    let routed = at(ro, &["status", "canary", "weights", "canary", "weight"]).as_u64();
+    if let Some(w) = routed {
+        return percent(ro, w);
+    }
     let steps = canary_steps(ro);
+    if steps.is_empty() {
+        return replica_share(ro);
+    }
     let index = current_step_index(ro);
     if index >= steps.len() {
         return 100;
     }
-    steps[..=index].iter().rev().find_map(|s| s["setWeight"].as_u64()).map_or(0, |w| w.min(100) as u8)
+    steps[..=index].iter().rev().find_map(|s| s["setWeight"].as_u64()).map_or(0, |w| percent(ro, w))
+}
+
+/// `spec.strategy.canary.trafficRouting.maxTrafficWeight`, 100 when unset.
+pub fn max_traffic_weight(ro: &Value) -> u64 {
+    let max = at(ro, &["spec", "strategy", "canary", "trafficRouting", "maxTrafficWeight"]).as_u64();
+    max.filter(|m| *m > 0).unwrap_or(100)
+}
+
+/// A weight in units of `maxTrafficWeight` as whole percent (rounded).
+fn percent(ro: &Value, weight: u64) -> u8 {
+    let max = max_traffic_weight(ro);
+    ((weight.min(max) * 100 + max / 2) / max) as u8
+}
+
+/// A canary without steps rolls like a Deployment: the true split is the
+/// share of updated replicas.
+fn replica_share(ro: &Value) -> u8 {
+    let count = |key: &str| at(ro, &["status", key]).as_u64().unwrap_or(0);
+    let desired = at(ro, &["spec", "replicas"]).as_u64().unwrap_or(1).max(1);
+    ((count("updatedReplicas").min(desired) * 100 + desired / 2) / desired) as u8
 }
 
 /// Index of the current weight stage (see the module doc).
@@ -232,7 +283,8 @@ pub fn weight_stage(ro: &Value) -> usize {
     if index >= steps.len() || fully_promoted(ro) {
         // Past the last step: the final 100 % stage (the core adds one when the
         // last setWeight is below 100).
-        return if weights.last().is_some_and(|w| *w >= 100) { weights.len() - 1 } else { weights.len() };
+        let full = max_traffic_weight(ro);
+        return if weights.last().is_some_and(|w| *w >= full) { weights.len() - 1 } else { weights.len() };
     }
     let reached = steps[..=index].iter().filter(|s| s["setWeight"].is_u64()).count();
     reached.saturating_sub(1)

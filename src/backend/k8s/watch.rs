@@ -18,6 +18,9 @@ use tokio::task::JoinHandle;
 pub struct WatchHealth {
     /// The error of the last attempt, cleared by the next event that arrives.
     pub trouble: Option<String>,
+    /// The API server's status code of that error, when it answered one
+    /// (403: RBAC forbids the watch; no retry will fix that).
+    pub trouble_code: Option<u16>,
     /// Errors seen so far (each one retried).
     pub errors: u64,
     /// Events applied to the store so far.
@@ -74,6 +77,7 @@ where
         let Ok(mut h) = health.lock() else { return };
         match item {
             Ok(_) => {
+                h.trouble_code = None;
                 if h.trouble.take().is_some() {
                     tracing::info!("watch of {label} is back");
                 }
@@ -84,8 +88,20 @@ where
                 tracing::warn!("watch of {label} interrupted: {message}; retrying with backoff");
                 h.errors += 1;
                 h.trouble = Some(message);
+                h.trouble_code = code(&e);
             }
         }
+    }
+}
+
+/// The HTTP status the API server answered, if it did.
+fn code(e: &watcher::Error) -> Option<u16> {
+    match e {
+        watcher::Error::WatchError(status) => Some(status.code),
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        _ => None,
     }
 }
 

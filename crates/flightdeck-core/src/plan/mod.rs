@@ -200,12 +200,14 @@ pub enum BackendKind {
     ArgoRollouts,
     Deployment,
     Ecs,
+    /// Flagger (`flagger.app` Canary), observed.
+    Flagger,
 }
 
 impl BackendKind {
     /// Every backend name accepted in a plan, for error messages.
     pub const NAMES: &'static [&'static str] =
-        &["sim", "haproxy", "envoy", "nginx", "argo-rollouts", "deployment", "ecs"];
+        &["sim", "haproxy", "envoy", "nginx", "argo-rollouts", "deployment", "ecs", "flagger"];
 
     /// The parameters a target of this backend must set.
     pub fn required_params(self) -> &'static [&'static str] {
@@ -217,6 +219,7 @@ impl BackendKind {
             BackendKind::ArgoRollouts => &["namespace", "rollout"],
             BackendKind::Deployment => &["namespace", "stable_deployment", "canary_deployment"],
             BackendKind::Ecs => &["cluster", "service"],
+            BackendKind::Flagger => &["namespace", "canary"],
         }
     }
 
@@ -224,7 +227,7 @@ impl BackendKind {
     /// it (ECS by default; see [`Target::control`]).
     pub fn control(self) -> Control {
         match self {
-            BackendKind::ArgoRollouts | BackendKind::Ecs => Control::Observed,
+            BackendKind::ArgoRollouts | BackendKind::Ecs | BackendKind::Flagger => Control::Observed,
             _ => Control::Driven,
         }
     }
@@ -246,6 +249,7 @@ impl BackendKind {
             BackendKind::ArgoRollouts => "argo-rollouts",
             BackendKind::Deployment => "deployment",
             BackendKind::Ecs => "ecs",
+            BackendKind::Flagger => "flagger",
         }
     }
 }
@@ -455,7 +459,7 @@ impl Plan {
 impl BackendKind {
     /// The backend with this plan name (one of [`BackendKind::NAMES`]).
     pub fn parse(name: &str) -> Option<BackendKind> {
-        const ALL: [BackendKind; 7] = [
+        const ALL: [BackendKind; 8] = [
             BackendKind::Sim,
             BackendKind::Haproxy,
             BackendKind::Envoy,
@@ -463,6 +467,7 @@ impl BackendKind {
             BackendKind::ArgoRollouts,
             BackendKind::Deployment,
             BackendKind::Ecs,
+            BackendKind::Flagger,
         ];
         ALL.into_iter().find(|b| b.name() == name)
     }
