@@ -9,7 +9,7 @@
 //! mouse = false                          # no mouse capture: the terminal's text selection works
 //! ```
 
-use flightdeck_core::line_col;
+use flightdeck_core::TomlFile;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -45,10 +45,8 @@ impl Config {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Config, String> {
-        toml::from_str::<Config>(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-            format!("{file}:{line}:{column}: {}", e.message())
-        })
+        let config = TomlFile::parse(file, text, "config").and_then(|toml| toml.deserialize());
+        config.map_err(|e| e.to_string())
     }
 
     /// Who acts: the configured name, else the login name.
@@ -64,7 +62,7 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_file_and_line() {
         let err = Config::parse("config.toml", "theme = \"light\"\ncolour = 3\n").unwrap_err();
-        assert!(err.starts_with("config.toml:2:1: unknown field `colour`"), "{err}");
+        assert!(err.starts_with("config.toml:2:1: colour: unknown key `colour`, expected one of"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::files::{TextError, NOT_UTF8};
 use crate::metrics::MetricsSource;
 use crate::ui::theme::{ColorMode, Theme};
 use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use flightdeck_core::TomlFile;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -222,44 +222,9 @@ fn param_error(file: &str, text: &str, key: &str, message: &str) -> BadInput {
 }
 
 /// Where the value at a path of keys is in a plan's text (`None` when it
-/// is not there). Only that path is read; everything else is skipped.
+/// is not there).
 fn locate(text: &str, path: &[&str]) -> Option<Range<usize>> {
-    Find(path).deserialize(toml::Deserializer::new(text)).ok().flatten()
-}
-
-/// Looks for the value at a path of keys, table by table.
-struct Find<'a>(&'a [&'a str]);
-
-impl<'de> DeserializeSeed<'de> for Find<'_> {
-    type Value = Option<Range<usize>>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.0.is_empty() {
-            let value: toml::Spanned<IgnoredAny> = serde::Deserialize::deserialize(d)?;
-            return Ok(Some(value.span()));
-        }
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Find<'_> {
-    type Value = Option<Range<usize>>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a table")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.0[0] {
-                found = map.next_value_seed(Find(&self.0[1..]))?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
+    TomlFile::parse("", text, "plan").ok()?.span_of(path)
 }
 
 /// A proxy is both the backend and, by default, the metrics source.

@@ -40,14 +40,12 @@
 
 use crate::files::{TextError, NOT_UTF8};
 use crate::ui::action::Action;
-use flightdeck_core::line_col;
+use flightdeck_core::toml_file::{Node, TomlError, TomlFile, Value};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
-use tree::{Key, Node, Value};
 
 /// Shipped keymaps by name, with the file name their errors cite.
 const SHIPPED: &[(&str, &str, &str)] = &[
@@ -294,7 +292,7 @@ impl Keymap {
     pub fn load(name: &str, config_dir: &Path) -> Result<Keymap, KeymapError> {
         let Some((_, file, text)) = SHIPPED.iter().find(|(n, _, _)| *n == name) else {
             let message = format!("no shipped keymap named `{name}`; shipped: {}", shipped_names().join(", "));
-            return Err(KeymapError::whole_file(&format!("keymaps/{name}.toml"), message));
+            return Err(whole_file(&format!("keymaps/{name}.toml"), message));
         };
         let keymap = Keymap::parse(file, text)?;
         let user = config_dir.join(USER_FILE);
@@ -302,7 +300,7 @@ impl Keymap {
         match crate::files::read_text(&user) {
             Ok(text) => keymap.with_overrides(&user_name, &text),
             Err(TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(keymap),
-            Err(TextError::Io(e)) => Err(KeymapError::whole_file(&user_name, format!("cannot read the file: {e}"))),
+            Err(TextError::Io(e)) => Err(whole_file(&user_name, format!("cannot read the file: {e}"))),
             Err(TextError::NotUtf8 { line, column }) => {
                 let (file, field, message) = (user_name, "keymap".to_owned(), NOT_UTF8.to_owned());
                 Err(KeymapError { file, line, column, field, message })
@@ -318,7 +316,7 @@ impl Keymap {
     /// Layers the file `text` on top of this keymap: per layer, `keymap`
     /// replaces, `prepend_keymap` goes first and `append_keymap` last.
     pub fn with_overrides(mut self, file: &str, text: &str) -> Result<Keymap, KeymapError> {
-        let overlay = Reader { file, text }.document()?;
+        let overlay = Reader { toml: TomlFile::parse(file, text, "keymap")? }.document()?;
         for (layer, edit) in Layer::ALL.iter().map(|(l, _)| *l).zip(overlay) {
             let slot = &mut self.layers[layer.index()];
             let base = edit.replace.unwrap_or_else(|| std::mem::take(slot));
@@ -425,24 +423,10 @@ impl KeySequence {
 }
 
 /// A keymap file that could not be read, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
-pub struct KeymapError {
-    pub file: String,
-    /// 1-based line of the offending value (or key).
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-    /// Path of the field ("cockpit.keymap[3].on"), "keymap" for the file.
-    pub field: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
+pub type KeymapError = TomlError;
 
-impl KeymapError {
-    fn whole_file(file: &str, message: String) -> Self {
-        KeymapError { file: file.to_string(), line: 1, column: 1, field: "keymap".to_string(), message }
-    }
+fn whole_file(file: &str, message: String) -> KeymapError {
+    TomlError::whole_file(file, "keymap", message)
 }
 
 /// The sections of a layer table.
@@ -483,41 +467,37 @@ const ENTRY_EXAMPLE: &str = "{ on = \"p\", run = \"pause\", desc = \"Pause / res
 /// Turns the TOML tree of one file into layer edits; knows the file and
 /// its text so that every error gets its position.
 struct Reader<'a> {
-    file: &'a str,
-    text: &'a str,
+    toml: TomlFile<'a>,
 }
 
 impl Reader<'_> {
     fn error(&self, span: Option<&Range<usize>>, field: &str, message: impl Into<String>) -> KeymapError {
-        let (line, column) = span.map_or((1, 1), |s| line_col(self.text, s.start));
-        let (file, field, message) = (self.file.to_string(), field.to_string(), message.into());
-        KeymapError { file, line, column, field, message }
+        self.toml.error(span, field, message)
     }
 
     fn line(&self, span: Option<&Range<usize>>) -> usize {
-        span.map_or(1, |s| line_col(self.text, s.start).0)
+        self.toml.line(span)
     }
 
     fn document(&self) -> Checked<[LayerEdit; 4]> {
-        let root = Value::deserialize(toml::Deserializer::new(self.text))
-            .map_err(|e| self.error(e.span().as_ref(), "keymap", humanize(e.message())))?;
+        let root = self.toml.tree();
         let mut edits: [LayerEdit; 4] = Default::default();
-        for (key, node) in root.entries() {
+        for (key, node) in root.value.entries() {
             let Some(layer) = Layer::from_name(&key.name) else {
                 let allowed = Layer::ALL.map(|(_, n)| n).join(", ");
                 let message = format!("unknown layer `{}`; expected one of: {allowed}", key.name);
-                return Err(self.error(key.span.as_ref(), &key.name, message));
+                return Err(self.error(Some(&key.span), &key.name, message));
             };
-            self.layer(layer, key, node, &mut edits[layer.index()])?;
+            self.layer(layer, node, &mut edits[layer.index()])?;
         }
         Ok(edits)
     }
 
-    fn layer(&self, layer: Layer, key: &Key, node: &Node, edit: &mut LayerEdit) -> Checked<()> {
+    fn layer(&self, layer: Layer, node: &Node, edit: &mut LayerEdit) -> Checked<()> {
         let Value::Table(sections) = &node.value else {
             let message =
                 format!("expected a table of keymap, prepend_keymap, append_keymap; found {}", node.value.kind());
-            return Err(self.error(node.span.as_ref().or(key.span.as_ref()), layer.name(), message));
+            return Err(self.error(Some(&node.span), layer.name(), message));
         };
         let mut seen = Vec::new();
         for (key, node) in sections {
@@ -525,9 +505,9 @@ impl Reader<'_> {
             let Some(section) = Section::from_name(&key.name) else {
                 let allowed = Section::NAMES.map(|(_, n)| n).join(", ");
                 let message = format!("unknown key `{}`; expected one of: {allowed}", key.name);
-                return Err(self.error(key.span.as_ref(), &path, message));
+                return Err(self.error(Some(&key.span), &path, message));
             };
-            let bindings = self.section(layer, &path, key, node, &mut seen)?;
+            let bindings = self.section(layer, &path, node, &mut seen)?;
             match section {
                 Section::Keymap => edit.replace = Some(bindings),
                 Section::Prepend => edit.prepend = bindings,
@@ -538,8 +518,8 @@ impl Reader<'_> {
     }
 
     /// One `keymap = [...]` array; `seen` holds the layer's earlier entries.
-    fn section(&self, layer: Layer, path: &str, key: &Key, node: &Node, seen: &mut Vec<Seen>) -> Checked<Vec<Binding>> {
-        let at = node.span.as_ref().or(key.span.as_ref());
+    fn section(&self, layer: Layer, path: &str, node: &Node, seen: &mut Vec<Seen>) -> Checked<Vec<Binding>> {
+        let at = Some(&node.span);
         let Value::Array(entries) = &node.value else {
             let message = format!("expected an array of entries like {ENTRY_EXAMPLE}; found {}", node.value.kind());
             return Err(self.error(at, path, message));
@@ -547,7 +527,7 @@ impl Reader<'_> {
         let mut bindings = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let path = format!("{path}[{i}]");
-            let (binding, on_span) = self.entry(&path, entry, at)?;
+            let (binding, on_span) = self.entry(&path, entry)?;
             self.check_reserved(layer, &format!("{path}.on"), &binding, on_span.as_ref())?;
             self.check_conflicts(layer, &format!("{path}.on"), &binding.keys, on_span.as_ref(), seen)?;
             seen.push(Seen { keys: binding.keys.clone(), line: self.line(on_span.as_ref()) });
@@ -557,9 +537,9 @@ impl Reader<'_> {
     }
 
     /// One `{ on, run, desc }` entry, with the span of its `on` value.
-    fn entry(&self, path: &str, node: &Node, outer: Option<&Range<usize>>) -> Checked<(Binding, Option<Range<usize>>)> {
-        // A table TOML creates implicitly has no span; point at the array then.
-        let at = node.span.as_ref().or(outer);
+    fn entry(&self, path: &str, node: &Node) -> Checked<(Binding, Option<Range<usize>>)> {
+        // A table TOML only implies has the span of the array around it.
+        let at = Some(&node.span);
         let Value::Table(fields) = &node.value else {
             let message = format!("expected an entry like {ENTRY_EXAMPLE}; found {}", node.value.kind());
             return Err(self.error(at, path, message));
@@ -567,14 +547,14 @@ impl Reader<'_> {
         let (mut on, mut run, mut desc) = (None, None, None);
         for (key, value) in fields {
             let field = format!("{path}.{}", key.name);
-            let value_at = value.span.as_ref().or(key.span.as_ref());
+            let value_at = Some(&value.span);
             match key.name.as_str() {
                 "on" => on = Some((self.keys(&field, value, value_at)?, value_at.cloned())),
                 "run" => run = Some(self.action(&field, value, value_at)?),
                 "desc" => desc = Some(self.text(&field, value, value_at)?),
                 other => {
                     let message = format!("unknown key `{other}`; expected one of: on, run, desc");
-                    return Err(self.error(key.span.as_ref(), &field, message));
+                    return Err(self.error(Some(&key.span), &field, message));
                 }
             }
         }
@@ -599,7 +579,7 @@ impl Reader<'_> {
                 .iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    let (field, at) = (format!("{field}[{i}]"), item.span.as_ref().or(at));
+                    let (field, at) = (format!("{field}[{i}]"), Some(&item.span));
                     match &item.value {
                         Value::Str(name) => self.key(&field, name, at),
                         other => Err(self.error(at, &field, format!("expected a key name; found {}", other.kind()))),
@@ -676,207 +656,6 @@ impl Reader<'_> {
             )
         };
         Err(self.error(at, field, message))
-    }
-}
-
-/// TOML messages span several lines; errors are one line.
-fn humanize(message: &str) -> String {
-    message.trim().replace('\n', "; ")
-}
-
-/// A loose TOML tree that keeps spans and document order, so that every
-/// check (unknown keys, wrong types, missing fields) is ours and can name
-/// its field and position, rather than a serde message without a path.
-mod tree {
-    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-    use std::fmt;
-    use std::ops::Range;
-
-    // How `toml::Spanned` asks the TOML deserializer for a span. We ask the
-    // same way, but unlike `Spanned` we accept values TOML has no span for
-    // (tables it creates implicitly, e.g. `cockpit` in `[[cockpit.keymap]]`).
-    const SPANNED_NAME: &str = "$__serde_spanned_private_Spanned";
-    const START_FIELD: &str = "$__serde_spanned_private_start";
-    const END_FIELD: &str = "$__serde_spanned_private_end";
-    const VALUE_FIELD: &str = "$__serde_spanned_private_value";
-    // How TOML hands a datetime to `deserialize_any`.
-    const DATETIME_FIELD: &str = "$__toml_private_datetime";
-
-    /// A value and the bytes it was written at, when TOML knows them.
-    pub struct Node {
-        pub span: Option<Range<usize>>,
-        pub value: Value,
-    }
-
-    /// A key of a table.
-    pub struct Key {
-        pub name: String,
-        pub span: Option<Range<usize>>,
-    }
-
-    pub enum Value {
-        Str(String),
-        Array(Vec<Node>),
-        /// Entries in document order.
-        Table(Vec<(Key, Node)>),
-        /// Integers, floats, booleans, datetimes: never valid in a keymap,
-        /// so only their kind is kept for messages.
-        Other(&'static str),
-    }
-
-    impl Value {
-        /// The entries of a table; nothing for other values.
-        pub fn entries(&self) -> impl Iterator<Item = &(Key, Node)> {
-            match self {
-                Value::Table(entries) => entries.iter(),
-                _ => [].iter(),
-            }
-        }
-
-        /// What the value is, for "found …" in messages.
-        pub fn kind(&self) -> &'static str {
-            match self {
-                Value::Str(_) => "a string",
-                Value::Array(_) => "an array",
-                Value::Table(_) => "a table",
-                Value::Other(kind) => kind,
-            }
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Node {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
-            d.deserialize_struct(SPANNED_NAME, &[START_FIELD, END_FIELD, VALUE_FIELD], NodeVisitor)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Value {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(ValueVisitor)
-        }
-    }
-
-    /// Reads a span map if TOML gives one, else the bare value.
-    struct NodeVisitor;
-
-    impl NodeVisitor {
-        fn bare<E>(value: Result<Value, E>) -> Result<Node, E> {
-            value.map(|value| Node { span: None, value })
-        }
-    }
-
-    impl<'de> Visitor<'de> for NodeVisitor {
-        type Value = Node;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("any TOML value")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-            let first: Option<Key> = map.next_key()?;
-            if !first.as_ref().is_some_and(|k| k.span.is_none() && k.name == START_FIELD) {
-                return NodeVisitor::bare(table(first, map));
-            }
-            let start: usize = map.next_value()?;
-            map.next_key::<Key>()?; // END_FIELD
-            let end: usize = map.next_value()?;
-            map.next_key::<Key>()?; // VALUE_FIELD
-            let value: Value = map.next_value()?;
-            Ok(Node { span: Some(start..end), value })
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Node, A::Error> {
-            NodeVisitor::bare(ValueVisitor.visit_seq(seq))
-        }
-
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Node, E> {
-            NodeVisitor::bare(ValueVisitor.visit_str(v))
-        }
-
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Node, E> {
-            NodeVisitor::bare(Ok(Value::Other("a boolean")))
-        }
-
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Node, E> {
-            NodeVisitor::bare(Ok(Value::Other("an integer")))
-        }
-
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Node, E> {
-            NodeVisitor::bare(Ok(Value::Other("an integer")))
-        }
-
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Node, E> {
-            NodeVisitor::bare(Ok(Value::Other("a float")))
-        }
-    }
-
-    struct ValueVisitor;
-
-    impl<'de> Visitor<'de> for ValueVisitor {
-        type Value = Value;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("any TOML value")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let first = map.next_key()?;
-            table(first, map)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut items = Vec::new();
-            while let Some(item) = seq.next_element()? {
-                items.push(item);
-            }
-            Ok(Value::Array(items))
-        }
-
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
-            Ok(Value::Str(v.to_string()))
-        }
-
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Value, E> {
-            Ok(Value::Other("a boolean"))
-        }
-
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Value, E> {
-            Ok(Value::Other("an integer"))
-        }
-
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Value, E> {
-            Ok(Value::Other("an integer"))
-        }
-
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Value, E> {
-            Ok(Value::Other("a float"))
-        }
-    }
-
-    /// The rest of a table whose first key was already read.
-    fn table<'de, A: MapAccess<'de>>(first: Option<Key>, mut map: A) -> Result<Value, A::Error> {
-        if first.as_ref().is_some_and(|k| k.name == DATETIME_FIELD) {
-            map.next_value::<serde::de::IgnoredAny>()?;
-            return Ok(Value::Other("a datetime"));
-        }
-        let mut entries = Vec::new();
-        let mut key = first;
-        while let Some(k) = key {
-            entries.push((k, map.next_value()?));
-            key = map.next_key()?;
-        }
-        Ok(Value::Table(entries))
-    }
-
-    impl<'de> Deserialize<'de> for Key {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-            let node = Node::deserialize(d)?;
-            let name = match node.value {
-                Value::Str(name) => name,
-                _ => String::new(), // TOML keys are always strings
-            };
-            Ok(Key { name, span: node.span })
-        }
     }
 }
 

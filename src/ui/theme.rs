@@ -72,12 +72,10 @@
 //! keeps modifiers (the shipped `mono` theme is designed for that mode).
 
 use crate::files::{TextError, NOT_UTF8};
-use flightdeck_core::line_col;
+use flightdeck_core::toml_file::{line_col, toml_key, Key, Node, TomlError, TomlFile, Value};
 use ratatui::style::{Color, Modifier, Style};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
@@ -268,19 +266,7 @@ pub struct Theme {
 }
 
 /// A theme file that could not be used, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
-pub struct ThemeError {
-    pub file: String,
-    /// 1-based line of the offending key or value (1 when there is no file).
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-    /// The field path (`"verdict.fail".fg`), or `theme` for the whole file.
-    pub field: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
+pub type ThemeError = TomlError;
 
 impl Theme {
     /// Shipped themes (embedded from `themes/*.toml`) overridden by user
@@ -433,7 +419,7 @@ fn valid_name(name: &str) -> bool {
 
 /// An error about a whole file (no position to point at).
 fn file_error(file: String, message: String) -> ThemeError {
-    ThemeError { file, line: 1, column: 1, field: "theme".to_owned(), message }
+    TomlError::whole_file(&file, "theme", message)
 }
 
 // ---- one file, checked but not yet resolved -----------------------------
@@ -491,7 +477,7 @@ impl Source {
             scopes: Vec::new(),
         };
         for (key, value) in &entries {
-            match key.get_ref().as_str() {
+            match key.name.as_str() {
                 "inherits" => file.inherits = Some(text.string(value, "inherits")?),
                 "palette" => file.palette = text.palette(value)?,
                 "symbols" => file.symbols = text.symbols(value)?,
@@ -503,7 +489,7 @@ impl Source {
 }
 
 /// Entries of a TOML table, keys and values with their byte spans.
-type Entries = Vec<(Spot<String>, Spot<Node>)>;
+type Entries = Vec<(Key, Node)>;
 
 /// The file being checked, to turn byte spans into errors.
 struct FileText<'a> {
@@ -517,44 +503,37 @@ impl FileText<'_> {
         Origin { file: self.label.to_owned(), line, column, field: field.to_owned() }
     }
 
-    fn error<T>(&self, at: &Spot<T>, field: &str, message: impl Into<String>) -> ThemeError {
-        self.origin(at.span(), field).error(message)
+    fn error(&self, at: &Range<usize>, field: &str, message: impl Into<String>) -> ThemeError {
+        self.origin(at.clone(), field).error(message)
     }
 
     fn document(&self) -> Result<Entries, ThemeError> {
-        match toml::from_str::<Node>(self.text) {
-            Ok(Node::Table(mut entries)) => {
-                fill_spans(&mut entries, &(0..0));
-                Ok(entries)
-            }
-            Ok(_) => unreachable!("a TOML document is a table"),
-            Err(e) => {
-                let message = e.message().trim().replace('\n', "; ");
-                Err(self.origin(e.span().unwrap_or(0..0), "theme").error(message))
-            }
+        match TomlFile::parse(self.label, self.text, "theme")?.tree().value {
+            Value::Table(entries) => Ok(entries),
+            _ => unreachable!("a TOML document is a table"),
         }
     }
 
-    fn table<'n>(&self, value: &'n Spot<Node>, field: &str) -> Result<&'n Entries, ThemeError> {
-        match value.get_ref() {
-            Node::Table(entries) => Ok(entries),
-            other => Err(self.error(value, field, format!("expected a table, found {}", other.kind()))),
+    fn table<'n>(&self, value: &'n Node, field: &str) -> Result<&'n Entries, ThemeError> {
+        match &value.value {
+            Value::Table(entries) => Ok(entries),
+            other => Err(self.error(&value.span, field, format!("expected a table, found {}", other.kind()))),
         }
     }
 
-    fn string(&self, value: &Spot<Node>, field: &str) -> Result<Located<String>, ThemeError> {
-        match value.get_ref() {
-            Node::Str(s) => Ok(Located { value: s.clone(), at: self.origin(value.span(), field) }),
-            other => Err(self.error(value, field, format!("expected a string, found {}", other.kind()))),
+    fn string(&self, value: &Node, field: &str) -> Result<Located<String>, ThemeError> {
+        match &value.value {
+            Value::Str(s) => Ok(Located { value: s.clone(), at: self.origin(value.span.clone(), field) }),
+            other => Err(self.error(&value.span, field, format!("expected a string, found {}", other.kind()))),
         }
     }
 
-    fn palette(&self, value: &Spot<Node>) -> Result<Vec<(String, Color)>, ThemeError> {
+    fn palette(&self, value: &Node) -> Result<Vec<(String, Color)>, ThemeError> {
         let mut palette = Vec::new();
         for (key, value) in self.table(value, "palette")? {
-            let field = format!("palette.{}", toml_key(key.get_ref()));
-            if key.get_ref().contains('.') || matches!(value.get_ref(), Node::Table(_)) {
-                return Err(self.error(key, &field, format!("a palette entry cannot be a scope; {MISPLACED}")));
+            let field = format!("palette.{}", toml_key(&key.name));
+            if key.name.contains('.') || matches!(&value.value, Value::Table(_)) {
+                return Err(self.error(&key.span, &field, format!("a palette entry cannot be a scope; {MISPLACED}")));
             }
             let colour = self.string(value, &field)?;
             let parsed = parse_hex(&colour)?.or_else(|| ansi_color(&colour.value)).ok_or_else(|| {
@@ -562,22 +541,22 @@ impl FileText<'_> {
                     .at
                     .error(format!("unknown colour `{}`; palette entries are \"#rrggbb\" or {ANSI_HINT}", colour.value))
             })?;
-            palette.push((key.get_ref().clone(), parsed));
+            palette.push((key.name.clone(), parsed));
         }
         Ok(palette)
     }
 
-    fn symbols(&self, value: &Spot<Node>) -> Result<Vec<(String, String)>, ThemeError> {
+    fn symbols(&self, value: &Node) -> Result<Vec<(String, String)>, ThemeError> {
         let mut symbols = Vec::new();
         for (key, value) in self.table(value, "symbols")? {
-            let name = key.get_ref();
+            let name = &key.name;
             let field = format!("symbols.{}", toml_key(name));
             if !Symbols::NAMES.contains(&name.as_str()) {
                 let mut message = format!("unknown symbol `{name}`; expected one of {}", Symbols::NAMES.join(", "));
                 if name.contains('.') {
                     message = format!("{message}; {MISPLACED}");
                 }
-                return Err(self.error(key, &field, message));
+                return Err(self.error(&key.span, &field, message));
             }
             symbols.push((name.clone(), self.string(value, &field)?.value));
         }
@@ -585,46 +564,46 @@ impl FileText<'_> {
     }
 
     /// `"scope" = "colour"` or `"scope" = { fg, bg, modifiers }`.
-    fn scope(&self, name: &str, value: &Spot<Node>) -> Result<RawScope, ThemeError> {
+    fn scope(&self, name: &str, value: &Node) -> Result<RawScope, ThemeError> {
         let field = toml_key(name);
         let mut scope = RawScope { name: name.to_owned(), fg: None, bg: None, modifiers: Modifier::empty() };
-        let entries = match value.get_ref() {
-            Node::Str(_) => {
+        let entries = match &value.value {
+            Value::Str(_) => {
                 scope.fg = Some(self.colour(value, &field)?);
                 return Ok(scope);
             }
-            Node::Table(entries) => entries,
+            Value::Table(entries) => entries,
             other => {
                 let message = format!(
                     "expected a colour or a style like {{ fg = \"red\", modifiers = [\"bold\"] }}, found {}",
                     other.kind()
                 );
-                return Err(self.error(value, &field, message));
+                return Err(self.error(&value.span, &field, message));
             }
         };
         for (key, value) in entries {
-            let field = format!("{field}.{}", toml_key(key.get_ref()));
-            match key.get_ref().as_str() {
+            let field = format!("{field}.{}", toml_key(&key.name));
+            match key.name.as_str() {
                 "fg" => scope.fg = Some(self.colour(value, &field)?),
                 "bg" => scope.bg = Some(self.colour(value, &field)?),
                 "modifiers" => scope.modifiers = self.modifiers(value, &field)?,
-                other => return Err(self.error(key, &field, unknown_style_key(name, other))),
+                other => return Err(self.error(&key.span, &field, unknown_style_key(name, other))),
             }
         }
         Ok(scope)
     }
 
     /// A colour reference; hex is checked now, names once the palette is known.
-    fn colour(&self, value: &Spot<Node>, field: &str) -> Result<Located<String>, ThemeError> {
+    fn colour(&self, value: &Node, field: &str) -> Result<Located<String>, ThemeError> {
         let colour = self.string(value, field)?;
         parse_hex(&colour)?;
         Ok(colour)
     }
 
-    fn modifiers(&self, value: &Spot<Node>, field: &str) -> Result<Modifier, ThemeError> {
-        let Node::Array(items) = value.get_ref() else {
-            let message = format!("expected a list like [\"bold\"], found {}", value.get_ref().kind());
-            return Err(self.error(value, field, message));
+    fn modifiers(&self, value: &Node, field: &str) -> Result<Modifier, ThemeError> {
+        let Value::Array(items) = &value.value else {
+            let message = format!("expected an array like [\"bold\"], found {}", value.value.kind());
+            return Err(self.error(&value.span, field, message));
         };
         let mut modifiers = Modifier::empty();
         for (i, item) in items.iter().enumerate() {
@@ -666,16 +645,6 @@ const MODIFIERS: &[(&str, Modifier)] = &[
     ("reversed", Modifier::REVERSED),
     ("crossed_out", Modifier::CROSSED_OUT),
 ];
-
-/// A key as written in TOML: bare when it can be, quoted otherwise.
-fn toml_key(key: &str) -> String {
-    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if bare {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
-    }
-}
 
 // ---- merging a chain into a theme ---------------------------------------
 
@@ -805,251 +774,6 @@ fn nearest_ansi(r: u8, g: u8, b: u8) -> Color {
         }
     };
     XTERM.iter().min_by_key(|entry| distance(entry)).map_or(Color::Reset, |(color, _, _)| *color)
-}
-
-// ---- a TOML tree that remembers positions --------------------------------
-
-/// A TOML value that keeps the span of every key and value (`toml::Value`
-/// forgets them), so every error can point at the exact spot.
-enum Node {
-    Str(String),
-    Table(Entries),
-    Array(Vec<Spot<Node>>),
-    /// Numbers, booleans, dates: never valid in a theme, kept for messages.
-    Other(&'static str),
-}
-
-impl Node {
-    fn kind(&self) -> &'static str {
-        match self {
-            Node::Str(_) => "a string",
-            Node::Table(_) => "a table",
-            Node::Array(_) => "a list",
-            Node::Other(kind) => kind,
-        }
-    }
-}
-
-/// Like `toml::Spanned`, but tolerates values TOML has no span for (parts of
-/// dotted keys, tables created implicitly by `a.b = …` or `[a.b]`), where
-/// `Spanned` fails to deserialize at all. [`fill_spans`] then gives those
-/// the span of their nearest ancestor.
-struct Spot<T> {
-    value: T,
-    span: Option<Range<usize>>,
-}
-
-impl<T> Spot<T> {
-    fn get_ref(&self) -> &T {
-        &self.value
-    }
-
-    fn span(&self) -> Range<usize> {
-        self.span.clone().unwrap_or(0..0)
-    }
-}
-
-/// The serde_spanned protocol toml uses to hand out spans: a struct with
-/// this name and fields is answered with a map of start, end and value.
-/// Should it ever change, positions degrade to 1:1 and the fixtures in
-/// tests/invalid_themes fail.
-const SPANNED: &str = "$__serde_spanned_private_Spanned";
-const SPANNED_START: &str = "$__serde_spanned_private_start";
-const SPANNED_END: &str = "$__serde_spanned_private_end";
-const SPANNED_VALUE: &str = "$__serde_spanned_private_value";
-const SPANNED_FIELDS: &[&str] = &[SPANNED_START, SPANNED_END, SPANNED_VALUE];
-
-/// How toml hands a date-time to `deserialize_any`: a one-entry table.
-const DATETIME_KEY: &str = "$__toml_private_datetime";
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Spot<Node> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Spot<Node>, D::Error> {
-        deserializer.deserialize_struct(SPANNED, SPANNED_FIELDS, SpotVisitor(NodeVisitor))
-    }
-}
-
-impl<'de> Deserialize<'de> for Spot<String> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Spot<String>, D::Error> {
-        deserializer.deserialize_struct(SPANNED, SPANNED_FIELDS, SpotVisitor(KeyVisitor))
-    }
-}
-
-/// Reads a spanned value when toml offers a span, else the bare value.
-struct SpotVisitor<V>(V);
-
-impl<'de, V> Visitor<'de> for SpotVisitor<V>
-where
-    V: Visitor<'de> + TableVisitor<'de>,
-    V::Value: Deserialize<'de>,
-{
-    type Value = Spot<V::Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        self.0.expecting(f)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        self.0.visit_bool(v).map(unspanned)
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        self.0.visit_i64(v).map(unspanned)
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        self.0.visit_u64(v).map(unspanned)
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        self.0.visit_f64(v).map(unspanned)
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        self.0.visit_str(v).map(unspanned)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_seq(seq).map(unspanned)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let Some(first) = map.next_key::<Spot<String>>()? else {
-            return self.0.table(None, map).map(unspanned);
-        };
-        if first.value != SPANNED_START {
-            return self.0.table(Some(first), map).map(unspanned);
-        }
-        // toml sends start, end and value in that order.
-        let start: usize = map.next_value()?;
-        let mut end = start;
-        let mut value = None;
-        while let Some(key) = map.next_key::<Spot<String>>()? {
-            match key.value.as_str() {
-                SPANNED_END => end = map.next_value()?,
-                _ => value = Some(map.next_value()?),
-            }
-        }
-        let value = value.ok_or_else(|| de::Error::missing_field(SPANNED_VALUE))?;
-        Ok(Spot { value, span: Some(start..end) })
-    }
-}
-
-fn unspanned<T>(value: T) -> Spot<T> {
-    Spot { value, span: None }
-}
-
-/// A visitor that can also continue a table whose first key was already read.
-trait TableVisitor<'de>: Visitor<'de> {
-    fn table<A: MapAccess<'de>>(self, first: Option<Spot<String>>, map: A) -> Result<Self::Value, A::Error>;
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
-        Ok(Node::Other("a boolean"))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
-        Ok(Node::Other("a number"))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
-        Ok(Node::Other("a number"))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
-        Ok(Node::Other("a number"))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Node, E> {
-        Ok(Node::Str(s.to_owned()))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Node, A::Error> {
-        self.table(None, map)
-    }
-}
-
-impl<'de> TableVisitor<'de> for NodeVisitor {
-    fn table<A: MapAccess<'de>>(self, first: Option<Spot<String>>, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        let mut key = match first {
-            Some(first) => Some(first),
-            None => map.next_key()?,
-        };
-        while let Some(k) = key {
-            let value: Spot<Node> = map.next_value()?;
-            if k.value == DATETIME_KEY {
-                return Ok(Node::Other("a date-time"));
-            }
-            entries.push((k, value));
-            key = map.next_key()?;
-        }
-        Ok(Node::Table(entries))
-    }
-}
-
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = String;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<String, E> {
-        Ok(s.to_owned())
-    }
-}
-
-impl<'de> TableVisitor<'de> for KeyVisitor {
-    fn table<A: MapAccess<'de>>(self, _: Option<Spot<String>>, _: A) -> Result<String, A::Error> {
-        Err(de::Error::invalid_type(de::Unexpected::Map, &self))
-    }
-}
-
-/// Gives every key and value without a span that of its nearest ancestor.
-fn fill_spans(entries: &mut Entries, parent: &Range<usize>) {
-    for (key, value) in entries {
-        let value_span = value.span.get_or_insert_with(|| key.span.clone().unwrap_or(parent.clone())).clone();
-        key.span.get_or_insert(value_span.clone());
-        fill_node(&mut value.value, &value_span);
-    }
-}
-
-fn fill_node(node: &mut Node, parent: &Range<usize>) {
-    match node {
-        Node::Table(entries) => fill_spans(entries, parent),
-        Node::Array(items) => {
-            for item in items {
-                let span = item.span.get_or_insert(parent.clone()).clone();
-                fill_node(&mut item.value, &span);
-            }
-        }
-        Node::Str(_) | Node::Other(_) => {}
-    }
 }
 
 #[cfg(test)]

@@ -74,7 +74,8 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
-pub use check::line_col;
+pub use crate::toml_file::line_col;
+use crate::toml_file::TomlFile;
 use check::Checker;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -424,19 +425,7 @@ impl Plan {
 }
 
 /// A plan that could not be read, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
-pub struct PlanError {
-    pub file: String,
-    /// 1-based line of the offending value (or key).
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// Dotted path of the field ("strategy.stages[2].weight").
-    pub field: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
+pub type PlanError = crate::toml_file::TomlError;
 
 impl Plan {
     /// Parses and validates a plan. `file` is only used in error messages.
@@ -445,10 +434,9 @@ impl Plan {
     /// validation then checks values, fills defaults and reports the first
     /// problem in a fixed order (rollout, target, strategy, analysis, slo).
     pub fn parse(file: &str, text: &str) -> Result<Plan, PlanError> {
-        let check = Checker { file, text };
-        let raw: raw::Plan =
-            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| check.toml_error(&e))?;
-        check.plan(raw)
+        let toml = TomlFile::parse(file, text, "plan")?;
+        let raw: raw::Plan = toml.deserialize()?;
+        Checker { toml: &toml }.plan(raw)
     }
 }
 
