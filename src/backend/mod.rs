@@ -1,10 +1,22 @@
 //! Backends carry out effects on real systems and report what they see.
 //! They decide nothing: every decision comes from `flightdeck_core::step`.
 //!
-//! One module per engine: `sim` (the embedded simulator, always built),
-//! `proxy` (HAProxy, Envoy, NGINX; cargo feature `proxy`), `k8s` (Argo
-//! Rollouts, Deployments; cargo feature `k8s`), `ecs` (AWS ECS; cargo
-//! feature `ecs`).
+//! Each family is one folder; a plan picks one with `[target] backend`.
+//!
+//! | family | plan `backend` | feature | who moves traffic | metrics of its own |
+//! |---|---|---|---|---|
+//! | [`sim`]: the embedded simulator | `sim` | always built | flightdeck (simulated split) | simulated, per `scenario` |
+//! | `proxy::haproxy`: HAProxy runtime API | `haproxy` | `proxy` | flightdeck (`set weight`) | `show stat` counters |
+//! | `proxy::envoy`: Envoy admin runtime | `envoy` | `proxy` | flightdeck (runtime key) | `/stats` counters and histograms |
+//! | `proxy::nginx`: NGINX upstream file + reload | `nginx` | `proxy` | flightdeck (weights in the file) | its access log |
+//! | `k8s::argo`: Argo Rollouts | `argo-rollouts` | `k8s` | Argo; flightdeck observes and sends native verbs | none (Prometheus) |
+//! | `k8s::deployment`: two Deployments and a route | `deployment` | `k8s` | flightdeck (Gateway API or Istio weights) | none (Prometheus) |
+//! | `ecs`: AWS ECS services | `ecs` | `ecs` | ECS (observed), or flightdeck with `controller = "external"` (task sets, ALB weights) | none (CloudWatch) |
+//!
+//! Proxies share their parameter helpers and the counter `proxy::Baseline`
+//! (per-version totals turned into windows). Kubernetes backends share one
+//! client, watcher and router code; ECS shares the AWS call wrapper.
+//! Every backend's failure becomes a [`BackendError`] the cockpit shows.
 
 #[cfg(feature = "ecs")]
 pub mod ecs;

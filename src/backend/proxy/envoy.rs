@@ -80,6 +80,7 @@
 //! window's quantiles slightly and leaves request and error counts exact.
 //! The shipped configuration sets `stats_flush_on_admin`.
 
+use super::{Baseline, Counters};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
@@ -89,7 +90,6 @@ use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Limit for one admin call unless the plan sets `timeout_ms`.
@@ -112,14 +112,7 @@ pub struct Envoy {
     timeout: Duration,
     http: reqwest::Client,
     /// The previous cumulative stats per version: the start of the next window.
-    baseline: Mutex<HashMap<VersionKey, ClusterCounters>>,
-}
-
-/// `Version` is not `Hash`; a local key keeps the baseline map simple.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum VersionKey {
-    Stable,
-    Canary,
+    baseline: Baseline<ClusterCounters>,
 }
 
 impl Envoy {
@@ -145,7 +138,7 @@ impl Envoy {
             runtime_key,
             timeout,
             http,
-            baseline: Mutex::default(),
+            baseline: Baseline::new("envoy"),
         })
     }
 
@@ -159,10 +152,10 @@ impl Envoy {
         &self.runtime_key
     }
 
-    fn cluster(&self, key: VersionKey) -> &str {
-        match key {
-            VersionKey::Stable => &self.stable_cluster,
-            VersionKey::Canary => &self.canary_cluster,
+    fn cluster(&self, version: Version) -> &str {
+        match version {
+            Version::Stable => &self.stable_cluster,
+            Version::Canary => &self.canary_cluster,
         }
     }
 
@@ -251,22 +244,12 @@ impl Envoy {
         Ok(StatsPage::parse(&body))
     }
 
-    /// Turns one reading into a window against the stored baseline, and
-    /// makes the reading the next baseline.
-    fn window(&self, key: VersionKey, reading: Option<ClusterCounters>) -> Result<VersionWindow, String> {
-        let mut baseline = self.baseline.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(now) = reading else {
-            // A gap breaks the window: start over rather than report two windows as one.
-            baseline.remove(&key);
-            let cluster = self.cluster(key);
-            return Err(format!("no upstream_rq stats for cluster `{cluster}` (is it defined in envoy?)"));
-        };
-        match baseline.insert(key, now.clone()) {
-            None => Err("first stats reading, no window yet".to_string()),
-            Some(before) => {
-                now.since(&before).ok_or_else(|| "stats counters went back (envoy restarted?), no window yet".into())
-            }
-        }
+    /// One reading into a window; no stats for the cluster breaks the window.
+    fn window(&self, version: Version, reading: Option<ClusterCounters>) -> Result<VersionWindow, String> {
+        let cluster = self.cluster(version);
+        let reading =
+            reading.ok_or_else(|| format!("no upstream_rq stats for cluster `{cluster}` (is it defined in envoy?)"));
+        self.baseline.window(version, reading)
     }
 }
 
@@ -370,12 +353,12 @@ impl MetricsSource for Envoy {
         let page = match self.read_stats().await {
             Ok(page) => page,
             Err(reason) => {
-                self.baseline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+                self.baseline.clear();
                 return missing(window, format!("{}: {reason}", self.name()));
             }
         };
-        let read = |key: VersionKey| self.window(key, page.cluster(self.cluster(key)));
-        let (stable, canary) = (read(VersionKey::Stable), read(VersionKey::Canary));
+        let read = |version: Version| self.window(version, page.cluster(self.cluster(version)));
+        let (stable, canary) = (read(Version::Stable), read(Version::Canary));
         let name = self.name();
         crate::metrics::per_version(window, &name, stable, canary)
     }
@@ -396,8 +379,7 @@ struct ClusterCounters {
     buckets: Vec<(f64, u64)>,
 }
 
-impl ClusterCounters {
-    /// The window since `before`; `None` if any counter went back.
+impl Counters for ClusterCounters {
     fn since(&self, before: &ClusterCounters) -> Option<VersionWindow> {
         let requests = self.requests.checked_sub(before.requests)?;
         let errors = self.errors.checked_sub(before.errors)?;
@@ -720,15 +702,15 @@ envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="stable",le="+Inf"} 0
         let at = |requests, errors, fast, all| {
             Some(ClusterCounters { requests, errors, buckets: vec![(1.0, fast), (10.0, all), (f64::INFINITY, all)] })
         };
-        assert!(e.window(VersionKey::Canary, at(100, 5, 50, 100)).unwrap_err().contains("first stats reading"));
-        let w = e.window(VersionKey::Canary, at(200, 25, 150, 200)).unwrap();
+        assert!(e.window(Version::Canary, at(100, 5, 50, 100)).unwrap_err().contains("first stats reading"));
+        let w = e.window(Version::Canary, at(200, 25, 150, 200)).unwrap();
         assert_eq!((w.requests, w.errors), (100, 20));
         assert_eq!(w.p50_ms, Some(0.5));
-        let idle = e.window(VersionKey::Canary, at(200, 25, 150, 200)).unwrap();
+        let idle = e.window(Version::Canary, at(200, 25, 150, 200)).unwrap();
         assert_eq!((idle.requests, idle.p99_ms), (0, None), "no requests, no latency");
-        assert!(e.window(VersionKey::Canary, at(3, 0, 3, 3)).unwrap_err().contains("went back"));
-        assert!(e.window(VersionKey::Canary, None).unwrap_err().contains("cluster `canary`"));
-        assert!(e.window(VersionKey::Canary, at(10, 0, 10, 10)).unwrap_err().contains("first stats reading"));
+        assert!(e.window(Version::Canary, at(3, 0, 3, 3)).unwrap_err().contains("went back"));
+        assert!(e.window(Version::Canary, None).unwrap_err().contains("cluster `canary`"));
+        assert!(e.window(Version::Canary, at(10, 0, 10, 10)).unwrap_err().contains("first stats reading"));
     }
 
     #[test]

@@ -204,9 +204,27 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// Every backend with its name in plans: the one place names are written.
+    const ALL: [(BackendKind, &'static str); 7] = [
+        (BackendKind::Sim, "sim"),
+        (BackendKind::Haproxy, "haproxy"),
+        (BackendKind::Envoy, "envoy"),
+        (BackendKind::Nginx, "nginx"),
+        (BackendKind::ArgoRollouts, "argo-rollouts"),
+        (BackendKind::Deployment, "deployment"),
+        (BackendKind::Ecs, "ecs"),
+    ];
+
     /// Every backend name accepted in a plan, for error messages.
-    pub const NAMES: &'static [&'static str] =
-        &["sim", "haproxy", "envoy", "nginx", "argo-rollouts", "deployment", "ecs"];
+    pub const NAMES: &'static [&'static str] = &{
+        let mut names = [""; BackendKind::ALL.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = BackendKind::ALL[i].1;
+            i += 1;
+        }
+        names
+    };
 
     /// The parameters a target of this backend must set.
     pub fn required_params(self) -> &'static [&'static str] {
@@ -239,15 +257,12 @@ impl BackendKind {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Sim => "sim",
-            BackendKind::Haproxy => "haproxy",
-            BackendKind::Envoy => "envoy",
-            BackendKind::Nginx => "nginx",
-            BackendKind::ArgoRollouts => "argo-rollouts",
-            BackendKind::Deployment => "deployment",
-            BackendKind::Ecs => "ecs",
-        }
+        BackendKind::ALL.iter().find(|(kind, _)| *kind == self).map_or("", |(_, name)| name)
+    }
+
+    /// The backend with this plan name (one of [`BackendKind::NAMES`]).
+    pub fn parse(name: &str) -> Option<BackendKind> {
+        BackendKind::ALL.iter().find(|(_, n)| *n == name).map(|(kind, _)| *kind)
     }
 }
 
@@ -437,21 +452,5 @@ impl Plan {
         let toml = TomlFile::parse(file, text, "plan")?;
         let raw: raw::Plan = toml.deserialize()?;
         Checker { toml: &toml }.plan(raw)
-    }
-}
-
-impl BackendKind {
-    /// The backend with this plan name (one of [`BackendKind::NAMES`]).
-    pub fn parse(name: &str) -> Option<BackendKind> {
-        const ALL: [BackendKind; 7] = [
-            BackendKind::Sim,
-            BackendKind::Haproxy,
-            BackendKind::Envoy,
-            BackendKind::Nginx,
-            BackendKind::ArgoRollouts,
-            BackendKind::Deployment,
-            BackendKind::Ecs,
-        ];
-        ALL.into_iter().find(|b| b.name() == name)
     }
 }
