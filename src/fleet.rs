@@ -118,8 +118,9 @@ pub async fn setup(
     Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
 }
 
-/// The backend of a target built without contacting anything (so `check`
-/// runs it too); `None` for the Kubernetes backends.
+/// The backend of a target, its parameters checked, built without
+/// contacting anything (so `check` runs it too); `None` for the
+/// Kubernetes backends.
 fn local_parts(
     plan: &Plan,
     file: &str,
@@ -127,6 +128,7 @@ fn local_parts(
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
+    target_params(plan, file, text)?;
     #[cfg(any(feature = "proxy", feature = "ecs"))]
     let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
@@ -154,6 +156,13 @@ fn local_parts(
         other => return Err(not_built(file, text, other)),
     };
     Ok(Some(parts))
+}
+
+/// The target's parameters against what its backend declares: each one
+/// known and of its type, every required one there.
+fn target_params(plan: &Plan, file: &str, text: &str) -> Result<(), BadInput> {
+    let toml = TomlFile::parse(file, text, "plan").map_err(|e| BadInput(e.to_string()))?;
+    crate::backend::params::check(&plan.target, &toml).map_err(|e| BadInput(e.to_string()))
 }
 
 /// The backends that connect (or load their configuration) as they are

@@ -22,6 +22,7 @@
 pub mod ecs;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+pub mod params;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod sim;

@@ -30,15 +30,10 @@
 //! canary_cluster = "canary"
 //! ```
 //!
-//! Parameters (`[target]` or `[target.params]`):
-//! - `admin` (required): the admin listener, `host:port` or an `http://` /
-//!   `https://` URL.
-//! - `stable_cluster`, `canary_cluster` (required): the clusters both routes
-//!   point at, as named in Envoy's stats (a cluster's `alt_stat_name` if set).
-//! - `runtime_key` (optional, default `routing.traffic_shift.canary`): the key
-//!   the canary route's `runtime_fraction` reads.
-//! - `timeout_ms` (optional, default 2000): limit for one admin call, connect
-//!   to last byte.
+//! Parameters (`[target]` or `[target.params]`): [`PARAMS`], and the
+//! proxies' `timeout_ms` (default 2000): limit for one admin call, connect
+//! to last byte. Clusters are named as in Envoy's stats (a cluster's
+//! `alt_stat_name` if set).
 //!
 //! Effects: `SetWeight { canary: w }` is `POST /runtime_modify?<key>=<w>`, a
 //! numerator out of the route's `HUNDRED` denominator; `SwitchActive` is 100
@@ -81,6 +76,7 @@
 //! The shipped configuration sets `stats_flush_on_admin`.
 
 use super::{Baseline, Counters};
+use crate::backend::params::{Param, ParamKind::Text};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
@@ -93,6 +89,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Limit for one admin call unless the plan sets `timeout_ms`.
+/// What an Envoy target reads (see [`crate::backend::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::required("admin", Text, "the admin listener, `host:port` or an http(s) URL"),
+    Param::required("stable_cluster", Text, "the Envoy cluster of the stable version"),
+    Param::required("canary_cluster", Text, "the Envoy cluster of the canary"),
+    Param::optional(
+        "runtime_key",
+        Text,
+        "the key the canary route's `runtime_fraction` reads (default `routing.traffic_shift.canary`)",
+    ),
+];
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The runtime key of Envoy's traffic-shifting example.
 pub const DEFAULT_RUNTIME_KEY: &str = "routing.traffic_shift.canary";

@@ -15,12 +15,9 @@
 //! backend = "be_app"
 //! ```
 //!
-//! Parameters (`[target]` or `[target.params]`):
-//! - `socket` (required): a unix socket path, or `host:port` of a TCP stats socket.
-//! - `backend` (required): the HAProxy backend holding both servers.
-//! - `stable_server`, `canary_server` (required): server names in that backend.
-//! - `timeout_ms` (optional, default 2000): limit for one runtime API call,
-//!   connect to last byte.
+//! Parameters (`[target]` or `[target.params]`): [`PARAMS`], and the
+//! proxies' `timeout_ms` (default 2000): limit for one runtime API call,
+//! connect to last byte.
 //!
 //! One command per connection: HAProxy's non-interactive mode answers and
 //! closes, so a reply is everything up to EOF. A successful `set` answers an
@@ -56,6 +53,7 @@
 //! with histograms from the application.
 
 use super::{Baseline, Counters};
+use crate::backend::params::{Param, ParamKind::Text};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
@@ -71,6 +69,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 /// Limit for one runtime API call unless the plan sets `timeout_ms`.
+/// What an HAProxy target reads (see [`crate::backend::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::required("socket", Text, "a unix socket path, or `host:port` of a TCP stats socket"),
+    Param::required("backend", Text, "the HAProxy backend holding both servers"),
+    Param::required("stable_server", Text, "the stable server's name in that backend"),
+    Param::required("canary_server", Text, "the canary server's name in that backend"),
+];
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where HAProxy's runtime API listens.

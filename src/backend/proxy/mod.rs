@@ -5,12 +5,21 @@ pub mod envoy;
 pub mod haproxy;
 pub mod nginx;
 
+use crate::backend::params::{Param, ParamKind};
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::Version;
 use flightdeck_core::VersionWindow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// What every proxy target reads besides its own [`haproxy::PARAMS`],
+/// [`envoy::PARAMS`] or [`nginx::PARAMS`].
+pub const PARAMS: &[Param] = &[Param::optional(
+    "timeout_ms",
+    ParamKind::Millis,
+    "limit for one call to the proxy, in milliseconds (default 2000)",
+)];
 
 /// A required, non-blank target parameter of `proxy` ("haproxy target needs `socket`").
 pub(crate) fn required(target: &Target, proxy: &str, key: &str) -> Result<String, String> {

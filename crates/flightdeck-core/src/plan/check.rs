@@ -92,9 +92,6 @@ const MAX_INTERVAL: MaxDuration = MaxDuration { max: Duration::from_secs(3600), 
 /// The SLO window: at most a (humantime) year of 365.25 days, so "1y" fits.
 const MAX_SLO_WINDOW: MaxDuration = MaxDuration { max: Duration::from_secs(31_557_600), text: "1y" };
 
-/// Keys of `[target]` itself; parameters with these names go in `[target.params]`.
-const TARGET_KEYS: &[&str] = &["backend", "group", "production", "params"];
-
 impl Checker<'_> {
     // ---- errors and positions ------------------------------------------
 
@@ -233,7 +230,7 @@ impl Checker<'_> {
     }
 
     fn target(&self, raw: Option<raw::Target>) -> Checked<Target> {
-        let (span, t) = (self.toml.span_of(&["target"]), raw.unwrap_or_default());
+        let t = raw.unwrap_or_default();
         let backend = match &t.backend {
             Some(b) => self.backend(b)?,
             None => BackendKind::Sim,
@@ -246,7 +243,6 @@ impl Checker<'_> {
             None => backend.name().to_owned(),
         };
         let params = self.params(t.inline, t.nested)?;
-        self.required_params(backend, &params, span)?;
         Ok(Target { backend, group, production: t.production.unwrap_or(false), params })
     }
 
@@ -439,31 +435,6 @@ impl Checker<'_> {
                 ),
             )),
         }
-    }
-
-    fn required_params(
-        &self,
-        backend: BackendKind,
-        params: &BTreeMap<String, String>,
-        table: Option<Range<usize>>,
-    ) -> Checked<()> {
-        let required = backend.required_params();
-        let Some(missing) = required.iter().find(|p| !params.contains_key(**p)) else {
-            return Ok(());
-        };
-        // A parameter named like a [target] key can only be set in [target.params].
-        let (field, place) = if TARGET_KEYS.contains(missing) {
-            (format!("target.params.{missing}"), "[target.params]")
-        } else {
-            (format!("target.{missing}"), "[target]")
-        };
-        let message = format!(
-            "backend {:?} needs parameter `{missing}` in {place}; required for {}: {}",
-            backend.name(),
-            backend.name(),
-            required.join(", ")
-        );
-        Err(self.error(table, &field, message))
     }
 
     // ---- strategy helpers ----------------------------------------------

@@ -166,7 +166,11 @@ impl Default for PromQueries {
     }
 }
 
-/// The backend a plan drives or observes, with that backend's parameters.
+/// Keys of `[target]` itself; parameters with these names go in `[target.params]`.
+pub const TARGET_KEYS: &[&str] = &["backend", "group", "production", "params"];
+
+/// The backend a plan drives or observes, with that backend's parameters
+/// (each backend declares and checks its own: `backend::params` in the binary).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub backend: BackendKind,
@@ -225,19 +229,6 @@ impl BackendKind {
         }
         names
     };
-
-    /// The parameters a target of this backend must set.
-    pub fn required_params(self) -> &'static [&'static str] {
-        match self {
-            BackendKind::Sim => &[],
-            BackendKind::Haproxy => &["socket", "backend", "stable_server", "canary_server"],
-            BackendKind::Envoy => &["admin", "stable_cluster", "canary_cluster"],
-            BackendKind::Nginx => &["upstream_file", "upstream", "stable_server", "canary_server"],
-            BackendKind::ArgoRollouts => &["namespace", "rollout"],
-            BackendKind::Deployment => &["namespace", "stable_deployment", "canary_deployment"],
-            BackendKind::Ecs => &["cluster", "service"],
-        }
-    }
 
     /// Whether a native controller runs the rollout and flightdeck observes
     /// it (ECS by default; see [`Target::control`]).
