@@ -162,7 +162,9 @@ fn local_parts(
 /// known and of its type, every required one there.
 fn target_params(plan: &Plan, file: &str, text: &str) -> Result<(), BadInput> {
     let toml = TomlFile::parse(file, text, "plan").map_err(|e| BadInput(e.to_string()))?;
-    crate::backend::params::check(&plan.target, &toml).map_err(|e| BadInput(e.to_string()))
+    // A backend not in this build is refused as such by the caller.
+    let Some(declared) = crate::backend::params(plan.target.backend) else { return Ok(()) };
+    flightdeck_core::plan::params::check(&plan.target, declared, &toml).map_err(|e| BadInput(e.to_string()))
 }
 
 /// The backends that connect (or load their configuration) as they are

@@ -22,12 +22,13 @@
 pub mod ecs;
 #[cfg(feature = "k8s")]
 pub mod k8s;
-pub mod params;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod sim;
 
 use async_trait::async_trait;
+use flightdeck_core::plan::params::Param;
+use flightdeck_core::plan::BackendKind;
 use flightdeck_core::rollout::{Effect, Observation};
 
 /// A backend call that did not work, in words the cockpit can show.
@@ -50,4 +51,46 @@ pub trait Backend: Send + Sync {
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError>;
     /// Reads the current state of the system (weights, native status).
     async fn observe(&self) -> Result<Observation, BackendError>;
+}
+
+/// The parameters `backend` reads: its own, then those it shares with its
+/// family. `None` when the backend is not part of this build.
+pub fn params(backend: BackendKind) -> Option<&'static [&'static [Param]]> {
+    match backend {
+        BackendKind::Sim => Some(&[sim::PARAMS]),
+        #[cfg(feature = "proxy")]
+        BackendKind::Haproxy => Some(&[proxy::haproxy::PARAMS, proxy::PARAMS]),
+        #[cfg(feature = "proxy")]
+        BackendKind::Envoy => Some(&[proxy::envoy::PARAMS, proxy::PARAMS]),
+        #[cfg(feature = "proxy")]
+        BackendKind::Nginx => Some(&[proxy::nginx::PARAMS, proxy::PARAMS]),
+        #[cfg(feature = "k8s")]
+        BackendKind::ArgoRollouts => Some(&[k8s::ARGO_PARAMS, k8s::PARAMS]),
+        #[cfg(feature = "k8s")]
+        BackendKind::Deployment => Some(&[k8s::DEPLOYMENT_PARAMS, k8s::PARAMS]),
+        #[cfg(feature = "ecs")]
+        BackendKind::Ecs => Some(&[ecs::PARAMS]),
+        #[allow(unreachable_patterns)] // every backend built
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_backend_declares_helpful_unique_parameters() {
+        let mut built = 0;
+        for name in BackendKind::NAMES {
+            let Some(declared) = params(BackendKind::parse(name).unwrap()) else { continue };
+            let all: Vec<&Param> = declared.iter().flat_map(|group| group.iter()).collect();
+            for (i, p) in all.iter().enumerate() {
+                assert!(!p.help.trim().is_empty(), "{name}.{} has no help", p.name);
+                assert!(all[..i].iter().all(|q| q.name != p.name), "{name}.{} declared twice", p.name);
+            }
+            built += 1;
+        }
+        assert!(built >= 1, "the simulator is always built");
+    }
 }

@@ -32,16 +32,16 @@ pub mod driven;
 pub mod observed;
 pub mod rolling;
 
-use crate::backend::params::{
-    Param,
-    ParamKind::{Count, OneOf, Text},
-};
 use crate::backend::Backend;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use flightdeck_core::plan::params::{
+    Param,
+    ParamKind::{Count, OneOf, Text},
+};
 use flightdeck_core::plan::{Plan, Strategy, Target};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// An ECS target's parameters, checked (see the module doc).
-/// What an ECS target reads (see [`crate::backend::params`]).
+/// What an ECS target reads (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
     Param::required("cluster", Text, "the ECS cluster (name or ARN)"),
     Param::required("service", Text, "the ECS service (name or ARN)"),

@@ -29,11 +29,11 @@ pub mod router;
 pub mod status;
 pub mod watch;
 
-use crate::backend::params::{
+use crate::backend::{Backend, BackendError};
+use flightdeck_core::plan::params::{
     Param,
     ParamKind::{OneOf, Text, Whole},
 };
-use crate::backend::{Backend, BackendError};
 use flightdeck_core::plan::{BackendKind, Plan, Target};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -127,7 +127,7 @@ pub fn contexts(kubeconfig: &Kubeconfig) -> Vec<KubeContext> {
 }
 
 /// What every Kubernetes target reads besides [`ARGO_PARAMS`] or
-/// [`DEPLOYMENT_PARAMS`] (see [`crate::backend::params`]).
+/// [`DEPLOYMENT_PARAMS`] (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
     Param::required("namespace", Text, "namespace of the objects"),
     Param::optional("context", Text, "kubeconfig context (default: the current context, or in-cluster)"),

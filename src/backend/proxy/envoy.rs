@@ -76,12 +76,12 @@
 //! The shipped configuration sets `stats_flush_on_admin`.
 
 use super::{Baseline, Counters};
-use crate::backend::params::{Param, ParamKind::Text};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -89,7 +89,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Limit for one admin call unless the plan sets `timeout_ms`.
-/// What an Envoy target reads (see [`crate::backend::params`]).
+/// What an Envoy target reads (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
     Param::required("admin", Text, "the admin listener, `host:port` or an http(s) URL"),
     Param::required("stable_cluster", Text, "the Envoy cluster of the stable version"),

@@ -53,12 +53,12 @@
 //! with histograms from the application.
 
 use super::{Baseline, Counters};
-use crate::backend::params::{Param, ParamKind::Text};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -69,7 +69,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 /// Limit for one runtime API call unless the plan sets `timeout_ms`.
-/// What an HAProxy target reads (see [`crate::backend::params`]).
+/// What an HAProxy target reads (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
     Param::required("socket", Text, "a unix socket path, or `host:port` of a TCP stats socket"),
     Param::required("backend", Text, "the HAProxy backend holding both servers"),

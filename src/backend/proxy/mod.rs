@@ -5,7 +5,7 @@ pub mod envoy;
 pub mod haproxy;
 pub mod nginx;
 
-use crate::backend::params::{Param, ParamKind};
+use flightdeck_core::plan::params::{Param, ParamKind};
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::Version;
 use flightdeck_core::VersionWindow;

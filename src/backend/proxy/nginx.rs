@@ -60,12 +60,12 @@
 //! Latency is `$request_time` in ms: a histogram of every request and
 //! p50/p95/p99 from all of them. There is no SLO measurement.
 
-use crate::backend::params::{Param, ParamKind::Text};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -77,7 +77,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Limit for one reload unless the plan sets `timeout_ms`.
-/// What an NGINX target reads (see [`crate::backend::params`]).
+/// What an NGINX target reads (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
     Param::required("upstream_file", Text, "the file flightdeck writes"),
     Param::required("upstream", Text, "the name of the `upstream` block in it"),

@@ -9,12 +9,12 @@ mod scenario;
 
 pub use scenario::{Profile, Scenario, STABLE};
 
-use crate::backend::params::{Param, ParamKind};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::MetricsSource;
 use async_trait::async_trait;
 use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -37,7 +37,7 @@ const DEFAULT_RPS: f64 = 2_000.0;
 /// of them is what the analysis reads).
 const MAX_SAMPLES: u64 = 100_000;
 
-/// What a simulated target reads (see [`crate::backend::params`]).
+/// What a simulated target reads (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
     Param::optional("scenario", ParamKind::OneOf(Scenario::NAMES), "how the canary behaves (default `healthy`)"),
     Param::optional("rps", ParamKind::Number, "requests per second the whole service takes (default 2000)"),

@@ -70,6 +70,7 @@
 //! is wrong and what is allowed. Only the first error is reported.
 
 mod check;
+pub mod params;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -170,7 +171,7 @@ impl Default for PromQueries {
 pub const TARGET_KEYS: &[&str] = &["backend", "group", "production", "params"];
 
 /// The backend a plan drives or observes, with that backend's parameters
-/// (each backend declares and checks its own: `backend::params` in the binary).
+/// (each backend declares its own as [`params::Param`]s).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub backend: BackendKind,

@@ -1,11 +1,11 @@
 //! What a backend reads from a plan's `[target]`. Each backend declares
-//! its parameters once, beside the code that reads them (name, type,
-//! required, help); `flightdeck check` and `run` hold a target to that
-//! declaration, with positions, before the backend is built. Adding a
-//! parameter is one line in the backend's file.
+//! its parameters once, beside the code that reads them, as [`Param`]s
+//! (name, type, required, help); `flightdeck check` and `run` hold a
+//! target to that declaration with [`check`], before the backend is built.
+//! Adding a parameter is one line in the backend's file.
 
-use flightdeck_core::plan::{BackendKind, Target, TARGET_KEYS};
-use flightdeck_core::{TomlError, TomlFile};
+use super::{Target, TARGET_KEYS};
+use crate::toml_file::{TomlError, TomlFile};
 use std::ops::Range;
 
 /// One parameter a backend reads.
@@ -68,34 +68,12 @@ impl Param {
     }
 }
 
-/// The parameters of `backend`: its own, then those it shares with its
-/// family. `None` when the backend is not part of this build.
-pub fn declared(backend: BackendKind) -> Option<&'static [&'static [Param]]> {
-    match backend {
-        BackendKind::Sim => Some(&[super::sim::PARAMS]),
-        #[cfg(feature = "proxy")]
-        BackendKind::Haproxy => Some(&[super::proxy::haproxy::PARAMS, super::proxy::PARAMS]),
-        #[cfg(feature = "proxy")]
-        BackendKind::Envoy => Some(&[super::proxy::envoy::PARAMS, super::proxy::PARAMS]),
-        #[cfg(feature = "proxy")]
-        BackendKind::Nginx => Some(&[super::proxy::nginx::PARAMS, super::proxy::PARAMS]),
-        #[cfg(feature = "k8s")]
-        BackendKind::ArgoRollouts => Some(&[super::k8s::ARGO_PARAMS, super::k8s::PARAMS]),
-        #[cfg(feature = "k8s")]
-        BackendKind::Deployment => Some(&[super::k8s::DEPLOYMENT_PARAMS, super::k8s::PARAMS]),
-        #[cfg(feature = "ecs")]
-        BackendKind::Ecs => Some(&[super::ecs::PARAMS]),
-        #[allow(unreachable_patterns)] // every backend built
-        _ => None,
-    }
-}
-
-/// Holds a plan's target to its backend's declaration: every required
-/// parameter is there (else the error points at `[target]`), then each
-/// parameter, in file order, is known and of its type (else the error
-/// points at its value). Backends not in this build are left to the caller.
-pub fn check(target: &Target, toml: &TomlFile) -> Result<(), TomlError> {
-    let Some(declared) = declared(target.backend) else { return Ok(()) };
+/// Holds a plan's target to `declared`, its backend's parameters (its
+/// own, then those it shares with its family): every required parameter
+/// is there (else the error points at `[target]`), then each parameter,
+/// in file order, is known and of its type (else the error points at its
+/// value).
+pub fn check(target: &Target, declared: &[&[Param]], toml: &TomlFile) -> Result<(), TomlError> {
     let params = || declared.iter().flat_map(|group| group.iter());
     let backend = target.backend.name();
     if let Some(missing) = params().find(|p| p.required && !target.params.contains_key(p.name)) {
@@ -160,56 +138,60 @@ fn written_at(name: &str) -> (String, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flightdeck_core::Plan;
+    use crate::Plan;
 
     const ROLLOUT: &str = "[rollout]\nname = \"a\"\nstable = \"v1\"\ncanary = \"v2\"\n\n";
+
+    /// A backend's own parameters and its family's.
+    const OWN: &[Param] = &[
+        Param::required("admin", ParamKind::Text, "the admin listener"),
+        Param::optional("scenario", ParamKind::OneOf(&["healthy", "bad-canary"]), "how the canary behaves"),
+        Param::optional("rps", ParamKind::Number, "requests per second"),
+        Param::optional("probe_rps", ParamKind::Number, "probe requests per second"),
+    ];
+    const FAMILY: &[Param] = &[Param::required("backend", ParamKind::Text, "the proxy's backend")];
 
     fn check_text(target: &str) -> Result<(), String> {
         let text = format!("{ROLLOUT}{target}");
         let plan = Plan::parse("p.toml", &text).map_err(|e| e.to_string())?;
         let toml = TomlFile::parse("p.toml", &text, "plan").unwrap();
-        check(&plan.target, &toml).map_err(|e| e.to_string())
+        check(&plan.target, &[OWN, FAMILY], &toml).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn every_built_backend_declares_helpful_unique_parameters() {
-        for name in BackendKind::NAMES {
-            let backend = BackendKind::parse(name).unwrap();
-            let Some(declared) = declared(backend) else { continue };
-            let params: Vec<&Param> = declared.iter().flat_map(|g| g.iter()).collect();
-            for (i, p) in params.iter().enumerate() {
-                assert!(!p.help.trim().is_empty(), "{name}.{} has no help", p.name);
-                assert!(params[..i].iter().all(|q| q.name != p.name), "{name}.{} declared twice", p.name);
-            }
-        }
-    }
-
-    #[test]
-    fn a_missing_required_parameter_points_at_the_target_table() {
-        let error = check_text("[target]\nbackend = \"sim\"\n").map(|_| "ok");
-        assert_eq!(error, Ok("ok"), "the simulator needs nothing");
-        #[cfg(feature = "proxy")]
-        {
-            let error =
-                check_text("[target]\nbackend = \"envoy\"\nadmin = \"x\"\nstable_cluster = \"a\"\n").unwrap_err();
-            assert!(
-                error.starts_with("p.toml:6:1: target.canary_cluster: backend \"envoy\" needs parameter"),
-                "{error}"
-            );
-        }
+    fn a_missing_required_parameter_points_at_the_target_table_with_what_it_is() {
+        let error = check_text("[target]\nbackend = \"envoy\"\n\n[target.params]\nbackend = \"b\"\n").unwrap_err();
+        assert_eq!(
+            error,
+            "p.toml:6:1: target.admin: backend \"envoy\" needs parameter `admin` (the admin listener) in [target]; \
+             required for envoy: admin, backend"
+        );
+        let error = check_text("[target]\nbackend = \"envoy\"\nadmin = \"a\"\n").unwrap_err();
+        assert!(
+            error.starts_with(
+                "p.toml:6:1: target.params.backend: backend \"envoy\" needs parameter `backend` \
+                                   (the proxy's backend) in [target.params]"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
     fn unknown_and_ill_typed_parameters_point_at_the_first_in_the_file() {
-        let error = check_text("[target]\nprobe_rps = \"x\"\nrps = \"fast\"\n").unwrap_err();
-        assert_eq!(error, "p.toml:7:13: target.probe_rps: `x` is not a number");
-        let error = check_text("[target]\nrps = 10\n\n[target.params]\nscenaro = \"healthy\"\n").unwrap_err();
-        assert!(
-            error.starts_with("p.toml:10:11: target.params.scenaro: unknown parameter for backend \"sim\""),
-            "{error}"
+        let full = "[target]\nbackend = \"envoy\"\nadmin = \"a\"\n";
+        let nested = "\n[target.params]\nbackend = \"b\"\n";
+        assert_eq!(check_text(&format!("{full}{nested}")), Ok(()));
+        let error = check_text(&format!("{full}probe_rps = \"x\"\nrps = \"fast\"\n{nested}")).unwrap_err();
+        assert_eq!(error, "p.toml:9:13: target.probe_rps: `x` is not a number");
+        let error = check_text(&format!("{full}{nested}scenaro = \"healthy\"\n")).unwrap_err();
+        assert!(error.starts_with("p.toml:12:11: target.params.scenaro: unknown parameter for backend \"envoy\""));
+        let error = check_text(&format!("{full}scenario = \"chaos\"\n{nested}")).unwrap_err();
+        assert_eq!(
+            error,
+            "p.toml:9:12: target.scenario: unknown scenario `chaos`; expected one of: healthy, bad-canary"
         );
-        let error = check_text("[target]\nscenario = \"chaos\"\n").unwrap_err();
-        assert!(error.starts_with("p.toml:7:12: target.scenario: unknown scenario `chaos`; expected one of: healthy"));
+        let error = check_text(&format!("{full}scenario = false\n{nested}")).unwrap_err();
+        assert!(error.starts_with("p.toml:9:12: target.scenario: unknown scenario `false`"), "{error}");
     }
 
     #[test]
