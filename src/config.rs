@@ -36,9 +36,7 @@ impl Config {
         let shown = path.display().to_string();
         match crate::files::read_text(&path) {
             Ok(text) => Config::parse(&shown, &text),
-            Err(crate::files::TextError::NotUtf8 { line, column }) => {
-                Err(format!("{shown}:{line}:{column}: {}", crate::files::NOT_UTF8))
-            }
+            Err(e @ crate::files::TextError::NotUtf8 { .. }) => Err(e.at(&shown, "config").to_string()),
             // No config (or none readable) is the default config.
             Err(crate::files::TextError::Io(_)) => Ok(Config::default()),
         }

@@ -6,7 +6,7 @@ use crate::backend::proxy::{envoy::Envoy, haproxy::Haproxy, nginx::Nginx};
 use crate::backend::sim::{Scenario, SimParams, Simulator};
 use crate::backend::Backend;
 use crate::engine::RolloutSetup;
-use crate::files::{TextError, NOT_UTF8};
+use crate::files::TextError;
 use crate::metrics::MetricsSource;
 use crate::ui::theme::{ColorMode, Theme};
 use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
@@ -35,7 +35,7 @@ pub fn read_plan(path: &Path) -> Result<(Plan, String), BadInput> {
     let shown = path.display().to_string();
     let text = crate::files::read_text(path).map_err(|e| match e {
         TextError::Io(e) => BadInput(format!("{shown}: cannot read: {e}")),
-        TextError::NotUtf8 { line, column } => BadInput(format!("{shown}:{line}:{column}: {NOT_UTF8}")),
+        e @ TextError::NotUtf8 { .. } => BadInput(e.at(&shown, "plan").to_string()),
     })?;
     let plan = Plan::parse(&shown, &text).map_err(|e| BadInput(e.to_string()))?;
     Ok((plan, text))

@@ -4,7 +4,7 @@
 use super::key::{sequence_name, KeyCombo};
 use super::layers::{drop_hidden, overlaps, Binding, Keymap, Layer};
 use super::WAYS_OUT;
-use crate::files::{TextError, NOT_UTF8};
+use crate::files::TextError;
 use crate::ui::action::Action;
 use flightdeck_core::toml_file::{Node, TomlError, TomlFile, Value};
 use std::ops::Range;
@@ -33,11 +33,7 @@ impl Keymap {
         match crate::files::read_text(&user) {
             Ok(text) => keymap.with_overrides(&user_name, &text),
             Err(TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(keymap),
-            Err(TextError::Io(e)) => Err(whole_file(&user_name, format!("cannot read the file: {e}"))),
-            Err(TextError::NotUtf8 { line, column }) => {
-                let (file, field, message) = (user_name, "keymap".to_owned(), NOT_UTF8.to_owned());
-                Err(KeymapError { file, line, column, field, message })
-            }
+            Err(e) => Err(e.at(&user_name, "keymap")),
         }
     }
 

@@ -5,7 +5,7 @@
 use super::colour::{ansi_color, ColorMode, ANSI_HINT};
 use super::scopes::{Symbols, SCOPES};
 use super::{Theme, ThemeError};
-use crate::files::{TextError, NOT_UTF8};
+use crate::files::TextError;
 use flightdeck_core::toml_file::{line_col, toml_key, Key, Node, TomlError, TomlFile, Value};
 use ratatui::style::{Color, Modifier, Style};
 use std::borrow::Cow;
@@ -85,11 +85,7 @@ impl Library<'_> {
             match crate::files::read_text(&self.dir.join(format!("{name}.toml"))) {
                 Ok(text) => return Ok(Some(Source { name: name.to_owned(), label, text: text.into(), user: true })),
                 Err(TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(TextError::Io(e)) => return Err(file_error(label, format!("cannot read the file: {e}"))),
-                Err(TextError::NotUtf8 { line, column }) => {
-                    let field = "theme".to_owned();
-                    return Err(ThemeError { file: label, line, column, field, message: NOT_UTF8.into() });
-                }
+                Err(e) => return Err(e.at(&label, "theme")),
             }
         }
         let shipped = SHIPPED.iter().find(|(shipped, _)| *shipped == name);
