@@ -85,7 +85,7 @@ impl<'a> TomlFile<'a> {
     /// The whole document as a tree that keeps every span, in file order.
     pub fn tree(&self) -> Node {
         let root = 0..0;
-        Node { span: root.clone(), value: Value::Table(table(self.document.as_table().get_values_keys(), &root)) }
+        Node { span: root.clone(), value: Value::Table(table(self.document.as_table().keyed_entries(), &root)) }
     }
 
     /// Where the value at a path of keys is written (a table: its
@@ -201,13 +201,13 @@ fn item(item: &Item, parent: &Range<usize>) -> Node {
     let span = item.span().unwrap_or_else(|| parent.clone());
     let value = match item {
         Item::Value(v) => return value(v, parent),
-        Item::Table(t) => Value::Table(table(t.get_values_keys(), &span)),
+        Item::Table(t) => Value::Table(table(t.keyed_entries(), &span)),
         Item::ArrayOfTables(tables) => Value::Array(
             tables
                 .iter()
                 .map(|t| {
                     let at = t.span().unwrap_or_else(|| span.clone());
-                    Node { value: Value::Table(table(t.get_values_keys(), &at)), span: at }
+                    Node { value: Value::Table(table(t.keyed_entries(), &at)), span: at }
                 })
                 .collect(),
         ),
@@ -226,24 +226,24 @@ fn value(v: &toml_edit::Value, parent: &Range<usize>) -> Node {
         V::Boolean(b) => Value::Bool(*b.value()),
         V::Datetime(_) => Value::Datetime,
         V::Array(items) => Value::Array(items.iter().map(|item| value(item, &span)).collect()),
-        V::InlineTable(t) => Value::Table(table(t.get_values_keys(), &span)),
+        V::InlineTable(t) => Value::Table(table(t.keyed_entries(), &span)),
     };
     Node { span, value }
 }
 
 /// The entries of a table with their keys, in file order.
 trait KeyedEntries {
-    fn get_values_keys(&self) -> Vec<(&EditKey, &Item)>;
+    fn keyed_entries(&self) -> Vec<(&EditKey, &Item)>;
 }
 
 impl KeyedEntries for toml_edit::Table {
-    fn get_values_keys(&self) -> Vec<(&EditKey, &Item)> {
+    fn keyed_entries(&self) -> Vec<(&EditKey, &Item)> {
         self.iter().filter_map(|(name, _)| self.get_key_value(name)).collect()
     }
 }
 
 impl KeyedEntries for toml_edit::InlineTable {
-    fn get_values_keys(&self) -> Vec<(&EditKey, &Item)> {
+    fn keyed_entries(&self) -> Vec<(&EditKey, &Item)> {
         self.iter().filter_map(|(name, _)| self.get_key_value(name)).collect()
     }
 }
