@@ -9,7 +9,7 @@
 //! mouse = false                          # no mouse capture: the terminal's text selection works
 //! ```
 
-use flightdeck_core::line_col;
+use flightdeck_core::TomlFile;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -36,19 +36,15 @@ impl Config {
         let shown = path.display().to_string();
         match crate::files::read_text(&path) {
             Ok(text) => Config::parse(&shown, &text),
-            Err(crate::files::TextError::NotUtf8 { line, column }) => {
-                Err(format!("{shown}:{line}:{column}: {}", crate::files::NOT_UTF8))
-            }
+            Err(e @ crate::files::TextError::NotUtf8 { .. }) => Err(e.at(&shown, "config").to_string()),
             // No config (or none readable) is the default config.
             Err(crate::files::TextError::Io(_)) => Ok(Config::default()),
         }
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Config, String> {
-        toml::from_str::<Config>(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-            format!("{file}:{line}:{column}: {}", e.message())
-        })
+        let config = TomlFile::parse(file, text, "config").and_then(|toml| toml.deserialize());
+        config.map_err(|e| e.to_string())
     }
 
     /// Who acts: the configured name, else the login name.
@@ -64,7 +60,7 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_file_and_line() {
         let err = Config::parse("config.toml", "theme = \"light\"\ncolour = 3\n").unwrap_err();
-        assert!(err.starts_with("config.toml:2:1: unknown field `colour`"), "{err}");
+        assert!(err.starts_with("config.toml:2:1: colour: unknown key `colour`, expected one of"), "{err}");
     }
 
     #[test]

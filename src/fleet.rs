@@ -6,11 +6,11 @@ use crate::backend::proxy::{envoy::Envoy, haproxy::Haproxy, nginx::Nginx};
 use crate::backend::sim::{Scenario, SimParams, Simulator};
 use crate::backend::Backend;
 use crate::engine::RolloutSetup;
-use crate::files::{TextError, NOT_UTF8};
+use crate::files::TextError;
 use crate::metrics::MetricsSource;
 use crate::ui::theme::{ColorMode, Theme};
 use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use flightdeck_core::TomlFile;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub fn read_plan(path: &Path) -> Result<(Plan, String), BadInput> {
     let shown = path.display().to_string();
     let text = crate::files::read_text(path).map_err(|e| match e {
         TextError::Io(e) => BadInput(format!("{shown}: cannot read: {e}")),
-        TextError::NotUtf8 { line, column } => BadInput(format!("{shown}:{line}:{column}: {NOT_UTF8}")),
+        e @ TextError::NotUtf8 { .. } => BadInput(e.at(&shown, "plan").to_string()),
     })?;
     let plan = Plan::parse(&shown, &text).map_err(|e| BadInput(e.to_string()))?;
     Ok((plan, text))
@@ -118,8 +118,9 @@ pub async fn setup(
     Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
 }
 
-/// The backend of a target built without contacting anything (so `check`
-/// runs it too); `None` for the Kubernetes backends.
+/// The backend of a target, its parameters checked, built without
+/// contacting anything (so `check` runs it too); `None` for the
+/// Kubernetes backends.
 fn local_parts(
     plan: &Plan,
     file: &str,
@@ -127,6 +128,7 @@ fn local_parts(
     scenario: Option<Scenario>,
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
+    target_params(plan, file, text)?;
     #[cfg(any(feature = "proxy", feature = "ecs"))]
     let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
@@ -154,6 +156,15 @@ fn local_parts(
         other => return Err(not_built(file, text, other)),
     };
     Ok(Some(parts))
+}
+
+/// The target's parameters against what its backend declares: each one
+/// known and of its type, every required one there.
+fn target_params(plan: &Plan, file: &str, text: &str) -> Result<(), BadInput> {
+    let toml = TomlFile::parse(file, text, "plan").map_err(|e| BadInput(e.to_string()))?;
+    // A backend not in this build is refused as such by the caller.
+    let Some(declared) = crate::backend::params(plan.target.backend) else { return Ok(()) };
+    flightdeck_core::plan::params::check(&plan.target, declared, &toml).map_err(|e| BadInput(e.to_string()))
 }
 
 /// The backends that connect (or load their configuration) as they are
@@ -222,44 +233,9 @@ fn param_error(file: &str, text: &str, key: &str, message: &str) -> BadInput {
 }
 
 /// Where the value at a path of keys is in a plan's text (`None` when it
-/// is not there). Only that path is read; everything else is skipped.
+/// is not there).
 fn locate(text: &str, path: &[&str]) -> Option<Range<usize>> {
-    Find(path).deserialize(toml::Deserializer::new(text)).ok().flatten()
-}
-
-/// Looks for the value at a path of keys, table by table.
-struct Find<'a>(&'a [&'a str]);
-
-impl<'de> DeserializeSeed<'de> for Find<'_> {
-    type Value = Option<Range<usize>>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.0.is_empty() {
-            let value: toml::Spanned<IgnoredAny> = serde::Deserialize::deserialize(d)?;
-            return Ok(Some(value.span()));
-        }
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Find<'_> {
-    type Value = Option<Range<usize>>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a table")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.0[0] {
-                found = map.next_value_seed(Find(&self.0[1..]))?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
+    TomlFile::parse("", text, "plan").ok()?.span_of(path)
 }
 
 /// A proxy is both the backend and, by default, the metrics source.

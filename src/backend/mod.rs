@@ -1,10 +1,23 @@
 //! Backends carry out effects on real systems and report what they see.
 //! They decide nothing: every decision comes from `flightdeck_core::step`.
 //!
-//! One module per engine: `sim` (the embedded simulator, always built),
-//! `proxy` (HAProxy, Envoy, NGINX; cargo feature `proxy`), `k8s` (Argo
-//! Rollouts, Deployments; cargo feature `k8s`), `ecs` (AWS ECS; cargo
-//! feature `ecs`).
+//! Each family is one folder; a plan picks one with `[target] backend`.
+//!
+//! | family | plan `backend` | feature | who moves traffic | metrics of its own |
+//! |---|---|---|---|---|
+//! | [`sim`]: the embedded simulator | `sim` | always built | flightdeck (simulated split) | simulated, per `scenario` |
+//! | `proxy::haproxy`: HAProxy runtime API | `haproxy` | `proxy` | flightdeck (`set weight`) | `show stat` counters |
+//! | `proxy::envoy`: Envoy admin runtime | `envoy` | `proxy` | flightdeck (runtime key) | `/stats` counters and histograms |
+//! | `proxy::nginx`: NGINX upstream file + reload | `nginx` | `proxy` | flightdeck (weights in the file) | its access log |
+//! | `k8s::argo`: Argo Rollouts | `argo-rollouts` | `k8s` | Argo; flightdeck observes and sends native verbs | none (Prometheus) |
+//! | `k8s::flagger`: Flagger Canaries | `flagger` | `k8s` | Flagger; flightdeck observes, gates and suspends | none (Prometheus) |
+//! | `k8s::deployment`: two Deployments and a route | `deployment` | `k8s` | flightdeck (Gateway API or Istio weights) | none (Prometheus) |
+//! | `ecs`: AWS ECS services | `ecs` | `ecs` | ECS (observed), or flightdeck with `controller = "external"` (task sets, ALB weights) | none (CloudWatch) |
+//!
+//! Proxies share their parameter helpers and the counter `proxy::Baseline`
+//! (per-version totals turned into windows). Kubernetes backends share one
+//! client, watcher and router code; ECS shares the AWS call wrapper.
+//! Every backend's failure becomes a [`BackendError`] the cockpit shows.
 
 #[cfg(feature = "ecs")]
 pub mod ecs;
@@ -15,6 +28,8 @@ pub mod proxy;
 pub mod sim;
 
 use async_trait::async_trait;
+use flightdeck_core::plan::params::Param;
+use flightdeck_core::plan::BackendKind;
 use flightdeck_core::rollout::{Effect, Observation};
 
 /// A backend call that did not work, in words the cockpit can show.
@@ -37,4 +52,48 @@ pub trait Backend: Send + Sync {
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError>;
     /// Reads the current state of the system (weights, native status).
     async fn observe(&self) -> Result<Observation, BackendError>;
+}
+
+/// The parameters `backend` reads: its own, then those it shares with its
+/// family. `None` when the backend is not part of this build.
+pub fn params(backend: BackendKind) -> Option<&'static [&'static [Param]]> {
+    match backend {
+        BackendKind::Sim => Some(&[sim::PARAMS]),
+        #[cfg(feature = "proxy")]
+        BackendKind::Haproxy => Some(&[proxy::haproxy::PARAMS, proxy::PARAMS]),
+        #[cfg(feature = "proxy")]
+        BackendKind::Envoy => Some(&[proxy::envoy::PARAMS, proxy::PARAMS]),
+        #[cfg(feature = "proxy")]
+        BackendKind::Nginx => Some(&[proxy::nginx::PARAMS, proxy::PARAMS]),
+        #[cfg(feature = "k8s")]
+        BackendKind::ArgoRollouts => Some(&[k8s::ARGO_PARAMS, k8s::PARAMS]),
+        #[cfg(feature = "k8s")]
+        BackendKind::Flagger => Some(&[k8s::FLAGGER_PARAMS, k8s::PARAMS]),
+        #[cfg(feature = "k8s")]
+        BackendKind::Deployment => Some(&[k8s::DEPLOYMENT_PARAMS, k8s::PARAMS]),
+        #[cfg(feature = "ecs")]
+        BackendKind::Ecs => Some(&[ecs::PARAMS]),
+        #[allow(unreachable_patterns)] // every backend built
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_backend_declares_helpful_unique_parameters() {
+        let mut built = 0;
+        for name in BackendKind::NAMES {
+            let Some(declared) = params(BackendKind::parse(name).unwrap()) else { continue };
+            let all: Vec<&Param> = declared.iter().flat_map(|group| group.iter()).collect();
+            for (i, p) in all.iter().enumerate() {
+                assert!(!p.help.trim().is_empty(), "{name}.{} has no help", p.name);
+                assert!(all[..i].iter().all(|q| q.name != p.name), "{name}.{} declared twice", p.name);
+            }
+            built += 1;
+        }
+        assert!(built >= 1, "the simulator is always built");
+    }
 }

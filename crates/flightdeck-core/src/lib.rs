@@ -10,9 +10,11 @@ pub mod budget;
 pub mod plan;
 pub mod rollout;
 pub mod time;
+pub mod toml_file;
 
 pub use analysis::{evaluate, Check, CheckOutcome, Metric, MetricsSample, Severity, Verdict, VersionWindow};
 pub use budget::{BudgetStatus, DeployPolicy, SloMeasurement};
-pub use plan::{line_col, Plan, PlanError, Stage, StageAction, Strategy};
+pub use plan::{Plan, PlanError, Stage, StageAction, Strategy};
 pub use rollout::{step, Actor, Command, CommandRequest, Effect, Event, Notice, Phase, Rollout};
 pub use time::Timestamp;
+pub use toml_file::{line_col, TomlError, TomlFile};

@@ -42,7 +42,7 @@ impl fmt::Display for Actor {
 }
 
 /// The two sides of a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Version {
     Stable,

@@ -21,17 +21,8 @@
 //!
 //! # Target parameters
 //!
-//! | param | required | meaning |
-//! |---|---|---|
-//! | `cluster`, `service` | yes | the ECS service (names or ARNs) |
-//! | `region` | no | AWS region (default: `AWS_REGION`, then the profile's region) |
-//! | `profile` | no | profile of `~/.aws/config` (default: `AWS_PROFILE`, then `default`) |
-//! | `controller` | no | `ecs` (default) or `external` |
-//! | `endpoint_url` | no | another endpoint for every service (moto, LocalStack; default: `AWS_ENDPOINT_URL` or AWS) |
-//! | `max_attempts` | no | attempts per call, including the SDK's retries of throttling (default 3) |
-//! | `listener_rule` | external | ARN of the listener rule that forwards to both target groups |
-//! | `stable_target_group`, `canary_target_group` | external | target group ARNs |
-//! | `ready_timeout_s` | no | external: how long a canary task set may take to be steady before it gets traffic (default 300) |
+//! [`PARAMS`]: name, type, whether required, and what each is. The
+//! `external` ones are required with `controller = "external"`.
 //!
 //! Without a `group`, the rollout's group is `<account>/<region>` (the
 //! account when `cluster` is an ARN) or the region.
@@ -47,6 +38,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use flightdeck_core::plan::params::{
+    Param,
+    ParamKind::{Count, OneOf, Text},
+};
 use flightdeck_core::plan::{Plan, Strategy, Target};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +52,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// An ECS target's parameters, checked (see the module doc).
+/// What an ECS target reads (see [`flightdeck_core::plan::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::required("cluster", Text, "the ECS cluster (name or ARN)"),
+    Param::required("service", Text, "the ECS service (name or ARN)"),
+    Param::optional("region", Text, "AWS region (default: `AWS_REGION`, then the profile's region)"),
+    Param::optional("profile", Text, "profile of `~/.aws/config` (default: `AWS_PROFILE`, then `default`)"),
+    Param::optional(
+        "controller",
+        OneOf(&["ecs", "external"]),
+        "who runs the deployment: `ecs` (default) or `external`",
+    ),
+    Param::optional("endpoint_url", Text, "another endpoint for every service (moto, LocalStack; default: AWS)"),
+    Param::optional("max_attempts", Count, "attempts per call, including the SDK's retries (default 3)"),
+    Param::optional("listener_rule", Text, "external: ARN of the listener rule that forwards to both target groups"),
+    Param::optional("stable_target_group", Text, "external: the stable target group's ARN"),
+    Param::optional("canary_target_group", Text, "external: the canary target group's ARN"),
+    Param::optional(
+        "ready_timeout_s",
+        Count,
+        "external: seconds a canary task set may take to be steady (default 300)",
+    ),
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EcsTarget {
     pub cluster: String,

@@ -18,29 +18,9 @@
 //!
 //! # Target parameters
 //!
-//! Common to both backends:
-//!
-//! | param | required | meaning |
-//! |---|---|---|
-//! | `namespace` | yes | namespace of the objects |
-//! | `context` | no | kubeconfig context (default: the kubeconfig's current context, or in-cluster) |
-//! | `kubeconfig` | no | kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`) |
-//!
-//! `argo-rollouts`: `rollout` (required), the Rollout's name.
-//!
-//! `flagger` ([`flagger::FlaggerCanary`], observed): `canary` (required), the
-//! `flagger.app/v1beta1` Canary's name.
-//!
-//! `deployment`:
-//!
-//! | param | required | meaning |
-//! |---|---|---|
-//! | `stable_deployment`, `canary_deployment` | yes | the two Deployments; the same name for a rolling update of one Deployment |
-//! | `router` | no | `gateway` (default) or `istio`; ignored for a rolling update |
-//! | `route` | for a canary | the `HTTPRoute` or `VirtualService` name |
-//! | `stable_service`, `canary_service` | no | backendRef names / destination hosts (default: the Deployment names) |
-//! | `stable_subset`, `canary_subset` | no | Istio only: match destinations by subset instead of host |
-//! | `replicas` | no | desired replicas per side for `Scale` (default: the stable Deployment's replicas when first scaled) |
+//! [`PARAMS`] for every Kubernetes backend, then [`ARGO_PARAMS`],
+//! [`FLAGGER_PARAMS`] or [`DEPLOYMENT_PARAMS`]: name, type, whether required, and what each is.
+//! A `deployment` canary (not a rolling update) also needs `route`.
 
 pub mod argo;
 pub mod deployment;
@@ -51,6 +31,10 @@ pub mod status;
 pub mod watch;
 
 use crate::backend::{Backend, BackendError};
+use flightdeck_core::plan::params::{
+    Param,
+    ParamKind::{OneOf, Text, Whole},
+};
 use flightdeck_core::plan::{BackendKind, Plan, Target};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -147,6 +131,33 @@ pub fn contexts(kubeconfig: &Kubeconfig) -> Vec<KubeContext> {
         })
         .collect()
 }
+
+/// What every Kubernetes target reads besides [`ARGO_PARAMS`] or
+/// [`DEPLOYMENT_PARAMS`] (see [`flightdeck_core::plan::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::required("namespace", Text, "namespace of the objects"),
+    Param::optional("context", Text, "kubeconfig context (default: the current context, or in-cluster)"),
+    Param::optional("kubeconfig", Text, "kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`)"),
+];
+
+/// What an `argo-rollouts` target reads.
+pub const ARGO_PARAMS: &[Param] = &[Param::required("rollout", Text, "the Rollout's name")];
+
+/// What a `flagger` target reads.
+pub const FLAGGER_PARAMS: &[Param] = &[Param::required("canary", Text, "the `flagger.app/v1beta1` Canary's name")];
+
+/// What a `deployment` target reads.
+pub const DEPLOYMENT_PARAMS: &[Param] = &[
+    Param::required("stable_deployment", Text, "the stable Deployment (the same name for a rolling update)"),
+    Param::required("canary_deployment", Text, "the canary Deployment (the same name for a rolling update)"),
+    Param::optional("router", OneOf(&["gateway", "istio"]), "`gateway` (default) or `istio`"),
+    Param::optional("route", Text, "for a canary: the `HTTPRoute` or `VirtualService` name"),
+    Param::optional("stable_service", Text, "backendRef name / destination host (default: the Deployment's name)"),
+    Param::optional("canary_service", Text, "backendRef name / destination host (default: the Deployment's name)"),
+    Param::optional("stable_subset", Text, "Istio only: match destinations by subset instead of host"),
+    Param::optional("canary_subset", Text, "Istio only: match destinations by subset instead of host"),
+    Param::optional("replicas", Whole, "replicas per side for `Scale` (default: the stable Deployment's)"),
+];
 
 /// A required target parameter, or a message naming it.
 pub(crate) fn param(target: &Target, key: &str) -> Result<String, String> {

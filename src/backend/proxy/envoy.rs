@@ -30,15 +30,10 @@
 //! canary_cluster = "canary"
 //! ```
 //!
-//! Parameters (`[target]` or `[target.params]`):
-//! - `admin` (required): the admin listener, `host:port` or an `http://` /
-//!   `https://` URL.
-//! - `stable_cluster`, `canary_cluster` (required): the clusters both routes
-//!   point at, as named in Envoy's stats (a cluster's `alt_stat_name` if set).
-//! - `runtime_key` (optional, default `routing.traffic_shift.canary`): the key
-//!   the canary route's `runtime_fraction` reads.
-//! - `timeout_ms` (optional, default 2000): limit for one admin call, connect
-//!   to last byte.
+//! Parameters (`[target]` or `[target.params]`): [`PARAMS`], and the
+//! proxies' `timeout_ms` (default 2000): limit for one admin call, connect
+//! to last byte. Clusters are named as in Envoy's stats (a cluster's
+//! `alt_stat_name` if set).
 //!
 //! Effects: `SetWeight { canary: w }` is `POST /runtime_modify?<key>=<w>`, a
 //! numerator out of the route's `HUNDRED` denominator; `SwitchActive` is 100
@@ -80,19 +75,32 @@
 //! window's quantiles slightly and leaves request and error counts exact.
 //! The shipped configuration sets `stats_flush_on_admin`.
 
+use super::{Baseline, Counters};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Limit for one admin call unless the plan sets `timeout_ms`.
+/// What an Envoy target reads (see [`flightdeck_core::plan::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::required("admin", Text, "the admin listener, `host:port` or an http(s) URL"),
+    Param::required("stable_cluster", Text, "the Envoy cluster of the stable version"),
+    Param::required("canary_cluster", Text, "the Envoy cluster of the canary"),
+    Param::optional(
+        "runtime_key",
+        Text,
+        "the key the canary route's `runtime_fraction` reads (default `routing.traffic_shift.canary`)",
+    ),
+];
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The runtime key of Envoy's traffic-shifting example.
 pub const DEFAULT_RUNTIME_KEY: &str = "routing.traffic_shift.canary";
@@ -112,14 +120,7 @@ pub struct Envoy {
     timeout: Duration,
     http: reqwest::Client,
     /// The previous cumulative stats per version: the start of the next window.
-    baseline: Mutex<HashMap<VersionKey, ClusterCounters>>,
-}
-
-/// `Version` is not `Hash`; a local key keeps the baseline map simple.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum VersionKey {
-    Stable,
-    Canary,
+    baseline: Baseline<ClusterCounters>,
 }
 
 impl Envoy {
@@ -145,7 +146,7 @@ impl Envoy {
             runtime_key,
             timeout,
             http,
-            baseline: Mutex::default(),
+            baseline: Baseline::new("envoy"),
         })
     }
 
@@ -159,10 +160,10 @@ impl Envoy {
         &self.runtime_key
     }
 
-    fn cluster(&self, key: VersionKey) -> &str {
-        match key {
-            VersionKey::Stable => &self.stable_cluster,
-            VersionKey::Canary => &self.canary_cluster,
+    fn cluster(&self, version: Version) -> &str {
+        match version {
+            Version::Stable => &self.stable_cluster,
+            Version::Canary => &self.canary_cluster,
         }
     }
 
@@ -251,22 +252,12 @@ impl Envoy {
         Ok(StatsPage::parse(&body))
     }
 
-    /// Turns one reading into a window against the stored baseline, and
-    /// makes the reading the next baseline.
-    fn window(&self, key: VersionKey, reading: Option<ClusterCounters>) -> Result<VersionWindow, String> {
-        let mut baseline = self.baseline.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(now) = reading else {
-            // A gap breaks the window: start over rather than report two windows as one.
-            baseline.remove(&key);
-            let cluster = self.cluster(key);
-            return Err(format!("no upstream_rq stats for cluster `{cluster}` (is it defined in envoy?)"));
-        };
-        match baseline.insert(key, now.clone()) {
-            None => Err("first stats reading, no window yet".to_string()),
-            Some(before) => {
-                now.since(&before).ok_or_else(|| "stats counters went back (envoy restarted?), no window yet".into())
-            }
-        }
+    /// One reading into a window; no stats for the cluster breaks the window.
+    fn window(&self, version: Version, reading: Option<ClusterCounters>) -> Result<VersionWindow, String> {
+        let cluster = self.cluster(version);
+        let reading =
+            reading.ok_or_else(|| format!("no upstream_rq stats for cluster `{cluster}` (is it defined in envoy?)"));
+        self.baseline.window(version, reading)
     }
 }
 
@@ -370,12 +361,12 @@ impl MetricsSource for Envoy {
         let page = match self.read_stats().await {
             Ok(page) => page,
             Err(reason) => {
-                self.baseline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+                self.baseline.clear();
                 return missing(window, format!("{}: {reason}", self.name()));
             }
         };
-        let read = |key: VersionKey| self.window(key, page.cluster(self.cluster(key)));
-        let (stable, canary) = (read(VersionKey::Stable), read(VersionKey::Canary));
+        let read = |version: Version| self.window(version, page.cluster(self.cluster(version)));
+        let (stable, canary) = (read(Version::Stable), read(Version::Canary));
         let name = self.name();
         crate::metrics::per_version(window, &name, stable, canary)
     }
@@ -396,8 +387,7 @@ struct ClusterCounters {
     buckets: Vec<(f64, u64)>,
 }
 
-impl ClusterCounters {
-    /// The window since `before`; `None` if any counter went back.
+impl Counters for ClusterCounters {
     fn since(&self, before: &ClusterCounters) -> Option<VersionWindow> {
         let requests = self.requests.checked_sub(before.requests)?;
         let errors = self.errors.checked_sub(before.errors)?;
@@ -720,15 +710,15 @@ envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="stable",le="+Inf"} 0
         let at = |requests, errors, fast, all| {
             Some(ClusterCounters { requests, errors, buckets: vec![(1.0, fast), (10.0, all), (f64::INFINITY, all)] })
         };
-        assert!(e.window(VersionKey::Canary, at(100, 5, 50, 100)).unwrap_err().contains("first stats reading"));
-        let w = e.window(VersionKey::Canary, at(200, 25, 150, 200)).unwrap();
+        assert!(e.window(Version::Canary, at(100, 5, 50, 100)).unwrap_err().contains("first stats reading"));
+        let w = e.window(Version::Canary, at(200, 25, 150, 200)).unwrap();
         assert_eq!((w.requests, w.errors), (100, 20));
         assert_eq!(w.p50_ms, Some(0.5));
-        let idle = e.window(VersionKey::Canary, at(200, 25, 150, 200)).unwrap();
+        let idle = e.window(Version::Canary, at(200, 25, 150, 200)).unwrap();
         assert_eq!((idle.requests, idle.p99_ms), (0, None), "no requests, no latency");
-        assert!(e.window(VersionKey::Canary, at(3, 0, 3, 3)).unwrap_err().contains("went back"));
-        assert!(e.window(VersionKey::Canary, None).unwrap_err().contains("cluster `canary`"));
-        assert!(e.window(VersionKey::Canary, at(10, 0, 10, 10)).unwrap_err().contains("first stats reading"));
+        assert!(e.window(Version::Canary, at(3, 0, 3, 3)).unwrap_err().contains("went back"));
+        assert!(e.window(Version::Canary, None).unwrap_err().contains("cluster `canary`"));
+        assert!(e.window(Version::Canary, at(10, 0, 10, 10)).unwrap_err().contains("first stats reading"));
     }
 
     #[test]

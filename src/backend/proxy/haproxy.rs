@@ -15,12 +15,9 @@
 //! backend = "be_app"
 //! ```
 //!
-//! Parameters (`[target]` or `[target.params]`):
-//! - `socket` (required): a unix socket path, or `host:port` of a TCP stats socket.
-//! - `backend` (required): the HAProxy backend holding both servers.
-//! - `stable_server`, `canary_server` (required): server names in that backend.
-//! - `timeout_ms` (optional, default 2000): limit for one runtime API call,
-//!   connect to last byte.
+//! Parameters (`[target]` or `[target.params]`): [`PARAMS`], and the
+//! proxies' `timeout_ms` (default 2000): limit for one runtime API call,
+//! connect to last byte.
 //!
 //! One command per connection: HAProxy's non-interactive mode answers and
 //! closes, so a reply is everything up to EOF. A successful `set` answers an
@@ -55,22 +52,31 @@
 //! alone. Plans that need latency gates use `[metrics] source = "prometheus"`
 //! with histograms from the application.
 
+use super::{Baseline, Counters};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 /// Limit for one runtime API call unless the plan sets `timeout_ms`.
+/// What an HAProxy target reads (see [`flightdeck_core::plan::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::required("socket", Text, "a unix socket path, or `host:port` of a TCP stats socket"),
+    Param::required("backend", Text, "the HAProxy backend holding both servers"),
+    Param::required("stable_server", Text, "the stable server's name in that backend"),
+    Param::required("canary_server", Text, "the canary server's name in that backend"),
+];
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where HAProxy's runtime API listens.
@@ -113,14 +119,7 @@ pub struct Haproxy {
     canary_server: String,
     timeout: Duration,
     /// The previous `show stat` counters per version: the start of the next window.
-    baseline: Mutex<HashMap<VersionKey, ServerCounters>>,
-}
-
-/// `Version` is not `Hash`; a local key keeps the baseline map simple.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum VersionKey {
-    Stable,
-    Canary,
+    baseline: Baseline<ServerCounters>,
 }
 
 impl Haproxy {
@@ -137,7 +136,7 @@ impl Haproxy {
             stable_server: param("stable_server")?,
             canary_server: param("canary_server")?,
             timeout,
-            baseline: Mutex::default(),
+            baseline: Baseline::new("HAProxy"),
         })
     }
 
@@ -233,7 +232,7 @@ impl Haproxy {
     }
 
     /// Per-version cumulative counters from one `show stat` of the backend's servers.
-    async fn read_counters(&self) -> Result<[(VersionKey, Result<ServerCounters, String>); 2], String> {
+    async fn read_counters(&self) -> Result<[(Version, Result<ServerCounters, String>); 2], String> {
         // Type 4 = servers only; the backend's own rows are not needed.
         let command = format!("show stat {} 4 -1", self.backend);
         let reply = self.command(&command).await.map_err(|e| e.to_string())?;
@@ -242,27 +241,7 @@ impl Haproxy {
             format!("`{command}` answered {first:?}, not a stats table")
         })?;
         let read = |version: Version| table.server(&self.backend, self.server(version));
-        Ok([(VersionKey::Stable, read(Version::Stable)), (VersionKey::Canary, read(Version::Canary))])
-    }
-
-    /// Turns one reading into a window against the stored baseline, and
-    /// makes the reading the next baseline.
-    fn window(&self, key: VersionKey, reading: Result<ServerCounters, String>) -> Result<VersionWindow, String> {
-        let mut baseline = self.baseline.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = match reading {
-            Ok(now) => now,
-            Err(reason) => {
-                // A gap breaks the window: start over rather than report two windows as one.
-                baseline.remove(&key);
-                return Err(reason);
-            }
-        };
-        match baseline.insert(key, now) {
-            None => Err("first stats reading, no window yet".to_string()),
-            Some(before) => now
-                .since(&before)
-                .ok_or_else(|| "stats counters went back (HAProxy restarted?), no window yet".to_string()),
-        }
+        Ok([(Version::Stable, read(Version::Stable)), (Version::Canary, read(Version::Canary))])
     }
 }
 
@@ -329,8 +308,9 @@ impl MetricsSource for Haproxy {
             Ok(readings) => readings,
             Err(reason) => return missing(window, format!("haproxy: {reason}")),
         };
-        let [(stable_key, stable), (canary_key, canary)] = readings;
-        let (stable, canary) = (self.window(stable_key, stable), self.window(canary_key, canary));
+        let [(stable_version, stable), (canary_version, canary)] = readings;
+        let window_of = |version, reading| self.baseline.window(version, reading);
+        let (stable, canary) = (window_of(stable_version, stable), window_of(canary_version, canary));
         crate::metrics::per_version(window, "haproxy", stable, canary)
     }
 
@@ -350,8 +330,7 @@ struct ServerCounters {
     rtime_ms: Option<f64>,
 }
 
-impl ServerCounters {
-    /// The window since `before`; `None` if any counter went back.
+impl Counters for ServerCounters {
     fn since(&self, before: &ServerCounters) -> Option<VersionWindow> {
         let requests = self.requests.checked_sub(before.requests)?;
         let errors = self.errors.checked_sub(before.errors)?;
@@ -533,12 +512,12 @@ mod tests {
     fn windows_are_deltas_and_never_invented() {
         let h = Haproxy::from_target(&target(&PARAMS)).unwrap();
         let at = |requests, errors| Ok(ServerCounters { requests, errors, rtime_ms: Some(3.0) });
-        assert!(h.window(VersionKey::Canary, at(100, 5)).unwrap_err().contains("first stats reading"));
-        let w = h.window(VersionKey::Canary, at(160, 17)).unwrap();
+        assert!(h.baseline.window(Version::Canary, at(100, 5)).unwrap_err().contains("first stats reading"));
+        let w = h.baseline.window(Version::Canary, at(160, 17)).unwrap();
         assert_eq!((w.requests, w.errors, w.p50_ms, w.p99_ms), (60, 12, Some(3.0), None));
-        assert_eq!(h.window(VersionKey::Canary, at(160, 17)).unwrap().p50_ms, None, "no requests, no latency");
-        assert!(h.window(VersionKey::Canary, at(3, 0)).unwrap_err().contains("went back"));
-        assert!(h.window(VersionKey::Canary, Err("socket gone".into())).is_err());
-        assert!(h.window(VersionKey::Canary, at(10, 0)).unwrap_err().contains("first stats reading"));
+        assert_eq!(h.baseline.window(Version::Canary, at(160, 17)).unwrap().p50_ms, None, "no requests, no latency");
+        assert!(h.baseline.window(Version::Canary, at(3, 0)).unwrap_err().contains("went back"));
+        assert!(h.baseline.window(Version::Canary, Err("socket gone".into())).is_err());
+        assert!(h.baseline.window(Version::Canary, at(10, 0)).unwrap_err().contains("first stats reading"));
     }
 }

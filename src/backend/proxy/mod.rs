@@ -5,8 +5,21 @@ pub mod envoy;
 pub mod haproxy;
 pub mod nginx;
 
+use flightdeck_core::plan::params::{Param, ParamKind};
 use flightdeck_core::plan::Target;
+use flightdeck_core::rollout::Version;
+use flightdeck_core::VersionWindow;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// What every proxy target reads besides its own [`haproxy::PARAMS`],
+/// [`envoy::PARAMS`] or [`nginx::PARAMS`].
+pub const PARAMS: &[Param] = &[Param::optional(
+    "timeout_ms",
+    ParamKind::Millis,
+    "limit for one call to the proxy, in milliseconds (default 2000)",
+)];
 
 /// A required, non-blank target parameter of `proxy` ("haproxy target needs `socket`").
 pub(crate) fn required(target: &Target, proxy: &str, key: &str) -> Result<String, String> {
@@ -24,5 +37,53 @@ pub(crate) fn timeout(target: &Target, default: Duration) -> Result<Duration, St
             Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
             _ => Err(format!("target.timeout_ms: `{v}` is not a positive number of milliseconds")),
         },
+    }
+}
+
+/// Cumulative counters as a proxy reports them (requests, errors, latency
+/// buckets since it started).
+pub(crate) trait Counters {
+    /// The window since `before`; `None` if any counter went back.
+    fn since(&self, before: &Self) -> Option<VersionWindow>;
+}
+
+/// The previous reading per version: the start of the next window. A proxy
+/// gives totals since it started, so each window is a reading minus the one
+/// before it.
+#[derive(Debug)]
+pub(crate) struct Baseline<C> {
+    /// Who restarts when counters go back, for the message ("HAProxy").
+    proxy: &'static str,
+    last: Mutex<HashMap<Version, C>>,
+}
+
+impl<C: Counters + Clone> Baseline<C> {
+    pub(crate) fn new(proxy: &'static str) -> Self {
+        Baseline { proxy, last: Mutex::default() }
+    }
+
+    /// Turns one reading of `version` into a window against the stored
+    /// baseline, and makes the reading the next baseline.
+    pub(crate) fn window(&self, version: Version, reading: Result<C, String>) -> Result<VersionWindow, String> {
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = match reading {
+            Ok(now) => now,
+            Err(reason) => {
+                // A gap breaks the window: start over rather than report two windows as one.
+                last.remove(&version);
+                return Err(reason);
+            }
+        };
+        match last.insert(version, now.clone()) {
+            None => Err("first stats reading, no window yet".to_string()),
+            Some(before) => now
+                .since(&before)
+                .ok_or_else(|| format!("stats counters went back ({} restarted?), no window yet", self.proxy)),
+        }
+    }
+
+    /// Forgets every reading: the next one starts over.
+    pub(crate) fn clear(&self) {
+        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
     }
 }

@@ -18,20 +18,8 @@
 //! }
 //! ```
 //!
-//! Parameters (`[target]` or `[target.params]`):
-//! - `upstream_file` (required): the file flightdeck writes.
-//! - `upstream` (required): the name of the `upstream` block in it.
-//! - `stable_server`, `canary_server` (required): `host:port` of each version,
-//!   written as the `server` lines.
-//! - `nginx` (optional, default `nginx`): the binary used to reload.
-//! - `conf` (optional): passed as `-c` on reload (default: NGINX's built-in path).
-//! - `prefix` (optional): passed as `-p` on reload.
-//! - `access_log` (optional): an access log in the `flightdeck` format above,
-//!   for per-version metrics.
-//! - `upstream_options` (optional): directives copied verbatim into the
-//!   upstream block after the servers (`keepalive 32; zone checkout 64k;`),
-//!   since flightdeck owns the whole file.
-//! - `timeout_ms` (optional, default 2000): limit for one reload.
+//! Parameters (`[target]` or `[target.params]`): [`PARAMS`], and the
+//! proxies' `timeout_ms` (default 2000): limit for one reload.
 //!
 //! Effects: `SetWeight { canary: w }` writes `server STABLE weight=100-w;` and
 //! `server CANARY weight=w;`. NGINX rejects `weight=0`, so a side at 0 % is
@@ -77,6 +65,7 @@ use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -88,6 +77,23 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Limit for one reload unless the plan sets `timeout_ms`.
+/// What an NGINX target reads (see [`flightdeck_core::plan::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::required("upstream_file", Text, "the file flightdeck writes"),
+    Param::required("upstream", Text, "the name of the `upstream` block in it"),
+    Param::required("stable_server", Text, "`host:port` of the stable version, written as a `server` line"),
+    Param::required("canary_server", Text, "`host:port` of the canary, written as a `server` line"),
+    Param::optional("nginx", Text, "the binary used to reload (default `nginx`)"),
+    Param::optional("conf", Text, "passed as `-c` on reload (default: NGINX's built-in path)"),
+    Param::optional("prefix", Text, "passed as `-p` on reload"),
+    Param::optional("access_log", Text, "an access log in the `flightdeck` format, for per-version metrics"),
+    Param::optional(
+        "upstream_options",
+        Text,
+        "directives copied into the upstream block after the servers (`keepalive 32; zone checkout 64k;`)",
+    ),
+];
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A sample reads at most this much new log; older lines of a bigger jump are skipped.
 const MAX_LOG_READ: u64 = 64 * 1024 * 1024;

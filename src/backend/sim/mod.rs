@@ -14,6 +14,7 @@ use crate::metrics::MetricsSource;
 use async_trait::async_trait;
 use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{Param, ParamKind};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -35,6 +36,14 @@ const DEFAULT_RPS: f64 = 2_000.0;
 /// Latencies drawn per window: every request up to this many (a histogram
 /// of them is what the analysis reads).
 const MAX_SAMPLES: u64 = 100_000;
+
+/// What a simulated target reads (see [`flightdeck_core::plan::params`]).
+pub const PARAMS: &[Param] = &[
+    Param::optional("scenario", ParamKind::OneOf(Scenario::NAMES), "how the canary behaves (default `healthy`)"),
+    Param::optional("rps", ParamKind::Number, "requests per second the whole service takes (default 2000)"),
+    Param::optional("budget_left_pct", ParamKind::Number, "error budget left at the start, percent (default 85)"),
+    Param::optional("probe_rps", ParamKind::Number, "probe requests per second each running side gets (default 100)"),
+];
 
 /// Settings of one simulated service, from the plan's `[target]`.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,16 +5,16 @@ use super::{
     AnalysisConfig, BackendKind, CanaryStage, CloudwatchMetrics, MetricsConfig, Plan, PlanError, PromQueries, Slo,
     Strategy, Target, DEFAULT_CLOUDWATCH_LAG,
 };
+use crate::toml_file::TomlFile;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
 
-/// Turns raw values into the validated model; knows the file and text so
-/// that every error gets its position.
+/// Turns raw values into the validated model; knows the parsed file, so
+/// that every error gets its position and a table its header.
 pub(super) struct Checker<'a> {
-    pub(super) file: &'a str,
-    pub(super) text: &'a str,
+    pub(super) toml: &'a TomlFile<'a>,
 }
 
 /// Result of a validation step.
@@ -92,26 +92,17 @@ const MAX_INTERVAL: MaxDuration = MaxDuration { max: Duration::from_secs(3600), 
 /// The SLO window: at most a (humantime) year of 365.25 days, so "1y" fits.
 const MAX_SLO_WINDOW: MaxDuration = MaxDuration { max: Duration::from_secs(31_557_600), text: "1y" };
 
-/// Keys of `[target]` itself; parameters with these names go in `[target.params]`.
-const TARGET_KEYS: &[&str] = &["backend", "group", "production", "params"];
-
 impl Checker<'_> {
     // ---- errors and positions ------------------------------------------
 
     /// An error at `span` (1:1 when the span is unknown).
     fn error(&self, span: Option<Range<usize>>, field: &str, message: impl Into<String>) -> PlanError {
-        let (line, column) = span.map_or((1, 1), |s| line_col(self.text, s.start));
-        PlanError { file: self.file.to_owned(), line, column, field: field.to_owned(), message: message.into() }
+        self.toml.error(span.as_ref(), field, message)
     }
 
     /// An error at a spanned value.
     fn at<T>(&self, value: &Spanned<T>, field: &str, message: impl Into<String>) -> PlanError {
         self.error(Some(value.span()), field, message)
-    }
-
-    /// Syntax, unknown-key and type errors found while deserializing.
-    pub(super) fn toml_error(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> PlanError {
-        self.error(e.inner().span(), &field_path(e.path()), humanize(e.inner().message()))
     }
 
     // ---- sections, in the order errors are reported ----------------------
@@ -131,8 +122,8 @@ impl Checker<'_> {
         })
     }
 
-    fn metrics(&self, raw: Option<raw::Located<raw::Metrics>>) -> Checked<MetricsConfig> {
-        let (span, m) = raw.map_or((None, raw::Metrics::default()), |l| (l.span, l.value));
+    fn metrics(&self, raw: Option<raw::Metrics>) -> Checked<MetricsConfig> {
+        let (span, m) = (self.toml.span_of(&["metrics"]), raw.unwrap_or_default());
         let source = m.source.as_ref().map_or("backend", |s| s.get_ref().as_str());
         if !["backend", "prometheus", "cloudwatch"].contains(&source) {
             let message = format!("unknown metrics source {source:?}; allowed: backend, prometheus, cloudwatch");
@@ -224,8 +215,9 @@ impl Checker<'_> {
         Ok(value.into_inner())
     }
 
-    fn rollout(&self, raw: Option<raw::Located<raw::Rollout>>) -> Checked<Names> {
-        let Some(raw::Located { span, value: r }) = raw else {
+    fn rollout(&self, raw: Option<raw::Rollout>) -> Checked<Names> {
+        let span = self.toml.span_of(&["rollout"]);
+        let Some(r) = raw else {
             let message = "missing required field; a plan needs a [rollout] table with name, stable and canary";
             return Err(self.error(None, "rollout.name", message));
         };
@@ -237,8 +229,8 @@ impl Checker<'_> {
         })
     }
 
-    fn target(&self, raw: Option<raw::Located<raw::Target>>) -> Checked<Target> {
-        let (span, t) = raw.map_or((None, raw::Target::default()), |l| (l.span, l.value));
+    fn target(&self, raw: Option<raw::Target>) -> Checked<Target> {
+        let t = raw.unwrap_or_default();
         let backend = match &t.backend {
             Some(b) => self.backend(b)?,
             None => BackendKind::Sim,
@@ -251,12 +243,12 @@ impl Checker<'_> {
             None => backend.name().to_owned(),
         };
         let params = self.params(t.inline, t.nested)?;
-        self.required_params(backend, &params, span)?;
         Ok(Target { backend, group, production: t.production.unwrap_or(false), params })
     }
 
-    fn strategy(&self, raw: Option<raw::Located<raw::Strategy>>) -> Checked<Strategy> {
-        let Some(raw::Located { span, value: s }) = raw else {
+    fn strategy(&self, raw: Option<raw::Strategy>) -> Checked<Strategy> {
+        let span = self.toml.span_of(&["strategy"]);
+        let Some(s) = raw else {
             return Ok(Strategy::Canary { stages: default_stages() });
         };
         let kind = match &s.kind {
@@ -445,31 +437,6 @@ impl Checker<'_> {
         }
     }
 
-    fn required_params(
-        &self,
-        backend: BackendKind,
-        params: &BTreeMap<String, String>,
-        table: Option<Range<usize>>,
-    ) -> Checked<()> {
-        let required = backend.required_params();
-        let Some(missing) = required.iter().find(|p| !params.contains_key(**p)) else {
-            return Ok(());
-        };
-        // A parameter named like a [target] key can only be set in [target.params].
-        let (field, place) = if TARGET_KEYS.contains(missing) {
-            (format!("target.params.{missing}"), "[target.params]")
-        } else {
-            (format!("target.{missing}"), "[target]")
-        };
-        let message = format!(
-            "backend {:?} needs parameter `{missing}` in {place}; required for {}: {}",
-            backend.name(),
-            backend.name(),
-            required.join(", ")
-        );
-        Err(self.error(table, &field, message))
-    }
-
     // ---- strategy helpers ----------------------------------------------
 
     /// Rejects keys of another strategy kind, reporting the earliest in the file.
@@ -635,53 +602,4 @@ fn default_stages() -> Vec<CanaryStage> {
     let stage =
         |weight: u8, minutes: u64| CanaryStage { weight, bake: Duration::from_secs(minutes * 60), approval: false };
     vec![stage(1, 15), stage(10, 15), stage(50, 15), stage(100, 0)]
-}
-
-/// 1-based line and column (in characters) of a byte offset. Every file
-/// flightdeck reads (plans, themes, keymaps, config) reports errors with it.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, column)
-}
-
-/// Dotted field path ("strategy.stages[2].weight"), "plan" when unknown.
-fn field_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                if key == raw::SPANNED_SEGMENT {
-                    continue;
-                }
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            Segment::Unknown => out.push_str(if out.is_empty() { "?" } else { ".?" }),
-        }
-    }
-    if out.is_empty() {
-        "plan".to_owned()
-    } else {
-        out
-    }
-}
-
-/// toml/serde messages on one line, with Rust type names in plain words.
-fn humanize(message: &str) -> String {
-    message
-        .trim()
-        .replace('\n', "; ")
-        .replace("expected i64", "expected an integer")
-        .replace("expected f64", "expected a number")
-        .replace("unknown field", "unknown key")
 }

@@ -70,11 +70,13 @@
 //! is wrong and what is allowed. Only the first error is reported.
 
 mod check;
+pub mod params;
 mod raw;
 #[cfg(test)]
 mod tests;
 
-pub use check::line_col;
+pub use crate::toml_file::line_col;
+use crate::toml_file::TomlFile;
 use check::Checker;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -165,7 +167,11 @@ impl Default for PromQueries {
     }
 }
 
-/// The backend a plan drives or observes, with that backend's parameters.
+/// Keys of `[target]` itself; parameters with these names go in `[target.params]`.
+pub const TARGET_KEYS: &[&str] = &["backend", "group", "production", "params"];
+
+/// The backend a plan drives or observes, with that backend's parameters
+/// (each backend declares its own as [`params::Param`]s).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub backend: BackendKind,
@@ -205,23 +211,28 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// Every backend name accepted in a plan, for error messages.
-    pub const NAMES: &'static [&'static str] =
-        &["sim", "haproxy", "envoy", "nginx", "argo-rollouts", "deployment", "ecs", "flagger"];
+    /// Every backend with its name in plans: the one place names are written.
+    const ALL: [(BackendKind, &'static str); 8] = [
+        (BackendKind::Sim, "sim"),
+        (BackendKind::Haproxy, "haproxy"),
+        (BackendKind::Envoy, "envoy"),
+        (BackendKind::Nginx, "nginx"),
+        (BackendKind::ArgoRollouts, "argo-rollouts"),
+        (BackendKind::Deployment, "deployment"),
+        (BackendKind::Ecs, "ecs"),
+        (BackendKind::Flagger, "flagger"),
+    ];
 
-    /// The parameters a target of this backend must set.
-    pub fn required_params(self) -> &'static [&'static str] {
-        match self {
-            BackendKind::Sim => &[],
-            BackendKind::Haproxy => &["socket", "backend", "stable_server", "canary_server"],
-            BackendKind::Envoy => &["admin", "stable_cluster", "canary_cluster"],
-            BackendKind::Nginx => &["upstream_file", "upstream", "stable_server", "canary_server"],
-            BackendKind::ArgoRollouts => &["namespace", "rollout"],
-            BackendKind::Deployment => &["namespace", "stable_deployment", "canary_deployment"],
-            BackendKind::Ecs => &["cluster", "service"],
-            BackendKind::Flagger => &["namespace", "canary"],
+    /// Every backend name accepted in a plan, for error messages.
+    pub const NAMES: &'static [&'static str] = &{
+        let mut names = [""; BackendKind::ALL.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = BackendKind::ALL[i].1;
+            i += 1;
         }
-    }
+        names
+    };
 
     /// Whether a native controller runs the rollout and flightdeck observes
     /// it (ECS by default; see [`Target::control`]).
@@ -241,16 +252,12 @@ impl BackendKind {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Sim => "sim",
-            BackendKind::Haproxy => "haproxy",
-            BackendKind::Envoy => "envoy",
-            BackendKind::Nginx => "nginx",
-            BackendKind::ArgoRollouts => "argo-rollouts",
-            BackendKind::Deployment => "deployment",
-            BackendKind::Ecs => "ecs",
-            BackendKind::Flagger => "flagger",
-        }
+        BackendKind::ALL.iter().find(|(kind, _)| *kind == self).map_or("", |(_, name)| name)
+    }
+
+    /// The backend with this plan name (one of [`BackendKind::NAMES`]).
+    pub fn parse(name: &str) -> Option<BackendKind> {
+        BackendKind::ALL.iter().find(|(_, n)| *n == name).map(|(kind, _)| *kind)
     }
 }
 
@@ -428,19 +435,7 @@ impl Plan {
 }
 
 /// A plan that could not be read, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
-pub struct PlanError {
-    pub file: String,
-    /// 1-based line of the offending value (or key).
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// Dotted path of the field ("strategy.stages[2].weight").
-    pub field: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
+pub type PlanError = crate::toml_file::TomlError;
 
 impl Plan {
     /// Parses and validates a plan. `file` is only used in error messages.
@@ -449,26 +444,8 @@ impl Plan {
     /// validation then checks values, fills defaults and reports the first
     /// problem in a fixed order (rollout, target, strategy, analysis, slo).
     pub fn parse(file: &str, text: &str) -> Result<Plan, PlanError> {
-        let check = Checker { file, text };
-        let raw: raw::Plan =
-            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| check.toml_error(&e))?;
-        check.plan(raw)
-    }
-}
-
-impl BackendKind {
-    /// The backend with this plan name (one of [`BackendKind::NAMES`]).
-    pub fn parse(name: &str) -> Option<BackendKind> {
-        const ALL: [BackendKind; 8] = [
-            BackendKind::Sim,
-            BackendKind::Haproxy,
-            BackendKind::Envoy,
-            BackendKind::Nginx,
-            BackendKind::ArgoRollouts,
-            BackendKind::Deployment,
-            BackendKind::Ecs,
-            BackendKind::Flagger,
-        ];
-        ALL.into_iter().find(|b| b.name() == name)
+        let toml = TomlFile::parse(file, text, "plan")?;
+        let raw: raw::Plan = toml.deserialize()?;
+        Checker { toml: &toml }.plan(raw)
     }
 }

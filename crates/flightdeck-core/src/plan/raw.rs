@@ -1,24 +1,22 @@
 //! Raw, unvalidated mirror of the file: every field optional, spans kept
-//! so that validation can point at the offending value.
+//! so that validation can point at the offending value (a table's own
+//! header is looked up in the document: it may have none).
 
-use serde::de::value::{MapAccessDeserializer, MapDeserializer};
-use serde::de::{DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::marker::PhantomData;
-use std::ops::Range;
 use toml::Spanned;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
-    pub rollout: Option<Located<Rollout>>,
-    pub target: Option<Located<Target>>,
-    pub strategy: Option<Located<Strategy>>,
+    pub rollout: Option<Rollout>,
+    pub target: Option<Target>,
+    pub strategy: Option<Strategy>,
     pub analysis: Option<Analysis>,
     pub slo: Option<Slo>,
-    pub metrics: Option<Located<Metrics>>,
+    pub metrics: Option<Metrics>,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,85 +186,5 @@ impl<'de> Visitor<'de> for DurationVisitor {
     }
     fn visit_str<E>(self, v: &str) -> Result<DurationText, E> {
         Ok(DurationText(v.to_owned()))
-    }
-}
-
-// The protocol toml uses to hand out spans (the one `toml::Spanned`
-// speaks, defined by serde_spanned). Pinned by toml 0.8 in Cargo.lock.
-const SPANNED_NAME: &str = "$__serde_spanned_private_Spanned";
-const START_FIELD: &str = "$__serde_spanned_private_start";
-const END_FIELD: &str = "$__serde_spanned_private_end";
-const VALUE_FIELD: &str = "$__serde_spanned_private_value";
-/// Path segment the spanned protocol adds; hidden from field paths.
-pub const SPANNED_SEGMENT: &str = VALUE_FIELD;
-
-/// A table with its span when it has one. `toml::Spanned` fails on
-/// tables TOML creates implicitly (`[[strategy.stages]]` without a
-/// `[strategy]` header has no span); this wrapper falls back to no span.
-pub struct Located<T> {
-    pub span: Option<Range<usize>>,
-    pub value: T,
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const FIELDS: &[&str] = &[START_FIELD, END_FIELD, VALUE_FIELD];
-        d.deserialize_struct(SPANNED_NAME, FIELDS, LocatedVisitor(PhantomData))
-    }
-}
-
-struct LocatedVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for LocatedVisitor<T> {
-    type Value = Located<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a table")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Located<T>, A::Error> {
-        let Some(first) = map.next_key::<String>()? else {
-            let empty = MapDeserializer::new(std::iter::empty::<(String, String)>());
-            return Ok(Located { span: None, value: T::deserialize(empty)? });
-        };
-        if first != START_FIELD {
-            // A plain table without span: hand it to T, first key included.
-            let rest = Prepended { first: Some(first), map };
-            let value = T::deserialize(MapAccessDeserializer::new(rest))?;
-            return Ok(Located { span: None, value });
-        }
-        let start: usize = map.next_value()?;
-        map.next_key::<String>()?; // END_FIELD
-        let end: usize = map.next_value()?;
-        map.next_key::<String>()?; // VALUE_FIELD
-        let value: T = map.next_value()?;
-        Ok(Located { span: Some(start..end), value })
-    }
-}
-
-/// A map whose first key was already read.
-struct Prepended<A> {
-    first: Option<String>,
-    map: A,
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Prepended<A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error>
-    where
-        K: DeserializeSeed<'de>,
-    {
-        match self.first.take() {
-            Some(key) => seed.deserialize(IntoDeserializer::<A::Error>::into_deserializer(key)).map(Some),
-            None => self.map.next_key_seed(seed),
-        }
-    }
-
-    fn next_value_seed<V>(&mut self, seed: V) -> Result<V::Value, A::Error>
-    where
-        V: DeserializeSeed<'de>,
-    {
-        self.map.next_value_seed(seed)
     }
 }
