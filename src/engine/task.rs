@@ -162,6 +162,8 @@ impl RolloutTask {
     }
 
     async fn on_command(&mut self, request: CommandRequest) -> Reply {
+        // `scripts/cost` times a key press to this line (`FLIGHTDECK_LOG=flightdeck::latency=debug`).
+        tracing::debug!(target: "flightdeck::latency", rollout = %request.rollout, command = ?request.command, "command reached the engine");
         let now = self.now();
         let event = Event::Command(rollout::CommandRequest {
             actor: request.actor,
