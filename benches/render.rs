@@ -158,13 +158,17 @@ fn bench_frames(c: &mut Criterion) {
             let mut app = cockpit(n);
             let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
             group.bench_with_input(BenchmarkId::new("flightdeck", n), &n, |b, _| {
-                b.iter(|| terminal.draw(|f| view::render(f, &mut app)).unwrap())
+                b.iter(|| {
+                    terminal.draw(|f| view::render(f, &mut app)).unwrap();
+                })
             });
             let (snapshot, events) = fleet(n);
             let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
             let mut list = ListState::default().with_selected(Some(0));
             group.bench_with_input(BenchmarkId::new("ratatui baseline", n), &n, |b, _| {
-                b.iter(|| terminal.draw(|f| baseline(f, &snapshot, &events, &mut list)).unwrap())
+                b.iter(|| {
+                    terminal.draw(|f| baseline(f, &snapshot, &events, &mut list)).unwrap();
+                })
             });
         }
         group.finish();
