@@ -179,7 +179,7 @@ criterion_group!(benches, bench_frames);
 
 /// `FLIGHTDECK_FRAMES="flightdeck|baseline ROLLOUTS WxH FRAMES"` draws that
 /// many frames and nothing else, for an instruction count under
-/// `valgrind --tool=callgrind` (`scripts/bench`: the count of 110 frames
+/// `valgrind --tool=callgrind` (`scripts/bench`: the count of 60 frames
 /// minus that of 10, so set-up cancels out); otherwise criterion runs.
 fn main() {
     let Ok(spec) = std::env::var("FLIGHTDECK_FRAMES") else {
