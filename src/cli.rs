@@ -19,6 +19,9 @@ pub enum Cmd {
         /// Simulated time runs this many times faster than real time.
         #[arg(long, default_value_t = 30.0, value_parser = positive)]
         speed: f64,
+        /// How many rollouts: the six demo shapes repeated over many clusters (scale demos).
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rollouts: u32,
     },
     /// Run the rollouts the plan files describe.
     Run {

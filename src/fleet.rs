@@ -298,14 +298,9 @@ pub fn mark_production(setups: &mut [RolloutSetup], contexts: &[String]) {
     }
 }
 
-/// The demo fleet, ready to run.
+/// The demo fleet, ready to run (`crate::demo` builds it at any size).
 pub async fn demo(seed: u64) -> Result<Vec<RolloutSetup>, BadInput> {
-    let mut fleet = Vec::new();
-    for (file, text) in DEMO_FLEET {
-        let plan = Plan::parse(file, text).map_err(|e| BadInput(e.to_string()))?;
-        fleet.push(setup(plan, file, text.to_string(), None, seed).await?);
-    }
-    Ok(fleet)
+    crate::demo::setups(crate::demo::SHAPES, seed).await
 }
 
 /// The rollouts the plan files describe; ids must be unique.

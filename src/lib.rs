@@ -9,6 +9,7 @@ pub mod analyze;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod files;
 pub mod fleet;

@@ -7,7 +7,7 @@
 //! (before the cockpit takes the terminal).
 
 use std::path::Path;
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::EnvFilter;
 
@@ -15,7 +15,10 @@ pub fn init() -> Option<WorkerGuard> {
     let dir = crate::paths::log_dir();
     match open(&dir) {
         Ok(appender) => {
-            let (writer, guard) = tracing_appender::non_blocking(appender);
+            // 8,192 lines queued for the writer thread (tracing-appender's default,
+            // 128,000, is 4 MB allocated and touched up front: a third of
+            // the cockpit's resident memory).
+            let (writer, guard) = NonBlockingBuilder::default().buffered_lines_limit(8192).finish(appender);
             let filter = EnvFilter::try_from_env("FLIGHTDECK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
             let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false);
             subscriber.try_init().ok()?;

@@ -126,8 +126,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             println!("{shown}: ok ({} records; {}: {phase} at stage {stage}/{stages})", sound.records, r.id);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Cmd::Demo { run, speed }) => {
-            let setups = runtime()?.block_on(fleet::demo(run.seed))?;
+        Some(Cmd::Demo { run, speed, rollouts }) => {
+            let setups = runtime()?.block_on(flightdeck::demo::setups(rollouts as usize, run.seed))?;
             // The demo always starts over and keeps only its latest run's
             // journals (for `flightdeck analyze`): older ones are deleted.
             let dir = flightdeck::paths::journal_dir();

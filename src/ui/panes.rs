@@ -675,7 +675,7 @@ fn humantime(d: Duration) -> String {
 /// view, the newest unless the captain moved) is shown whole, wrapped.
 /// Records where each event is for the mouse and for paging.
 pub fn events(f: &mut Frame, area: Rect, app: &mut App, r: &Rollout) {
-    let theme = app.theme.clone();
+    let theme = &app.theme;
     let events = app.rollout_events(&r.id);
     let focused = app.detail || app.event_cursor.is_some();
     let anchor = match app.event_cursor {
@@ -686,13 +686,19 @@ pub fn events(f: &mut Frame, area: Rect, app: &mut App, r: &Rollout) {
         (true, false) => format!(" Events {}/{} ", anchor + 1, events.len()),
         _ => " Events ".to_string(),
     };
-    let b = block(&theme, cut(&title, area.width.saturating_sub(2) as usize), focused);
+    let b = block(theme, cut(&title, area.width.saturating_sub(2) as usize), focused);
     let inner = b.inner(area);
     f.render_widget(b, area);
     let width = inner.width as usize;
     let height = inner.height as usize;
+    // Only the events that can be on screen are laid out (each takes a line
+    // at least, so at most `height` either side of the anchor): a long log
+    // costs a frame no more than a short one.
+    let shown = anchor.saturating_sub(height)..(anchor + height + 1).min(events.len());
+    let skipped = shown.start;
+    let anchor = anchor - skipped;
     // Each event's lines: one, or all of the one under the cursor.
-    let rendered: Vec<(u64, Vec<Line<'static>>)> = events
+    let rendered: Vec<(u64, Vec<Line<'static>>)> = events[shown]
         .iter()
         .enumerate()
         .map(|(i, (seq, o))| {
