@@ -2,9 +2,9 @@
 //! into a 200×50 buffer (ratatui's own benches use the same approach).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use flightdeck::preview::shipped_look;
 use flightdeck::protocol::Snapshot;
 use flightdeck::ui::app::App;
-use flightdeck::ui::preview::shipped_look;
 use flightdeck::ui::view;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::rollout::{step, Actor, Event, Rollout};
@@ -42,7 +42,7 @@ fn fleet(n: usize) -> Snapshot {
             step(&r, sample.clone(), Timestamp(60_000)).0
         })
         .collect();
-    Snapshot { at: Timestamp(90_000), rollouts }
+    Snapshot { at: Timestamp(90_000), rollouts, ..Snapshot::default() }
 }
 
 fn bench_render(c: &mut Criterion) {

@@ -4,9 +4,9 @@
 use flightdeck::backend::sim::Scenario;
 use flightdeck::engine::RolloutSetup;
 use flightdeck::fleet;
+use flightdeck::preview::Preview as Cockpit;
 use flightdeck::ui::app::Modal;
 use flightdeck::ui::panes;
-use flightdeck::ui::preview::Preview as Cockpit;
 use flightdeck::ui::theme::Theme;
 use flightdeck_core::plan::Plan;
 use flightdeck_core::rollout::{Actor, Command, Gate, Phase};
@@ -246,7 +246,7 @@ async fn split_pane_draws_the_weights() {
 async fn a_plan_names_its_theme_unless_the_captain_picked_one() {
     let mut c = Cockpit::demo(1, "default").await;
     // Previews pin their theme; a cockpit opened without --theme does not.
-    let (theme, themes, keymap) = flightdeck::ui::preview::shipped_look("default");
+    let (theme, themes, keymap) = flightdeck::preview::shipped_look("default");
     c.app = flightdeck::ui::app::App::new(c.app.view.clone(), theme, themes, keymap, Actor::new("alice"));
     c.select(CHECKOUT);
     c.screen(80, 24);

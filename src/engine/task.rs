@@ -6,7 +6,7 @@ use super::journal::{Journal, JournalError};
 use super::report::{step_outputs, EFFECT_ATTEMPTS};
 use super::{RolloutSetup, StopWhen};
 use crate::backend::BackendError;
-use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
+use crate::protocol::{CommandRequest, Origin, Output, Reply, Snapshot};
 use flightdeck_core::rollout::{self, step, Actor, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::VecDeque;
@@ -59,7 +59,7 @@ impl RolloutTask {
         self.p.rollout.id.clone()
     }
 
-    pub async fn run(mut self, mut commands: mpsc::Receiver<(CommandRequest, oneshot::Sender<Reply>)>) {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<(CommandRequest, Origin, oneshot::Sender<Reply>)>) {
         self.announce().await;
         let now = self.now();
         if self.p.resumed_at.is_some() {
@@ -84,8 +84,8 @@ impl RolloutTask {
             tokio::select! {
                 _ = ticker.tick() => self.on_tick().await,
                 received = commands.recv(), if open => match received {
-                    Some((request, reply)) => {
-                        let answer = self.on_command(request).await;
+                    Some((request, origin, reply)) => {
+                        let answer = self.on_command(request, origin).await;
                         let _ = reply.send(answer);
                     }
                     None => open = false,
@@ -161,13 +161,15 @@ impl RolloutTask {
         self.feed(Event::Metrics(sample), end).await;
     }
 
-    async fn on_command(&mut self, request: CommandRequest) -> Reply {
+    async fn on_command(&mut self, request: CommandRequest, origin: Origin) -> Reply {
         let now = self.now();
         let event = Event::Command(rollout::CommandRequest {
             actor: request.actor,
             command: request.command,
             expected_stage: request.expected_stage,
             expected_revision: request.expected_revision,
+            role: origin.role,
+            session: Some(origin.session.to_string()),
         });
         match self.feed(event, now).await {
             Some(reason) => Reply::Rejected { reason },

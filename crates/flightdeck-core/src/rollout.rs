@@ -108,6 +108,38 @@ pub struct CommandRequest {
     /// The canary revision the actor saw: a stage index alone would let a
     /// command meant for the previous revision act on the next one.
     pub expected_revision: String,
+    /// What the sender may do: a viewer's command is refused (and kept in
+    /// the journal like any other).
+    #[serde(default, skip_serializing_if = "Role::is_captain")]
+    pub role: Role,
+    /// Where it came from ("local", "socket #3 (pid 1234)", "ssh #2
+    /// (SHA256:…)"), for the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// What a person attached to the engine may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Sees everything and sends commands.
+    #[default]
+    Captain,
+    /// Sees everything and sends nothing.
+    Viewer,
+}
+
+impl Role {
+    pub fn is_captain(&self) -> bool {
+        *self == Role::Captain
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Captain => "captain",
+            Role::Viewer => "viewer",
+        }
+    }
 }
 
 /// Argo-Rollouts-style verbs for rollouts a native controller runs.
@@ -1015,6 +1047,9 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
     // Abort, rollback and pause only reduce exposure: whatever the sender
     // saw, they apply to what runs now. Everything else moves forward and
     // must be meant for this revision and stage.
+    if req.role == Role::Viewer {
+        return Err(format!("{} is a viewer: viewers see everything and send nothing", req.actor));
+    }
     let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. });
     if !safety && req.expected_revision != r.canary_revision {
         return Err(format!(

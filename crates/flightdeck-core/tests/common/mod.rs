@@ -76,5 +76,12 @@ pub fn cmd(command: Command, expected_stage: usize) -> Event {
 /// A command from alice, who saw `expected_stage` of `revision`.
 pub fn cmd_for(command: Command, expected_stage: usize, revision: &str) -> Event {
     let expected_revision = revision.to_string();
-    Event::Command(CommandRequest { actor: Actor::new("alice"), command, expected_stage, expected_revision })
+    Event::Command(CommandRequest {
+        actor: Actor::new("alice"),
+        command,
+        expected_stage,
+        expected_revision,
+        role: Default::default(),
+        session: None,
+    })
 }
