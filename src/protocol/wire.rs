@@ -143,6 +143,17 @@ pub fn parse_hello(line: &[u8]) -> Result<(String, String), String> {
     }
 }
 
+/// Fields of a rollout that stay on the server: the accumulated evidence
+/// (latency histograms, several KB, changing every window) decides, but
+/// viewers draw the verdicts, which carry its summary. A viewer's rollout
+/// has empty evidence.
+pub const NOT_SENT: &[&str] = &["evidence"];
+
+/// A rollout as a viewer gets it: without [`NOT_SENT`].
+pub fn for_viewers(rollout: &Rollout) -> Rollout {
+    Rollout { evidence: Default::default(), ..rollout.clone() }
+}
+
 /// Rollouts as JSON objects, to send only the fields that changed.
 #[derive(Debug, Default, Clone)]
 pub struct Fields {
@@ -153,7 +164,8 @@ pub struct Fields {
 impl Fields {
     /// The fields of `rollout` that differ from what is held, and holds them.
     pub fn diff(&mut self, rollout: &Rollout) -> Option<RolloutPatch> {
-        let Ok(Value::Object(now)) = serde_json::to_value(rollout) else { return None };
+        let Ok(Value::Object(mut now)) = serde_json::to_value(rollout) else { return None };
+        now.retain(|key, _| !NOT_SENT.contains(&key.as_str()));
         let held = self.rollouts.entry(rollout.id.clone()).or_default();
         let mut fields = Map::new();
         for (key, value) in &now {

@@ -8,7 +8,7 @@
 //! never every step, and an idle fleet sends nothing. The hub never waits
 //! for a connection, so a slow or dead one cannot slow the engine.
 
-use crate::protocol::wire::{Fields, RolloutPatch, ServerMessage};
+use crate::protocol::wire::{self, Fields, RolloutPatch, ServerMessage};
 use crate::protocol::{Output, Peer, Snapshot};
 use flightdeck_core::rollout::Rollout;
 use flightdeck_core::time::Timestamp;
@@ -149,7 +149,7 @@ impl Hub {
         let snapshot = Snapshot {
             at: s.at,
             speed: s.speed,
-            rollouts: s.rollouts.iter().map(|h| h.rollout.clone()).collect(),
+            rollouts: s.rollouts.iter().map(|h| wire::for_viewers(&h.rollout)).collect(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
         };
         (ServerMessage::Full { snapshot, history: s.history.iter().cloned().collect() }, s.change)
