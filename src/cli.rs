@@ -132,6 +132,15 @@ pub struct ShareOptions {
     /// These names only watch (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub viewers: Vec<String>,
+    /// Also serve the cockpit over SSH on this address (e.g. 127.0.0.1:2222).
+    #[cfg(feature = "ssh")]
+    #[arg(long, value_name = "ADDR", requires = "authorized_keys")]
+    pub ssh: Option<String>,
+    /// The keys that may sign in over SSH, with their names and roles
+    /// (`role=captain,name=alice ssh-ed25519 AAAA… alice@laptop`).
+    #[cfg(feature = "ssh")]
+    #[arg(long, value_name = "FILE", requires = "ssh")]
+    pub authorized_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -144,9 +144,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let config = Config::load(&flightdeck::paths::config_dir()).map_err(BadInput)?;
             fleet::mark_production(&mut setups, &config.production_contexts);
             let options = engine_options(&setups, speed, fresh, StopWhen::Never);
+            let listeners = listeners(&share)?;
             let socket = share.socket.unwrap_or_else(flightdeck::paths::socket_path);
             let roles = Roles { captains: share.captains, viewers: share.viewers };
-            let signo = runtime.block_on(flightdeck::share::serve(setups, options, &socket, roles)).map_err(refusal)?;
+            let serving = flightdeck::share::serve(setups, options, &socket, roles, listeners);
+            let signo = runtime.block_on(serving).map_err(refusal)?;
             eprintln!("stopped by {}; serve the same plans again to resume from the journal", Signals::name(signo));
             Ok(ExitCode::from(Signals::exit_code(signo)))
         }
@@ -273,6 +275,19 @@ fn attach(
         Some(signo) => ExitCode::from(Signals::exit_code(signo)),
         None => ExitCode::SUCCESS,
     })
+}
+
+/// The SSH listener's options; its authorized keys are read here so a bad
+/// line stops the server (exit 2) before anything starts.
+fn listeners(share: &flightdeck::cli::ShareOptions) -> Result<flightdeck::share::Listeners, Failure> {
+    #[cfg(feature = "ssh")]
+    if let (Some(listen), Some(keys)) = (&share.ssh, &share.authorized_keys) {
+        flightdeck::share::ssh::keys::AuthorizedKeys::load(keys).map_err(BadInput)?;
+        let ssh = flightdeck::share::ssh::SshOptions { listen: listen.clone(), authorized_keys: keys.clone() };
+        return Ok(flightdeck::share::Listeners { ssh: Some(ssh) });
+    }
+    let _ = share;
+    Ok(flightdeck::share::Listeners::default())
 }
 
 /// A server that cannot start as asked (socket held by another, journal

@@ -185,6 +185,9 @@ async fn write_updates(
     mut from_reader: mpsc::Receiver<ServerMessage>,
 ) {
     let mut changes = hub.watch();
+    // Changes between the full state and now (this connection's own
+    // presence among them) are sent at once, not with the next change.
+    changes.mark_changed();
     let mut events = hub.events();
     loop {
         let message = tokio::select! {
