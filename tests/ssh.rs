@@ -226,7 +226,8 @@ fn a_captain_over_ssh_sees_the_cockpit_at_their_size_and_promotes_as_themselves(
     assert!(!t.screen().contains("too small"));
 
     t.keys(&["n"]);
-    t.wait_for(&["Stage 2/4", "promote sent"]);
+    // The stage moves, and the events pane says who moved it.
+    t.wait_for(&["Stage 2/4", "promote sent", "alice promote (from stage 1)"]);
     let audit = server.audit();
     let line = audit.lines().find(|l| l.contains("promote")).unwrap_or_else(|| panic!("not audited:\n{audit}"));
     assert!(line.contains("by alice"), "{line}");
@@ -248,7 +249,7 @@ fn a_viewers_key_watches_and_its_command_is_refused_and_audited() {
     let t = Tmux::start(&in_tmux(&server.ssh(&server.bob, "bob")), 100, 30);
     t.wait_for(&["checkout-api", "read-only"]);
     t.keys(&["n"]);
-    t.wait_for(&["bob is a viewer"]);
+    t.wait_for(&["bob is a viewer", "bob promote (stage 1) refused"]);
     let audit = server.audit();
     let line = audit.lines().find(|l| l.contains("by bob")).unwrap_or_else(|| panic!("not audited:\n{audit}"));
     assert!(line.contains("promote") && line.contains("REFUSED: bob is a viewer"), "{line}");
@@ -284,4 +285,31 @@ async fn an_unknown_key_and_commands_are_refused_and_nothing_attaches() {
     }
     assert_eq!(names(), vec!["observer".to_string()], "only the socket client is attached");
     assert!(!server.audit().contains("mallory"));
+}
+
+#[test]
+fn a_bad_authorized_keys_line_stops_the_server_before_it_starts_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("checkout.toml");
+    std::fs::write(&plan, PLAN).unwrap();
+    let alice = keygen(dir.path(), "alice");
+    let keys = dir.path().join("team.keys");
+    std::fs::write(&keys, format!("# ok\nrole=captain {}\nrole=admiral {}\n", public(&alice), public(&alice))).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--ssh", "127.0.0.1:0", "--authorized-keys"])
+        .arg(&keys)
+        .arg("--socket")
+        .arg(dir.path().join("serve.sock"))
+        .arg(&plan)
+        .env("FLIGHTDECK_DATA_DIR", dir.path().join("data"))
+        .env("FLIGHTDECK_CONFIG_DIR", dir.path().join("config"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!("{}:3: role: `admiral` is not a role (captain or viewer)", keys.display());
+    assert!(err.contains(&want), "wanted {want}: {err}");
+    // Nothing started: no journal, no host key.
+    let data = dir.path().join("data");
+    assert!(!data.join("journal").exists() && !data.join("ssh").exists(), "the server started");
 }
