@@ -87,7 +87,8 @@ fn parse_line(line: &str) -> Result<Authorized, String> {
     let mut name = None;
     let mut role = Role::Viewer;
     for option in options {
-        let (field, value) = option.split_once('=').ok_or_else(|| format!("option `{option}`: expected role=… or name=…"))?;
+        let (field, value) =
+            option.split_once('=').ok_or_else(|| format!("option `{option}`: expected role=… or name=…"))?;
         let value = value.trim_matches('"');
         match field {
             "role" => {
@@ -155,7 +156,10 @@ pub fn host_key(path: &Path) -> Result<PrivateKey, String> {
         Ok(text) => {
             let mode = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?.permissions().mode();
             if mode & 0o077 != 0 {
-                return Err(format!("{shown}: the host key is readable by others (mode {:o}); chmod 600 it", mode & 0o777));
+                return Err(format!(
+                    "{shown}: the host key is readable by others (mode {:o}); chmod 600 it",
+                    mode & 0o777
+                ));
             }
             PrivateKey::from_openssh(text).map_err(|e| format!("{shown}: not an OpenSSH private key ({e})"))
         }

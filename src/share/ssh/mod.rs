@@ -103,8 +103,9 @@ pub async fn bind(options: &SshOptions) -> Result<SshListener, String> {
         return Err(format!("{}: no keys: nobody could sign in", options.authorized_keys.display()));
     }
     let host_key = keys::host_key(&host_key_path())?;
-    let listener =
-        TcpListener::bind(&options.listen).await.map_err(|e| format!("--ssh {}: cannot listen ({e})", options.listen))?;
+    let listener = TcpListener::bind(&options.listen)
+        .await
+        .map_err(|e| format!("--ssh {}: cannot listen ({e})", options.listen))?;
     let address = listener.local_addr().map_err(|e| format!("--ssh {}: {e}", options.listen))?;
     let config = russh::server::Config {
         keys: vec![host_key],
@@ -255,11 +256,21 @@ impl Handler for Connection {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.refuse_channel(channel, "this server runs only the cockpit; no commands", session)
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         tracing::info!(subsystem = name, "ssh subsystem refused");
         self.refuse_channel(channel, "this server runs only the cockpit; no subsystems", session)
     }
@@ -388,7 +399,8 @@ fn terminal_setup(mouse: bool) -> Vec<u8> {
 /// The client's terminal as it was.
 fn terminal_teardown() -> Vec<u8> {
     let mut out = Vec::new();
-    let _ = out.queue(DisableMouseCapture).and_then(|o| o.queue(LeaveAlternateScreen)).and_then(|o| o.queue(cursor::Show));
+    let _ =
+        out.queue(DisableMouseCapture).and_then(|o| o.queue(LeaveAlternateScreen)).and_then(|o| o.queue(cursor::Show));
     out
 }
 
