@@ -255,6 +255,16 @@ fn a_viewers_key_watches_and_its_command_is_refused_and_audited() {
     assert!(line.contains("promote") && line.contains("REFUSED: bob is a viewer"), "{line}");
     assert!(line.contains(&format!("via ssh #1 ({})", fingerprint(&server.bob))), "{line}");
     assert!(t.screen().contains("Stage 1/4"), "the stage did not move");
+
+    // The server stops: the client's terminal is given back (no alternate
+    // screen, no mouse tracking) with a word on why.
+    let ok = Command::new("kill").args(["-s", "TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    t.wait_for(&["the server stopped", "ssh-exited-1"]);
+    let format = "#{alternate_on} #{mouse_any_flag}";
+    let out = Command::new("tmux").args(["-L", &t.0, "display", "-p", "-t", "fd", format]).output().unwrap();
+    let flags = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(flags, "0 0", "alternate screen and mouse tracking are off");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

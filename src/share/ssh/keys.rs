@@ -227,7 +227,7 @@ mod tests {
         let cases = [
             (format!("{ALICE} alice@x\nrole=admiral {CAROL} carol@x"), "keys:2: role: `admiral` is not a role"),
             (format!("\n\ncommand=\"sh\" {ALICE} alice@x"), "keys:3: unknown option `command`"),
-            (format!("{ALICE}"), "keys:1: no name"),
+            (ALICE.to_string(), "keys:1: no name"),
             ("ssh-ed25519 AAAAnotbase64!!".to_string(), "keys:1: not a public key"),
             (format!("{ALICE} a@x\n{ALICE} b@x"), "keys:2: this key is already listed (for a)"),
             ("role=captain".to_string(), "keys:1: no key on this line"),

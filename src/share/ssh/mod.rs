@@ -329,15 +329,16 @@ async fn cockpit_session(channel: Channel<Msg>, size: Size, who: Authorized, id:
         }
     });
     let result = run_cockpit(&who, &origin, &shared, size, outbox.clone(), input).await;
-    let goodbye = match &result {
-        Ok(None) => String::new(),
-        Ok(Some(_)) => "flightdeck: the server stopped; the rollouts resume when it is served again\r\n".into(),
-        Err(e) => format!("flightdeck: {e}\r\n"),
+    // The client's `ssh` exits 0 when its user quit, 1 otherwise.
+    let (goodbye, status) = match &result {
+        Ok(None) => (String::new(), 0),
+        Ok(Some(_)) => ("flightdeck: the server stopped; the rollouts resume when it is served again\r\n".into(), 1),
+        Err(e) => (format!("flightdeck: {e}\r\n"), 1),
     };
     let mut end = terminal_teardown();
     end.extend_from_slice(goodbye.as_bytes());
     outbox.push(&end);
-    outbox.close();
+    outbox.close(status);
     if tokio::time::timeout(GOODBYE_TIMEOUT, writer).await.is_err() {
         tracing::info!(%session, "ssh client did not take its last frame");
     }
@@ -423,8 +424,8 @@ async fn write_out(outbox: Arc<Outbox>, write: russh::ChannelWriteHalf<Msg>, wak
             }
             outbox.sent_out();
         }
-        if taken.closed {
-            let _ = write.exit_status(0).await;
+        if let Some(status) = taken.closed {
+            let _ = write.exit_status(status).await;
             let _ = write.eof().await;
             let _ = write.close().await;
             return;

@@ -114,6 +114,8 @@ struct OutboxState {
     /// The cockpit was asked for that frame.
     asked: bool,
     closed: bool,
+    /// The session's exit status, given with the close.
+    exit_status: u32,
     /// Bytes handed to the channel so far.
     sent: u64,
 }
@@ -123,7 +125,8 @@ pub struct Taken {
     pub bytes: Vec<u8>,
     /// Frames were dropped and the client has caught up: draw the whole screen.
     pub wants_repaint: bool,
-    pub closed: bool,
+    /// The session is over, with this exit status.
+    pub closed: Option<u32>,
 }
 
 impl Outbox {
@@ -154,9 +157,13 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// No more frames: the writer ends once what is queued is out.
-    pub fn close(&self) {
-        self.state.lock().expect("outbox").closed = true;
+    /// No more frames: the writer ends once what is queued is out, and
+    /// the client's `ssh` exits with `exit_status`.
+    pub fn close(&self, exit_status: u32) {
+        let mut s = self.state.lock().expect("outbox");
+        s.closed = true;
+        s.exit_status = exit_status;
+        drop(s);
         self.ready.notify_one();
     }
 
@@ -170,11 +177,11 @@ impl Outbox {
                     let bytes = std::mem::take(&mut s.bytes);
                     s.sent += bytes.len() as u64;
                     s.writing = !bytes.is_empty();
-                    return Taken { bytes, wants_repaint: false, closed: s.closed };
+                    return Taken { bytes, wants_repaint: false, closed: s.closed.then_some(s.exit_status) };
                 }
                 if s.dropped && !s.writing && !s.asked {
                     s.asked = true;
-                    return Taken { bytes: Vec::new(), wants_repaint: true, closed: false };
+                    return Taken { bytes: Vec::new(), wants_repaint: true, closed: None };
                 }
             }
             self.ready.notified().await;
