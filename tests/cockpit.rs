@@ -655,3 +655,32 @@ async fn every_screen_at_three_sizes_keeps_help_and_quit_and_cuts_nothing_silent
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_sees_everything_but_no_rollout_action_and_sends_nothing() {
+    let mut c = Cockpit::demo(1, "default").await;
+    c.app.read_only = true;
+    c.select(CHECKOUT);
+    let screen = c.screen(200, 60);
+    assert!(screen.contains("read-only") && screen.contains("checkout-api"), "{screen}");
+    let captain = {
+        c.app.read_only = false;
+        let s = c.screen(200, 60);
+        c.app.read_only = true;
+        s
+    };
+    // The captain's footer offers a promote; the viewer's offers none.
+    let offer = |s: &str| s.lines().last().unwrap_or("").to_lowercase().contains("promote");
+    assert!(offer(&captain), "the captain's footer:\n{captain}");
+    assert!(!offer(&screen), "a viewer's footer offers a promote:\n{screen}");
+    c.keys("?").await;
+    let help = c.screen(120, 40);
+    for desc in ["Promote one stage", "Promote to 100 %", "Abort rollout"] {
+        assert!(!help.contains(desc), "help offers {desc} to a viewer:\n{help}");
+    }
+    assert!(help.contains("Help") || help.contains("help"), "{help}");
+    c.keys("\x1b").await;
+    let before = c.rollout(CHECKOUT);
+    assert!(c.keys("n").await.is_empty(), "a viewer's key sent a command");
+    assert_eq!(c.rollout(CHECKOUT).stage, before.stage);
+}

@@ -61,9 +61,13 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::with_plan(PLAN, extra)
+    }
+
+    fn with_plan(text: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let plan = dir.path().join("checkout.toml");
-        std::fs::write(&plan, PLAN).unwrap();
+        std::fs::write(&plan, text).unwrap();
         let socket = dir.path().join("run/serve.sock");
         let mut server = Server { child: spawn(dir.path(), &socket, &plan, extra), socket, plan, dir };
         server.wait_listening();
@@ -422,4 +426,60 @@ async fn attach_shows_the_cockpit_with_who_else_is_here_and_says_when_the_server
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_named_approvers_from_two_sessions_let_the_stage_in() {
+    let plan = PLAN.replacen(
+        "weight = 10\nbake = \"1h\"",
+        "weight = 10\nbake = \"1h\"\napprovers = [\"alice\", \"bob\", \"carol\"]\nrequired = 2",
+        1,
+    );
+    let server = Server::with_plan(&plan, &[]);
+    let (alice, _) = attach(&server.socket, "alice").await.unwrap();
+    let (mut bob, _) = attach(&server.socket, "bob").await.unwrap();
+    assert_eq!(alice.commands.submit(promote(&alice, 0)).await, Reply::Ack);
+    // Bob's cockpit is told as it happens.
+    let told = event(&mut bob, Duration::from_secs(5), |o| matches!(o, Output::Notice { .. })).await;
+    let Output::Notice { message, .. } = told else { unreachable!() };
+    assert_eq!(message, "alice approved stage 2 (1 of 2); waiting for 1 more of bob, carol");
+    let Reply::Rejected { reason } = alice.commands.submit(promote(&alice, 0)).await else {
+        panic!("alice approved twice")
+    };
+    assert!(reason.starts_with("alice already approved stage 2"), "{reason}");
+    assert_eq!(bob.commands.submit(promote(&bob, 0)).await, Reply::Ack);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stage_of(&alice) != 1 {
+        assert!(Instant::now() < deadline, "the second approval did not let stage 2 in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_the_others_keep_up() {
+    // Ten analysis windows a second, for a week: plenty to fill a socket.
+    let busy = PLAN.replace("bake = \"1h\"", "bake = \"7d\"");
+    let server = Server::with_plan(&busy, &["--speed", "600"]);
+    let (alice, _) = attach(&server.socket, "alice").await.unwrap();
+    let stuck = UnixStream::connect(&server.socket).unwrap();
+    let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: "stuck".into(), client: "test".into() };
+    (&stuck).write_all(&wire::encode(&hello)).unwrap();
+    let here = |name: &str| alice.snapshots.borrow().attached.iter().any(|p| p.name == name);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !here("stuck") {
+        assert!(Instant::now() < deadline, "the stuck client never attached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It never reads: once its socket is full for WRITE_TIMEOUT, it is gone.
+    let deadline = Instant::now() + flightdeck::share::server::WRITE_TIMEOUT + Duration::from_secs(60);
+    while here("stuck") {
+        assert!(Instant::now() < deadline, "a client that stopped reading was never dropped");
+        // Meanwhile the engine answers at once.
+        let sent = Instant::now();
+        let reply = alice.commands.submit(promote(&alice, 7)).await;
+        assert!(matches!(reply, Reply::Rejected { .. }), "{reply:?}");
+        assert!(sent.elapsed() < Duration::from_secs(2), "a command took {:?}", sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stuck);
 }

@@ -17,9 +17,12 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-/// The longest line either side reads (1 MiB): a full snapshot of 1,000
-/// rollouts is sent as one line per rollout batch, well under it.
+/// The longest line either side reads (1 MiB): the full state is sent in
+/// batches of [`BATCH`] rollouts, well under it.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Rollouts per message of the full state.
+pub const BATCH: usize = 50;
 
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,9 +48,12 @@ pub enum ServerMessage {
         session: SessionKind,
     },
     /// The whole state, once after the welcome, with the events so far.
+    /// Its rollouts follow in `Changed` messages of at most [`BATCH`]
+    /// each (`follow` of them), so no line grows with the fleet.
     Full {
         snapshot: Snapshot,
         history: Vec<Output>,
+        follow: usize,
     },
     /// What changed since the last message: per rollout (by id) the
     /// top-level fields that changed, and who is attached if that changed.

@@ -34,6 +34,8 @@ struct Connected {
     welcome: Welcome,
     snapshot: Snapshot,
     history: Vec<Output>,
+    /// The rollouts as the server sent them, for its changes to apply to.
+    fields: Fields,
 }
 
 /// Connects to the server on `socket` as `name`. The first connection
@@ -86,11 +88,22 @@ async fn connect(socket: &Path, name: &str) -> Result<Connected, String> {
         ServerMessage::Error { message } => return Err(format!("{shown}: the server refused: {message}")),
         other => return Err(format!("{shown}: expected a welcome, got {other:?}")),
     };
-    let (snapshot, history) = match next(&mut read).await? {
-        ServerMessage::Full { snapshot, history } => (snapshot, history),
+    let (mut snapshot, history, follow) = match next(&mut read).await? {
+        ServerMessage::Full { snapshot, history, follow } => (snapshot, history, follow),
         other => return Err(format!("{shown}: expected the state, got {other:?}")),
     };
-    Ok(Connected { read, write, welcome, snapshot, history })
+    let mut fields = Fields::default();
+    while snapshot.rollouts.len() < follow {
+        match next(&mut read).await? {
+            ServerMessage::Changed { rollouts, .. } => {
+                for patch in rollouts {
+                    snapshot.rollouts.push(fields.apply(patch).map_err(|e| format!("{shown}: {e}"))?);
+                }
+            }
+            other => return Err(format!("{shown}: expected the rollouts, got {other:?}")),
+        }
+    }
+    Ok(Connected { read, write, welcome, snapshot, history, fields })
 }
 
 async fn next(read: &mut BufReader<OwnedReadHalf>) -> Result<ServerMessage, String> {
@@ -142,7 +155,7 @@ impl Keeper {
 
     /// Follows one connection until it ends, and says why it ended.
     async fn follow(&self, conn: Connected, commands: &mut mpsc::Receiver<Pending>) -> String {
-        let Connected { mut read, mut write, snapshot, .. } = conn;
+        let Connected { mut read, mut write, mut fields, .. } = conn;
         // Lines are read on their own task: a read cut off by `select!`
         // would lose half a line.
         let (lines, mut messages) = mpsc::channel(64);
@@ -155,10 +168,6 @@ impl Keeper {
                 }
             }
         });
-        let mut fields = Fields::default();
-        for r in &snapshot.rollouts {
-            fields.diff(r);
-        }
         let mut pending: HashMap<u64, Pending> = HashMap::new();
         let mut next_id = 0u64;
         let lost = loop {

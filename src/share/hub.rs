@@ -25,7 +25,7 @@ pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
 const EVENT_QUEUE: usize = 1024;
 
 /// Events a newly attached viewer gets.
-const HISTORY: usize = 500;
+const HISTORY: usize = 200;
 
 /// A rollout as its fields, with the change number of each.
 struct Held {
@@ -143,16 +143,30 @@ impl Hub {
         let _ = self.outputs.send(out);
     }
 
-    /// The whole state and the events so far, and the change it is as of.
-    pub fn full(&self) -> (ServerMessage, u64) {
+    /// The whole state and the events so far, and the change it is as of:
+    /// a `Full` message, then the rollouts in batches.
+    pub fn full(&self) -> (Vec<ServerMessage>, u64) {
         let s = self.state.lock().expect("hub state");
         let snapshot = Snapshot {
             at: s.at,
             speed: s.speed,
-            rollouts: s.rollouts.iter().map(|h| wire::for_viewers(&h.rollout)).collect(),
+            rollouts: Vec::new(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
         };
-        (ServerMessage::Full { snapshot, history: s.history.iter().cloned().collect() }, s.change)
+        let history = s.history.iter().cloned().collect();
+        let mut messages = vec![ServerMessage::Full { snapshot, history, follow: s.rollouts.len() }];
+        let patches: Vec<RolloutPatch> = s
+            .rollouts
+            .iter()
+            .map(|h| {
+                let fields = s.fields.rollouts.get(&h.rollout.id).cloned().unwrap_or_default();
+                RolloutPatch { id: h.rollout.id.clone(), fields }
+            })
+            .collect();
+        for batch in patches.chunks(wire::BATCH) {
+            messages.push(ServerMessage::Changed { at: s.at, rollouts: batch.to_vec(), attached: None });
+        }
+        (messages, s.change)
     }
 
     /// What changed after change `since` (`None`: nothing), and the change it is as of.

@@ -119,8 +119,13 @@ pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: EngineHandle,
     let origin = Origin { role, session: session.clone() };
     let welcome = ServerMessage::Welcome { version: PROTOCOL_VERSION, name: name.clone(), role, session };
     let (full, since) = hub.full();
-    if send(&mut write, &welcome).await.is_err() || send(&mut write, &full).await.is_err() {
+    if send(&mut write, &welcome).await.is_err() {
         return;
+    }
+    for message in &full {
+        if send(&mut write, message).await.is_err() {
+            return;
+        }
     }
     let _presence = hub.attach(id, Peer { name: name.clone(), role, session: origin.session.clone() });
     let (to_client, from_reader) = mpsc::channel::<ServerMessage>(64);

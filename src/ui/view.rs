@@ -419,7 +419,8 @@ fn help(f: &mut Frame, area: Rect, app: &mut App) {
     let inner_width = width.saturating_sub(2) as usize;
     // One line per action, its keys together.
     let mut actions: Vec<(Action, Vec<String>, String)> = Vec::new();
-    for b in &bindings {
+    // A viewer's help lists what a viewer can do.
+    for b in bindings.iter().filter(|b| !(app.read_only && b.action.is_rollout_command())) {
         match actions.iter_mut().find(|a| a.0 == b.action) {
             Some(a) => a.1.push(b.key_name()),
             None => actions.push((b.action, vec![b.key_name()], b.desc.clone())),

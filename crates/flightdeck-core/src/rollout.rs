@@ -434,6 +434,10 @@ pub struct Rollout {
     /// Observed rollouts: the controller's own steps and analysis, in words.
     #[serde(default)]
     pub native_detail: Option<String>,
+    /// Approvals toward entering a stage with named approvers (`stage` is
+    /// the stage they let in), cleared when a stage starts over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ActorNote>,
 }
 
 impl Rollout {
@@ -463,6 +467,7 @@ impl Rollout {
             backend_error: None,
             observe_error: None,
             native_detail: None,
+            approvals: Vec::new(),
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -516,7 +521,25 @@ impl Rollout {
     pub fn needs_human(&self) -> Option<String> {
         match &self.phase {
             Phase::AwaitingApproval { gate, next, .. } => Some(match gate {
-                Gate::Stage => format!("approve stage {} of {}", next + 1, self.stages().len()),
+                Gate::Stage => match self.plan().approvers_for(*next) {
+                    Some(named) => {
+                        let given: Vec<&str> =
+                            self.approvals.iter().filter(|a| a.stage == *next).map(|a| a.actor.0.as_str()).collect();
+                        let so_far = if given.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; approved by {}", given.join(", "))
+                        };
+                        format!(
+                            "approve stage {} of {}: {} of {} needed{so_far}",
+                            next + 1,
+                            self.stages().len(),
+                            named.required,
+                            named.names.join(", ")
+                        )
+                    }
+                    None => format!("approve stage {} of {}", next + 1, self.stages().len()),
+                },
                 Gate::Budget if self.budget.is_some_and(|b| b.unknown) => {
                     "error budget unknown (no valid availability reading): approve each promotion".to_string()
                 }
@@ -662,6 +685,60 @@ fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timesta
         // Nothing to bake at the last stage: reaching it is the promotion.
         complete(r, fx, now);
     }
+}
+
+/// Counts `actor`'s approval of entering stage `target` when the plan names
+/// its approvers. True when the stage may be entered now (enough
+/// approvals, or nobody named); false while more are needed (the rollout
+/// then waits at the stage's gate, keeping its bake). A person not named,
+/// or one who already approved, is refused.
+fn count_approval(
+    r: &mut Rollout,
+    fx: &mut Vec<Effect>,
+    target: usize,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<bool, String> {
+    let Some(named) = r.plan().approvers_for(target).cloned() else { return Ok(true) };
+    let stage = target + 1;
+    if !named.names.contains(&actor.0) {
+        return Err(format!(
+            "{actor} is not an approver of stage {stage}; its approvers are {}",
+            named.names.join(", ")
+        ));
+    }
+    if r.approvals.iter().any(|a| a.stage == target && a.actor == *actor) {
+        return Err(format!("{actor} already approved stage {stage}; {}", waiting_for(r, &named, target)));
+    }
+    r.approvals.push(ActorNote { actor: actor.clone(), action: "approve".into(), at: now, stage: target });
+    let given = r.approvals.iter().filter(|a| a.stage == target).count();
+    if given >= named.required {
+        fx.push(Effect::Notify(Notice::Info {
+            message: format!("{actor} approved stage {stage} ({given} of {} required): entering it", named.required),
+        }));
+        return Ok(true);
+    }
+    fx.push(Effect::Notify(Notice::Info {
+        message: format!(
+            "{actor} approved stage {stage} ({given} of {}); {}",
+            named.required,
+            waiting_for(r, &named, target)
+        ),
+    }));
+    if !matches!(r.phase, Phase::AwaitingApproval { .. }) {
+        r.bake_elapsed = r.baked(now);
+        r.phase = Phase::AwaitingApproval { next: target, gate: Gate::Stage, since: now };
+    }
+    Ok(false)
+}
+
+/// "waiting for 1 more of bob, carol".
+fn waiting_for(r: &Rollout, named: &crate::plan::StageApprovers, target: usize) -> String {
+    let approved: Vec<&Actor> = r.approvals.iter().filter(|a| a.stage == target).map(|a| &a.actor).collect();
+    let left: Vec<&str> =
+        named.names.iter().filter(|n| !approved.iter().any(|a| a.0 == **n)).map(String::as_str).collect();
+    let more = named.required.saturating_sub(approved.len());
+    format!("waiting for {more} more of {}", left.join(", "))
 }
 
 /// The gate in front of stage `index`, if any.
@@ -1035,6 +1112,7 @@ fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {
 /// A stage starts over: its bake, its pass and its canary evidence (the
 /// evidence toward failing the canary is kept for the whole revision).
 fn reset_stage_progress(r: &mut Rollout) {
+    r.approvals.clear();
     r.bake_elapsed = Duration::ZERO;
     r.stage_passed = false;
     r.inconclusive_windows = 0;
@@ -1105,11 +1183,23 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
                 Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => next,
                 _ => r.stage + 1,
             };
+            // A promote into a stage with named approvers is that person's approval.
+            if !count_approval(r, fx, target, &actor, now)? {
+                return Ok(());
+            }
             enter_stage(r, fx, target, now, true);
         }
         Command::PromoteFull => {
             require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending])?;
             check_freeze(r)?;
+            if let Some(named) = r.plan().approvers.iter().find(|a| a.stage > r.stage) {
+                return Err(format!(
+                    "stage {} needs {} of {} to approve: promote-full cannot skip it",
+                    named.stage + 1,
+                    named.required,
+                    named.names.join(", ")
+                ));
+            }
             complete(r, fx, now);
         }
         Command::StepBack => {

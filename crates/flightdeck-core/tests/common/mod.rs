@@ -20,6 +20,7 @@ pub fn plan_with(strategy: Strategy) -> Plan {
         analysis: AnalysisConfig::default(),
         slo: Slo::default(),
         metrics: Default::default(),
+        approvers: Vec::new(),
     }
 }
 
