@@ -187,6 +187,12 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The screen with its colours as escape sequences.
+    fn coloured(&self) -> String {
+        let out = Command::new("tmux").args(["-L", &self.0, "capture-pane", "-p", "-e", "-t", "fd"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn wait_for(&self, needles: &[&str]) -> String {
         let start = Instant::now();
         loop {
@@ -217,6 +223,7 @@ fn a_captain_over_ssh_sees_the_cockpit_at_their_size_and_promotes_as_themselves(
     // The user name typed does not matter: the key says who this is.
     let t = Tmux::start(&in_tmux(&server.ssh(&server.alice, "whoever")), 120, 40);
     t.wait_for(&["checkout-api", "Stage 1/4", "Events"]);
+    assert!(!t.coloured().contains("38;2;"), "true colour sent to a client that did not ask for it");
 
     // The window shrinks below the cockpit's minimum: this session's layout follows, and comes back.
     t.resize(58, 15);
@@ -227,7 +234,7 @@ fn a_captain_over_ssh_sees_the_cockpit_at_their_size_and_promotes_as_themselves(
 
     t.keys(&["n"]);
     // The stage moves, and the events pane says who moved it.
-    t.wait_for(&["Stage 2/4", "promote sent", "alice promote (from stage 1)"]);
+    t.wait_for(&["Stage 2/4", "promote sent", "alice via ssh #1 (SHA256:"]);
     let audit = server.audit();
     let line = audit.lines().find(|l| l.contains("promote")).unwrap_or_else(|| panic!("not audited:\n{audit}"));
     assert!(line.contains("by alice"), "{line}");
@@ -246,10 +253,14 @@ fn a_captain_over_ssh_sees_the_cockpit_at_their_size_and_promotes_as_themselves(
 #[test]
 fn a_viewers_key_watches_and_its_command_is_refused_and_audited() {
     let server = Server::start();
-    let t = Tmux::start(&in_tmux(&server.ssh(&server.bob, "bob")), 100, 30);
+    // bob's client says it shows true colour; the session draws in it (alice's, which says nothing, in 16).
+    let mut ssh = server.ssh(&server.bob, "bob");
+    ssh.insert(1, "-o SetEnv=COLORTERM=truecolor".into());
+    let t = Tmux::start(&in_tmux(&ssh), 100, 30);
     t.wait_for(&["checkout-api", "read-only"]);
+    assert!(t.coloured().contains("38;2;"), "no true colour on bob's screen");
     t.keys(&["n"]);
-    t.wait_for(&["bob is a viewer", "bob promote (stage 1) refused"]);
+    t.wait_for(&["bob is a viewer", "bob via ssh #1 (SHA256:"]);
     let audit = server.audit();
     let line = audit.lines().find(|l| l.contains("by bob")).unwrap_or_else(|| panic!("not audited:\n{audit}"));
     assert!(line.contains("promote") && line.contains("REFUSED: bob is a viewer"), "{line}");

@@ -169,6 +169,22 @@ impl Hub {
         (messages, s.change)
     }
 
+    /// The whole state as one snapshot, for a viewer in this process (an SSH session).
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.state.lock().expect("hub state");
+        Snapshot {
+            at: s.at,
+            speed: s.speed,
+            rollouts: s.rollouts.iter().map(|h| wire::for_viewers(&h.rollout)).collect(),
+            attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
+        }
+    }
+
+    /// The events a newly attached viewer gets.
+    pub fn history(&self) -> Vec<Output> {
+        self.state.lock().expect("hub state").history.iter().cloned().collect()
+    }
+
     /// What changed after change `since` (`None`: nothing), and the change it is as of.
     pub fn changes_since(&self, since: u64) -> (Option<ServerMessage>, u64) {
         let s = self.state.lock().expect("hub state");

@@ -48,7 +48,17 @@ pub fn check_names(theme: Option<&str>, keymap: Option<&str>, config_dir: &Path)
 /// Loads the theme, every shipped one and the user themes plans name (for
 /// cycling and for rollouts that name one) and the keymap.
 pub fn load_look(settings: &CockpitSettings, config_dir: &Path, plan_themes: &[String]) -> Result<Look, String> {
-    let mode = theme::ColorMode::detect();
+    load_look_in(theme::ColorMode::detect(), settings, config_dir, plan_themes)
+}
+
+/// [`load_look`] for a terminal whose colours are known otherwise (an SSH
+/// session's, from the variables its client sent).
+pub fn load_look_in(
+    mode: theme::ColorMode,
+    settings: &CockpitSettings,
+    config_dir: &Path,
+    plan_themes: &[String],
+) -> Result<Look, String> {
     let mode_theme = if mode == theme::ColorMode::Mono { "mono" } else { settings.theme.as_str() };
     let chosen = theme::Theme::load(mode_theme, config_dir, mode).map_err(|e| e.to_string())?;
     let mut themes: Vec<theme::Theme> = Vec::new();

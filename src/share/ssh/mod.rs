@@ -15,8 +15,8 @@ pub mod term;
 
 use super::hub::Hub;
 use crate::engine::EngineHandle;
-use crate::protocol::wire::ServerMessage;
-use crate::protocol::{CommandRequest, Link, Origin, Output, Peer, Reply, SessionKind, Snapshot, Submit};
+use crate::protocol::{CommandRequest, Link, Origin, Output, Peer, Reply, SessionKind, Submit};
+use crate::ui::theme::ColorMode;
 use crate::ui::CockpitSettings;
 use flightdeck_core::rollout::Actor;
 use keys::{Authorized, AuthorizedKeys};
@@ -148,7 +148,14 @@ impl Server for SshServer {
     type Handler = Connection;
 
     fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        Connection { shared: self.0.clone(), peer, who: None, channels: HashMap::new(), ptys: HashMap::new() }
+        Connection {
+            shared: self.0.clone(),
+            peer,
+            who: None,
+            channels: HashMap::new(),
+            ptys: HashMap::new(),
+            colours: HashMap::new(),
+        }
     }
 
     fn handle_session_error(&mut self, error: russh::Error) {
@@ -166,6 +173,21 @@ struct Connection {
     channels: HashMap<ChannelId, Channel<Msg>>,
     /// The terminal size of each channel that asked for a pty.
     ptys: HashMap<ChannelId, Size>,
+    /// The colour variables each channel's client sent.
+    colours: HashMap<ChannelId, Colours>,
+}
+
+/// `NO_COLOR` and `COLORTERM` as a session's client sent them.
+#[derive(Debug, Clone, Default)]
+struct Colours {
+    no_color: Option<String>,
+    colorterm: Option<String>,
+}
+
+impl Colours {
+    fn mode(&self) -> ColorMode {
+        ColorMode::from_env(self.no_color.as_deref(), self.colorterm.as_deref())
+    }
 }
 
 impl Connection {
@@ -252,7 +274,8 @@ impl Handler for Connection {
         let Some(open) = self.channels.remove(&channel) else { return session.channel_failure(channel) };
         session.channel_success(channel)?;
         let id = self.shared.hub.session_number();
-        tokio::spawn(cockpit_session(open, size, who, id, self.shared.clone()));
+        let mode = self.colours.remove(&channel).unwrap_or_default().mode();
+        tokio::spawn(cockpit_session(open, size, mode, who, id, self.shared.clone()));
         Ok(())
     }
 
@@ -275,19 +298,34 @@ impl Handler for Connection {
         self.refuse_channel(channel, "this server runs only the cockpit; no subsystems", session)
     }
 
+    /// Only the colour variables are taken (`ssh -o SendEnv=COLORTERM`):
+    /// the session's colours are its client's, not the server's.
     async fn env_request(
         &mut self,
         channel: ChannelId,
-        _name: &str,
-        _value: &str,
+        name: &str,
+        value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_failure(channel)
+        let colours = self.colours.entry(channel).or_default();
+        match name {
+            "NO_COLOR" => colours.no_color = Some(value.to_string()),
+            "COLORTERM" => colours.colorterm = Some(value.to_string()),
+            _ => return session.channel_failure(channel),
+        }
+        session.channel_success(channel)
     }
 }
 
 /// One cockpit on one SSH channel, from the shell request to goodbye.
-async fn cockpit_session(channel: Channel<Msg>, size: Size, who: Authorized, id: u64, shared: Arc<Shared>) {
+async fn cockpit_session(
+    channel: Channel<Msg>,
+    size: Size,
+    mode: ColorMode,
+    who: Authorized,
+    id: u64,
+    shared: Arc<Shared>,
+) {
     let _live = Live::new(&shared.stopper.live);
     let session = SessionKind::Ssh { fingerprint: who.fingerprint.clone(), id };
     tracing::info!(name = %who.name, role = who.role.label(), %session, "attached over ssh");
@@ -328,7 +366,7 @@ async fn cockpit_session(channel: Channel<Msg>, size: Size, who: Authorized, id:
             }
         }
     });
-    let result = run_cockpit(&who, &origin, &shared, size, outbox.clone(), input).await;
+    let result = run_cockpit(&who, &origin, &shared, (size, mode), outbox.clone(), input).await;
     // The client's `ssh` exits 0 when its user quit, 1 otherwise.
     let (goodbye, status) = match &result {
         Ok(None) => (String::new(), 0),
@@ -351,7 +389,7 @@ async fn run_cockpit(
     who: &Authorized,
     origin: &Origin,
     shared: &Arc<Shared>,
-    size: SharedSize,
+    (size, mode): (SharedSize, ColorMode),
     outbox: Arc<Outbox>,
     input: mpsc::Receiver<Event>,
 ) -> Result<Option<i32>, String> {
@@ -365,7 +403,7 @@ async fn run_cockpit(
     let link = link_through(&shared.hub, shared.engine.clone(), origin.clone(), Actor::new(who.name.clone()));
     let plan_themes: Vec<String> =
         link.snapshots.borrow().rollouts.iter().filter_map(|r| r.plan().theme.clone()).collect();
-    let look = crate::ui::load_look(&settings, &crate::paths::config_dir(), &plan_themes)?;
+    let look = crate::ui::load_look_in(mode, &settings, &crate::paths::config_dir(), &plan_themes)?;
     let app = crate::ui::app_for(&link, look, &settings, who.role);
     let peer = Peer { name: who.name.clone(), role: who.role, session: origin.session.clone() };
     let _presence = shared.hub.attach(id_of(&origin.session), peer);
@@ -437,8 +475,8 @@ async fn write_out(outbox: Arc<Outbox>, write: russh::ChannelWriteHalf<Msg>, wak
 /// are: the state at most once per hub interval, events as they come, a
 /// viewer that falls behind skips events, never the state.
 pub fn link_through(hub: &Arc<Hub>, engine: EngineHandle, origin: Origin, actor: Actor) -> Link {
-    let (snapshot, history) = full_state(hub);
-    let (snap_tx, snapshots) = watch::channel(snapshot);
+    let (snap_tx, snapshots) = watch::channel(hub.snapshot());
+    let history = hub.history();
     let follower = hub.clone();
     tokio::spawn(async move {
         let mut changes = follower.watch();
@@ -448,7 +486,7 @@ pub fn link_through(hub: &Arc<Hub>, engine: EngineHandle, origin: Origin, actor:
                     if changed.is_err() {
                         return;
                     }
-                    snap_tx.send_replace(full_state(&follower).0);
+                    snap_tx.send_replace(follower.snapshot());
                 }
                 () = snap_tx.closed() => return,
             }
@@ -476,13 +514,6 @@ pub fn link_through(hub: &Arc<Hub>, engine: EngineHandle, origin: Origin, actor:
         }
     });
     Link::new(snapshots, outputs, Arc::new(SessionCommands { engine, origin, actor }), history)
-}
-
-fn full_state(hub: &Hub) -> (Snapshot, Vec<Output>) {
-    match hub.full().0 {
-        ServerMessage::Full { snapshot, history } => (snapshot, history),
-        _ => unreachable!("Hub::full gives the full state"),
-    }
 }
 
 /// Commands from one session: its key's name and role, whatever the cockpit put in.
