@@ -7,9 +7,9 @@
 //! own benches do: the terminal's output is measured apart (`scripts/cost`).
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
+use flightdeck::preview::shipped_look;
 use flightdeck::protocol::{Output, Snapshot};
 use flightdeck::ui::app::App;
-use flightdeck::ui::preview::shipped_look;
 use flightdeck::ui::view;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::rollout::{step, Actor, Event, Rollout};
@@ -66,7 +66,7 @@ fn fleet(n: usize) -> (Snapshot, Vec<Output>) {
             message: format!("window {i}: stable and canary within limits"),
         })
         .collect();
-    (Snapshot { at: Timestamp(630_000), rollouts }, events)
+    (Snapshot { at: Timestamp(630_000), rollouts, ..Snapshot::default() }, events)
 }
 
 /// The cockpit's frame, as the terminal loop draws it.

@@ -5,8 +5,8 @@
 
 use flightdeck::backend::sim::Scenario;
 use flightdeck::fleet;
-use flightdeck::ui::preview::Preview;
-use flightdeck::ui::svg;
+use flightdeck::preview::svg;
+use flightdeck::preview::Preview;
 use flightdeck_core::plan::Plan;
 
 const CHECKOUT: &str = "prod-eu-1/checkout-api";

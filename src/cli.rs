@@ -63,6 +63,53 @@ pub enum Cmd {
         #[command(subcommand)]
         command: JournalCmd,
     },
+    /// Run the rollouts headless and share them on a Unix socket: any
+    /// number of `flightdeck attach` cockpits watch and act on them.
+    Serve {
+        /// Plan files (TOML).
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        #[command(flatten)]
+        share: ShareOptions,
+        /// Simulated time runs this many times faster (sim targets only).
+        #[arg(long, default_value_t = 1.0, value_parser = positive)]
+        speed: f64,
+        /// Simulator scenario, overriding the one a `sim` target names.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Seed for the simulator (same seed, same run).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Ignore unfinished journals and start over (old journals are kept aside).
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Open a cockpit on the rollouts a `flightdeck serve` shares.
+    Attach {
+        /// The server's socket.
+        #[arg(long, env = "FLIGHTDECK_SOCKET")]
+        socket: Option<PathBuf>,
+        /// The name your actions carry (default: the config's `actor`, else $USER).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+        /// Cockpit theme.
+        #[arg(long)]
+        theme: Option<String>,
+        /// Cockpit keymap (default, vim).
+        #[arg(long)]
+        keymap: Option<String>,
+    },
+    /// Every command sent to a plan's rollout, applied or refused: when,
+    /// who, from which session, the stage and revision they saw, and why
+    /// a refused one was refused.
+    Audit {
+        /// Plan files (TOML) whose journals to read.
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -75,6 +122,28 @@ pub enum JournalCmd {
     /// Check a journal as a resume reads it, and replay it: exits 0 when it
     /// is sound, 2 with the first problem as `file:line: what is wrong`.
     Verify { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct ShareOptions {
+    /// Where to listen (default: `serve.sock` in the runtime directory).
+    #[arg(long, env = "FLIGHTDECK_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Only these names may act (comma-separated); everyone else watches.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub captains: Vec<String>,
+    /// These names only watch (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub viewers: Vec<String>,
+    /// Also serve the cockpit over SSH on this address (e.g. 127.0.0.1:2222).
+    #[cfg(feature = "ssh")]
+    #[arg(long, value_name = "ADDR", requires = "authorized_keys")]
+    pub ssh: Option<String>,
+    /// The keys that may sign in over SSH, with their names and roles
+    /// (`role=captain,name=alice ssh-ed25519 AAAA… alice@laptop`).
+    #[cfg(feature = "ssh")]
+    #[arg(long, value_name = "FILE", requires = "ssh")]
+    pub authorized_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -119,6 +119,23 @@ pub fn human(o: &Output) -> String {
     }
 }
 
+/// One line of `flightdeck audit`: when, which rollout, who from where,
+/// what they sent, the stage and revision they saw, and the answer.
+pub fn audit_line(o: &Output) -> String {
+    let Output::Action { rollout, at, actor, command, stage, accepted, reason, detail, revision, session } = o else {
+        return human(o);
+    };
+    let from = session.as_deref().unwrap_or("local");
+    let typed = detail.as_ref().map(|d| format!(" “{d}”")).unwrap_or_default();
+    let seen =
+        if revision.is_empty() { format!("stage {}", stage + 1) } else { format!("stage {} of {revision}", stage + 1) };
+    let answer = match reason {
+        Some(r) if !accepted => format!("REFUSED: {r}"),
+        _ => "applied".to_string(),
+    };
+    format!("[{:>7}] {rollout}: {command}{typed} by {actor} via {from}, saw {seen}: {answer}", stamp(*at))
+}
+
 fn verdict_detail(v: &Verdict) -> String {
     match v {
         Verdict::Pass { .. } => "all checks pass".into(),

@@ -3,7 +3,7 @@
 //! Layers, in the direction of the arrows: `flightdeck_core` decides,
 //! `backend` and `metrics` talk to real systems, `engine` ties them together
 //! per rollout, viewers (`headless`, the cockpit) only subscribe and submit
-//! through `protocol`.
+//! through `protocol`; `share` puts one engine before many cockpits.
 
 pub mod analyze;
 pub mod backend;
@@ -17,7 +17,9 @@ pub mod headless;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
+pub mod preview;
 pub mod protocol;
+pub mod share;
 pub mod signals;
 pub mod ui;
 

@@ -3,9 +3,11 @@ use color_eyre::config::Theme;
 use flightdeck::cli::{Cli, Cmd, JournalCmd, RunOptions};
 use flightdeck::config::Config;
 use flightdeck::engine::journal::{self, JournalError, START_OVER};
-use flightdeck::engine::{clock::Clock, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::engine::{clock::Clock, Engine, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
+use flightdeck::protocol::{Output, Role};
+use flightdeck::share::roles::Roles;
 use flightdeck::signals::Signals;
 use flightdeck::ui::CockpitSettings;
 use flightdeck_core::time::Timestamp;
@@ -136,6 +138,41 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             go(setups, &run, speed, true)
         }
+        Some(Cmd::Serve { plans, share, speed, scenario, seed, fresh }) => {
+            let runtime = runtime()?;
+            let mut setups = runtime.block_on(fleet::from_files(&plans, scenario.as_deref(), seed))?;
+            let config = Config::load(&flightdeck::paths::config_dir()).map_err(BadInput)?;
+            fleet::mark_production(&mut setups, &config.production_contexts);
+            let options = engine_options(&setups, speed, fresh, StopWhen::Never);
+            let listeners = listeners(&share)?;
+            let socket = share.socket.unwrap_or_else(flightdeck::paths::socket_path);
+            let roles = Roles { captains: share.captains, viewers: share.viewers };
+            let serving = flightdeck::share::serve(setups, options, &socket, roles, listeners);
+            let signo = runtime.block_on(serving).map_err(refusal)?;
+            eprintln!("stopped by {}; serve the same plans again to resume from the journal", Signals::name(signo));
+            Ok(ExitCode::from(Signals::exit_code(signo)))
+        }
+        Some(Cmd::Attach { socket, name, theme, keymap }) => attach(socket, name, theme, keymap),
+        Some(Cmd::Audit { plans, json }) => {
+            let dir = flightdeck::paths::journal_dir();
+            for path in &plans {
+                let (plan, _) = fleet::read_plan(path)?;
+                let id = fleet::rollout_id(&plan);
+                let file = path.display().to_string();
+                let Some(actions) = journal::audit(&dir, &id, &file).map_err(|e| BadInput(e.to_string()))? else {
+                    eprintln!("{file}: no journal yet for {id} (in {})", dir.display());
+                    continue;
+                };
+                for action in &actions {
+                    if json {
+                        println!("{}", serde_json::to_string(action).map_err(color_eyre::Report::from)?);
+                    } else {
+                        println!("{}", headless::audit_line(action));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Run { plans, run, speed, scenario, fresh }) => {
             let setups = runtime()?.block_on(fleet::from_files(&plans, scenario.as_deref(), run.seed))?;
             go(setups, &run, speed, fresh)
@@ -162,10 +199,8 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     // JSON lines only make sense without the cockpit, so --json asks for headless.
     let headless = run.headless || run.json;
     fleet::mark_production(&mut setups, &config.production_contexts);
-    let all_sim = setups.iter().all(|s| s.sim.is_some());
-    let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
     let stop_when = if headless { StopWhen::Unattended } else { StopWhen::Never };
-    let options = EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when };
+    let options = engine_options(&setups, speed, fresh, stop_when);
     let runtime = runtime()?;
     if headless {
         return runtime.block_on(headless::run(setups, options, run.json)).map_err(journal_refusal);
@@ -184,13 +219,111 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     };
     let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
     let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
-    match runtime.block_on(flightdeck::ui::open(setups, options, look, &settings)).map_err(journal_refusal)? {
+    match runtime.block_on(cockpit(setups, options, look, &settings)).map_err(journal_refusal)? {
         Some(signo) => {
             eprintln!("stopped by {}; run the same command again to resume from the journal", Signals::name(signo));
             Ok(ExitCode::from(Signals::exit_code(signo)))
         }
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Simulated time when every rollout is simulated, else the wall clock;
+/// journals in the data directory.
+fn engine_options(setups: &[RolloutSetup], speed: f64, fresh: bool, stop_when: StopWhen) -> EngineOptions {
+    let all_sim = setups.iter().all(|s| s.sim.is_some());
+    let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
+    EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when }
+}
+
+/// `flightdeck attach`: a cockpit on a server's socket, with this user's
+/// look; the server decides the role.
+fn attach(
+    socket: Option<std::path::PathBuf>,
+    name: Option<String>,
+    theme: Option<String>,
+    keymap: Option<String>,
+) -> Result<ExitCode, Failure> {
+    let config_dir = flightdeck::paths::config_dir();
+    let config = Config::load(&config_dir).map_err(BadInput)?;
+    flightdeck::ui::check_names(theme.as_deref(), keymap.as_deref(), &config_dir).map_err(BadInput)?;
+    if !flightdeck::ui::terminal::available() {
+        return Err(BadInput("flightdeck attach needs a terminal".into()).into());
+    }
+    let socket = socket.unwrap_or_else(flightdeck::paths::socket_path);
+    let settings = CockpitSettings {
+        pin_theme: theme.is_some(),
+        theme: theme.or(config.theme.clone()).unwrap_or_else(|| "default".into()),
+        keymap: keymap.or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
+        actor: name.unwrap_or_else(|| config.actor()),
+        mouse: config.mouse.unwrap_or(true),
+    };
+    let runtime = runtime()?;
+    let signal = runtime.block_on(async {
+        let mut signals = Signals::catch()?;
+        let (link, welcome) =
+            flightdeck::share::client::attach(&socket, &settings.actor).await.map_err(color_eyre::eyre::Report::msg)?;
+        let plan_themes: Vec<String> =
+            link.snapshots.borrow().rollouts.iter().filter_map(|r| r.plan().theme.clone()).collect();
+        let look =
+            flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(color_eyre::eyre::Report::msg)?;
+        let (_, signal) = flightdeck::ui::open(link, look, &settings, welcome.role, signals.next()).await?;
+        Ok::<_, color_eyre::Report>(signal)
+    })?;
+    println!("detached from {}; the rollouts go on in `flightdeck serve`", socket.display());
+    Ok(match signal {
+        Some(signo) => ExitCode::from(Signals::exit_code(signo)),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// The SSH listener's options; its authorized keys are read here so a bad
+/// line stops the server (exit 2) before anything starts.
+fn listeners(share: &flightdeck::cli::ShareOptions) -> Result<flightdeck::share::Listeners, Failure> {
+    #[cfg(feature = "ssh")]
+    if let (Some(listen), Some(keys)) = (&share.ssh, &share.authorized_keys) {
+        flightdeck::share::ssh::keys::AuthorizedKeys::load(keys).map_err(BadInput)?;
+        let ssh = flightdeck::share::ssh::SshOptions { listen: listen.clone(), authorized_keys: keys.clone() };
+        return Ok(flightdeck::share::Listeners { ssh: Some(ssh) });
+    }
+    let _ = share;
+    Ok(flightdeck::share::Listeners::default())
+}
+
+/// A server that cannot start as asked (socket held by another, journal
+/// refusal) is the user's to settle: exit 2.
+fn refusal(report: color_eyre::Report) -> Failure {
+    if let Some(e) = report.downcast_ref::<flightdeck::share::server::BindError>() {
+        if !matches!(e, flightdeck::share::server::BindError::Io { .. }) {
+            return Failure::BadInput(BadInput(e.to_string()));
+        }
+    }
+    journal_refusal(report)
+}
+
+/// The engine in this process and the cockpit on it, as its captain.
+/// Rollouts keep their journals, so quitting mid-rollout resumes next
+/// time; the event log starts with what the journals of resumed runs hold.
+async fn cockpit(
+    setups: Vec<RolloutSetup>,
+    options: EngineOptions,
+    look: flightdeck::ui::Look,
+    settings: &CockpitSettings,
+) -> color_eyre::Result<Option<i32>> {
+    // Before anything starts, so no signal falls between start and catching.
+    let mut signals = Signals::catch()?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
+    let engine = Engine::start(setups, options, tx)?;
+    let link = engine.link(rx);
+    let result = flightdeck::ui::open(link, look, settings, Role::Captain, signals.next()).await;
+    // Every record is already on disk: no task is left half-way through a write.
+    engine.shutdown().await;
+    let (summary, signal) = result?;
+    // After the alternate screen is gone: where every rollout was left.
+    for line in summary {
+        println!("{line}");
+    }
+    Ok(signal)
 }
 
 /// Plain `flightdeck` with no plans configured: what to run first.

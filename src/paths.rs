@@ -30,3 +30,14 @@ pub fn journal_dir() -> PathBuf {
 pub fn log_dir() -> PathBuf {
     data_dir().join("logs")
 }
+
+/// Where `serve` listens and `attach` connects by default: the runtime
+/// directory (private to the user, cleared at logout) where there is one,
+/// else the data directory.
+pub fn socket_path() -> PathBuf {
+    if std::env::var_os("FLIGHTDECK_DATA_DIR").is_some() {
+        return data_dir().join("serve.sock");
+    }
+    let runtime = project().and_then(|p| p.runtime_dir().map(|d| d.to_path_buf()));
+    runtime.unwrap_or_else(data_dir).join("serve.sock")
+}

@@ -4,9 +4,9 @@
 use flightdeck::backend::sim::Scenario;
 use flightdeck::engine::RolloutSetup;
 use flightdeck::fleet;
+use flightdeck::preview::Preview as Cockpit;
 use flightdeck::ui::app::Modal;
 use flightdeck::ui::panes;
-use flightdeck::ui::preview::Preview as Cockpit;
 use flightdeck::ui::theme::Theme;
 use flightdeck_core::plan::Plan;
 use flightdeck_core::rollout::{Actor, Command, Gate, Phase};
@@ -246,7 +246,7 @@ async fn split_pane_draws_the_weights() {
 async fn a_plan_names_its_theme_unless_the_captain_picked_one() {
     let mut c = Cockpit::demo(1, "default").await;
     // Previews pin their theme; a cockpit opened without --theme does not.
-    let (theme, themes, keymap) = flightdeck::ui::preview::shipped_look("default");
+    let (theme, themes, keymap) = flightdeck::preview::shipped_look("default");
     c.app = flightdeck::ui::app::App::new(c.app.view.clone(), theme, themes, keymap, Actor::new("alice"));
     c.select(CHECKOUT);
     c.screen(80, 24);
@@ -671,4 +671,33 @@ async fn palette_native_verbs_parse_their_argument_and_are_refused_for_driven_ro
         assert!(c.app.modal.is_none(), "{line}");
         assert!(toast(&c).contains("is a native controller's verb"), "{line}: {}", toast(&c));
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_viewer_sees_everything_but_no_rollout_action_and_sends_nothing() {
+    let mut c = Cockpit::demo(1, "default").await;
+    c.app.read_only = true;
+    c.select(CHECKOUT);
+    let screen = c.screen(200, 60);
+    assert!(screen.contains("read-only") && screen.contains("checkout-api"), "{screen}");
+    let captain = {
+        c.app.read_only = false;
+        let s = c.screen(200, 60);
+        c.app.read_only = true;
+        s
+    };
+    // The captain's footer offers a promote; the viewer's offers none.
+    let offer = |s: &str| s.lines().last().unwrap_or("").to_lowercase().contains("promote");
+    assert!(offer(&captain), "the captain's footer:\n{captain}");
+    assert!(!offer(&screen), "a viewer's footer offers a promote:\n{screen}");
+    c.keys("?").await;
+    let help = c.screen(120, 40);
+    for desc in ["Promote one stage", "Promote to 100 %", "Abort rollout"] {
+        assert!(!help.contains(desc), "help offers {desc} to a viewer:\n{help}");
+    }
+    assert!(help.contains("Help") || help.contains("help"), "{help}");
+    c.keys("\x1b").await;
+    let before = c.rollout(CHECKOUT);
+    assert!(c.keys("n").await.is_empty(), "a viewer's key sent a command");
+    assert_eq!(c.rollout(CHECKOUT).stage, before.stage);
 }

@@ -779,6 +779,8 @@ fn promote_by(actor: &str, r: &Rollout) -> Event {
         command: Command::Promote,
         expected_stage: r.stage,
         expected_revision: r.canary_revision.clone(),
+        role: Default::default(),
+        session: None,
     })
 }
 

@@ -10,7 +10,7 @@ mod task;
 
 use crate::backend::Backend;
 use crate::metrics::MetricsSource;
-use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
+use crate::protocol::{CommandRequest, Link, Origin, Output, Reply, Snapshot, Submit};
 use clock::Clock;
 use flightdeck_core::plan::Plan;
 use std::collections::HashMap;
@@ -51,9 +51,10 @@ pub struct EngineOptions {
     pub stop_when: StopWhen,
 }
 
-/// A command on its way to a rollout task, with where its answer goes.
-/// Boxed: a channel allocates 32 slots up front, 4 KB per rollout unboxed.
-type Order = Box<(CommandRequest, oneshot::Sender<Reply>)>;
+/// A command on its way to a rollout task, with the session it came from
+/// and where its answer goes. Boxed: a channel allocates 32 slots up front,
+/// 4 KB per rollout unboxed.
+type Order = Box<(CommandRequest, Origin, oneshot::Sender<Reply>)>;
 type CommandTx = mpsc::Sender<Order>;
 
 /// A running engine.
@@ -73,16 +74,29 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Sends a command to its rollout and waits for the answer.
+    /// Sends a command from the cockpit in this process and waits for the answer.
     pub async fn submit(&self, request: CommandRequest) -> Reply {
+        self.submit_from(request, Origin::local()).await
+    }
+
+    /// Sends a command to its rollout on behalf of `origin` (role and
+    /// session, which the journal keeps) and waits for the answer.
+    pub async fn submit_from(&self, request: CommandRequest, origin: Origin) -> Reply {
         let Some(tx) = self.commands.get(&request.rollout) else {
             return Reply::Rejected { reason: format!("no rollout named {}", request.rollout) };
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        if tx.send(Box::new((request, reply_tx))).await.is_err() {
+        if tx.send(Box::new((request, origin, reply_tx))).await.is_err() {
             return Reply::Rejected { reason: "the rollout is no longer running".into() };
         }
         reply_rx.await.unwrap_or(Reply::Rejected { reason: "the rollout stopped before answering".into() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Submit for EngineHandle {
+    async fn submit(&self, request: CommandRequest) -> Reply {
+        EngineHandle::submit(self, request).await
     }
 }
 
@@ -129,7 +143,12 @@ impl Engine {
             }
             wall => wall,
         };
-        let initial = Snapshot { at: clock.now(), rollouts: opened.iter().map(|(_, o)| o.1.clone()).collect() };
+        let initial = Snapshot {
+            at: clock.now(),
+            speed: clock.speed(),
+            rollouts: opened.iter().map(|(_, o)| o.1.clone()).collect(),
+            attached: Vec::new(),
+        };
         let (snap_tx, snap_rx) = watch::channel(initial);
         let snap_tx = Arc::new(snap_tx);
         let mut commands = HashMap::new();
@@ -175,6 +194,13 @@ impl Engine {
     /// The clock every rollout runs on (viewers draw timers with it).
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// A viewer's link in this process: snapshots, the events `outputs`
+    /// receives (the other end of the sink given to [`Engine::start`]), and
+    /// commands. The history of resumed runs comes with it.
+    pub fn link(&self, outputs: mpsc::Receiver<Output>) -> Link {
+        Link::new(self.subscribe(), outputs, Arc::new(self.handle()), self.history.clone())
     }
 
     pub fn handle(&self) -> EngineHandle {

@@ -40,6 +40,8 @@ pub fn step_outputs(
             accepted: rejection.is_none(),
             reason: rejection.clone(),
             detail: typed(&req.command),
+            revision: req.expected_revision.clone(),
+            session: req.session.clone(),
         });
     }
     for notice in effects.iter().filter_map(|e| match e {

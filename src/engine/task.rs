@@ -6,7 +6,7 @@ use super::journal::{Journal, JournalError};
 use super::report::{step_outputs, EFFECT_ATTEMPTS};
 use super::{RolloutSetup, StopWhen};
 use crate::backend::BackendError;
-use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
+use crate::protocol::{CommandRequest, Origin, Output, Reply, Snapshot};
 use flightdeck_core::rollout::{self, step, Actor, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::VecDeque;
@@ -85,8 +85,8 @@ impl RolloutTask {
                 _ = ticker.tick() => self.on_tick().await,
                 received = commands.recv(), if open => match received {
                     Some(order) => {
-                        let (request, reply) = *order;
-                        let answer = self.on_command(request).await;
+                        let (request, origin, reply) = *order;
+                        let answer = self.on_command(request, origin).await;
                         let _ = reply.send(answer);
                     }
                     None => open = false,
@@ -162,7 +162,7 @@ impl RolloutTask {
         self.feed(Event::Metrics(sample), end).await;
     }
 
-    async fn on_command(&mut self, request: CommandRequest) -> Reply {
+    async fn on_command(&mut self, request: CommandRequest, origin: Origin) -> Reply {
         // `scripts/cost` times a key press to this line (`FLIGHTDECK_LOG=flightdeck::latency=debug`).
         tracing::debug!(target: "flightdeck::latency", rollout = %request.rollout, command = ?request.command, "command reached the engine");
         let now = self.now();
@@ -171,6 +171,8 @@ impl RolloutTask {
             command: request.command,
             expected_stage: request.expected_stage,
             expected_revision: request.expected_revision,
+            role: origin.role,
+            session: Some(origin.session.to_string()),
         });
         match self.feed(event, now).await {
             Some(reason) => Reply::Rejected { reason },

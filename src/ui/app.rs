@@ -194,6 +194,8 @@ pub struct App {
     pub actor: Actor,
     /// Viewers see everything but cannot act.
     pub read_only: bool,
+    /// Trouble with the link to the engine ("reconnecting…"), shown until it clears.
+    pub link_status: Option<String>,
     /// Capture the mouse (wheel, clicks); off leaves the terminal's own
     /// text selection working (`mouse = false` in the config).
     pub mouse: bool,
@@ -239,6 +241,7 @@ impl App {
             keys: KeySequence::new(),
             actor,
             read_only: false,
+            link_status: None,
             mouse: true,
             quit: false,
             now,
@@ -296,6 +299,16 @@ impl App {
     pub fn rollout_events(&self, id: &str) -> Vec<(u64, &Output)> {
         let base = self.events_base;
         self.events.iter().enumerate().filter(|(_, o)| o.rollout() == id).map(|(i, o)| (base + i as u64, o)).collect()
+    }
+
+    /// The link to the engine was lost, is back, or is being re-made.
+    pub fn on_link_status(&mut self, status: Option<String>) {
+        match (&self.link_status, &status) {
+            (Some(_), None) => self.toast = Some(Toast::info("connected again")),
+            (_, Some(trouble)) => self.toast = Some(Toast::error(trouble.clone())),
+            _ => {}
+        }
+        self.link_status = status;
     }
 
     pub fn on_reply(&mut self, request: &CommandRequest, reply: &Reply) {
@@ -639,10 +652,6 @@ impl App {
     /// for it, unless the state machine would refuse them anyway: then the
     /// status line says why and nothing is sent.
     fn submit(&mut self, id: String, command: Command) -> Vec<CommandRequest> {
-        if self.read_only {
-            self.toast = Some(Toast::error("read-only: viewers cannot act"));
-            return vec![];
-        }
         let Some(r) = self.view.rollouts.iter().find(|r| r.id == id) else { return vec![] };
         let request = CommandRequest {
             rollout: id,
@@ -651,6 +660,12 @@ impl App {
             expected_stage: r.stage,
             expected_revision: r.canary_revision.clone(),
         };
+        if self.read_only {
+            // Sent all the same, without asking: the engine refuses it and
+            // the journal keeps the attempt for the audit.
+            self.toast = Some(Toast::error("read-only: viewers cannot act"));
+            return vec![request];
+        }
         if let Command::OverrideFreeze { reason } = &request.command {
             if reason.trim().is_empty() {
                 // Ask the core with a stand-in reason: no typing for an override it would refuse.
@@ -693,6 +708,8 @@ impl App {
             command: request.command.clone(),
             expected_stage: request.expected_stage,
             expected_revision: request.expected_revision.clone(),
+            role: if self.read_only { core::Role::Viewer } else { core::Role::Captain },
+            session: None,
         });
         let (_, effects) = core::step(r, event, self.latest.at);
         effects.into_iter().find_map(|e| match e {

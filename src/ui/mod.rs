@@ -5,20 +5,19 @@ pub mod action;
 pub mod app;
 pub mod keymap;
 pub mod panes;
-pub mod preview;
 pub mod run;
-pub mod svg;
 pub mod terminal;
 pub mod text;
 pub mod theme;
 pub mod view;
 
-use crate::engine::clock::Clock;
-use crate::engine::{Engine, EngineOptions, RolloutSetup};
-use crate::protocol::Output;
+use crate::protocol::{Link, Role};
 use flightdeck_core::rollout::Actor;
+use std::future::Future;
 use std::path::Path;
-use tokio::sync::mpsc;
+
+/// The theme, every theme to cycle through, and the keymap.
+pub type Look = (theme::Theme, Vec<theme::Theme>, keymap::Keymap);
 
 /// How the cockpit looks and whom it acts for.
 pub struct CockpitSettings {
@@ -48,12 +47,18 @@ pub fn check_names(theme: Option<&str>, keymap: Option<&str>, config_dir: &Path)
 
 /// Loads the theme, every shipped one and the user themes plans name (for
 /// cycling and for rollouts that name one) and the keymap.
-pub fn load_look(
+pub fn load_look(settings: &CockpitSettings, config_dir: &Path, plan_themes: &[String]) -> Result<Look, String> {
+    load_look_in(theme::ColorMode::detect(), settings, config_dir, plan_themes)
+}
+
+/// [`load_look`] for a terminal whose colours are known otherwise (an SSH
+/// session's, from the variables its client sent).
+pub fn load_look_in(
+    mode: theme::ColorMode,
     settings: &CockpitSettings,
     config_dir: &Path,
     plan_themes: &[String],
-) -> Result<(theme::Theme, Vec<theme::Theme>, keymap::Keymap), String> {
-    let mode = theme::ColorMode::detect();
+) -> Result<Look, String> {
     let mode_theme = if mode == theme::ColorMode::Mono { "mono" } else { settings.theme.as_str() };
     let chosen = theme::Theme::load(mode_theme, config_dir, mode).map_err(|e| e.to_string())?;
     let mut themes: Vec<theme::Theme> = Vec::new();
@@ -67,42 +72,39 @@ pub fn load_look(
     Ok((chosen, themes, keymap))
 }
 
-/// Opens the cockpit on these rollouts and runs until the captain quits
-/// (`None`) or a signal stops it (its number), then prints one line per
-/// rollout. Rollouts keep their journals, so quitting mid-rollout resumes
-/// next time; the event log starts with what the journals of resumed runs hold.
-pub async fn open(
-    setups: Vec<RolloutSetup>,
-    options: EngineOptions,
-    look: (theme::Theme, Vec<theme::Theme>, keymap::Keymap),
-    settings: &CockpitSettings,
-) -> color_eyre::Result<Option<i32>> {
-    let mut signals = crate::signals::Signals::catch()?;
-    let (tx, rx) = mpsc::channel::<Output>(1024);
-    let engine = Engine::start(setups, options, tx)?;
-    let clock: Clock = engine.clock();
-    let snapshots = engine.subscribe();
-    let initial = snapshots.borrow().clone();
+/// The view state for a link: its snapshot, the events before it, the look
+/// and whom it acts for (a viewer gets a read-only cockpit).
+pub fn app_for(link: &Link, look: Look, settings: &CockpitSettings, role: Role) -> app::App {
+    let initial = link.snapshots.borrow().clone();
     let (theme, themes, keymap) = look;
     let mut app = app::App::new(initial, theme, themes, keymap, Actor::new(settings.actor.clone()));
     if settings.pin_theme {
         app.pin_theme();
     }
     app.mouse = settings.mouse;
-    for output in engine.history() {
+    app.read_only = role == Role::Viewer;
+    for output in &link.history {
         app.on_output(output.clone());
     }
+    app
+}
+
+/// Opens the cockpit on this terminal over `link` and runs until the
+/// captain quits (`None`) or `stop` resolves (a signal's number). Returns
+/// one line per rollout saying where it was left, to print once the
+/// terminal is back, and the signal.
+pub async fn open(
+    link: Link,
+    look: Look,
+    settings: &CockpitSettings,
+    role: Role,
+    stop: impl Future<Output = i32>,
+) -> color_eyre::Result<(Vec<String>, Option<i32>)> {
+    let app = app_for(&link, look, settings, role);
     let mut screen = terminal::enter(app.mouse)?;
-    let result = run::run(app, &mut screen, engine.handle(), snapshots, rx, clock, &mut signals).await;
-    // The rollouts stop first (every record is already on disk; none is
-    // left half-written by a task still running), then the terminal is back.
-    engine.shutdown().await;
+    let result = run::run(app, &mut screen, link, run::terminal_input(), stop).await;
     drop(screen);
     terminal::restore();
     let (app, signal) = result?;
-    // After the alternate screen is gone: where every rollout was left.
-    for line in app.quit_summary() {
-        println!("{line}");
-    }
-    Ok(signal)
+    Ok((app.quit_summary(), signal))
 }

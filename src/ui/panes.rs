@@ -767,11 +767,13 @@ fn event_text(o: &Output) -> (String, &'static str) {
             Some(e) if !ok => (format!("FAILED {effect} after {attempts} tries: {e}"), "event.error"),
             _ => (format!("applied {effect}"), "event.effect"),
         },
-        Output::Action { actor, command, stage, accepted, reason, detail, .. } => {
+        Output::Action { actor, command, stage, accepted, reason, detail, session, .. } => {
             let typed = detail.as_ref().map(|d| format!(": “{d}”")).unwrap_or_default();
+            // Where it came from, when that is not this process's own cockpit.
+            let from = session.as_deref().filter(|s| *s != "local").map(|s| format!(" via {s}")).unwrap_or_default();
             let text = match reason {
-                Some(r) if !accepted => format!("{actor} {command}{typed} (stage {}) refused: {r}", stage + 1),
-                _ => format!("{actor} {command}{typed} (from stage {})", stage + 1),
+                Some(r) if !accepted => format!("{actor}{from} {command}{typed} (stage {}) refused: {r}", stage + 1),
+                _ => format!("{actor}{from} {command}{typed} (from stage {})", stage + 1),
             };
             (text, if *accepted { "event.action" } else { "event.error" })
         }

@@ -1,41 +1,47 @@
-//! The cockpit's loop: one task owns the terminal and the view state.
-//! Input comes from a reader thread, snapshots and events from the engine,
-//! command replies from small tasks; all through bounded channels. It
-//! drains what is queued, then draws once, and only when something changed
-//! or a visible timer ticked.
+//! The cockpit's loop: one task owns a terminal and the view state. Key
+//! events come from any source (a reader thread on the local terminal, the
+//! bytes of an SSH channel), frames go to any ratatui backend, snapshots
+//! and events come from a [`Link`], command replies from small tasks; all
+//! through bounded channels. It drains what is queued, then draws once,
+//! and only when something changed or a visible timer ticked.
 
 use super::app::App;
 use super::view;
-use crate::engine::clock::Clock;
-use crate::engine::EngineHandle;
-use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
-use crate::signals::Signals;
+use crate::protocol::link::ViewClock;
+use crate::protocol::{CommandRequest, Link, Reply, Submit};
+use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self, Event as TermEvent};
-use ratatui::DefaultTerminal;
+use ratatui::Terminal;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Slowest redraw for countdowns (one simulated second, at most 10 per real second).
-fn timer_period(clock: &Clock) -> Duration {
+fn timer_period(clock: &ViewClock) -> Duration {
     Duration::from_secs_f64(1.0 / clock.speed()).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-/// Runs the cockpit on `terminal` until the captain quits or a signal
-/// arrives (its number), and hands the view state back (for the summary
-/// printed after it). The caller restores the terminal.
-pub async fn run(
+/// Runs the cockpit on `terminal` until the captain quits, the input ends
+/// or `stop` resolves (with a signal's number), and hands the view state
+/// back (for the summary printed after it). The caller restores the terminal.
+pub async fn run<B>(
     mut app: App,
-    terminal: &mut DefaultTerminal,
-    engine: EngineHandle,
-    mut snapshots: watch::Receiver<Snapshot>,
-    mut outputs: mpsc::Receiver<Output>,
-    clock: Clock,
-    signals: &mut Signals,
-) -> color_eyre::Result<(App, Option<i32>)> {
-    let (input_tx, mut input_rx) = mpsc::channel::<TermEvent>(64);
-    std::thread::spawn(move || read_input(input_tx));
+    terminal: &mut Terminal<B>,
+    mut link: Link,
+    mut input: mpsc::Receiver<TermEvent>,
+    stop: impl Future<Output = i32>,
+) -> color_eyre::Result<(App, Option<i32>)>
+where
+    B: Backend,
+    B::Error: Send + Sync + 'static,
+{
+    tokio::pin!(stop);
     let (reply_tx, mut reply_rx) = mpsc::channel::<(CommandRequest, Reply)>(16);
+    let mut clock = ViewClock::new(&link.snapshots.borrow());
     let period = timer_period(&clock);
+    let commands = link.commands.clone();
+    app.on_link_status(link.status.borrow().clone());
     let mut result = Ok(None);
     // Each pass of the loop is woken by something that changed (input, a
     // snapshot, an event, a reply) or by a visible timer, so it draws once.
@@ -55,28 +61,37 @@ pub async fn run(
         // The status line clears itself: wake up when it is due.
         let toast_due = app.toast_deadline().unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
-            Some(ev) = input_rx.recv() => {
-                for req in app.on_event(&ev) {
-                    send(&engine, req, &reply_tx);
+            ev = input.recv() => match ev {
+                Some(ev) => {
+                    for req in app.on_event(&ev) {
+                        send(&commands, req, &reply_tx);
+                    }
                 }
+                // The terminal (or the SSH channel) is gone: nobody to draw for.
+                None => break,
+            },
+            Ok(()) = link.snapshots.changed() => {
+                let snapshot = link.snapshots.borrow_and_update().clone();
+                clock.update(&snapshot);
+                app.on_snapshot(snapshot);
             }
-            Ok(()) = snapshots.changed() => app.on_snapshot(snapshots.borrow_and_update().clone()),
-            Some(out) = outputs.recv() => app.on_output(out),
+            Some(out) = link.outputs.recv() => app.on_output(out),
+            Ok(()) = link.status.changed() => app.on_link_status(link.status.borrow_and_update().clone()),
             Some((req, reply)) = reply_rx.recv() => app.on_reply(&req, &reply),
             _ = tokio::time::sleep(period), if timers_visible => {}
-            signo = signals.next() => {
+            signo = &mut stop => {
                 result = Ok(Some(signo));
                 break;
             }
             _ = tokio::time::sleep_until(toast_due), if app.toast.is_some() => {}
         }
         // Drain whatever else is queued, then draw once.
-        while let Ok(out) = outputs.try_recv() {
+        while let Ok(out) = link.outputs.try_recv() {
             app.on_output(out);
         }
-        while let Ok(ev) = input_rx.try_recv() {
+        while let Ok(ev) = input.try_recv() {
             for req in app.on_event(&ev) {
-                send(&engine, req, &reply_tx);
+                send(&commands, req, &reply_tx);
             }
         }
     }
@@ -84,15 +99,22 @@ pub async fn run(
 }
 
 /// Sends a command without blocking the view; the reply comes back as a message.
-fn send(engine: &EngineHandle, req: CommandRequest, replies: &mpsc::Sender<(CommandRequest, Reply)>) {
-    let (engine, replies) = (engine.clone(), replies.clone());
+fn send(commands: &Arc<dyn Submit>, req: CommandRequest, replies: &mpsc::Sender<(CommandRequest, Reply)>) {
+    let (commands, replies) = (commands.clone(), replies.clone());
     tokio::spawn(async move {
-        let reply = engine.submit(req.clone()).await;
+        let reply = commands.submit(req.clone()).await;
         let _ = replies.send((req, reply)).await;
     });
 }
 
-/// Blocking terminal reads on their own thread; stops when the cockpit is gone.
+/// Key events of the local terminal, read on their own thread (the reads
+/// block); the thread stops when the cockpit is gone.
+pub fn terminal_input() -> mpsc::Receiver<TermEvent> {
+    let (tx, rx) = mpsc::channel::<TermEvent>(64);
+    std::thread::spawn(move || read_input(tx));
+    rx
+}
+
 fn read_input(tx: mpsc::Sender<TermEvent>) {
     while !tx.is_closed() {
         match event::poll(Duration::from_millis(200)) {

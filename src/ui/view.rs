@@ -147,6 +147,10 @@ fn top_bar(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(" FROZEN (f: live; rollouts continue) ", theme.style("ui.frozen")));
         spans.push(Span::raw(" "));
     }
+    if let Some(trouble) = &app.link_status {
+        spans.push(Span::styled(format!(" {trouble} "), theme.style("ui.needs-human")));
+        spans.push(Span::raw(" "));
+    }
     if app.read_only {
         spans.push(Span::styled(" read-only ", theme.style("ui.frozen")));
         spans.push(Span::raw(" "));
@@ -157,7 +161,27 @@ fn top_bar(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(format!("· {humans} need a human "), theme.style("ui.needs-human")));
     }
     spans.push(Span::styled(format!("· {} ", app.actor), theme.style("ui.dim")));
+    if let Some(others) = presence(app) {
+        spans.push(Span::styled(format!("· also here: {others} "), theme.style("ui.dim")));
+    }
     f.render_widget(Paragraph::new(fit(Line::from(spans), area.width)), area);
+}
+
+/// Who else is attached to the engine: every session but one of our own
+/// name, viewers marked.
+pub fn presence(app: &App) -> Option<String> {
+    let mut others = app.view.attached.clone();
+    if let Some(me) = others.iter().position(|p| p.name == app.actor.0) {
+        others.remove(me);
+    }
+    let names: Vec<String> = others
+        .iter()
+        .map(|p| match p.role {
+            crate::protocol::Role::Viewer => format!("{} (viewer)", p.name),
+            crate::protocol::Role::Captain => p.name.clone(),
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// A backend error on the selected rollout, shown loudly.
@@ -395,7 +419,8 @@ fn help(f: &mut Frame, area: Rect, app: &mut App) {
     let inner_width = width.saturating_sub(2) as usize;
     // One line per action, its keys together.
     let mut actions: Vec<(Action, Vec<String>, String)> = Vec::new();
-    for b in &bindings {
+    // A viewer's help lists what a viewer can do.
+    for b in bindings.iter().filter(|b| !(app.read_only && b.action.is_rollout_command())) {
         match actions.iter_mut().find(|a| a.0 == b.action) {
             Some(a) => a.1.push(b.key_name()),
             None => actions.push((b.action, vec![b.key_name()], b.desc.clone())),

@@ -113,6 +113,38 @@ pub struct CommandRequest {
     /// The canary revision the actor saw: a stage index alone would let a
     /// command meant for the previous revision act on the next one.
     pub expected_revision: String,
+    /// What the sender may do: a viewer's command is refused (and kept in
+    /// the journal like any other).
+    #[serde(default, skip_serializing_if = "Role::is_captain")]
+    pub role: Role,
+    /// Where it came from ("local", "socket #3 (pid 1234)", "ssh #2
+    /// (SHA256:…)"), for the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// What a person attached to the engine may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Sees everything and sends commands.
+    #[default]
+    Captain,
+    /// Sees everything and sends nothing.
+    Viewer,
+}
+
+impl Role {
+    pub fn is_captain(&self) -> bool {
+        *self == Role::Captain
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Captain => "captain",
+            Role::Viewer => "viewer",
+        }
+    }
 }
 
 /// Argo-Rollouts-style verbs for rollouts a native controller runs.
@@ -466,6 +498,10 @@ pub struct Rollout {
     /// [`Observation::native_revision`]).
     #[serde(default)]
     pub native_revision: Option<String>,
+    /// Approvals toward entering a stage with named approvers (`stage` is
+    /// the stage they let in), cleared when a stage starts over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ActorNote>,
 }
 
 impl Rollout {
@@ -496,6 +532,7 @@ impl Rollout {
             observe_error: None,
             native_detail: None,
             native_revision: None,
+            approvals: Vec::new(),
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -549,7 +586,25 @@ impl Rollout {
     pub fn needs_human(&self) -> Option<String> {
         match &self.phase {
             Phase::AwaitingApproval { gate, next, .. } => Some(match gate {
-                Gate::Stage => format!("approve stage {} of {}", next + 1, self.stages().len()),
+                Gate::Stage => match self.plan().approvers_for(*next) {
+                    Some(named) => {
+                        let given: Vec<&str> =
+                            self.approvals.iter().filter(|a| a.stage == *next).map(|a| a.actor.0.as_str()).collect();
+                        let so_far = if given.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; approved by {}", given.join(", "))
+                        };
+                        format!(
+                            "approve stage {} of {}: {} of {} needed{so_far}",
+                            next + 1,
+                            self.stages().len(),
+                            named.required,
+                            named.names.join(", ")
+                        )
+                    }
+                    None => format!("approve stage {} of {}", next + 1, self.stages().len()),
+                },
                 Gate::Budget if self.budget.is_some_and(|b| b.unknown) => {
                     "error budget unknown (no valid availability reading): approve each promotion".to_string()
                 }
@@ -696,6 +751,60 @@ fn enter_stage(r: &mut Rollout, fx: &mut Vec<Effect>, index: usize, now: Timesta
         // Nothing to bake at the last stage: reaching it is the promotion.
         complete(r, fx, now);
     }
+}
+
+/// Counts `actor`'s approval of entering stage `target` when the plan names
+/// its approvers. True when the stage may be entered now (enough
+/// approvals, or nobody named); false while more are needed (the rollout
+/// then waits at the stage's gate, keeping its bake). A person not named,
+/// or one who already approved, is refused.
+fn count_approval(
+    r: &mut Rollout,
+    fx: &mut Vec<Effect>,
+    target: usize,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<bool, String> {
+    let Some(named) = r.plan().approvers_for(target).cloned() else { return Ok(true) };
+    let stage = target + 1;
+    if !named.names.contains(&actor.0) {
+        return Err(format!(
+            "{actor} is not an approver of stage {stage}; its approvers are {}",
+            named.names.join(", ")
+        ));
+    }
+    if r.approvals.iter().any(|a| a.stage == target && a.actor == *actor) {
+        return Err(format!("{actor} already approved stage {stage}; {}", waiting_for(r, &named, target)));
+    }
+    r.approvals.push(ActorNote { actor: actor.clone(), action: "approve".into(), at: now, stage: target });
+    let given = r.approvals.iter().filter(|a| a.stage == target).count();
+    if given >= named.required {
+        fx.push(Effect::Notify(Notice::Info {
+            message: format!("{actor} approved stage {stage} ({given} of {} required): entering it", named.required),
+        }));
+        return Ok(true);
+    }
+    fx.push(Effect::Notify(Notice::Info {
+        message: format!(
+            "{actor} approved stage {stage} ({given} of {}); {}",
+            named.required,
+            waiting_for(r, &named, target)
+        ),
+    }));
+    if !matches!(r.phase, Phase::AwaitingApproval { .. }) {
+        r.bake_elapsed = r.baked(now);
+        r.phase = Phase::AwaitingApproval { next: target, gate: Gate::Stage, since: now };
+    }
+    Ok(false)
+}
+
+/// "waiting for 1 more of bob, carol".
+fn waiting_for(r: &Rollout, named: &crate::plan::StageApprovers, target: usize) -> String {
+    let approved: Vec<&Actor> = r.approvals.iter().filter(|a| a.stage == target).map(|a| &a.actor).collect();
+    let left: Vec<&str> =
+        named.names.iter().filter(|n| !approved.iter().any(|a| a.0 == **n)).map(String::as_str).collect();
+    let more = named.required.saturating_sub(approved.len());
+    format!("waiting for {more} more of {}", left.join(", "))
 }
 
 /// The gate in front of stage `index`, if any.
@@ -1111,6 +1220,7 @@ fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {
 /// A stage starts over: its bake, its pass and its canary evidence (the
 /// evidence toward failing the canary is kept for the whole revision).
 fn reset_stage_progress(r: &mut Rollout) {
+    r.approvals.clear();
     r.bake_elapsed = Duration::ZERO;
     r.stage_passed = false;
     r.inconclusive_windows = 0;
@@ -1123,6 +1233,9 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
     // Abort, rollback and pause only reduce exposure: whatever the sender
     // saw, they apply to what runs now. Everything else moves forward and
     // must be meant for this revision and stage.
+    if req.role == Role::Viewer {
+        return Err(format!("{} is a viewer: viewers see everything and send nothing", req.actor));
+    }
     let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. })
         || matches!(&req.command, Command::Native { verb } if verb.is_safety());
     if !safety && req.expected_revision != r.canary_revision {
@@ -1179,11 +1292,23 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
                 Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => next,
                 _ => r.stage + 1,
             };
+            // A promote into a stage with named approvers is that person's approval.
+            if !count_approval(r, fx, target, &actor, now)? {
+                return Ok(());
+            }
             enter_stage(r, fx, target, now, true);
         }
         Command::PromoteFull => {
             require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending])?;
             check_freeze(r)?;
+            if let Some(named) = r.plan().approvers.iter().find(|a| a.stage > r.stage) {
+                return Err(format!(
+                    "stage {} needs {} of {} to approve: promote-full cannot skip it",
+                    named.stage + 1,
+                    named.required,
+                    named.names.join(", ")
+                ));
+            }
             complete(r, fx, now);
         }
         Command::StepBack => {

@@ -300,6 +300,7 @@ mod tests {
             analysis: AnalysisConfig::default(),
             slo: Slo::default(),
             metrics: Default::default(),
+            approvers: Vec::new(),
         };
         Simulator::new(&plan, SimParams { scenario, rps: 200.0, budget_left_pct: 85.0, probe_rps: PROBE_RPS, seed: 7 })
     }

@@ -392,3 +392,33 @@ pub fn verify(path: &Path) -> Result<Verified, JournalError> {
     }
     Ok(Verified { rollout, records, cut: parsed.cut })
 }
+
+/// Every command the journal of rollout `id` of the plan in `plan_file`
+/// holds, applied or refused, as viewers were told it (who, from which
+/// session, the stage and revision they saw, why a refusal). `None` when
+/// the plan has no journal yet.
+pub fn audit(dir: &Path, id: &str, plan_file: &str) -> Result<Option<Vec<Output>>, JournalError> {
+    let path = dir.join(file_name(id, &plan_key(plan_file)));
+    if !path.exists() {
+        return Ok(None);
+    }
+    // Read without the lock: a running server may be appending (a cut
+    // last line is left out).
+    let Some(parsed) = read::read(&path)? else { return Ok(Some(Vec::new())) };
+    let plan = Plan::parse(&parsed.header.plan_file, &parsed.header.plan).map_err(|e| JournalError::Corrupt {
+        path: path.display().to_string(),
+        line: 1,
+        message: format!("the plan in the header does not parse: {e}"),
+    })?;
+    let mut rollout = Rollout::new(id, plan);
+    let mut actions = Vec::new();
+    for (_, record) in parsed.records {
+        let (next, effects) = step(&rollout, record.event.clone(), record.at);
+        if matches!(record.event, Event::Command(_)) {
+            let told = step_outputs(&rollout, &record.event, &effects, &next, record.at).0;
+            actions.extend(told.into_iter().filter(|o| matches!(o, Output::Action { .. })));
+        }
+        rollout = next;
+    }
+    Ok(Some(actions))
+}

@@ -27,6 +27,8 @@ fn resumes_an_unfinished_run_at_the_same_stage() {
         command: Command::Promote,
         expected_stage: 0,
         expected_revision: "v2".into(),
+        role: Default::default(),
+        session: None,
     });
     let live = drive(&mut j, opened.rollout, vec![(0, Event::Start), (5_000, promote)]);
     assert_eq!(live.stage, 1);

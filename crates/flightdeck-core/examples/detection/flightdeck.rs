@@ -28,6 +28,7 @@ pub fn plan(cell: &Cell) -> Plan {
         analysis: AnalysisConfig { interval: cell.interval, ..AnalysisConfig::default() },
         slo: Slo::default(),
         metrics: Default::default(),
+        approvers: Vec::new(),
     }
 }
 

@@ -3,7 +3,7 @@
 use super::raw;
 use super::{
     AnalysisConfig, BackendKind, CanaryStage, CloudwatchMetrics, MetricsConfig, Plan, PlanError, PromQueries, Slo,
-    Strategy, Target, DEFAULT_CLOUDWATCH_LAG,
+    StageApprovers, Strategy, Target, DEFAULT_CLOUDWATCH_LAG,
 };
 use crate::toml_file::TomlFile;
 use std::collections::BTreeMap;
@@ -109,6 +109,7 @@ impl Checker<'_> {
 
     pub(super) fn plan(&self, raw: raw::Plan) -> Checked<Plan> {
         let names = self.rollout(raw.rollout)?;
+        let approvers = self.approvers(raw.strategy.as_ref())?;
         Ok(Plan {
             name: names.name,
             stable: names.stable,
@@ -119,7 +120,52 @@ impl Checker<'_> {
             analysis: self.analysis(raw.analysis.unwrap_or_default())?,
             slo: self.slo(raw.slo.unwrap_or_default())?,
             metrics: self.metrics(raw.metrics)?,
+            approvers,
         })
+    }
+
+    /// `approvers` and `required` of the canary stages.
+    fn approvers(&self, strategy: Option<&raw::Strategy>) -> Checked<Vec<StageApprovers>> {
+        let stages = strategy.and_then(|s| s.stages.as_ref());
+        let mut out = Vec::new();
+        for (i, stage) in stages.into_iter().flatten().enumerate() {
+            let field = |key: &str| format!("strategy.stages[{i}].{key}");
+            let s = stage.get_ref();
+            let Some(names) = &s.approvers else {
+                if let Some(required) = &s.required {
+                    return Err(self.at(
+                        required,
+                        &field("required"),
+                        "`required` counts approvers: add `approvers = [\"…\"]`",
+                    ));
+                }
+                continue;
+            };
+            let list = names.get_ref();
+            if list.is_empty() || list.iter().any(|n| n.trim().is_empty()) {
+                return Err(self.at(names, &field("approvers"), "name at least one approver; names cannot be empty"));
+            }
+            if let Some(twice) = list.iter().enumerate().find_map(|(k, n)| list[..k].contains(n).then_some(n)) {
+                return Err(self.at(
+                    names,
+                    &field("approvers"),
+                    format!("{twice:?} is named twice; each approver counts once"),
+                ));
+            }
+            if s.approval == Some(false) {
+                return Err(self.at(
+                    names,
+                    &field("approvers"),
+                    "named approvers gate the stage: drop `approval = false`",
+                ));
+            }
+            let required = match &s.required {
+                Some(r) => self.int_in(r, &field("required"), 1, list.len() as i64)? as usize,
+                None => 1,
+            };
+            out.push(StageApprovers { stage: i, names: list.clone(), required });
+        }
+        Ok(out)
     }
 
     fn metrics(&self, raw: Option<raw::Metrics>) -> Checked<MetricsConfig> {

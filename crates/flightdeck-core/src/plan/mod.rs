@@ -38,6 +38,10 @@
 //! weight = 10
 //! bake = "15m"
 //! approval = true
+//! # or: only named people approve, `required` of them (default 1); two
+//! # approvals must come from two people.
+//! approvers = ["alice", "bob", "carol"]
+//! required = 2
 //!
 //! # blue-green: preview (duration in (0, 7d], default "5m"), verification
 //! # (duration in (0, 7d], default "5m"), approval (bool, default false).
@@ -101,6 +105,19 @@ pub struct Plan {
     /// Where per-version metrics come from.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Stages that only named people may approve, `required` of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<StageApprovers>,
+}
+
+/// `approvers = ["alice", "bob", "carol"], required = 2` on a stage: the
+/// rollout enters it when two different named people have approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageApprovers {
+    /// 0-based index into [`Plan::stages`].
+    pub stage: usize,
+    pub names: Vec<String>,
+    pub required: usize,
 }
 
 /// Where the analysis reads per-version metrics.
@@ -388,6 +405,11 @@ impl Default for Slo {
 }
 
 impl Plan {
+    /// Who must approve entering stage `index`, if the plan names anyone.
+    pub fn approvers_for(&self, index: usize) -> Option<&StageApprovers> {
+        self.approvers.iter().find(|a| a.stage == index)
+    }
+
     /// The strategy as the uniform list of stages the state machine walks.
     /// A canary whose last stage is below 100 % gets a final 100 % stage.
     pub fn stages(&self) -> Vec<Stage> {
@@ -395,10 +417,12 @@ impl Plan {
             Strategy::Canary { stages } => {
                 let mut out: Vec<Stage> = stages
                     .iter()
-                    .map(|s| Stage {
+                    .enumerate()
+                    .map(|(i, s)| Stage {
                         weight: s.weight,
                         bake: s.bake,
-                        approval: s.approval,
+                        // Named approvers gate their stage.
+                        approval: s.approval || self.approvers_for(i).is_some(),
                         action: StageAction::Weight,
                     })
                     .collect();

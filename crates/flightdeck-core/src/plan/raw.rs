@@ -140,6 +140,8 @@ pub struct Stage {
     pub weight: Option<Spanned<i64>>,
     pub bake: Option<Spanned<DurationText>>,
     pub approval: Option<bool>,
+    pub approvers: Option<Spanned<Vec<String>>>,
+    pub required: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]

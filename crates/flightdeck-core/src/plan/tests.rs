@@ -238,6 +238,7 @@ fn full_plan_round_trips() {
             address: "http://127.0.0.1:9090".into(),
             queries: PromQueries { p99: r#"checkout_p99_ms{version="{{version}}"}"#.into(), ..PromQueries::default() },
         },
+        approvers: Vec::new(),
     };
     assert_eq!(plan, expected);
     // The validated model survives serialization (state is stored as JSON).

@@ -20,6 +20,7 @@ pub fn plan_with(strategy: Strategy) -> Plan {
         analysis: AnalysisConfig::default(),
         slo: Slo::default(),
         metrics: Default::default(),
+        approvers: Vec::new(),
     }
 }
 
@@ -76,5 +77,12 @@ pub fn cmd(command: Command, expected_stage: usize) -> Event {
 /// A command from alice, who saw `expected_stage` of `revision`.
 pub fn cmd_for(command: Command, expected_stage: usize, revision: &str) -> Event {
     let expected_revision = revision.to_string();
-    Event::Command(CommandRequest { actor: Actor::new("alice"), command, expected_stage, expected_revision })
+    Event::Command(CommandRequest {
+        actor: Actor::new("alice"),
+        command,
+        expected_stage,
+        expected_revision,
+        role: Default::default(),
+        session: None,
+    })
 }

@@ -1,15 +1,18 @@
 //! The cockpit without a terminal: the demo fleet on the real engine and
 //! simulator, keys pressed by code, frames rendered into a buffer. Tests,
 //! `scripts/screenshots` and the render benchmark use it. Run it inside a
-//! tokio runtime with paused time for deterministic pictures.
+//! tokio runtime with paused time for deterministic pictures. [`svg`]
+//! turns a frame into a picture for the README.
 
-use super::app::App;
-use super::keymap::Keymap;
-use super::theme::{ColorMode, Theme};
-use super::view;
+pub mod svg;
+
 use crate::engine::clock::Clock;
 use crate::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use crate::protocol::{CommandRequest, Output};
+use crate::ui::app::App;
+use crate::ui::keymap::Keymap;
+use crate::ui::theme::{ColorMode, Theme};
+use crate::ui::view;
 use flightdeck_core::rollout::{Actor, Rollout};
 use flightdeck_core::time::Timestamp;
 use ratatui::backend::TestBackend;

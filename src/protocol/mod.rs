@@ -1,14 +1,22 @@
 //! The engine protocol: what viewers receive and what they may send.
 //! The in-process cockpit, headless output and remote viewers use these
-//! same serde types (newline-delimited JSON on the wire).
+//! same serde types (newline-delimited JSON on the wire, see [`wire`]),
+//! and a viewer holds only a [`Link`]: snapshots, events and a way to
+//! submit commands.
+
+pub mod link;
+pub mod wire;
+
+pub use link::{Link, Submit};
 
 use flightdeck_core::analysis::Verdict;
+pub use flightdeck_core::rollout::Role;
 use flightdeck_core::rollout::{Actor, Command, Effect, Rollout};
 use flightdeck_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// Wire version of these types; bumped on incompatible change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A command addressed to one rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +90,12 @@ pub enum Output {
         /// reason), kept for the audit log.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// The canary revision the actor saw.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        revision: String,
+        /// Where the command came from (local, socket, SSH key).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
     /// A warning or note from the core.
     Notice { rollout: String, at: Timestamp, level: String, message: String },
@@ -113,8 +127,75 @@ impl Output {
 }
 
 /// Everything a viewer draws: every rollout's state at one instant.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// The engine's clock when this was taken.
     pub at: Timestamp,
+    /// How fast the engine's clock runs against real time (1 on the wall
+    /// clock, more in simulations): with `at`, a viewer draws timers
+    /// between snapshots without the engine's clock.
+    #[serde(default = "real_time")]
+    pub speed: f64,
     pub rollouts: Vec<Rollout>,
+    /// Who is attached (a shared engine fills it in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<Peer>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Snapshot {
+        Snapshot { at: Timestamp::default(), speed: real_time(), rollouts: Vec::new(), attached: Vec::new() }
+    }
+}
+
+fn real_time() -> f64 {
+    1.0
+}
+
+/// Someone attached to the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub name: String,
+    pub role: Role,
+    /// How they are connected.
+    pub session: SessionKind,
+}
+
+/// How a session reaches the engine, recorded with every command it sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum SessionKind {
+    /// The cockpit in the engine's own process.
+    Local,
+    /// A client on the Unix socket: its process id (from the socket's peer
+    /// credentials) and a number the server gave the connection.
+    Socket { pid: Option<i32>, id: u64 },
+    /// An SSH session, by the fingerprint of the key it signed in with.
+    Ssh { fingerprint: String, id: u64 },
+}
+
+/// Who sends a command: what they may do and how they are connected.
+/// Set by whoever accepted the connection, never by the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub role: Role,
+    pub session: SessionKind,
+}
+
+impl Origin {
+    /// The cockpit in the engine's own process: its captain.
+    pub fn local() -> Origin {
+        Origin { role: Role::Captain, session: SessionKind::Local }
+    }
+}
+
+impl std::fmt::Display for SessionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionKind::Local => f.write_str("local"),
+            SessionKind::Socket { pid: Some(pid), id } => write!(f, "socket #{id} (pid {pid})"),
+            SessionKind::Socket { pid: None, id } => write!(f, "socket #{id}"),
+            SessionKind::Ssh { fingerprint, id } => write!(f, "ssh #{id} ({fingerprint})"),
+        }
+    }
 }

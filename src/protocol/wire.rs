@@ -1,0 +1,227 @@
+//! The protocol on the wire: one JSON object per line, each way.
+//!
+//! A client opens with [`ClientMessage::Hello`] (protocol version and who
+//! it is); the server answers [`ServerMessage::Welcome`] (the role it
+//! gives), then the whole state once ([`ServerMessage::Full`]) and from
+//! then on only what changed: the top-level fields of the rollouts that
+//! changed ([`ServerMessage::Changed`]), events, replies to commands. An
+//! idle fleet sends nothing. Anything the server cannot read (not JSON,
+//! a line over [`MAX_LINE`], another version) gets [`ServerMessage::Error`]
+//! and the connection is closed.
+
+use super::{CommandRequest, Output, Peer, Reply, Role, SessionKind, Snapshot, PROTOCOL_VERSION};
+use flightdeck_core::rollout::Rollout;
+use flightdeck_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// The longest line either side reads (1 MiB): the full state is sent in
+/// batches of [`BATCH`] rollouts, well under it.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Rollouts per message of the full state.
+pub const BATCH: usize = 50;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum ClientMessage {
+    /// The first line: the protocol version the client speaks, the name it
+    /// acts under and what it is (`flightdeck attach 0.1.0`).
+    Hello { version: u32, name: String, client: String },
+    /// A command; the reply carries the same `id`. The server sets the
+    /// actor and session to the connection's own, whatever the client says.
+    Command { id: u64, request: CommandRequest },
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum ServerMessage {
+    /// The answer to a good hello: who the server takes the client for.
+    Welcome {
+        version: u32,
+        name: String,
+        role: Role,
+        session: SessionKind,
+    },
+    /// The whole state, once after the welcome, with the events so far.
+    /// Its rollouts follow in `Changed` messages of at most [`BATCH`]
+    /// each (`follow` of them), so no line grows with the fleet.
+    Full {
+        snapshot: Snapshot,
+        history: Vec<Output>,
+        follow: usize,
+    },
+    /// What changed since the last message: per rollout (by id) the
+    /// top-level fields that changed, and who is attached if that changed.
+    Changed {
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rollouts: Vec<RolloutPatch>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attached: Option<Vec<Peer>>,
+    },
+    /// An event.
+    Output {
+        output: Output,
+    },
+    /// Events the client was too slow to take; the state it gets is still the latest.
+    Skipped {
+        events: u64,
+    },
+    Reply {
+        id: u64,
+        reply: Reply,
+    },
+    /// Why the server closes the connection.
+    Error {
+        message: String,
+    },
+}
+
+/// The fields of one rollout that changed, as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPatch {
+    pub id: String,
+    pub fields: Map<String, Value>,
+}
+
+/// Why a line could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("line longer than {max} bytes")]
+    TooLong { max: usize },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one line (without its newline), never holding more than `max`
+/// bytes of it: a longer line is an error as soon as it passes `max`, so a
+/// 100 MB line costs 1 MiB. `None` at the end of the stream.
+pub async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>, LineError> {
+    let mut line = Vec::new();
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            // A last line without a newline still counts.
+            return Ok((!line.is_empty()).then_some(line));
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if line.len() + take > max {
+            return Err(LineError::TooLong { max });
+        }
+        line.extend_from_slice(&chunk[..take]);
+        reader.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Some(line));
+        }
+    }
+}
+
+/// One message as a line.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).expect("protocol messages serialize");
+    line.push(b'\n');
+    line
+}
+
+/// Reads a client's hello: the version must be this one.
+pub fn parse_hello(line: &[u8]) -> Result<(String, String), String> {
+    match serde_json::from_slice::<ClientMessage>(line) {
+        Ok(ClientMessage::Hello { version, name, client }) if version == PROTOCOL_VERSION => {
+            if name.trim().is_empty() || name.len() > 64 {
+                return Err("hello: `name` must be 1 to 64 characters".into());
+            }
+            Ok((name, client))
+        }
+        Ok(ClientMessage::Hello { version, .. }) => Err(format!(
+            "protocol version {version} is not spoken here; this server speaks version {PROTOCOL_VERSION} \
+             (run the same flightdeck version on both ends)"
+        )),
+        Ok(_) => Err("the first message must be a hello".into()),
+        Err(e) => Err(format!("not a protocol message: {e}")),
+    }
+}
+
+/// Fields of a rollout that stay on the server: the accumulated evidence
+/// (latency histograms, several KB, changing every window) decides, but
+/// viewers draw the verdicts, which carry its summary. A viewer's rollout
+/// has empty evidence.
+pub const NOT_SENT: &[&str] = &["evidence"];
+
+/// A rollout as a viewer gets it: without [`NOT_SENT`].
+pub fn for_viewers(rollout: &Rollout) -> Rollout {
+    Rollout { evidence: Default::default(), ..rollout.clone() }
+}
+
+/// Rollouts as JSON objects, to send only the fields that changed.
+#[derive(Debug, Default, Clone)]
+pub struct Fields {
+    /// Per rollout id, each top-level field's JSON.
+    pub rollouts: HashMap<String, Map<String, Value>>,
+}
+
+impl Fields {
+    /// The fields of `rollout` that differ from what is held, and holds them.
+    pub fn diff(&mut self, rollout: &Rollout) -> Option<RolloutPatch> {
+        let Ok(Value::Object(mut now)) = serde_json::to_value(rollout) else { return None };
+        now.retain(|key, _| !NOT_SENT.contains(&key.as_str()));
+        let held = self.rollouts.entry(rollout.id.clone()).or_default();
+        let mut fields = Map::new();
+        for (key, value) in &now {
+            if held.get(key) != Some(value) {
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+        *held = now;
+        (!fields.is_empty()).then(|| RolloutPatch { id: rollout.id.clone(), fields })
+    }
+
+    /// Applies a patch, giving the rollout it makes.
+    pub fn apply(&mut self, patch: RolloutPatch) -> Result<Rollout, String> {
+        let held = self.rollouts.entry(patch.id.clone()).or_default();
+        held.extend(patch.fields);
+        serde_json::from_value(Value::Object(held.clone())).map_err(|e| format!("rollout {}: {e}", patch.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_line_over_the_limit_is_refused_without_reading_it_whole() {
+        let mut big = vec![b'x'; 10_000];
+        big.push(b'\n');
+        let mut reader = tokio::io::BufReader::with_capacity(64, &big[..]);
+        let err = read_line(&mut reader, 100).await.unwrap_err();
+        assert!(matches!(err, LineError::TooLong { max: 100 }), "{err}");
+        // It stopped right after the limit, not at the end of the line.
+        assert!(reader.buffer().len() <= 64);
+    }
+
+    #[tokio::test]
+    async fn lines_come_one_at_a_time() {
+        let mut reader = tokio::io::BufReader::with_capacity(4, &b"one\ntwo\nlast"[..]);
+        assert_eq!(read_line(&mut reader, 10).await.unwrap().unwrap(), b"one");
+        assert_eq!(read_line(&mut reader, 10).await.unwrap().unwrap(), b"two");
+        assert_eq!(read_line(&mut reader, 10).await.unwrap().unwrap(), b"last");
+        assert!(read_line(&mut reader, 10).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn a_hello_of_another_version_is_refused_with_both_versions() {
+        let hello = ClientMessage::Hello { version: 99, name: "alice".into(), client: "x".into() };
+        let err = parse_hello(&encode(&hello)).unwrap_err();
+        assert!(err.contains("99") && err.contains(&PROTOCOL_VERSION.to_string()), "{err}");
+        assert!(parse_hello(b"\x00\xffgarbage").unwrap_err().starts_with("not a protocol message"));
+        let ok = ClientMessage::Hello { version: PROTOCOL_VERSION, name: "alice".into(), client: "x".into() };
+        assert_eq!(parse_hello(&encode(&ok)).unwrap().0, "alice");
+    }
+}

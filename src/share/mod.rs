@@ -1,0 +1,96 @@
+//! Sharing one engine: `flightdeck serve` puts it on a Unix socket,
+//! `flightdeck attach` opens a cockpit on it, each with its own size,
+//! theme and keymap. Everyone sees the same state; every command goes
+//! through the engine with the sender's name, role and session, so the
+//! journal keeps who did what. Roles decide who may act.
+
+pub mod client;
+pub mod hub;
+pub mod roles;
+pub mod server;
+#[cfg(feature = "ssh")]
+pub mod ssh;
+
+use crate::engine::{Engine, EngineOptions, RolloutSetup};
+use crate::protocol::Output;
+use crate::signals::Signals;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Listeners beside the socket.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// `--ssh ADDR --authorized-keys FILE`.
+    #[cfg(feature = "ssh")]
+    pub ssh: Option<ssh::SshOptions>,
+}
+
+/// Runs the engine headless and shares it on `socket` (and the other
+/// `listeners`) until a signal
+/// stops it (its number is returned). The socket is taken before any
+/// journal, so a second server on it stops before touching anything.
+pub async fn serve(
+    setups: Vec<RolloutSetup>,
+    options: EngineOptions,
+    socket: &Path,
+    roles: roles::Roles,
+    listeners: Listeners,
+) -> color_eyre::Result<i32> {
+    let mut signals = Signals::catch()?;
+    let listening = server::bind(socket).await?;
+    #[cfg(feature = "ssh")]
+    let ssh = match &listeners.ssh {
+        Some(options) => Some(ssh::bind(options).await.map_err(color_eyre::eyre::Report::msg)?),
+        None => None,
+    };
+    #[cfg(not(feature = "ssh"))]
+    let _ = listeners;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
+    let engine = Engine::start(setups, options, tx)?;
+    let hub = hub::Hub::start(engine.subscribe(), rx, engine.history().to_vec());
+    let count = engine.subscribe().borrow().rollouts.len();
+    eprintln!(
+        "flightdeck: serving {count} rollouts on {}; attach with `flightdeck attach --socket {0}`",
+        socket.display()
+    );
+    #[cfg(feature = "ssh")]
+    if let Some(ssh) = &ssh {
+        eprintln!("flightdeck: and over SSH on {}: `ssh -t -p {} NAME@HOST`", ssh.address, ssh.address.port());
+    }
+    #[cfg(feature = "ssh")]
+    let ssh_stop = ssh.as_ref().map(ssh::SshListener::stopper);
+    let others = {
+        let (hub, engine) = (hub.clone(), engine.handle());
+        async move {
+            #[cfg(feature = "ssh")]
+            if let Some(ssh) = ssh {
+                return ssh::serve(ssh, hub, engine).await;
+            }
+            let _ = (hub, engine);
+            std::future::pending::<()>().await
+        }
+    };
+    let stopping = async {
+        let signo = signals.next().await;
+        // While the listeners still run: SSH clients get their terminals back.
+        #[cfg(feature = "ssh")]
+        if let Some(stop) = &ssh_stop {
+            stop.stop().await;
+        }
+        signo
+    };
+    let signo = tokio::select! {
+        signo = stopping => signo,
+        () = server::serve(&listening, hub, engine.handle(), Arc::new(roles)) => {
+            engine.shutdown().await;
+            return Err(color_eyre::eyre::eyre!("{}: the socket stopped accepting connections", socket.display()));
+        }
+        () = others => {
+            engine.shutdown().await;
+            return Err(color_eyre::eyre::eyre!("the SSH listener stopped"));
+        }
+    };
+    engine.shutdown().await;
+    drop(listening);
+    Ok(signo)
+}
