@@ -471,15 +471,20 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_keep_up() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // It never reads: once its socket is full for WRITE_TIMEOUT, it is gone.
+    // Meanwhile the engine goes on for the others: commands are answered
+    // while it is still attached (were the engine waiting on it, the first
+    // answer would come only after it was dropped).
     let deadline = Instant::now() + flightdeck::share::server::WRITE_TIMEOUT + Duration::from_secs(60);
+    let mut answered_while_stuck = 0;
     while here("stuck") {
         assert!(Instant::now() < deadline, "a client that stopped reading was never dropped");
-        // Meanwhile the engine answers at once.
-        let sent = Instant::now();
         let reply = alice.commands.submit(promote(&alice, 7)).await;
         assert!(matches!(reply, Reply::Rejected { .. }), "{reply:?}");
-        assert!(sent.elapsed() < Duration::from_secs(2), "a command took {:?}", sent.elapsed());
+        if here("stuck") {
+            answered_while_stuck += 1;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(answered_while_stuck > 0, "no command was answered while the stuck client was attached");
     drop(stuck);
 }

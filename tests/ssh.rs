@@ -251,7 +251,7 @@ fn a_captain_over_ssh_sees_the_cockpit_at_their_size_and_promotes_as_themselves(
 }
 
 #[test]
-fn a_viewers_key_watches_and_its_command_is_refused_and_audited() {
+fn a_viewers_key_watches_read_only_and_its_keys_move_nothing() {
     let server = Server::start();
     // bob's client says it shows true colour; the session draws in it (alice's, which says nothing, in 16).
     let mut ssh = server.ssh(&server.bob, "bob");
@@ -259,13 +259,12 @@ fn a_viewers_key_watches_and_its_command_is_refused_and_audited() {
     let t = Tmux::start(&in_tmux(&ssh), 100, 30);
     t.wait_for(&["checkout-api", "read-only"]);
     assert!(t.coloured().contains("38;2;"), "no true colour on bob's screen");
+    // The viewer's cockpit refuses at once and sends nothing: the stage stays, nothing is journaled for bob.
     t.keys(&["n"]);
-    t.wait_for(&["bob is a viewer", "bob via ssh #1 (SHA256:"]);
-    let audit = server.audit();
-    let line = audit.lines().find(|l| l.contains("by bob")).unwrap_or_else(|| panic!("not audited:\n{audit}"));
-    assert!(line.contains("promote") && line.contains("REFUSED: bob is a viewer"), "{line}");
-    assert!(line.contains(&format!("via ssh #1 ({})", fingerprint(&server.bob))), "{line}");
-    assert!(t.screen().contains("Stage 1/4"), "the stage did not move");
+    t.wait_for(&["read-only: viewers cannot act"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(t.screen().contains("Stage 1/4"), "the stage moved");
+    assert!(!server.audit().contains("by bob"), "a viewer's key reached the engine");
 
     // The server stops: the client's terminal is given back (no alternate
     // screen, no mouse tracking) with a word on why.

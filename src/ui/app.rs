@@ -652,6 +652,10 @@ impl App {
     /// for it, unless the state machine would refuse them anyway: then the
     /// status line says why and nothing is sent.
     fn submit(&mut self, id: String, command: Command) -> Vec<CommandRequest> {
+        if self.read_only {
+            self.toast = Some(Toast::error("read-only: viewers cannot act"));
+            return vec![];
+        }
         let Some(r) = self.view.rollouts.iter().find(|r| r.id == id) else { return vec![] };
         let request = CommandRequest {
             rollout: id,
@@ -660,12 +664,6 @@ impl App {
             expected_stage: r.stage,
             expected_revision: r.canary_revision.clone(),
         };
-        if self.read_only {
-            // Sent all the same, without asking: the engine refuses it and
-            // the journal keeps the attempt for the audit.
-            self.toast = Some(Toast::error("read-only: viewers cannot act"));
-            return vec![request];
-        }
         if let Command::OverrideFreeze { reason } = &request.command {
             if reason.trim().is_empty() {
                 // Ask the core with a stand-in reason: no typing for an override it would refuse.
