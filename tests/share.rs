@@ -18,39 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
 const ROLLOUT: &str = "sim-eu-1/checkout-api";
 
 /// Four stages that bake for an hour: nothing moves unless someone acts.
-const PLAN: &str = r#"
-[rollout]
-name = "checkout-api"
-stable = "v1"
-canary = "v2"
-
-[target]
-backend = "sim"
-group = "sim-eu-1"
-scenario = "healthy"
-
-[strategy]
-kind = "canary"
-
-[[strategy.stages]]
-weight = 1
-bake = "1h"
-
-[[strategy.stages]]
-weight = 10
-bake = "1h"
-
-[[strategy.stages]]
-weight = 50
-bake = "1h"
-
-[[strategy.stages]]
-weight = 100
-bake = "0s"
-
-[analysis]
-interval = "1m"
-"#;
+const PLAN: &str = include_str!("fixtures/plans/held-canary.toml");
 
 struct Server {
     child: Child,
