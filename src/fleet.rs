@@ -69,7 +69,7 @@ pub fn check(path: &Path, config_dir: &Path) -> Result<Plan, BadInput> {
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
             crate::metrics::cloudwatch::Dimensions::resolve(config, &plan.target)
-                .map_err(|e| BadInput(format!("{file}: {e}")))?;
+                .map_err(|e| metrics_error(&file, &text, &e))?;
         }
         _ => drop(metrics_for(&plan, &file, &text, own_metrics, None)?),
     }
@@ -217,6 +217,18 @@ fn target_error(file: &str, text: &str, e: String) -> BadInput {
     }
 }
 
+/// An error about `[metrics]` (`metrics.<key>: ...`): at that key when the
+/// plan sets it, else at the `[metrics]` table.
+#[cfg_attr(not(feature = "ecs"), allow(dead_code))]
+fn metrics_error(file: &str, text: &str, e: &str) -> BadInput {
+    let key = e.strip_prefix("metrics.").and_then(|rest| rest.split_once(": ")).map(|(key, _)| key);
+    let at = match key {
+        Some(key) if !key.contains(char::is_whitespace) => spot(file, text, &["metrics", key]),
+        _ => spot(file, text, &["metrics"]),
+    };
+    BadInput(format!("{at}: {e}"))
+}
+
 /// An error about a target parameter, at its value in `[target]` or
 /// `[target.params]`.
 fn param_error(file: &str, text: &str, key: &str, message: &str) -> BadInput {
@@ -277,13 +289,13 @@ fn metrics_for(
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
             use crate::metrics::cloudwatch::{Cloudwatch, Dimensions};
-            let dimensions = Dimensions::resolve(config, &plan.target).map_err(|e| BadInput(format!("{file}: {e}")))?;
-            let aws = aws.ok_or_else(|| BadInput(format!("{file}: metrics: no AWS configuration for CloudWatch")))?;
+            let dimensions = Dimensions::resolve(config, &plan.target).map_err(|e| metrics_error(file, text, &e))?;
+            let aws = aws.ok_or_else(|| metrics_error(file, text, "metrics: no AWS configuration for CloudWatch"))?;
             Ok(Arc::new(Cloudwatch::new(aws, dimensions, config.lag)))
         }
         #[cfg(not(feature = "ecs"))]
         MetricsConfig::Cloudwatch(_) => {
-            Err(BadInput(format!("{file}: metrics.source: CloudWatch is not part of this build (cargo feature `ecs`)")))
+            Err(metrics_error(file, text, "metrics.source: CloudWatch is not part of this build (cargo feature `ecs`)"))
         }
     }
 }
