@@ -10,7 +10,7 @@ use super::hub::Hub;
 use super::roles::Roles;
 use crate::engine::EngineHandle;
 use crate::protocol::wire::{self, ClientMessage, ServerMessage, MAX_LINE};
-use crate::protocol::{Origin, Peer, SessionKind, PROTOCOL_VERSION};
+use crate::protocol::{Origin, Output, Peer, SessionKind, PROTOCOL_VERSION};
 use flightdeck_core::rollout::Actor;
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// A client has this long to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,6 +118,9 @@ pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: EngineHandle,
     tracing::info!(%name, role = role.label(), %session, "attached");
     let origin = Origin { role, session: session.clone() };
     let welcome = ServerMessage::Welcome { version: PROTOCOL_VERSION, name: name.clone(), role, session };
+    // Subscribed before the welcome: an event the client's first command
+    // (or anyone's) causes must not fall between the two.
+    let events = hub.events();
     let (full, since) = hub.full();
     if send(&mut write, &welcome).await.is_err() {
         return;
@@ -130,7 +133,7 @@ pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: EngineHandle,
     let _presence = hub.attach(id, Peer { name: name.clone(), role, session: origin.session.clone() });
     let (to_client, from_reader) = mpsc::channel::<ServerMessage>(64);
     let reader = tokio::spawn(read_commands(read, Actor::new(name), origin, engine, to_client));
-    write_updates(&mut write, &hub, since, from_reader).await;
+    write_updates(&mut write, &hub, since, events, from_reader).await;
     reader.abort();
 }
 
@@ -187,13 +190,13 @@ async fn write_updates(
     write: &mut OwnedWriteHalf,
     hub: &Hub,
     mut since: u64,
+    mut events: broadcast::Receiver<Output>,
     mut from_reader: mpsc::Receiver<ServerMessage>,
 ) {
     let mut changes = hub.watch();
     // Changes between the full state and now (this connection's own
     // presence among them) are sent at once, not with the next change.
     changes.mark_changed();
-    let mut events = hub.events();
     loop {
         let message = tokio::select! {
             changed = changes.changed() => {
@@ -209,8 +212,8 @@ async fn write_updates(
             }
             event = events.recv() => match event {
                 Ok(output) => ServerMessage::Output { output },
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => ServerMessage::Skipped { events: n },
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Lagged(n)) => ServerMessage::Skipped { events: n },
+                Err(broadcast::error::RecvError::Closed) => return,
             },
             message = from_reader.recv() => match message {
                 Some(ServerMessage::Error { message }) => return refuse(write, message).await,
