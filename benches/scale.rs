@@ -11,7 +11,8 @@
 //! `cargo bench --bench scale -- [--rollouts N] [--minutes M] [--speed S]
 //! [--prometheus-minutes M] [--prometheus-speed S]`; `scripts/bench` runs it.
 
-use flightdeck::engine::{clock::Clock, Engine, EngineOptions, StopWhen};
+use flightdeck::clock::Clock;
+use flightdeck::engine::{Engine, EngineOptions, StopWhen};
 use flightdeck::metrics::prometheus::Prometheus;
 use flightdeck::metrics::MetricsSource;
 use flightdeck::protocol::Output;

@@ -81,7 +81,7 @@ mod tests {
             *per_shape.entry(shape(&s.plan.name)).or_default() += 1;
             // The journaled text is the plan that runs.
             assert_eq!(Plan::parse(&s.plan_file, &s.plan_text).unwrap(), s.plan);
-            assert!(s.sim.is_some(), "{} runs on the simulator", s.id);
+            assert!(s.backend.simulation().is_some(), "{} runs on the simulator", s.id);
         }
         let shipped: BTreeSet<String> = DEMO_FLEET.iter().map(|(f, t)| Plan::parse(f, t).unwrap().name).collect();
         assert_eq!(per_shape.keys().map(|s| s.to_string()).collect::<BTreeSet<_>>(), shipped);

@@ -46,8 +46,8 @@ pub fn rollout_id(plan: &Plan) -> String {
     format!("{}/{}", plan.target.group, plan.name)
 }
 
-/// A backend, the metrics it can report itself, and the simulator when it is one.
-type Parts = (Arc<dyn Backend>, Option<Arc<dyn MetricsSource>>, Option<Simulator>);
+/// A backend and the metrics it can report itself.
+type Parts = (Arc<dyn Backend>, Option<Arc<dyn MetricsSource>>);
 
 /// The AWS configuration an ECS target (or CloudWatch metrics) runs with.
 #[cfg(feature = "ecs")]
@@ -63,18 +63,32 @@ pub fn check(path: &Path, config_dir: &Path) -> Result<Plan, BadInput> {
     let (plan, text) = read_plan(path)?;
     let file = path.display().to_string();
     check_theme(&plan, &file, &text, config_dir)?;
-    let own_metrics = local_parts(&plan, &file, &text, None, 1)?.and_then(|(_, own, _)| own);
+    let own_metrics = local_parts(&plan, &file, &text, None, 1)?.and_then(|(_, own)| own);
     match &plan.metrics {
-        // Checked as far as it goes without an AWS configuration.
-        #[cfg(feature = "ecs")]
-        MetricsConfig::Cloudwatch(config) => {
-            crate::metrics::cloudwatch::Dimensions::resolve(config, &plan.target)
-                .map_err(|e| metrics_error(&file, &text, &e))?;
-        }
+        MetricsConfig::Cloudwatch(_) => check_cloudwatch(&plan, &file, &text)?,
         _ => drop(metrics_for(&plan, &file, &text, own_metrics, None)?),
     }
     Ok(plan)
 }
+
+/// CloudWatch metrics, as far as they can be checked without an AWS
+/// configuration: the dimensions the plan or its target name.
+fn check_cloudwatch(plan: &Plan, file: &str, text: &str) -> Result<(), BadInput> {
+    match &plan.metrics {
+        #[cfg(feature = "ecs")]
+        MetricsConfig::Cloudwatch(config) => {
+            crate::metrics::cloudwatch::Dimensions::resolve(config, &plan.target)
+                .map_err(|e| metrics_error(file, text, &e))?;
+            Ok(())
+        }
+        #[cfg(not(feature = "ecs"))]
+        MetricsConfig::Cloudwatch(_) => Err(metrics_error(file, text, CLOUDWATCH_NOT_BUILT)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "ecs"))]
+const CLOUDWATCH_NOT_BUILT: &str = "metrics.source: CloudWatch is not part of this build (cargo feature `ecs`)";
 
 /// The plan's theme must be one the cockpit can load: shipped, or a user
 /// theme in `<config dir>/themes/`. Errors point at the `theme` value.
@@ -104,7 +118,9 @@ pub async fn setup(
     seed: u64,
 ) -> Result<RolloutSetup, BadInput> {
     let mut aws: Option<Aws> = None;
-    let (backend, own_metrics, sim): Parts = match local_parts(&plan, file, &text, scenario, seed)? {
+    // Everything the plan alone decides is checked before anything is contacted.
+    check_cloudwatch(&plan, file, &text)?;
+    let (backend, own_metrics): Parts = match local_parts(&plan, file, &text, scenario, seed)? {
         Some(parts) => parts,
         None => connected_parts(&mut plan, file, &text, &mut aws).await?,
     };
@@ -115,7 +131,7 @@ pub async fn setup(
         aws = Some(loader.http_client(crate::backend::ecs::http_client()).load().await);
     }
     let metrics = metrics_for(&plan, file, &text, own_metrics, aws.as_ref())?;
-    Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics, sim })
+    Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics })
 }
 
 /// The backend of a target, its parameters checked, built without
@@ -136,7 +152,7 @@ fn local_parts(
             let params =
                 SimParams::from_plan(plan, scenario, seed).map_err(|e| param_error(file, text, e.key, &e.message))?;
             let sim = Simulator::new(plan, params);
-            (Arc::new(sim.clone()), Some(Arc::new(sim.clone())), Some(sim))
+            (Arc::new(sim.clone()), Some(Arc::new(sim)))
         }
         #[cfg(feature = "proxy")]
         BackendKind::Haproxy => proxied(Haproxy::from_target(&plan.target).map_err(bad)?),
@@ -180,14 +196,14 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
                 plan.target.group = ecs.group;
             }
             *aws = Some(ecs.aws);
-            Ok((ecs.backend, None, None))
+            Ok((ecs.backend, None))
         }
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => {
             let backend = crate::backend::k8s::setup(plan)
                 .await
                 .map_err(|e| BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))))?;
-            Ok((backend, None, None))
+            Ok((backend, None))
         }
         other => Err(not_built(file, text, other)),
     }
@@ -219,7 +235,6 @@ fn target_error(file: &str, text: &str, e: String) -> BadInput {
 
 /// An error about `[metrics]` (`metrics.<key>: ...`): at that key when the
 /// plan sets it, else at the `[metrics]` table.
-#[cfg_attr(not(feature = "ecs"), allow(dead_code))]
 fn metrics_error(file: &str, text: &str, e: &str) -> BadInput {
     let key = e.strip_prefix("metrics.").and_then(|rest| rest.split_once(": ")).map(|(key, _)| key);
     let at = match key {
@@ -254,7 +269,7 @@ fn locate(text: &str, path: &[&str]) -> Option<Range<usize>> {
 #[cfg(feature = "proxy")]
 fn proxied<P: Backend + MetricsSource + 'static>(proxy: P) -> Parts {
     let proxy = Arc::new(proxy);
-    (proxy.clone(), Some(proxy), None)
+    (proxy.clone(), Some(proxy))
 }
 
 /// The plan's `[metrics]` source: the backend's own numbers, Prometheus or
@@ -294,9 +309,7 @@ fn metrics_for(
             Ok(Arc::new(Cloudwatch::new(aws, dimensions, config.lag)))
         }
         #[cfg(not(feature = "ecs"))]
-        MetricsConfig::Cloudwatch(_) => {
-            Err(metrics_error(file, text, "metrics.source: CloudWatch is not part of this build (cargo feature `ecs`)"))
-        }
+        MetricsConfig::Cloudwatch(_) => Err(metrics_error(file, text, CLOUDWATCH_NOT_BUILT)),
     }
 }
 

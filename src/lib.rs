@@ -8,6 +8,7 @@
 pub mod analyze;
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;

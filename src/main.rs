@@ -1,9 +1,10 @@
 use clap::{CommandFactory, Parser};
 use color_eyre::config::Theme;
 use flightdeck::cli::{Cli, Cmd, JournalCmd, RunOptions};
+use flightdeck::clock::Clock;
 use flightdeck::config::Config;
 use flightdeck::engine::journal::{self, JournalError, START_OVER};
-use flightdeck::engine::{clock::Clock, Engine, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
 use flightdeck::protocol::{Output, Role};
@@ -231,7 +232,7 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
 /// Simulated time when every rollout is simulated, else the wall clock;
 /// journals in the data directory.
 fn engine_options(setups: &[RolloutSetup], speed: f64, fresh: bool, stop_when: StopWhen) -> EngineOptions {
-    let all_sim = setups.iter().all(|s| s.sim.is_some());
+    let all_sim = setups.iter().all(|s| s.backend.simulation().is_some());
     let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
     EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when }
 }

@@ -16,7 +16,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use flightdeck::backend::ecs::{driven::TaskSets, observed::ServiceDeployments, rolling::RollingService, EcsTarget};
 use flightdeck::backend::Backend;
-use flightdeck::engine::clock::Clock;
+use flightdeck::clock::Clock;
 use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::metrics::cloudwatch::{Cloudwatch, Dimensions};
 use flightdeck::metrics::MetricsSource;
@@ -161,7 +161,6 @@ fn engine(
         plan_text: text,
         backend,
         metrics,
-        sim: None,
     };
     let (tx, mut rx) = mpsc::channel::<Output>(256);
     tokio::spawn(async move { while rx.recv().await.is_some() {} });

@@ -6,7 +6,7 @@ mod support;
 
 use flightdeck::backend::proxy::haproxy::Haproxy;
 use flightdeck::backend::{Backend, BackendError};
-use flightdeck::engine::clock::Clock;
+use flightdeck::clock::Clock;
 use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::metrics::prometheus::Prometheus;
 use flightdeck::metrics::MetricsSource;
@@ -325,7 +325,6 @@ async fn killing_haproxy_mid_rollout_pauses_and_resume_reapplies_the_weight() {
         plan_text: text,
         backend: haproxy.clone(),
         metrics: haproxy.clone(),
-        sim: None,
     };
     let (tx, _drain) = sink();
     // Never: a backend pause waits for a human, and this test is that human.
@@ -416,7 +415,6 @@ impl Stack {
             plan,
             plan_file: "haproxy-test.toml".into(),
             plan_text: text,
-            sim: None,
         };
         let (tx, _drain) = sink();
         Engine::start(vec![setup], options(StopWhen::Unattended), tx).unwrap()

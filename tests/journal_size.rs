@@ -4,7 +4,7 @@
 //! three; fails if a rollout-day would grow past 1.2 MB (the goal is about
 //! one megabyte: 1440 windows a day).
 
-use flightdeck::engine::clock::Clock;
+use flightdeck::clock::Clock;
 use flightdeck::engine::journal;
 use flightdeck::engine::{Engine, EngineOptions, StopWhen};
 use flightdeck::fleet;

@@ -306,7 +306,7 @@ async fn attach_reconnects_to_a_restarted_server_which_resumes_from_its_journal(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_captains_promoting_the_same_stage_at_once_one_applies_and_the_other_is_stale() {
-    use flightdeck::engine::clock::Clock;
+    use flightdeck::clock::Clock;
     use flightdeck::engine::{Engine, EngineOptions, StopWhen};
     use flightdeck::protocol::{Origin, SessionKind};
     let plan = flightdeck_core::Plan::parse("checkout.toml", PLAN).unwrap();

@@ -27,6 +27,7 @@ pub mod k8s;
 pub mod proxy;
 pub mod sim;
 
+use crate::clock::Clock;
 use async_trait::async_trait;
 use flightdeck_core::plan::params::Param;
 use flightdeck_core::plan::BackendKind;
@@ -52,6 +53,16 @@ pub trait Backend: Send + Sync {
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError>;
     /// Reads the current state of the system (weights, native status).
     async fn observe(&self) -> Result<Observation, BackendError>;
+    /// The clock the engine runs on, handed over once it is decided (a
+    /// resumed simulation continues from its journaled time). Real systems
+    /// keep their own time; the simulator lives on this one.
+    fn run_on(&self, _clock: Clock) {}
+    /// What decides a simulated run besides its plan; the journal keeps it
+    /// so that a resume under another scenario or seed is refused. `None`
+    /// for real systems.
+    fn simulation(&self) -> Option<sim::SimRun> {
+        None
+    }
 }
 
 /// The parameters `backend` reads: its own, then those it shares with its

@@ -3,15 +3,14 @@
 //! its backend with retry and backoff, feeds the results back, and
 //! publishes snapshots and events. Viewers only `subscribe` and `submit`.
 
-pub mod clock;
 pub mod journal;
 pub mod report;
 mod task;
 
 use crate::backend::Backend;
+use crate::clock::Clock;
 use crate::metrics::MetricsSource;
 use crate::protocol::{CommandRequest, Link, Origin, Output, Reply, Snapshot, Submit};
-use clock::Clock;
 use flightdeck_core::plan::Plan;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,8 +28,6 @@ pub struct RolloutSetup {
     pub plan_text: String,
     pub backend: Arc<dyn Backend>,
     pub metrics: Arc<dyn MetricsSource>,
-    /// The simulator, when it is the backend: it needs to know the time.
-    pub sim: Option<crate::backend::sim::Simulator>,
 }
 
 /// When a rollout task stops by itself.
@@ -114,10 +111,7 @@ impl Engine {
             let o = match &options.journal_dir {
                 Some(dir) => {
                     // The simulator's scenario and seed decide the run as much as the plan.
-                    let sim = setup
-                        .sim
-                        .as_ref()
-                        .map(|s| journal::SimRun { scenario: s.scenario().name().into(), seed: s.seed() });
+                    let sim = setup.backend.simulation();
                     let j = journal::Journal::open(
                         dir,
                         &setup.id,
@@ -154,6 +148,7 @@ impl Engine {
         let mut commands = HashMap::new();
         let mut tasks = JoinSet::new();
         for (index, (setup, (journal, rollout, resumed_at))) in opened.into_iter().enumerate() {
+            setup.backend.run_on(clock);
             let (tx, rx) = mpsc::channel(16);
             commands.insert(setup.id.clone(), tx);
             let task = task::RolloutTask::new(task::Parts {

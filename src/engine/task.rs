@@ -1,11 +1,11 @@
 //! One rollout's task: the loop that ties clock, metrics, backend, journal
 //! and `core::step` together.
 
-use super::clock::Clock;
 use super::journal::{Journal, JournalError};
 use super::report::{step_outputs, EFFECT_ATTEMPTS};
 use super::{RolloutSetup, StopWhen};
 use crate::backend::BackendError;
+use crate::clock::Clock;
 use crate::protocol::{CommandRequest, Origin, Output, Reply, Snapshot};
 use flightdeck_core::rollout::{self, step, Actor, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
@@ -40,12 +40,14 @@ pub struct RolloutTask {
     /// Why this rollout stopped acting: its journal cannot be written, and
     /// nothing the journal does not hold may reach the backend.
     halted: Option<String>,
+    /// Time of the latest tick fed to the core.
+    ticked_at: Timestamp,
 }
 
 impl RolloutTask {
     pub fn new(p: Parts) -> RolloutTask {
         let last_at = p.resumed_at.unwrap_or_default();
-        RolloutTask { p, next_window: Timestamp::default(), last_at, halted: None }
+        RolloutTask { p, next_window: Timestamp::default(), last_at, halted: None, ticked_at: Timestamp::default() }
     }
 
     /// The end of the first window after `t`. Windows end on multiples of
@@ -74,15 +76,15 @@ impl RolloutTask {
         }
         // A window that ended before the rollout (re)started holds nothing of this run.
         self.next_window = self.window_after(self.last_at.max(now));
-        let mut ticker = tokio::time::interval(tick_period(self.p.clock.speed()));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        self.ticked_at = now;
         let mut open = true;
         loop {
             if self.should_stop() {
                 break;
             }
+            // Asleep until something is due: an idle fleet costs nothing between windows.
             tokio::select! {
-                _ = ticker.tick() => self.on_tick().await,
+                _ = sleep_until(self.p.clock, self.next_due()) => self.on_tick().await,
                 received = commands.recv(), if open => match received {
                     Some(order) => {
                         let (request, origin, reply) = *order;
@@ -96,11 +98,18 @@ impl RolloutTask {
     }
 
     fn now(&self) -> Timestamp {
-        let now = self.p.clock.now();
-        if let Some(sim) = &self.p.setup.sim {
-            sim.set_now(now);
+        self.p.clock.now()
+    }
+
+    /// When the next tick is due: the end of the next analysis window, or
+    /// earlier when the core says a tick may move the rollout then (its
+    /// bake ends) and no tick has been fed since. Nothing while halted.
+    fn next_due(&self) -> Option<Timestamp> {
+        if self.halted.is_some() {
+            return None;
         }
-        now
+        let bake_end = self.p.rollout.next_tick_at().filter(|t| *t > self.ticked_at);
+        Some(bake_end.map_or(self.next_window, |t| t.min(self.next_window)))
     }
 
     fn should_stop(&self) -> bool {
@@ -141,6 +150,7 @@ impl RolloutTask {
             self.analyse(end, interval).await;
         }
         self.feed(Event::Tick, now).await;
+        self.ticked_at = now;
     }
 
     /// One analysis window: budget, backend observation, metrics.
@@ -325,9 +335,10 @@ impl RolloutTask {
     }
 }
 
-/// Real time between ticks: about one simulated second, at most 4 Hz
-/// (idle costs nothing) and at least every 5 ms (fast simulations).
-fn tick_period(speed: f64) -> Duration {
-    let real = Duration::from_secs_f64(1.0 / speed.max(0.001));
-    real.clamp(Duration::from_millis(5), Duration::from_millis(250))
+/// Sleeps until `due` on `clock` (forever when nothing is due).
+async fn sleep_until(clock: Clock, due: Option<Timestamp>) {
+    match due {
+        Some(due) => tokio::time::sleep(clock.real_time_until(due)).await,
+        None => std::future::pending().await,
+    }
 }

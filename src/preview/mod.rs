@@ -6,7 +6,7 @@
 
 pub mod svg;
 
-use crate::engine::clock::Clock;
+use crate::clock::Clock;
 use crate::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use crate::protocol::{CommandRequest, Output};
 use crate::ui::app::App;

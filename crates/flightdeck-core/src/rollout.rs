@@ -568,6 +568,20 @@ impl Rollout {
         }
     }
 
+    /// When a tick alone may next change this rollout: the end of the
+    /// current stage's bake (`on_tick` advances a driven rollout then).
+    /// Everything else changes on an event (a window, a command, a reply),
+    /// so the engine sleeps until this time or the next window, whichever
+    /// comes first. `None` when no tick can change it.
+    pub fn next_tick_at(&self) -> Option<Timestamp> {
+        let Phase::Progressing { since } = self.phase else { return None };
+        if self.control != Control::Driven {
+            return None;
+        }
+        let bake = self.current_stage()?.bake;
+        Some(since.plus(bake.saturating_sub(self.bake_elapsed)))
+    }
+
     /// Time to 100 % if every remaining stage bakes and passes on time.
     pub fn eta(&self, now: Timestamp) -> Option<Duration> {
         if self.phase.is_finished() {

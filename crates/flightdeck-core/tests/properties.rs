@@ -347,6 +347,35 @@ proptest! {
     }
 
     #[test]
+    fn a_tick_before_next_tick_at_changes_nothing(
+        plan in plan(),
+        ops in proptest::collection::vec(op(), 1..60),
+        early in 1u64..20 * 60_000,
+    ) {
+        // The engine sleeps until `next_tick_at` (or the next window): any
+        // tick it skips must be one that would have done nothing.
+        let mut r = Rollout::new("p", plan);
+        let mut now = Timestamp(0);
+        for op in &ops {
+            if let Op::Tick(ms) = op { now = Timestamp(now.0.saturating_add(*ms)); }
+            r = step(&r, event(op, &r), now).0;
+            // Ticks at `now` are fed after every wake; so is one at the deadline.
+            r = step(&r, Event::Tick, now).0;
+            let due = r.next_tick_at();
+            // The last moment before the deadline, and one drawn before it.
+            let skipped = match due {
+                Some(due) if due.0 <= now.0 => continue,
+                Some(due) => [Timestamp(due.0 - 1), Timestamp(due.0 - 1 - (early - 1) % (due.0 - now.0))],
+                None => [Timestamp(now.0.saturating_add(early)), Timestamp(u64::MAX)],
+            };
+            for at in skipped {
+                let (next, fx) = step(&r, Event::Tick, at);
+                prop_assert!(next == r && fx.is_empty(), "a tick at {at:?} (due {due:?}) changed {:?}: {fx:?}", r.phase);
+            }
+        }
+    }
+
+    #[test]
     fn replaying_journaled_events_gives_the_same_state(plan in plan(), ops in proptest::collection::vec(op(), 1..40)) {
         // What the journal does: every event goes through JSON (as written
         // to disk) and is stepped again from the plan's initial state.

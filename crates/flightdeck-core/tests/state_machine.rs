@@ -222,6 +222,26 @@ fn pause_stops_the_bake_timer_and_resume_continues_it() {
 }
 
 #[test]
+fn next_tick_at_is_the_end_of_the_bake_left_after_a_pause() {
+    let mut run = Run::new(canary_plan());
+    assert_eq!(run.r.next_tick_at(), Some(Timestamp(0).plus(MIN * 15)), "a 15-minute bake from the start");
+    run.minutes(5, healthy_sample);
+    run.send(cmd(Command::Pause { reason: None }, 0));
+    assert_eq!(run.r.next_tick_at(), None, "paused: no tick moves it");
+    run.minutes(60, healthy_sample);
+    run.now = run.now.plus(MIN / 2);
+    run.send(cmd(Command::Resume, 0));
+    let due = run.now.plus(MIN * 10);
+    assert_eq!(run.r.next_tick_at(), Some(due), "the 10 minutes left, from the resume");
+    run.minutes(9, healthy_sample);
+    // The engine sleeps until `due`: a tick just before it changes nothing.
+    let (before, fx) = step(&run.r, Event::Tick, Timestamp(due.0 - 1));
+    assert_eq!((before.stage, fx.is_empty()), (0, true));
+    let (after, _) = step(&run.r, Event::Tick, due);
+    assert_eq!(after.stage, 1, "the tick at the deadline advances");
+}
+
+#[test]
 fn promote_skips_the_rest_of_the_bake_and_step_back_halves_exposure() {
     let mut run = Run::new(canary_plan());
     let fx = run.send(cmd(Command::Promote, 0));

@@ -10,6 +10,7 @@ mod scenario;
 pub use scenario::{Profile, Scenario, STABLE};
 
 use crate::backend::{Backend, BackendError};
+use crate::clock::Clock;
 use crate::metrics::MetricsSource;
 use async_trait::async_trait;
 use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
@@ -21,6 +22,7 @@ use flightdeck_core::time::Timestamp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution, LogNormal};
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +95,14 @@ impl SimParams {
     }
 }
 
+/// What decides a simulated run besides the plan: the same plan with
+/// another scenario or seed is another run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimRun {
+    pub scenario: String,
+    pub seed: u64,
+}
+
 /// What the simulated system currently runs.
 #[derive(Debug, Clone, Default)]
 struct World {
@@ -100,8 +110,9 @@ struct World {
     share: u8,
     canary_running: bool,
     stable_running: bool,
-    /// Simulated minute of the last call, for the stuck-backend window.
-    minute: u64,
+    /// The engine's clock, once it runs this simulator (the stuck-backend
+    /// window is a time of the run); minute 0 until then.
+    clock: Option<Clock>,
 }
 
 /// One simulated service; cheap to clone (shared state).
@@ -132,14 +143,9 @@ impl Simulator {
         self.params.scenario
     }
 
-    /// The seed every window's numbers derive from.
-    pub fn seed(&self) -> u64 {
-        self.params.seed
-    }
-
-    /// Tells the simulator what time it is (the stuck-backend window uses it).
-    pub fn set_now(&self, now: Timestamp) {
-        self.world().minute = now.0 / 60_000;
+    /// The simulated minute it is now, on the engine's clock.
+    fn minute(&self) -> u64 {
+        self.world().clock.map_or(0, |c| c.now().0 / 60_000)
     }
 
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
@@ -191,8 +197,7 @@ impl Backend for Simulator {
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
-        let minute = self.world().minute;
-        if self.params.scenario.backend_stuck(minute) {
+        if self.params.scenario.backend_stuck(self.minute()) {
             return Err(BackendError::Unreachable {
                 backend: self.name(),
                 detail: "control API timed out after 5 s (simulated)".into(),
@@ -205,6 +210,14 @@ impl Backend for Simulator {
     async fn observe(&self) -> Result<Observation, BackendError> {
         let w = self.world();
         Ok(Observation { canary_weight: Some(w.share), ..Observation::default() })
+    }
+
+    fn run_on(&self, clock: Clock) {
+        self.world().clock = Some(clock);
+    }
+
+    fn simulation(&self) -> Option<SimRun> {
+        Some(SimRun { scenario: self.params.scenario.name().into(), seed: self.params.seed })
     }
 }
 
@@ -339,12 +352,12 @@ mod tests {
     #[tokio::test]
     async fn stuck_backend_fails_effects_in_its_window_only() {
         let s = sim(Scenario::StuckBackend);
-        s.set_now(Timestamp(14 * 60_000));
+        s.run_on(Clock::scaled(Timestamp(14 * 60_000), 0.0)); // stopped at minute 14
         assert!(s.apply(&Effect::SetWeight { canary: 1 }).await.is_ok());
-        s.set_now(Timestamp(16 * 60_000));
+        s.run_on(Clock::scaled(Timestamp(16 * 60_000), 0.0)); // stopped at minute 16
         let err = s.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err();
         assert!(err.to_string().contains("timed out"), "{err}");
-        s.set_now(Timestamp(121 * 60_000));
+        s.run_on(Clock::scaled(Timestamp(121 * 60_000), 0.0)); // stopped at minute 121
         assert!(s.apply(&Effect::SetWeight { canary: 10 }).await.is_ok());
     }
 

@@ -43,7 +43,7 @@ impl JournalLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(path, e)),
         }
-        let since = crate::engine::clock::wall_ms() / 1000;
+        let since = crate::clock::wall_ms() / 1000;
         let holder = Holder { pid: std::process::id(), host: hostname(), since };
         let note = serde_json::to_string(&holder).expect("a holder serializes");
         let written = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| writeln!(file, "{note}"));

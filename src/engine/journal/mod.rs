@@ -23,6 +23,7 @@
 //! message that names `--fresh`, never replayed as if it were the same run.
 
 use super::report::{effect_output, step_outputs};
+use crate::backend::sim::SimRun;
 use crate::protocol::Output;
 use flightdeck_core::plan::Plan;
 use flightdeck_core::rollout::{step, Event, Rollout};
@@ -71,21 +72,11 @@ impl JournalError {
     }
 }
 
-/// What decides a simulated run besides the plan: the same plan with
-/// another scenario or seed is another run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SimRun {
-    pub scenario: String,
-    pub seed: u64,
-}
-
-impl SimRun {
-    /// As the command line says it.
-    fn flags(run: Option<&SimRun>) -> String {
-        match run {
-            Some(r) => format!("--scenario {} --seed {}", r.scenario, r.seed),
-            None => "no recorded scenario and seed".into(),
-        }
+/// A simulated run's scenario and seed as the command line says them.
+fn sim_flags(run: Option<&SimRun>) -> String {
+    match run {
+        Some(r) => format!("--scenario {} --seed {}", r.scenario, r.seed),
+        None => "no recorded scenario and seed".into(),
     }
 }
 
@@ -166,7 +157,7 @@ impl Journal {
             }
         }
         if path.exists() {
-            let aside = path.with_extension(format!("{}.jsonl", crate::engine::clock::wall_ms()));
+            let aside = path.with_extension(format!("{}.jsonl", crate::clock::wall_ms()));
             fs::rename(&path, &aside).map_err(|e| io(&path, e))?;
         }
         let mut file = File::create(&path).map_err(|e| io(&path, e))?;
@@ -193,7 +184,7 @@ impl Journal {
         let record = Record {
             seq: self.seq + 1,
             at,
-            wall: crate::engine::clock::wall_ms(),
+            wall: crate::clock::wall_ms(),
             event: event.clone(),
             phase: state.phase.label().to_string(),
             stage: state.stage,
@@ -331,7 +322,7 @@ fn replay(
         return Err(JournalError::PlanChanged { path: shown, plan_file: plan_file.into() });
     }
     if parsed.header.sim.as_ref() != sim {
-        let (was, now) = (SimRun::flags(parsed.header.sim.as_ref()), SimRun::flags(sim));
+        let (was, now) = (sim_flags(parsed.header.sim.as_ref()), sim_flags(sim));
         return Err(JournalError::RunChanged { path: shown, was, now });
     }
     if let Some(line) = parsed.cut {
