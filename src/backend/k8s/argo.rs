@@ -21,18 +21,18 @@
 //! answers 404 (Argo before 0.10 had no status subresource) is replaced by
 //! one patch of the whole object that carries the spec change too.
 
+use super::followed::Followed;
 use super::revisions::{self, HistoryError};
 use super::status::{self, canary_steps, current_step_index, fully_promoted};
 use super::watch::ObjectWatch;
-use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
+use super::{at, dynamic_api, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::{Effect, NativeVerb, Observation};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PostParams};
-use kube::{Api, Client};
+use kube::Client;
 use serde_json::{json, Value};
-use std::sync::OnceLock;
 
 /// The Rollout kind.
 pub fn rollout_resource() -> ApiResource {
@@ -148,69 +148,50 @@ fn controller_paused(ro: &Value) -> bool {
 
 /// An Argo Rollout flightdeck observes and commands.
 pub struct ArgoRollout {
-    client: Client,
-    api: Api<DynamicObject>,
-    namespace: String,
-    rollout: String,
-    label: String,
-    watch: OnceLock<ObjectWatch>,
+    object: Followed,
 }
 
 impl ArgoRollout {
     /// From the plan target: `namespace`, `rollout` and optional `context`.
     pub fn from_target(target: &Target, client: Client) -> Result<ArgoRollout, String> {
-        let namespace = param(target, "namespace")?;
-        let rollout = param(target, "rollout")?;
-        let context = target.params.get("context").map(|c| format!("{c}:")).unwrap_or_default();
-        let label = format!("argo-rollouts {context}{namespace}/{rollout}");
-        let api = dynamic_api(&client, &namespace, &rollout_resource());
-        Ok(ArgoRollout { client, api, namespace, rollout, label, watch: OnceLock::new() })
+        Ok(ArgoRollout {
+            object: Followed::from_target(target, client, "argo-rollouts", "rollout", rollout_resource())?,
+        })
     }
 
     /// Starts the watch (idempotent); `observe` reads its store from then on.
     pub fn watch(&self) {
-        self.watch.get_or_init(|| {
-            let what = resource_name(&rollout_resource(), &self.rollout);
-            ObjectWatch::spawn(
-                self.api.clone(),
-                rollout_resource(),
-                &self.rollout,
-                format!("{what} in {}", self.namespace),
-            )
-        });
+        self.object.watch();
     }
 
     /// The running watch, if started.
     pub fn watcher(&self) -> Option<&ObjectWatch> {
-        self.watch.get()
+        self.object.watcher()
     }
 
     fn site<'a>(&'a self, verb: &'a str) -> CallSite<'a> {
-        CallSite { backend: &self.label, verb, namespace: &self.namespace }
+        self.object.site(verb)
     }
 
     fn what(&self, subresource: Option<&str>) -> String {
-        let name = resource_name(&rollout_resource(), &self.rollout);
+        let name = self.object.what();
         subresource.map_or(name.clone(), |s| format!("{name}/{s}"))
     }
 
     async fn fetch(&self, verb: &str) -> Result<Value, BackendError> {
-        let object =
-            timed(self.api.get(&self.rollout)).await.map_err(|e| self.site(verb).error("get", &self.what(None), e))?;
-        serde_json::to_value(object)
-            .map_err(|e| self.site(verb).error("get", &self.what(None), super::CallError::Transport(e.to_string())))
+        self.object.fetch(verb).await
     }
 
     /// Sends one patch; `Ok(true)` when the `/status` subresource was missing
     /// and the whole-object patch went instead (it covers the spec patch too).
     async fn send(&self, verb: &str, patch: &VerbPatch) -> Result<bool, BackendError> {
         let site = self.site(verb);
-        let first = send_patch(&self.api, &self.rollout, &patch.call).await;
+        let first = send_patch(&self.object.api, &self.object.name, &patch.call).await;
         match (first, &patch.fallback) {
             (Ok(()), _) => Ok(false),
             (Err(e), Some(unified)) if e.is_not_found() && patch.call.subresource.is_some() => {
                 let call = PatchCall::merge(unified.clone());
-                send_patch(&self.api, &self.rollout, &call)
+                send_patch(&self.object.api, &self.object.name, &call)
                     .await
                     .map_err(|e| site.error("patch", &self.what(None), e))?;
                 Ok(true)
@@ -247,9 +228,9 @@ impl ArgoRollout {
         let (api, name, resource) = match workload {
             Some(name) => {
                 let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
-                (dynamic_api(&self.client, &self.namespace, &resource), name.to_owned(), resource)
+                (dynamic_api(&self.object.client, &self.object.namespace, &resource), name.to_owned(), resource)
             }
-            None => (self.api.clone(), self.rollout.clone(), rollout_resource()),
+            None => (self.object.api.clone(), self.object.name.clone(), rollout_resource()),
         };
         let what = resource_name(&resource, &name);
         let mut attempt = 0;
@@ -259,10 +240,10 @@ impl ArgoRollout {
             let mut object = serde_json::to_value(current).unwrap_or(Value::Null);
             if !with_image(&mut object, container, image) {
                 let detail = format!("unable to find container named \"{container}\"");
-                return Err(BackendError::Refused { backend: self.label.clone(), action: verb, detail });
+                return Err(BackendError::Refused { backend: self.object.label.clone(), action: verb, detail });
             }
             let object: DynamicObject = serde_json::from_value(object).map_err(|e| BackendError::Refused {
-                backend: self.label.clone(),
+                backend: self.object.label.clone(),
                 action: verb.clone(),
                 detail: e.to_string(),
             })?;
@@ -281,9 +262,9 @@ impl ArgoRollout {
         let verb = "terminate analysisrun";
         let Some(run) = running_analysis(rollout) else {
             let detail = "no AnalysisRun of this Rollout is running".to_owned();
-            return Err(BackendError::Refused { backend: self.label.clone(), action: verb.into(), detail });
+            return Err(BackendError::Refused { backend: self.object.label.clone(), action: verb.into(), detail });
         };
-        let api = dynamic_api(&self.client, &self.namespace, &analysis_run_resource());
+        let api = dynamic_api(&self.object.client, &self.object.namespace, &analysis_run_resource());
         send_patch(&api, &run, &PatchCall::merge(json!({"spec": {"terminate": true}})))
             .await
             .map_err(|e| self.site(verb).error("patch", &resource_name(&analysis_run_resource(), &run), e))
@@ -296,9 +277,9 @@ impl ArgoRollout {
     async fn undo(&self, rollout: &Value, to_revision: Option<i64>) -> Result<(), BackendError> {
         let verb = to_revision.map_or("undo".to_owned(), |n| format!("undo --to-revision={n}"));
         let refused =
-            |detail: String| BackendError::Refused { backend: self.label.clone(), action: verb.clone(), detail };
+            |detail: String| BackendError::Refused { backend: self.object.label.clone(), action: verb.clone(), detail };
         let history = revisions::ROLLOUT;
-        let rs = history.find(&self.client, rollout, to_revision).await.map_err(|e| match e {
+        let rs = history.find(&self.object.client, rollout, to_revision).await.map_err(|e| match e {
             HistoryError::Call(e) => self.site(&verb).error("list", "replicasets.apps", e),
             HistoryError::NoRevision(detail) => refused(detail),
         })?;
@@ -309,7 +290,7 @@ impl ArgoRollout {
         let ops = json!([{"op": "replace", "path": target.path, "value": history.template(&rs)}]);
         let patch = serde_json::from_value(ops).map_err(|e| refused(e.to_string()))?;
         let call = PatchCall { subresource: None, patch: Patch::Json(patch) };
-        let api = dynamic_api(&self.client, &self.namespace, &target.resource);
+        let api = dynamic_api(&self.object.client, &self.object.namespace, &target.resource);
         send_patch(&api, &target.name, &call)
             .await
             .map_err(|e| self.site(&verb).error("patch", &resource_name(&target.resource, &target.name), e))
@@ -386,24 +367,6 @@ pub fn undo_target(rollout: &Value) -> Result<UndoTarget, String> {
     Ok(UndoTarget { resource, name, path })
 }
 
-/// A failing watch as the cockpit shows it: a 403 is RBAC refusing the
-/// watch (with what to grant), anything else a connection being retried.
-pub fn watch_error(backend: &str, what: &str, namespace: &str, trouble: &str, code: Option<u16>) -> BackendError {
-    if code == Some(403) {
-        let resource = what.split('/').next().unwrap_or(what);
-        return BackendError::Refused {
-            backend: backend.to_owned(),
-            action: format!("watch ({what} in {namespace})"),
-            detail: format!(
-                "{trouble}; RBAC: grant this identity get, list and watch on {resource} in {namespace} \
-                 (kubectl auth can-i watch {resource} -n {namespace})"
-            ),
-        };
-    }
-    let detail = format!("watch of {what} in {namespace} interrupted: {trouble}; retrying");
-    BackendError::Unreachable { backend: backend.to_owned(), detail }
-}
-
 /// The verb as `kubectl argo rollouts` spells it.
 pub fn verb_name(verb: &NativeVerb) -> String {
     match verb {
@@ -424,28 +387,18 @@ pub fn verb_name(verb: &NativeVerb) -> String {
 #[async_trait]
 impl Backend for ArgoRollout {
     fn name(&self) -> String {
-        self.label.clone()
+        self.object.label.clone()
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
         match effect {
             Effect::Native { verb } => self.native(verb).await,
             Effect::Notify(_) => Ok(()),
-            other => Err(BackendError::Unsupported { backend: self.label.clone(), effect: other.to_string() }),
+            other => Err(self.object.unsupported(other)),
         }
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        if let Some(watch) = self.watch.get() {
-            let health = watch.health();
-            if let Some(trouble) = health.trouble {
-                return Err(watch_error(&self.label, &self.what(None), &self.namespace, &trouble, health.trouble_code));
-            }
-            if let Some(latest) = watch.latest() {
-                let object = serde_json::to_value(&*latest).unwrap_or(Value::Null);
-                return Ok(status::observe(&object));
-            }
-        }
-        Ok(status::observe(&self.fetch("observe").await?))
+        Ok(status::observe(&self.object.latest().await?))
     }
 }

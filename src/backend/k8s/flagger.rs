@@ -32,16 +32,15 @@
 //! `canaryWeight: 0` then: the primary is the new version, not 0 %); Failed
 //! → aborted at 0 %; Terminating/Terminated → degraded.
 
-use super::watch::ObjectWatch;
-use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
+use super::followed::Followed;
+use super::{at, dynamic_api, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::{Effect, NativeStatus, NativeVerb, Observation};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::{Api, Client};
+use kube::api::{ApiResource, GroupVersionKind};
+use kube::Client;
 use serde_json::{json, Value};
-use std::sync::OnceLock;
 
 /// The Canary kind.
 pub fn canary_resource() -> ApiResource {
@@ -313,66 +312,52 @@ pub fn gate_path(url: &str, endpoint: &str, default_namespace: &str) -> Result<S
 
 /// A Flagger Canary flightdeck observes and commands.
 pub struct FlaggerCanary {
-    client: Client,
-    api: Api<DynamicObject>,
-    namespace: String,
-    canary: String,
-    label: String,
-    watch: OnceLock<ObjectWatch>,
+    object: Followed,
 }
 
 impl FlaggerCanary {
     /// From the plan target: `namespace`, `canary` and optional `context`.
     pub fn from_target(target: &Target, client: Client) -> Result<FlaggerCanary, String> {
-        let namespace = param(target, "namespace")?;
-        let canary = param(target, "canary")?;
-        let context = target.params.get("context").map(|c| format!("{c}:")).unwrap_or_default();
-        let label = format!("flagger {context}{namespace}/{canary}");
-        let api = dynamic_api(&client, &namespace, &canary_resource());
-        Ok(FlaggerCanary { client, api, namespace, canary, label, watch: OnceLock::new() })
+        Ok(FlaggerCanary { object: Followed::from_target(target, client, "flagger", "canary", canary_resource())? })
     }
 
     /// Starts the watch (idempotent).
     pub fn watch(&self) {
-        self.watch.get_or_init(|| {
-            let what = format!("{} in {}", self.what(), self.namespace);
-            ObjectWatch::spawn(self.api.clone(), canary_resource(), &self.canary, what)
-        });
+        self.object.watch();
     }
 
     fn what(&self) -> String {
-        resource_name(&canary_resource(), &self.canary)
+        self.object.what()
     }
 
     fn site<'a>(&'a self, verb: &'a str) -> CallSite<'a> {
-        CallSite { backend: &self.label, verb, namespace: &self.namespace }
+        self.object.site(verb)
     }
 
     async fn fetch(&self, verb: &str) -> Result<Value, BackendError> {
-        let object =
-            timed(self.api.get(&self.canary)).await.map_err(|e| self.site(verb).error("get", &self.what(), e))?;
-        Ok(serde_json::to_value(object).unwrap_or(Value::Null))
+        self.object.fetch(verb).await
     }
 
     async fn native(&self, verb: &NativeVerb) -> Result<(), BackendError> {
         let name = &super::argo::verb_name(verb);
         let canary = self.fetch(name).await?;
         match verb_call(verb, &canary) {
-            FlaggerCall::Patch(body) => send_patch(&self.api, &self.canary, &PatchCall::merge(body))
+            FlaggerCall::Patch(body) => send_patch(&self.object.api, &self.object.name, &PatchCall::merge(body))
                 .await
                 .map_err(|e| self.site(name).error("patch", &self.what(), e)),
             FlaggerCall::PatchTarget { deployment, patch } => {
                 let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
-                let api = dynamic_api(&self.client, &self.namespace, &resource);
+                let api = dynamic_api(&self.object.client, &self.object.namespace, &resource);
                 let call = PatchCall { subresource: None, patch: kube::api::Patch::Strategic(patch) };
                 send_patch(&api, &deployment, &call)
                     .await
                     .map_err(|e| self.site(name).error("patch", &resource_name(&resource, &deployment), e))
             }
             FlaggerCall::Gate { path, body } => self.open_gate(name, &path, &body).await,
-            FlaggerCall::Unavailable(reason) => {
-                Err(BackendError::Unsupported { backend: self.label.clone(), effect: format!("{name} ({reason})") })
-            }
+            FlaggerCall::Unavailable(reason) => Err(BackendError::Unsupported {
+                backend: self.object.label.clone(),
+                effect: format!("{name} ({reason})"),
+            }),
         }
     }
 
@@ -381,42 +366,29 @@ impl FlaggerCanary {
             .header("content-type", "application/json")
             .body(body.to_string().into_bytes())
             .map_err(|e| self.site(verb).error("post", path, CallError::Transport(e.to_string())))?;
-        timed(self.client.request_text(request)).await.map(drop).map_err(|e| self.site(verb).error("post", path, e))
+        timed(self.object.client.request_text(request))
+            .await
+            .map(drop)
+            .map_err(|e| self.site(verb).error("post", path, e))
     }
 }
 
 #[async_trait]
 impl Backend for FlaggerCanary {
     fn name(&self) -> String {
-        self.label.clone()
+        self.object.label.clone()
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
         match effect {
             Effect::Native { verb } => self.native(verb).await,
             Effect::Notify(_) => Ok(()),
-            other => Err(BackendError::Unsupported { backend: self.label.clone(), effect: other.to_string() }),
+            other => Err(self.object.unsupported(other)),
         }
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        if let Some(watch) = self.watch.get() {
-            let health = watch.health();
-            if let Some(trouble) = health.trouble {
-                let what = self.what();
-                return Err(super::argo::watch_error(
-                    &self.label,
-                    &what,
-                    &self.namespace,
-                    &trouble,
-                    health.trouble_code,
-                ));
-            }
-            if let Some(latest) = watch.latest() {
-                return Ok(observe(&serde_json::to_value(&*latest).unwrap_or(Value::Null)));
-            }
-        }
-        Ok(observe(&self.fetch("observe").await?))
+        Ok(observe(&self.object.latest().await?))
     }
 }
 

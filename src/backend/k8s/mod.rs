@@ -25,6 +25,7 @@
 pub mod argo;
 pub mod deployment;
 pub mod flagger;
+pub mod followed;
 pub mod revisions;
 pub mod router;
 pub mod status;
