@@ -657,14 +657,14 @@ fn rollout_status_maps_to_what_the_core_mirrors() {
         ("rollout-healthy.json", NativeStatus::Healthy, 100, 4, Some(8)),
         (
             "rollout-paused.json",
-            NativeStatus::Paused { reason: "CanaryPauseStep".into(), step: Some(2) },
+            NativeStatus::Paused { reason: "CanaryPauseStep".into(), step: Some(2), before_switch: false },
             20,
             0,
             Some(1),
         ),
         (
             "rollout-user-paused.json",
-            NativeStatus::Paused { reason: "manually paused".into(), step: None },
+            NativeStatus::Paused { reason: "manually paused".into(), step: None, before_switch: false },
             40,
             1,
             Some(2),
@@ -744,7 +744,7 @@ fn weights_steps_and_pauses_read_as_argo_shows_them() {
         ("rollout-no-steps.json", NativeStatus::Progressing, 40, 0, None),
         (
             "rollout-inconclusive.json",
-            NativeStatus::Paused { reason: "InconclusiveAnalysisRun".into(), step: None },
+            NativeStatus::Paused { reason: "InconclusiveAnalysisRun".into(), step: None, before_switch: false },
             20,
             0,
             Some("step 1/8"),
@@ -1361,6 +1361,7 @@ fn flagger_canaries_show_their_phase_weight_and_checks() {
             NativeStatus::Paused {
                 reason: "waiting for promotion (confirm-promotion gate): promote to open it".into(),
                 step: None,
+                before_switch: false,
             },
             50,
             4,
@@ -1398,7 +1399,10 @@ fn flagger_canaries_show_their_phase_weight_and_checks() {
     suspended["spec"]["analysis"]["iterations"] = json!(10);
     suspended["status"]["iterations"] = json!(3);
     let view = k8s::flagger::view(&suspended);
-    assert_eq!(view.status, NativeStatus::Paused { reason: "suspended (spec.suspend)".into(), step: None });
+    assert_eq!(
+        view.status,
+        NativeStatus::Paused { reason: "suspended (spec.suspend)".into(), step: None, before_switch: false }
+    );
     assert!(view.detail.starts_with("Progressing · iteration 3/10 · failed checks 1/5"), "{}", view.detail);
 }
 

@@ -209,6 +209,10 @@ pub enum NativeStatus {
         /// promote moves it on (Argo's canary `pause` step).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         step: Option<usize>,
+        /// Argo's blue-green pause before the switch (`BlueGreenPause`):
+        /// like a pause step, only a promote moves it on.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        before_switch: bool,
     },
     Degraded {
         message: String,
@@ -404,6 +408,8 @@ pub enum PausedFrom {
     /// Observed rollouts: held by the native controller's pause step
     /// (1-based), which only a promote passes.
     Step { step: usize },
+    /// Observed blue-green rollouts: held before the switch until promoted.
+    BeforeSwitch,
 }
 
 impl Phase {
@@ -664,7 +670,9 @@ impl Rollout {
                 _ => format!("Next: {} %", n.weight),
             },
             (Phase::AwaitingApproval { .. }, _) => "Next: waiting for approval".to_string(),
-            (Phase::Paused { from: PausedFrom::Step { .. }, .. }, _) => "Next: promote to continue".to_string(),
+            (Phase::Paused { from: PausedFrom::Step { .. } | PausedFrom::BeforeSwitch, .. }, _) => {
+                "Next: promote to continue".to_string()
+            }
             (Phase::Paused { .. }, _) => "Next: resume to continue".to_string(),
             (Phase::Aborted { .. }, _) => "Next: retry or rollback".to_string(),
             (Phase::Failed { .. }, _) => "Next: a human must look".to_string(),
@@ -1128,8 +1136,12 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     let by = Actor::new("controller");
     let mirrored = match status {
         NativeStatus::Progressing => Phase::Progressing { since: now },
-        NativeStatus::Paused { reason, step } => {
-            let from = step.map_or(PausedFrom::Baking, |step| PausedFrom::Step { step });
+        NativeStatus::Paused { reason, step, before_switch } => {
+            let from = match (step, before_switch) {
+                (Some(step), _) => PausedFrom::Step { step: *step },
+                (None, true) => PausedFrom::BeforeSwitch,
+                (None, false) => PausedFrom::Baking,
+            };
             Phase::Paused { by, reason: reason.clone(), since: now, from }
         }
         NativeStatus::Degraded { message } => Phase::Failed { reason: message.clone(), at: now },
@@ -1449,10 +1461,14 @@ fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, n
     if r.phase.is_terminal() {
         return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()));
     }
+    // A resume clears a user's pause only; a pause step or the pause
+    // before a blue-green switch stays where it is, so sending one would
+    // look done and change nothing.
     if let (Command::Resume, Phase::Paused { from: PausedFrom::Step { step }, .. }) = (&req.command, &r.phase) {
-        // A resume clears a user's pause only; a pause step stays where it
-        // is, so sending one would look done and change nothing.
         return Err(format!("paused by step {step}: promote to continue"));
+    }
+    if let (Command::Resume, Phase::Paused { from: PausedFrom::BeforeSwitch, .. }) = (&req.command, &r.phase) {
+        return Err("paused before the blue-green switch: promote to continue".into());
     }
     let verb = match &req.command {
         Command::Pause { .. } => NativeVerb::Pause,

@@ -112,7 +112,7 @@ fn event(op: &Op, r: &Rollout) -> Event {
             native_stage: Some(*stage),
             native_status: Some(match status {
                 0 => NativeStatus::Aborted { message: "aborted by the controller".into() },
-                1 => NativeStatus::Paused { reason: "CanaryPauseStep".into(), step: None },
+                1 => NativeStatus::Paused { reason: "CanaryPauseStep".into(), step: None, before_switch: false },
                 2 => NativeStatus::Progressing,
                 3 => NativeStatus::Healthy,
                 _ => NativeStatus::Degraded { message: "ProgressDeadlineExceeded".into() },

@@ -778,7 +778,7 @@ fn resume_of_a_rollout_held_by_its_pause_step_says_promote_and_sends_nothing() {
     plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
     let mut run = Run::new(plan);
     let held = |step| Observation {
-        native_status: Some(NativeStatus::Paused { reason: "CanaryPauseStep".into(), step }),
+        native_status: Some(NativeStatus::Paused { reason: "CanaryPauseStep".into(), step, before_switch: false }),
         ..Default::default()
     };
     run.send(Event::Observation(held(Some(2))));
@@ -794,6 +794,24 @@ fn resume_of_a_rollout_held_by_its_pause_step_says_promote_and_sends_nothing() {
     assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::Baking, .. }), "{:?}", run.r.phase);
     let fx = run.send(cmd(Command::Resume, 0));
     assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::Resume }]);
+}
+
+#[test]
+fn resume_of_a_blue_green_rollout_held_before_its_switch_says_promote() {
+    use flightdeck_core::rollout::{NativeStatus, Observation, PausedFrom};
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    let held = Observation {
+        native_status: Some(NativeStatus::Paused { reason: "BlueGreenPause".into(), step: None, before_switch: true }),
+        ..Default::default()
+    };
+    run.send(Event::Observation(held));
+    assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::BeforeSwitch, .. }), "{:?}", run.r.phase);
+    assert_eq!(run.r.next_step(run.now), "Next: promote to continue");
+    let fx = run.send(cmd(Command::Resume, 0));
+    assert_eq!(rejected(&fx), Some("paused before the blue-green switch: promote to continue"));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Native { .. })), "nothing sent: {fx:?}");
 }
 
 #[test]

@@ -129,7 +129,7 @@ pub fn view(canary: &Value) -> CanaryView {
 }
 
 fn paused(reason: &str) -> NativeStatus {
-    NativeStatus::Paused { reason: reason.to_owned(), step: None }
+    NativeStatus::Paused { reason: reason.to_owned(), step: None, before_switch: false }
 }
 
 fn suspended(canary: &Value) -> bool {

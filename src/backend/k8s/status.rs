@@ -120,7 +120,9 @@ pub fn native_status(ro: &Value) -> NativeStatus {
     match text(&status["phase"]) {
         "Healthy" => NativeStatus::Healthy,
         "Progressing" => NativeStatus::Progressing,
-        "Paused" => NativeStatus::Paused { reason: paused_reason(ro), step: pause_step(ro) },
+        "Paused" => {
+            NativeStatus::Paused { reason: paused_reason(ro), step: pause_step(ro), before_switch: switch_pause(ro) }
+        }
         "Degraded" => NativeStatus::Degraded { message: text(&status["message"]).to_owned() },
         _ => client_side_status(ro),
     }
@@ -163,6 +165,16 @@ fn pause_step(ro: &Value) -> Option<usize> {
     (by_step && index < canary_steps(ro).len()).then_some(index + 1)
 }
 
+/// Whether only the blue-green pause before the switch holds it
+/// (`BlueGreenPause`, `spec.paused` not set): a promote clears it, a
+/// resume changes nothing (promote.go, as for a pause step).
+fn switch_pause(ro: &Value) -> bool {
+    let conditions = at(ro, &["status", "pauseConditions"]).as_array().map_or(&[][..], Vec::as_slice);
+    !flag(at(ro, &["spec", "paused"]))
+        && is_blue_green(ro)
+        && conditions.iter().any(|c| text(&c["reason"]) == "BlueGreenPause")
+}
+
 fn abort_message(ro: &Value) -> String {
     let message = text(at(ro, &["status", "message"]));
     if !message.is_empty() {
@@ -190,7 +202,11 @@ fn client_side_status(ro: &Value) -> NativeStatus {
     }
     let paused = flag(at(ro, &["spec", "paused"]));
     if paused || at(ro, &["status", "pauseConditions"]).as_array().is_some_and(|p| !p.is_empty()) {
-        return NativeStatus::Paused { reason: paused_reason(ro), step: pause_step(ro) };
+        return NativeStatus::Paused {
+            reason: paused_reason(ro),
+            step: pause_step(ro),
+            before_switch: switch_pause(ro),
+        };
     }
     let count = |key: &str| at(ro, &["status", key]).as_i64().unwrap_or(0);
     let desired = at(ro, &["spec", "replicas"]).as_i64().unwrap_or(1);
@@ -316,6 +332,23 @@ mod tests {
             ]}}},
             "status": status,
         })
+    }
+
+    #[test]
+    fn a_blue_green_pause_before_the_switch_is_held_for_a_promote_unless_a_user_paused() {
+        let blue_green = |paused: bool| {
+            json!({
+                "metadata": {"name": "checkout", "generation": 2},
+                "spec": {"paused": paused, "strategy": {"blueGreen": {"activeService": "a", "previewService": "p", "autoPromotionEnabled": false}}},
+                "status": {"phase": "Paused", "observedGeneration": "2", "controllerPause": true,
+                           "pauseConditions": [{"reason": "BlueGreenPause", "startTime": "2026-12-01T10:00:00Z"}]},
+            })
+        };
+        let held = NativeStatus::Paused { reason: "BlueGreenPause".into(), step: None, before_switch: true };
+        assert_eq!(native_status(&blue_green(false)), held);
+        // A user's pause on top: a resume clears that one, so it is not held for a promote only.
+        let user = NativeStatus::Paused { reason: "manually paused".into(), step: None, before_switch: false };
+        assert_eq!(native_status(&blue_green(true)), user);
     }
 
     #[test]
