@@ -50,8 +50,14 @@ impl Options {
         // --speed 6: 1,000 rollouts keep up on two shared cores (at 60 they fall behind).
         let args: Vec<String> = std::env::args().collect();
         let per_rollout = args.iter().any(|a| a == "--prometheus-per-rollout");
-        let mut o =
-            Options { rollouts: 1000, minutes: 10, speed: 6.0, prometheus_minutes: 3, prometheus_speed: 6.0, per_rollout };
+        let mut o = Options {
+            rollouts: 1000,
+            minutes: 10,
+            speed: 6.0,
+            prometheus_minutes: 3,
+            prometheus_speed: 6.0,
+            per_rollout,
+        };
         for pair in args.windows(2) {
             let value = &pair[1];
             match pair[0].as_str() {
@@ -361,6 +367,7 @@ fn prometheus(rt: &tokio::runtime::Runtime, o: &Options) {
     println!("  accept failures (no fd left)      {:>10}", stand.refused.load(Ordering::Relaxed));
     println!("  most connections open at once     {:>10}", stand.most_open.load(Ordering::Relaxed));
     println!("  engine CPU per query              {:>10.1} µs", engine_cpu / queries.max(1) as f64 * 1e6);
+    println!("  engine CPU per sample             {:>10.1} µs", engine_cpu / r.sampled.max(1) as f64 * 1e6);
     println!("  engine CPU per simulated minute   {:>10.3} s", engine_cpu / o.prometheus_minutes as f64);
     println!("  windows sampled / due             {:>10} / {}", r.sampled, r.windows_due);
     println!("  verdicts (inconclusive)           {:>10} ({})", r.verdicts, r.inconclusive);

@@ -302,7 +302,9 @@ fn metrics_for(
         }),
         #[cfg(feature = "prometheus")]
         MetricsConfig::Prometheus { address, queries } => {
-            let prometheus = shared.prometheus.source(address, queries, &plan.stable, &plan.canary)
+            let prometheus = shared
+                .prometheus
+                .source(address, queries, &plan.stable, &plan.canary)
                 .map_err(|e| BadInput(format!("{}: metrics: {e}", spot(file, text, &["metrics"]))))?;
             Ok(Arc::new(prometheus))
         }

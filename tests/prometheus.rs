@@ -76,7 +76,10 @@ async fn per_version_windows_come_from_a_real_prometheus() {
     assert_eq!(m.missing.as_deref(), Some("prometheus: requests for v3: empty result (no series matched)"));
 
     // A query Prometheus rejects: its own error text reaches the captain.
-    let broken = PromQueries { p99: r#"histogram_quantile(0.99, m{version="{{version}}"}"#.into(), ..PromQueries::per_version() };
+    let broken = PromQueries {
+        p99: r#"histogram_quantile(0.99, m{version="{{version}}"}"#.into(),
+        ..PromQueries::per_version()
+    };
     let m = Prometheus::new(&base, &broken, "v1", "v2").unwrap().sample(Duration::from_secs(10), wall_now()).await;
     assert_eq!((m.stable, m.canary), (None, None));
     let missing = m.missing.unwrap();
@@ -118,9 +121,9 @@ async fn batched_queries_read_the_same_numbers(base: &str) {
 /// Queries Prometheus has answered (its own `prometheus_http_requests_total`).
 async fn queries_answered(base: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    let lines = text.lines().filter(|l| {
-        l.starts_with("prometheus_http_requests_total{") && l.contains(r#"handler="/api/v1/query""#)
-    });
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("prometheus_http_requests_total{") && l.contains(r#"handler="/api/v1/query""#));
     lines.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 

@@ -53,8 +53,7 @@ impl Batches {
     fn join(&self, key: &BatchKey, versions: &[&str], waiter: oneshot::Sender<Answer>) -> bool {
         let mut open = self.open.lock().expect("the batches' lock is never poisoned");
         let opened = !open.contains_key(key);
-        let batch =
-            open.entry(key.clone()).or_insert_with(|| Batch { versions: BTreeSet::new(), waiters: Vec::new() });
+        let batch = open.entry(key.clone()).or_insert_with(|| Batch { versions: BTreeSet::new(), waiters: Vec::new() });
         batch.versions.extend(versions.iter().map(|v| v.to_string()));
         batch.waiters.push(waiter);
         opened

@@ -91,7 +91,13 @@ impl PrometheusPool {
     /// `stable`/`canary`: the values substituted for `{{version}}` (the
     /// plan's revisions). Fails on an address that is not an http(s) URL or
     /// a template that is in neither form or has an unknown `{{placeholder}}`.
-    pub fn source(&self, address: &str, queries: &PromQueries, stable: &str, canary: &str) -> Result<Prometheus, String> {
+    pub fn source(
+        &self,
+        address: &str,
+        queries: &PromQueries,
+        stable: &str,
+        canary: &str,
+    ) -> Result<Prometheus, String> {
         let forms = forms(queries)?;
         let server = self.server(address)?;
         Ok(Prometheus::on(server, queries, forms, stable, canary))
@@ -147,8 +153,13 @@ impl MetricsSource for Prometheus {
         let interval = interval(window);
         let deadline = Instant::now() + self.server.timeout;
         let read = |query| self.read(query, &interval, &time, deadline);
-        let (requests, errors, p50, p95, p99) =
-            tokio::join!(read(Query::Requests), read(Query::Errors), read(Query::P50), read(Query::P95), read(Query::P99));
+        let (requests, errors, p50, p95, p99) = tokio::join!(
+            read(Query::Requests),
+            read(Query::Errors),
+            read(Query::P50),
+            read(Query::P95),
+            read(Query::P99)
+        );
         let stable = Readings { requests: requests.0, errors: errors.0, p50: p50.0, p95: p95.0, p99: p99.0 };
         let canary = Readings { requests: requests.1, errors: errors.1, p50: p50.1, p95: p95.1, p99: p99.1 };
         let stable = version_window(&self.stable, stable);
@@ -438,14 +449,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_server_times_out() {
-        let server = test_server::start(|target| {
-            if target.contains("v2") {
-                Reply::Never
-            } else {
-                Reply::Now(200, vector("10"))
-            }
-        })
-        .await;
+        let server =
+            test_server::start(
+                |target| {
+                    if target.contains("v2") {
+                        Reply::Never
+                    } else {
+                        Reply::Now(200, vector("10"))
+                    }
+                },
+            )
+            .await;
         let m = per_version(&server.address, Duration::from_millis(300)).sample(Duration::from_secs(60), NOW).await;
         assert!(m.stable.is_some());
         assert_eq!(m.canary, None);

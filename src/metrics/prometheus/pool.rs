@@ -216,14 +216,17 @@ mod tests {
     #[tokio::test]
     async fn a_query_that_finds_no_free_slot_in_time_says_so() {
         // The first query holds the only slot; the second cannot start in time.
-        let server = test_server::start(|target| {
-            if target.contains("first") {
-                Reply::Never
-            } else {
-                Reply::Now(200, EMPTY.into())
-            }
-        })
-        .await;
+        let server =
+            test_server::start(
+                |target| {
+                    if target.contains("first") {
+                        Reply::Never
+                    } else {
+                        Reply::Now(200, EMPTY.into())
+                    }
+                },
+            )
+            .await;
         let prometheus = Arc::new(Server::standalone(&server.address, Duration::from_millis(300), 1).unwrap());
         let deadline = Instant::now() + Duration::from_millis(300);
         let first = tokio::spawn({

@@ -29,7 +29,9 @@ pub(super) enum QueryError {
     SeveralSeries(usize),
     #[error("{count} series with {label}=\"{version}\", expected one (group the query by ({label}) only)")]
     SeveralForVersion { count: usize, label: String, version: String },
-    #[error("a series without the `{0}` label in the answer, so no version can be told apart (group the query by ({0}))")]
+    #[error(
+        "a series without the `{0}` label in the answer, so no version can be told apart (group the query by ({0}))"
+    )]
     Unlabelled(String),
     #[error("empty result (no series matched)")]
     Empty,
@@ -217,7 +219,8 @@ mod tests {
             .iter()
             .map(|(v, n)| format!(r#"{{"metric":{{"version":"{v}","job":"api"}},"value":[1,"{n}"]}}"#))
             .collect();
-        let body = format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#, series.join(","));
+        let body =
+            format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#, series.join(","));
         parse_reply(200, &body).unwrap()
     }
 

@@ -1,11 +1,11 @@
 //! The checker: turns the raw file into the validated model, with positions.
 
+use super::promql;
 use super::raw;
 use super::{
     AnalysisConfig, BackendKind, CanaryStage, CloudwatchMetrics, MetricsConfig, Plan, PlanError, PromQueries, Slo,
     StageApprovers, Strategy, Target, DEFAULT_CLOUDWATCH_LAG, DEFAULT_VERSION_LABEL,
 };
-use super::promql;
 use crate::toml_file::TomlFile;
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -70,9 +70,7 @@ fn check_regex_match(template: &str, label: &str) -> Result<(), String> {
     if template.match_indices(VERSIONS).all(|(at, _)| matched(at)) {
         return Ok(());
     }
-    Err(format!(
-        "{VERSIONS} is a regular expression of the versions asked: match it as {label}=~\"{VERSIONS}\""
-    ))
+    Err(format!("{VERSIONS} is a regular expression of the versions asked: match it as {label}=~\"{VERSIONS}\""))
 }
 
 /// There is an aggregation, and every one keeps `label` (`by` it, or
@@ -258,7 +256,10 @@ mod tests {
     #[test]
     fn versions_must_be_matched_as_a_regular_expression() {
         let e = form(r#"sum by (version) (m{version="{{versions}}"})"#, "version").unwrap_err();
-        assert_eq!(e, r#"{{versions}} is a regular expression of the versions asked: match it as version=~"{{versions}}""#);
+        assert_eq!(
+            e,
+            r#"{{versions}} is a regular expression of the versions asked: match it as version=~"{{versions}}""#
+        );
         let e = form(r#"sum by (version) (m{version=~"v0|{{versions}}"})"#, "version").unwrap_err();
         assert!(e.starts_with("{{versions}} is a regular expression"), "{e}");
     }

@@ -337,7 +337,8 @@ fn prometheus_queries_default_to_the_batched_form_on_the_version_label() {
     assert_eq!(queries.p50, PromQueries::batched("revision").p50);
     assert!(queries.p50.contains("sum by (le, revision)"), "{}", queries.p50);
     // An old plan's per-version template is kept as written.
-    let text = "[metrics]\nsource = \"prometheus\"\naddress = \"http://p:9090\"\nerrors = 'sum(e{version=\"{{version}}\"})'\n";
+    let text =
+        "[metrics]\nsource = \"prometheus\"\naddress = \"http://p:9090\"\nerrors = 'sum(e{version=\"{{version}}\"})'\n";
     let MetricsConfig::Prometheus { queries, .. } = parse_ok(text).metrics else { unreachable!() };
     assert_eq!(queries.errors, r#"sum(e{version="{{version}}"})"#);
     // A journal written before `version_label` existed still reads.
