@@ -26,6 +26,11 @@ fn mins(m: u64) -> Duration {
     Duration::from_secs(m * 60)
 }
 
+/// Invalid plans that parse: their CloudWatch dimensions are resolved
+/// against the target by `flightdeck check` (tests/headless.rs runs it on
+/// every file of tests/invalid_plans).
+const REFUSED_BY_THE_FLEET: [&str; 2] = ["cloudwatch-bad-target-group.toml", "cloudwatch-without-load-balancer.toml"];
+
 #[test]
 fn invalid_plans_report_the_expected_error() {
     let dir = repo_dir("tests/invalid_plans");
@@ -33,6 +38,11 @@ fn invalid_plans_report_the_expected_error() {
     assert!(!files.is_empty(), "no invalid plans in {}", dir.display());
     for path in files {
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if REFUSED_BY_THE_FLEET.contains(&name.as_str()) {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(Plan::parse(&name, &text).is_ok(), "{name} is refused by the plan itself now");
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         let expected_path = path.with_extension("expected");
         let expected =
