@@ -611,4 +611,37 @@ mod tests {
         assert_eq!((a.missing, b.missing), (None, None));
         assert_eq!(server.queries(), 10, "another interval and time cannot share an answer");
     }
+
+    #[tokio::test]
+    async fn a_batch_that_finds_no_free_query_slot_in_time_leaves_its_versions_missing() {
+        let server =
+            test_server::start(
+                |target| {
+                    if target.contains("hold") {
+                        Reply::Never
+                    } else {
+                        Reply::Now(200, series(&[]))
+                    }
+                },
+            )
+            .await;
+        let timeout = Duration::from_millis(300);
+        let one_slot = Arc::new(Server::standalone(&server.address, timeout, 1).unwrap());
+        // Another query holds the only slot past the sample's limit.
+        let holder = tokio::spawn({
+            let server = one_slot.clone();
+            async move { server.query("hold", "1", Instant::now() + Duration::from_secs(10)).await.map(|_| ()) }
+        });
+        server.wait_for_queries(1).await;
+        let q = PromQueries::default();
+        let m = Prometheus::on(one_slot, &q, forms(&q).unwrap(), "v1", "v2").sample(Duration::from_secs(60), NOW).await;
+        assert_eq!((m.stable, m.canary), (None, None));
+        let why = format!("no answer from {} within 300ms: all 1 query slots stayed busy", server.address);
+        assert_eq!(
+            m.missing.unwrap(),
+            format!("prometheus: requests for v1: {why}; prometheus: requests for v2: {why}")
+        );
+        assert_eq!(server.queries(), 1, "the batch never ran");
+        holder.abort();
+    }
 }
