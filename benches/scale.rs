@@ -3,17 +3,25 @@
 //! per simulated minute, journal bytes per rollout-hour, and whether the
 //! engine kept up (windows sampled against windows due). Then the same
 //! fleet with a Prometheus metrics source (a counting stand-in server on
-//! its own thread, answering every query with one healthy number): the
+//! its own thread, answering every query with healthy numbers): the
 //! queries per analysis interval, per window boundary, the connections the
-//! clients opened, and the engine's CPU per query (the stand-in's own CPU
-//! taken out).
+//! clients opened, the most open at once, and the engine's CPU
+//! per query (the stand-in's own CPU taken out).
+//!
+//! The Prometheus source is the fleet's: one shared client per address (at
+//! most 16 queries in flight) and the default, batched queries (one query
+//! per metric for every rollout). `--prometheus-per-rollout` measures what
+//! came before: each rollout its own client and one query per metric and
+//! version (`PromQueries::per_version`).
 //!
 //! `cargo bench --bench scale -- [--rollouts N] [--minutes M] [--speed S]
-//! [--prometheus-minutes M] [--prometheus-speed S]`; `scripts/bench` runs it.
+//! [--prometheus-minutes M] [--prometheus-speed S] [--prometheus-per-rollout]`
+//! (`--minutes 0` skips the simulated-metrics run);
+//! `scripts/bench` runs it.
 
 use flightdeck::clock::Clock;
 use flightdeck::engine::{Engine, EngineOptions, StopWhen};
-use flightdeck::metrics::prometheus::Prometheus;
+use flightdeck::metrics::prometheus::{Prometheus, PrometheusPool};
 use flightdeck::metrics::MetricsSource;
 use flightdeck::protocol::Output;
 use flightdeck_core::analysis::MetricsSample;
@@ -34,13 +42,23 @@ struct Options {
     speed: f64,
     prometheus_minutes: u64,
     prometheus_speed: f64,
+    /// Each rollout its own client, one query per metric and version.
+    per_rollout: bool,
 }
 
 impl Options {
     fn from_args() -> Options {
         // --speed 6: 1,000 rollouts keep up on two shared cores (at 60 they fall behind).
-        let mut o = Options { rollouts: 1000, minutes: 10, speed: 6.0, prometheus_minutes: 3, prometheus_speed: 6.0 };
         let args: Vec<String> = std::env::args().collect();
+        let per_rollout = args.iter().any(|a| a == "--prometheus-per-rollout");
+        let mut o = Options {
+            rollouts: 1000,
+            minutes: 10,
+            speed: 6.0,
+            prometheus_minutes: 3,
+            prometheus_speed: 6.0,
+            per_rollout,
+        };
         for pair in args.windows(2) {
             let value = &pair[1];
             match pair[0].as_str() {
@@ -100,15 +118,32 @@ impl MetricsSource for Counted {
     }
 }
 
+/// Where the rollouts' metrics come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The simulator's own.
+    Simulated,
+    /// One shared client, batched queries.
+    Prometheus(SocketAddr),
+    /// Each rollout its own client, one query per metric and version.
+    PrometheusPerRollout(SocketAddr),
+}
+
 /// Runs `rollouts` demo rollouts for `minutes` simulated minutes at `speed`,
-/// their metrics from the Prometheus at `prometheus` when given.
-async fn run(rollouts: usize, minutes: u64, speed: f64, prometheus: Option<SocketAddr>) -> Run {
+/// their metrics from `source`.
+async fn run(rollouts: usize, minutes: u64, speed: f64, source: Source) -> Run {
     let mut setups = flightdeck::demo::setups(rollouts, 1).await.expect("the demo fleet is valid");
-    if let Some(addr) = prometheus {
-        for s in &mut setups {
-            let p = Prometheus::new(&format!("http://{addr}"), &PromQueries::default(), &s.plan.stable, &s.plan.canary);
-            s.metrics = Arc::new(p.expect("a valid address"));
-        }
+    let pool = PrometheusPool::new();
+    for s in &mut setups {
+        let (stable, canary) = (&s.plan.stable, &s.plan.canary);
+        let p = match source {
+            Source::Simulated => continue,
+            Source::Prometheus(addr) => pool.source(&format!("http://{addr}"), &PromQueries::default(), stable, canary),
+            Source::PrometheusPerRollout(addr) => {
+                Prometheus::new(&format!("http://{addr}"), &PromQueries::per_version(), stable, canary)
+            }
+        };
+        s.metrics = Arc::new(p.expect("a valid address"));
     }
     let sampled = Arc::new(AtomicU64::new(0));
     for s in &mut setups {
@@ -151,13 +186,18 @@ async fn run(rollouts: usize, minutes: u64, speed: f64, prometheus: Option<Socke
     Run { cpu, wall, windows_due, sampled, verdicts, inconclusive, journal_opened, journal_bytes }
 }
 
-/// A stand-in Prometheus: answers `/api/v1/query` with one number per
-/// query (requests 1,000, errors 0, latencies 100 ms) and counts queries
-/// by their evaluation `time` (one window boundary) and connections.
+/// A stand-in Prometheus: answers `/api/v1/query` with healthy numbers
+/// (requests 1,000, errors 0, latencies 100 ms): a scalar for a
+/// per-version query, one series per version asked for a batched one. It
+/// counts queries by their evaluation `time` (one window boundary),
+/// connections, and the most connections open at once.
 #[derive(Default)]
 struct Stand {
     queries: AtomicU64,
     connections: AtomicU64,
+    /// Connections open now, and the most at once.
+    open: AtomicU64,
+    most_open: AtomicU64,
     /// Connections the server could not accept (no file descriptor left).
     refused: AtomicU64,
     by_time: Mutex<BTreeMap<String, u64>>,
@@ -180,7 +220,13 @@ fn stand_in() -> (SocketAddr, Arc<Stand>, tokio::sync::oneshot::Sender<()>) {
                     match listener.accept().await {
                         Ok((socket, _)) => {
                             shared.connections.fetch_add(1, Ordering::Relaxed);
-                            tokio::spawn(connection(socket, shared.clone()));
+                            let open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
+                            shared.most_open.fetch_max(open, Ordering::Relaxed);
+                            let stand = shared.clone();
+                            tokio::spawn(async move {
+                                connection(socket, stand.clone()).await;
+                                stand.open.fetch_sub(1, Ordering::Relaxed);
+                            });
                         }
                         // Out of file descriptors: the clients' sockets count too.
                         Err(_) => {
@@ -209,19 +255,12 @@ async fn connection(mut socket: tokio::net::TcpStream, stand: Arc<Stand>) {
             let request = String::from_utf8_lossy(&buffer[..end]).into_owned();
             buffer.drain(..end + 4);
             let target = request.split_whitespace().nth(1).unwrap_or_default();
-            let query = target.split_once('?').map_or("", |(_, q)| q);
-            let time = query.split('&').find_map(|kv| kv.strip_prefix("time=")).unwrap_or("?").to_string();
+            let url = reqwest::Url::parse(&format!("http://stand-in{target}")).expect("a request target");
+            let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+            let (query, time) = (param("query").unwrap_or_default(), param("time").unwrap_or_else(|| "?".into()));
             stand.queries.fetch_add(1, Ordering::Relaxed);
             *stand.by_time.lock().unwrap().entry(time).or_default() += 1;
-            // `code=~"5.."` (URL-encoded) is the errors query; quantiles say histogram_quantile.
-            let value = if query.contains("code%3D~") || query.contains("code=~") {
-                "0"
-            } else if query.contains("histogram_quantile") {
-                "100"
-            } else {
-                "1000"
-            };
-            let body = format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[0,"{value}"]}}}}"#);
+            let body = answer(&query);
             let reply = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
@@ -237,12 +276,42 @@ async fn connection(mut socket: tokio::net::TcpStream, stand: Arc<Stand>) {
     }
 }
 
+/// A healthy answer to `query`: `code=~"5.."` is the errors query, quantiles
+/// say histogram_quantile; a batched query (`version=~"…"`) gets one series
+/// per version it asks for.
+fn answer(query: &str) -> String {
+    let value = if query.contains("code=~") {
+        "0"
+    } else if query.contains("histogram_quantile") {
+        "100"
+    } else {
+        "1000"
+    };
+    let Some(start) = query.find("version=~\"").map(|i| i + "version=~\"".len()) else {
+        return format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[0,"{value}"]}}}}"#);
+    };
+    let asked = &query[start..start + query[start..].find('"').unwrap_or(0)];
+    let series: Vec<String> = asked
+        .split('|')
+        .map(|v| format!(r#"{{"metric":{{"version":"{}"}},"value":[0,"{value}"]}}"#, v.replace('\\', "")))
+        .collect();
+    format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#, series.join(","))
+}
+
 fn main() {
     let o = Options::from_args();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!("engine at scale: {} rollouts, journals on disk, 2 worker threads", o.rollouts);
 
-    let r = rt.block_on(run(o.rollouts, o.minutes, o.speed, None));
+    if o.minutes > 0 {
+        simulated(&rt, &o);
+    }
+    prometheus(&rt, &o);
+}
+
+/// The fleet on the simulator's own metrics.
+fn simulated(rt: &tokio::runtime::Runtime, o: &Options) {
+    let r = rt.block_on(run(o.rollouts, o.minutes, o.speed, Source::Simulated));
     let rollout_hours = o.rollouts as f64 * o.minutes as f64 / 60.0;
     println!(
         "simulated metrics, {} simulated minutes at --speed {} ({:.1} s real):",
@@ -257,9 +326,13 @@ fn main() {
     println!("  journal bytes per rollout-hour    {:>10.0} (after the header)", grown as f64 / rollout_hours);
     println!("  windows sampled / due             {:>10} / {}", r.sampled, r.windows_due);
     println!("  verdicts                          {:>10}", r.verdicts);
+}
 
+/// The fleet on a Prometheus source.
+fn prometheus(rt: &tokio::runtime::Runtime, o: &Options) {
     let (addr, stand, stop) = stand_in();
-    let r = rt.block_on(run(o.rollouts, o.prometheus_minutes, o.prometheus_speed, Some(addr)));
+    let source = if o.per_rollout { Source::PrometheusPerRollout(addr) } else { Source::Prometheus(addr) };
+    let r = rt.block_on(run(o.rollouts, o.prometheus_minutes, o.prometheus_speed, source));
     let _ = stop.send(());
     while stand.cpu.lock().unwrap().eq(&0.0) {
         std::thread::sleep(Duration::from_millis(10));
@@ -271,8 +344,13 @@ fn main() {
     per_boundary.sort_unstable();
     let median = per_boundary.get(per_boundary.len() / 2).copied().unwrap_or(0);
     let intervals = o.prometheus_minutes; // the demo's analysis interval is one minute
+    let how = if o.per_rollout {
+        "a client per rollout, a query per metric and version"
+    } else {
+        "one shared client, batched queries"
+    };
     println!(
-        "Prometheus metrics, {} simulated minutes at --speed {} ({:.1} s real):",
+        "Prometheus metrics ({how}), {} simulated minutes at --speed {} ({:.1} s real):",
         o.prometheus_minutes,
         o.prometheus_speed,
         r.wall.as_secs_f64()
@@ -288,7 +366,9 @@ fn main() {
     );
     println!("  connections opened                {:>10}", stand.connections.load(Ordering::Relaxed));
     println!("  accept failures (no fd left)      {:>10}", stand.refused.load(Ordering::Relaxed));
+    println!("  most connections open at once     {:>10}", stand.most_open.load(Ordering::Relaxed));
     println!("  engine CPU per query              {:>10.1} µs", engine_cpu / queries.max(1) as f64 * 1e6);
+    println!("  engine CPU per sample             {:>10.1} µs", engine_cpu / r.sampled.max(1) as f64 * 1e6);
     println!("  engine CPU per simulated minute   {:>10.3} s", engine_cpu / o.prometheus_minutes as f64);
     println!("  windows sampled / due             {:>10} / {}", r.sampled, r.windows_due);
     println!("  verdicts (inconclusive)           {:>10} ({})", r.verdicts, r.inconclusive);

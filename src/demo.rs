@@ -5,7 +5,7 @@
 //! figures in `benchmarks/cost.md`.
 
 use crate::engine::RolloutSetup;
-use crate::fleet::{setup, BadInput, DEMO_FLEET};
+use crate::fleet::{setup_in, BadInput, Shared, DEMO_FLEET};
 use flightdeck_core::Plan;
 
 /// The demo's own size: each shape once, in its own cluster.
@@ -53,9 +53,10 @@ fn renamed(file: &str, text: &str, copy: usize) -> String {
 /// A demo fleet of `rollouts` on the simulator, ready to run.
 pub async fn setups(rollouts: usize, seed: u64) -> Result<Vec<RolloutSetup>, BadInput> {
     let mut fleet = Vec::with_capacity(rollouts);
+    let shared = Shared::default();
     for DemoPlan { file, text } in plans(rollouts) {
         let plan = Plan::parse(file, &text).map_err(|e| BadInput(e.to_string()))?;
-        fleet.push(setup(plan, file, text, None, seed).await?);
+        fleet.push(setup_in(&shared, plan, file, text, None, seed).await?);
     }
     Ok(fleet)
 }

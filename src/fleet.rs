@@ -66,7 +66,7 @@ pub fn check(path: &Path, config_dir: &Path) -> Result<Plan, BadInput> {
     let own_metrics = local_parts(&plan, &file, &text, None, 1)?.and_then(|(_, own)| own);
     match &plan.metrics {
         MetricsConfig::Cloudwatch(_) => check_cloudwatch(&plan, &file, &text)?,
-        _ => drop(metrics_for(&plan, &file, &text, own_metrics, None)?),
+        _ => drop(metrics_for(&Shared::default(), &plan, &file, &text, own_metrics, None)?),
     }
     Ok(plan)
 }
@@ -109,8 +109,30 @@ pub fn check_theme(plan: &Plan, file: &str, text: &str, config_dir: &Path) -> Re
     Ok(())
 }
 
-/// Builds the backend and metrics source for one plan.
+/// What the rollouts of one fleet share: one HTTP client per Prometheus
+/// address, with its bound on queries in flight and its batches.
+#[derive(Clone, Default)]
+pub struct Shared {
+    #[cfg(feature = "prometheus")]
+    pub prometheus: crate::metrics::prometheus::PrometheusPool,
+}
+
+/// Builds the backend and metrics source for one plan, sharing nothing
+/// with other rollouts (see [`setup_in`]).
 pub async fn setup(
+    plan: Plan,
+    file: &str,
+    text: String,
+    scenario: Option<Scenario>,
+    seed: u64,
+) -> Result<RolloutSetup, BadInput> {
+    setup_in(&Shared::default(), plan, file, text, scenario, seed).await
+}
+
+/// Builds the backend and metrics source for one plan of a fleet whose
+/// rollouts share `shared`.
+pub async fn setup_in(
+    shared: &Shared,
     mut plan: Plan,
     file: &str,
     text: String,
@@ -130,7 +152,7 @@ pub async fn setup(
         let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         aws = Some(loader.http_client(crate::backend::ecs::http_client()).load().await);
     }
-    let metrics = metrics_for(&plan, file, &text, own_metrics, aws.as_ref())?;
+    let metrics = metrics_for(shared, &plan, file, &text, own_metrics, aws.as_ref())?;
     Ok(RolloutSetup { id: rollout_id(&plan), plan, plan_file: file.into(), plan_text: text, backend, metrics })
 }
 
@@ -272,10 +294,13 @@ fn proxied<P: Backend + MetricsSource + 'static>(proxy: P) -> Parts {
     (proxy.clone(), Some(proxy))
 }
 
-/// The plan's `[metrics]` source: the backend's own numbers, Prometheus or
-/// CloudWatch (with the AWS configuration `aws`).
+/// The plan's `[metrics]` source: the backend's own numbers, Prometheus
+/// (on the fleet's `shared` client for its address) or CloudWatch (with the
+/// AWS configuration `aws`).
 #[cfg_attr(not(feature = "ecs"), allow(unused_variables))]
+#[cfg_attr(not(feature = "prometheus"), allow(unused_variables))]
 fn metrics_for(
+    shared: &Shared,
     plan: &Plan,
     file: &str,
     text: &str,
@@ -292,7 +317,9 @@ fn metrics_for(
         }),
         #[cfg(feature = "prometheus")]
         MetricsConfig::Prometheus { address, queries } => {
-            let prometheus = crate::metrics::prometheus::Prometheus::new(address, queries, &plan.stable, &plan.canary)
+            let prometheus = shared
+                .prometheus
+                .source(address, queries, &plan.stable, &plan.canary)
                 .map_err(|e| BadInput(format!("{}: metrics: {e}", spot(file, text, &["metrics"]))))?;
             Ok(Arc::new(prometheus))
         }
@@ -337,12 +364,13 @@ pub async fn from_files(
     let scenario =
         scenario.map(|s| s.parse::<Scenario>().map_err(|e| BadInput(format!("--scenario: {e}")))).transpose()?;
     let config_dir = crate::paths::config_dir();
+    let shared = Shared::default();
     let mut setups: Vec<RolloutSetup> = Vec::new();
     for path in paths {
         let (plan, text) = read_plan(path)?;
         let file = path.display().to_string();
         check_theme(&plan, &file, &text, &config_dir)?;
-        let s = setup(plan, &file, text, scenario, seed).await?;
+        let s = setup_in(&shared, plan, &file, text, scenario, seed).await?;
         if let Some(other) = setups.iter().find(|o| o.id == s.id) {
             let at = spot(&file, &s.plan_text, &["rollout", "name"]);
             return Err(BadInput(format!("{at}: rollout.name: `{}` is already run by {}", s.id, other.plan_file)));
@@ -362,6 +390,24 @@ mod tests {
         super::mark_production(&mut fleet, &["prod-eu-1".to_string()]);
         assert!(fleet[0].plan.target.production);
         assert!(!fleet[5].plan.target.params.contains_key("context"));
+    }
+
+    #[cfg(feature = "prometheus")]
+    #[tokio::test]
+    async fn rollouts_of_one_fleet_share_a_client_per_prometheus_address() {
+        let plan = |name: &str, address: &str| {
+            format!(
+                "[rollout]\nname = \"{name}\"\nstable = \"v1\"\ncanary = \"v2\"\n\n\
+                 [metrics]\nsource = \"prometheus\"\naddress = \"{address}\"\n"
+            )
+        };
+        let shared = super::Shared::default();
+        for (name, address) in [("a", "http://prom:9090"), ("b", "http://prom:9090/"), ("c", "http://other:9090")] {
+            let text = plan(name, address);
+            let parsed = flightdeck_core::Plan::parse("p.toml", &text).unwrap();
+            super::setup_in(&shared, parsed, "p.toml", text, None, 1).await.unwrap();
+        }
+        assert_eq!(shared.prometheus.len(), 2, "one client for prom:9090, one for other:9090");
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
 //! The Prometheus metrics source against a real Prometheus scraping two
-//! upstream versions: v1 healthy, v2 failing 20 % of requests.
+//! upstream versions: v1 healthy, v2 failing 20 % of requests. Queries one
+//! version at a time and batched (one query for several rollouts).
 #![cfg(feature = "prometheus")]
 
 mod support;
 
-use flightdeck::metrics::prometheus::Prometheus;
+use flightdeck::metrics::prometheus::{Prometheus, PrometheusPool};
 use flightdeck::metrics::MetricsSource;
 use flightdeck_core::plan::PromQueries;
 use flightdeck_core::time::Timestamp;
@@ -53,7 +54,7 @@ async fn per_version_windows_come_from_a_real_prometheus() {
     })
     .await;
 
-    let source = Prometheus::new(&base, &PromQueries::default(), "v1", "v2").unwrap();
+    let source = Prometheus::new(&base, &PromQueries::per_version(), "v1", "v2").unwrap();
     let m = source.sample(Duration::from_secs(10), wall_now()).await;
     println!("{m:#?}");
     assert_eq!(m.missing, None);
@@ -68,18 +69,62 @@ async fn per_version_windows_come_from_a_real_prometheus() {
     assert!((canary_ratio - 0.2).abs() <= 0.05, "v2 error ratio {canary_ratio:.3} ({canary:?})");
 
     // A version nobody has served: its requests selector matches nothing.
-    let unknown = Prometheus::new(&base, &PromQueries::default(), "v1", "v3").unwrap();
+    let unknown = Prometheus::new(&base, &PromQueries::per_version(), "v1", "v3").unwrap();
     let m = unknown.sample(Duration::from_secs(10), wall_now()).await;
     assert!(m.stable.is_some());
     assert_eq!(m.canary, None);
     assert_eq!(m.missing.as_deref(), Some("prometheus: requests for v3: empty result (no series matched)"));
 
     // A query Prometheus rejects: its own error text reaches the captain.
-    let broken = PromQueries { p99: "histogram_quantile(0.99,".into(), ..PromQueries::default() };
+    let broken = PromQueries {
+        p99: r#"histogram_quantile(0.99, m{version="{{version}}"}"#.into(),
+        ..PromQueries::per_version()
+    };
     let m = Prometheus::new(&base, &broken, "v1", "v2").unwrap().sample(Duration::from_secs(10), wall_now()).await;
     assert_eq!((m.stable, m.canary), (None, None));
     let missing = m.missing.unwrap();
     assert!(missing.starts_with("prometheus: p99 for v1: HTTP 400: bad_data: "), "{missing}");
+
+    batched_queries_read_the_same_numbers(&base).await;
+}
+
+/// Two rollouts on one pool, (v1, v2) and (v2, v3), with the default
+/// batched queries: 5 queries in all, and each version's numbers are the
+/// ones its per-version queries read at the same evaluation time.
+async fn batched_queries_read_the_same_numbers(base: &str) {
+    // Far enough back that every scrape up to it is stored.
+    let now = Timestamp(wall_now().0 - 3_000);
+    let window = Duration::from_secs(30);
+    let per_version = Prometheus::new(base, &PromQueries::per_version(), "v1", "v2").unwrap();
+    let expected = per_version.sample(window, now).await;
+    assert_eq!(expected.missing, None);
+
+    let pool = PrometheusPool::new();
+    let a = pool.source(base, &PromQueries::default(), "v1", "v2").unwrap();
+    let b = pool.source(base, &PromQueries::default(), "v2", "v3").unwrap();
+    let queries_before = queries_answered(base).await;
+    let (a, b) = tokio::join!(a.sample(window, now), b.sample(window, now));
+    // Prometheus counts a query once it has answered it: wait for the count to settle.
+    eventually(Duration::from_secs(5), "Prometheus to count the batched queries", async || {
+        queries_answered(base).await - queries_before >= 5.0
+    })
+    .await;
+    assert_eq!(queries_answered(base).await - queries_before, 5.0, "one query per metric for both rollouts");
+
+    println!("batched: {a:#?}\n{b:#?}");
+    assert_eq!(a, expected);
+    assert_eq!(b.stable, expected.canary);
+    assert_eq!(b.canary, None);
+    assert_eq!(b.missing.as_deref(), Some("prometheus: requests for v3: empty result (no series matched)"));
+}
+
+/// Queries Prometheus has answered (its own `prometheus_http_requests_total`).
+async fn queries_answered(base: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("prometheus_http_requests_total{") && l.contains(r#"handler="/api/v1/query""#));
+    lines.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 #[tokio::test]

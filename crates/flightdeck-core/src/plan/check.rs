@@ -1,9 +1,10 @@
 //! The checker: turns the raw file into the validated model, with positions.
 
+use super::promql;
 use super::raw;
 use super::{
     AnalysisConfig, BackendKind, CanaryStage, CloudwatchMetrics, MetricsConfig, Plan, PlanError, PromQueries, Slo,
-    StageApprovers, Strategy, Target, DEFAULT_CLOUDWATCH_LAG,
+    StageApprovers, Strategy, Target, DEFAULT_CLOUDWATCH_LAG, DEFAULT_VERSION_LABEL,
 };
 use crate::toml_file::TomlFile;
 use std::collections::BTreeMap;
@@ -181,13 +182,14 @@ impl Checker<'_> {
         }
         // A key of another source, kept silently, would read as if the
         // numbers came from it: the first one in the file is an error.
-        let keys: [(&str, Option<Range<usize>>, &str); 10] = [
+        let keys: [(&str, Option<Range<usize>>, &str); 11] = [
             ("address", m.address.as_ref().map(Spanned::span), "prometheus"),
             ("requests", m.requests.as_ref().map(Spanned::span), "prometheus"),
             ("errors", m.errors.as_ref().map(Spanned::span), "prometheus"),
             ("p50", m.p50.as_ref().map(Spanned::span), "prometheus"),
             ("p95", m.p95.as_ref().map(Spanned::span), "prometheus"),
             ("p99", m.p99.as_ref().map(Spanned::span), "prometheus"),
+            ("version_label", m.version_label.as_ref().map(Spanned::span), "prometheus"),
             ("load_balancer", m.load_balancer.as_ref().map(Spanned::span), "cloudwatch"),
             ("stable_target_group", m.stable_target_group.as_ref().map(Spanned::span), "cloudwatch"),
             ("canary_target_group", m.canary_target_group.as_ref().map(Spanned::span), "cloudwatch"),
@@ -221,13 +223,15 @@ impl Checker<'_> {
                     let message = format!("{text:?} is not an http:// or https:// URL");
                     return Err(self.at(&address, "metrics.address", message));
                 }
-                let d = PromQueries::default();
+                let label = self.version_label(m.version_label)?;
+                let d = PromQueries::batched(&label);
                 let queries = PromQueries {
-                    requests: self.query(m.requests, "metrics.requests", d.requests)?,
-                    errors: self.query(m.errors, "metrics.errors", d.errors)?,
-                    p50: self.query(m.p50, "metrics.p50", d.p50)?,
-                    p95: self.query(m.p95, "metrics.p95", d.p95)?,
-                    p99: self.query(m.p99, "metrics.p99", d.p99)?,
+                    requests: self.query(m.requests, "metrics.requests", d.requests, &label)?,
+                    errors: self.query(m.errors, "metrics.errors", d.errors, &label)?,
+                    p50: self.query(m.p50, "metrics.p50", d.p50, &label)?,
+                    p95: self.query(m.p95, "metrics.p95", d.p95, &label)?,
+                    p99: self.query(m.p99, "metrics.p99", d.p99, &label)?,
+                    version_label: label,
                 };
                 Ok(MetricsConfig::Prometheus { address: address.into_inner(), queries })
             }
@@ -250,13 +254,24 @@ impl Checker<'_> {
         }
     }
 
-    /// A PromQL template: must name `{{version}}`, or every version would
-    /// read the same series and the comparison would mean nothing.
-    fn query(&self, value: Option<Spanned<String>>, field: &str, default: String) -> Checked<String> {
+    /// A PromQL template in one of the forms of [`promql::form`]: it must
+    /// select versions, or every version would read the same series and the
+    /// comparison would mean nothing; a batched one must keep the label.
+    fn query(&self, value: Option<Spanned<String>>, field: &str, default: String, label: &str) -> Checked<String> {
         let Some(value) = value else { return Ok(default) };
-        if !value.get_ref().contains("{{version}}") {
-            let message = "the query must select one version with {{version}} (e.g. version=\"{{version}}\")";
-            return Err(self.at(&value, field, message));
+        promql::form(value.get_ref(), label).map_err(|message| self.at(&value, field, message))?;
+        Ok(value.into_inner())
+    }
+
+    /// `version_label`: a Prometheus label name, `version` when unset.
+    fn version_label(&self, value: Option<Spanned<String>>) -> Checked<String> {
+        let Some(value) = value else { return Ok(DEFAULT_VERSION_LABEL.to_owned()) };
+        if !promql::is_label_name(value.get_ref()) {
+            let message = format!(
+                "{:?} is not a Prometheus label name (letters, digits and _, not starting with a digit)",
+                value.get_ref()
+            );
+            return Err(self.at(&value, "metrics.version_label", message));
         }
         Ok(value.into_inner())
     }

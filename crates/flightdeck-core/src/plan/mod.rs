@@ -75,6 +75,7 @@
 
 mod check;
 pub mod params;
+pub mod promql;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -128,8 +129,9 @@ pub enum MetricsConfig {
     /// Envoy's `/stats/prometheus`, NGINX's access log.
     #[default]
     Backend,
-    /// PromQL against a Prometheus server, one query per metric with
-    /// `{{version}}` (the revision) and `{{interval}}` (e.g. `60s`) filled in.
+    /// PromQL against a Prometheus server: per metric, one query per version
+    /// (`{{version}}`) or one batched query for many rollouts
+    /// (`{{versions}}`), with `{{interval}}` (e.g. `60s`) filled in.
     Prometheus { address: String, queries: PromQueries },
     /// CloudWatch's Application Load Balancer metrics, one target group per
     /// version (`RequestCount`, `HTTPCode_Target_5XX_Count`,
@@ -156,6 +158,13 @@ pub struct CloudwatchMetrics {
 pub const DEFAULT_CLOUDWATCH_LAG: Duration = Duration::from_secs(60);
 
 /// PromQL templates, one per metric. Latency queries answer in milliseconds.
+///
+/// A template is either *per version* (`{{version}}`: one query per metric
+/// and version, answering one number) or *batched* (`{{versions}}` in
+/// `label=~"{{versions}}"`, grouped `by (<version_label>)`: one query per
+/// metric for every rollout that asks the same Prometheus the same thing at
+/// the same time, each version read from its series). See
+/// [`promql::Form`] for the rules `flightdeck check` applies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromQueries {
     pub requests: String,
@@ -163,12 +172,54 @@ pub struct PromQueries {
     pub p50: String,
     pub p95: String,
     pub p99: String,
+    /// The label whose value is the revision: batched answers are matched
+    /// to versions by it.
+    #[serde(default = "default_version_label")]
+    pub version_label: String,
+}
+
+/// The conventional label, and [`PromQueries::version_label`]'s default.
+pub const DEFAULT_VERSION_LABEL: &str = "version";
+
+fn default_version_label() -> String {
+    DEFAULT_VERSION_LABEL.to_owned()
 }
 
 impl Default for PromQueries {
-    /// Queries for the conventional `http_requests_total{version,code}`
-    /// counter and `http_request_duration_seconds` histogram.
+    /// Batched queries for the conventional `http_requests_total{version,code}`
+    /// counter and `http_request_duration_seconds` histogram: they answer
+    /// the same numbers as [`PromQueries::per_version`], in 5 queries per
+    /// window for a whole fleet instead of 10 per rollout.
     fn default() -> Self {
+        PromQueries::batched(DEFAULT_VERSION_LABEL)
+    }
+}
+
+impl PromQueries {
+    /// The default queries, batched on `label` (`=~"{{versions}}"`, `sum by (label)`).
+    pub fn batched(label: &str) -> PromQueries {
+        let quantile = |q: &str| {
+            format!(
+                "1000 * histogram_quantile({q}, sum by (le, {label}) (rate(http_request_duration_seconds_bucket{{{label}=~\"{{{{versions}}}}\"}}[{{{{interval}}}}])))"
+            )
+        };
+        PromQueries {
+            requests: format!(
+                "sum by ({label}) (increase(http_requests_total{{{label}=~\"{{{{versions}}}}\"}}[{{{{interval}}}}]))"
+            ),
+            errors: format!(
+                "sum by ({label}) (increase(http_requests_total{{{label}=~\"{{{{versions}}}}\",code=~\"5..\"}}[{{{{interval}}}}]))"
+            ),
+            p50: quantile("0.5"),
+            p95: quantile("0.95"),
+            p99: quantile("0.99"),
+            version_label: label.to_owned(),
+        }
+    }
+
+    /// The same queries one version at a time (`version="{{version}}"`,
+    /// `sum(...)`): what every plan ran before batching.
+    pub fn per_version() -> PromQueries {
         let quantile = |q: &str| {
             format!(
                 "1000 * histogram_quantile({q}, sum by (le) (rate(http_request_duration_seconds_bucket{{version=\"{{{{version}}}}\"}}[{{{{interval}}}}])))"
@@ -180,7 +231,19 @@ impl Default for PromQueries {
             p50: quantile("0.5"),
             p95: quantile("0.95"),
             p99: quantile("0.99"),
+            version_label: default_version_label(),
         }
+    }
+
+    /// The five templates with their field names, in reading order.
+    pub fn templates(&self) -> [(&'static str, &str); 5] {
+        [
+            ("requests", &self.requests),
+            ("errors", &self.errors),
+            ("p50", &self.p50),
+            ("p95", &self.p95),
+            ("p99", &self.p99),
+        ]
     }
 }
 

@@ -269,7 +269,7 @@ fn every_duration_is_accepted_up_to_its_bound_and_refused_past_it() {
 
 #[test]
 fn prometheus_keys_are_refused_without_a_prometheus_source() {
-    for key in ["address", "requests", "errors", "p50", "p95", "p99"] {
+    for key in ["address", "requests", "errors", "p50", "p95", "p99", "version_label"] {
         // `source` left out means "backend" too.
         for source in ["", "source = \"backend\"\n"] {
             let text = format!("{ROLLOUT}[metrics]\n{source}{key} = 'x{{{{version}}}}'\n");
@@ -317,4 +317,43 @@ fn strategy_table_may_be_implicit() {
 fn errors_inside_an_implicit_table_keep_their_path() {
     let e = Plan::parse("i.toml", &format!("{ROLLOUT}[[strategy.stages]]\nweight = 20\nwait = 1\n")).unwrap_err();
     assert_eq!((e.line, e.column, e.field.as_str()), (7, 1, "strategy.stages[0].wait"));
+}
+
+#[test]
+fn prometheus_queries_default_to_the_batched_form_on_the_version_label() {
+    let plan = parse_ok("[metrics]\nsource = \"prometheus\"\naddress = \"http://p:9090\"\n");
+    let MetricsConfig::Prometheus { queries, .. } = plan.metrics else { panic!("{:?}", plan.metrics) };
+    assert_eq!(queries, PromQueries::default());
+    assert_eq!(queries.version_label, "version");
+    assert_eq!(
+        queries.requests,
+        r#"sum by (version) (increase(http_requests_total{version=~"{{versions}}"}[{{interval}}]))"#
+    );
+    // Another label: the defaults follow it, and a written template is checked against it.
+    let text = "[metrics]\nsource = \"prometheus\"\naddress = \"http://p:9090\"\nversion_label = \"revision\"\n\
+                p99 = 'max by (revision) (p99_ms{revision=~\"{{versions}}\"})'\n";
+    let MetricsConfig::Prometheus { queries, .. } = parse_ok(text).metrics else { unreachable!() };
+    assert_eq!(queries.version_label, "revision");
+    assert_eq!(queries.p50, PromQueries::batched("revision").p50);
+    assert!(queries.p50.contains("sum by (le, revision)"), "{}", queries.p50);
+    // An old plan's per-version template is kept as written.
+    let text =
+        "[metrics]\nsource = \"prometheus\"\naddress = \"http://p:9090\"\nerrors = 'sum(e{version=\"{{version}}\"})'\n";
+    let MetricsConfig::Prometheus { queries, .. } = parse_ok(text).metrics else { unreachable!() };
+    assert_eq!(queries.errors, r#"sum(e{version="{{version}}"})"#);
+    // A journal written before `version_label` existed still reads.
+    let mut old = serde_json::to_value(&queries).unwrap();
+    old.as_object_mut().unwrap().remove("version_label");
+    assert_eq!(serde_json::from_value::<PromQueries>(old).unwrap().version_label, "version");
+}
+
+#[test]
+fn a_batched_query_that_drops_the_version_label_is_refused_where_it_is_written() {
+    let text = format!(
+        "{ROLLOUT}[metrics]\nsource = \"prometheus\"\naddress = \"http://p:9090\"\n\
+         p95 = 'sum(rate(m{{version=~\"{{{{versions}}}}\"}}[1m]))'\n"
+    );
+    let e = Plan::parse("b.toml", &text).unwrap_err();
+    assert_eq!((e.field.as_str(), e.line, e.column), ("metrics.p95", 8, 7));
+    assert!(e.message.starts_with("`sum` here drops the `version` label"), "{e}");
 }
