@@ -502,7 +502,7 @@ async fn a_budget_freeze_says_so_with_its_numbers_and_the_eta_waits_for_approval
     c.select(CHECKOUT);
     // The first reading freezes the budget: the next stage waits at the gate.
     let screen = c.screen(120, 40);
-    assert!(screen.contains("Next: approval for 10 % in 12:00  ETA 100%: waits for approval"), "{screen}");
+    assert!(screen.contains("Next: approval for 10 % in 12m  ETA 100%: waits for approval"), "{screen}");
     c.advance(13).await;
     assert!(matches!(c.rollout(CHECKOUT).phase, Phase::AwaitingApproval { gate: Gate::Freeze, .. }));
     let screen = c.screen(120, 40);

@@ -11,7 +11,7 @@ use flightdeck_core::plan::Control;
 use flightdeck_core::rollout::{
     self as core, Actor, Command, Effect, Event, Gate, NativeVerb, Notice, PausedFrom, Phase, Rollout,
 };
-use flightdeck_core::time::{clock, Timestamp};
+use flightdeck_core::time::{countdown, Timestamp};
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 use std::collections::{HashMap, VecDeque};
@@ -1103,14 +1103,14 @@ pub fn eta_text(r: &Rollout, now: Timestamp) -> Option<String> {
     if let Some((stage, wait)) = next_gate(r, now) {
         return Some(match wait {
             // A gate at the next stage is in "Next:" already.
-            Some(d) if stage > r.stage + 1 => format!("ETA 100%: waits for approval (gate in {})", clock(d)),
+            Some(d) if stage > r.stage + 1 => format!("ETA 100%: waits for approval (gate in {})", countdown(d)),
             _ => "ETA 100%: waits for approval".into(),
         });
     }
     if matches!(r.phase, Phase::Paused { .. }) {
         return Some("ETA 100%: paused".into());
     }
-    r.eta(now).map(|eta| format!("ETA 100% in {}", clock(eta)))
+    r.eta(now).map(|eta| format!("ETA 100% in {}", countdown(eta)))
 }
 
 /// What happens next, in words: the core's, unless a gate stops the
@@ -1122,7 +1122,7 @@ pub fn next_text(r: &Rollout, now: Timestamp) -> String {
     match next_gate(r, now) {
         Some((stage, Some(wait))) if stage == r.stage + 1 && matches!(r.phase, Phase::Progressing { .. }) => {
             let weight = r.stages().get(stage).map_or(100, |s| s.weight);
-            format!("Next: approval for {weight} % in {}", clock(wait))
+            format!("Next: approval for {weight} % in {}", countdown(wait))
         }
         _ => r.next_step(now),
     }

@@ -8,7 +8,7 @@ use flightdeck_core::analysis::{Check, CheckOutcome, DeltaUnit, Metric, Verdict}
 use flightdeck_core::budget::DeployPolicy;
 use flightdeck_core::plan::{Control, StageAction, Strategy};
 use flightdeck_core::rollout::{Gate, Phase, Rollout};
-use flightdeck_core::time::{clock, stamp, Timestamp};
+use flightdeck_core::time::{clock, countdown, stamp, Timestamp};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -66,9 +66,9 @@ fn time_left(theme: &Theme, r: &Rollout, now: Timestamp) -> String {
         Phase::AwaitingApproval { .. } => "approve".into(),
         Phase::Paused { .. } => "paused".into(),
         Phase::Progressing { .. } | Phase::Pending => match next_gate(r, now) {
-            Some((_, Some(wait))) => format!("{}{}", theme.symbols.awaiting, clock(wait)),
+            Some((_, Some(wait))) => format!("{}{}", theme.symbols.awaiting, countdown(wait)),
             Some((_, None)) => "approve".into(),
-            None => r.eta(now).map(clock).unwrap_or_default(),
+            None => r.eta(now).map(countdown).unwrap_or_default(),
         },
         _ => String::new(),
     }

@@ -47,6 +47,26 @@ pub fn clock(d: Duration) -> String {
     }
 }
 
+/// A countdown to something far off (the ETA to 100 %, the next gate):
+/// to the second under ten minutes (`9:42`), else to the minute, rounded
+/// up so it never reads less than what is left (`25m`, `1h05m`, `3d04h`).
+/// kubectl drops seconds past a few minutes the same way; a cockpit left
+/// open then changes these once a minute rather than once a second.
+pub fn countdown(d: Duration) -> String {
+    if d < Duration::from_secs(600) {
+        return clock(d);
+    }
+    let minutes = d.as_secs().div_ceil(60);
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, m) if h < 48 => format!("{h}h{m:02}m"),
+        _ => {
+            let hours = d.as_secs().div_ceil(3600);
+            format!("{}d{:02}h", hours / 24, hours % 24)
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch of 2001-09-09: any timestamp past it
 /// is wall-clock time; simulated runs start at 0.
 const WALL_CLOCK_FROM: u64 = 1_000_000_000_000;
@@ -69,6 +89,17 @@ mod tests {
     fn clock_formats_minutes_and_hours() {
         assert_eq!(clock(Duration::from_secs(582)), "9:42");
         assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
+    }
+
+    #[test]
+    fn countdowns_keep_seconds_under_ten_minutes_and_round_up_past_them() {
+        assert_eq!(countdown(Duration::from_secs(599)), "9:59");
+        assert_eq!(countdown(Duration::from_secs(600)), "10m");
+        assert_eq!(countdown(Duration::from_secs(24 * 60 + 1)), "25m", "never less than what is left");
+        assert_eq!(countdown(Duration::from_secs(3600)), "1h00m");
+        assert_eq!(countdown(Duration::from_secs(3600 + 4 * 60 + 30)), "1h05m");
+        assert_eq!(countdown(Duration::from_secs(50 * 3600 + 1)), "2d03h");
+        assert!(countdown(Duration::MAX).ends_with('h'), "a bake of forever does not overflow");
     }
 
     #[test]
