@@ -66,6 +66,7 @@ fn fleet(n: usize) -> (Snapshot, Vec<Output>) {
             message: format!("window {i}: stable and canary within limits"),
         })
         .collect();
+    let rollouts = rollouts.into_iter().map(std::sync::Arc::new).collect();
     (Snapshot { at: Timestamp(630_000), rollouts, ..Snapshot::default() }, events)
 }
 

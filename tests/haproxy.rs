@@ -295,7 +295,7 @@ async fn wait_for_phase(
 ) -> Rollout {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let rollout = snapshots.borrow_and_update().rollouts[0].clone();
+        let rollout = Rollout::clone(&snapshots.borrow_and_update().rollouts[0]);
         if done(&rollout.phase) {
             return rollout;
         }

@@ -140,7 +140,7 @@ impl Engine {
         let initial = Snapshot {
             at: clock.now(),
             speed: clock.speed(),
-            rollouts: opened.iter().map(|(_, o)| o.1.clone()).collect(),
+            rollouts: opened.iter().map(|(_, o)| Arc::new(o.1.clone())).collect(),
             attached: Vec::new(),
         };
         let (snap_tx, snap_rx) = watch::channel(initial);

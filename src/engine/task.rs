@@ -324,7 +324,7 @@ impl RolloutTask {
     }
 
     fn publish(&self) {
-        let (index, rollout) = (self.p.index, self.p.rollout.clone());
+        let (index, rollout) = (self.p.index, Arc::new(self.p.rollout.clone()));
         let at = self.p.clock.now();
         self.p.snapshots.send_modify(|s| {
             s.at = at;

@@ -136,6 +136,6 @@ impl Preview {
     }
 
     pub fn rollout(&self, id: &str) -> Rollout {
-        self.app.view.rollouts.iter().find(|r| r.id == id).cloned().expect("rollout exists")
+        self.app.view.rollouts.iter().find(|r| r.id == id).map(|r| Rollout::clone(r)).expect("rollout exists")
     }
 }

@@ -14,6 +14,7 @@ pub use flightdeck_core::rollout::Role;
 use flightdeck_core::rollout::{Actor, Command, Effect, Rollout};
 use flightdeck_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Wire version of these types; bumped on incompatible change.
 pub const PROTOCOL_VERSION: u32 = 3;
@@ -136,7 +137,9 @@ pub struct Snapshot {
     /// between snapshots without the engine's clock.
     #[serde(default = "real_time")]
     pub speed: f64,
-    pub rollouts: Vec<Rollout>,
+    /// Shared, not copied: a viewer's copy of a snapshot of 1,000 rollouts
+    /// is 1,000 pointers, and a rollout that changed is replaced whole.
+    pub rollouts: Vec<Arc<Rollout>>,
     /// Who is attached (a shared engine fills it in).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached: Vec<Peer>,

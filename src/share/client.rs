@@ -97,7 +97,7 @@ async fn connect(socket: &Path, name: &str) -> Result<Connected, String> {
         match next(&mut read).await? {
             ServerMessage::Changed { rollouts, .. } => {
                 for patch in rollouts {
-                    snapshot.rollouts.push(fields.apply(patch).map_err(|e| format!("{shown}: {e}"))?);
+                    snapshot.rollouts.push(Arc::new(fields.apply(patch).map_err(|e| format!("{shown}: {e}"))?));
                 }
             }
             other => return Err(format!("{shown}: expected the rollouts, got {other:?}")),
@@ -212,7 +212,7 @@ impl Keeper {
             ServerMessage::Changed { at, rollouts, attached } => {
                 let mut changed = Vec::new();
                 for patch in rollouts {
-                    changed.push(fields.apply(patch)?);
+                    changed.push(Arc::new(fields.apply(patch)?));
                 }
                 self.snapshots.send_modify(|s| {
                     s.at = at;

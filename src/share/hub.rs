@@ -29,7 +29,7 @@ const HISTORY: usize = 200;
 
 /// A rollout as its fields, with the change number of each.
 struct Held {
-    rollout: Rollout,
+    rollout: Arc<Rollout>,
     /// Per field, the change that last set it.
     changed_at: HashMap<String, u64>,
     /// The newest change to any field.
@@ -113,7 +113,8 @@ impl Hub {
         s.at = snapshot.at;
         let mut changed = false;
         for (held, rollout) in s.rollouts.iter_mut().zip(&snapshot.rollouts) {
-            if held.rollout == *rollout {
+            // The engine replaces a rollout that changed: the same pointer is the same state.
+            if Arc::ptr_eq(&held.rollout, rollout) || held.rollout == *rollout {
                 continue;
             }
             if let Some(patch) = s.fields.diff(rollout) {
@@ -175,7 +176,7 @@ impl Hub {
         Snapshot {
             at: s.at,
             speed: s.speed,
-            rollouts: s.rollouts.iter().map(|h| wire::for_viewers(&h.rollout)).collect(),
+            rollouts: s.rollouts.iter().map(|h| Arc::new(wire::for_viewers(&h.rollout))).collect(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
         }
     }

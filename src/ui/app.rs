@@ -15,6 +15,7 @@ use flightdeck_core::time::{countdown, Timestamp};
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tui_input::backend::crossterm::EventHandler;
@@ -335,8 +336,13 @@ impl App {
     /// target group, filtered by the `/` text.
     pub fn visible(&self) -> Vec<&Rollout> {
         let needle = self.filter.value().to_lowercase();
-        let mut list: Vec<&Rollout> =
-            self.view.rollouts.iter().filter(|r| needle.is_empty() || haystack(r).contains(&needle)).collect();
+        let mut list: Vec<&Rollout> = self
+            .view
+            .rollouts
+            .iter()
+            .map(Arc::as_ref)
+            .filter(|r| needle.is_empty() || haystack(r).contains(&needle))
+            .collect();
         list.sort_by_cached_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
         list
     }
@@ -361,12 +367,12 @@ impl App {
 
     pub fn selected_rollout(&self) -> Option<&Rollout> {
         let id = self.selected.as_ref()?;
-        self.view.rollouts.iter().find(|r| &r.id == id)
+        self.view.rollouts.iter().map(Arc::as_ref).find(|r| &r.id == id)
     }
 
     /// The rollout as it is now, even while the view is frozen.
     pub fn live_rollout(&self, id: &str) -> Option<&Rollout> {
-        self.latest.rollouts.iter().find(|r| r.id == id)
+        self.latest.rollouts.iter().map(Arc::as_ref).find(|r| r.id == id)
     }
 
     /// Keeps a valid selection when the list changes.
@@ -865,7 +871,7 @@ impl App {
         if let Some(r) = rollouts.iter().find(|r| r.id == name) {
             return Ok(r.id.clone());
         }
-        let named: Vec<&Rollout> = rollouts.iter().filter(|r| r.plan().name == name).collect();
+        let named: Vec<&Rollout> = rollouts.iter().map(Arc::as_ref).filter(|r| r.plan().name == name).collect();
         match named.as_slice() {
             [one] => Ok(one.id.clone()),
             [] => {
@@ -895,7 +901,7 @@ impl App {
     /// when two share a name) with its id, in list order.
     pub fn rollout_names(&self) -> Vec<(String, String)> {
         let all = &self.latest.rollouts;
-        let mut list: Vec<&Rollout> = all.iter().collect();
+        let mut list: Vec<&Rollout> = all.iter().map(Arc::as_ref).collect();
         list.sort_by_cached_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
         list.iter()
             .map(|r| {
@@ -965,14 +971,14 @@ impl App {
     pub fn quit_summary(&self) -> Vec<String> {
         let rollouts = &self.latest.rollouts;
         let mut lines = Vec::new();
-        if rollouts.iter().any(mid_rollout) {
+        if rollouts.iter().map(Arc::as_ref).any(mid_rollout) {
             lines.push(
                 "flightdeck stopped; held rollouts keep their traffic where it is until flightdeck runs them \
                  again (they resume from their journals):"
                     .to_string(),
             );
         }
-        lines.extend(rollouts.iter().map(summary_line));
+        lines.extend(rollouts.iter().map(Arc::as_ref).map(summary_line));
         lines
     }
 }
