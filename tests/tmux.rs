@@ -324,3 +324,28 @@ fn mouse_capture_can_be_turned_off_in_the_config() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&mouse.stdout).trim(), "1");
 }
+
+#[test]
+fn the_cockpit_follows_the_terminal_as_it_is_resized() {
+    // The viewport is set from resize events only (no size query per
+    // frame): smaller than the cockpit needs, then back.
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "FLIGHTDECK_DATA_DIR={0}/data FLIGHTDECK_CONFIG_DIR={0}/config {1} demo --speed 1",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_flightdeck")
+    );
+    let t = Tmux::sized(&cmd, 100, 30);
+    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    let resize = |w: u16, h: u16| {
+        let (w, h) = (w.to_string(), h.to_string());
+        let args = ["-L", &t.socket, "resize-window", "-t", "fd", "-x", &w, "-y", &h];
+        assert!(Command::new("tmux").args(args).status().unwrap().success());
+    };
+    resize(58, 15);
+    t.wait_for(&["terminal too small", "58×15"], Duration::from_secs(10));
+    resize(130, 40);
+    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    let widest = t.screen().lines().map(|l| l.trim_end().chars().count()).max().unwrap_or(0);
+    assert!(widest > 100, "the cockpit uses the 130 columns it has now (widest line {widest})");
+}

@@ -11,6 +11,7 @@ use crate::protocol::link::ViewClock;
 use crate::protocol::{CommandRequest, Link, Reply, Submit};
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self, Event as TermEvent};
+use ratatui::layout::Rect;
 use ratatui::Terminal;
 use std::future::Future;
 use std::sync::Arc;
@@ -63,8 +64,9 @@ where
         tokio::select! {
             ev = input.recv() => match ev {
                 Some(ev) => {
-                    for req in app.on_event(&ev) {
-                        send(&commands, req, &reply_tx);
+                    if let Err(e) = take_input(&mut app, terminal, &ev, &commands, &reply_tx) {
+                        result = Err(e);
+                        break;
                     }
                 }
                 // The terminal (or the SSH channel) is gone: nobody to draw for.
@@ -90,12 +92,38 @@ where
             app.on_output(out);
         }
         while let Ok(ev) = input.try_recv() {
-            for req in app.on_event(&ev) {
-                send(&commands, req, &reply_tx);
+            if let Err(e) = take_input(&mut app, terminal, &ev, &commands, &reply_tx) {
+                result = Err(e);
+                break;
             }
+        }
+        if result.is_err() {
+            break;
         }
     }
     result.map(|signal| (app, signal))
+}
+
+/// One input event: a resize reshapes the terminal (its viewport is set
+/// only here), anything else goes to the app, whose commands are sent.
+fn take_input<B>(
+    app: &mut App,
+    terminal: &mut Terminal<B>,
+    ev: &TermEvent,
+    commands: &Arc<dyn Submit>,
+    replies: &mpsc::Sender<(CommandRequest, Reply)>,
+) -> color_eyre::Result<()>
+where
+    B: Backend,
+    B::Error: Send + Sync + 'static,
+{
+    if let TermEvent::Resize(width, height) = *ev {
+        terminal.resize(Rect::new(0, 0, width, height))?;
+    }
+    for req in app.on_event(ev) {
+        send(commands, req, replies);
+    }
+    Ok(())
 }
 
 /// Sends a command without blocking the view; the reply comes back as a message.
@@ -116,8 +144,9 @@ pub fn terminal_input() -> mpsc::Receiver<TermEvent> {
 }
 
 fn read_input(tx: mpsc::Sender<TermEvent>) {
+    // Wakes once a second without input only to see whether the cockpit is gone.
     while !tx.is_closed() {
-        match event::poll(Duration::from_millis(200)) {
+        match event::poll(Duration::from_secs(1)) {
             Ok(true) => match event::read() {
                 Ok(ev) => {
                     if tx.blocking_send(ev).is_err() {

@@ -5,7 +5,9 @@
 use ratatui::crossterm::cursor::Show;
 use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use ratatui::crossterm::execute;
-use ratatui::DefaultTerminal;
+use ratatui::crossterm::terminal::EnterAlternateScreen;
+use ratatui::layout::Rect;
+use ratatui::{DefaultTerminal, TerminalOptions, Viewport};
 use std::io::IsTerminal;
 use std::sync::Once;
 
@@ -20,7 +22,14 @@ pub fn available() -> bool {
 pub fn enter(mouse: bool) -> std::io::Result<DefaultTerminal> {
     // ratatui's hook restores raw mode and the screen; ours also turns mouse
     // tracking off and shows the cursor, which it leaves as they are.
-    let terminal = ratatui::try_init()?;
+    // A fixed viewport: with a full-screen one ratatui asks the terminal
+    // for its size before every frame, and crossterm opens /dev/tty for
+    // each ask. Resizes come as key-reader events; the loop applies them.
+    let (width, height) = ratatui::crossterm::terminal::size()?;
+    let viewport = Viewport::Fixed(Rect::new(0, 0, width, height));
+    let terminal = ratatui::try_init_with_options(TerminalOptions { viewport })?;
+    // `try_init` enters the alternate screen itself; with options it does not.
+    execute!(std::io::stdout(), EnterAlternateScreen)?;
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let ratatui_hook = std::panic::take_hook();
