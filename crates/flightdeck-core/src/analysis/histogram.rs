@@ -43,11 +43,13 @@ impl From<LatencyHistogram> for Vec<(i32, u64)> {
     }
 }
 
-fn index_of(ms: f64) -> i32 {
+/// The bucket a latency of `ms` falls in.
+pub fn index_of(ms: f64) -> i32 {
     (ms.max(MIN_MS).ln() / GAMMA.ln()).ceil() as i32
 }
 
-fn upper_edge(index: i32) -> f64 {
+/// The largest latency (ms) bucket `index` holds.
+pub fn upper_edge(index: i32) -> f64 {
     GAMMA.powi(index)
 }
 
