@@ -69,7 +69,8 @@ pub struct Stopper {
 }
 
 impl Stopper {
-    /// Tells every cockpit to end and waits (a moment at most) until their goodbyes are out.
+    /// Tells every cockpit to end and waits (a moment at most) until their
+    /// goodbyes are out and their clients have hung up.
     pub async fn stop(&self) {
         self.stop.send_replace(true);
         let deadline = tokio::time::Instant::now() + GOODBYE_TIMEOUT;
@@ -155,6 +156,7 @@ impl Server for SshServer {
             channels: HashMap::new(),
             ptys: HashMap::new(),
             colours: HashMap::new(),
+            live: None,
         }
     }
 
@@ -175,6 +177,11 @@ struct Connection {
     ptys: HashMap<ChannelId, Size>,
     /// The colour variables each channel's client sent.
     colours: HashMap<ChannelId, Colours>,
+    /// Held from the first cockpit until the client hangs up. A goodbye
+    /// (exit status, close) is queued in the connection and on the wire
+    /// only once russh wrote it: a server that stopped when the cockpit
+    /// ended could lose it (OpenSSH then says "closed by remote host").
+    live: Option<Live>,
 }
 
 /// `NO_COLOR` and `COLORTERM` as a session's client sent them.
@@ -275,6 +282,7 @@ impl Handler for Connection {
         session.channel_success(channel)?;
         let id = self.shared.hub.session_number();
         let mode = self.colours.remove(&channel).unwrap_or_default().mode();
+        self.live.get_or_insert_with(|| Live::new(&self.shared.stopper.live));
         tokio::spawn(cockpit_session(open, size, mode, who, id, self.shared.clone()));
         Ok(())
     }
