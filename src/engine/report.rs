@@ -28,7 +28,7 @@ pub fn step_outputs(
     }
     if let Event::Command(req) = event {
         rejection = effects.iter().find_map(|e| match e {
-            Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason.clone()),
+            Effect::Notify(Notice::Rejected { refusal, .. }) => Some(refusal.to_string()),
             _ => None,
         });
         out.push(Output::Action {

@@ -717,7 +717,7 @@ impl App {
         });
         let (_, effects) = core::step(r, event, self.latest.at);
         effects.into_iter().find_map(|e| match e {
-            Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason),
+            Effect::Notify(Notice::Rejected { refusal, .. }) => Some(refusal.to_string()),
             _ => None,
         })
     }

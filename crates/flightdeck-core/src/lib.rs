@@ -11,6 +11,8 @@ pub mod plan;
 pub mod rollout;
 pub mod time;
 pub mod toml_file;
+pub mod verbs;
+pub mod view;
 
 pub use analysis::{evaluate, Check, CheckOutcome, Metric, MetricsSample, Severity, Verdict, VersionWindow};
 pub use budget::{BudgetStatus, DeployPolicy, SloMeasurement};
@@ -18,3 +20,4 @@ pub use plan::{Plan, PlanError, Stage, StageAction, Strategy};
 pub use rollout::{step, Actor, Command, CommandRequest, Effect, Event, Notice, Phase, Rollout};
 pub use time::Timestamp;
 pub use toml_file::{line_col, TomlError, TomlFile};
+pub use verbs::{Ask, Confirmation, Refusal};

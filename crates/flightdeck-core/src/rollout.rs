@@ -10,6 +10,7 @@ use crate::analysis::{Evidence, Verdict};
 use crate::budget::{BudgetStatus, DeployPolicy, SloMeasurement};
 use crate::plan::{Control, Plan, Stage, StageAction, Strategy};
 use crate::time::Timestamp;
+use crate::verbs::{check_phase, verb_of, Live, Refusal};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -192,9 +193,9 @@ impl NativeVerb {
     }
 
     /// Verbs that only reduce exposure (back to an earlier revision): like
-    /// abort and rollback, never stale.
+    /// abort and rollback, never stale (the verb table says which).
     pub fn is_safety(&self) -> bool {
-        matches!(self, NativeVerb::Abort | NativeVerb::Undo | NativeVerb::UndoTo { .. })
+        crate::verbs::verb_of(&Command::Native { verb: self.clone() }).never_stale
     }
 }
 
@@ -325,7 +326,7 @@ impl fmt::Display for Effect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "notice")]
 pub enum Notice {
-    Rejected { actor: Actor, command: String, reason: String },
+    Rejected { actor: Actor, command: String, refusal: Refusal },
     Warning { message: String },
     Info { message: String },
 }
@@ -333,7 +334,7 @@ pub enum Notice {
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Notice::Rejected { actor, command, reason } => write!(f, "{command} by {actor} refused: {reason}"),
+            Notice::Rejected { actor, command, refusal } => write!(f, "{command} by {actor} refused: {refusal}"),
             Notice::Warning { message } => write!(f, "warning: {message}"),
             Notice::Info { message } => f.write_str(message),
         }
@@ -693,8 +694,8 @@ pub fn step(state: &Rollout, event: Event, now: Timestamp) -> (Rollout, Vec<Effe
         Event::Budget(m) => on_budget(&mut next, &mut effects, &m, now),
         Event::Observation(o) => on_observation(&mut next, &mut effects, o, now),
         Event::Command(req) => {
-            if let Err(reason) = on_command(&mut next, &mut effects, &req, now) {
-                let notice = Notice::Rejected { actor: req.actor, command: req.command.verb().to_string(), reason };
+            if let Err(refusal) = on_command(&mut next, &mut effects, &req, now) {
+                let notice = Notice::Rejected { actor: req.actor, command: req.command.verb().to_string(), refusal };
                 return (state.clone(), vec![Effect::Notify(notice)]);
             }
         }
@@ -786,17 +787,15 @@ fn count_approval(
     target: usize,
     actor: &Actor,
     now: Timestamp,
-) -> Result<bool, String> {
+) -> Result<bool, Refusal> {
     let Some(named) = r.plan().approvers_for(target).cloned() else { return Ok(true) };
     let stage = target + 1;
     if !named.names.contains(&actor.0) {
-        return Err(format!(
-            "{actor} is not an approver of stage {stage}; its approvers are {}",
-            named.names.join(", ")
-        ));
+        return Err(Refusal::NotAnApprover { actor: actor.0.clone(), stage: target, approvers: named.names.clone() });
     }
     if r.approvals.iter().any(|a| a.stage == target && a.actor == *actor) {
-        return Err(format!("{actor} already approved stage {stage}; {}", waiting_for(r, &named, target)));
+        let waiting = waiting_for(r, &named, target);
+        return Err(Refusal::AlreadyApproved { actor: actor.0.clone(), stage: target, waiting });
     }
     r.approvals.push(ActorNote { actor: actor.clone(), action: "approve".into(), at: now, stage: target });
     let given = r.approvals.iter().filter(|a| a.stage == target).count();
@@ -1254,43 +1253,49 @@ fn reset_stage_progress(r: &mut Rollout) {
     r.evidence.new_stage();
 }
 
-/// Applies an operator command, or says why it cannot.
-fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
+/// Applies an operator command, or says why it cannot. Who may send it,
+/// whether it can be stale and in which phases it acts come from the verb
+/// table (`verbs::VERBS`); what it does is here.
+fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), Refusal> {
+    let row = verb_of(&req.command);
+    if req.role == Role::Viewer && !row.viewer_may_send() {
+        return Err(Refusal::Viewer { actor: req.actor.0.clone() });
+    }
     // Abort, rollback and pause only reduce exposure: whatever the sender
-    // saw, they apply to what runs now. Everything else moves forward and
-    // must be meant for this revision and stage.
-    if req.role == Role::Viewer {
-        return Err(format!("{} is a viewer: viewers see everything and send nothing", req.actor));
+    // saw, they apply to what runs now. Everything else moves forward (or
+    // back from the stage the sender saw) and must be meant for this
+    // revision and stage.
+    if !row.never_stale && req.expected_revision != r.canary_revision {
+        return Err(Refusal::StaleRevision { sent: req.expected_revision.clone(), now: r.canary_revision.clone() });
     }
-    let safety = matches!(req.command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. })
-        || matches!(&req.command, Command::Native { verb } if verb.is_safety());
-    if !safety && req.expected_revision != r.canary_revision {
-        return Err(format!(
-            "stale: sent for revision {} but the rollout is now rolling out {}",
-            req.expected_revision, r.canary_revision
-        ));
-    }
-    if !safety && req.expected_stage != r.stage {
-        return Err(format!(
-            "stale: sent for stage {} but the rollout is at stage {} of {} ({} %)",
-            req.expected_stage + 1,
-            r.stage + 1,
-            r.stages().len(),
-            r.canary_weight
-        ));
+    if !row.never_stale && req.expected_stage != r.stage {
+        return Err(Refusal::StaleStage {
+            sent: req.expected_stage,
+            now: r.stage,
+            stages: r.stages().len(),
+            weight: r.canary_weight,
+        });
     }
     if r.control == Control::Observed {
         return native_command(r, fx, req, now);
     }
+    if let Command::Native { verb } = &req.command {
+        return Err(Refusal::NativeVerbOnDriven { verb: verb.name().into() });
+    }
+    if matches!(req.command, Command::Approve) && !matches!(r.phase, Phase::AwaitingApproval { .. }) {
+        // Before the phase check: "nothing is waiting" says more than "not while baking".
+        if Live::of(&r.phase).is_some() {
+            return Err(Refusal::NothingWaiting);
+        }
+    }
+    check_phase(r, &req.command)?;
     let actor = req.actor.clone();
     match &req.command {
         Command::Pause { reason } => {
-            require(r, &[Live::Baking, Live::Waiting])?;
             let reason = reason.clone().unwrap_or_else(|| format!("paused by {actor}"));
             pause(r, actor.clone(), reason, now);
         }
         Command::Resume => {
-            require(r, &[Live::Paused])?;
             r.phase = match r.phase {
                 // Back to the gate, never past it: only a human or the budget lifts it.
                 Phase::Paused { from: PausedFrom::Gate { next, gate }, .. } => {
@@ -1307,11 +1312,6 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             fx.extend(live_effects(r));
         }
         Command::Promote | Command::Approve => {
-            let waiting = matches!(r.phase, Phase::AwaitingApproval { .. });
-            if matches!(req.command, Command::Approve) && !waiting {
-                return Err("nothing is waiting for approval".to_string());
-            }
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused])?;
             check_freeze(r)?;
             let target = match r.phase {
                 Phase::AwaitingApproval { next, .. } => next,
@@ -1325,28 +1325,22 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             enter_stage(r, fx, target, now, true);
         }
         Command::PromoteFull => {
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending])?;
             check_freeze(r)?;
             if let Some(named) = r.plan().approvers.iter().find(|a| a.stage > r.stage) {
-                return Err(format!(
-                    "stage {} needs {} of {} to approve: promote-full cannot skip it",
-                    named.stage + 1,
-                    named.required,
-                    named.names.join(", ")
-                ));
+                return Err(Refusal::ApproversAhead {
+                    stage: named.stage,
+                    required: named.required,
+                    approvers: named.names.clone(),
+                });
             }
             complete(r, fx, now);
         }
         Command::StepBack => {
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused])?;
             if r.stage == 0 {
-                return Err("already at the first stage; abort sends the canary to 0 %".to_string());
+                return Err(Refusal::AtFirstStage);
             }
             if before_first_stage(r) {
-                return Err(format!(
-                    "the canary is at {} %, waiting to start over: nothing to step back to",
-                    r.canary_weight
-                ));
+                return Err(Refusal::NothingToStepBack { weight: r.canary_weight });
             }
             let from = r.canary_weight;
             let stage = r.stages()[r.stage - 1].clone();
@@ -1359,18 +1353,15 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         }
         Command::Abort { reason } => {
             // Again after an abort: re-sends the revert, in case it did not take.
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed, Live::Aborted])?;
             revert(r, fx, false);
             let reason = reason.clone().unwrap_or_else(|| format!("aborted by {actor}"));
             r.phase = Phase::Aborted { by: actor.clone(), reason, at: now };
         }
         Command::Rollback { reason } => {
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending, Live::Failed, Live::Aborted])?;
             let reason = reason.clone().unwrap_or_else(|| format!("rolled back by {actor}"));
             roll_back(r, fx, actor.clone(), reason, now);
         }
         Command::Retry => {
-            require(r, &[Live::Aborted, Live::Failed])?;
             check_freeze(r)?;
             r.evidence = Evidence::default();
             r.backend_error = None;
@@ -1383,14 +1374,16 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             // Starting over passes the same gates as the first start.
             enter_stage(r, fx, 0, now, false);
         }
-        Command::Native { verb } => {
-            return Err(format!("{} is a native controller's verb; flightdeck drives this rollout itself", verb.name()))
-        }
+        Command::Native { .. } => unreachable!("refused above for driven rollouts"),
         Command::OverrideFreeze { reason } => {
             if reason.trim().is_empty() {
-                return Err("a freeze override needs a typed reason".to_string());
+                return Err(Refusal::ReasonRequired { verb: row.name.into() });
             }
-            require(r, &[Live::Baking, Live::Waiting, Live::Paused, Live::Pending])?;
+            // An override is for a freeze that is there: armed ahead of
+            // time it would pass a freeze nobody has seen yet.
+            if !r.budget.is_some_and(|b| b.policy == DeployPolicy::Freeze) {
+                return Err(Refusal::NotFrozen);
+            }
             r.freeze_override = Some(note(r, &actor, format!("override freeze: {}", reason.trim()), now));
             if let Phase::AwaitingApproval { next, gate: Gate::Freeze, .. } = r.phase {
                 enter_stage(r, fx, next, now, false);
@@ -1405,70 +1398,40 @@ fn note(r: &Rollout, actor: &Actor, action: String, now: Timestamp) -> ActorNote
     ActorNote { actor: actor.clone(), action, at: now, stage: r.stage }
 }
 
-fn check_freeze(r: &Rollout) -> Result<(), String> {
+fn check_freeze(r: &Rollout) -> Result<(), Refusal> {
     let frozen = r.budget.is_some_and(|b| b.policy == DeployPolicy::Freeze);
     if frozen && r.freeze_override.is_none() {
         let left = r.budget.map_or(0.0, |b| b.remaining_pct);
-        return Err(format!("error budget frozen ({left:.0} % left); override with a reason first"));
+        return Err(Refusal::Frozen { remaining_pct: left.round() as i64 });
     }
     Ok(())
 }
 
-/// Phases a command may act in.
-#[derive(Clone, Copy, PartialEq)]
-enum Live {
-    Pending,
-    Baking,
-    Waiting,
-    Paused,
-    Aborted,
-    Failed,
-}
-
-fn require(r: &Rollout, allowed: &[Live]) -> Result<(), String> {
-    let live = match r.phase {
-        Phase::Pending => Live::Pending,
-        Phase::Progressing { .. } => Live::Baking,
-        Phase::AwaitingApproval { .. } => Live::Waiting,
-        Phase::Paused { .. } => Live::Paused,
-        Phase::Aborted { .. } => Live::Aborted,
-        Phase::Failed { .. } => Live::Failed,
-        Phase::Promoted { .. } | Phase::RolledBack { .. } => {
-            return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()))
-        }
-    };
-    if allowed.contains(&live) {
-        Ok(())
-    } else {
-        Err(format!("not possible while {}", r.phase.label()))
-    }
-}
-
 /// Observed rollouts: commands become the controller's verbs; the state
 /// follows when the controller reports back.
-fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), String> {
+fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: Timestamp) -> Result<(), Refusal> {
     if let Command::Native { verb } = &req.command {
         // Restart, set image and undo to a revision act on a finished
         // rollout too (they are how the next revision, or an older one,
         // starts); terminating an analysis needs a live one.
         if matches!(verb, NativeVerb::TerminateAnalysis) && r.phase.is_finished() {
-            return Err(format!("the rollout is {}; no analysis is running", r.phase.label()));
+            return Err(Refusal::NoAnalysisRunning { phase: r.phase.label().into() });
         }
         fx.push(Effect::Native { verb: verb.clone() });
         r.last_action = Some(note(r, &req.actor, req.command.verb().to_string(), now));
         return Ok(());
     }
     if r.phase.is_terminal() {
-        return Err(format!("the rollout is {}; nothing changes until a new revision", r.phase.label()));
+        return Err(Refusal::Finished { phase: r.phase.label().into() });
     }
     // A resume clears a user's pause only; a pause step or the pause
     // before a blue-green switch stays where it is, so sending one would
     // look done and change nothing.
     if let (Command::Resume, Phase::Paused { from: PausedFrom::Step { step }, .. }) = (&req.command, &r.phase) {
-        return Err(format!("paused by step {step}: promote to continue"));
+        return Err(Refusal::HeldByStep { step: *step });
     }
     if let (Command::Resume, Phase::Paused { from: PausedFrom::BeforeSwitch, .. }) = (&req.command, &r.phase) {
-        return Err("paused before the blue-green switch: promote to continue".into());
+        return Err(Refusal::HeldBeforeSwitch);
     }
     let verb = match &req.command {
         Command::Pause { .. } => NativeVerb::Pause,
@@ -1479,7 +1442,7 @@ fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, n
         Command::Retry => NativeVerb::Retry,
         Command::Rollback { .. } => NativeVerb::Undo,
         Command::StepBack | Command::OverrideFreeze { .. } | Command::Native { .. } => {
-            return Err(format!("{} is not a verb the native controller has", req.command.verb()))
+            return Err(Refusal::NoNativeVerb { verb: req.command.verb().into() })
         }
     };
     fx.push(Effect::Native { verb });

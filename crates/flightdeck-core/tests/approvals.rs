@@ -51,11 +51,9 @@ fn approve(who: &str) -> Event {
     from(who, Role::Captain, Command::Approve, 0)
 }
 
-fn refusal(effects: &[Effect]) -> Option<&str> {
-    effects.iter().find_map(|e| match e {
-        Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason.as_str()),
-        _ => None,
-    })
+/// The refusal in words (the typed value is `verbs::Refusal`).
+fn refusal(effects: &[Effect]) -> Option<String> {
+    flightdeck_core::verbs::refusal_in(effects).map(|r| r.to_string())
 }
 
 /// Started, and baked stage 1 until the gate of stage 2.
@@ -106,11 +104,14 @@ fn two_of_three_let_the_stage_in_and_nobody_counts_twice() {
 
     let (same, fx) = step(&r, approve("alice"), Timestamp(1_001_000));
     assert_eq!(same, r, "a second approval by the same person changes nothing");
-    assert_eq!(refusal(&fx), Some("alice already approved stage 2; waiting for 1 more of bob, carol"));
+    assert_eq!(refusal(&fx).as_deref(), Some("alice already approved stage 2; waiting for 1 more of bob, carol"));
 
     let (same, fx) = step(&r, approve("mallory"), Timestamp(1_002_000));
     assert_eq!(same, r);
-    assert_eq!(refusal(&fx), Some("mallory is not an approver of stage 2; its approvers are alice, bob, carol"));
+    assert_eq!(
+        refusal(&fx).as_deref(),
+        Some("mallory is not an approver of stage 2; its approvers are alice, bob, carol")
+    );
 
     let (r, fx) = step(&r, approve("bob"), Timestamp(1_003_000));
     assert_eq!(refusal(&fx), None);
@@ -129,7 +130,10 @@ fn a_promote_counts_as_an_approval_and_cannot_skip_the_approvers() {
     assert_eq!(r.stage, 0);
     let (same, fx) = step(&r, from("dave", Role::Captain, Command::PromoteFull, 0), Timestamp(61_000));
     assert_eq!(same, r);
-    assert_eq!(refusal(&fx), Some("stage 2 needs 2 of alice, bob, carol to approve: promote-full cannot skip it"));
+    assert_eq!(
+        refusal(&fx).as_deref(),
+        Some("stage 2 needs 2 of alice, bob, carol to approve: promote-full cannot skip it")
+    );
     let (r, _) = step(&r, from("carol", Role::Captain, Command::Promote, 0), Timestamp(62_000));
     assert_eq!(r.stage, 1);
 }
@@ -140,6 +144,6 @@ fn a_viewer_is_refused_even_for_a_safety_command() {
     for command in [Command::Approve, Command::Abort { reason: None }, Command::Pause { reason: None }] {
         let (same, fx) = step(&r, from("bob", Role::Viewer, command, 0), Timestamp(1_000_000));
         assert_eq!(same, r);
-        assert_eq!(refusal(&fx), Some("bob is a viewer: viewers see everything and send nothing"));
+        assert_eq!(refusal(&fx).as_deref(), Some("bob is a viewer: viewers see everything and send nothing"));
     }
 }

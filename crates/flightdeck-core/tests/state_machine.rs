@@ -5,8 +5,9 @@ mod common;
 use common::*;
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::Strategy;
-use flightdeck_core::rollout::{step, Actor, Command, Effect, Event, Gate, Notice, Phase, Rollout, Version};
+use flightdeck_core::rollout::{step, Actor, Command, Effect, Event, Gate, Phase, Rollout, Version};
 use flightdeck_core::time::Timestamp;
+use flightdeck_core::verbs::Refusal;
 
 struct Run {
     r: Rollout,
@@ -36,11 +37,9 @@ impl Run {
     }
 }
 
-fn rejected(fx: &[Effect]) -> Option<&str> {
-    fx.iter().find_map(|e| match e {
-        Effect::Notify(Notice::Rejected { reason, .. }) => Some(reason.as_str()),
-        _ => None,
-    })
+/// The core's refusal, as a typed value (`Refusal`'s words are for people).
+fn rejected(fx: &[Effect]) -> Option<Refusal> {
+    flightdeck_core::verbs::refusal_in(fx)
 }
 
 #[test]
@@ -168,7 +167,8 @@ fn stale_command_changes_nothing_and_says_why() {
     let fx = run.send(cmd(Command::Promote, 0));
     assert_eq!(run.r, before);
     let reason = rejected(&fx).expect("a rejection notice");
-    assert_eq!(reason, "stale: sent for stage 1 but the rollout is at stage 2 of 4 (10 %)");
+    assert_eq!(reason, Refusal::StaleStage { sent: 0, now: 1, stages: 4, weight: 10 });
+    assert_eq!(reason.to_string(), "stale: sent for stage 1 but the rollout is at stage 2 of 4 (10 %)");
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn a_forward_command_for_the_previous_revision_is_stale() {
         let fx = run.send(cmd_for(command, 0, "v2"));
         assert_eq!(run.r, before);
         let reason = rejected(&fx).expect("a rejection notice");
-        assert_eq!(reason, "stale: sent for revision v2 but the rollout is now rolling out v3");
+        assert_eq!(reason, Refusal::StaleRevision { sent: "v2".into(), now: "v3".into() });
     }
     let fx = run.send(cmd_for(Command::Promote, 0, "v3"));
     assert_eq!(weights(&fx), vec![10]);
@@ -258,7 +258,7 @@ fn promote_skips_the_rest_of_the_bake_and_step_back_halves_exposure() {
 fn step_back_at_the_first_stage_is_refused() {
     let mut run = Run::new(canary_plan());
     let fx = run.send(cmd(Command::StepBack, 0));
-    assert!(rejected(&fx).unwrap().contains("first stage"));
+    assert_eq!(rejected(&fx), Some(Refusal::AtFirstStage));
 }
 
 #[test]
@@ -279,7 +279,7 @@ fn promoted_is_terminal_until_a_new_revision() {
     run.send(cmd(Command::PromoteFull, 0));
     assert!(matches!(run.r.phase, Phase::Promoted { .. }));
     let fx = run.send(cmd(Command::Rollback { reason: None }, 3));
-    assert!(rejected(&fx).unwrap().contains("until a new revision"));
+    assert_eq!(rejected(&fx), Some(Refusal::Finished { phase: "promoted".into() }));
     run.send(Event::NewRevision { revision: "v3".into() });
     assert_eq!(run.r.phase, Phase::Pending);
     assert_eq!((run.r.stable_revision.as_str(), run.r.canary_revision.as_str()), ("v2", "v3"));
@@ -307,9 +307,9 @@ fn budget_freeze_blocks_promotion_until_an_override_with_a_reason() {
     run.minutes(16, healthy_sample);
     assert!(matches!(run.r.phase, Phase::AwaitingApproval { gate: Gate::Freeze, next: 1, .. }));
     let fx = run.send(cmd(Command::Promote, 0));
-    assert!(rejected(&fx).unwrap().contains("frozen"));
+    assert!(matches!(rejected(&fx), Some(Refusal::Frozen { .. })));
     let fx = run.send(cmd(Command::OverrideFreeze { reason: "  ".into() }, 0));
-    assert!(rejected(&fx).unwrap().contains("typed reason"));
+    assert_eq!(rejected(&fx), Some(Refusal::ReasonRequired { verb: "override-freeze".into() }));
     let fx = run.send(cmd(Command::OverrideFreeze { reason: "security fix CVE-1".into() }, 0));
     assert_eq!(fx, vec![Effect::SetWeight { canary: 10 }]);
     assert_eq!(run.r.freeze_override.as_ref().unwrap().action, "override freeze: security fix CVE-1");
@@ -444,7 +444,7 @@ fn retry_during_a_budget_freeze_is_refused() {
     run.send(cmd(Command::Abort { reason: None }, 0));
     run.send(Event::Budget(SloMeasurement { availability: 0.998, ..Default::default() }));
     let fx = run.send(cmd(Command::Retry, 0));
-    assert!(rejected(&fx).unwrap().contains("frozen"));
+    assert!(matches!(rejected(&fx), Some(Refusal::Frozen { .. })));
     assert!(matches!(run.r.phase, Phase::Aborted { .. }));
 }
 
@@ -785,7 +785,7 @@ fn resume_of_a_rollout_held_by_its_pause_step_says_promote_and_sends_nothing() {
     assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::Step { step: 2 }, .. }), "{:?}", run.r.phase);
     assert_eq!(run.r.next_step(run.now), "Next: promote to continue");
     let fx = run.send(cmd(Command::Resume, 0));
-    assert_eq!(rejected(&fx), Some("paused by step 2: promote to continue"));
+    assert_eq!(rejected(&fx), Some(Refusal::HeldByStep { step: 2 }));
     // Promote is the verb that passes a pause step.
     let fx = run.send(cmd(Command::Promote, 0));
     assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::Promote }]);
@@ -810,7 +810,7 @@ fn resume_of_a_blue_green_rollout_held_before_its_switch_says_promote() {
     assert!(matches!(run.r.phase, Phase::Paused { from: PausedFrom::BeforeSwitch, .. }), "{:?}", run.r.phase);
     assert_eq!(run.r.next_step(run.now), "Next: promote to continue");
     let fx = run.send(cmd(Command::Resume, 0));
-    assert_eq!(rejected(&fx), Some("paused before the blue-green switch: promote to continue"));
+    assert_eq!(rejected(&fx), Some(Refusal::HeldBeforeSwitch));
     assert!(!fx.iter().any(|e| matches!(e, Effect::Native { .. })), "nothing sent: {fx:?}");
 }
 
@@ -833,9 +833,9 @@ fn native_verbs_without_a_flightdeck_equivalent_go_to_the_controller() {
     let undo = NativeVerb::UndoTo { revision: 3 };
     assert_eq!(run.send(cmd(native(undo.clone()), 7)), vec![Effect::Native { verb: undo }]);
     let fx = run.send(cmd(native(NativeVerb::TerminateAnalysis), 0));
-    assert_eq!(rejected(&fx), Some("the rollout is promoted; no analysis is running"));
+    assert_eq!(rejected(&fx), Some(Refusal::NoAnalysisRunning { phase: "promoted".into() }));
     // A driven rollout has no native controller to send them to.
     let mut driven = Run::new(canary_plan());
     let fx = driven.send(cmd(native(NativeVerb::Restart), 0));
-    assert_eq!(rejected(&fx), Some("restart is a native controller's verb; flightdeck drives this rollout itself"));
+    assert_eq!(rejected(&fx), Some(Refusal::NativeVerbOnDriven { verb: "restart".into() }));
 }
