@@ -148,7 +148,8 @@ pub struct ShareOptions {
 
 #[derive(Debug, Args)]
 pub struct RunOptions {
-    /// No cockpit: print the event stream and exit when every rollout is done or needs a human.
+    /// No cockpit: print the event stream and exit when every rollout is done (a rollout that waits
+    /// for a human is still driven: see --unattended).
     #[arg(long)]
     pub headless: bool,
     /// One JSON object per line; implies --headless.
@@ -163,6 +164,85 @@ pub struct RunOptions {
     /// Cockpit keymap (default, vim).
     #[arg(long)]
     pub keymap: Option<String>,
+    #[command(flatten)]
+    pub unattended: UnattendedOptions,
+}
+
+/// Headless runs: what happens to a rollout that waits for a human.
+#[derive(Debug, Clone, Args)]
+pub struct UnattendedOptions {
+    /// Headless: when a rollout waits for a human (paused, or at an approval
+    /// gate), the run goes on analysing it (a failing window still rolls it
+    /// back) and serves a socket a captain can `flightdeck attach` to. If
+    /// nobody acts within --unattended-wait: `abort` takes the canary's
+    /// traffic away (weight 0, exit 3); `hold` stops driving and exits 1,
+    /// leaving the canary at its weight with nobody analysing it.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = WhenNobodyComes::Abort)]
+    pub unattended: WhenNobodyComes,
+    /// Headless: how long a rollout may wait for a human before
+    /// --unattended acts (`90s`, `15m`, `2h`; simulated time in simulations).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = wait)]
+    pub unattended_wait: std::time::Duration,
+    /// Headless: the socket a captain attaches to (default: `run-PID.sock`
+    /// beside `serve.sock` in the runtime directory).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+impl Default for UnattendedOptions {
+    fn default() -> Self {
+        UnattendedOptions {
+            unattended: WhenNobodyComes::Abort,
+            unattended_wait: crate::engine::DEFAULT_UNATTENDED_WAIT,
+            socket: None,
+        }
+    }
+}
+
+impl UnattendedOptions {
+    pub fn policy(&self) -> crate::engine::Unattended {
+        let then = match self.unattended {
+            WhenNobodyComes::Abort => crate::engine::AfterWait::Abort,
+            WhenNobodyComes::Hold => crate::engine::AfterWait::Hold,
+        };
+        crate::engine::Unattended { wait: self.unattended_wait, then }
+    }
+}
+
+/// `--unattended`: what a headless run does when nobody comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WhenNobodyComes {
+    /// Take the canary's traffic away (canary weight 0 %), then exit 3.
+    Abort,
+    /// Leave the canary at its weight, stop driving it, exit 1.
+    Hold,
+}
+
+/// A wait: whole numbers with units, `90s`, `15m`, `2h`, `1h30m` (`0s` acts at once).
+fn wait(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("`{s}` is not a duration like 90s, 15m, 2h or 1h30m");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+    }
+    if !number.is_empty() || s.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 fn positive(s: &str) -> Result<f64, String> {

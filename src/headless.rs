@@ -1,14 +1,27 @@
 //! Headless runs: the event stream on stdout (text or JSON lines) and an
 //! exit code that says how it ended.
+//!
+//! A headless run drives its rollouts to the end. One that waits for a
+//! human (paused, or at an approval gate) is still driven: analysed every
+//! window (a failing one rolls it back), shared on a socket a captain can
+//! `flightdeck attach` to, and after `--unattended-wait` the
+//! `--unattended` policy acts: abort (canary weight 0) or hold (stop
+//! driving, leave the weight, say so). The last words on stderr say where
+//! each rollout's traffic is left.
 
-use crate::engine::{Engine, EngineOptions, RolloutSetup};
+use crate::cli::RunOptions;
+use crate::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use crate::protocol::{Output, Snapshot};
+use crate::share::{hub::Hub, roles::Roles, server};
 use crate::signals::Signals;
 use flightdeck_core::analysis::{CheckOutcome, Verdict};
-use flightdeck_core::rollout::Phase;
+use flightdeck_core::plan::Control;
+use flightdeck_core::rollout::{Phase, Rollout};
 use flightdeck_core::time::stamp;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -22,37 +35,85 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// At least one rollout was rolled back or aborted.
 pub const EXIT_ROLLED_BACK: u8 = 3;
 
+/// Where a headless run listens when `--socket` does not say: beside
+/// `flightdeck serve`'s socket, one per process.
+pub fn default_socket() -> PathBuf {
+    crate::paths::socket_path().with_file_name(format!("run-{}.sock", std::process::id()))
+}
+
 /// Runs to the end and prints as it goes.
-pub async fn run(setups: Vec<RolloutSetup>, options: EngineOptions, json: bool) -> color_eyre::Result<ExitCode> {
+pub async fn run(
+    setups: Vec<RolloutSetup>,
+    mut options: EngineOptions,
+    run: &RunOptions,
+) -> color_eyre::Result<ExitCode> {
+    let json = run.json;
+    options.stop_when = StopWhen::UnattendedWith(run.unattended.policy());
     // Before anything starts, so no signal falls between start and catching.
     let mut signals = Signals::catch()?;
+    // Taken before any journal, like `serve`: a socket asked for and held
+    // by another stops the run before it touches anything.
+    let path = run.unattended.socket.clone().unwrap_or_else(default_socket);
+    let listening = match server::bind(&path).await {
+        Ok(socket) => Some(socket),
+        Err(e) if run.unattended.socket.is_some() => return Err(e.into()),
+        Err(e) => {
+            eprintln!("flightdeck: cannot share this run ({e}): nobody can attach to it");
+            None
+        }
+    };
     let (tx, mut rx) = mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
     let snapshots = engine.subscribe();
+    let (hub_tx, hub_rx) = mpsc::channel::<Output>(1024);
+    let hub = Hub::start(engine.subscribe(), hub_rx, engine.history().to_vec());
+    let attach = listening.as_ref().map(|_| format!("flightdeck attach --socket {}", path.display()));
     let printer = tokio::spawn(async move {
         let mut out = std::io::stdout();
+        let mut printing = true;
         while let Some(o) = rx.recv().await {
+            // Attached cockpits see the same events; a full queue drops one for them, never for stdout.
+            let _ = hub_tx.try_send(o.clone());
+            if let (Output::Transition { rollout, to, .. }, Some(attach)) = (&o, &attach) {
+                if to == "paused" || to == "awaiting approval" {
+                    eprintln!("flightdeck: {rollout} waits for a human; act on it with `{attach}`");
+                }
+            }
+            if !printing {
+                continue;
+            }
             let line = if json { serde_json::to_string(&o).expect("outputs serialize") } else { human(&o) };
             // stdout closed (piped into head): keep running, stop printing.
             if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                break;
+                printing = false;
             }
         }
     });
+    let handle = engine.handle();
+    let serving = async {
+        match &listening {
+            Some(socket) => server::serve(socket, hub, handle, Arc::new(Roles::default())).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = engine.wait() => {}
+        () = serving => {}
         signo = signals.next() => {
             let name = Signals::name(signo);
             eprintln!("stopped by {name}; run the same command again to resume from the journal");
+            eprint!("{}", traffic_report(&snapshots.borrow().clone()));
             return Ok(ExitCode::from(Signals::exit_code(signo)));
         }
     }
+    drop(listening);
     let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
     let snapshot = snapshots.borrow().clone();
     Ok(ExitCode::from(summarise(&snapshot)))
 }
 
-/// The exit code for how the rollouts ended; explains anything but success on stderr.
+/// The exit code for how the rollouts ended; explains anything but
+/// success on stderr, with where each rollout's traffic is left.
 pub fn summarise(snapshot: &Snapshot) -> u8 {
     let mut code = EXIT_PROMOTED;
     for r in &snapshot.rollouts {
@@ -60,6 +121,7 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
             Phase::Promoted { .. } => {}
             Phase::RolledBack { reason, .. } | Phase::Aborted { reason, .. } => {
                 eprintln!("{}: {} — {reason}", r.id, r.phase.label());
+                eprintln!("  traffic: {}", traffic(r));
                 code = EXIT_ROLLED_BACK;
             }
             _ => {
@@ -75,6 +137,7 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
                     r.stage + 1,
                     r.stages().len()
                 );
+                eprintln!("  traffic: {}", traffic(r));
                 if code == EXIT_PROMOTED {
                     code = EXIT_OTHER;
                 }
@@ -82,6 +145,42 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
         }
     }
     code
+}
+
+/// Where every unfinished rollout's traffic is left, one line each (after a signal).
+fn traffic_report(snapshot: &Snapshot) -> String {
+    let left = snapshot.rollouts.iter().filter(|r| !matches!(r.phase, Phase::Promoted { .. }));
+    left.map(|r| format!("{}: {} — traffic: {}\n", r.id, r.phase.label(), traffic(r))).collect()
+}
+
+/// Where a rollout's traffic is, in words: what flightdeck asked for, what
+/// the backend last showed, and whether anything still drives it.
+pub fn traffic(r: &Rollout) -> String {
+    let read = match r.observed_weight {
+        Some(w) => format!("read back {w} %"),
+        None => "not read back".to_string(),
+    };
+    let (canary, stable, weight) = (&r.canary_revision, &r.stable_revision, r.canary_weight);
+    match &r.phase {
+        _ if r.control == Control::Observed => {
+            format!(
+                "canary {canary} at {weight} % ({read}), held by the native controller (flightdeck only observes it)"
+            )
+        }
+        Phase::Promoted { .. } => format!("all on {canary}: canary weight 100 % ({read})"),
+        Phase::RolledBack { .. } => format!("all on stable {stable}: canary weight 0 % ({read}); canary scaled down"),
+        Phase::Aborted { .. } => {
+            format!("all on stable {stable}: canary weight 0 % ({read}); the canary takes no traffic")
+        }
+        Phase::Failed { .. } => format!(
+            "NOT known to be where it should: flightdeck asked for canary weight {weight} % ({read}) and an effect \
+             failed; nothing drives this rollout now"
+        ),
+        _ => format!(
+            "canary {canary} LEFT AT {weight} % ({read}) with nothing driving it: no analysis, no rollback, until a \
+             run of this plan resumes it from its journal"
+        ),
+    }
 }
 
 /// One line of text per event.

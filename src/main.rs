@@ -80,7 +80,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::SUCCESS);
             }
             let setups = runtime()?.block_on(fleet::from_files(&config.plans, None, 1))?;
-            let run = RunOptions { headless: false, json: false, seed: 1, theme: None, keymap: None };
+            let run = RunOptions {
+                headless: false,
+                json: false,
+                seed: 1,
+                theme: None,
+                keymap: None,
+                unattended: Default::default(),
+            };
             go(setups, &run, 1.0, false)
         }
         Some(Cmd::Completions { shell }) => {
@@ -204,7 +211,7 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     let options = engine_options(&setups, speed, fresh, stop_when);
     let runtime = runtime()?;
     if headless {
-        return runtime.block_on(headless::run(setups, options, run.json)).map_err(journal_refusal);
+        return runtime.block_on(headless::run(setups, options, run)).map_err(journal_refusal);
     }
     if !flightdeck::ui::terminal::available() {
         return Err(BadInput("flightdeck needs a terminal; use --headless".into()).into());

@@ -30,8 +30,8 @@ pub mod sim;
 use crate::clock::Clock;
 use async_trait::async_trait;
 use flightdeck_core::plan::params::Param;
-use flightdeck_core::plan::BackendKind;
-use flightdeck_core::rollout::{Effect, Observation};
+use flightdeck_core::plan::{BackendKind, Strategy};
+use flightdeck_core::rollout::{Effect, Observation, Version};
 
 /// A backend call that did not work, in words the cockpit can show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +53,29 @@ pub trait Backend: Send + Sync {
     async fn apply(&self, effect: &Effect) -> Result<(), BackendError>;
     /// Reads the current state of the system (weights, native status).
     async fn observe(&self) -> Result<Observation, BackendError>;
+    /// Carries out one effect as [`Backend::apply`] does, but never scales
+    /// down or removes a side that may still take traffic: before such an
+    /// effect the canary weight is read back, and unless it shows the side
+    /// out of traffic (see [`weight_before`]) the effect is refused with
+    /// what was read. The engine sends every effect through here; a
+    /// backend overrides it only to make the check stronger.
+    async fn apply_guarded(&self, effect: &Effect, strategy: &Strategy) -> Result<(), BackendError> {
+        if let Some(wanted) = weight_before(effect, strategy) {
+            let refuse = |detail: String| BackendError::Refused {
+                backend: self.name(),
+                action: effect.to_string(),
+                detail: format!("{detail}; not scaling down a side that may still take traffic"),
+            };
+            let seen =
+                self.observe().await.map_err(|e| refuse(format!("the canary weight cannot be read back ({e})")))?;
+            match seen.canary_weight {
+                Some(w) if w == wanted => {}
+                Some(w) => return Err(refuse(format!("the canary weight reads {w} %, not {wanted} %"))),
+                None => return Err(refuse("the backend shows no canary weight".to_string())),
+            }
+        }
+        self.apply(effect).await
+    }
     /// The clock the engine runs on, handed over once it is decided (a
     /// resumed simulation continues from its journaled time). Real systems
     /// keep their own time; the simulator lives on this one.
@@ -62,6 +85,20 @@ pub trait Backend: Send + Sync {
     /// for real systems.
     fn simulation(&self) -> Option<sim::SimRun> {
         None
+    }
+}
+
+/// The canary weight a backend must read back before `effect` may run
+/// under `strategy`, when `effect` takes a traffic side away: 0 before the
+/// canary is scaled to 0, 100 before stable is. `None` for everything else,
+/// and for a rolling update, whose `Scale` is its batch size (canary 0 stops
+/// the update; the old replicas keep serving), not a side leaving traffic.
+pub fn weight_before(effect: &Effect, strategy: &Strategy) -> Option<u8> {
+    match (effect, strategy) {
+        (_, Strategy::Rolling { .. }) => None,
+        (Effect::Scale { version: Version::Canary, percent: 0 }, _) => Some(0),
+        (Effect::Scale { version: Version::Stable, percent: 0 }, _) => Some(100),
+        _ => None,
     }
 }
 

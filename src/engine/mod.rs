@@ -15,6 +15,7 @@ use flightdeck_core::plan::Plan;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -35,8 +36,71 @@ pub struct RolloutSetup {
 pub enum StopWhen {
     /// Keep watching (the cockpit: a human may still act).
     Never,
-    /// Stop when finished or waiting for a human (headless runs).
+    /// Headless with the default policy ([`Unattended::default`]).
     Unattended,
+    /// Headless: stop when finished. A rollout that waits for a human
+    /// (paused, or at a gate) is still driven meanwhile (analysed, rolled
+    /// back on a failing window, open to commands) and, if nobody acts
+    /// within the policy's wait, the policy acts.
+    UnattendedWith(Unattended),
+}
+
+impl StopWhen {
+    /// The unattended policy, for headless runs.
+    pub fn unattended(self) -> Option<Unattended> {
+        match self {
+            StopWhen::Never => None,
+            StopWhen::Unattended => Some(Unattended::default()),
+            StopWhen::UnattendedWith(policy) => Some(policy),
+        }
+    }
+}
+
+/// What a headless run does with a rollout waiting for a human when nobody comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unattended {
+    /// How long a rollout may wait (on the engine's clock: simulated time
+    /// for simulations) before `then`.
+    pub wait: Duration,
+    pub then: AfterWait,
+}
+
+impl Default for Unattended {
+    /// Abort after 15 minutes: a canary nobody watches loses its traffic.
+    fn default() -> Self {
+        Unattended { wait: DEFAULT_UNATTENDED_WAIT, then: AfterWait::Abort }
+    }
+}
+
+/// How long a headless run waits for a human by default.
+pub const DEFAULT_UNATTENDED_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// What happens after the unattended wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterWait {
+    /// Take the canary's traffic away (canary weight 0, as `abort`); the
+    /// run then ends with exit code 3.
+    Abort,
+    /// Stop driving and leave the canary at its weight; the run ends with
+    /// exit code 1 and says so.
+    Hold,
+}
+
+/// A wait as typed on the command line: `90s`, `15m`, `2h`, `1h30m`.
+pub fn wait_text(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    let mut text = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (sec, "s")] {
+        if n > 0 {
+            text += &format!("{n}{unit}");
+        }
+    }
+    if text.is_empty() {
+        "0s".into()
+    } else {
+        text
+    }
 }
 
 pub struct EngineOptions {

@@ -3,11 +3,12 @@
 
 use super::journal::{Journal, JournalError};
 use super::report::{step_outputs, EFFECT_ATTEMPTS};
-use super::{RolloutSetup, StopWhen};
+use super::{wait_text, AfterWait, RolloutSetup, StopWhen};
 use crate::backend::BackendError;
 use crate::clock::Clock;
 use crate::protocol::{CommandRequest, Origin, Output, Reply, Snapshot};
-use flightdeck_core::rollout::{self, step, Actor, Effect, Event, Phase, Rollout};
+use flightdeck_core::plan::Control;
+use flightdeck_core::rollout::{self, step, Actor, Command, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -42,12 +43,29 @@ pub struct RolloutTask {
     halted: Option<String>,
     /// Time of the latest tick fed to the core.
     ticked_at: Timestamp,
+    /// When this task started: a rollout resumed waiting for a human waits
+    /// from then, not from when the journal says its wait began.
+    started_at: Timestamp,
+    /// The start of the wait for a human already announced.
+    announced_wait: Option<Timestamp>,
+    /// Why an unattended run stopped driving a rollout that still waits
+    /// for a human (`--unattended hold` ran out).
+    let_go: Option<String>,
 }
 
 impl RolloutTask {
     pub fn new(p: Parts) -> RolloutTask {
         let last_at = p.resumed_at.unwrap_or_default();
-        RolloutTask { p, next_window: Timestamp::default(), last_at, halted: None, ticked_at: Timestamp::default() }
+        RolloutTask {
+            p,
+            next_window: Timestamp::default(),
+            last_at,
+            halted: None,
+            ticked_at: Timestamp::default(),
+            started_at: Timestamp::default(),
+            announced_wait: None,
+            let_go: None,
+        }
     }
 
     /// The end of the first window after `t`. Windows end on multiples of
@@ -64,11 +82,12 @@ impl RolloutTask {
     pub async fn run(mut self, mut commands: mpsc::Receiver<super::Order>) {
         self.announce().await;
         let now = self.now();
+        self.started_at = now;
         if self.p.resumed_at.is_some() {
             // A fresh backend process knows nothing: bring it to the journaled state.
-            for effect in self.p.rollout.reconcile() {
+            let effects = self.p.rollout.reconcile();
+            for result in self.execute_batch(effects, now).await {
                 // A backend still down after the restart must show, not pass silently.
-                let result = self.execute(effect, now).await;
                 self.feed(result, now).await;
             }
         } else {
@@ -79,6 +98,7 @@ impl RolloutTask {
         self.ticked_at = now;
         let mut open = true;
         loop {
+            self.unattended(self.now()).await;
             if self.should_stop() {
                 break;
             }
@@ -95,6 +115,16 @@ impl RolloutTask {
                 },
             }
         }
+        if self.p.stop_when.unattended().is_some() && self.halted.is_none() {
+            // Nobody drives it from here on: read back where its traffic is
+            // left, for the run's last words (and the journal).
+            let now = self.now();
+            let event = match self.p.setup.backend.observe().await {
+                Ok(o) => Event::Observation(o),
+                Err(e) => Event::ObserveFailed { error: e.to_string() },
+            };
+            self.feed(event, now).await;
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -109,14 +139,104 @@ impl RolloutTask {
             return None;
         }
         let bake_end = self.p.rollout.next_tick_at().filter(|t| *t > self.ticked_at);
-        Some(bake_end.map_or(self.next_window, |t| t.min(self.next_window)))
+        let due = bake_end.map_or(self.next_window, |t| t.min(self.next_window));
+        Some(self.unattended_deadline().map_or(due, |t| t.min(due)))
     }
 
     fn should_stop(&self) -> bool {
-        // Unattended, nobody can resume a pause or answer a gate.
+        if self.p.stop_when.unattended().is_none() {
+            return false;
+        }
         let r = &self.p.rollout;
-        self.p.stop_when == StopWhen::Unattended
-            && (r.phase.is_finished() || r.needs_human().is_some() || matches!(r.phase, Phase::Paused { .. }))
+        // A rollout waiting for a human goes on being driven (analysed,
+        // rolled back on a failing window) until the unattended policy acts;
+        // one whose journal cannot be written can do nothing at all. A
+        // native controller drives an observed rollout: at a pause or gate,
+        // a headless run leaves it to it.
+        let observed_waits =
+            r.control == Control::Observed && (r.needs_human().is_some() || matches!(r.phase, Phase::Paused { .. }));
+        r.phase.is_finished() || self.halted.is_some() || self.let_go.is_some() || observed_waits
+    }
+
+    /// When the unattended policy acts on this rollout: the wait after it
+    /// began waiting for a human (paused, or at a gate), counted from this
+    /// task's start at the earliest. `None` when nothing waits or someone
+    /// watches (the cockpit, `serve`).
+    fn unattended_deadline(&self) -> Option<Timestamp> {
+        let policy = self.p.stop_when.unattended()?;
+        let r = &self.p.rollout;
+        if r.control != Control::Driven || self.halted.is_some() || self.let_go.is_some() {
+            return None;
+        }
+        let since = match r.phase {
+            Phase::Paused { since, .. } | Phase::AwaitingApproval { since, .. } => since,
+            _ => return None,
+        };
+        Some(since.max(self.started_at).plus(policy.wait))
+    }
+
+    /// Unattended runs: says once when a rollout starts waiting for a human
+    /// (and what happens if nobody comes), and carries out the policy once
+    /// its wait is over at `now`.
+    async fn unattended(&mut self, now: Timestamp) {
+        let Some(policy) = self.p.stop_when.unattended() else { return };
+        let Some(deadline) = self.unattended_deadline() else { return };
+        let r = &self.p.rollout;
+        let wait = wait_text(policy.wait);
+        let why = r.needs_human().unwrap_or_else(|| r.phase.label().to_string());
+        let weight = r.canary_weight;
+        if self.announced_wait != Some(deadline) && deadline > now {
+            self.announced_wait = Some(deadline);
+            let then = match policy.then {
+                AfterWait::Abort => "it aborts: canary weight 0 %".to_string(),
+                AfterWait::Hold => format!("this run stops driving it and leaves the canary at {weight} %"),
+            };
+            let message = format!(
+                "waiting for a human; analysis goes on and a failing window still rolls back; \
+                 if nobody acts within {wait}, {then}"
+            );
+            self.notice("warning", message, self.last_at.max(deadline.min(now))).await;
+        }
+        if deadline > now {
+            return;
+        }
+        let r = &self.p.rollout;
+        let label = r.phase.label();
+        match policy.then {
+            AfterWait::Abort => {
+                let reason = format!(
+                    "nobody acted within {wait} while {label} ({why}): unattended, the canary's traffic is taken away"
+                );
+                let request = CommandRequest {
+                    rollout: r.id.clone(),
+                    actor: Actor::new("unattended"),
+                    command: Command::Abort { reason: Some(reason) },
+                    expected_stage: r.stage,
+                    expected_revision: r.canary_revision.clone(),
+                };
+                let reply = self.command_at(request, Origin::local(), deadline).await;
+                if let Reply::Rejected { reason } = reply {
+                    // Never loop on a refused abort: stop driving, and say so.
+                    self.let_go = Some(format!("the unattended abort was refused ({reason})"));
+                }
+            }
+            AfterWait::Hold => {
+                let reason = format!(
+                    "nobody acted within {wait} while {label} ({why}): this run stops driving it; the canary \
+                     keeps {weight} % of traffic with no analysis and no rollback until a run resumes it"
+                );
+                self.notice("warning", reason.clone(), deadline).await;
+                self.let_go = Some(reason);
+            }
+        }
+        if !self.p.rollout.phase.is_finished() && self.let_go.is_none() {
+            self.let_go = Some(format!("the unattended abort left it {}", self.p.rollout.phase.label()));
+        }
+    }
+
+    async fn notice(&mut self, level: &str, message: String, at: Timestamp) {
+        let out = Output::Notice { rollout: self.id(), at, level: level.into(), message };
+        self.emit(out).await;
     }
 
     async fn announce(&mut self) {
@@ -145,6 +265,11 @@ impl RolloutTask {
         // many windows as a slow one.
         while self.next_window <= now && self.halted.is_none() && !self.should_stop() {
             let end = self.next_window;
+            // Nobody came before this window ended: the policy acts first.
+            self.unattended(end).await;
+            if self.should_stop() {
+                break;
+            }
             self.next_window = end.plus(interval);
             self.feed(Event::Tick, end).await;
             self.analyse(end, interval).await;
@@ -176,6 +301,10 @@ impl RolloutTask {
         // `scripts/cost` times a key press to this line (`FLIGHTDECK_LOG=flightdeck::latency=debug`).
         tracing::debug!(target: "flightdeck::latency", rollout = %request.rollout, command = ?request.command, "command reached the engine");
         let now = self.now();
+        self.command_at(request, origin, now).await
+    }
+
+    async fn command_at(&mut self, request: CommandRequest, origin: Origin, now: Timestamp) -> Reply {
         let event = Event::Command(rollout::CommandRequest {
             actor: request.actor,
             command: request.command,
@@ -230,11 +359,36 @@ impl RolloutTask {
             if let Err(e) = self.journal(Journal::sync) {
                 return Some(self.halt(e, at).await);
             }
-            for effect in effects {
-                queue.push_back(self.execute(effect, at).await);
-            }
+            queue.extend(self.execute_batch(effects, at).await);
         }
         rejection
+    }
+
+    /// Carries out one step's effects in order and stops at the first that
+    /// fails: the rest were meant to follow it (scale the canary down once
+    /// its weight is 0, remove stable once the canary has 100 %), and would
+    /// take away a side that still gets traffic. Returns the results to
+    /// feed back, the failure last; the skipped effects are told to viewers.
+    async fn execute_batch(&mut self, effects: Vec<Effect>, at: Timestamp) -> Vec<Event> {
+        let mut results = Vec::new();
+        let mut effects = effects.into_iter();
+        while let Some(effect) = effects.next() {
+            let result = self.execute(effect, at).await;
+            let failed = match &result {
+                Event::EffectFailed { effect, .. } => Some(effect.to_string()),
+                _ => None,
+            };
+            results.push(result);
+            if let Some(failed) = failed {
+                let skipped: Vec<String> = effects.by_ref().map(|e| e.to_string()).collect();
+                if !skipped.is_empty() {
+                    let message = format!("{failed} failed: not carried out after it: {}", skipped.join(", "));
+                    self.notice("warning", message, at).await;
+                }
+                break;
+            }
+        }
+        results
     }
 
     fn journal(&mut self, write: impl FnOnce(&mut Journal) -> Result<(), JournalError>) -> Result<(), JournalError> {
@@ -273,9 +427,12 @@ impl RolloutTask {
     async fn execute(&mut self, effect: Effect, at: Timestamp) -> Event {
         let mut delay = FIRST_BACKOFF;
         let mut attempts = 0;
+        let (backend, strategy) = (self.p.setup.backend.clone(), self.p.rollout.plan().strategy.clone());
         let result = loop {
             attempts += 1;
-            match self.p.setup.backend.apply(&effect).await {
+            // A refusal to scale down a side still in traffic is retried
+            // too: a weight just set may take a moment to read back.
+            match backend.apply_guarded(&effect, &strategy).await {
                 Ok(()) => break Ok(()),
                 // A verb the backend does not have will not have it on a retry.
                 Err(e) if attempts >= EFFECT_ATTEMPTS || matches!(e, BackendError::Unsupported { .. }) => {
