@@ -31,14 +31,18 @@ pub struct Config {
 
 impl Config {
     /// Reads the config file if it exists; errors name the file, line and field.
+    ///
+    /// Only a config that is not there is the default config. One that is
+    /// there but cannot be read (permissions, a directory, a device, too
+    /// large) is refused with the reason: running without it would drop
+    /// what it says, `production_contexts` (and their confirmations) first.
     pub fn load(dir: &Path) -> Result<Config, String> {
         let path = dir.join("config.toml");
         let shown = path.display().to_string();
         match crate::files::read_text(&path) {
             Ok(text) => Config::parse(&shown, &text),
-            Err(e @ crate::files::TextError::NotUtf8 { .. }) => Err(e.at(&shown, "config").to_string()),
-            // No config (or none readable) is the default config.
-            Err(crate::files::TextError::Io(_)) => Ok(Config::default()),
+            Err(crate::files::TextError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(e.at(&shown, "config").to_string()),
         }
     }
 
@@ -61,6 +65,18 @@ mod tests {
     fn unknown_keys_name_the_file_and_line() {
         let err = Config::parse("config.toml", "theme = \"light\"\ncolour = 3\n").unwrap_err();
         assert!(err.starts_with("config.toml:2:1: colour: unknown key `colour`, expected one of"), "{err}");
+    }
+
+    #[test]
+    fn only_a_missing_config_is_the_default_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Config::load(dir.path()).unwrap().production_contexts.is_empty());
+        let path = dir.path().join("config.toml");
+        std::fs::create_dir(&path).unwrap();
+        let err = Config::load(dir.path()).unwrap_err();
+        let expected =
+            format!("{}:1:1: config: cannot read the file: not a regular file (a directory)", path.display());
+        assert_eq!(err, expected);
     }
 
     #[test]

@@ -3,7 +3,7 @@ use color_eyre::config::Theme;
 use flightdeck::cli::{Cli, Cmd, JournalCmd, RunOptions};
 use flightdeck::clock::Clock;
 use flightdeck::config::Config;
-use flightdeck::engine::journal::{self, JournalError, START_OVER};
+use flightdeck::engine::journal::{self, JournalError};
 use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
@@ -140,10 +140,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let setups = runtime()?.block_on(flightdeck::demo::setups(rollouts as usize, run.seed))?;
             // The demo always starts over and keeps only its latest run's
             // journals (for `flightdeck analyze`): older ones are deleted.
+            // Only with every run's lock: a demo still running keeps its journals.
             let dir = flightdeck::paths::journal_dir();
-            for s in &setups {
-                journal::remove_runs(&dir, &s.id, &s.plan_file).map_err(color_eyre::Report::from)?;
-            }
+            let runs: Vec<(&str, &str)> = setups.iter().map(|s| (s.id.as_str(), s.plan_file.as_str())).collect();
+            journal::remove_runs(&dir, &runs).map_err(|e| journal_refusal(e.into()))?;
             go(setups, &run, speed, true)
         }
         Some(Cmd::Serve { plans, share, speed, scenario, seed, fresh }) => {
@@ -290,7 +290,11 @@ fn attach(
 fn listeners(share: &flightdeck::cli::ShareOptions) -> Result<flightdeck::share::Listeners, Failure> {
     #[cfg(feature = "ssh")]
     if let (Some(listen), Some(keys)) = (&share.ssh, &share.authorized_keys) {
-        flightdeck::share::ssh::keys::AuthorizedKeys::load(keys).map_err(BadInput)?;
+        // Bounded, regular files only (a link to /dev/zero is refused, not read).
+        let shown = keys.display().to_string();
+        let text =
+            flightdeck::files::read_text(keys).map_err(|e| BadInput(e.at(&shown, "authorized keys").to_string()))?;
+        flightdeck::share::ssh::keys::AuthorizedKeys::parse(&shown, &text).map_err(BadInput)?;
         let ssh = flightdeck::share::ssh::SshOptions { listen: listen.clone(), authorized_keys: keys.clone() };
         return Ok(flightdeck::share::Listeners { ssh: Some(ssh) });
     }
@@ -356,8 +360,10 @@ fn first_steps(config: &std::path::Path) -> String {
 /// and the way out.
 fn journal_refusal(report: color_eyre::Report) -> Failure {
     match report.downcast_ref::<JournalError>() {
-        Some(e @ JournalError::Corrupt { .. }) => Failure::BadInput(BadInput(format!("{e}\n{START_OVER}"))),
-        Some(e) if e.is_refusal() => Failure::BadInput(BadInput(e.to_string())),
+        Some(e) if e.is_refusal() => match e.way_out() {
+            Some(way_out) => Failure::BadInput(BadInput(format!("{e}\n{way_out}"))),
+            None => Failure::BadInput(BadInput(e.to_string())),
+        },
         _ => Failure::Other(report),
     }
 }

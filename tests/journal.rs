@@ -52,11 +52,8 @@ fn a_corrupt_middle_line_is_refused_with_file_line_and_the_way_out() {
     std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
     let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--speed", "20000", "--scenario", "healthy"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let expected = format!(
-        "{}:5: not a journal record (column 1: expected value)\n\
-         to start over, run again with --fresh (the old journal is kept aside)\n",
-        journal.display()
-    );
+    let expected =
+        format!("{}:5: not a journal record (column 1: expected value)\n{}\n", journal.display(), way_out(&journal));
     assert_eq!(text(&out.stderr), expected, "one line and the way out: no backtrace, no colour");
     let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
     assert_eq!(verify.status.code(), Some(2));
@@ -67,6 +64,15 @@ fn a_corrupt_middle_line_is_refused_with_file_line_and_the_way_out() {
 
     let fresh = flightdeck(data.path(), &["run", CANARY, "--headless", "--speed", "20000", "--fresh"]);
     assert_eq!(fresh.status.code(), Some(0), "{}", text(&fresh.stderr));
+}
+
+/// What a refusal of a damaged journal says to do, after `file:line: …`.
+fn way_out(journal: &Path) -> String {
+    format!(
+        "nothing was done. Check it with `flightdeck journal verify {}` and repair or restore it, or run again with \
+         --fresh to start the rollout over from its first stage (the damaged journal is kept aside)",
+        journal.display()
+    )
 }
 
 #[test]
@@ -280,4 +286,309 @@ fn a_rolling_update_killed_again_and_again_resumes_each_time_and_finishes() {
 #[test]
 fn a_blue_green_killed_again_and_again_resumes_each_time_and_waits_for_approval() {
     killed_again_and_again("examples/plans/blue-green.toml", 1);
+}
+
+const HEALTHY: [&str; 8] = ["run", CANARY, "--headless", "--json", "--speed", "20000", "--scenario", "healthy"];
+const BAD: [&str; 8] = ["run", CANARY, "--headless", "--json", "--speed", "20000", "--scenario", "bad-canary"];
+
+fn lines_of(journal: &Path) -> Vec<String> {
+    std::fs::read_to_string(journal).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// Sets the canary's error count (`errors` of its requests) of the metrics
+/// records `pick` chooses, only the first of them if `only_first`; the
+/// 1-based line of the first changed.
+fn set_canary_errors(
+    journal: &Path,
+    pick: impl Fn(&Value) -> bool,
+    errors: impl Fn(u64) -> u64,
+    only_first: bool,
+) -> usize {
+    let mut lines = lines_of(journal);
+    let mut first = None;
+    for (i, line) in lines.iter_mut().enumerate().skip(1) {
+        let mut record: Value = serde_json::from_str(line).unwrap();
+        let canary = &record["event"]["canary"];
+        let done = only_first && first.is_some();
+        if done || record["event"]["event"] != "metrics" || !canary.is_object() || !pick(&record) {
+            continue;
+        }
+        let requests = canary["requests"].as_u64().unwrap();
+        let changed = errors(requests);
+        if record["event"]["canary"]["errors"] == changed {
+            continue;
+        }
+        record["event"]["canary"]["errors"] = changed.into();
+        *line = serde_json::to_string(&record).unwrap();
+        first.get_or_insert(i + 1);
+    }
+    std::fs::write(journal, lines.join("\n") + "\n").unwrap();
+    first.expect("a metrics record to change")
+}
+
+/// A resume refused before any effect: exit 2, nothing on stdout, the
+/// journal as it was, and the same `file:line: …` as `journal verify`.
+fn refused_before_any_effect(data: &Path, journal: &Path, args: &[&str]) -> (usize, String) {
+    let before = std::fs::read(journal).unwrap();
+    let out = flightdeck(data, args);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}\n{}", text(&out.stdout));
+    assert!(out.stdout.is_empty(), "nothing ran: {}", text(&out.stdout));
+    assert_eq!(std::fs::read(journal).unwrap(), before, "the journal is left as it was");
+    let (first, rest) = said.split_once('\n').unwrap();
+    assert_eq!(rest, format!("{}\n", way_out(journal)), "{said}");
+    let verify = flightdeck(data, &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(2));
+    assert_eq!(text(&verify.stderr), format!("{first}\n"), "resume and verify say the same");
+    let at = first.strip_prefix(&format!("{}:", journal.display())).unwrap_or_else(|| panic!("{first}"));
+    let (line, message) = at.split_once(": ").unwrap();
+    (line.parse().unwrap(), message.to_owned())
+}
+
+#[test]
+fn a_damaged_metrics_record_is_refused_not_replayed_into_a_rollback_or_back_to_traffic() {
+    // A promoted canary whose journal now says a 10 % window failed every
+    // request: replaying it would roll back from 100 % to 0 %.
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let changed = set_canary_errors(&journal, |r| r["stage"] == 1, |requests| requests, true);
+    let (line, message) = refused_before_any_effect(data.path(), &journal, &HEALTHY);
+    assert!(line >= changed, "{line}: {message}");
+    assert!(message.starts_with("records progressing at stage 2 and 10 %, but replaying reaches "), "{message}");
+
+    // The reverse: a rolled-back canary whose errors are gone from its
+    // journal would be put back at 10 %.
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &BAD);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let journal = journal_of(data.path());
+    let changed = set_canary_errors(&journal, |_| true, |_| 0, false);
+    let (line, message) = refused_before_any_effect(data.path(), &journal, &BAD);
+    assert!(line >= changed, "{line}: {message}");
+    assert!(message.starts_with("records rolled back at stage "), "{message}");
+    assert!(message.contains(" and 0 %, but replaying reaches progressing at stage "), "{message}");
+}
+
+#[test]
+fn an_empty_or_header_cut_journal_is_refused_not_started_over() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &BAD);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let journal = journal_of(data.path());
+    let header = lines_of(&journal).remove(0);
+
+    std::fs::write(&journal, "").unwrap();
+    let (line, message) = refused_before_any_effect(data.path(), &journal, &BAD);
+    assert_eq!((line, message.as_str()), (1, "empty: no journal header"));
+    std::fs::write(&journal, &header[..header.len() / 2]).unwrap();
+    let (line, message) = refused_before_any_effect(data.path(), &journal, &BAD);
+    let cut = "the journal header is cut short: this is not a journal flightdeck finished writing";
+    assert_eq!((line, message.as_str()), (1, cut));
+
+    // The way out named: --fresh starts over and keeps the damaged file aside.
+    let fresh = flightdeck(data.path(), &[&BAD[..], &["--fresh"]].concat());
+    assert_eq!(fresh.status.code(), Some(3), "{}", text(&fresh.stderr));
+    let kept = std::fs::read_dir(data.path().join("journal")).unwrap().filter_map(|e| {
+        let path = e.unwrap().path();
+        std::fs::read_to_string(&path).ok().filter(|t| *t == header[..header.len() / 2])
+    });
+    assert_eq!(kept.count(), 1, "the damaged journal is kept aside");
+}
+
+#[test]
+fn a_cut_last_line_is_dropped_the_same_way_every_time() {
+    // The last record whole but for its newline (a crash mid-write): it is
+    // dropped, the file cut back to the record before, and the next run
+    // finds a sound journal.
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let whole = std::fs::read_to_string(&journal).unwrap();
+    let records = whole.lines().count() - 1;
+    std::fs::write(&journal, whole.trim_end_matches('\n')).unwrap();
+    let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+    let note = format!("{}:{}: note: the last line was cut short", journal.display(), records + 1);
+    assert!(text(&verify.stderr).starts_with(&note), "{}", text(&verify.stderr));
+    assert!(text(&verify.stdout).contains(&format!("ok ({} records;", records - 1)), "{}", text(&verify.stdout));
+    for run in 1..=3 {
+        let out = flightdeck(data.path(), &HEALTHY);
+        assert_eq!(out.status.code(), Some(0), "run {run}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(r#""resumed":true"#));
+        let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+        assert_eq!(verify.status.code(), Some(0), "run {run}: {}", text(&verify.stderr));
+        assert!(verify.stderr.is_empty(), "run {run}: {}", text(&verify.stderr));
+    }
+
+    // A cut line followed by blanks, with no newline at the end: the same.
+    let mut text_now = std::fs::read_to_string(&journal).unwrap();
+    let sound_len = text_now.len();
+    text_now.push_str("{\"seq\":999,\"at\":  \t ");
+    std::fs::write(&journal, &text_now).unwrap();
+    let out = flightdeck(data.path(), &HEALTHY);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let after = std::fs::read_to_string(&journal).unwrap();
+    assert!(after.starts_with(&text_now[..sound_len]) && !after.contains("{\"seq\":999,"), "cut back");
+    let again = flightdeck(data.path(), &HEALTHY);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+
+    // A line that ends with a newline was not cut by a crash: refused, every time.
+    let mut damaged = std::fs::read_to_string(&journal).unwrap();
+    let line = damaged.lines().count() + 1;
+    damaged.push_str("{\"seq\":999,\"at\":\n  ");
+    std::fs::write(&journal, &damaged).unwrap();
+    for _ in 0..2 {
+        let (at, message) = refused_before_any_effect(data.path(), &journal, &HEALTHY);
+        assert_eq!(at, line, "{message}");
+        assert!(message.starts_with("not a journal record"), "{message}");
+    }
+}
+
+/// `flightdeck args…` killed after `limit`; `None` if it had to be.
+fn within(data: &Path, args: &[&str], limit: std::time::Duration) -> Option<Output> {
+    let child = Command::new(BIN)
+        .args(args)
+        .env("FLIGHTDECK_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let start = std::time::Instant::now();
+    while !waiter.is_finished() {
+        if start.elapsed() > limit {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let _ = waiter.join();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(waiter.join().unwrap())
+}
+
+#[test]
+fn a_journal_left_pending_is_refused_rather_than_waited_on_forever() {
+    // A header and one tick that leaves the rollout pending: no run writes
+    // that (each journals its start first), and a resume would wait for a
+    // start that never comes.
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let header = lines_of(&journal).remove(0);
+    let tick = r#"{"seq":1,"at":0,"wall":0,"event":{"event":"tick"},"phase":"pending","stage":0,"weight":0}"#;
+    std::fs::write(&journal, format!("{header}\n{tick}\n")).unwrap();
+    let out = within(data.path(), &HEALTHY, std::time::Duration::from_secs(60)).expect("no hang");
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    let expected = format!(
+        "{}:2: the first record is not the rollout's start (every run journals its start first)\n{}\n",
+        journal.display(),
+        way_out(&journal)
+    );
+    assert_eq!(said, expected);
+}
+
+#[test]
+fn a_second_demo_is_refused_before_it_deletes_the_running_demos_journals() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--headless", "--json", "--speed", "30"])
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut events = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = Running(child);
+    let started: Value = serde_json::from_str(&events.next().unwrap().unwrap()).unwrap();
+    assert_eq!(started["type"], "started");
+    let journals = || {
+        use std::os::unix::fs::MetadataExt;
+        let entries = std::fs::read_dir(data.path().join("journal")).unwrap().map(|e| e.unwrap().path());
+        let journals = entries.filter(|p| p.extension().is_some_and(|x| x == "jsonl"));
+        journals.map(|p| (std::fs::metadata(&p).unwrap().ino(), p)).collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = journals();
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    let second = flightdeck(data.path(), &["demo", "--headless", "--speed", "20000"]);
+    let said = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!(".jsonl: in use by flightdeck pid {} on host ", first.0.id())), "{said}");
+    assert_eq!(journals(), before, "the running demo's journals are where they were");
+    drop(first);
+    // Once it is gone, a demo starts over (its old journals deleted).
+    let third = flightdeck(data.path(), &["demo", "--headless", "--json", "--speed", "20000"]);
+    assert!(matches!(third.status.code(), Some(1 | 3)), "{}", text(&third.stderr));
+    assert!(!text(&third.stdout).contains(r#""resumed":true"#));
+}
+
+/// `flightdeck args…` with at most 1 GiB of address space, so a read
+/// without a bound fails fast instead of taking the machine's memory.
+fn in_1gib(data: &Path, config: &Path, args: &str) -> Output {
+    Command::new("bash")
+        .args(["-c", &format!("ulimit -v 1048576 && exec {BIN} {args}")])
+        .env("FLIGHTDECK_DATA_DIR", data)
+        .env("FLIGHTDECK_CONFIG_DIR", config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn files_that_are_not_regular_or_too_large_are_refused_naming_them() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    // A plan that is a link to /dev/zero.
+    let plan = data.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &plan).unwrap();
+    let out = in_1gib(data.path(), config.path(), &format!("check {}", plan.display()));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let expected = format!("{}: cannot read: not a regular file (a character device)\n", plan.display());
+    assert_eq!(text(&out.stderr), expected);
+
+    // A journal that is a link to /dev/zero, a FIFO, or larger than any run writes.
+    let journal = finished_run(data.path());
+    let sound = std::fs::read(&journal).unwrap();
+    let healthy = HEALTHY.join(" ");
+    std::fs::remove_file(&journal).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &journal).unwrap();
+    let out = in_1gib(data.path(), config.path(), &healthy);
+    let expected = format!("{}: not a regular file (a character device)\n{}\n", journal.display(), way_out(&journal));
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), expected));
+    std::fs::remove_file(&journal).unwrap();
+    let c = std::ffi::CString::new(journal.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = within(data.path(), &HEALTHY, std::time::Duration::from_secs(60)).expect("no wait for a writer");
+    let expected = format!("{}: not a regular file (a FIFO)\n{}\n", journal.display(), way_out(&journal));
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), expected));
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::write(&journal, &sound).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&journal).unwrap().set_len((64 << 20) + 1).unwrap();
+    let out = in_1gib(data.path(), config.path(), &healthy);
+    let expected = format!(
+        "{}: larger than 64 MiB, the most flightdeck reads from such a file\n{}\n",
+        journal.display(),
+        way_out(&journal)
+    );
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), expected));
+    std::fs::write(&journal, &sound).unwrap();
+
+    // A config that is there but cannot be read is refused, not taken for
+    // none (its production contexts would stop asking for confirmation).
+    let path = config.path().join("config.toml");
+    std::fs::create_dir(&path).unwrap();
+    let out = in_1gib(data.path(), config.path(), &healthy);
+    let expected = format!("{}:1:1: config: cannot read the file: not a regular file (a directory)\n", path.display());
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), expected));
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    let out = in_1gib(data.path(), config.path(), &healthy);
+    let expected =
+        format!("{}:1:1: config: cannot read the file: not a regular file (a character device)\n", path.display());
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), expected));
 }

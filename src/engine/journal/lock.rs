@@ -52,21 +52,6 @@ impl JournalLock {
     }
 }
 
-/// Removes the lock file at `path` unless a run holds it; true if it is gone.
-pub fn remove_if_free(path: &Path) -> Result<bool, JournalError> {
-    let file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-        Err(e) => return Err(io(path, e)),
-    };
-    match file.try_lock() {
-        // Removed while we hold it, so no run takes it in between.
-        Ok(()) => std::fs::remove_file(path).map(|_| true).map_err(|e| io(path, e)),
-        Err(TryLockError::WouldBlock) => Ok(false),
-        Err(TryLockError::Error(e)) => Err(io(path, e)),
-    }
-}
-
 /// "flightdeck pid 4242 on host web-1 since 2025-01-31 09:15:02 UTC".
 fn describe(note: &str) -> String {
     match serde_json::from_str::<Holder>(note.trim()) {

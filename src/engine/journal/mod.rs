@@ -21,6 +21,14 @@
 //! text and, on the simulator, the same scenario and seed (speed does not
 //! change what happens, only how fast). Anything else is refused with a
 //! message that names `--fresh`, never replayed as if it were the same run.
+//!
+//! Verified before it is acted on: a resume makes every check `journal
+//! verify` makes (see [`read`] for what is read and what a crash may have
+//! cut) and replays each record to the state it holds; the first problem
+//! refuses the run with `file:line` before any effect, never a replay that
+//! moves traffic somewhere no run took it.
+//!
+//! Nothing removes or truncates a journal without holding its lock.
 
 use super::report::{effect_output, step_outputs};
 use crate::backend::sim::SimRun;
@@ -47,8 +55,13 @@ const FORMAT: u32 = 2;
 /// Events of a resumed run kept for the cockpit's event log.
 const HISTORY_KEPT: usize = 500;
 
-/// What to do about a journal that cannot be resumed.
-pub const START_OVER: &str = "to start over, run again with --fresh (the old journal is kept aside)";
+/// What to do about a damaged journal at `path` (one that [`JournalError::way_out`] names).
+fn repair_or_start_over(path: &str) -> String {
+    format!(
+        "nothing was done. Check it with `flightdeck journal verify {path}` and repair or restore it, \
+         or run again with --fresh to start the rollout over from its first stage (the damaged journal is kept aside)"
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -62,6 +75,9 @@ pub enum JournalError {
     RunChanged { path: String, was: String, now: String },
     #[error("{path}: in use by {holder}; one run per plan: wait for it to finish or stop it")]
     InUse { path: String, holder: String },
+    /// Not a regular file, or larger than any journal a run writes.
+    #[error("{path}: {reason}")]
+    NotAJournal { path: String, reason: String },
 }
 
 impl JournalError {
@@ -69,6 +85,17 @@ impl JournalError {
     /// run, `--fresh`), not a failure of flightdeck. Nothing has run.
     pub fn is_refusal(&self) -> bool {
         !matches!(self, JournalError::Io { .. })
+    }
+
+    /// What the user can do about a journal that is damaged (its own
+    /// message says what to do about the other refusals).
+    pub fn way_out(&self) -> Option<String> {
+        match self {
+            JournalError::Corrupt { path, .. } | JournalError::NotAJournal { path, .. } => {
+                Some(repair_or_start_over(path))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -146,21 +173,23 @@ impl Journal {
         // Before anything is read or renamed: another run may be writing.
         let lock = JournalLock::take(&path.with_extension("lock"), &path)?;
         adopt_legacy(dir, id, &key, &path)?;
-        if path.exists() && !fresh {
+        // A dangling symlink is there too: refused by the replay, not replaced.
+        let there = fs::symlink_metadata(&path).is_ok();
+        if there && !fresh {
             if let Some(replayed) = replay(&path, id, plan, plan_file, plan_text, sim)? {
                 let file = OpenOptions::new().append(true).open(&path).map_err(|e| io(&path, e))?;
-                // Cut a partial last line, or the next record would be glued to it.
+                // Back to the end of the last whole record: a cut last line
+                // (and blanks after it) goes, or the next record would be glued to it.
                 file.set_len(replayed.valid_len).map_err(|e| io(&path, e))?;
                 let journal = Journal { path, file, seq: replayed.records, _lock: lock };
                 let history = replayed.history.into();
                 return Ok(Opened { journal, rollout: replayed.rollout, resumed_at: Some(replayed.last), history });
             }
         }
-        if path.exists() {
+        if there {
             let aside = path.with_extension(format!("{}.jsonl", crate::clock::wall_ms()));
             fs::rename(&path, &aside).map_err(|e| io(&path, e))?;
         }
-        let mut file = File::create(&path).map_err(|e| io(&path, e))?;
         let header = Header {
             journal: FORMAT,
             rollout: id.into(),
@@ -168,7 +197,7 @@ impl Journal {
             plan: plan_text.into(),
             sim: sim.cloned(),
         };
-        writeln!(file, "{}", serde_json::to_string(&header).expect("header serializes")).map_err(|e| io(&path, e))?;
+        let file = create_whole(&path, &header)?;
         let rollout = Rollout::new(id, plan.clone());
         Ok(Opened {
             journal: Journal { path, file, seq: 0, _lock: lock },
@@ -211,11 +240,50 @@ impl Journal {
     }
 }
 
-/// Deletes every journal of rollout `id` of the plan in `plan_file`: the
-/// current one, those `--fresh` set aside, and one from before journals
+/// A new journal holding only `header`, at `path`, never seen half
+/// written: the header goes to a temporary file beside it, is synced and
+/// renamed into place (then the directory is synced), so a crash leaves
+/// either no journal or a whole header. The file is left open for appends.
+fn create_whole(path: &Path, header: &Header) -> Result<File, JournalError> {
+    let partial = path.with_extension("partial");
+    let mut file = File::create(&partial).map_err(|e| io(&partial, e))?;
+    let line = serde_json::to_string(header).expect("header serializes") + "\n";
+    file.write_all(line.as_bytes()).and_then(|_| file.sync_all()).map_err(|e| io(&partial, e))?;
+    fs::rename(&partial, path).map_err(|e| io(path, e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))?;
+    }
+    Ok(file)
+}
+
+/// Deletes every journal of the `runs` (rollout id, plan file): for each,
+/// the current one, those `--fresh` set aside, and one from before journals
 /// were keyed by plan file when its header names this plan file. Journals
 /// of other plan files are left alone. Returns how many were deleted.
-pub fn remove_runs(dir: &Path, id: &str, plan_file: &str) -> Result<usize, JournalError> {
+///
+/// Every run's lock is taken first, and held while its files go: if a run
+/// is using any of them, nothing is deleted and the error names the holder.
+/// Lock files stay (removing one another process has open would let two
+/// runs each hold "the" lock).
+pub fn remove_runs(dir: &Path, runs: &[(&str, &str)]) -> Result<usize, JournalError> {
+    if fs::symlink_metadata(dir).is_err() {
+        return Ok(0);
+    }
+    let mut locks = Vec::with_capacity(runs.len());
+    for (id, plan_file) in runs {
+        let path = dir.join(file_name(id, &plan_key(plan_file)));
+        locks.push(JournalLock::take(&path.with_extension("lock"), &path)?);
+    }
+    let mut removed = 0;
+    for (id, plan_file) in runs {
+        removed += remove_run(dir, id, plan_file)?;
+    }
+    drop(locks);
+    Ok(removed)
+}
+
+/// [`remove_runs`] of one run whose lock the caller holds.
+fn remove_run(dir: &Path, id: &str, plan_file: &str) -> Result<usize, JournalError> {
     let Ok(entries) = fs::read_dir(dir) else { return Ok(0) };
     let current = file_name(id, &plan_key(plan_file));
     let keyed = current.trim_end_matches(".jsonl").to_string();
@@ -237,24 +305,21 @@ pub fn remove_runs(dir: &Path, id: &str, plan_file: &str) -> Result<usize, Journ
             let path = entry.path();
             fs::remove_file(&path).map_err(|e| io(&path, e))?;
             removed += 1;
-            // The run's lock file beside it, unless a run holds it now.
-            if stem == keyed || stem == legacy {
-                lock::remove_if_free(&path.with_extension("lock"))?;
-            }
         }
     }
     Ok(removed)
 }
 
-/// The journal's header was written for `plan_file` (only the first line is read).
+/// The journal's header was written for `plan_file` (a journal's bounded read).
 fn header_names(path: &Path, plan_file: &str) -> bool {
-    use std::io::BufRead;
-    let Ok(file) = File::open(path) else { return false };
-    let mut first = String::new();
-    if std::io::BufReader::new(file).read_line(&mut first).is_err() {
-        return false;
-    }
-    serde_json::from_str::<Header>(&first).is_ok_and(|h| plan_key(&h.plan_file) == plan_key(plan_file))
+    header_of(path).is_some_and(|h| plan_key(&h.plan_file) == plan_key(plan_file))
+}
+
+/// The header of the journal at `path`, if it is a readable journal (a
+/// regular file within the journal limit) with a header.
+fn header_of(path: &Path) -> Option<Header> {
+    let text = crate::files::read_text_within(path, read::JOURNAL_LIMIT).ok()?;
+    text.lines().next().and_then(|first| serde_json::from_str::<Header>(first).ok())
 }
 
 fn io(path: &Path, source: std::io::Error) -> JournalError {
@@ -284,12 +349,10 @@ fn file_stem(id: &str) -> String {
 /// than starting the rollout over; one of another plan file stays as it is.
 fn adopt_legacy(dir: &Path, id: &str, key: &str, path: &Path) -> Result<(), JournalError> {
     let legacy = dir.join(format!("{}.jsonl", file_stem(id)));
-    if path.exists() || !legacy.is_file() {
+    if fs::symlink_metadata(path).is_ok() || !legacy.is_file() {
         return Ok(());
     }
-    let text = fs::read_to_string(&legacy).map_err(|e| io(&legacy, e))?;
-    let header = text.lines().next().and_then(|first| serde_json::from_str::<Header>(first).ok());
-    if header.is_some_and(|h| plan_key(&h.plan_file) == key) {
+    if header_of(&legacy).is_some_and(|h| plan_key(&h.plan_file) == key) {
         fs::rename(&legacy, path).map_err(|e| io(&legacy, e))?;
     }
     Ok(())
@@ -307,7 +370,8 @@ struct Replayed {
     history: std::collections::VecDeque<Output>,
 }
 
-/// Rebuilds the rollout from its journal; `None` when it holds no event.
+/// Rebuilds the rollout from its journal, checking it as `journal verify`
+/// does first; `None` when it holds no event yet.
 fn replay(
     path: &Path,
     id: &str,
@@ -316,8 +380,12 @@ fn replay(
     plan_text: &str,
     sim: Option<&SimRun>,
 ) -> Result<Option<Replayed>, JournalError> {
-    let Some(parsed) = read::read(path)? else { return Ok(None) };
+    let parsed = read::read(path)?;
     let shown = path.display().to_string();
+    if parsed.header.rollout != id {
+        let message = format!("written for rollout {}, not {id}", parsed.header.rollout);
+        return Err(JournalError::Corrupt { path: shown, line: 1, message });
+    }
     if parsed.header.plan != plan_text {
         return Err(JournalError::PlanChanged { path: shown, plan_file: plan_file.into() });
     }
@@ -330,18 +398,48 @@ fn replay(
     }
     let Some((_, last)) = parsed.records.last() else { return Ok(None) };
     let (last, records) = (last.at, last.seq);
-    let mut rollout = Rollout::new(id, plan.clone());
     let mut history = std::collections::VecDeque::new();
-    for (_, record) in parsed.records {
+    let rollout =
+        replay_checked(&shown, Rollout::new(id, plan.clone()), parsed.records, |before, event, at, after| {
+            let (effects, next) = after;
+            let told = effect_output(id, event, at).into_iter();
+            history.extend(told.chain(step_outputs(before, event, effects, next, at).0));
+            while history.len() > HISTORY_KEPT {
+                history.pop_front();
+            }
+        })?;
+    Ok(Some(Replayed { rollout, last, records, valid_len: parsed.valid_len, history }))
+}
+
+/// Replays `records` from `rollout`, each through `core::step`, and checks
+/// that each reaches the state (phase, stage, weight) it records: the
+/// first that does not is refused with its line. `each` sees every step
+/// (the state before, the event, its time, the effects and the state after).
+fn replay_checked(
+    shown: &str,
+    mut rollout: Rollout,
+    records: Vec<(usize, Record)>,
+    mut each: impl FnMut(&Rollout, &Event, Timestamp, (&[flightdeck_core::rollout::Effect], &Rollout)),
+) -> Result<Rollout, JournalError> {
+    for (line, record) in records {
         let (next, effects) = step(&rollout, record.event.clone(), record.at);
-        let told = effect_output(id, &record.event, record.at).into_iter();
-        history.extend(told.chain(step_outputs(&rollout, &record.event, &effects, &next, record.at).0));
-        while history.len() > HISTORY_KEPT {
-            history.pop_front();
+        let replayed = (next.phase.label(), next.stage, next.canary_weight);
+        if replayed != (record.phase.as_str(), record.stage, record.weight) {
+            let message = format!(
+                "records {} at stage {} and {} %, but replaying reaches {} at stage {} and {} %",
+                record.phase,
+                record.stage.saturating_add(1),
+                record.weight,
+                replayed.0,
+                replayed.1.saturating_add(1),
+                replayed.2
+            );
+            return Err(JournalError::Corrupt { path: shown.to_owned(), line, message });
         }
+        each(&rollout, &record.event, record.at, (&effects, &next));
         rollout = next;
     }
-    Ok(Some(Replayed { rollout, last, records, valid_len: parsed.valid_len, history }))
+    Ok(rollout)
 }
 
 /// What `flightdeck journal verify` found in a sound journal.
@@ -359,28 +457,13 @@ pub struct Verified {
 pub fn verify(path: &Path) -> Result<Verified, JournalError> {
     let shown = path.display().to_string();
     let corrupt = |line: usize, message: String| JournalError::Corrupt { path: shown.clone(), line, message };
-    let parsed = read::read(path)?.ok_or_else(|| corrupt(1, "empty: no journal header".into()))?;
+    let parsed = read::read(path)?;
     let header = &parsed.header;
     let plan = Plan::parse(&header.plan_file, &header.plan)
         .map_err(|e| corrupt(1, format!("the plan in the header does not parse: {e}")))?;
-    let mut rollout = Rollout::new(header.rollout.clone(), plan);
+    let rollout = Rollout::new(header.rollout.clone(), plan);
     let records = parsed.records.len();
-    for (line, record) in parsed.records {
-        rollout = step(&rollout, record.event, record.at).0;
-        let replayed = (rollout.phase.label(), rollout.stage, rollout.canary_weight);
-        if replayed != (record.phase.as_str(), record.stage, record.weight) {
-            let message = format!(
-                "records {} at stage {} and {} %, but replaying reaches {} at stage {} and {} %",
-                record.phase,
-                record.stage.saturating_add(1),
-                record.weight,
-                replayed.0,
-                replayed.1.saturating_add(1),
-                replayed.2
-            );
-            return Err(corrupt(line, message));
-        }
-    }
+    let rollout = replay_checked(&shown, rollout, parsed.records, |_, _, _, _| {})?;
     Ok(Verified { rollout, records, cut: parsed.cut })
 }
 
@@ -395,7 +478,7 @@ pub fn audit(dir: &Path, id: &str, plan_file: &str) -> Result<Option<Vec<Output>
     }
     // Read without the lock: a running server may be appending (a cut
     // last line is left out).
-    let Some(parsed) = read::read(&path)? else { return Ok(Some(Vec::new())) };
+    let parsed = read::read(&path)?;
     let plan = Plan::parse(&parsed.header.plan_file, &parsed.header.plan).map_err(|e| JournalError::Corrupt {
         path: path.display().to_string(),
         line: 1,

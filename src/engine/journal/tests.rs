@@ -240,3 +240,102 @@ fn verify_replays_and_names_a_record_that_does_not_follow() {
     let err = verify(&path).expect_err("refused").to_string();
     assert_eq!(err, format!("{}:2: not a journal record (column 10: missing field `at`)", path.display()));
 }
+
+#[test]
+fn a_record_whose_state_does_not_follow_is_refused_on_resume_as_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = three_records(dir.path());
+    let wrong = lines[3].replace("\"weight\":1", "\"weight\":100");
+    assert_ne!(wrong, lines[3]);
+    fs::write(&path, format!("{}\n{}\n{}\n{wrong}\n", lines[0], lines[1], lines[2])).unwrap();
+    let resumed = reopen(dir.path()).err().expect("refused").to_string();
+    let verified = verify(&path).expect_err("refused").to_string();
+    assert_eq!(resumed, verified);
+    let expected = "records progressing at stage 1 and 100 %, but replaying reaches progressing at stage 1 and 1 %";
+    assert_eq!(resumed, format!("{}:4: {expected}", path.display()));
+}
+
+#[test]
+fn a_journal_that_does_not_begin_with_the_start_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = three_records(dir.path());
+    // A tick that keeps the rollout pending, numbered as the first record.
+    let tick = lines[2].replace("\"seq\":2", "\"seq\":1").replace("\"phase\":\"progressing\"", "\"phase\":\"pending\"");
+    let tick = tick.replace("\"weight\":1", "\"weight\":0");
+    fs::write(&path, format!("{}\n{tick}\n", lines[0])).unwrap();
+    let err = reopen(dir.path()).err().expect("refused").to_string();
+    let expected = "2: the first record is not the rollout's start (every run journals its start first)";
+    assert_eq!(err, format!("{}:{expected}", path.display()));
+    assert_eq!(verify(&path).expect_err("refused").to_string(), err);
+}
+
+#[test]
+fn an_empty_journal_or_a_cut_header_is_refused_not_started_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = three_records(dir.path());
+    for (text, expected) in [
+        (String::new(), "1: empty: no journal header".to_owned()),
+        ("\n \n".to_owned(), "1: empty: no journal header".to_owned()),
+        (lines[0][..20].to_owned(), "1: the journal header is cut short".to_owned()),
+    ] {
+        fs::write(&path, &text).unwrap();
+        let err = reopen(dir.path()).err().expect("refused");
+        assert!(err.to_string().starts_with(&format!("{}:{expected}", path.display())), "{err}");
+        assert!(err.way_out().unwrap().contains("--fresh"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), text, "left as it was");
+    }
+    // A header and nothing else: a run that journaled nothing yet starts.
+    fs::write(&path, format!("{}\n", lines[0])).unwrap();
+    assert_eq!(reopen(dir.path()).unwrap().resumed_at, None);
+}
+
+#[test]
+fn a_new_journal_is_its_whole_header_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = reopen(dir.path()).unwrap();
+    let path = opened.journal.path().to_path_buf();
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+    assert!(!path.with_extension("partial").exists());
+}
+
+#[test]
+fn what_follows_the_last_newline_is_dropped_and_cut_off_before_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = three_records(dir.path());
+    // The last record whole but for its newline, then blanks after a cut.
+    for tail in [lines[3].clone(), format!("{}  \t", &lines[3][..9])] {
+        let sound = format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2]);
+        fs::write(&path, format!("{sound}{tail}")).unwrap();
+        let checked = verify(&path).unwrap();
+        assert_eq!((checked.records, checked.cut), (2, Some(4)));
+        let again = reopen(dir.path()).unwrap();
+        assert_eq!(again.resumed_at, Some(Timestamp(1_000)));
+        let mut j = again.journal;
+        drive(&mut j, again.rollout, vec![(3_000, Event::Tick)]);
+        drop(j);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(&sound), "{text}");
+        let appended = text[sound.len()..].strip_suffix('\n').expect("one whole line");
+        assert_eq!(parse_record(appended).unwrap().seq, 3, "{text}");
+        assert_eq!(verify(&path).unwrap().records, 3);
+    }
+    // Trailing blank lines go too: the file ends with its last whole record.
+    fs::write(&path, format!("{}\n{}\n\n  \n", lines[0], lines[1])).unwrap();
+    drop(reopen(dir.path()).unwrap());
+    assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n{}\n", lines[0], lines[1]));
+}
+
+#[test]
+fn removing_a_run_takes_its_lock_first_and_removes_nothing_while_it_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = three_records(dir.path());
+    let other = Journal::open(dir.path(), "other", &plan(), "o.toml", PLAN, None, false).unwrap();
+    let runs = [("checkout", "p.toml"), ("other", "o.toml")];
+    let err = remove_runs(dir.path(), &runs).expect_err("in use");
+    assert!(matches!(err, JournalError::InUse { .. }), "{err}");
+    assert!(path.exists() && other.journal.path().exists(), "nothing removed");
+    drop(other);
+    assert_eq!(remove_runs(dir.path(), &runs).unwrap(), 2);
+    assert!(!path.exists());
+}
