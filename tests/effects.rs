@@ -40,7 +40,11 @@ struct Scripted {
 
 impl Scripted {
     fn new() -> Arc<Scripted> {
-        Arc::new(Scripted { weights: Mutex::new(Weights::Work), weight: Mutex::new(0), applied: Mutex::new(Vec::new()) })
+        Arc::new(Scripted {
+            weights: Mutex::new(Weights::Work),
+            weight: Mutex::new(0),
+            applied: Mutex::new(Vec::new()),
+        })
     }
 
     fn set(&self, weights: Weights) {

@@ -84,16 +84,159 @@ fn slow_canary_is_rolled_back_on_latency() {
 }
 
 #[test]
-fn flaky_metrics_are_inconclusive_and_a_run_of_gaps_pauses_for_a_human() {
+fn flaky_metrics_pause_for_a_human_and_nobody_coming_takes_the_canary_traffic_away() {
     let (code, ev, stderr) = run_scenario("flaky-metrics", "3000");
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 3, "{stderr}");
     let gaps: Vec<&Value> =
         ev.iter().filter(|e| e["type"] == "verdict" && e["checks"].as_array().unwrap().is_empty()).collect();
     assert!(gaps.len() >= 3);
     assert!(gaps.iter().all(|g| g["verdict"] == "inconclusive"), "a window without metrics must never pass");
+    let paused = position(&ev, |e| e["type"] == "transition" && e["to"] == "paused").unwrap();
+    assert!(ev[paused]["reason"].as_str().unwrap().contains("metrics missing for 3 windows"));
+    // The run goes on analysing the paused canary, says what happens if nobody comes, then does it.
+    let warned = position(&ev, |e| {
+        e["type"] == "notice" && e["message"].as_str().unwrap().contains("if nobody acts within 15m, it aborts")
+    })
+    .expect("the unattended policy announced");
+    let analysed = position(&ev, |e| e["type"] == "verdict" && e["stage"] == ev[paused]["stage"]).unwrap();
+    assert!(paused < warned, "{paused} {warned}");
+    assert!(ev[paused..].iter().any(|e| e["type"] == "verdict"), "no window analysed while paused ({analysed})");
+    let aborted = position(&ev, |e| e["type"] == "transition" && e["to"] == "aborted").expect("an abort");
+    let reason = ev[aborted]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("nobody acted within 15m while paused (metrics missing"), "{reason}");
+    let zero = position(&ev, |e| e["type"] == "effect" && e["effect"] == "set-weight" && e["canary"] == 0).unwrap();
+    assert!(aborted < zero && ev[zero]["ok"] == true);
+    // 15 simulated minutes after the pause, not earlier.
+    assert!(ev[aborted]["at"].as_u64().unwrap() >= ev[paused]["at"].as_u64().unwrap() + 15 * 60_000);
+    assert!(stderr.contains("aborted — nobody acted within 15m"), "{stderr}");
+    assert!(stderr.contains("traffic: all on stable v1.4.2: canary weight 0 % (read back 0 %)"), "{stderr}");
+}
+
+#[test]
+fn with_unattended_hold_a_paused_run_exits_1_and_says_the_canary_is_left_undriven() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["run", CANARY, "--headless", "--json", "--speed", "3000", "--scenario", "flaky-metrics"];
+    let out = flightdeck(data.path(), &[&args[..], &["--unattended", "hold", "--unattended-wait", "5m"]].concat());
+    let (ev, stderr) = (events(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     let paused = ev.iter().find(|e| e["type"] == "transition" && e["to"] == "paused").unwrap();
-    assert!(paused["reason"].as_str().unwrap().contains("metrics missing for 3 windows"));
-    assert!(stderr.contains("needs a human"), "{stderr}");
+    let weight = paused["weight"].as_u64().unwrap();
+    assert!(weight > 0);
+    let left = ev.iter().find(|e| e["type"] == "notice" && e["message"].as_str().unwrap().starts_with("nobody acted"));
+    let left = left.expect("the run says it stops driving")["message"].as_str().unwrap();
+    assert!(
+        left.contains(&format!("the canary keeps {weight} % of traffic with no analysis and no rollback")),
+        "{left}"
+    );
+    assert!(stderr.contains("— needs a human: metrics missing for 3 windows"), "{stderr}");
+    let said = format!("traffic: canary v1.5.0 LEFT AT {weight} % (read back {weight} %) with nothing driving it");
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(!ev.iter().any(|e| e["type"] == "transition" && e["to"] == "aborted"));
+}
+
+/// The lab's story on the simulator: a canary with 12 % errors (against a
+/// margin of 8 points, so the evidence takes a while) pauses with no
+/// decision after its bake; the paused canary is still analysed, and the
+/// failing window that comes rolls it back. Before, the run ended at the
+/// pause with the bad canary at 10 %.
+#[test]
+fn a_bad_canary_paused_in_a_headless_run_is_still_rolled_back_by_a_later_failing_window() {
+    let data = tempfile::tempdir().unwrap();
+    let plan = data.path().join("slow-bad.toml");
+    std::fs::write(
+        &plan,
+        "[rollout]\nname = \"orders\"\nstable = \"v1\"\ncanary = \"v2\"\n\n\
+         [target]\nbackend = \"sim\"\ngroup = \"sim-lab\"\nscenario = \"bad-canary\"\n\n\
+         [strategy]\nkind = \"canary\"\nstages = [{ weight = 10, bake = \"1m\" }, { weight = 100, bake = \"0s\" }]\n\n\
+         [analysis]\ninterval = \"1m\"\nmax_error_increase_pp = 8.0\nmax_error_rate_pct = 60.0\ninconclusive_limit = 1\n",
+    )
+    .unwrap();
+    let out = flightdeck(data.path(), &["run", plan.to_str().unwrap(), "--headless", "--json", "--speed", "3000"]);
+    let (ev, stderr) = (events(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let paused = position(&ev, |e| e["type"] == "transition" && e["to"] == "paused").expect("a pause first");
+    assert!(ev[paused]["reason"].as_str().unwrap().starts_with("no decision 1 windows after the bake"));
+    assert_eq!(ev[paused]["weight"], 10);
+    let fail = position(&ev, |e| e["type"] == "verdict" && e["verdict"] == "fail").expect("a failing verdict");
+    let rolled = position(&ev, |e| e["type"] == "transition" && e["to"] == "rolled back").expect("a rollback");
+    assert!(paused < fail && fail < rolled, "pause {paused}, fail {fail}, rollback {rolled}");
+    assert_eq!(ev[rolled]["from"], "paused");
+    assert!(ev[rolled]["reason"].as_str().unwrap().starts_with("analysis failed"));
+    let zero = position(&ev, |e| e["type"] == "effect" && e["effect"] == "set-weight" && e["canary"] == 0).unwrap();
+    assert!(rolled < zero && ev[zero]["ok"] == true);
+    assert!(
+        stderr.contains("traffic: all on stable v1: canary weight 0 % (read back 0 %); canary scaled down"),
+        "{stderr}"
+    );
+}
+
+/// A paused headless run serves a socket: a captain attaches and acts on
+/// it, and the run ends as the captain decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captain_attaches_to_a_paused_headless_run_and_acts_on_it() {
+    let data = tempfile::tempdir().unwrap();
+    let socket = data.path().join("run.sock");
+    let mut child = Command::new(BIN)
+        .args(["run", CANARY, "--headless", "--json", "--speed", "300", "--scenario", "flaky-metrics"])
+        .args(["--unattended-wait", "10h", "--socket", socket.to_str().unwrap()])
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let line = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) if line.contains("waits for a human") => break line,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no pause within 60 s ({e})");
+            }
+        }
+    };
+    assert!(line.contains(&format!("flightdeck attach --socket {}", socket.display())), "{line}");
+    let (link, welcome) = flightdeck::share::client::attach(&socket, "alice").await.unwrap();
+    assert_eq!(welcome.role, flightdeck::protocol::Role::Captain);
+    // Viewers hear of changes every snapshot interval: the pause shows within one.
+    let mut snapshots = link.snapshots.clone();
+    let r = loop {
+        let r = snapshots.borrow_and_update().rollouts[0].clone();
+        if r.phase.label() == "paused" {
+            break r;
+        }
+        let changed = tokio::time::timeout(std::time::Duration::from_secs(5), snapshots.changed()).await;
+        assert!(matches!(changed, Ok(Ok(()))), "the attached cockpit never saw the pause: {:?}", r.phase);
+    };
+    let request = flightdeck::protocol::CommandRequest {
+        rollout: r.id.clone(),
+        actor: flightdeck_core::Actor::new("alice"),
+        command: flightdeck_core::Command::Rollback { reason: Some("metrics blind; not worth the risk".into()) },
+        expected_stage: r.stage,
+        expected_revision: r.canary_revision.clone(),
+    };
+    assert_eq!(link.commands.submit(request).await, flightdeck::protocol::Reply::Ack);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run did not end after the rollback");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(3));
+    let said: Vec<String> = rx.try_iter().collect();
+    assert!(said.iter().any(|l| l.contains("rolled back — metrics blind; not worth the risk")), "{said:?}");
+    assert!(!socket.exists(), "the socket is removed when the run ends");
 }
 
 #[test]
