@@ -504,3 +504,41 @@ async fn a_canary_drained_by_an_earlier_rollback_is_readied_before_it_gets_traff
     assert!(canary >= 10, "the readied canary serves its 10 %: {seen:?}");
     engine.shutdown().await;
 }
+
+/// The lab's report: a canary with 5 % errors that paused in a headless run
+/// (here: HAProxy's weight changed by hand, so the rollout pauses on drift)
+/// was left at its weight with nobody analysing it. A paused rollout an
+/// unattended engine drives is still analysed: the failing windows that
+/// follow roll it back, and HAProxy's canary weight goes to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_canary_paused_in_an_unattended_run_is_still_rolled_back_through_haproxy() {
+    let stack = Stack::start().await;
+    let engine = stack.engine();
+    let mut snapshots = engine.subscribe();
+    wait_for_phase(&mut snapshots, Duration::from_secs(10), "stage 1", |p| matches!(p, Phase::Progressing { .. }))
+        .await;
+    let probe = stack.lb.haproxy("v1", "v2");
+    eventually(Duration::from_secs(5), "weight 10 on v2", async || canary_weight(&probe).await == Some(10)).await;
+
+    // Someone changes the split by hand: the rollout pauses, waiting for a human.
+    probe.apply(&Effect::SetWeight { canary: 20 }).await.unwrap();
+    let paused =
+        wait_for_phase(&mut snapshots, Duration::from_secs(10), "a pause", |p| matches!(p, Phase::Paused { .. })).await;
+    let Phase::Paused { by, reason, .. } = &paused.phase else { unreachable!() };
+    println!("paused by {by}: {reason}");
+    assert!(reason.starts_with("drift"), "{reason}");
+
+    stack.v2.set_error_rate(0.05);
+    let done = wait_for_phase(&mut snapshots, Duration::from_secs(60), "a rollback", |p| p.is_finished()).await;
+    match &done.phase {
+        Phase::RolledBack { by, reason, .. } => {
+            println!("rolled back by {by}: {reason}");
+            assert_eq!(*by, Actor::analysis());
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    eventually(Duration::from_secs(5), "weight 0 on v2", async || canary_weight(&probe).await == Some(0)).await;
+    let seen = send_requests(stack.lb.frontend, 50).await;
+    assert_eq!(seen.get("v2"), None, "{seen:?}");
+    engine.shutdown().await;
+}
