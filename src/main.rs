@@ -10,6 +10,7 @@ use flightdeck::headless::{self, EXIT_BAD_INPUT};
 use flightdeck::protocol::{Output, Role};
 use flightdeck::share::roles::Roles;
 use flightdeck::signals::Signals;
+use flightdeck::ui::app::Driver;
 use flightdeck::ui::CockpitSettings;
 use flightdeck_core::time::Timestamp;
 use std::io::IsTerminal;
@@ -23,12 +24,13 @@ fn main() -> ExitCode {
     // Colours only for a person reading a terminal, never into a pipe or file.
     let theme = if std::io::stderr().is_terminal() { Theme::dark() } else { Theme::new() };
     let _ = color_eyre::config::HookBuilder::default().theme(theme).install();
+    output_failures_exit();
     let cli = Cli::parse();
     let _log_guard = flightdeck::logging::init();
     match run(cli) {
         Ok(code) => code,
         Err(Failure::BadInput(bad)) => {
-            eprintln!("{bad}");
+            tell(format_args!("{bad}"));
             ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(Failure::Other(report)) => {
@@ -36,13 +38,36 @@ fn main() -> ExitCode {
             // developer asks for one at a terminal.
             let trace = std::env::var_os("RUST_BACKTRACE").is_some() && std::io::stderr().is_terminal();
             if trace {
-                eprintln!("Error: {report:?}");
+                tell(format_args!("Error: {report:?}"));
             } else {
-                eprintln!("Error: {report:#}");
+                tell(format_args!("Error: {report:#}"));
             }
             ExitCode::from(headless::EXIT_OTHER)
         }
     }
+}
+
+/// A line on stderr, if it can be written: the exit code says the rest.
+fn tell(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Output that cannot be written (stdout or stderr on a full disk, a
+/// closed pipe) is an error, exit 1, not a crash: `println!` and
+/// `eprintln!` panic then, and a panic report that cannot be written
+/// either would abort (134). Every other panic goes on to the report hook.
+fn output_failures_exit() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to std") {
+            // Journals hold every record already; the OS releases their locks.
+            tell(format_args!("flightdeck: {message}"));
+            std::process::exit(headless::EXIT_OTHER.into());
+        }
+        report(info);
+    }));
 }
 
 /// Bad input is kept apart from other errors: it is the user's to fix, gets
@@ -91,7 +116,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             go(setups, &run, 1.0, false)
         }
         Some(Cmd::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "flightdeck", &mut std::io::stdout());
+            // Written whole, so a failed write is an error rather than clap_complete's panic.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "flightdeck", &mut script);
+            let mut out = std::io::stdout().lock();
+            std::io::Write::write_all(&mut out, &script).and_then(|_| std::io::Write::flush(&mut out))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Check { plans }) => {
@@ -129,7 +158,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let shown = file.display();
             let sound = journal::verify(&file).map_err(|e| BadInput(e.to_string()))?;
             if let Some(line) = sound.cut {
-                eprintln!("{shown}:{line}: note: the last line was cut short by a crash mid-write; a resume drops it");
+                let note = "note: the last line was cut short by a crash mid-write; a resume drops it";
+                tell(format_args!("{shown}:{line}: {note}"));
             }
             let r = &sound.rollout;
             let (phase, stage, stages) = (r.phase.label(), r.stage.saturating_add(1), r.stages().len());
@@ -157,7 +187,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let roles = Roles { captains: share.captains, viewers: share.viewers };
             let serving = flightdeck::share::serve(setups, options, &socket, roles, listeners);
             let signo = runtime.block_on(serving).map_err(refusal)?;
-            eprintln!("stopped by {}; serve the same plans again to resume from the journal", Signals::name(signo));
+            tell(format_args!(
+                "stopped by {}; serve the same plans again to resume from the journal",
+                Signals::name(signo)
+            ));
             Ok(ExitCode::from(Signals::exit_code(signo)))
         }
         Some(Cmd::Attach { socket, name, theme, keymap }) => attach(socket, name, theme, keymap),
@@ -224,12 +257,17 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
         keymap: run.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
         actor: config.actor(),
         mouse: config.mouse.unwrap_or(true),
+        // A fresh run (the demo) starts over next time; otherwise the journals resume it.
+        driver: Driver::Here { resumes: !fresh },
     };
     let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
     let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
     match runtime.block_on(cockpit(setups, options, look, &settings)).map_err(journal_refusal)? {
         Some(signo) => {
-            eprintln!("stopped by {}; run the same command again to resume from the journal", Signals::name(signo));
+            tell(format_args!(
+                "stopped by {}; run the same command again to resume from the journal",
+                Signals::name(signo)
+            ));
             Ok(ExitCode::from(Signals::exit_code(signo)))
         }
         None => Ok(ExitCode::SUCCESS),
@@ -265,6 +303,7 @@ fn attach(
         keymap: keymap.or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
         actor: name.unwrap_or_else(|| config.actor()),
         mouse: config.mouse.unwrap_or(true),
+        driver: Driver::Server,
     };
     let runtime = runtime()?;
     let signal = runtime.block_on(async {

@@ -78,9 +78,9 @@ async fn each_key_sends_its_exact_command() {
     assert_eq!(stage, 1);
     let sent = c.keys("b").await;
     assert_eq!((sent[0].command.clone(), sent[0].expected_stage), (Command::StepBack, 1));
-    // Sent as typed; the core refuses what does not apply, and the cockpit says so.
+    // What the core would refuse is not sent; the status line says why.
     c.select("staging/user-profile");
-    assert_eq!(c.keys("y").await[0].command, Command::Approve);
+    assert!(c.keys("y").await.is_empty());
     assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("nothing is waiting for approval")));
     // What asks for a "yes" first is checked with the core before asking:
     // no dialog for what it would refuse, the reason in the status line.
@@ -90,23 +90,35 @@ async fn each_key_sends_its_exact_command() {
         assert!(c.app.modal.is_none(), "{key}: no dialog for what cannot apply");
     }
     let toast = c.app.toast.clone().unwrap();
-    assert!(toast.error && toast.text.contains("retry checkout-api: not possible while paused"), "{toast:?}");
-    // Dangerous ones open a modal first and send only on confirmation.
-    for (key, command) in
-        [('N', Command::PromoteFull), ('a', Command::Abort { reason: None }), ('R', Command::Rollback { reason: None })]
-    {
+    assert!(toast.error && toast.text.contains("retry checkout-api: retry is not possible while paused"), "{toast:?}");
+    // Dangerous ones open a modal first and send only on confirmation; the
+    // same key pressed again never confirms; production promote-full asks
+    // for the rollout's name.
+    for (key, command, answer) in [
+        ('N', Command::PromoteFull, "checkout-api\n"),
+        ('a', Command::Abort { reason: None }, "\n"),
+        ('R', Command::Rollback { reason: None }, "\n"),
+    ] {
         let mut c = Cockpit::demo(3, "default").await;
         c.select(CHECKOUT);
-        assert!(c.keys(&key.to_string()).await.is_empty(), "{key} must ask first");
+        let twice = format!("{key}{key}");
+        assert!(c.keys(&twice).await.is_empty(), "{key} twice must only ask");
         assert!(matches!(c.app.modal, Some(Modal::Confirm { .. })), "{key} opens a modal");
         assert!(c.keys("\x1b").await.is_empty(), "Esc cancels");
         assert!(c.app.modal.is_none());
         c.keys(&key.to_string()).await;
-        let sent = c.keys("y").await;
+        let sent = c.keys(answer).await;
         assert_eq!(sent.len(), 1, "{key} sends once confirmed");
         assert_eq!(sent[0].command, command);
         assert_eq!(sent[0].rollout, CHECKOUT);
     }
+    // A production promote-full is not confirmed by Enter alone, nor by a wrong name.
+    let mut c = Cockpit::demo(3, "default").await;
+    c.select(CHECKOUT);
+    assert!(c.keys("N\n").await.is_empty());
+    assert!(c.keys("checkout\n").await.is_empty());
+    assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("type checkout-api to confirm")));
+    assert!(matches!(c.app.modal, Some(Modal::Confirm { .. })), "still asking");
 }
 
 #[tokio::test(start_paused = true)]
@@ -122,16 +134,32 @@ async fn confirmation_modal_says_exactly_what_changes() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn freeze_override_needs_a_typed_reason() {
+async fn freeze_override_needs_a_freeze_a_typed_reason_and_in_production_the_name() {
+    // No freeze, nothing to override: no dialog, no journaled override.
     let mut c = Cockpit::demo(3, "default").await;
+    c.select(CHECKOUT);
+    assert!(c.keys("F").await.is_empty());
+    assert!(c.app.modal.is_none(), "F opened a dialog on a rollout with no freeze");
+    assert!(c.app.toast.as_ref().is_some_and(|t| t.error && t.text.contains("not frozen")), "{:?}", c.app.toast);
+
+    let mut c = Cockpit::of(frozen_checkout().await, 14, "default").await;
     c.select(CHECKOUT);
     c.keys("F").await;
     assert!(matches!(c.app.modal, Some(Modal::Reason { .. })));
     assert!(c.keys("\n").await.is_empty(), "an empty reason is not accepted");
     c.keys("hotfix\n").await;
-    assert!(matches!(c.app.modal, Some(Modal::Confirm { .. })));
-    let sent = c.keys("y").await;
+    assert!(matches!(c.app.modal, Some(Modal::Confirm { typed: Some(_), .. })), "production: type the name");
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("Type checkout-api to confirm"), "{screen}");
+    assert!(screen.contains("recorded reason: “hotfix”"), "{screen}");
+    assert!(c.keys("\n").await.is_empty(), "Enter alone does not confirm");
+    let sent = c.keys("checkout-api\n").await;
     assert_eq!(sent[0].command, Command::OverrideFreeze { reason: "hotfix".into() });
+}
+
+/// checkout-api with 10 % of its error budget left: frozen at its first gate.
+async fn frozen_checkout() -> Vec<RolloutSetup> {
+    fleet_of(&["checkout-api"], None, |t| t.replace("rps = 900", "rps = 900\nbudget_left_pct = 10")).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -156,7 +184,7 @@ async fn a_stale_command_is_refused_and_says_why() {
     let seen = c.rollout(CHECKOUT).stage;
     c.advance(14).await;
     assert!(c.rollout(CHECKOUT).stage > seen);
-    let sent = c.keys("y").await;
+    let sent = c.keys("checkout-api\n").await;
     assert_eq!(sent[0].expected_stage, seen);
     assert_eq!(sent[0].expected_revision, c.rollout(CHECKOUT).canary_revision, "commands name the revision seen");
     let toast = c.app.toast.clone().unwrap();
@@ -281,8 +309,11 @@ async fn no_keymap_can_trap_the_captain() {
     assert!(!c.app.help, "Esc closes help");
     c.app.on_key(&press(KeyCode::Char('q')));
     assert!(!c.app.quit);
+    // Ctrl-C asks what q asks while rollouts are mid-way; a second one quits.
     c.app.on_key(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
-    assert!(c.app.quit, "Ctrl-C quits");
+    assert!(matches!(c.app.modal, Some(Modal::Quit { .. })) && !c.app.quit, "Ctrl-C asks first");
+    c.app.on_key(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(c.app.quit, "Ctrl-C twice quits");
 }
 
 /// A fleet of demo plans with their text edited (`edit`), on the simulator.
@@ -407,7 +438,7 @@ async fn palette_q_quits_and_esc_clears_the_filter_and_the_status_line_clears_it
     let screen = c.screen(80, 24);
     assert!(screen.contains("Quit flightdeck?") && screen.contains("mid-way"), "{screen}");
     insta::assert_snapshot!("quit_asks_once_80x24", screen);
-    c.keys("y").await;
+    c.keys("\n").await;
     assert!(c.app.quit);
     let summary = c.app.quit_summary();
     assert_eq!(summary.len(), 7, "what held means, then one line per rollout: {summary:?}");
@@ -430,7 +461,7 @@ async fn abort_confirmed_after_the_stage_moved_still_takes_the_canary_to_zero() 
     assert!(screen.contains("It moved since this opened"), "{screen}");
     assert_footer_has_help_and_quit(&screen);
     insta::assert_snapshot!("confirm_abort_moved_80x24", screen);
-    let sent = c.keys("y").await;
+    let sent = c.keys("\n").await;
     assert_eq!(sent.len(), 1);
     let r = c.rollout(CHECKOUT);
     assert!(matches!(r.phase, Phase::Aborted { .. }), "{:?}", r.phase);
@@ -457,22 +488,25 @@ async fn a_production_gate_and_a_retry_after_an_abort_ask_to_confirm() {
     let mut c = Cockpit::demo(12, "default").await;
     c.select("prod-ap-1/notifications");
     assert!(matches!(c.rollout("prod-ap-1/notifications").phase, Phase::AwaitingApproval { .. }));
-    assert!(c.keys("y").await.is_empty(), "approving a production gate asks first");
+    assert!(c.keys("yy").await.is_empty(), "approving a production gate asks first; y again does not confirm");
     let screen = c.screen(120, 40);
     assert!(screen.contains("Approve notifications into stage 2/3?"), "{screen}");
-    assert!(screen.contains("canary weight 5 % → 25 % on sim prod-ap-1 (production)"), "{screen}");
-    let sent = c.keys("y").await;
+    assert!(screen.contains("canary weight 5 % → 25 % on sim prod-ap-1"), "{screen}");
+    assert!(screen.contains("PRODUCTION"), "{screen}");
+    assert!(matches!(c.rollout("prod-ap-1/notifications").phase, Phase::AwaitingApproval { .. }));
+    let sent = c.keys("\n").await;
     assert_eq!(sent[0].command, Command::Approve);
     assert!(matches!(c.rollout("prod-ap-1/notifications").phase, Phase::Progressing { .. }));
 
     c.select(CHECKOUT);
-    c.keys("ay").await;
+    c.keys("a\n").await;
     assert!(matches!(c.rollout(CHECKOUT).phase, Phase::Aborted { .. }));
     assert!(c.keys("t").await.is_empty(), "retry after an abort asks first");
     let screen = c.screen(80, 24);
     assert!(screen.contains("Retry checkout-api from the first stage?"), "{screen}");
     insta::assert_snapshot!("confirm_retry_80x24", screen);
-    assert_eq!(c.keys("y").await[0].command, Command::Retry);
+    assert!(c.keys("t").await.is_empty(), "t again does not confirm");
+    assert_eq!(c.keys("\n").await[0].command, Command::Retry);
     assert!(matches!(c.rollout(CHECKOUT).phase, Phase::Progressing { .. }));
 }
 
@@ -526,10 +560,10 @@ async fn a_budget_freeze_says_so_with_its_numbers_and_the_eta_waits_for_approval
 #[tokio::test(start_paused = true)]
 async fn an_override_reason_is_in_the_events_and_the_journal_and_history_survives_a_restart() {
     let data = tempfile::tempdir().unwrap();
-    let fleet = fleet_of(&["checkout-api"], None, str::to_string).await;
-    let mut c = Cockpit::journaled(fleet, Some(data.path()), 3, "default").await;
+    let fleet = frozen_checkout().await;
+    let mut c = Cockpit::journaled(fleet, Some(data.path()), 14, "default").await;
     c.select(CHECKOUT);
-    c.keys("Fhotfix for INC-42\ny").await;
+    c.keys("Fhotfix for INC-42\ncheckout-api\n").await;
     let screen = c.screen(120, 40);
     assert!(screen.contains("alice override-freeze: “hotfix for INC-42”"), "{screen}");
     c.engine.shutdown().await;
@@ -542,7 +576,7 @@ async fn an_override_reason_is_in_the_events_and_the_journal_and_history_survive
     assert!(std::fs::read_to_string(&journal).unwrap().contains("hotfix for INC-42"));
 
     // A new cockpit on the same journals: the log starts with what happened.
-    let fleet = fleet_of(&["checkout-api"], None, str::to_string).await;
+    let fleet = frozen_checkout().await;
     let mut c = Cockpit::journaled(fleet, Some(data.path()), 1, "default").await;
     c.select(CHECKOUT);
     let screen = c.screen(120, 40);

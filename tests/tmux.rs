@@ -108,7 +108,7 @@ fn demo_in_a_real_terminal_pauses_promotes_aborts_and_catches_the_bad_canary() {
 
     t.keys(&["a"]);
     t.wait_for(&["Abort checkout-api?", "→ 0 % on sim prod-eu-1"], Duration::from_secs(3));
-    t.keys(&["y"]);
+    t.keys(&["Enter"]);
     t.wait_for(&["aborted by tester"], Duration::from_secs(3));
 
     // The bad canary goes bad at 10 % (after its 10 minute first stage) and
@@ -165,10 +165,10 @@ fn ends_with_the_terminal_as_it_was(end: &str, code: i32) {
         assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal");
         match end {
             "q" => {
-                // Rollouts are moving in the demo: `q` asks first; `y` answers.
+                // Rollouts are moving in the demo: `q` asks first; Enter answers.
                 t.keys(&["q"]);
                 t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
-                t.keys(&["y"]);
+                t.keys(&["Enter"]);
             }
             signal => {
                 let pid = cockpit_pid(&t);
@@ -270,14 +270,14 @@ fn quitting_mid_rollout_asks_once_and_prints_where_each_rollout_was_left() {
     let t = Tmux::sized(&cmd, 120, 40);
     t.wait_for(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
     t.keys(&["q"]);
-    t.wait_for(&["Quit flightdeck?", "rollouts are mid-way", "y quit"], Duration::from_secs(3));
-    t.keys(&["y"]);
+    t.wait_for(&["Quit flightdeck?", "rollouts are mid-way", "<Enter> quit"], Duration::from_secs(3));
+    t.keys(&["Enter"]);
     let screen_after = {
         t.wait_for(&["flightdeck exited 0"], Duration::from_secs(5));
         t.screen()
     };
     for line in [
-        "flightdeck stopped; held rollouts keep their traffic where it is",
+        "flightdeck stopped; the demo's rollouts ended where they were",
         "prod-eu-1/checkout-api: progressing · stage 1/4 · canary v2.3.0 1 % · held",
         "staging/user-profile: progressing · stage 1/3 · canary v1.13.0-rc1 10 % · held",
     ] {
@@ -312,7 +312,7 @@ fn mouse_capture_can_be_turned_off_in_the_config() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&mouse.stdout).trim(), "0", "no mouse reporting asked for");
-    t.keys(&["q", "y"]);
+    t.keys(&["q", "Enter"]);
 
     // Without the setting the cockpit asks the terminal for mouse events.
     let config = tempfile::tempdir().unwrap();

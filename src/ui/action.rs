@@ -88,10 +88,11 @@ impl Action {
         )
     }
 
-    /// Actions that must be confirmed in a modal first. (Approving a gate
-    /// asks too when the plan is production: see `app::needs_confirmation`.)
-    pub fn is_dangerous(self) -> bool {
-        matches!(self, Action::PromoteFull | Action::Abort | Action::Rollback | Action::Retry | Action::OverrideFreeze)
+    /// The row of the core's verb table a rollout action sends (`p` sends
+    /// resume on a paused rollout: the same row's risk, none). Whether it
+    /// asks first is the core's to say, never the cockpit's.
+    pub fn verb(self) -> Option<&'static flightdeck_core::verbs::Verb> {
+        self.is_rollout_command().then(|| flightdeck_core::verbs::verb(self.name())).flatten()
     }
 }
 

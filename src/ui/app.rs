@@ -6,12 +6,10 @@ use super::keymap::{KeyCombo, KeyOutcome, KeySequence, Keymap, Layer, WAYS_OUT};
 use super::theme::Theme;
 use crate::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::{Metric, Verdict};
-use flightdeck_core::budget::DeployPolicy;
 use flightdeck_core::plan::Control;
-use flightdeck_core::rollout::{
-    self as core, Actor, Command, Effect, Event, Gate, NativeVerb, Notice, PausedFrom, Phase, Rollout,
-};
-use flightdeck_core::time::{countdown, Timestamp};
+use flightdeck_core::rollout::{self as core, Actor, Command, NativeVerb, Phase, Rollout};
+use flightdeck_core::time::Timestamp;
+use flightdeck_core::verbs::{self, Answer, Ask, Confirmation, Refusal};
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 use std::collections::{HashMap, VecDeque};
@@ -52,15 +50,27 @@ impl History {
     }
 }
 
+/// Who drives the rollouts when this cockpit closes: what quitting means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// This process. Closing it leaves them undriven; with `resumes`, the
+    /// same plans run again resume from their journals (a demo starts over).
+    Here { resumes: bool },
+    /// A `serve` process (attach, SSH): closing this cockpit changes nothing.
+    Server,
+}
+
 /// A modal dialog in front of the cockpit.
 #[derive(Debug, Clone)]
 pub enum Modal {
-    /// A command waits for "yes". What it changes is drawn from the rollout
-    /// as it is now, so the dialog follows a stage that moves under it.
+    /// A command waits for "yes". What it changes is the core's dry run on
+    /// the rollout as it is now, so the dialog follows a stage that moves
+    /// under it (`shown` is the last one, kept if it no longer applies).
     /// `request` carries the stage the captain saw: a forward command for a
     /// stage that has passed is refused as stale; abort and rollback apply
-    /// to wherever the rollout is.
-    Confirm { request: CommandRequest },
+    /// to wherever the rollout is. `typed` holds what the captain typed
+    /// when the core asks for the rollout's name (production).
+    Confirm { request: CommandRequest, shown: Box<Confirmation>, typed: Option<Input> },
     /// A freeze override needs a typed reason.
     Reason { request: CommandRequest, input: Input },
     /// Quitting while rollouts are mid-way (asked once): nothing drives
@@ -86,28 +96,17 @@ impl Toast {
     }
 }
 
-/// Palette commands with what may follow them, in the order Tab offers them.
-pub const PALETTE: &[(&str, &str)] = &[
-    ("pause", "[rollout]"),
-    ("resume", "[rollout]"),
-    ("promote", "[rollout]"),
-    ("promote-full", "[rollout]"),
-    ("step-back", "[rollout]"),
-    ("abort", "[rollout]"),
-    ("rollback", "[rollout]"),
-    ("retry", "[rollout]"),
-    ("approve", "[rollout]"),
-    ("override-freeze", "reason"),
-    ("restart", "[rollout]"),
-    ("set-image", "container=image"),
-    ("undo", "revision"),
-    ("terminate-analysis", "[rollout]"),
-    ("theme", "name"),
-    ("filter", "text"),
-    ("freeze-view", ""),
-    ("help", ""),
-    ("quit", ""),
-];
+/// The palette's own commands (the view's), after the core's verbs.
+const VIEW_COMMANDS: &[(&str, &str)] =
+    &[("theme", "name"), ("filter", "text"), ("freeze-view", ""), ("help", ""), ("quit", "")];
+
+/// Palette commands with what may follow them, in the order Tab offers
+/// them: every verb of the core's table, then the view's commands. A
+/// viewer's palette offers only the view's.
+pub fn palette_entries(read_only: bool) -> Vec<(&'static str, &'static str)> {
+    let verbs = verbs::VERBS.iter().filter(|_| !read_only).map(|v| (v.name, v.args));
+    verbs.chain(VIEW_COMMANDS.iter().copied()).collect()
+}
 
 /// The palette's command the verb names, exactly as typed (`pause` never
 /// resumes, unlike the `p` key that toggles).
@@ -195,6 +194,8 @@ pub struct App {
     pub actor: Actor,
     /// Viewers see everything but cannot act.
     pub read_only: bool,
+    /// What quitting leaves behind.
+    pub driver: Driver,
     /// Trouble with the link to the engine ("reconnecting…"), shown until it clears.
     pub link_status: Option<String>,
     /// Capture the mouse (wheel, clicks); off leaves the terminal's own
@@ -242,6 +243,7 @@ impl App {
             keys: KeySequence::new(),
             actor,
             read_only: false,
+            driver: Driver::Here { resumes: true },
             link_status: None,
             mouse: true,
             quit: false,
@@ -418,7 +420,7 @@ impl App {
     pub fn layer(&self) -> Layer {
         if let Some(modal) = &self.modal {
             match modal {
-                Modal::Reason { .. } => Layer::Input,
+                Modal::Reason { .. } | Modal::Confirm { typed: Some(_), .. } => Layer::Input,
                 _ => Layer::Confirm,
             }
         } else if self.filtering || self.palette.is_some() {
@@ -487,10 +489,17 @@ impl App {
             .find(|(k, _, layers, _)| layers.contains(&layer) && k.parse::<KeyCombo>().is_ok_and(|k| k == pressed));
         if let Some((_, action, _, _)) = way_out {
             self.keys.clear();
-            // Ctrl-C is the emergency exit: it quits at once, without the
-            // question `q` may ask (rollouts keep their journals and resume).
+            // Ctrl-C asks what `q` asks (rollouts this process drives are
+            // left undriven), from wherever it is; a second Ctrl-C quits.
             if *action == Action::Quit {
-                self.quit = true;
+                if matches!(self.modal, Some(Modal::Quit { .. })) {
+                    self.quit = true;
+                } else {
+                    self.modal = None;
+                    self.palette = None;
+                    self.filtering = false;
+                    self.ask_to_quit();
+                }
                 return vec![];
             }
             return self.run(*action);
@@ -509,7 +518,7 @@ impl App {
     /// Printable keys in the filter, palette or reason field.
     fn type_into_field(&mut self, key: &KeyEvent) {
         let event = TermEvent::Key(*key);
-        if let Some(Modal::Reason { input, .. }) = &mut self.modal {
+        if let Some(Modal::Reason { input, .. } | Modal::Confirm { typed: Some(input), .. }) = &mut self.modal {
             input.handle_event(&event);
         } else if self.palette.is_some() {
             match key.code {
@@ -607,8 +616,13 @@ impl App {
         }
     }
 
-    /// Quits, asking once when rollouts this cockpit drives are mid-way.
+    /// Quits, asking once when rollouts this process drives are mid-way
+    /// (a cockpit attached to a server leaves them driven: it just goes).
     fn ask_to_quit(&mut self) {
+        if self.driver == Driver::Server {
+            self.quit = true;
+            return;
+        }
         let moving: Vec<String> = self
             .latest
             .rollouts
@@ -653,10 +667,11 @@ impl App {
         self.submit(id, command)
     }
 
-    /// Sends `command` to rollout `id` as the captain sees it now. A freeze
-    /// override asks for its reason first; commands that need a "yes" ask
-    /// for it, unless the state machine would refuse them anyway: then the
-    /// status line says why and nothing is sent.
+    /// Sends `command` to rollout `id` as the captain sees it now, after
+    /// asking the core (a dry run on a copy of the rollout): what it would
+    /// refuse is not sent and the status line says why; what needs a "yes"
+    /// opens the confirmation the dry run wrote. A freeze override asks for
+    /// its reason first.
     fn submit(&mut self, id: String, command: Command) -> Vec<CommandRequest> {
         if self.read_only {
             self.toast = Some(Toast::error("read-only: viewers cannot act"));
@@ -675,58 +690,73 @@ impl App {
                 // Ask the core with a stand-in reason: no typing for an override it would refuse.
                 let probe =
                     CommandRequest { command: Command::OverrideFreeze { reason: "?".into() }, ..request.clone() };
-                match self.refusal(&probe) {
-                    Some(why) => self.toast = Some(self.refused_toast(&request, &why)),
-                    None => self.modal = Some(Modal::Reason { request, input: Input::default() }),
+                match self.ask(&probe) {
+                    Some(Ask::Refused(why)) => self.toast = Some(self.refused_toast(&request, &why)),
+                    Some(_) => self.modal = Some(Modal::Reason { request, input: Input::default() }),
+                    None => {}
                 }
                 return vec![];
             }
         }
-        if !needs_confirmation(&request.command, r) {
-            return vec![request];
-        }
-        self.ask_to_confirm(request);
-        vec![]
+        self.send_or_confirm(request)
     }
 
-    /// Opens the confirmation, or says why there is nothing to confirm.
-    fn ask_to_confirm(&mut self, request: CommandRequest) {
-        match self.refusal(&request) {
-            Some(why) => self.toast = Some(self.refused_toast(&request, &why)),
-            None => self.modal = Some(Modal::Confirm { request }),
+    /// Sends what needs no "yes"; opens the confirmation for the rest.
+    fn send_or_confirm(&mut self, request: CommandRequest) -> Vec<CommandRequest> {
+        match self.ask(&request) {
+            None => vec![],
+            Some(Ask::Send) => vec![request],
+            Some(Ask::Refused(why)) => {
+                self.toast = Some(self.refused_toast(&request, &why));
+                vec![]
+            }
+            Some(Ask::Confirm(shown)) => {
+                let typed = matches!(shown.answer, Answer::TypeName(_)).then(Input::default);
+                self.modal = Some(Modal::Confirm { request, shown: Box::new(shown), typed });
+                vec![]
+            }
         }
     }
 
     /// "abort payments: the rollout is rolled back; …" in the status line.
-    fn refused_toast(&self, request: &CommandRequest, why: &str) -> Toast {
+    fn refused_toast(&self, request: &CommandRequest, why: &Refusal) -> Toast {
         let name = self.live_rollout(&request.rollout).map_or(request.rollout.clone(), |r| r.plan().name.clone());
         Toast::error(format!("{} {name}: {why}", request.command.verb()))
     }
 
-    /// What the state machine would answer `request` now, asked on a copy
-    /// of the rollout: the reason it would refuse, or `None`.
-    pub fn refusal(&self, request: &CommandRequest) -> Option<String> {
-        let r = self.live_rollout(&request.rollout)?;
-        let event = Event::Command(core::CommandRequest {
+    /// The request as the core's command, from this cockpit's captain or viewer.
+    fn core_request(&self, request: &CommandRequest) -> core::CommandRequest {
+        core::CommandRequest {
             actor: request.actor.clone(),
             command: request.command.clone(),
             expected_stage: request.expected_stage,
             expected_revision: request.expected_revision.clone(),
             role: if self.read_only { core::Role::Viewer } else { core::Role::Captain },
             session: None,
-        });
-        let (_, effects) = core::step(r, event, self.latest.at);
-        effects.into_iter().find_map(|e| match e {
-            Effect::Notify(Notice::Rejected { refusal, .. }) => Some(refusal.to_string()),
-            _ => None,
-        })
+        }
     }
 
-    /// A confirmed safety command (abort, rollback, pause) acts on the
-    /// rollout as it is now: it names the stage and revision it applies to,
-    /// for the audit log. Forward commands keep what the captain saw.
+    /// What the core would answer `request` now (`verbs::ask` on the
+    /// rollout as it is now): refused, sent, or confirmed first.
+    pub fn ask(&self, request: &CommandRequest) -> Option<Ask> {
+        let r = self.live_rollout(&request.rollout)?;
+        Some(verbs::ask(r, &self.core_request(request), self.latest.at))
+    }
+
+    /// The reason the core would refuse `request` now, or `None`.
+    pub fn refusal(&self, request: &CommandRequest) -> Option<Refusal> {
+        match self.ask(request)? {
+            Ask::Refused(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// A confirmed command that applies to the rollout as it is when it
+    /// arrives (abort, rollback, pause: the verb table's `never_stale`)
+    /// names the stage and revision it applies to, for the audit log.
+    /// Forward commands keep what the captain saw.
     fn as_confirmed(&self, mut request: CommandRequest) -> CommandRequest {
-        if is_safety(&request.command) {
+        if verbs::verb_of(&request.command).never_stale {
             if let Some(r) = self.live_rollout(&request.rollout) {
                 request.expected_stage = r.stage;
                 request.expected_revision = r.canary_revision.clone();
@@ -735,17 +765,22 @@ impl App {
         request
     }
 
-    /// The open confirmation in words: title, what changes (from the
-    /// rollout as it is now), and a warning when it moved since the dialog
+    /// The open confirmation as it is now: the core's dry run on the
+    /// rollout as it is now (or the last one shown, if it no longer
+    /// applies), and a warning when the rollout moved since the dialog
     /// opened or the command no longer applies.
-    pub fn confirmation(&self, request: &CommandRequest) -> Option<(String, String, Option<String>)> {
-        let r = self.live_rollout(&request.rollout)?;
-        let (title, change) = describe(&request.command, r);
+    pub fn confirmation(&self, request: &CommandRequest, shown: &Confirmation) -> (Confirmation, Option<String>) {
+        let Some(r) = self.live_rollout(&request.rollout) else { return (shown.clone(), None) };
         let verb = request.command.verb();
         let moved = r.stage != request.expected_stage || r.canary_revision != request.expected_revision;
-        let warning = if let Some(why) = self.refusal(&self.as_confirmed(request.clone())) {
+        let now = self.ask(&self.as_confirmed(request.clone()));
+        let current = match &now {
+            Some(Ask::Confirm(c)) => c.clone(),
+            _ => shown.clone(),
+        };
+        let warning = if let Some(Ask::Refused(why)) = &now {
             Some(format!("No longer possible: {why}. Esc to close."))
-        } else if moved && is_safety(&request.command) {
+        } else if moved && verbs::verb_of(&request.command).never_stale {
             Some(format!(
                 "It moved since this opened: now stage {}/{} at {} %; {verb} applies to where it is now.",
                 r.stage + 1,
@@ -763,14 +798,27 @@ impl App {
         } else {
             None
         };
-        Some((title, change, warning))
+        (current, warning)
     }
 
     /// The captain answered a modal, the palette or the filter.
     fn answer(&mut self, yes: bool) -> Vec<CommandRequest> {
         if let Some(modal) = self.modal.take() {
             return match modal {
-                Modal::Confirm { request } if yes => vec![self.as_confirmed(request)],
+                Modal::Confirm { request, shown, typed } if yes => {
+                    // Production: the rollout's name, typed, and only then the confirm key.
+                    let wanted = match &shown.answer {
+                        Answer::TypeName(name) => Some(name.clone()),
+                        Answer::Key => None,
+                    };
+                    let given = typed.as_ref().map(|t| t.value().trim().to_string());
+                    if let Some(name) = wanted.filter(|name| given.as_deref() != Some(name.as_str())) {
+                        self.toast = Some(Toast::error(format!("type {name} to confirm; nothing sent")));
+                        self.modal = Some(Modal::Confirm { request, shown, typed });
+                        return vec![];
+                    }
+                    vec![self.as_confirmed(request)]
+                }
                 Modal::Quit { .. } if yes => {
                     self.quit = true;
                     vec![]
@@ -783,8 +831,7 @@ impl App {
                         return vec![];
                     }
                     request.command = Command::OverrideFreeze { reason };
-                    self.ask_to_confirm(request);
-                    vec![]
+                    self.send_or_confirm(request)
                 }
                 _ => vec![],
             };
@@ -855,7 +902,7 @@ impl App {
             other => match other.parse::<Action>() {
                 Ok(action) if !action.is_rollout_command() => return self.run(action),
                 _ => {
-                    let names: Vec<&str> = PALETTE.iter().map(|(n, _)| *n).collect();
+                    let names: Vec<&str> = palette_entries(self.read_only).iter().map(|(n, _)| *n).collect();
                     self.toast =
                         Some(Toast::error(format!("unknown command `{other}`; commands: {}", names.join(", "))));
                 }
@@ -915,7 +962,8 @@ impl App {
     /// (or theme) names after a command that takes one.
     pub fn candidates(&self, text: &str) -> Vec<String> {
         let Some((word, rest)) = text.split_once(' ') else {
-            return PALETTE.iter().filter(|(n, _)| n.starts_with(text)).map(|(n, _)| n.to_string()).collect();
+            let entries = palette_entries(self.read_only);
+            return entries.iter().filter(|(n, _)| n.starts_with(text)).map(|(n, _)| n.to_string()).collect();
         };
         let rest = rest.trim_start();
         let names: Vec<String> = if palette_command(word).is_some() {
@@ -971,12 +1019,18 @@ impl App {
     pub fn quit_summary(&self) -> Vec<String> {
         let rollouts = &self.latest.rollouts;
         let mut lines = Vec::new();
-        if rollouts.iter().map(Arc::as_ref).any(mid_rollout) {
-            lines.push(
+        let held = rollouts.iter().map(Arc::as_ref).any(mid_rollout);
+        match self.driver {
+            Driver::Here { resumes: true } if held => lines.push(
                 "flightdeck stopped; held rollouts keep their traffic where it is until flightdeck runs them \
                  again (they resume from their journals):"
                     .to_string(),
-            );
+            ),
+            Driver::Here { resumes: false } if held => lines.push(
+                "flightdeck stopped; the demo's rollouts ended where they were (a demo starts over when run again):"
+                    .to_string(),
+            ),
+            _ => {}
         }
         lines.extend(rollouts.iter().map(Arc::as_ref).map(summary_line));
         lines
@@ -1008,29 +1062,7 @@ fn summary_line(r: &Rollout) -> String {
     )
 }
 
-/// Abort, rollback and pause only reduce exposure: they are never stale.
-fn is_safety(command: &Command) -> bool {
-    matches!(command, Command::Abort { .. } | Command::Rollback { .. } | Command::Pause { .. })
-        || matches!(command, Command::Native { verb } if verb.is_safety())
-}
-
-/// Commands that ask "are you sure?" first: those that move traffic a lot
-/// or back (promote to 100 %, abort, roll back, start over), the override
-/// of a budget freeze, and letting a gate pass on a production plan.
-pub fn needs_confirmation(command: &Command, r: &Rollout) -> bool {
-    match command {
-        Command::PromoteFull
-        | Command::Abort { .. }
-        | Command::Rollback { .. }
-        | Command::Retry
-        | Command::OverrideFreeze { .. }
-        // Restart, set image, undo to a revision, terminate an analysis:
-        // each moves a production workload at once.
-        | Command::Native { .. } => true,
-        Command::Approve => r.plan().target.production,
-        _ => false,
-    }
-}
+pub use flightdeck_core::view::state_label;
 
 fn haystack(r: &Rollout) -> String {
     format!("{} {} {} {}", r.id, r.canary_revision, r.phase.label(), r.plan().strategy_name()).to_lowercase()
@@ -1049,190 +1081,5 @@ pub fn command_for(action: Action, r: &Rollout, reason: Option<String>) -> Comma
         Action::Retry => Command::Retry,
         Action::Approve => Command::Approve,
         _ => Command::OverrideFreeze { reason: reason.unwrap_or_default() },
-    }
-}
-
-/// The state in words: a gate the frozen budget put up is a budget freeze,
-/// not a wait for approval.
-pub fn state_label(r: &Rollout) -> String {
-    match &r.phase {
-        Phase::AwaitingApproval { gate: Gate::Freeze, .. } => "budget freeze".into(),
-        other => other.label().into(),
-    }
-}
-
-/// The error budget's numbers: "10.0 % of the error budget left (259 s)".
-pub fn budget_numbers(r: &Rollout) -> String {
-    match r.budget {
-        Some(b) if b.unknown => "error budget unknown (no valid availability reading)".into(),
-        Some(b) => format!("{:.1} % of the error budget left ({:.0} s)", b.remaining_pct, b.remaining_s),
-        None => "no error budget reading".into(),
-    }
-}
-
-/// The next gate a human must pass: its stage and how long until the
-/// rollout gets there (`None` when it waits there now).
-pub fn next_gate(r: &Rollout, now: Timestamp) -> Option<(usize, Option<Duration>)> {
-    match r.phase {
-        Phase::AwaitingApproval { next, .. } | Phase::Paused { from: PausedFrom::Gate { next, .. }, .. } => {
-            return Some((next, None))
-        }
-        _ if r.phase.is_finished() => return None,
-        _ => {}
-    }
-    // As the core's gates: a frozen budget (not overridden) and a budget
-    // needing approval gate every promotion; otherwise the plan's gates.
-    let every = match r.budget.map(|b| b.policy) {
-        Some(DeployPolicy::Freeze) => r.freeze_override.is_none(),
-        Some(DeployPolicy::ApprovalRequired) => true,
-        _ => false,
-    };
-    let (first, mut wait) = match r.phase {
-        Phase::Pending => (0, Duration::ZERO),
-        _ => (r.stage + 1, r.bake_remaining(now).unwrap_or_default()),
-    };
-    for (i, stage) in r.stages().iter().enumerate().skip(first) {
-        if every || stage.approval {
-            return Some((i, Some(wait)));
-        }
-        wait = wait.saturating_add(stage.bake);
-    }
-    None
-}
-
-/// When the rollout reaches 100 %: a time only when nothing ahead waits
-/// for a human or a resume.
-pub fn eta_text(r: &Rollout, now: Timestamp) -> Option<String> {
-    if r.phase.is_finished() {
-        return None;
-    }
-    if let Some((stage, wait)) = next_gate(r, now) {
-        return Some(match wait {
-            // A gate at the next stage is in "Next:" already.
-            Some(d) if stage > r.stage + 1 => format!("ETA 100%: waits for approval (gate in {})", countdown(d)),
-            _ => "ETA 100%: waits for approval".into(),
-        });
-    }
-    if matches!(r.phase, Phase::Paused { .. }) {
-        return Some("ETA 100%: paused".into());
-    }
-    r.eta(now).map(|eta| format!("ETA 100% in {}", countdown(eta)))
-}
-
-/// What happens next, in words: the core's, unless a gate stops the
-/// rollout before the next stage ("Next: approval for 10 % in 12:00").
-pub fn next_text(r: &Rollout, now: Timestamp) -> String {
-    if let Phase::AwaitingApproval { gate: Gate::Freeze, .. } = r.phase {
-        return "Next: an override with a typed reason".into();
-    }
-    match next_gate(r, now) {
-        Some((stage, Some(wait))) if stage == r.stage + 1 && matches!(r.phase, Phase::Progressing { .. }) => {
-            let weight = r.stages().get(stage).map_or(100, |s| s.weight);
-            format!("Next: approval for {weight} % in {}", countdown(wait))
-        }
-        _ => r.next_step(now),
-    }
-}
-
-/// Where traffic is shifted, in the words of the rollout's backend.
-pub fn target_label(r: &Rollout) -> String {
-    let t = &r.plan().target;
-    let p = |k: &str| t.params.get(k).cloned().unwrap_or_default();
-    match t.backend {
-        flightdeck_core::plan::BackendKind::Haproxy => format!("haproxy {}", p("backend")),
-        flightdeck_core::plan::BackendKind::Envoy => format!("envoy {}", p("canary_cluster")),
-        flightdeck_core::plan::BackendKind::Nginx => format!("nginx upstream {}", p("upstream")),
-        // Kubernetes targets always show their context: which cluster matters most.
-        flightdeck_core::plan::BackendKind::ArgoRollouts => {
-            format!("argo {}{}/{}", context(&p("context")), p("namespace"), p("rollout"))
-        }
-        flightdeck_core::plan::BackendKind::Deployment => {
-            format!("deployment {}{}/{}", context(&p("context")), p("namespace"), p("canary_deployment"))
-        }
-        flightdeck_core::plan::BackendKind::Flagger => {
-            format!("flagger {}{}/{}", context(&p("context")), p("namespace"), p("canary"))
-        }
-        other => format!("{} {}", other.name(), t.group),
-    }
-}
-
-fn context(name: &str) -> String {
-    if name.is_empty() {
-        "current-context:".into()
-    } else {
-        format!("{name}:")
-    }
-}
-
-/// The stage a gate opens onto, for approve.
-fn gated_stage(r: &Rollout) -> (usize, Option<Gate>) {
-    match r.phase {
-        Phase::AwaitingApproval { next, gate, .. } | Phase::Paused { from: PausedFrom::Gate { next, gate }, .. } => {
-            (next, Some(gate))
-        }
-        _ => (r.stage + 1, None),
-    }
-}
-
-/// The confirmation text: exactly what will change.
-pub fn describe(command: &Command, r: &Rollout) -> (String, String) {
-    let on = target_label(r);
-    let name = &r.plan().name;
-    let weight_of = |i: usize| r.stages().get(i).map_or(100, |s| s.weight);
-    match command {
-        Command::PromoteFull => (
-            format!("Promote {name} all the way?"),
-            format!("canary weight {} % → 100 % on {on}; remaining bakes and analysis are skipped", r.canary_weight),
-        ),
-        Command::Abort { .. } if matches!(r.plan().strategy, flightdeck_core::plan::Strategy::Rolling { .. }) => (
-            format!("Abort {name}?"),
-            format!(
-                "the rolling update stops on {on}: no more {} replicas, {} keeps serving",
-                r.canary_revision, r.stable_revision
-            ),
-        ),
-        Command::Abort { .. } => (
-            format!("Abort {name}?"),
-            format!(
-                "canary weight {} % → 0 % on {on}; canary {} keeps running for debugging",
-                r.canary_weight, r.canary_revision
-            ),
-        ),
-        Command::Rollback { .. } => (
-            format!("Roll back {name}?"),
-            format!(
-                "canary weight {} % → 0 % on {on} and canary {} scaled down; {} serves everything",
-                r.canary_weight, r.canary_revision, r.stable_revision
-            ),
-        ),
-        Command::Approve => {
-            let (next, gate) = gated_stage(r);
-            let why = match gate {
-                Some(Gate::Budget) => format!("{}: below 50 % each promotion needs approval", budget_numbers(r)),
-                Some(Gate::Freeze) => format!("{}: at most 25 % freezes", budget_numbers(r)),
-                _ => "the plan asks for approval before this stage".into(),
-            };
-            (
-                format!("Approve {name} into stage {}/{}?", next + 1, r.stages().len()),
-                format!("canary weight {} % → {} % on {on} (production); {why}", r.canary_weight, weight_of(next)),
-            )
-        }
-        Command::Retry => (
-            format!("Retry {name} from the first stage?"),
-            format!(
-                "canary {} again: weight {} % → {} % on {on}; its analysis starts over",
-                r.canary_revision,
-                r.canary_weight,
-                weight_of(0)
-            ),
-        ),
-        Command::OverrideFreeze { reason } => (
-            format!("Override the budget freeze for {name}?"),
-            format!(
-                "promotions resume despite the frozen error budget ({}); recorded reason: “{reason}”",
-                budget_numbers(r)
-            ),
-        ),
-        other => (format!("{} {name}?", other.verb()), String::new()),
     }
 }

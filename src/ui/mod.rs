@@ -29,6 +29,8 @@ pub struct CockpitSettings {
     /// Capture the mouse (wheel and clicks); `mouse = false` in the config
     /// leaves the terminal's own text selection working.
     pub mouse: bool,
+    /// Who drives the rollouts once this cockpit closes (what quit says).
+    pub driver: app::Driver,
 }
 
 /// A theme or keymap asked for by name must exist: "no theme named x;
@@ -82,6 +84,7 @@ pub fn app_for(link: &Link, look: Look, settings: &CockpitSettings, role: Role) 
         app.pin_theme();
     }
     app.mouse = settings.mouse;
+    app.driver = settings.driver;
     app.read_only = role == Role::Viewer;
     for output in &link.history {
         app.on_output(output.clone());

@@ -1,6 +1,6 @@
 //! The cockpit's panes, each a function from view state to widgets.
 
-use super::app::{budget_numbers, eta_text, next_gate, next_text, state_label, target_label, App};
+use super::app::App;
 use super::text::{self, cut, fit, wrap};
 use super::theme::Theme;
 use crate::protocol::Output;
@@ -9,6 +9,7 @@ use flightdeck_core::budget::DeployPolicy;
 use flightdeck_core::plan::{Control, StageAction, Strategy};
 use flightdeck_core::rollout::{Gate, Phase, Rollout};
 use flightdeck_core::time::{clock, countdown, stamp, Timestamp};
+use flightdeck_core::view::{budget_numbers, eta_text, next_gate, next_text, state_label, target_label};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};

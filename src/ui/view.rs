@@ -6,10 +6,11 @@
 //! the room (analysis and budget side by side, a longer list).
 
 use super::action::Action;
-use super::app::{App, Modal};
+use super::app::{App, Driver, Modal};
 use super::keymap::Layer;
 use super::panes;
 use super::text::{self, cut, fit, wrap};
+use flightdeck_core::verbs::{Answer, Confirm, Direction};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -332,33 +333,58 @@ fn keys_line(app: &App, yes: &str, no: &str) -> Line<'static> {
     ])
 }
 
+/// The keys of a confirmation that asks for the rollout's name.
+fn typed_keys_line(app: &App) -> Line<'static> {
+    let theme = &app.theme;
+    let key = |a| app.keymap.key_for(Layer::Input, a).unwrap_or_default();
+    Line::from(vec![
+        Span::styled(key(Action::Confirm), theme.style("ui.key")),
+        Span::raw(" confirm once typed   "),
+        Span::styled(key(Action::Cancel), theme.style("ui.key")),
+        Span::raw(" cancel"),
+    ])
+}
+
 fn overlays(f: &mut Frame, area: Rect, app: &mut App) {
     let theme = app.theme.clone();
     match &app.modal {
-        Some(Modal::Confirm { request }) => {
-            let Some((title, change, warning)) = app.confirmation(request) else { return };
+        Some(Modal::Confirm { request, shown, typed }) => {
+            // The core's dry run, as the rollout is now: what changes, in order.
+            let (c, warning) = app.confirmation(request, shown);
             let live = app.live_rollout(&request.rollout);
             let stage = live.map_or(String::new(), |r| format!(" · now at stage {}/{}", r.stage + 1, r.stages().len()));
-            let mut paragraphs = vec![(change, Style::default())];
+            let mut paragraphs = vec![(c.changes.join("; "), Style::default()), (c.outcome.clone(), Style::default())];
             if let Some(w) = warning {
                 let text = format!("{} {w}", theme.symbols.warn);
                 paragraphs.push((text, theme.style("verdict.inconclusive").add_modifier(Modifier::BOLD)));
             }
             paragraphs.push((format!("as {}{stage}", request.actor), theme.style("ui.dim")));
-            dialog(f, area, app, &title, paragraphs, keys_line(app, "confirm", "cancel"));
+            let keys = match (&c.answer, typed) {
+                (Answer::TypeName(name), Some(input)) => {
+                    paragraphs.push((format!("Type {name} to confirm: > {}▏", input.value()), Style::default()));
+                    typed_keys_line(app)
+                }
+                _ => keys_line(app, "confirm", "cancel"),
+            };
+            dialog(f, area, app, &c.title, paragraphs, keys);
         }
         Some(Modal::Quit { moving }) => {
             let n = moving.len();
             let rollouts = if n == 1 { "1 rollout is".to_string() } else { format!("{n} rollouts are") };
-            let paragraphs = vec![
-                (format!("{rollouts} mid-way: {}.", moving.join(", ")), Style::default()),
-                (
+            let after = match app.driver {
+                Driver::Here { resumes: false } => {
+                    "Quitting ends the demo: its simulated rollouts stop where they are, and the demo starts \
+                     over when run again."
+                }
+                _ => {
                     "While flightdeck is closed nothing drives them: traffic stays where it is, no stage \
                      advances and analysis cannot roll back. Run the same plans again and they resume from \
                      their journals."
-                        .to_string(),
-                    theme.style("ui.dim"),
-                ),
+                }
+            };
+            let paragraphs = vec![
+                (format!("{rollouts} mid-way: {}.", moving.join(", ")), Style::default()),
+                (after.to_string(), theme.style("ui.dim")),
             ];
             dialog(f, area, app, "Quit flightdeck?", paragraphs, keys_line(app, "quit", "stay"));
         }
@@ -429,9 +455,12 @@ fn help(f: &mut Frame, area: Rect, app: &mut App) {
     let mut lines: Vec<Line> = actions
         .iter()
         .map(|(action, keys, desc)| {
-            let danger = match action {
-                Action::Approve => "  (asks to confirm in production)",
-                a if a.is_dangerous() => "  (asks to confirm)",
+            // From the core's verb table: whether it asks is not the cockpit's to say.
+            let danger = match action.verb() {
+                Some(v) if v.confirm == Confirm::Always && v.typed_in_production => "  (confirms; prod: type name)",
+                Some(v) if v.confirm == Confirm::Always => "  (asks to confirm)",
+                Some(v) if v.confirm == Confirm::InProduction => "  (confirms in production)",
+                Some(v) if v.direction == Direction::MovesForward => "  (confirms: prod gate, 100 %)",
                 _ => "",
             };
             fit(

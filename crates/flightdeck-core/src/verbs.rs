@@ -598,6 +598,9 @@ fn effect_text(r: &Rollout, effect: &Effect) -> Option<String> {
         Effect::Scale { version: Version::Canary, percent: 0 } => {
             format!("canary {} scaled to 0 (no longer running)", r.canary_revision)
         }
+        Effect::Scale { version: Version::Canary, percent: 100 } => {
+            format!("canary {} scaled up to all its replicas", r.canary_revision)
+        }
         Effect::Scale { version: Version::Canary, percent } => {
             format!("canary {} scaled to {percent} % of its replicas", r.canary_revision)
         }

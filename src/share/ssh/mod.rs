@@ -407,6 +407,7 @@ async fn run_cockpit(
         keymap: "default".into(),
         actor: who.name.clone(),
         mouse: true,
+        driver: crate::ui::app::Driver::Server,
     };
     let link = link_through(&shared.hub, shared.engine.clone(), origin.clone(), Actor::new(who.name.clone()));
     let plan_themes: Vec<String> =

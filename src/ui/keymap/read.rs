@@ -51,8 +51,33 @@ impl Keymap {
             let base = edit.replace.unwrap_or_else(|| std::mem::take(slot));
             *slot = drop_hidden(edit.prepend.into_iter().chain(base).chain(edit.append));
         }
+        confirm_apart(&self, file, text)?;
         Ok(self)
     }
+}
+
+/// No key that sends a rollout command may also confirm one: pressed
+/// twice (or held), it would answer its own question. Checked on the
+/// layered keymap, so a user file cannot undo it either; the error points
+/// at the line of this file that binds the key, when it is this file's.
+fn confirm_apart(keymap: &Keymap, file: &str, text: &str) -> Result<(), KeymapError> {
+    for confirm in keymap.bindings(Layer::Confirm).iter().filter(|b| b.action == Action::Confirm) {
+        let sends = keymap.bindings(Layer::Cockpit).iter().find(|b| {
+            b.action.is_rollout_command() && b.keys.first().is_some() && b.keys.first() == confirm.keys.first()
+        });
+        if let Some(command) = sends {
+            let key = confirm.key_name();
+            let quoted = format!("\"{key}\"");
+            let line = text.lines().position(|l| l.contains(&quoted)).map_or(1, |i| i + 1);
+            let message = format!(
+                "`{key}` confirms and also runs `{}` in the cockpit: pressed twice it would confirm its own \
+                 command; bind confirm to another key (<Enter>)",
+                command.action.name()
+            );
+            return Err(TomlError { file: file.to_owned(), line, column: 1, field: "confirm.keymap".into(), message });
+        }
+    }
+    Ok(())
 }
 
 /// Names of the shipped keymaps ("default", "vim").

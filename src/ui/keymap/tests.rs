@@ -60,11 +60,13 @@ fn shipped_descriptions_fit_the_footer() {
 }
 
 #[test]
-fn shipped_dangerous_keys_cannot_confirm_themselves() {
-    // Pressing a dangerous key twice (or key repeat) must not confirm it.
+fn shipped_rollout_keys_cannot_confirm_themselves() {
+    // Pressing a rollout key twice (or key repeat) must not confirm it:
+    // whether it asks is the core's to say, per rollout, so no key that
+    // sends a command may also confirm one.
     for name in shipped_names() {
         let keymap = shipped(name);
-        for b in keymap.bindings(Layer::Cockpit).iter().filter(|b| b.action.is_dangerous()) {
+        for b in keymap.bindings(Layer::Cockpit).iter().filter(|b| b.action.is_rollout_command()) {
             let outcome = feed_all(&keymap, Layer::Confirm, &[&b.keys[0].to_string()]);
             assert_ne!(outcome, KeyOutcome::Matched(Action::Confirm), "{name}: `{}` confirms", b.key_name());
         }
