@@ -25,7 +25,9 @@ pub fn init() -> Option<WorkerGuard> {
             Some(guard)
         }
         Err(e) => {
-            eprintln!("warning: no log file: {}: {e}; running without one", dir.display());
+            // Not even this line must stop the run (stderr on a full disk).
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "warning: no log file: {}: {e}; running without one", dir.display());
             None
         }
     }
