@@ -60,7 +60,9 @@ fn tell(line: std::fmt::Arguments) {
 fn output_failures_exit() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or_default();
+        let payload = info.payload();
+        let message = payload.downcast_ref::<String>().map(String::as_str);
+        let message = message.or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or_default();
         if message.starts_with("failed printing to std") {
             // Journals hold every record already; the OS releases their locks.
             tell(format_args!("flightdeck: {message}"));
