@@ -735,3 +735,86 @@ async fn a_viewer_sees_everything_but_no_rollout_action_and_sends_nothing() {
     assert!(c.keys("n").await.is_empty(), "a viewer's key sent a command");
     assert_eq!(c.rollout(CHECKOUT).stage, before.stage);
 }
+
+/// Every rollout key of every shipped keymap, pressed on every rollout of
+/// the demo in the phases it goes through (progressing, waiting at a
+/// production gate, paused, stepped back, rolled back, aborted;
+/// production and staging): what the core says needs a "yes" opens a
+/// dialog and the same key pressed again never confirms it; what it
+/// refuses sends nothing and opens nothing; the rest is sent as asked.
+#[tokio::test(start_paused = true)]
+async fn an_action_key_pressed_twice_never_applies_what_needs_confirming() {
+    use flightdeck::protocol::CommandRequest;
+    use flightdeck::ui::app::command_for;
+    use flightdeck::ui::keymap::{Keymap, Layer};
+    use flightdeck_core::verbs::Ask;
+    let (mut asked_twice, mut refused, mut sent_at_once) = (0, 0, 0);
+    for keymap in flightdeck::ui::keymap::shipped_names() {
+        for minutes in [1, 12, 30] {
+            let mut c = Cockpit::demo(minutes, "default").await;
+            c.app.keymap = Keymap::load(keymap, std::path::Path::new("/nonexistent")).unwrap();
+            let keys: Vec<(String, flightdeck::ui::action::Action)> = c
+                .app
+                .keymap
+                .bindings(Layer::Cockpit)
+                .iter()
+                .filter(|b| b.action.is_rollout_command() && b.keys.len() == 1)
+                .map(|b| (b.key_name(), b.action))
+                .filter(|(k, _)| k.chars().count() == 1)
+                .collect();
+            let ids: Vec<String> = c.app.view.rollouts.iter().map(|r| r.id.clone()).collect();
+            for round in 0..2 {
+                for id in &ids {
+                    for (key, action) in &keys {
+                        c.select(id);
+                        let r = c.rollout(id);
+                        let mut command = command_for(*action, &r, None);
+                        if let Command::OverrideFreeze { .. } = command {
+                            command = Command::OverrideFreeze { reason: "?".into() };
+                        }
+                        let request = CommandRequest {
+                            rollout: id.clone(),
+                            actor: Actor::new("alice"),
+                            command: command.clone(),
+                            expected_stage: r.stage,
+                            expected_revision: r.canary_revision.clone(),
+                        };
+                        let ask = c.app.ask(&request).expect("the rollout exists");
+                        let what = format!("{keymap} {minutes}m round {round}: {key} on {id} ({:?})", r.phase);
+                        let first = c.keys(key).await;
+                        match ask {
+                            Ask::Refused(_) => {
+                                refused += 1;
+                                assert!(first.is_empty(), "{what}: refused, yet sent");
+                                assert!(c.app.modal.is_none(), "{what}: a dialog for a refusal");
+                            }
+                            Ask::Send if !matches!(command, Command::OverrideFreeze { .. }) => {
+                                sent_at_once += 1;
+                                assert_eq!(first.len(), 1, "{what}");
+                                assert_eq!(first[0].command, command, "{what}");
+                            }
+                            _ => {
+                                asked_twice += 1;
+                                assert!(first.is_empty(), "{what}: sent before the dialog");
+                                assert!(c.app.modal.is_some(), "{what}: no dialog");
+                                let before = c.rollout(id);
+                                let second = c.keys(key).await;
+                                assert!(second.is_empty(), "{what}: the second press confirmed: {second:?}");
+                                assert!(c.app.modal.is_some(), "{what}: the second press closed the dialog");
+                                assert_eq!(c.rollout(id).phase.label(), before.phase.label(), "{what}");
+                                c.keys("\x1b").await;
+                                assert!(c.app.modal.is_none(), "{what}: Esc closes");
+                            }
+                        }
+                        c.keys("\x1b").await;
+                    }
+                }
+                // Between rounds: one rollout aborted, so retry and friends meet it.
+                c.select(CHECKOUT);
+                c.keys("a\n").await;
+                c.advance(3).await;
+            }
+        }
+    }
+    assert!(asked_twice > 50 && refused > 50 && sent_at_once > 20, "{asked_twice} {refused} {sent_at_once}");
+}

@@ -226,6 +226,34 @@ fn demo_command(data: &std::path::Path, config: &std::path::Path, speed: &str) -
     )
 }
 
+/// A tired captain at a production gate: `y` `y` (approve twice) opens
+/// the approval once and leaves it asking, `n` `n` (promote twice) too;
+/// only Enter approves. The core decides that the gate's promote is an
+/// approval and that production asks.
+#[test]
+fn a_double_press_never_passes_a_production_gate() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let t = Tmux::start(&demo_command(data.path(), config.path(), "120"));
+    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    t.type_line("/notifications");
+    t.wait_for(&["notifications", "awaiting approval · stage 1/3 · 5 %"], Duration::from_secs(30));
+    for key in ["y", "n"] {
+        t.keys(&[key, key]);
+        t.wait_for(&["Approve notifications into stage 2/3?", "PRODUCTION"], Duration::from_secs(3));
+        std::thread::sleep(Duration::from_millis(500));
+        let screen = t.screen();
+        assert!(screen.contains("awaiting approval · stage 1/3 · 5 %"), "{key} {key} passed the gate:\n{screen}");
+        assert!(!screen.contains(" sent to "), "{key} {key} sent a command:\n{screen}");
+        t.keys(&["Escape"]);
+    }
+    t.keys(&["y"]);
+    t.wait_for(&["Approve notifications into stage 2/3?"], Duration::from_secs(3));
+    t.keys(&["Enter"]);
+    t.wait_for(&["approve sent to prod-ap-1/notifications", "stage 2/3"], Duration::from_secs(5));
+    t.keys(&["q", "Enter"]);
+}
+
 /// The list row of a rollout (its name is cut to fit at 80 columns).
 fn row_of<'a>(screen: &'a str, name: &str) -> &'a str {
     screen
