@@ -102,7 +102,6 @@ pub async fn run(
         signo = signals.next() => {
             let name = Signals::name(signo);
             eprintln!("stopped by {name}; run the same command again to resume from the journal");
-            eprint!("{}", traffic_report(&snapshots.borrow().clone()));
             return Ok(ExitCode::from(Signals::exit_code(signo)));
         }
     }
@@ -145,12 +144,6 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
         }
     }
     code
-}
-
-/// Where every unfinished rollout's traffic is left, one line each (after a signal).
-fn traffic_report(snapshot: &Snapshot) -> String {
-    let left = snapshot.rollouts.iter().filter(|r| !matches!(r.phase, Phase::Promoted { .. }));
-    left.map(|r| format!("{}: {} — traffic: {}\n", r.id, r.phase.label(), traffic(r))).collect()
 }
 
 /// Where a rollout's traffic is, in words: what flightdeck asked for, what
