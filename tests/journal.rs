@@ -223,7 +223,7 @@ fn journaled_stage(data: &Path) -> Option<u64> {
 /// A rollout that ends before the kills are used up is started over with
 /// `--fresh`. (Simulated time resumes from the last journaled event, so a
 /// run must live past a window or two to get anywhere: about 2 per run.)
-fn killed_again_and_again(plan: &str, code: i32) {
+fn killed_again_and_again(plan: &str, code: i32, extra: &[&str]) {
     use rand::{Rng, SeedableRng};
     let data = tempfile::tempdir().unwrap();
     let kills = kills();
@@ -234,6 +234,7 @@ fn killed_again_and_again(plan: &str, code: i32) {
     loop {
         let last = killed == kills;
         let mut args = vec!["--speed", if last { "20000" } else { "600" }, "--scenario", "healthy"];
+        args.extend_from_slice(extra);
         if fresh {
             args.push("--fresh");
         }
@@ -275,17 +276,18 @@ fn killed_again_and_again(plan: &str, code: i32) {
 
 #[test]
 fn a_canary_killed_again_and_again_resumes_each_time_and_is_promoted() {
-    killed_again_and_again(CANARY, 0);
+    killed_again_and_again(CANARY, 0, &[]);
 }
 
 #[test]
 fn a_rolling_update_killed_again_and_again_resumes_each_time_and_finishes() {
-    killed_again_and_again("examples/plans/rolling.toml", 0);
+    killed_again_and_again("examples/plans/rolling.toml", 0, &[]);
 }
 
 #[test]
 fn a_blue_green_killed_again_and_again_resumes_each_time_and_waits_for_approval() {
-    killed_again_and_again("examples/plans/blue-green.toml", 1);
+    // Held, not aborted, when nobody answers: the run stops at the gate.
+    killed_again_and_again("examples/plans/blue-green.toml", 1, &["--unattended", "hold", "--unattended-wait", "0s"]);
 }
 
 const HEALTHY: [&str; 8] = ["run", CANARY, "--headless", "--json", "--speed", "20000", "--scenario", "healthy"];
