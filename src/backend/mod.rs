@@ -131,6 +131,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_side_leaving_traffic_needs_its_weight_read_back_first() {
+        let canary = Strategy::Canary { stages: Vec::new() };
+        let rolling = Strategy::Rolling { batch_percent: 25, bake: std::time::Duration::ZERO };
+        let scale = |version, percent| Effect::Scale { version, percent };
+        assert_eq!(weight_before(&scale(Version::Canary, 0), &canary), Some(0));
+        assert_eq!(weight_before(&scale(Version::Stable, 0), &canary), Some(100));
+        assert_eq!(weight_before(&scale(Version::Canary, 100), &canary), None);
+        assert_eq!(weight_before(&Effect::SetWeight { canary: 0 }, &canary), None);
+        // A rolling update's scale is its batch: canary 0 stops the update.
+        assert_eq!(weight_before(&scale(Version::Canary, 0), &rolling), None);
+    }
+
+    #[test]
     fn every_built_backend_declares_helpful_unique_parameters() {
         let mut built = 0;
         for name in BackendKind::NAMES {
