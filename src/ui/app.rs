@@ -743,6 +743,27 @@ impl App {
         Some(verbs::ask(r, &self.core_request(request), self.latest.at))
     }
 
+    /// Whether a rollout key would do anything on the selected rollout as
+    /// shown (the core would not refuse it): for the footer's hints.
+    pub fn offers(&self, action: Action) -> bool {
+        let Some(r) = self.selected_rollout() else { return false };
+        let command = match command_for(action, r, None) {
+            // A stand-in reason: the override's reason is typed later.
+            Command::OverrideFreeze { .. } => Command::OverrideFreeze { reason: "?".into() },
+            other => other,
+        };
+        let request = CommandRequest {
+            rollout: r.id.clone(),
+            actor: self.actor.clone(),
+            command,
+            expected_stage: r.stage,
+            expected_revision: r.canary_revision.clone(),
+        };
+        // Judged on the rollout on screen: a frozen view keeps its footer still.
+        let request = self.core_request(&request);
+        !matches!(verbs::ask(r, &request, self.view.at), Ask::Refused(_))
+    }
+
     /// The reason the core would refuse `request` now, or `None`.
     pub fn refusal(&self, request: &CommandRequest) -> Option<Refusal> {
         match self.ask(request)? {

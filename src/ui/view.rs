@@ -10,6 +10,7 @@ use super::app::{App, Driver, Modal};
 use super::keymap::Layer;
 use super::panes;
 use super::text::{self, cut, fit, wrap};
+use flightdeck_core::rollout::Phase;
 use flightdeck_core::verbs::{Answer, Confirm, Direction};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -226,6 +227,14 @@ pub fn footer_hints(app: &App) -> Vec<(String, String)> {
     let mut hints: Vec<(String, String)> =
         groups.iter().filter(|g| essential(g)).map(|g| (shown(g), g.2.clone())).collect();
     hints.sort_by_key(|(k, _)| !k.starts_with('?'));
+    // Right after help and quit: what moves the selected rollout on from
+    // where it waits (approve at a gate, resume when paused, retry…).
+    let way_on = app.selected_rollout().and_then(flightdeck_core::view::way_on);
+    let key_verb = |a: Action| if a == Action::Pause { "resume" } else { a.name() };
+    if let Some(at) = groups.iter().position(|g| layer == Layer::Cockpit && Some(key_verb(g.0)) == way_on) {
+        let g = groups.remove(at);
+        hints.push((shown(&g), g.2.clone()));
+    }
     hints.extend(groups.iter().filter(|g| !essential(g)).map(|g| (shown(g), g.2.clone())));
     hints
 }
@@ -246,6 +255,12 @@ fn hint_desc(app: &App, layer: Layer, action: Action, desc: &str) -> Option<Stri
         Action::Down if moving_events => "Next event".into(),
         Action::Top if moving_events => "First event".into(),
         Action::Bottom if moving_events => "Newest event".into(),
+        // The footer follows the selected rollout: what the core would
+        // refuse there is not offered, and `p` says what it does now.
+        a if a.is_rollout_command() && !app.offers(a) => return None,
+        Action::Pause if app.selected_rollout().is_some_and(|r| matches!(r.phase, Phase::Paused { .. })) => {
+            "Resume".into()
+        }
         _ => desc.to_string(),
     })
 }

@@ -116,3 +116,16 @@ fn context(name: &str) -> String {
         format!("{name}:")
     }
 }
+
+/// The verb that moves a rollout on from where it waits for a person, if
+/// it waits: the cockpit's footer offers it first.
+pub fn way_on(r: &Rollout) -> Option<&'static str> {
+    Some(match r.phase {
+        Phase::AwaitingApproval { gate: Gate::Freeze, .. } => "override-freeze",
+        Phase::AwaitingApproval { .. } => "approve",
+        Phase::Paused { from: PausedFrom::Step { .. } | PausedFrom::BeforeSwitch, .. } => "promote",
+        Phase::Paused { .. } => "resume",
+        Phase::Aborted { .. } | Phase::Failed { .. } => "retry",
+        _ => return None,
+    })
+}
