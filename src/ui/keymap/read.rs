@@ -62,9 +62,10 @@ impl Keymap {
 /// at the line of this file that binds the key, when it is this file's.
 fn confirm_apart(keymap: &Keymap, file: &str, text: &str) -> Result<(), KeymapError> {
     for confirm in keymap.bindings(Layer::Confirm).iter().filter(|b| b.action == Action::Confirm) {
-        let sends = keymap.bindings(Layer::Cockpit).iter().find(|b| {
-            b.action.is_rollout_command() && b.keys.first().is_some() && b.keys.first() == confirm.keys.first()
-        });
+        let sends = keymap
+            .bindings(Layer::Cockpit)
+            .iter()
+            .find(|b| b.action.is_rollout_command() && !b.keys.is_empty() && b.keys.first() == confirm.keys.first());
         if let Some(command) = sends {
             let key = confirm.key_name();
             let quoted = format!("\"{key}\"");
