@@ -10,7 +10,9 @@
 //! [`SessionKind::Ssh`] with the key's SHA256 fingerprint goes into the
 //! audit.
 
+pub mod gate;
 pub mod keys;
+pub mod patterns;
 pub mod term;
 
 use super::hub::Hub;
@@ -19,25 +21,48 @@ use crate::protocol::{CommandRequest, Link, Origin, Output, Peer, Reply, Session
 use crate::ui::theme::ColorMode;
 use crate::ui::CockpitSettings;
 use flightdeck_core::rollout::Actor;
+use gate::{Cuttable, Gate, Limits, Slot};
 use keys::{Authorized, AuthorizedKeys};
 use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
 use ratatui::crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::crossterm::{cursor, QueueableCommand};
-use ratatui::layout::Size;
-use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Server, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelMsg, MethodKind, MethodSet};
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use russh::keys::{Algorithm, EcdsaCurve};
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet, Preferred};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use term::{Decoder, Outbox, SessionBackend, SharedSize, ESC_WAIT};
-use tokio::net::TcpListener;
+use std::time::{Duration, Instant, SystemTime};
+use term::{Decoder, Outbox, SessionBackend, SharedSize, Window, ESC_WAIT};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// How long the last frame and the goodbye may take to reach a client.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the authorized-keys file is looked at for changes, and live
+/// sessions checked against it (and against their keys' expiry times).
+pub const KEYS_POLL: Duration = Duration::from_secs(1);
+
+/// A failed accept (out of file descriptors, say) is retried after this,
+/// doubling up to [`ACCEPT_BACKOFF_MAX`]: the listener never gives up.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Refused connections and failed accepts are logged at most this often (with a count).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The key types whose signatures the server checks (see [`keys`]): what
+/// it tells clients in `server-sig-algs`.
+const KEY_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 },
+    Algorithm::Ecdsa { curve: EcdsaCurve::NistP384 },
+    Algorithm::Ecdsa { curve: EcdsaCurve::NistP521 },
+];
 
 /// What `serve --ssh` was given.
 #[derive(Debug, Clone)]
@@ -51,7 +76,11 @@ pub struct SshListener {
     listener: TcpListener,
     config: Arc<russh::server::Config>,
     keys: Arc<AuthorizedKeys>,
+    keys_path: PathBuf,
+    gate: Arc<Gate>,
     pub address: SocketAddr,
+    /// The host key as `ssh-keygen -l` shows it: `256 SHA256:… (ED25519)`.
+    pub host_fingerprint: String,
     stopper: Stopper,
 }
 
@@ -96,14 +125,20 @@ impl Drop for Live {
     }
 }
 
-/// Reads the authorized keys (every line checked) and the host key (made
-/// on first run), then listens. Anything wrong stops the server before it starts.
+/// Reads the authorized keys (every line checked, the file held to
+/// OpenSSH's `StrictModes`) and the host key (made on first run), then
+/// listens. Anything wrong stops the server before it starts.
 pub async fn bind(options: &SshOptions) -> Result<SshListener, String> {
+    let limits = Limits::from_env()?;
+    keys::check_modes(&options.authorized_keys)?;
     let keys = AuthorizedKeys::load(&options.authorized_keys)?;
     if keys.is_empty() {
         return Err(format!("{}: no keys: nobody could sign in", options.authorized_keys.display()));
     }
-    let host_key = keys::host_key(&host_key_path())?;
+    let host_path = host_key_path();
+    keys::check_host_dir(&host_path)?;
+    let host_key = keys::host_key(&host_path)?;
+    let host_fingerprint = keys::host_fingerprint(&host_key);
     let listener = TcpListener::bind(&options.listen)
         .await
         .map_err(|e| format!("--ssh {}: cannot listen ({e})", options.listen))?;
@@ -111,15 +146,26 @@ pub async fn bind(options: &SshOptions) -> Result<SshListener, String> {
     let config = russh::server::Config {
         keys: vec![host_key],
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        preferred: Preferred { key: Cow::Borrowed(KEY_ALGORITHMS), ..Preferred::default() },
         auth_rejection_time: Duration::from_millis(500),
         auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
         // A dead client's session ends; a live idle one is kept.
         keepalive_interval: Some(Duration::from_secs(30)),
         nodelay: true,
         ..Default::default()
     };
     let stopper = Stopper { stop: watch::channel(false).0, live: Arc::default() };
-    Ok(SshListener { listener, config: Arc::new(config), keys: Arc::new(keys), address, stopper })
+    Ok(SshListener {
+        listener,
+        config: Arc::new(config),
+        keys: Arc::new(keys),
+        keys_path: options.authorized_keys.clone(),
+        gate: Gate::new(limits),
+        address,
+        host_fingerprint,
+        stopper,
+    })
 }
 
 /// The server's host key: `<data dir>/ssh/host_ed25519`, mode 0600.
@@ -127,54 +173,237 @@ pub fn host_key_path() -> PathBuf {
     crate::paths::data_dir().join("ssh").join("host_ed25519")
 }
 
-/// Serves SSH sessions until the task is dropped.
+/// Serves SSH sessions until the task is dropped: the listener never
+/// stops by itself (a failed accept is retried), and the authorized-keys
+/// file is followed as it changes.
 pub async fn serve(ssh: SshListener, hub: Arc<Hub>, engine: EngineHandle) {
-    let shared = Arc::new(Shared { keys: ssh.keys.clone(), hub, engine, stopper: ssh.stopper.clone() });
-    let mut server = SshServer(shared);
-    if let Err(e) = server.run_on_socket(ssh.config.clone(), &ssh.listener).await {
-        tracing::error!(error = %e, "the SSH listener stopped");
+    eprintln!(
+        "flightdeck: the SSH host key is {}; a client's first connection shows the same (or `ssh-keygen -lf` of its known_hosts line)",
+        ssh.host_fingerprint
+    );
+    tracing::info!(host_key = %ssh.host_fingerprint, address = %ssh.address, "ssh listening");
+    let shared = Arc::new(Shared {
+        keys: watch::channel(ssh.keys.clone()).0,
+        hub,
+        engine,
+        stopper: ssh.stopper.clone(),
+        gate: ssh.gate.clone(),
+        config: ssh.config.clone(),
+        cockpits: Mutex::default(),
+    });
+    tokio::select! {
+        () = accept_loop(&ssh.listener, &shared) => {}
+        () = follow_keys(&ssh.keys_path, &shared) => {}
+    }
+}
+
+async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut refusals = Tally::default();
+    let mut failures = Tally::default();
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                match shared.gate.admit(peer.ip()) {
+                    Ok(slot) => {
+                        tokio::spawn(connection(shared.clone(), stream, peer, slot));
+                    }
+                    Err(why) => {
+                        // Closed at once, without a word: as sshd does.
+                        drop(stream);
+                        refusals.note(|n| {
+                            let (pending, all) = shared.gate.counts();
+                            tracing::warn!(%peer, refused = n, pending, all, "ssh connections refused: {why}");
+                        });
+                    }
+                }
+            }
+            Err(error) => {
+                failures.note(|n| tracing::warn!(%error, failures = n, "ssh accept failed; retrying"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Counts something that may happen very often and logs it at most every
+/// [`REFUSAL_LOG_EVERY`].
+#[derive(Default)]
+struct Tally {
+    since: Option<Instant>,
+    count: u64,
+}
+
+impl Tally {
+    fn note(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        if self.since.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+            log(self.count);
+            self.since = Some(Instant::now());
+            self.count = 0;
+        }
+    }
+}
+
+/// One TCP connection: the SSH session over it, cut if it has not
+/// signed in within the login grace time.
+async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: Arc<Slot>) {
+    let _ = stream.set_nodelay(true);
+    let (stream, cutter) = Cuttable::new(stream);
+    let handler = Connection::new(shared.clone(), peer, slot.clone());
+    let grace = tokio::time::sleep(shared.gate.limits.login_grace);
+    tokio::pin!(grace);
+    let started = tokio::select! {
+        started = russh::server::run_stream(shared.config.clone(), stream, handler) => started,
+        () = &mut grace => {
+            tracing::info!(%peer, "ssh connection did not sign in within the login grace time: closed");
+            return;
+        }
+    };
+    let session = match started {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "ssh connection ended before its session started");
+            return;
+        }
+    };
+    tokio::pin!(session);
+    tokio::select! {
+        ended = &mut session => {
+            if let Err(error) = ended {
+                tracing::info!(%peer, %error, "ssh connection ended");
+            }
+            return;
+        }
+        () = &mut grace, if !slot.is_signed_in() => {}
+    }
+    if !slot.is_signed_in() {
+        tracing::info!(%peer, "ssh connection did not sign in within the login grace time: closed");
+        cutter.cut();
+    }
+    let _ = session.await;
+}
+
+/// Reads the authorized-keys file again whenever it changes (its size,
+/// times, owner or mode; checked every [`KEYS_POLL`]), held to the same
+/// rules as at start. A bad line leaves out that line's key only; a file
+/// that is gone, unreadable or writable by others lets nobody in until
+/// it is put right. Live sessions whose key went follow on their own
+/// ([`still_admitted`]).
+async fn follow_keys(path: &Path, shared: &Arc<Shared>) {
+    let mut seen = file_stamp(path);
+    loop {
+        tokio::time::sleep(KEYS_POLL).await;
+        let stamp = file_stamp(path);
+        if stamp == seen {
+            continue;
+        }
+        seen = stamp;
+        let shown = path.display().to_string();
+        let read = keys::check_modes(path)
+            .and_then(|()| crate::files::read_text(path).map_err(|e| e.at(&shown, "authorized keys").to_string()));
+        let fresh = match read {
+            Ok(text) => {
+                let (fresh, errors) = AuthorizedKeys::parse_lenient(&shown, &text);
+                for error in &errors {
+                    eprintln!("flightdeck: {error} (that line's key cannot sign in until it is fixed)");
+                    tracing::error!(%error, "authorized keys: line left out");
+                }
+                fresh
+            }
+            Err(error) => {
+                eprintln!("flightdeck: {error}: nobody can sign in over SSH until it is fixed");
+                tracing::error!(%error, "authorized keys refused: nobody can sign in");
+                AuthorizedKeys::default()
+            }
+        };
+        eprintln!("flightdeck: {shown} changed: {} keys may sign in", fresh.len());
+        tracing::info!(file = %shown, keys = fresh.len(), "authorized keys reloaded");
+        shared.keys.send_replace(Arc::new(fresh));
+    }
+}
+
+/// What tells a changed file from the one read: its identity, size,
+/// times, owner and mode.
+fn file_stamp(path: &Path) -> Option<(u64, u64, u64, i64, i64, i64, i64, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m.uid(), m.mode()))
+}
+
+/// Whether a session signed in as `who` from `peer` may go on: its key is
+/// still listed with the same name, role and limits, and not expired.
+fn still_admitted(shared: &Shared, who: &Authorized, peer: Option<IpAddr>) -> Result<(), String> {
+    let keys = shared.keys.borrow().clone();
+    match keys.find(&who.key) {
+        None => Err(format!("{}'s key is no longer in the authorized keys", who.name)),
+        Some(now) if !now.same_as(who) => {
+            Err(format!("{}'s entry in the authorized keys changed; sign in again", who.name))
+        }
+        Some(now) => now.admits(peer, SystemTime::now()),
     }
 }
 
 struct Shared {
-    keys: Arc<AuthorizedKeys>,
+    /// The authorized keys as last read.
+    keys: watch::Sender<Arc<AuthorizedKeys>>,
     hub: Arc<Hub>,
     engine: EngineHandle,
     stopper: Stopper,
+    gate: Arc<Gate>,
+    config: Arc<russh::server::Config>,
+    /// Live cockpits by key fingerprint.
+    cockpits: Mutex<HashMap<String, usize>>,
 }
 
-struct SshServer(Arc<Shared>);
+/// A cockpit counted against its key's limit until dropped.
+struct CockpitSeat {
+    shared: Arc<Shared>,
+    fingerprint: String,
+}
 
-impl Server for SshServer {
-    type Handler = Connection;
+impl CockpitSeat {
+    fn take(shared: &Arc<Shared>, fingerprint: &str) -> Option<CockpitSeat> {
+        let mut cockpits = shared.cockpits.lock().expect("cockpits");
+        let n = cockpits.entry(fingerprint.to_string()).or_default();
+        if *n >= shared.gate.limits.cockpits_per_key {
+            return None;
+        }
+        *n += 1;
+        Some(CockpitSeat { shared: shared.clone(), fingerprint: fingerprint.to_string() })
+    }
+}
 
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        Connection {
-            shared: self.0.clone(),
-            peer,
-            who: None,
-            channels: HashMap::new(),
-            ptys: HashMap::new(),
-            colours: HashMap::new(),
-            live: None,
+impl Drop for CockpitSeat {
+    fn drop(&mut self) {
+        let mut cockpits = self.shared.cockpits.lock().expect("cockpits");
+        if let Some(n) = cockpits.get_mut(&self.fingerprint) {
+            *n -= 1;
+            if *n == 0 {
+                cockpits.remove(&self.fingerprint);
+            }
         }
     }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        tracing::info!(%error, "ssh connection ended");
-    }
 }
 
-/// One SSH connection (it may open several sessions, each a cockpit).
+/// One SSH connection (it may open a few sessions, each a cockpit).
 struct Connection {
     shared: Arc<Shared>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
+    /// Its place at the gate: a startup until it signs in.
+    slot: Arc<Slot>,
     /// The key it signed in with.
     who: Option<Authorized>,
+    /// Session channels open on it (at most `sessions_per_connection`).
+    open: HashSet<ChannelId>,
+    /// Channels past the limit, accepted only to say why on their first request.
+    over: HashSet<ChannelId>,
     /// Opened session channels, until their shell request.
     channels: HashMap<ChannelId, Channel<Msg>>,
-    /// The terminal size of each channel that asked for a pty.
-    ptys: HashMap<ChannelId, Size>,
+    /// The window of each channel that asked for a pty.
+    ptys: HashMap<ChannelId, Window>,
     /// The colour variables each channel's client sent.
     colours: HashMap<ChannelId, Colours>,
     /// Held from the first cockpit until the client hangs up. A goodbye
@@ -198,10 +427,34 @@ impl Colours {
 }
 
 impl Connection {
-    fn refuse_key(&self, user: &str, key: &russh::keys::PublicKey) -> Auth {
-        let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256);
-        tracing::warn!(user, %fingerprint, peer = ?self.peer, "ssh key not in the authorized keys: refused");
-        Auth::reject()
+    fn new(shared: Arc<Shared>, peer: SocketAddr, slot: Arc<Slot>) -> Connection {
+        Connection {
+            shared,
+            peer,
+            slot,
+            who: None,
+            open: HashSet::new(),
+            over: HashSet::new(),
+            channels: HashMap::new(),
+            ptys: HashMap::new(),
+            colours: HashMap::new(),
+            live: None,
+        }
+    }
+
+    /// The entry of `key` if it is listed and may be used from here, now.
+    fn authorize(&self, user: &str, key: &russh::keys::PublicKey) -> Option<Authorized> {
+        let keys = self.shared.keys.borrow().clone();
+        let Some(who) = keys.find(key) else {
+            let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256);
+            tracing::warn!(user, %fingerprint, peer = %self.peer, "ssh key not in the authorized keys: refused");
+            return None;
+        };
+        if let Err(why) = who.admits(Some(self.peer.ip()), SystemTime::now()) {
+            tracing::warn!(user, fingerprint = %who.fingerprint, peer = %self.peer, "ssh key refused: {why}");
+            return None;
+        }
+        Some(who.clone())
     }
 
     /// Runs nothing: says why on the client's stderr and ends the channel
@@ -209,6 +462,7 @@ impl Connection {
     /// saying only "exec request failed".)
     fn refuse_channel(&mut self, channel: ChannelId, why: &str, session: &mut Session) -> Result<(), russh::Error> {
         self.channels.remove(&channel);
+        self.over.remove(&channel);
         session.channel_success(channel)?;
         session.extended_data(channel, 1, format!("flightdeck: {why}\r\n"))?;
         session.exit_status_request(channel, 1)?;
@@ -216,32 +470,45 @@ impl Connection {
         session.close(channel)?;
         Ok(())
     }
-}
 
-fn size_of(cols: u32, rows: u32) -> Size {
-    let clamp = |n: u32| n.clamp(1, u16::MAX as u32) as u16;
-    Size::new(clamp(cols), clamp(rows))
+    /// A channel past the session limit is told so at its first request.
+    fn refuse_if_over(&mut self, channel: ChannelId, session: &mut Session) -> Option<Result<(), russh::Error>> {
+        if !self.over.contains(&channel) {
+            return None;
+        }
+        let limit = self.shared.gate.limits.sessions_per_connection;
+        let why = format!("this connection already has {limit} sessions, the most one connection may open");
+        Some(self.refuse_channel(channel, &why, session))
+    }
+
+    /// The signed-in key, if it may still be used (the file may have changed since).
+    fn current(&self) -> Result<Authorized, String> {
+        let who = self.who.clone().ok_or("not signed in")?;
+        still_admitted(&self.shared, &who, Some(self.peer.ip()))?;
+        Ok(who)
+    }
 }
 
 impl Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
-        match self.shared.keys.find(offer.public_key) {
+        match self.authorize(user, offer.public_key) {
             Some(_) => Ok(Auth::Accept),
-            None => Ok(self.refuse_key(user, offer.public_key)),
+            None => Ok(Auth::reject()),
         }
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        match self.shared.keys.find(key.public_key) {
-            Some(who) => {
-                tracing::info!(user, name = %who.name, fingerprint = %who.fingerprint, peer = ?self.peer, "ssh key accepted");
-                self.who = Some(who.clone());
-                Ok(Auth::Accept)
-            }
-            None => Ok(self.refuse_key(user, key.public_key)),
+        let Some(who) = self.authorize(user, key.public_key) else { return Ok(Auth::reject()) };
+        if !self.slot.sign_in(&who.fingerprint) {
+            let limit = self.shared.gate.limits.connections_per_key;
+            tracing::warn!(user, name = %who.name, peer = %self.peer, "ssh key refused: it already holds {limit} connections");
+            return Ok(Auth::reject());
         }
+        tracing::info!(user, name = %who.name, fingerprint = %who.fingerprint, peer = %self.peer, "ssh key accepted");
+        self.who = Some(who);
+        Ok(Auth::Accept)
     }
 
     async fn channel_open_session(
@@ -250,11 +517,35 @@ impl Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.who.is_some() {
-            self.channels.insert(channel.id(), channel);
-            reply.accept().await;
+        if let Err(why) = self.current() {
+            tracing::info!(peer = %self.peer, "ssh session refused: {why}");
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
         }
-        // Dropping `reply` refuses the channel.
+        let limit = self.shared.gate.limits.sessions_per_connection;
+        if self.open.len() >= limit {
+            tracing::warn!(peer = %self.peer, limit, "ssh session refused: too many on one connection");
+            if self.over.len() < 2 {
+                // Accepted to say why on its first request; more than that are refused outright.
+                self.over.insert(channel.id());
+                reply.accept().await;
+            } else {
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            }
+            return Ok(());
+        }
+        self.open.insert(channel.id());
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        self.open.remove(&channel);
+        self.over.remove(&channel);
+        self.channels.remove(&channel);
+        self.ptys.remove(&channel);
+        self.colours.remove(&channel);
         Ok(())
     }
 
@@ -270,20 +561,40 @@ impl Handler for Connection {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.ptys.insert(channel, size_of(cols, rows));
+        if let Some(refused) = self.refuse_if_over(channel, session) {
+            return refused;
+        }
+        let window = Window::requested(cols, rows);
+        if window.is_clamped() {
+            tracing::info!(peer = %self.peer, cols, rows, drawn = ?window.drawn(), "ssh window larger than the cockpit draws");
+        }
+        self.ptys.insert(channel, window);
         session.channel_success(channel)
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        let (Some(size), Some(who)) = (self.ptys.get(&channel).copied(), self.who.clone()) else {
+        if let Some(refused) = self.refuse_if_over(channel, session) {
+            return refused;
+        }
+        let who = match self.current() {
+            Ok(who) => who,
+            Err(why) => return self.refuse_channel(channel, &why, session),
+        };
+        let Some(window) = self.ptys.get(&channel).copied() else {
             return self.refuse_channel(channel, "the cockpit needs a terminal: connect with `ssh -t`", session);
+        };
+        let Some(seat) = CockpitSeat::take(&self.shared, &who.fingerprint) else {
+            let limit = self.shared.gate.limits.cockpits_per_key;
+            let why = format!("{} already has {limit} cockpits open, the most one key may", who.name);
+            return self.refuse_channel(channel, &why, session);
         };
         let Some(open) = self.channels.remove(&channel) else { return session.channel_failure(channel) };
         session.channel_success(channel)?;
         let id = self.shared.hub.session_number();
         let mode = self.colours.remove(&channel).unwrap_or_default().mode();
         self.live.get_or_insert_with(|| Live::new(&self.shared.stopper.live));
-        tokio::spawn(cockpit_session(open, size, mode, who, id, self.shared.clone()));
+        let peer = Some(self.peer.ip());
+        tokio::spawn(cockpit_session(open, window, mode, (who, peer, seat), id, self.shared.clone()));
         Ok(())
     }
 
@@ -306,6 +617,36 @@ impl Handler for Connection {
         self.refuse_channel(channel, "this server runs only the cockpit; no subsystems", session)
     }
 
+    /// No X11 forwarding (nor agent or port forwarding: those are
+    /// refused by russh's defaults, which this server keeps).
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(peer = %self.peer, "ssh X11 forwarding refused");
+        session.channel_failure(channel)
+    }
+
+    async fn agent_request(&mut self, channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+        tracing::info!(peer = %self.peer, ?channel, "ssh agent forwarding refused");
+        Ok(false)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        tracing::info!(peer = %self.peer, address, port = *port, "ssh remote port forwarding refused");
+        Ok(false)
+    }
+
     /// Only the colour variables are taken (`ssh -o SendEnv=COLORTERM`):
     /// the session's colours are its client's, not the server's.
     async fn env_request(
@@ -315,10 +656,13 @@ impl Handler for Connection {
         value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if !self.open.contains(&channel) {
+            return session.channel_failure(channel);
+        }
         let colours = self.colours.entry(channel).or_default();
         match name {
-            "NO_COLOR" => colours.no_color = Some(value.to_string()),
-            "COLORTERM" => colours.colorterm = Some(value.to_string()),
+            "NO_COLOR" => colours.no_color = Some(value.chars().take(64).collect()),
+            "COLORTERM" => colours.colorterm = Some(value.chars().take(64).collect()),
             _ => return session.channel_failure(channel),
         }
         session.channel_success(channel)
@@ -328,9 +672,9 @@ impl Handler for Connection {
 /// One cockpit on one SSH channel, from the shell request to goodbye.
 async fn cockpit_session(
     channel: Channel<Msg>,
-    size: Size,
+    window: Window,
     mode: ColorMode,
-    who: Authorized,
+    (who, peer, _seat): (Authorized, Option<IpAddr>, CockpitSeat),
     id: u64,
     shared: Arc<Shared>,
 ) {
@@ -339,7 +683,7 @@ async fn cockpit_session(
     tracing::info!(name = %who.name, role = who.role.label(), %session, "attached over ssh");
     let origin = Origin { role: who.role, session: session.clone() };
     let (mut read, write) = channel.split();
-    let size: SharedSize = Arc::new(Mutex::new(size));
+    let size: SharedSize = Arc::new(Mutex::new(window));
     let outbox = Arc::new(Outbox::default());
     let (input_tx, input) = mpsc::channel::<Event>(256);
     let writer = tokio::spawn(write_out(outbox.clone(), write, input_tx.downgrade()));
@@ -360,9 +704,11 @@ async fn cockpit_session(
             let events = match message {
                 Some(ChannelMsg::Data { data }) => decoder.feed(&data),
                 Some(ChannelMsg::WindowChange { col_width, row_height, .. }) => {
-                    let new = size_of(col_width, row_height);
+                    // A size of 0 changes nothing; a huge one is drawn at the largest.
+                    let Some(new) = Window::changed(col_width, row_height) else { continue };
                     *reader_size.lock().expect("size") = new;
-                    vec![Event::Resize(new.width, new.height)]
+                    let drawn = new.drawn();
+                    vec![Event::Resize(drawn.width, drawn.height)]
                 }
                 Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return,
                 Some(_) => continue,
@@ -374,12 +720,36 @@ async fn cockpit_session(
             }
         }
     });
-    let result = run_cockpit(&who, &origin, &shared, (size, mode), outbox.clone(), input).await;
+    let revoked: Arc<Mutex<Option<String>>> = Arc::default();
+    let watch_key = {
+        let (shared, who, revoked) = (shared.clone(), who.clone(), revoked.clone());
+        async move {
+            let mut keys = shared.keys.subscribe();
+            loop {
+                tokio::select! {
+                    _ = keys.changed() => {}
+                    () = tokio::time::sleep(KEYS_POLL) => {}
+                }
+                if let Err(why) = still_admitted(&shared, &who, peer) {
+                    *revoked.lock().expect("revoked") = Some(why);
+                    return;
+                }
+            }
+        }
+    };
+    let result = run_cockpit(&who, &origin, &shared, (size, mode), outbox.clone(), input, watch_key).await;
+    let revoked = revoked.lock().expect("revoked").take();
+    if let Some(why) = &revoked {
+        tracing::warn!(name = %who.name, %session, "ssh session ended: {why}");
+    }
     // The client's `ssh` exits 0 when its user quit, 1 otherwise.
-    let (goodbye, status) = match &result {
-        Ok(None) => (String::new(), 0),
-        Ok(Some(_)) => ("flightdeck: the server stopped; the rollouts resume when it is served again\r\n".into(), 1),
-        Err(e) => (format!("flightdeck: {e}\r\n"), 1),
+    let (goodbye, status) = match (&result, revoked) {
+        (Ok(Some(_)), Some(why)) => (format!("flightdeck: signed out: {why}\r\n"), 1),
+        (Ok(None), _) => (String::new(), 0),
+        (Ok(Some(_)), None) => {
+            ("flightdeck: the server stopped; the rollouts resume when it is served again\r\n".into(), 1)
+        }
+        (Err(e), _) => (format!("flightdeck: {e}\r\n"), 1),
     };
     let mut end = terminal_teardown();
     end.extend_from_slice(goodbye.as_bytes());
@@ -400,6 +770,7 @@ async fn run_cockpit(
     (size, mode): (SharedSize, ColorMode),
     outbox: Arc<Outbox>,
     input: mpsc::Receiver<Event>,
+    revoked: impl std::future::Future<Output = ()> + Send,
 ) -> Result<Option<i32>, String> {
     let settings = CockpitSettings {
         theme: "default".into(),
@@ -419,8 +790,12 @@ async fn run_cockpit(
     outbox.push(&terminal_setup(settings.mouse));
     let mut terminal = ratatui::Terminal::new(SessionBackend::new(size, outbox)).map_err(|e| e.to_string())?;
     let mut stop = shared.stopper.stop.subscribe();
+    // The server stops, or this session's key is no longer good.
     let stopped = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => {}
+            () = revoked => {}
+        }
         libc::SIGTERM
     };
     let (_, signal) = crate::ui::run::run(app, &mut terminal, link, input, stopped).await.map_err(|e| e.to_string())?;

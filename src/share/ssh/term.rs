@@ -31,6 +31,67 @@ const MAX_PENDING: usize = 64 * 1024;
 /// Frames a client may fall behind by before they are dropped.
 pub const OUTBOX_LIMIT: usize = 256 * 1024;
 
+/// The largest cockpit drawn, in columns and rows. A session's screen
+/// costs memory and drawing time by the cell (its frame, the previous
+/// one, the copy kept for repaints), and a client names its own size: a
+/// window of 65535×65535 would be 4 billion cells. A bigger window gets
+/// the cockpit at this size in its top-left corner, and a line saying so.
+pub const MAX_COLS: u16 = 500;
+pub const MAX_ROWS: u16 = 200;
+
+/// The size taken when a client gives none (0 columns or rows).
+pub const DEFAULT_COLS: u16 = 80;
+pub const DEFAULT_ROWS: u16 = 24;
+
+/// A session's window as its client gave it, and the size it is drawn at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub cols: u32,
+    pub rows: u32,
+}
+
+impl Window {
+    /// A pty request's size: a 0 (the client did not say) is the default.
+    pub fn requested(cols: u32, rows: u32) -> Window {
+        let or = |n: u32, default: u16| if n == 0 { u32::from(default) } else { n };
+        Window { cols: or(cols, DEFAULT_COLS), rows: or(rows, DEFAULT_ROWS) }
+    }
+
+    /// A window change: `None` for a size of 0, which changes nothing.
+    pub fn changed(cols: u32, rows: u32) -> Option<Window> {
+        (cols > 0 && rows > 0).then_some(Window { cols, rows })
+    }
+
+    /// What the cockpit is drawn at: the window, at most [`MAX_COLS`]×[`MAX_ROWS`].
+    pub fn drawn(&self) -> Size {
+        let clamp = |n: u32, max: u16| n.clamp(1, u32::from(max)) as u16;
+        Size::new(clamp(self.cols, MAX_COLS), clamp(self.rows, MAX_ROWS))
+    }
+
+    pub fn is_clamped(&self) -> bool {
+        self.cols > u32::from(MAX_COLS) || self.rows > u32::from(MAX_ROWS)
+    }
+
+    /// Where the window is larger than the cockpit: the line that says so
+    /// and where it goes (below the cockpit, else right of it).
+    pub fn note(&self) -> Option<(Position, String)> {
+        if !self.is_clamped() {
+            return None;
+        }
+        let drawn = self.drawn();
+        let text = format!(
+            "flightdeck: this window is {}×{}; the cockpit is drawn at {}×{}, its largest",
+            self.cols, self.rows, drawn.width, drawn.height
+        );
+        let at = if self.rows > u32::from(MAX_ROWS) {
+            Position::new(0, MAX_ROWS)
+        } else {
+            Position::new(MAX_COLS.saturating_add(1), 0)
+        };
+        Some((at, text))
+    }
+}
+
 /// Raw terminal bytes to events.
 #[derive(Debug, Default)]
 pub struct Decoder {
@@ -221,8 +282,8 @@ impl io::Write for Bytes {
     }
 }
 
-/// The session's terminal size, set by its pty and window-change requests.
-pub type SharedSize = Arc<Mutex<Size>>;
+/// The session's window, set by its pty and window-change requests.
+pub type SharedSize = Arc<Mutex<Window>>;
 
 /// A ratatui backend for one SSH session: the session's size, ANSI bytes
 /// to its outbox, and a copy of the screen to redraw it whole after
@@ -236,11 +297,13 @@ pub struct SessionBackend {
     cursor: Position,
     cursor_shown: bool,
     outbox: Arc<Outbox>,
+    /// The screen was cleared: a clamped window's note is due with the next frame.
+    note_due: bool,
 }
 
 impl SessionBackend {
     pub fn new(size: SharedSize, outbox: Arc<Outbox>) -> SessionBackend {
-        let area = Rect::from((Position::ORIGIN, *size.lock().expect("size")));
+        let area = Rect::from((Position::ORIGIN, size.lock().expect("size").drawn()));
         let frame = Bytes::default();
         SessionBackend {
             ansi: CrosstermBackend::new(frame.clone()),
@@ -250,7 +313,22 @@ impl SessionBackend {
             cursor: Position::ORIGIN,
             cursor_shown: false,
             outbox,
+            note_due: true,
         }
+    }
+
+    fn window(&self) -> Window {
+        *self.size.lock().expect("size")
+    }
+
+    /// A clamped window's note at its place, the cursor back where it was.
+    fn write_note(&self, out: &mut impl io::Write) -> io::Result<()> {
+        use ratatui::crossterm::{cursor::MoveTo, style::Print, style::ResetColor, QueueableCommand};
+        if let Some((at, text)) = self.window().note() {
+            out.queue(MoveTo(at.x, at.y))?.queue(ResetColor)?.queue(Print(text))?;
+            out.queue(MoveTo(self.cursor.x, self.cursor.y))?;
+        }
+        Ok(())
     }
 
     /// The whole screen as bytes: clear, every cell, the cursor as it was.
@@ -262,6 +340,7 @@ impl SessionBackend {
         let drawn = all
             .clear()
             .and_then(|()| all.draw(cells))
+            .and_then(|()| self.write_note(&mut bytes.clone()))
             .and_then(|()| all.set_cursor_position(self.cursor))
             .and_then(|()| if self.cursor_shown { all.show_cursor() } else { all.hide_cursor() });
         match drawn {
@@ -309,8 +388,9 @@ impl Backend for SessionBackend {
 
     fn clear(&mut self) -> io::Result<()> {
         // Cleared after a resize too: the copy takes the session's size.
-        let size = *self.size.lock().expect("size");
+        let size = self.window().drawn();
         self.screen = Buffer::empty(Rect::from((Position::ORIGIN, size)));
+        self.note_due = true;
         self.ansi.clear()
     }
 
@@ -322,7 +402,7 @@ impl Backend for SessionBackend {
     }
 
     fn size(&self) -> io::Result<Size> {
-        Ok(*self.size.lock().expect("size"))
+        Ok(self.window().drawn())
     }
 
     fn window_size(&mut self) -> io::Result<WindowSize> {
@@ -331,6 +411,9 @@ impl Backend for SessionBackend {
 
     fn flush(&mut self) -> io::Result<()> {
         io::Write::flush(&mut self.ansi)?;
+        if std::mem::take(&mut self.note_due) {
+            self.write_note(&mut self.frame.clone())?;
+        }
         let frame = self.frame.take();
         if !frame.is_empty() {
             self.outbox.push_frame(&frame, || self.repaint());
@@ -429,7 +512,7 @@ mod tests {
 
     #[test]
     fn a_client_that_stops_reading_loses_frames_then_gets_the_whole_screen() {
-        let size: SharedSize = Arc::new(Mutex::new(Size::new(20, 3)));
+        let size: SharedSize = Arc::new(Mutex::new(Window::requested(20, 3)));
         let outbox = Arc::new(Outbox::default());
         let mut terminal = ratatui::Terminal::new(SessionBackend::new(size.clone(), outbox.clone())).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -460,11 +543,33 @@ mod tests {
 
     #[test]
     fn the_backend_has_the_sessions_size() {
-        let size: SharedSize = Arc::new(Mutex::new(Size::new(80, 24)));
+        let size: SharedSize = Arc::new(Mutex::new(Window::requested(80, 24)));
         let mut terminal = ratatui::Terminal::new(SessionBackend::new(size.clone(), Arc::default())).unwrap();
         assert_eq!(terminal.size().unwrap(), Size::new(80, 24));
-        *size.lock().unwrap() = Size::new(120, 40);
+        *size.lock().unwrap() = Window::requested(120, 40);
         let frame = terminal.draw(|_| {}).unwrap();
         assert_eq!(frame.area, Rect::new(0, 0, 120, 40));
+    }
+
+    #[test]
+    fn a_huge_window_is_drawn_at_the_largest_size_and_says_so() {
+        let size: SharedSize = Arc::new(Mutex::new(Window::requested(65535, 65535)));
+        let outbox = Arc::new(Outbox::default());
+        let mut terminal = ratatui::Terminal::new(SessionBackend::new(size.clone(), outbox.clone())).unwrap();
+        assert_eq!(terminal.size().unwrap(), Size::new(MAX_COLS, MAX_ROWS));
+        let frame = terminal.draw(|f| f.render_widget("cockpit", f.area())).unwrap();
+        assert_eq!(frame.area, Rect::new(0, 0, MAX_COLS, MAX_ROWS));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let text = String::from_utf8_lossy(&rt.block_on(outbox.take()).bytes).into_owned();
+        assert!(text.contains("this window is 65535×65535; the cockpit is drawn at 500×200"), "{text:?}");
+        // Below the cockpit (row 201), when the window is taller.
+        assert!(text.contains("\x1b[201;1H"), "{text:?}");
+        // Only wider: right of it.
+        assert_eq!(Window::requested(4000, 50).note().unwrap().0, Position::new(501, 0));
+        assert_eq!(Window::requested(4000, 50).drawn(), Size::new(500, 50));
+        // No size given is 80×24; a window change to 0 changes nothing.
+        assert_eq!(Window::requested(0, 0).drawn(), Size::new(80, 24));
+        assert_eq!(Window::changed(0, 40), None);
+        assert!(Window::requested(500, 200).note().is_none());
     }
 }
