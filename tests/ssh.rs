@@ -723,3 +723,23 @@ async fn the_host_key_fingerprint_is_shown_at_start_and_its_folder_is_private() 
     let out = Command::new("ssh-keygen").arg("-lf").arg(ssh_dir.join("host_ed25519")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&fingerprint));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecdsa_key_added_while_serving_signs_in() {
+    let server = Server::start();
+    let carol = server.dir.path().join("carol");
+    let mut keygen_ecdsa = Command::new("ssh-keygen");
+    keygen_ecdsa.args(["-q", "-t", "ecdsa", "-N", "", "-C", "carol@test", "-f"]).arg(&carol);
+    assert!(keygen_ecdsa.status().unwrap().success());
+    assert!(sign_in(server.port, &carol, "127.0.0.1").await.is_err(), "carol is not listed yet");
+    let mut text = std::fs::read_to_string(server.keys_file()).unwrap();
+    text.push_str(&format!("{}\n", public(&carol)));
+    std::fs::write(server.keys_file(), text).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr.lock().unwrap().contains("3 keys may sign in") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = sign_in(server.port, &carol, "127.0.0.1").await.unwrap();
+    let mut cockpit = open_cockpit(&client, 100, 30).await.unwrap();
+    assert!(read_until(&mut cockpit, "read-only", Duration::from_secs(20)).await.1);
+}

@@ -9,6 +9,15 @@
 //! Commands carry the key's name and role, and the session kind
 //! [`SessionKind::Ssh`] with the key's SHA256 fingerprint goes into the
 //! audit.
+//!
+//! Nobody can crash, flood or outstay it: a window is drawn at
+//! [`term::MAX_COLS`]×[`term::MAX_ROWS`] at most; connections not signed
+//! in are bounded and cut after a login grace time, the listener never
+//! stops on a failed accept ([`gate`]); sessions per connection and
+//! cockpits per key are bounded; X11, agent and port forwarding are
+//! refused. The authorized-keys file is followed as it changes (checked
+//! every [`KEYS_POLL`]; SIGHUP stops `serve`, as it always has), and a
+//! session whose key went, changed or expired is signed out.
 
 pub mod gate;
 pub mod keys;
@@ -47,6 +56,9 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// sessions checked against it (and against their keys' expiry times).
 pub const KEYS_POLL: Duration = Duration::from_secs(1);
 
+/// A changed file is read once it has stayed the same this long.
+const KEYS_SETTLE: Duration = Duration::from_millis(250);
+
 /// A failed accept (out of file descriptors, say) is retried after this,
 /// doubling up to [`ACCEPT_BACKOFF_MAX`]: the listener never gives up.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -77,6 +89,7 @@ pub struct SshListener {
     config: Arc<russh::server::Config>,
     keys: Arc<AuthorizedKeys>,
     keys_path: PathBuf,
+    keys_stamp: Option<Stamp>,
     gate: Arc<Gate>,
     pub address: SocketAddr,
     /// The host key as `ssh-keygen -l` shows it: `256 SHA256:… (ED25519)`.
@@ -131,6 +144,8 @@ impl Drop for Live {
 pub async fn bind(options: &SshOptions) -> Result<SshListener, String> {
     let limits = Limits::from_env()?;
     keys::check_modes(&options.authorized_keys)?;
+    // Taken before the read: a change while starting is read again.
+    let keys_stamp = file_stamp(&options.authorized_keys);
     let keys = AuthorizedKeys::load(&options.authorized_keys)?;
     if keys.is_empty() {
         return Err(format!("{}: no keys: nobody could sign in", options.authorized_keys.display()));
@@ -161,6 +176,7 @@ pub async fn bind(options: &SshOptions) -> Result<SshListener, String> {
         config: Arc::new(config),
         keys: Arc::new(keys),
         keys_path: options.authorized_keys.clone(),
+        keys_stamp,
         gate: Gate::new(limits),
         address,
         host_fingerprint,
@@ -193,7 +209,7 @@ pub async fn serve(ssh: SshListener, hub: Arc<Hub>, engine: EngineHandle) {
     });
     tokio::select! {
         () = accept_loop(&ssh.listener, &shared) => {}
-        () = follow_keys(&ssh.keys_path, &shared) => {}
+        () = follow_keys(&ssh.keys_path, ssh.keys_stamp, &shared) => {}
     }
 }
 
@@ -292,12 +308,17 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, sl
 /// that is gone, unreadable or writable by others lets nobody in until
 /// it is put right. Live sessions whose key went follow on their own
 /// ([`still_admitted`]).
-async fn follow_keys(path: &Path, shared: &Arc<Shared>) {
-    let mut seen = file_stamp(path);
+async fn follow_keys(path: &Path, mut seen: Option<Stamp>, shared: &Arc<Shared>) {
     loop {
         tokio::time::sleep(KEYS_POLL).await;
         let stamp = file_stamp(path);
         if stamp == seen {
+            continue;
+        }
+        // Read once the writing is over (a file being written in place
+        // would read short, and sign out the keys it does not hold yet).
+        tokio::time::sleep(KEYS_SETTLE).await;
+        if file_stamp(path) != stamp {
             continue;
         }
         seen = stamp;
@@ -327,7 +348,10 @@ async fn follow_keys(path: &Path, shared: &Arc<Shared>) {
 
 /// What tells a changed file from the one read: its identity, size,
 /// times, owner and mode.
-fn file_stamp(path: &Path) -> Option<(u64, u64, u64, i64, i64, i64, i64, u32, u32)> {
+type Stamp = (u64, u64, u64, i64, i64, i64, i64, u32, u32);
+
+/// The file's stamp; `None` when it is gone.
+fn file_stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m.uid(), m.mode()))
