@@ -314,3 +314,107 @@ fn ceilings_run_when_stable_metrics_are_missing() {
     let fine = MetricsSample { window: MIN, stable: None, canary: Some(window(2_000, 2, 250.0)), missing: None };
     assert!(quiet.observe(&config, &fine).is_missing_metrics(), "otherwise the window is missing");
 }
+
+/// Regression: a source with quantiles only (Prometheus `histogram_quantile`,
+/// CloudWatch percentiles) let a stage pass "on the other rows": six windows
+/// of p99 400 ms against 250 ms (+60 %, limit 10 %) gave `pass`. Latency
+/// that cannot be judged never passes unless the plan accepts the risk.
+#[test]
+fn latency_from_quantiles_only_is_not_judged_and_never_passes() {
+    let config = AnalysisConfig::default();
+    // p99 +60 % with p95 still below the limit: quantiles cannot show it either way.
+    let slow_tail = VersionWindow { p95_ms: Some(240.0), ..quantiles_only(1_000, 5, 400.0) };
+    for canary in [slow_tail, quantiles_only(1_000, 5, 250.0)] {
+        let canary_p99 = canary.p99_ms.unwrap();
+        let mut evidence = Evidence::default();
+        let mut verdict = None;
+        for _ in 0..6 {
+            let w = sample(MIN, quantiles_only(9_000, 45, 250.0), canary.clone());
+            verdict = Some(evidence.observe(&config, &w));
+        }
+        let verdict = verdict.unwrap();
+        assert_eq!(verdict.label(), "inconclusive", "p99 {canary_p99}: {}", verdict.summary());
+        let p99 = verdict.checks().iter().find(|c| c.metric == Metric::LatencyP99).unwrap();
+        assert_ne!(p99.outcome, CheckOutcome::Pass);
+        assert!(p99.reason.contains("not judged: the source reports quantiles only"), "{}", p99.reason);
+        assert!(verdict.summary().contains("pass_unjudged_latency"), "the way out is named: {}", verdict.summary());
+    }
+    // Quantiles can still show a regression: a p95 past the p99 limit means
+    // at least 5 % of requests are slower than it.
+    let mut evidence = Evidence::default();
+    let slow = sample(MIN, quantiles_only(9_000, 45, 250.0), quantiles_only(1_000, 5, 400.0));
+    let verdicts: Vec<Verdict> = (0..6).map(|_| evidence.observe(&config, &slow)).collect();
+    assert!(verdicts.iter().any(|v| v.label() == "fail"), "{}", verdicts[5].summary());
+    // The plan may accept the risk: then the other rows decide.
+    let accepting = AnalysisConfig { pass_unjudged_latency: true, ..AnalysisConfig::default() };
+    let mut evidence = Evidence::default();
+    let mut verdict = None;
+    for _ in 0..6 {
+        let w = sample(MIN, quantiles_only(9_000, 45, 250.0), quantiles_only(1_000, 5, 250.0));
+        verdict = Some(evidence.observe(&accepting, &w));
+    }
+    let verdict = verdict.unwrap();
+    assert_eq!(verdict.label(), "pass", "{}", verdict.summary());
+    let p99 = verdict.checks().iter().find(|c| c.metric == Metric::LatencyP99).unwrap();
+    assert!(p99.reason.contains("passed because the plan sets pass_unjudged_latency"), "{}", p99.reason);
+}
+
+/// `n` requests at `ms` each, counted in buckets whose edges grow by `factor`
+/// from 1 ms (as a Prometheus histogram with exponential buckets).
+fn bucketed(n: u64, errors: u64, latencies_ms: &[(f64, u64)], factor: f64) -> VersionWindow {
+    let le_ms: Vec<f64> = (0..).map(|i| factor.powi(i)).take_while(|e| *e < 20_000.0).collect();
+    let at_or_below = le_ms
+        .iter()
+        .map(|edge| latencies_ms.iter().filter(|(ms, _)| ms <= edge).map(|(_, count)| count).sum())
+        .collect();
+    VersionWindow {
+        requests: n,
+        errors,
+        buckets: Some(flightdeck_core::analysis::BucketCounts { le_ms, at_or_below, total: n }),
+        ..VersionWindow::default()
+    }
+}
+
+/// `n` requests spread like a service whose p99 is `p99` ms (a slower
+/// version is the same spread, scaled).
+fn shape(n: u64, p99: f64) -> Vec<(f64, u64)> {
+    let parts = [(0.4, 500), (0.6, 300), (0.8, 150), (0.9, 35), (1.0, 11), (1.03, 4)];
+    parts.iter().map(|&(at, per_mille)| (p99 * at, n * per_mille / 1000)).collect()
+}
+
+/// Latency read from a metrics server's own buckets (Prometheus `_bucket`
+/// series) is judged on bounds: a request counts as slow only if its
+/// whole bucket is slower (to fail), and as fast only if its whole bucket is
+/// faster (to pass). Fine buckets catch a +50 % p99 and pass a healthy
+/// canary; buckets coarser than the margin judge neither and say why.
+#[test]
+fn bucketed_latency_fails_a_slow_canary_passes_a_healthy_one_and_names_coarse_buckets() {
+    let config = AnalysisConfig::default();
+    let fine = 2f64.powf(1.0 / 32.0); // Prometheus native histograms, schema 5: ~2.2 % apart
+    let run = |canary_p99: f64, factor: f64| {
+        let mut evidence = Evidence::default();
+        let mut verdict = None;
+        for _ in 0..10 {
+            let stable = bucketed(9_000, 45, &shape(9_000, 250.0), factor);
+            let canary = bucketed(1_000, 5, &shape(1_000, canary_p99), factor);
+            let v = evidence.observe(&config, &sample(MIN, stable, canary));
+            let done = v.label() != "inconclusive";
+            verdict = Some(v);
+            if done {
+                break;
+            }
+        }
+        verdict.unwrap()
+    };
+    let slow = run(375.0, fine);
+    assert_eq!(slow.label(), "fail", "{}", slow.summary());
+    assert!(slow.summary().contains("p99"), "{}", slow.summary());
+    let healthy = run(250.0, fine);
+    assert_eq!(healthy.label(), "pass", "{}", healthy.summary());
+    // Prometheus' default buckets (…, 100, 250, 500 ms: 2–2.5× apart) cannot
+    // show a 10 % limit: the healthy canary waits, and the row says why.
+    let coarse = run(250.0, 2.5);
+    assert_eq!(coarse.label(), "inconclusive", "{}", coarse.summary());
+    let p99 = coarse.checks().iter().find(|c| c.metric == Metric::LatencyP99).unwrap();
+    assert!(p99.reason.contains("buckets are too coarse here"), "{}", p99.reason);
+}

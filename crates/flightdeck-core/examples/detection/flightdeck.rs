@@ -42,6 +42,7 @@ fn version_window(s: &Served) -> VersionWindow {
         p99_ms: s.latency.quantile(0.99),
         latency_samples_ms: vec![],
         latency: s.latency.clone(),
+        buckets: None,
     }
 }
 

@@ -15,7 +15,7 @@
 
 use super::sequential::{Claim, SequentialTest};
 use super::{stats, Check, CheckOutcome, DecisionEstimate, DeltaUnit, LatencyHistogram, Metric, MetricsSample};
-use super::{Severity, Verdict, VersionWindow};
+use super::{LatencyBounds, Severity, Verdict, VersionWindow};
 use crate::plan::AnalysisConfig;
 use serde::{Deserialize, Serialize};
 
@@ -86,8 +86,13 @@ pub struct Totals {
     pub seconds: f64,
     pub requests: u64,
     pub errors: u64,
-    /// Latency of every request, for sources with histograms or samples.
+    /// Latency of every request, for sources with histograms or samples;
+    /// for a source with coarse buckets, the low bound (see
+    /// [`LatencyBounds`]).
     pub latency: LatencyHistogram,
+    /// The high bound, once any window came in coarse buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_high: Option<LatencyHistogram>,
     /// Σ reported quantile × requests (p50, p95, p99), for sources that
     /// report quantiles only, and the requests they cover.
     quantile_sums: [f64; 3],
@@ -95,12 +100,19 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, w: &VersionWindow, seconds: f64, latency: &LatencyHistogram) {
+    fn add(&mut self, w: &VersionWindow, seconds: f64, latency: &LatencyBounds) {
         self.windows += 1;
         self.seconds += seconds.max(0.0);
         self.requests = self.requests.saturating_add(w.requests);
         self.errors = self.errors.saturating_add(w.errors.min(w.requests));
-        self.latency.merge(latency);
+        if self.latency_high.is_none() && latency.high.is_some() {
+            // The first bucketed window: exact windows so far bound themselves.
+            self.latency_high = Some(self.latency.clone());
+        }
+        self.latency.merge(&latency.low);
+        if let Some(high) = &mut self.latency_high {
+            high.merge(latency.side(false));
+        }
         for (i, q) in [w.p50_ms, w.p95_ms, w.p99_ms].into_iter().enumerate() {
             if let Some(v) = usable(q) {
                 self.quantile_sums[i] += v * w.requests as f64;
@@ -117,16 +129,38 @@ impl Totals {
         (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
     }
 
-    /// The `q` quantile (0.5, 0.95 or 0.99), ms; `shift` moves the rank by
-    /// that many standard errors (a cautious bound) when a histogram exists.
-    fn quantile(&self, q: f64, shift: f64) -> Option<f64> {
-        let n = self.latency.total();
+    /// The latency histogram a test may use: the low bound (`slow`, for
+    /// evidence of a regression) or the high one (evidence of health).
+    fn latency_side(&self, slow: bool) -> &LatencyHistogram {
+        if slow {
+            &self.latency
+        } else {
+            self.latency_high.as_ref().unwrap_or(&self.latency)
+        }
+    }
+
+    /// The `q` quantile (0.5, 0.95 or 0.99), ms, from the low (`slow`) or
+    /// high latency bound; `shift` moves the rank by that many standard
+    /// errors (a cautious bound) when a histogram exists.
+    fn quantile(&self, q: f64, shift: f64, slow: bool) -> Option<f64> {
+        let histogram = self.latency_side(slow);
+        let n = histogram.total();
         if n > 0 {
             let rank = q + shift * (q * (1.0 - q) / n as f64).sqrt();
-            return self.latency.quantile(rank.clamp(0.0, 1.0));
+            return histogram.quantile(rank.clamp(0.0, 1.0));
         }
         let i = [0.5, 0.95, 0.99].iter().position(|x| *x == q)?;
         (self.quantile_requests[i] > 0.0).then(|| self.quantile_sums[i] / self.quantile_requests[i])
+    }
+
+    /// The quantile to show: exact, or for bucketed latencies the middle
+    /// (geometric) of what the two bounds allow.
+    fn shown_quantile(&self, q: f64) -> Option<f64> {
+        let low = self.quantile(q, 0.0, true)?;
+        match self.latency_high.is_some().then(|| self.quantile(q, 0.0, false)).flatten() {
+            Some(high) => Some((low.max(1e-9) * high).sqrt()),
+            None => Some(low),
+        }
     }
 
     fn per_second(&self) -> Option<f64> {
@@ -144,7 +178,7 @@ fn usable(q: Option<f64>) -> Option<f64> {
 /// with it, so a shared outage is never blamed on the canary.
 struct StableNow<'a> {
     counts: (u64, u64),
-    latency: &'a LatencyHistogram,
+    latency: &'a LatencyBounds,
 }
 
 /// z for "stable clearly shifted in this window" (one-sided 97.7 %).
@@ -185,7 +219,7 @@ impl Evidence {
         let seconds = sample.window.as_secs_f64();
         let no_stable = VersionWindow::default();
         let stable = sample.stable.as_ref().unwrap_or(&no_stable);
-        let (stable_latency, canary_latency) = (stable.histogram(), canary.histogram());
+        let (stable_latency, canary_latency) = (stable.latency_bounds(), canary.latency_bounds());
         if stable.requests > 0 || !stable_latency.is_empty() {
             self.baseline.add(stable, seconds, &stable_latency);
         }
@@ -247,16 +281,20 @@ impl Evidence {
         };
         let stable = match claim {
             Claim::Above => {
-                let baseline = self.baseline.quantile(q, BASELINE_Z)?;
+                // Stable's high bound: a regression is measured from the
+                // slowest stable the evidence allows.
+                let baseline = self.baseline.quantile(q, BASELINE_Z, false)?;
                 // Stable's own quantile this window, cautiously low: above the
                 // baseline only when stable clearly got slower right now.
-                let n = now.latency.total() as f64;
+                let latency = now.latency.side(false);
+                let n = latency.total() as f64;
                 let window = (n > 0.0)
-                    .then(|| now.latency.quantile((q - SHIFT_Z * (q * (1.0 - q) / n).sqrt()).clamp(0.0, 1.0)))
+                    .then(|| latency.quantile((q - SHIFT_Z * (q * (1.0 - q) / n).sqrt()).clamp(0.0, 1.0)))
                     .flatten();
                 window.map_or(baseline, |w| baseline.max(w))
             }
-            Claim::Below => self.baseline.quantile(q, -PASS_BASELINE_Z)?,
+            // Health is measured from the fastest stable the evidence allows.
+            Claim::Below => self.baseline.quantile(q, -PASS_BASELINE_Z, true)?,
         };
         Some(stable * (1.0 + increase / 100.0))
     }
@@ -295,7 +333,7 @@ impl Evidence {
         claim: Claim,
         now: &StableNow,
         canary: &VersionWindow,
-        latency: &LatencyHistogram,
+        latency: &LatencyBounds,
     ) -> Option<Counts> {
         let limit = self.limit(config, rule, claim, Some(now))?;
         // The first window bets on a regression a margin (or the limit
@@ -315,7 +353,8 @@ impl Evidence {
             }
             _ => {
                 let threshold = self.latency_threshold(config, rule, claim, now)?;
-                slower_than(canary, latency, threshold, claim)?
+                // A regression is counted on the low bound, health on the high one.
+                slower_than(canary, latency.side(claim == Claim::Above), threshold, claim)?
             }
         };
         Some(Counts { hits, trials, limit, prior })
@@ -341,17 +380,49 @@ impl Evidence {
         self.pass_test(rule).is_some_and(|t| t.proven(Self::beta(config)))
     }
 
-    /// A latency margin the stage cannot be asked to show: the canary's
-    /// source reports quantiles but no histogram, which can show a
-    /// regression (and fail) but never health. The stage passes on the
-    /// other rows; the row says so.
-    fn pass_waived(&self, rule: Rule) -> bool {
-        let q = match rule {
-            Rule::P95Margin => 0.95,
-            Rule::P99Margin => 0.99,
-            _ => return false,
+    /// Why a latency margin cannot be shown within its limit by this
+    /// source, if it cannot (`None` when it can, or when the row is proven
+    /// either way):
+    /// - the canary's source reports quantiles but no histogram, which can
+    ///   show a regression (and fail) but never health;
+    /// - its buckets are too coarse where stable's quantile lies: the bucket
+    ///   spans more than the margin, so no count of requests can show the
+    ///   canary within it.
+    ///
+    /// Such a row is "not judged" and the stage does not pass on it, unless
+    /// the plan accepts the risk (`pass_unjudged_latency`).
+    fn unjudged(&self, config: &AnalysisConfig, rule: Rule) -> Option<String> {
+        let (q, margin) = match rule {
+            Rule::P95Margin => (0.95, P95_MAX_INCREASE_PCT),
+            Rule::P99Margin => (0.99, config.max_p99_increase_pct),
+            _ => return None,
         };
-        self.canary.latency.is_empty() && self.canary.quantile(q, 0.0).is_some()
+        if self.pass_proven(config, rule) {
+            return None;
+        }
+        if self.canary.latency.is_empty() && self.canary.quantile(q, 0.0, true).is_some() {
+            return Some(
+                "the source reports quantiles only, which can show a regression but never health; read its \
+                 histogram buckets"
+                    .into(),
+            );
+        }
+        self.baseline.latency_high.as_ref()?;
+        let (low, high) = (self.baseline.quantile(q, 0.0, true)?, self.baseline.quantile(q, 0.0, false)?);
+        (high > low * (1.0 + margin / 100.0)).then(|| {
+            format!(
+                "the source's buckets are too coarse here (stable's p{} lies between {} and {}); a {margin:.0} % \
+                 limit needs bucket edges closer than {margin:.0} % apart",
+                (q * 100.0).round(),
+                ms(low),
+                ms(high)
+            )
+        })
+    }
+
+    /// An unjudged row the plan lets pass.
+    fn pass_waived(&self, config: &AnalysisConfig, rule: Rule) -> bool {
+        config.pass_unjudged_latency && self.unjudged(config, rule).is_some()
     }
 
     /// The verdict the evidence supports now.
@@ -362,7 +433,7 @@ impl Evidence {
             return Verdict::Fail { severity, checks };
         }
         let enough = self.canary.requests >= config.min_requests;
-        if enough && Rule::PASSING.iter().all(|r| self.pass_proven(config, *r) || self.pass_waived(*r)) {
+        if enough && Rule::PASSING.iter().all(|r| self.pass_proven(config, *r) || self.pass_waived(config, *r)) {
             return Verdict::Pass { checks };
         }
         let mut unsure: Vec<String> = checks
@@ -392,7 +463,13 @@ impl Evidence {
         let canary_per_window = self.canary.requests as f64 / windows;
         let beta = Self::beta(config);
         let mut needed: Option<f64> = Some(0.0);
-        for rule in Rule::PASSING.into_iter().filter(|r| !self.pass_proven(config, *r) && !self.pass_waived(*r)) {
+        for rule in Rule::PASSING.into_iter().filter(|r| !self.pass_proven(config, *r) && !self.pass_waived(config, *r))
+        {
+            if self.unjudged(config, rule).is_some() {
+                // No amount of such data decides it: say so, not a number of windows.
+                needed = None;
+                break;
+            }
             let (Some(test), Some(limit)) = (self.pass_test(rule), self.limit(config, rule, Claim::Below, None)) else {
                 needed = None;
                 break;
@@ -482,13 +559,15 @@ impl Evidence {
     fn judge_open(&self, config: &AnalysisConfig, mut check: Check, shown: &str, rule: Rule) -> Check {
         let progress = check.toward_pass.unwrap_or(0.0);
         let enough = self.canary.requests >= config.min_requests;
-        if self.pass_waived(rule) {
+        let unjudged = self.unjudged(config, rule);
+        if let (Some(why), true) = (&unjudged, config.pass_unjudged_latency) {
             check.outcome = CheckOutcome::Pass;
             check.toward_pass = None;
-            check.reason = format!(
-                "{shown}: quantiles only, no regression shown (health needs a latency histogram; \
-                 the stage passes on the other rows)"
-            );
+            check.reason = format!("{shown}: not judged ({why}); passed because the plan sets pass_unjudged_latency");
+        } else if let Some(why) = unjudged {
+            check.toward_pass = None;
+            check.reason =
+                format!("{shown}: not judged: {why}, or set analysis.pass_unjudged_latency = true to accept the risk");
         } else if self.pass_proven(config, rule) && enough {
             check.outcome = CheckOutcome::Pass;
             check.reason = format!("{shown}: within the limit, shown on {} requests", check.sample);
@@ -515,7 +594,7 @@ impl Evidence {
         rules: &[Rule],
     ) -> Check {
         let name = metric.label();
-        let (s, c) = (self.baseline.quantile(q, 0.0), self.canary.quantile(q, 0.0));
+        let (s, c) = (self.baseline.shown_quantile(q), self.canary.shown_quantile(q));
         let mut check = row(metric, DeltaUnit::Percent, limit, s, c, self.canary.requests);
         check.delta = s.zip(c).filter(|(s, _)| *s > 0.0).map(|(s, c)| (c - s) / s * 100.0);
         let shown = match (s, c, check.delta, limit) {

@@ -162,6 +162,68 @@ impl LatencyHistogram {
     }
 }
 
+/// Latencies beyond a source's largest finite bucket (`le="+Inf"`) are
+/// placed here when a bound must be high: about 2.8 hours, slower than any
+/// request a canary analysis cares to tell apart.
+const BEYOND_LAST_BUCKET_MS: f64 = 1e7;
+
+/// A latency histogram as a metrics server keeps it (Prometheus classic
+/// `_bucket` series, Envoy's histogram stats): for each bucket's upper edge
+/// (`le`, ms, ascending) the requests at or below it, cumulative, and the
+/// total (the `+Inf` bucket). Where in its bucket a request fell is not
+/// known, so the analysis reads it as two histograms that bound the truth:
+/// see [`BucketCounts::bounds`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BucketCounts {
+    pub le_ms: Vec<f64>,
+    pub at_or_below: Vec<u64>,
+    pub total: u64,
+}
+
+impl BucketCounts {
+    /// Requests counted (the `+Inf` bucket).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Two histograms that bound where the requests really were: `low`
+    /// puts each bucket's requests at its lower edge, `high` just past its
+    /// upper edge. For any threshold, `low.count_above` never counts more
+    /// requests slower than it than there were (evidence of a regression
+    /// may use it), and `high.count_above` never fewer (evidence of health
+    /// may use it); quantiles read from them bound the true quantile the
+    /// same way. Edges out of order, non-finite or negative, and counts that
+    /// go down (a counter reset inside the window) give `None`: such
+    /// buckets prove nothing.
+    pub fn bounds(&self) -> Option<(LatencyHistogram, LatencyHistogram)> {
+        if self.le_ms.len() != self.at_or_below.len() {
+            return None;
+        }
+        let edges_sound =
+            self.le_ms.iter().all(|e| e.is_finite() && *e >= 0.0) && self.le_ms.windows(2).all(|w| w[0] < w[1]);
+        let counts_sound = self.at_or_below.windows(2).all(|w| w[0] <= w[1])
+            && self.at_or_below.last().is_none_or(|c| *c <= self.total);
+        if !edges_sound || !counts_sound {
+            return None;
+        }
+        let (mut low, mut high) = (LatencyHistogram::default(), LatencyHistogram::default());
+        let mut below = 0u64;
+        let mut lower_edge = 0.0;
+        for (&edge, &cumulative) in self.le_ms.iter().zip(&self.at_or_below) {
+            let count = cumulative - below;
+            low.record(lower_edge, count);
+            // One fine bucket past the edge, so a threshold at the edge itself counts them.
+            high.record(edge * GAMMA, count);
+            below = cumulative;
+            lower_edge = edge;
+        }
+        let beyond = self.total - below;
+        low.record(lower_edge, beyond);
+        high.record(BEYOND_LAST_BUCKET_MS.max(lower_edge * GAMMA), beyond);
+        Some((low, high))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +276,34 @@ mod tests {
         assert_eq!(h.quantile(0.99), None);
         assert_eq!(h.count_above(10.0), 0.0);
         assert!(LatencyHistogram::from_samples(&[0.0]).quantile(0.5).unwrap() <= 1.02 * MIN_MS);
+    }
+
+    #[test]
+    fn bucket_bounds_never_miscount_requests_slower_than_a_threshold() {
+        // 100 requests ≤ 100 ms, 50 more ≤ 250 ms, 10 beyond 250 ms.
+        let buckets = BucketCounts { le_ms: vec![100.0, 250.0], at_or_below: vec![100, 150], total: 160 };
+        let (low, high) = buckets.bounds().unwrap();
+        assert_eq!((low.total(), high.total()), (160, 160));
+        // Slower than 100 ms: truly 60. Low may say fewer, high never fewer.
+        assert!(low.count_above(100.0) <= 60.0 + 1e-9, "{}", low.count_above(100.0));
+        assert!(high.count_above(100.0) >= 60.0 - 1e-9, "{}", high.count_above(100.0));
+        // Slower than 150 ms: truly between 10 and 60.
+        assert!(low.count_above(150.0) <= 10.0 + 1e-9);
+        assert!(high.count_above(150.0) >= 60.0 - 1e-9);
+        // Slower than 250 ms: truly 10.
+        assert!((low.count_above(251.0) - 0.0).abs() < 1e-9);
+        assert!(high.count_above(250.0) >= 10.0 - 1e-9);
+        // Quantiles bound the truth: the true p99 is above 250 ms.
+        assert!(low.quantile(0.99).unwrap() <= 250.0 && high.quantile(0.99).unwrap() > 250.0);
+    }
+
+    #[test]
+    fn unsound_buckets_prove_nothing() {
+        let reset = BucketCounts { le_ms: vec![1.0, 2.0], at_or_below: vec![5, 3], total: 9 };
+        assert_eq!(reset.bounds(), None);
+        let unordered = BucketCounts { le_ms: vec![2.0, 1.0], at_or_below: vec![1, 2], total: 2 };
+        assert_eq!(unordered.bounds(), None);
+        let over = BucketCounts { le_ms: vec![1.0], at_or_below: vec![5], total: 4 };
+        assert_eq!(over.bounds(), None);
     }
 }

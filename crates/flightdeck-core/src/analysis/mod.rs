@@ -16,7 +16,7 @@ pub mod sequential;
 pub mod stats;
 
 pub use evidence::{evaluate, Evidence};
-pub use histogram::LatencyHistogram;
+pub use histogram::{BucketCounts, LatencyHistogram};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -38,6 +38,10 @@ pub struct VersionWindow {
     /// evidence latency tests need, in a few hundred counts.
     #[serde(default, skip_serializing_if = "LatencyHistogram::is_empty")]
     pub latency: LatencyHistogram,
+    /// The source's own histogram buckets (Prometheus `_bucket` series),
+    /// when it keeps latency in buckets of its choosing rather than ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<BucketCounts>,
 }
 
 impl VersionWindow {
@@ -48,6 +52,44 @@ impl VersionWindow {
         } else {
             std::borrow::Cow::Borrowed(&self.latency)
         }
+    }
+
+    /// The window's latency as two histograms bounding the truth (see
+    /// [`BucketCounts::bounds`]): the same one twice for a source with
+    /// exact latencies, the two bounds for one with coarse buckets.
+    pub fn latency_bounds(&self) -> LatencyBounds {
+        let exact = self.histogram();
+        if exact.is_empty() {
+            if let Some((low, high)) = self.buckets.as_ref().and_then(BucketCounts::bounds) {
+                return LatencyBounds { low, high: Some(high) };
+            }
+        }
+        LatencyBounds { low: exact.into_owned(), high: None }
+    }
+}
+
+/// Latency bounds of one window: `low` never shows more slow requests than
+/// there were, `high` never fewer; `high` is `None` when both are the same
+/// (exact latencies).
+#[derive(Debug, Clone, Default)]
+pub struct LatencyBounds {
+    pub low: LatencyHistogram,
+    pub high: Option<LatencyHistogram>,
+}
+
+impl LatencyBounds {
+    /// The side a test may use: `slow` for evidence of a regression (the
+    /// low bound), otherwise evidence of health (the high bound).
+    pub fn side(&self, slow: bool) -> &LatencyHistogram {
+        if slow {
+            &self.low
+        } else {
+            self.high.as_ref().unwrap_or(&self.low)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.low.is_empty()
     }
 }
 

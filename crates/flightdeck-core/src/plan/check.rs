@@ -405,6 +405,7 @@ impl Checker<'_> {
                 "greater than 0 (milliseconds)",
                 d.max_p99_ms,
             )?,
+            pass_unjudged_latency: a.pass_unjudged_latency.unwrap_or(d.pass_unjudged_latency),
         })
     }
 

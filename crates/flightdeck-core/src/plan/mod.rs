@@ -59,6 +59,11 @@
 //! confidence = 0.95          # (0.5, 1)
 //! max_error_rate_pct = 5.0   # (0, 100]
 //! max_p99_ms = 1000.0        # > 0
+//! # Latency that cannot be judged (a source with quantiles only, or
+//! # histogram buckets coarser than the p99 margin) never lets a stage pass:
+//! # it stays inconclusive and, after inconclusive_limit windows, asks a
+//! # human. Setting this accepts the risk and passes on the other rows.
+//! pass_unjudged_latency = false
 //!
 //! [slo]                      # optional; defaults = Slo::default()
 //! objective_pct = 99.9       # (0, 100)
@@ -433,6 +438,10 @@ pub struct AnalysisConfig {
     pub max_error_rate_pct: f64,
     /// Absolute ceiling on canary p99 latency, milliseconds.
     pub max_p99_ms: f64,
+    /// Let a stage pass although its latency rows could not be judged
+    /// (quantiles only, or buckets too coarse): the plan accepts the risk.
+    #[serde(default)]
+    pub pass_unjudged_latency: bool,
 }
 
 impl Default for AnalysisConfig {
@@ -447,6 +456,7 @@ impl Default for AnalysisConfig {
             confidence: 0.95,
             max_error_rate_pct: 5.0,
             max_p99_ms: 1000.0,
+            pass_unjudged_latency: false,
         }
     }
 }

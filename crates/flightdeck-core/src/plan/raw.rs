@@ -157,6 +157,7 @@ pub struct Analysis {
     pub confidence: Option<Spanned<f64>>,
     pub max_error_rate_pct: Option<Spanned<f64>>,
     pub max_p99_ms: Option<Spanned<f64>>,
+    pub pass_unjudged_latency: Option<bool>,
     // Keys of the per-window analysis, refused with what replaced them.
     pub failure_threshold: Option<Spanned<toml::Value>>,
     pub immediate_rollback: Option<Spanned<toml::Value>>,

@@ -232,6 +232,7 @@ fn full_plan_round_trips() {
             confidence: 0.99,
             max_error_rate_pct: 2.5,
             max_p99_ms: 750.0,
+            pass_unjudged_latency: false,
         },
         slo: Slo { objective_pct: 99.95, window: Duration::from_secs(7 * 24 * 3600) },
         metrics: MetricsConfig::Prometheus {

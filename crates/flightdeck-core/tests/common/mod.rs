@@ -1,7 +1,7 @@
 //! Builders shared by the core's integration tests.
 #![allow(dead_code)]
 
-use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::plan::{AnalysisConfig, BackendKind, CanaryStage, Plan, Slo, Strategy, Target};
 use flightdeck_core::rollout::{Actor, Command, CommandRequest, Event};
 use std::collections::BTreeMap;
@@ -30,7 +30,22 @@ pub fn canary_plan() -> Plan {
     plan_with(Strategy::Canary { stages: vec![stage(1, 15), stage(10, 15), stage(50, 15), stage(100, 0)] })
 }
 
+/// A window from a source with exact latencies (a histogram of every
+/// request) whose p99 is `p99`: half at 0.4 × `p99`, 48.8 % at 0.8 ×,
+/// 0.8 % at `p99` and the slowest 0.4 % at 1.05 ×.
 pub fn window(requests: u64, errors: u64, p99: f64) -> VersionWindow {
+    let mut latency = LatencyHistogram::default();
+    let (tail, at_p99, middle) = (requests * 4 / 1000, requests * 8 / 1000, requests * 488 / 1000);
+    latency.record(p99 * 0.4, requests - middle - at_p99 - tail);
+    latency.record(p99 * 0.8, middle);
+    latency.record(p99, at_p99);
+    latency.record(p99 * 1.05, tail);
+    VersionWindow { latency, ..quantiles_only(requests, errors, p99) }
+}
+
+/// A window from a source that reports quantiles only (Prometheus'
+/// `histogram_quantile`, CloudWatch percentiles).
+pub fn quantiles_only(requests: u64, errors: u64, p99: f64) -> VersionWindow {
     VersionWindow {
         requests,
         errors,
@@ -39,6 +54,7 @@ pub fn window(requests: u64, errors: u64, p99: f64) -> VersionWindow {
         p99_ms: Some(p99),
         latency_samples_ms: vec![],
         latency: Default::default(),
+        buckets: None,
     }
 }
 
