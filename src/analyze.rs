@@ -16,6 +16,7 @@
 //! `stage` is optional: when it changes, the canary's stage evidence starts
 //! over, as it does when a rollout enters a new stage.
 
+use crate::files::{TextError, NOT_UTF8};
 use crate::fleet::BadInput;
 use flightdeck_core::analysis::{Evidence, MetricsSample, Verdict};
 use flightdeck_core::plan::AnalysisConfig;
@@ -49,7 +50,12 @@ pub struct Analysed {
 /// `config` applies to windows files; a journal carries its plan.
 pub fn analyze(path: &Path, config: &AnalysisConfig) -> Result<Vec<Analysed>, BadInput> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("{shown}: {e}")))?;
+    // Bounded, regular files only (a link to /dev/zero is refused, not read):
+    // as large as a journal may grow, whichever of the two it is.
+    let text = crate::files::read_text_within(path, crate::engine::journal::JOURNAL_LIMIT).map_err(|e| match e {
+        TextError::Io(e) => BadInput(format!("{shown}: cannot read: {e}")),
+        TextError::NotUtf8 { line, column } => BadInput(format!("{shown}:{line}:{column}: {NOT_UTF8}")),
+    })?;
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     if first.contains("\"journal\"") && first.contains("\"plan\"") {
         return from_journal(&shown, &text);

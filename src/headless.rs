@@ -10,7 +10,7 @@
 //! each rollout's traffic is left.
 
 use crate::cli::RunOptions;
-use crate::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+use crate::engine::{Engine, EngineOptions, Interrupted, RolloutSetup, StopWhen};
 use crate::protocol::{Output, Snapshot};
 use crate::share::{hub::Hub, roles::Roles, server};
 use crate::signals::Signals;
@@ -24,6 +24,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// A line on stderr if it can be written (stderr on a full disk, a closed
+/// pipe): the exit code is the run's whatever can be said.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Every rollout promoted.
 pub const EXIT_PROMOTED: u8 = 0;
@@ -58,12 +66,15 @@ pub async fn run(
         Ok(socket) => Some(socket),
         Err(e) if run.unattended.socket.is_some() => return Err(e.into()),
         Err(e) => {
-            eprintln!("flightdeck: cannot share this run ({e}): nobody can attach to it");
+            say!("flightdeck: cannot share this run ({e}): nobody can attach to it");
             None
         }
     };
     let (tx, mut rx) = mpsc::channel::<Output>(1024);
-    let engine = Engine::start(setups, options, tx)?;
+    let engine = match Engine::start(setups, options, tx) {
+        Ok(engine) => engine,
+        Err(e) => return Interrupted::signal_in(&e).map(stopped).ok_or(e),
+    };
     let snapshots = engine.subscribe();
     let (hub_tx, hub_rx) = mpsc::channel::<Output>(1024);
     let hub = Hub::start(engine.subscribe(), hub_rx, engine.history().to_vec());
@@ -76,7 +87,7 @@ pub async fn run(
             let _ = hub_tx.try_send(o.clone());
             if let (Output::Transition { rollout, to, .. }, Some(attach)) = (&o, &attach) {
                 if to == "paused" || to == "awaiting approval" {
-                    eprintln!("flightdeck: {rollout} waits for a human; act on it with `{attach}`");
+                    say!("flightdeck: {rollout} waits for a human; act on it with `{attach}`");
                 }
             }
             if !printing {
@@ -99,16 +110,19 @@ pub async fn run(
     tokio::select! {
         _ = engine.wait() => {}
         () = serving => {}
-        signo = signals.next() => {
-            let name = Signals::name(signo);
-            eprintln!("stopped by {name}; run the same command again to resume from the journal");
-            return Ok(ExitCode::from(Signals::exit_code(signo)));
-        }
+        signo = signals.next() => return Ok(stopped(signo)),
     }
     drop(listening);
     let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
     let snapshot = snapshots.borrow().clone();
     Ok(ExitCode::from(summarise(&snapshot)))
+}
+
+/// Stopped by signal `signo`: says so, and exits as the signal would have.
+fn stopped(signo: i32) -> ExitCode {
+    let name = Signals::name(signo);
+    say!("stopped by {name}; run the same command again to resume from the journal");
+    ExitCode::from(Signals::exit_code(signo))
 }
 
 /// The exit code for how the rollouts ended; explains anything but
@@ -119,8 +133,8 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
         match &r.phase {
             Phase::Promoted { .. } => {}
             Phase::RolledBack { reason, .. } | Phase::Aborted { reason, .. } => {
-                eprintln!("{}: {} — {reason}", r.id, r.phase.label());
-                eprintln!("  traffic: {}", traffic(r));
+                say!("{}: {} — {reason}", r.id, r.phase.label());
+                say!("  traffic: {}", traffic(r));
                 code = EXIT_ROLLED_BACK;
             }
             _ => {
@@ -129,14 +143,14 @@ pub fn summarise(snapshot: &Snapshot) -> u8 {
                     _ => None,
                 };
                 let why = r.needs_human().or(paused).unwrap_or_else(|| "did not finish".into());
-                eprintln!(
+                say!(
                     "{}: {} at stage {}/{} — needs a human: {why}",
                     r.id,
                     r.phase.label(),
                     r.stage + 1,
                     r.stages().len()
                 );
-                eprintln!("  traffic: {}", traffic(r));
+                say!("  traffic: {}", traffic(r));
                 if code == EXIT_PROMOTED {
                     code = EXIT_OTHER;
                 }

@@ -4,7 +4,7 @@ use flightdeck::cli::{Cli, Cmd, JournalCmd, RunOptions};
 use flightdeck::clock::Clock;
 use flightdeck::config::Config;
 use flightdeck::engine::journal::{self, JournalError};
-use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::engine::{Engine, EngineOptions, Interrupted, RolloutSetup, StopWhen};
 use flightdeck::fleet::{self, BadInput};
 use flightdeck::headless::{self, EXIT_BAD_INPUT};
 use flightdeck::protocol::{Output, Role};
@@ -188,7 +188,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let socket = share.socket.unwrap_or_else(flightdeck::paths::socket_path);
             let roles = Roles { captains: share.captains, viewers: share.viewers };
             let serving = flightdeck::share::serve(setups, options, &socket, roles, listeners);
-            let signo = runtime.block_on(serving).map_err(refusal)?;
+            let signo = match runtime.block_on(serving) {
+                Ok(signo) => signo,
+                // Stopped before the rollouts started: the same words and code.
+                Err(e) => Interrupted::signal_in(&e).ok_or(e).map_err(refusal)?,
+            };
             tell(format_args!(
                 "stopped by {}; serve the same plans again to resume from the journal",
                 Signals::name(signo)
@@ -366,7 +370,11 @@ async fn cockpit(
     // Before anything starts, so no signal falls between start and catching.
     let mut signals = Signals::catch()?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
-    let engine = Engine::start(setups, options, tx)?;
+    let engine = match Engine::start(setups, options, tx) {
+        Ok(engine) => engine,
+        // A signal while the journals were opened: nothing started, no terminal taken.
+        Err(e) => return Interrupted::signal_in(&e).map(Some).ok_or(e),
+    };
     let link = engine.link(rx);
     let result = flightdeck::ui::open(link, look, settings, Role::Captain, signals.next()).await;
     // Every record is already on disk: no task is left half-way through a write.

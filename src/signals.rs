@@ -4,7 +4,19 @@
 //! record), the terminal is restored, and the process exits with 128 + the
 //! signal's number, as the default action would have.
 
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// The first of [`Signals::ALL`] caught since [`Signals::catch`], set in
+/// the signal handler itself: what the runtime has not passed on yet is
+/// known here at once (see [`Signals::caught`]).
+static CAUGHT: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn note(signo: libc::c_int) {
+    // Async-signal-safe: one atomic operation.
+    let _ = CAUGHT.compare_exchange(0, signo, Ordering::SeqCst, Ordering::SeqCst);
+}
 
 pub struct Signals {
     caught: Vec<(i32, Signal)>,
@@ -17,11 +29,33 @@ impl Signals {
     /// Starts catching; from here on these signals no longer kill the
     /// process. Needs the tokio runtime.
     pub fn catch() -> std::io::Result<Signals> {
+        // Ours first: tokio's handler, installed next, calls it after its own.
+        static NOTE: Once = Once::new();
+        NOTE.call_once(|| {
+            for (n, _) in Signals::ALL {
+                // SAFETY: a zeroed sigaction (empty mask) whose handler only
+                // does an atomic operation.
+                unsafe {
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = note as extern "C" fn(libc::c_int) as usize;
+                    action.sa_flags = libc::SA_RESTART;
+                    libc::sigaction(n, &action, std::ptr::null_mut());
+                }
+            }
+        });
+        CAUGHT.store(0, Ordering::SeqCst);
         let mut caught = Vec::new();
         for (n, _) in Signals::ALL {
             caught.push((n, signal(SignalKind::from_raw(n))?));
         }
         Ok(Signals { caught })
+    }
+
+    /// A signal caught since [`Signals::catch`] (the first), even one the
+    /// runtime has not delivered to [`Signals::next`] yet: for a start that
+    /// runs synchronously (opening journals) to stop before anything acts.
+    pub fn caught() -> Option<i32> {
+        Some(CAUGHT.load(Ordering::SeqCst)).filter(|n| *n != 0)
     }
 
     /// Waits for the next signal; its number.

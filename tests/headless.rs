@@ -565,3 +565,49 @@ fn every_example_plan_finishes_with_every_scenario() {
         }
     }
 }
+
+/// A signal that comes while the journals are opened (made slow by a
+/// debug-only hook) stops the run before any rollout starts: the stop
+/// message, 128 + the signal's number, nothing on stdout and nothing
+/// journaled after the header.
+#[test]
+fn a_signal_while_journals_are_opened_stops_the_run_before_any_rollout_acts() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let data = tempfile::tempdir().unwrap();
+        let child = Command::new(BIN)
+            .args(["run", CANARY, "--headless", "--json", "--speed", "20000", "--scenario", "healthy"])
+            .env("FLIGHTDECK_DATA_DIR", data.path())
+            .env("FLIGHTDECK_DELAY_AFTER_JOURNAL_OPEN_MS", "3000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The journal is there (with its header) once it has been opened.
+        let dir = data.path().join("journal");
+        let start = std::time::Instant::now();
+        let journal = loop {
+            let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
+                entries.map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            });
+            if let Some(path) = found {
+                break path;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(20), "no journal opened");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let name = if signal == libc::SIGTERM { "SIGTERM" } else { "SIGINT" };
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{said}");
+        assert!(
+            said.ends_with(&format!("stopped by {name}; run the same command again to resume from the journal\n")),
+            "{said}"
+        );
+        assert!(out.stdout.is_empty(), "nothing started: {}", String::from_utf8_lossy(&out.stdout));
+        let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+        assert_eq!(lines, 1, "only the header: no rollout started");
+    }
+}

@@ -594,3 +594,59 @@ fn files_that_are_not_regular_or_too_large_are_refused_naming_them() {
         format!("{}:1:1: config: cannot read the file: not a regular file (a character device)\n", path.display());
     assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), expected));
 }
+
+#[test]
+fn a_resumed_run_left_pending_by_a_new_revision_starts_it_rather_than_waiting_for_ever() {
+    // A promoted canary, then a new revision: the rollout is pending again
+    // (sound: replaying reaches it). Nothing but a start moves it on.
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let lines = lines_of(&journal);
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let (seq, at) = (last["seq"].as_u64().unwrap() + 1, last["at"].as_u64().unwrap());
+    let record = format!(
+        r#"{{"seq":{seq},"at":{at},"wall":0,"event":{{"event":"new-revision","revision":"v9.9.9"}},"phase":"pending","stage":0,"weight":0}}"#
+    );
+    std::fs::write(&journal, format!("{}\n{record}\n", lines.join("\n"))).unwrap();
+    let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+    assert!(text(&verify.stdout).contains(": pending at stage 1/"), "{}", text(&verify.stdout));
+
+    let out =
+        within(data.path(), &HEALTHY, std::time::Duration::from_secs(60)).expect("a pending resume must not hang");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let events = json_lines(&out.stdout);
+    let promoted = events.iter().any(|e| e["to"] == "promoted");
+    assert!(promoted, "v9.9.9 rolled out to the end: {}", text(&out.stdout));
+    assert!(text(&journal_lines_after(&journal, seq)).contains(r#""event":{"event":"start"}"#));
+}
+
+/// The journal's lines after record `seq`, joined.
+fn journal_lines_after(journal: &Path, seq: u64) -> Vec<u8> {
+    let after: Vec<String> = lines_of(journal)
+        .into_iter()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["seq"].as_u64().is_some_and(|s| s > seq)))
+        .collect();
+    after.join("\n").into_bytes()
+}
+
+#[test]
+fn a_journal_that_is_a_dangling_symlink_is_refused_naming_it_and_where_it_points() {
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    std::fs::remove_file(&journal).unwrap();
+    let nowhere = data.path().join("gone.jsonl");
+    std::os::unix::fs::symlink(&nowhere, &journal).unwrap();
+    let out = flightdeck(data.path(), &HEALTHY);
+    let expected = format!(
+        "{}: a symbolic link to {}, which does not exist\n{}\n",
+        journal.display(),
+        nowhere.display(),
+        way_out(&journal)
+    );
+    assert_eq!((out.status.code(), text(&out.stderr)), (Some(2), expected));
+    assert!(out.stdout.is_empty(), "nothing ran: {}", text(&out.stdout));
+    let verify = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(2), "{}", text(&verify.stderr));
+    assert!(text(&verify.stderr).contains("which does not exist"), "{}", text(&verify.stderr));
+}

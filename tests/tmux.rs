@@ -377,3 +377,81 @@ fn the_cockpit_follows_the_terminal_as_it_is_resized() {
     let widest = t.screen().lines().map(|l| l.trim_end().chars().count()).max().unwrap_or(0);
     assert!(widest > 100, "the cockpit uses the 130 columns it has now (widest line {widest})");
 }
+
+/// Waits until process `pid` has ended.
+fn wait_gone(pid: &str) {
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "process {pid} still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ctrl-Z gives the shell its terminal (main screen, no mouse tracking,
+/// cooked mode) and stops the cockpit; `fg` brings it back, redrawn whole.
+#[test]
+fn ctrl_z_gives_the_shell_its_terminal_and_fg_brings_the_cockpit_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start("bash --norc --noprofile");
+    t.type_line(&format!(
+        "cd {} && FLIGHTDECK_DATA_DIR=data FLIGHTDECK_CONFIG_DIR=config {} demo --speed 60",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_flightdeck")
+    ));
+    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal");
+    let pid = cockpit_pid(&t);
+    t.keys(&["C-z"]);
+    t.wait_for(&["Stopped"], Duration::from_secs(5));
+    assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag} #{cursor_flag}"), "0 0 1", "the shell's terminal after C-z");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next()).unwrap();
+    assert_eq!(state, Some('T'), "the cockpit is stopped: {stat}");
+    // The shell reads lines again (cooked mode, echo on).
+    t.type_line("echo back-$((1+1))");
+    t.wait_for(&["back-2"], Duration::from_secs(5));
+    t.type_line("fg");
+    t.wait_for(&["Rollouts", "Events", "Next:"], Duration::from_secs(10));
+    assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal again");
+    let screen = t.screen();
+    assert!(!screen.contains("back-2"), "the whole screen is the cockpit's again:\n{screen}");
+    t.keys(&["q"]);
+    t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
+    t.keys(&["Enter"]);
+    // A list would go on when its job stops: the exit code is `fg`'s.
+    wait_gone(&pid);
+    t.type_line("echo $? > code");
+    let exit = wait_for_file(&dir.path().join("code"), Duration::from_secs(10));
+    assert_eq!(exit.trim(), "0", "screen:\n{}", t.screen());
+}
+
+/// SIGTSTP sent from elsewhere stops the cockpit the same way; SIGCONT
+/// (as `bg` would, but in the foreground) takes the terminal again.
+#[test]
+fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start("bash --norc --noprofile");
+    t.type_line(&format!(
+        "cd {} && FLIGHTDECK_DATA_DIR=data FLIGHTDECK_CONFIG_DIR=config {} demo --speed 60",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_flightdeck")
+    ));
+    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    let pid = cockpit_pid(&t);
+    assert!(Command::new("kill").args(["-s", "TSTP", &pid]).status().unwrap().success());
+    t.wait_for(&["Stopped"], Duration::from_secs(5));
+    assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag} #{cursor_flag}"), "0 0 1", "after SIGTSTP");
+    t.type_line("echo back-$((2+2))");
+    t.wait_for(&["back-4"], Duration::from_secs(5));
+    t.type_line("fg");
+    t.wait_for(&["Rollouts", "Events", "Next:"], Duration::from_secs(10));
+    assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal again");
+    t.keys(&["q"]);
+    t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
+    t.keys(&["Enter"]);
+    // A list would go on when its job stops: the exit code is `fg`'s.
+    wait_gone(&pid);
+    t.type_line("echo $? > code");
+    let exit = wait_for_file(&dir.path().join("code"), Duration::from_secs(10));
+    assert_eq!(exit.trim(), "0", "screen:\n{}", t.screen());
+}

@@ -118,6 +118,22 @@ pub struct EngineOptions {
 type Order = Box<(CommandRequest, Origin, oneshot::Sender<Reply>)>;
 type CommandTx = mpsc::Sender<Order>;
 
+/// A signal (SIGTERM, SIGINT …) came before the rollouts started: none
+/// was started, their journals hold what they held. The caller stops as
+/// it does for the signal (`128 + signo`).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by {} before any rollout started", crate::signals::Signals::name(*.signo))]
+pub struct Interrupted {
+    pub signo: i32,
+}
+
+impl Interrupted {
+    /// The signal in `report`, if the engine stopped for one before it started.
+    pub fn signal_in(report: &color_eyre::Report) -> Option<i32> {
+        report.downcast_ref::<Interrupted>().map(|i| i.signo)
+    }
+}
+
 /// A running engine.
 pub struct Engine {
     handle: EngineHandle,
@@ -191,6 +207,17 @@ impl Engine {
                 None => (None, flightdeck_core::Rollout::new(setup.id.clone(), setup.plan.clone()), None),
             };
             opened.push((setup, o));
+            // The headless signal test's way to have a signal arrive while journals are opened.
+            #[cfg(debug_assertions)]
+            if let Some(ms) = std::env::var("FLIGHTDECK_DELAY_AFTER_JOURNAL_OPEN_MS").ok().and_then(|v| v.parse().ok())
+            {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
+        // A signal that came while the journals were opened stops the run
+        // here, before any rollout task acts (it waits to be delivered).
+        if let Some(signo) = crate::signals::Signals::caught() {
+            return Err(Interrupted { signo }.into());
         }
         // One clock for every rollout and for viewers: a resumed simulation
         // continues from the latest journaled time.

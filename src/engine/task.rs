@@ -90,6 +90,11 @@ impl RolloutTask {
                 // A backend still down after the restart must show, not pass silently.
                 self.feed(result, now).await;
             }
+            // Pending (a new revision after a finished one): nothing else
+            // starts it, and it would wait for ever.
+            if self.p.rollout.phase == Phase::Pending && self.halted.is_none() {
+                self.feed(Event::Start, now).await;
+            }
         } else {
             self.feed(Event::Start, now).await;
         }

@@ -6,11 +6,12 @@
 //! and only when something changed or a visible timer ticked.
 
 use super::app::App;
+use super::terminal;
 use super::view;
 use crate::protocol::link::ViewClock;
 use crate::protocol::{CommandRequest, Link, Reply, Submit};
 use ratatui::backend::Backend;
-use ratatui::crossterm::event::{self, Event as TermEvent};
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::Rect;
 use ratatui::Terminal;
 use std::future::Future;
@@ -136,9 +137,13 @@ fn send(commands: &Arc<dyn Submit>, req: CommandRequest, replies: &mpsc::Sender<
 }
 
 /// Key events of the local terminal, read on their own thread (the reads
-/// block); the thread stops when the cockpit is gone.
+/// block); the thread stops when the cockpit is gone. Ctrl-Z, and SIGTSTP,
+/// stop the cockpit with the terminal given back to the shell; when it
+/// continues (SIGCONT) a resize to the terminal's size comes in, which
+/// redraws the whole screen.
 pub fn terminal_input() -> mpsc::Receiver<TermEvent> {
     let (tx, rx) = mpsc::channel::<TermEvent>(64);
+    watch_stops(&tx);
     std::thread::spawn(move || read_input(tx));
     rx
 }
@@ -148,6 +153,12 @@ fn read_input(tx: mpsc::Sender<TermEvent>) {
     while !tx.is_closed() {
         match event::poll(Duration::from_secs(1)) {
             Ok(true) => match event::read() {
+                // Raw mode reads Ctrl-Z as a key rather than stopping the job.
+                Ok(TermEvent::Key(key)) if is_suspend(&key) => {
+                    if terminal::suspend(terminal::Stop::Job) && tx.blocking_send(redraw()).is_err() {
+                        return;
+                    }
+                }
                 Ok(ev) => {
                     if tx.blocking_send(ev).is_err() {
                         return;
@@ -159,4 +170,46 @@ fn read_input(tx: mpsc::Sender<TermEvent>) {
             Err(_) => return,
         }
     }
+}
+
+/// Ctrl-Z pressed (not released, not with other modifiers).
+fn is_suspend(key: &KeyEvent) -> bool {
+    key.code == KeyCode::Char('z') && key.modifiers == KeyModifiers::CONTROL && key.kind != KeyEventKind::Release
+}
+
+/// A resize to the terminal's size: the loop clears the screen and draws it whole.
+fn redraw() -> TermEvent {
+    let (width, height) = ratatui::crossterm::terminal::size().unwrap_or((80, 24));
+    TermEvent::Resize(width, height)
+}
+
+/// SIGTSTP stops the cockpit as Ctrl-Z does; SIGCONT (also after a
+/// SIGSTOP, which cannot be caught) takes the terminal again and redraws.
+/// Without a tokio runtime or the signals, a stop is the default one.
+fn watch_stops(tx: &mpsc::Sender<TermEvent>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let _entered = runtime.enter();
+    let (Ok(mut stops), Ok(mut continues)) =
+        (signal(SignalKind::from_raw(libc::SIGTSTP)), signal(SignalKind::from_raw(libc::SIGCONT)))
+    else {
+        return;
+    };
+    // Weak: the channel still closes when the key reader ends.
+    let tx = tx.downgrade();
+    runtime.spawn(async move {
+        loop {
+            let redrawn = tokio::select! {
+                Some(()) = stops.recv() => tokio::task::spawn_blocking(|| terminal::suspend(terminal::Stop::Process))
+                    .await
+                    .unwrap_or(false),
+                Some(()) = continues.recv() => terminal::resume(),
+                else => return,
+            };
+            if redrawn {
+                let Some(tx) = tx.upgrade() else { return };
+                let _ = tx.send(redraw()).await;
+            }
+        }
+    });
 }

@@ -49,6 +49,7 @@ mod read;
 mod tests;
 
 pub use lock::JournalLock;
+pub use read::JOURNAL_LIMIT;
 
 /// 2: latency histograms packed (see [`pack::pack`]); format 1 reads the same.
 const FORMAT: u32 = 2;

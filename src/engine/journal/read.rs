@@ -26,7 +26,7 @@ use std::path::Path;
 
 /// The most a journal may hold: 64 MiB, about two months of a rollout
 /// with 1 m windows at 100 req/s (1.1 MB a day, see `tests/journal_size.rs`).
-pub(super) const JOURNAL_LIMIT: u64 = 64 << 20;
+pub const JOURNAL_LIMIT: u64 = 64 << 20;
 
 /// A journal as read, not yet replayed.
 pub(super) struct Parsed {
@@ -48,6 +48,14 @@ pub(super) fn read(path: &Path) -> Result<Parsed, JournalError> {
         Err(TextError::Io(e)) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::FileTooLarge) => {
             Err(JournalError::NotAJournal { path: shown, reason: e.to_string() })
         }
+        // A symbolic link to nothing: someone's mistake to settle, not a failure of flightdeck.
+        Err(TextError::Io(e)) if e.kind() == ErrorKind::NotFound => match std::fs::read_link(path) {
+            Ok(target) => {
+                let reason = format!("a symbolic link to {}, which does not exist", target.display());
+                Err(JournalError::NotAJournal { path: shown, reason })
+            }
+            Err(_) => Err(super::io(path, e)),
+        },
         Err(TextError::Io(e)) => Err(super::io(path, e)),
         Err(TextError::NotUtf8 { line, column }) => {
             Err(JournalError::Corrupt { path: shown, line, message: format!("column {column}: not UTF-8 text") })
