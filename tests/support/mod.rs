@@ -17,16 +17,28 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Latency histogram buckets, seconds (Prometheus convention).
-const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Latency histogram buckets, seconds (Prometheus convention): 1 ms to
+/// about 4 s, each edge 2^(1/32) ≈ 2.2 % above the last (the resolution of
+/// a Prometheus native histogram at schema 5), so a 10 % p99 limit can be
+/// judged on them.
+const BUCKETS: usize = 385;
 
-#[derive(Default)]
+fn bucket_edge(i: usize) -> f64 {
+    0.001 * 2f64.powf(i as f64 / 32.0)
+}
+
 struct Counters {
     ok: u64,
     errors: u64,
     /// Cumulative bucket counts, then +Inf.
-    buckets: [u64; BUCKETS.len() + 1],
+    buckets: Vec<u64>,
     sum_seconds: f64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { ok: 0, errors: 0, buckets: vec![0; BUCKETS + 1], sum_seconds: 0.0 }
+    }
 }
 
 /// One upstream version: answers `version=<v>` with 200, or 500 at the set
@@ -127,12 +139,12 @@ impl Upstream {
             c.ok += 1;
         }
         c.sum_seconds += seconds;
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
+        for i in 0..BUCKETS {
+            if seconds <= bucket_edge(i) {
                 c.buckets[i] += 1;
             }
         }
-        c.buckets[BUCKETS.len()] += 1;
+        c.buckets[BUCKETS] += 1;
         let status = if failing { 500 } else { 200 };
         (status, format!("version={}\n", self.version))
     }
@@ -145,10 +157,11 @@ impl Upstream {
         out += &format!("http_requests_total{{version=\"{v}\",code=\"200\"}} {}\n", c.ok);
         out += &format!("http_requests_total{{version=\"{v}\",code=\"500\"}} {}\n", c.errors);
         out += "# TYPE http_request_duration_seconds histogram\n";
-        for (i, le) in BUCKETS.iter().enumerate() {
+        for i in 0..BUCKETS {
+            let le = bucket_edge(i);
             out += &format!("http_request_duration_seconds_bucket{{version=\"{v}\",le=\"{le}\"}} {}\n", c.buckets[i]);
         }
-        let total = c.buckets[BUCKETS.len()];
+        let total = c.buckets[BUCKETS];
         out += &format!("http_request_duration_seconds_bucket{{version=\"{v}\",le=\"+Inf\"}} {total}\n");
         out += &format!("http_request_duration_seconds_sum{{version=\"{v}\"}} {}\n", c.sum_seconds);
         out += &format!("http_request_duration_seconds_count{{version=\"{v}\"}} {total}\n");

@@ -370,7 +370,7 @@ fn bucketed(n: u64, errors: u64, latencies_ms: &[(f64, u64)], factor: f64) -> Ve
     VersionWindow {
         requests: n,
         errors,
-        buckets: Some(flightdeck_core::analysis::BucketCounts { le_ms, at_or_below, total: n }),
+        buckets: Some(Box::new(flightdeck_core::analysis::BucketCounts { le_ms, at_or_below, total: n })),
         ..VersionWindow::default()
     }
 }

@@ -39,6 +39,13 @@
 //!   A `code=~"5.."` selector matches nothing until the first 5xx is
 //!   counted, and most clients create that series lazily; the request count
 //!   proves the version is scraped, so "no 5xx series" means "no 5xx".
+//! - latency buckets (`latency_buckets`, the default reads
+//!   `http_request_duration_seconds_bucket`): every `le` series of the
+//!   version, in seconds, becomes its window's bucket counts
+//!   (`BucketCounts`), which the analysis judges on bounds. No series, a
+//!   failed query or buckets that do not add up (no `+Inf`, counts going
+//!   down) leave the version's latency to its quantiles, which cannot pass
+//!   a stage; the failure is logged, the version is not missing.
 //! - latency: NaN (`histogram_quantile` over a window without observations)
 //!   or no series leaves that quantile `None`; the analysis treats a
 //!   missing p99 as inconclusive. `+Inf` (the quantile lies beyond the
@@ -62,7 +69,7 @@ pub use pool::{PrometheusPool, MAX_IN_FLIGHT};
 use crate::metrics::MetricsSource;
 use async_trait::async_trait;
 use batch::BatchKey;
-use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::analysis::{BucketCounts, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::promql::{self, Form};
 use flightdeck_core::plan::PromQueries;
@@ -82,6 +89,8 @@ pub struct Prometheus {
     queries: PromQueries,
     /// Each template's form, in `Query::ALL` order.
     forms: [Form; 5],
+    /// The bucket query's form, when the plan has one.
+    bucket_form: Option<Form>,
     stable: String,
     canary: String,
 }
@@ -100,7 +109,9 @@ impl PrometheusPool {
     ) -> Result<Prometheus, String> {
         let forms = forms(queries)?;
         let server = self.server(address)?;
-        Ok(Prometheus::on(server, queries, forms, stable, canary))
+        let mut source = Prometheus::on(server, queries, forms, stable, canary);
+        source.bucket_form = bucket_form(queries)?;
+        Ok(source)
     }
 }
 
@@ -114,11 +125,62 @@ impl Prometheus {
     #[cfg(test)]
     fn with_timeout(address: &str, queries: &PromQueries, timeout: Duration) -> Result<Prometheus, String> {
         let server = Arc::new(Server::standalone(address, timeout, MAX_IN_FLIGHT)?);
-        Ok(Prometheus::on(server, queries, forms(queries)?, "v1", "v2"))
+        let mut source = Prometheus::on(server, queries, forms(queries)?, "v1", "v2");
+        source.bucket_form = bucket_form(queries)?;
+        Ok(source)
     }
 
     fn on(server: Arc<Server>, queries: &PromQueries, forms: [Form; 5], stable: &str, canary: &str) -> Prometheus {
-        Prometheus { server, queries: queries.clone(), forms, stable: stable.to_string(), canary: canary.to_string() }
+        Prometheus {
+            server,
+            queries: queries.clone(),
+            forms,
+            bucket_form: None,
+            stable: stable.to_string(),
+            canary: canary.to_string(),
+        }
+    }
+
+    /// Both versions' latency buckets, or `None` for a version whose
+    /// buckets cannot be read (its latency is then its quantiles).
+    async fn read_buckets(&self, interval: &str, time: &str, deadline: Instant) -> [Option<BucketCounts>; 2] {
+        let Some(form) = self.bucket_form else { return [None, None] };
+        let template = &self.queries.latency_buckets;
+        let versions = [self.stable.as_str(), self.canary.as_str()];
+        let answers: [Result<Vec<(f64, f64)>, QueryError>; 2] = match form {
+            Form::PerVersion => {
+                let read = |version: &str| {
+                    let promql = render(template, version, interval);
+                    async move { reply::buckets(&self.server.query(&promql, time, deadline).await?, None, "") }
+                };
+                let (a, b) = tokio::join!(read(versions[0]), read(versions[1]));
+                [a, b]
+            }
+            Form::Batched => {
+                let key = BatchKey { template: template.replace("{{interval}}", interval), time: time.to_string() };
+                let answer = self.server.batched(key, &versions, deadline).await;
+                let label = Some(self.queries.version_label.as_str());
+                match answer.as_ref() {
+                    Ok(data) => versions.map(|v| reply::buckets(data, label, v)),
+                    Err(e) => [Err(e.clone()), Err(e.clone())],
+                }
+            }
+        };
+        let mut out = [None, None];
+        for (slot, (version, answer)) in out.iter_mut().zip(versions.iter().zip(answers)) {
+            *slot = match answer.map(|series| bucket_counts(&series)) {
+                Ok(Ok(counts)) => counts,
+                Ok(Err(why)) | Err(QueryError::Malformed(why)) => {
+                    tracing::warn!(%version, %why, "prometheus latency buckets unusable; quantiles only");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(%version, error = %e, "prometheus latency buckets unread; quantiles only");
+                    None
+                }
+            };
+        }
+        out
     }
 
     /// One metric of both versions: one batched query, or one per version.
@@ -153,17 +215,21 @@ impl MetricsSource for Prometheus {
         let interval = interval(window);
         let deadline = Instant::now() + self.server.timeout;
         let read = |query| self.read(query, &interval, &time, deadline);
-        let (requests, errors, p50, p95, p99) = tokio::join!(
+        let (requests, errors, p50, p95, p99, [stable_buckets, canary_buckets]) = tokio::join!(
             read(Query::Requests),
             read(Query::Errors),
             read(Query::P50),
             read(Query::P95),
-            read(Query::P99)
+            read(Query::P99),
+            self.read_buckets(&interval, &time, deadline)
         );
         let stable = Readings { requests: requests.0, errors: errors.0, p50: p50.0, p95: p95.0, p99: p99.0 };
         let canary = Readings { requests: requests.1, errors: errors.1, p50: p50.1, p95: p95.1, p99: p99.1 };
-        let stable = version_window(&self.stable, stable);
-        let canary = version_window(&self.canary, canary);
+        let boxed = |b: Option<BucketCounts>| b.map(Box::new);
+        let stable =
+            version_window(&self.stable, stable).map(|w| VersionWindow { buckets: boxed(stable_buckets), ..w });
+        let canary =
+            version_window(&self.canary, canary).map(|w| VersionWindow { buckets: boxed(canary_buckets), ..w });
         let reasons: Vec<String> = [&stable, &canary].into_iter().filter_map(|r| r.as_ref().err().cloned()).collect();
         MetricsSample {
             window,
@@ -227,6 +293,46 @@ fn forms(queries: &PromQueries) -> Result<[Form; 5], String> {
     Ok(forms)
 }
 
+/// The bucket query's form, if the plan reads buckets (an empty template
+/// reads none).
+fn bucket_form(queries: &PromQueries) -> Result<Option<Form>, String> {
+    let template = &queries.latency_buckets;
+    if template.trim().is_empty() {
+        return Ok(None);
+    }
+    check_placeholders_named("latency_buckets", template)?;
+    promql::form(template, &queries.version_label)
+        .map(Some)
+        .map_err(|e| format!("prometheus query latency_buckets: {e}"))
+}
+
+/// One version's `(le seconds, count)` series as bucket counts in ms:
+/// `Ok(None)` when there are none (no such histogram), an error when they
+/// cannot be counts (no `+Inf`, a NaN, counts that go down).
+fn bucket_counts(series: &[(f64, f64)]) -> Result<Option<BucketCounts>, String> {
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let mut sorted: Vec<(f64, f64)> = series.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let Some(&(_, total)) = sorted.last().filter(|(le, _)| *le == f64::INFINITY) else {
+        return Err("no le=\"+Inf\" bucket".into());
+    };
+    let count = |v: f64| (v.is_finite() && v >= 0.0).then(|| v.round() as u64);
+    let total = count(total).ok_or_else(|| format!("+Inf bucket count {total} is not a count"))?;
+    let finite = &sorted[..sorted.len() - 1];
+    let mut le_ms = Vec::with_capacity(finite.len());
+    let mut at_or_below = Vec::with_capacity(finite.len());
+    for &(le, value) in finite {
+        le_ms.push(le * 1000.0);
+        at_or_below.push(count(value).ok_or_else(|| format!("bucket le={le} count {value} is not a count"))?);
+    }
+    let buckets = BucketCounts { le_ms, at_or_below, total };
+    // The analysis checks the same; said here once, with the version, in the log.
+    buckets.bounds().ok_or("bucket counts go down or edges repeat (a counter reset in the window?)")?;
+    Ok(Some(buckets))
+}
+
 struct Readings {
     requests: Reading,
     errors: Reading,
@@ -276,6 +382,10 @@ fn quantile(reading: Reading) -> Result<Option<f64>, QueryError> {
 /// A typo in a placeholder would reach Prometheus as a parse error on every
 /// sample; say so once, when the plan is loaded.
 fn check_placeholders(query: Query, template: &str) -> Result<(), String> {
+    check_placeholders_named(query.name(), template)
+}
+
+fn check_placeholders_named(name: &str, template: &str) -> Result<(), String> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let tail = &rest[start..];
@@ -283,8 +393,7 @@ fn check_placeholders(query: Query, template: &str) -> Result<(), String> {
         let placeholder = &tail[..end];
         if !PLACEHOLDERS.contains(&placeholder) {
             return Err(format!(
-                "prometheus query {}: unknown placeholder {placeholder} (known: {})",
-                query.name(),
+                "prometheus query {name}: unknown placeholder {placeholder} (known: {})",
                 PLACEHOLDERS.join(", ")
             ));
         }

@@ -146,6 +146,28 @@ pub(super) fn for_version(data: &Data, label: &str, version: &str) -> Reading {
     }
 }
 
+/// A histogram's buckets in an answer: `(le, count)` of every series (for
+/// a batched answer, of `version`'s series by `label`), as Prometheus
+/// names the edges (`"0.25"`, `"+Inf"`). Empty when nothing matched.
+pub(super) fn buckets(data: &Data, label: Option<&str>, version: &str) -> Result<Vec<(f64, f64)>, QueryError> {
+    let series = match data {
+        Data::Vector(series) => series,
+        other => return Err(unexpected(other)),
+    };
+    let mut out = Vec::new();
+    for s in series {
+        if label.is_some_and(|label| s.metric.get(label).map(String::as_str) != Some(version)) {
+            continue;
+        }
+        let Some(le) = s.metric.get("le") else {
+            return Err(QueryError::Malformed("a bucket series without an `le` label (group by (le, …))".into()));
+        };
+        let edge: f64 = le.parse().map_err(|_| QueryError::Malformed(format!("le={le:?} is not a number")))?;
+        out.push((edge, s.value.number()?));
+    }
+    Ok(out)
+}
+
 fn unexpected(data: &Data) -> QueryError {
     let kind = match data {
         Data::Matrix(_) => "matrix",

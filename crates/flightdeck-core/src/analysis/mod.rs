@@ -41,7 +41,8 @@ pub struct VersionWindow {
     /// The source's own histogram buckets (Prometheus `_bucket` series),
     /// when it keeps latency in buckets of its choosing rather than ours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub buckets: Option<BucketCounts>,
+    /// Boxed: most sources have none, and a window travels in every event.
+    pub buckets: Option<Box<BucketCounts>>,
 }
 
 impl VersionWindow {
@@ -60,7 +61,7 @@ impl VersionWindow {
     pub fn latency_bounds(&self) -> LatencyBounds {
         let exact = self.histogram();
         if exact.is_empty() {
-            if let Some((low, high)) = self.buckets.as_ref().and_then(BucketCounts::bounds) {
+            if let Some((low, high)) = self.buckets.as_deref().and_then(BucketCounts::bounds) {
                 return LatencyBounds { low, high: Some(high) };
             }
         }

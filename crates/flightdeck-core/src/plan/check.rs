@@ -182,13 +182,14 @@ impl Checker<'_> {
         }
         // A key of another source, kept silently, would read as if the
         // numbers came from it: the first one in the file is an error.
-        let keys: [(&str, Option<Range<usize>>, &str); 11] = [
+        let keys: [(&str, Option<Range<usize>>, &str); 12] = [
             ("address", m.address.as_ref().map(Spanned::span), "prometheus"),
             ("requests", m.requests.as_ref().map(Spanned::span), "prometheus"),
             ("errors", m.errors.as_ref().map(Spanned::span), "prometheus"),
             ("p50", m.p50.as_ref().map(Spanned::span), "prometheus"),
             ("p95", m.p95.as_ref().map(Spanned::span), "prometheus"),
             ("p99", m.p99.as_ref().map(Spanned::span), "prometheus"),
+            ("latency_buckets", m.latency_buckets.as_ref().map(Spanned::span), "prometheus"),
             ("version_label", m.version_label.as_ref().map(Spanned::span), "prometheus"),
             ("load_balancer", m.load_balancer.as_ref().map(Spanned::span), "cloudwatch"),
             ("stable_target_group", m.stable_target_group.as_ref().map(Spanned::span), "cloudwatch"),
@@ -231,6 +232,11 @@ impl Checker<'_> {
                     p50: self.query(m.p50, "metrics.p50", d.p50, &label)?,
                     p95: self.query(m.p95, "metrics.p95", d.p95, &label)?,
                     p99: self.query(m.p99, "metrics.p99", d.p99, &label)?,
+                    latency_buckets: match m.latency_buckets {
+                        // "" turns the buckets off: latency is then quantiles only.
+                        Some(v) if v.get_ref().trim().is_empty() => String::new(),
+                        other => self.query(other, "metrics.latency_buckets", d.latency_buckets, &label)?,
+                    },
                     version_label: label,
                 };
                 Ok(MetricsConfig::Prometheus { address: address.into_inner(), queries })

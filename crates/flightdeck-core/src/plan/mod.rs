@@ -177,6 +177,13 @@ pub struct PromQueries {
     pub p50: String,
     pub p95: String,
     pub p99: String,
+    /// The latency histogram's buckets over the window, one series per
+    /// bucket (`le`, in seconds as Prometheus names them) and version: the
+    /// counts the latency tests judge on. Empty: none (quantiles only, which
+    /// cannot pass a stage). When it answers nothing for a version (no
+    /// such histogram), that version's latency is its quantiles.
+    #[serde(default)]
+    pub latency_buckets: String,
     /// The label whose value is the revision: batched answers are matched
     /// to versions by it.
     #[serde(default = "default_version_label")]
@@ -218,6 +225,9 @@ impl PromQueries {
             p50: quantile("0.5"),
             p95: quantile("0.95"),
             p99: quantile("0.99"),
+            latency_buckets: format!(
+                "sum by (le, {label}) (increase(http_request_duration_seconds_bucket{{{label}=~\"{{{{versions}}}}\"}}[{{{{interval}}}}]))"
+            ),
             version_label: label.to_owned(),
         }
     }
@@ -236,6 +246,9 @@ impl PromQueries {
             p50: quantile("0.5"),
             p95: quantile("0.95"),
             p99: quantile("0.99"),
+            latency_buckets:
+                "sum by (le) (increase(http_request_duration_seconds_bucket{version=\"{{version}}\"}[{{interval}}]))"
+                    .into(),
             version_label: default_version_label(),
         }
     }

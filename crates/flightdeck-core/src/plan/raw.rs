@@ -29,6 +29,7 @@ pub struct Metrics {
     pub p50: Option<Spanned<String>>,
     pub p95: Option<Spanned<String>>,
     pub p99: Option<Spanned<String>>,
+    pub latency_buckets: Option<Spanned<String>>,
     pub version_label: Option<Spanned<String>>,
     pub load_balancer: Option<Spanned<String>>,
     pub stable_target_group: Option<Spanned<String>>,
