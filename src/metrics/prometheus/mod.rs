@@ -517,6 +517,19 @@ mod tests {
         Prometheus::with_timeout(address, &PromQueries::per_version(), timeout).unwrap()
     }
 
+    #[test]
+    fn bucket_series_become_counts_in_ms_or_say_why_not() {
+        let series = [(0.25, 90.0), (f64::INFINITY, 100.0), (0.1, 60.4)];
+        let counts = bucket_counts(&series).unwrap().unwrap();
+        assert_eq!(counts.le_ms, vec![100.0, 250.0]);
+        assert_eq!((counts.at_or_below, counts.total), (vec![60, 90], 100));
+        assert_eq!(bucket_counts(&[]), Ok(None), "no histogram: quantiles only");
+        assert!(bucket_counts(&[(0.1, 5.0)]).unwrap_err().contains("+Inf"));
+        assert!(bucket_counts(&[(0.1, f64::NAN), (f64::INFINITY, 3.0)]).unwrap_err().contains("not a count"));
+        let reset = [(0.1, 9.0), (0.2, 4.0), (f64::INFINITY, 12.0)];
+        assert!(bucket_counts(&reset).unwrap_err().contains("go down"));
+    }
+
     #[tokio::test]
     async fn a_sample_queries_every_metric_of_both_versions() {
         let server = test_server::start(|target| {
@@ -537,7 +550,7 @@ mod tests {
         assert_eq!((stable.requests, stable.errors, stable.p50_ms, stable.p99_ms), (120, 3, Some(120.0), Some(8.5)));
         assert_eq!((canary.requests, canary.p50_ms), (120, None));
         let seen = server.seen();
-        assert_eq!(seen.len(), 10);
+        assert_eq!(seen.len(), 12, "five metrics and the latency buckets, per version");
         let requests =
             r#"/api/v1/query?query=sum(increase(http_requests_total{version="v2"}[60s]))&time=1700000000.000"#;
         assert!(seen.iter().any(|t| t == requests), "{seen:#?}");
@@ -658,7 +671,7 @@ mod tests {
         let (a, b) = tokio::join!(a.sample(window, NOW), b.sample(window, NOW));
 
         let seen = server.seen();
-        assert_eq!(seen.len(), 5, "one query per metric for both rollouts: {seen:#?}");
+        assert_eq!(seen.len(), 6, "one query per metric (and the buckets) for both rollouts: {seen:#?}");
         for target in &seen {
             assert_eq!(asked(target), ["v1", "v1.0", "v11", "v2"], "{target}");
         }
@@ -702,7 +715,7 @@ mod tests {
         let b = pool.source(&server.address, &PromQueries::default(), "v3", "v4").unwrap();
         let window = Duration::from_secs(60);
         let (a, b) = tokio::join!(a.sample(window, NOW), b.sample(window, NOW));
-        assert_eq!(server.queries(), 5);
+        assert_eq!(server.queries(), 6);
         for m in [a, b] {
             assert_eq!((&m.stable, &m.canary), (&None, &None));
             assert!(m.missing.unwrap().contains("requests for v"), "names the version");
@@ -718,7 +731,7 @@ mod tests {
         let later = Timestamp(NOW.0 + 60_000);
         let (a, b) = tokio::join!(a.sample(Duration::from_secs(60), NOW), b.sample(Duration::from_secs(30), later));
         assert_eq!((a.missing, b.missing), (None, None));
-        assert_eq!(server.queries(), 10, "another interval and time cannot share an answer");
+        assert_eq!(server.queries(), 12, "another interval and time cannot share an answer");
     }
 
     #[tokio::test]
