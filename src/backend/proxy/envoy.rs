@@ -79,7 +79,7 @@ use super::{Baseline, Counters};
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
-use flightdeck_core::analysis::{MetricsSample, VersionWindow};
+use flightdeck_core::analysis::{BucketCounts, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
@@ -398,8 +398,11 @@ impl Counters for ClusterCounters {
             p50_ms: histogram_quantile(0.50, &buckets),
             p95_ms: histogram_quantile(0.95, &buckets),
             p99_ms: histogram_quantile(0.99, &buckets),
-            // Envoy's buckets are too coarse (…, 250, 500, 1000 ms) to count
-            // requests above a threshold; the quantiles stand in.
+            // The buckets themselves are the evidence, judged on bounds.
+            // Envoy's defaults (…, 250, 500, 1000 ms) are too coarse for a
+            // 10 % p99 limit, and the analysis says so; finer ones
+            // (`histogram_bucket_settings`) let it judge.
+            buckets: bucket_counts(&buckets).map(Box::new),
             ..VersionWindow::default()
         })
     }
@@ -417,6 +420,20 @@ fn bucket_delta(now: &[(f64, u64)], before: &[(f64, u64)]) -> Option<Vec<(f64, u
         return Some(Vec::new());
     }
     now.iter().zip(before).map(|(a, b)| Some((a.0, a.1.checked_sub(b.1)?))).collect()
+}
+
+/// Cumulative `(upper bound ms, count)` buckets, `+Inf` last, as the
+/// analysis' bucket counts; `None` without a `+Inf` bucket.
+fn bucket_counts(buckets: &[(f64, u64)]) -> Option<BucketCounts> {
+    let (&(last, total), finite) = buckets.split_last()?;
+    if !last.is_infinite() {
+        return None;
+    }
+    Some(BucketCounts {
+        le_ms: finite.iter().map(|b| b.0).collect(),
+        at_or_below: finite.iter().map(|b| b.1).collect(),
+        total,
+    })
 }
 
 /// Prometheus' `histogram_quantile` on cumulative buckets (the last one
