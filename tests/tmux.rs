@@ -254,6 +254,36 @@ fn a_double_press_never_passes_a_production_gate() {
     t.keys(&["q", "Enter"]);
 }
 
+/// Every key that asks first, pressed twice in a real terminal on a
+/// production canary that is baking: each opens its question (or the
+/// status line says why not) and the second press answers nothing; the
+/// rollout is where it was.
+#[test]
+fn dangerous_keys_pressed_twice_only_ask() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let t = Tmux::start(&demo_command(data.path(), config.path(), "1"));
+    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    t.type_line("/checkout");
+    t.wait_for(&["checkout-api  ▶ progressing · stage 1/4 · 1 %"], Duration::from_secs(10));
+    for (key, question) in [
+        ("a", "Abort checkout-api?"),
+        ("R", "Roll back checkout-api?"),
+        ("N", "Type checkout-api to confirm"),
+        ("t", "retry is not possible while progressing"),
+        ("F", "the error budget is not frozen"),
+    ] {
+        t.keys(&[key, key]);
+        t.wait_for(&[question], Duration::from_secs(3));
+        std::thread::sleep(Duration::from_millis(300));
+        let screen = t.screen();
+        assert!(screen.contains("▶ progressing · stage 1/4 · 1 %"), "{key} {key} acted:\n{screen}");
+        assert!(!screen.contains(" sent to "), "{key} {key} sent a command:\n{screen}");
+        t.keys(&["Escape"]);
+    }
+    t.keys(&["q", "Enter"]);
+}
+
 /// The list row of a rollout (its name is cut to fit at 80 columns).
 fn row_of<'a>(screen: &'a str, name: &str) -> &'a str {
     screen
