@@ -89,7 +89,9 @@ pub enum Cmd {
         /// The server's socket.
         #[arg(long, env = "FLIGHTDECK_SOCKET")]
         socket: Option<PathBuf>,
-        /// The name your actions carry (default: the config's `actor`, else $USER).
+        /// A display name shown beside your session (default: the config's `actor`, else $USER):
+        /// 1 to 32 of A-Z a-z 0-9 . _ - @. Your actions carry your login name, which the
+        /// server learns from the socket, never this.
         #[arg(long = "as", value_name = "NAME")]
         name: Option<String>,
         /// Cockpit theme.
@@ -129,12 +131,17 @@ pub struct ShareOptions {
     /// Where to listen (default: `serve.sock` in the runtime directory).
     #[arg(long, env = "FLIGHTDECK_SOCKET")]
     pub socket: Option<PathBuf>,
-    /// Only these names may act (comma-separated); everyone else watches.
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    /// Only these users may act (login names or #UID, comma-separated); everyone else watches.
+    /// Without it only the user running serve may act.
+    #[arg(long, value_delimiter = ',', value_name = "USERS")]
     pub captains: Vec<String>,
-    /// These names only watch (comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    /// These users only watch (login names or #UID, comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "USERS")]
     pub viewers: Vec<String>,
+    /// Share the socket with this group (mode 0660): its members attach as
+    /// themselves, with the roles --captains and --viewers give them.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// Also serve the cockpit over SSH on this address (e.g. 127.0.0.1:2222).
     #[cfg(feature = "ssh")]
     #[arg(long, value_name = "ADDR", requires = "authorized_keys")]

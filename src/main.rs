@@ -187,7 +187,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let listeners = listeners(&share)?;
             let socket = share.socket.unwrap_or_else(flightdeck::paths::socket_path);
             let roles = Roles { captains: share.captains, viewers: share.viewers };
-            let serving = flightdeck::share::serve(setups, options, &socket, roles, listeners);
+            roles.check().map_err(BadInput)?;
+            let group = share.socket_group.as_deref();
+            let serving = flightdeck::share::serve(setups, options, &socket, group, roles, listeners);
             let signo = match runtime.block_on(serving) {
                 Ok(signo) => signo,
                 // Stopped before the rollouts started: the same words and code.
@@ -214,7 +216,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     if json {
                         println!("{}", serde_json::to_string(action).map_err(color_eyre::Report::from)?);
                     } else {
-                        println!("{}", headless::audit_line(action));
+                        // What someone typed (a reason, a name) must not act on the auditor's terminal.
+                        println!("{}", flightdeck::protocol::inert(&headless::audit_line(action)));
                     }
                 }
             }
@@ -303,7 +306,7 @@ fn attach(
         return Err(BadInput("flightdeck attach needs a terminal".into()).into());
     }
     let socket = socket.unwrap_or_else(flightdeck::paths::socket_path);
-    let settings = CockpitSettings {
+    let mut settings = CockpitSettings {
         pin_theme: theme.is_some(),
         theme: theme.or(config.theme.clone()).unwrap_or_else(|| "default".into()),
         keymap: keymap.or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
@@ -316,6 +319,8 @@ fn attach(
         let mut signals = Signals::catch()?;
         let (link, welcome) =
             flightdeck::share::client::attach(&socket, &settings.actor).await.map_err(color_eyre::eyre::Report::msg)?;
+        // Who the server says this is (the login name), not the display name sent.
+        settings.actor = welcome.name.clone();
         let plan_themes: Vec<String> =
             link.snapshots.borrow().rollouts.iter().filter_map(|r| r.plan().theme.clone()).collect();
         let look =

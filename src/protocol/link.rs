@@ -3,7 +3,7 @@
 //! process, `attach` over the socket and each SSH session get the same
 //! [`Link`]; none of them sees the engine itself.
 
-use super::{CommandRequest, Output, Reply, Snapshot};
+use super::{CommandRequest, Output, Reply, Role, Snapshot};
 use flightdeck_core::time::Timestamp;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -27,6 +27,11 @@ pub struct Link {
     /// The link's own trouble ("connection lost; reconnecting…"), `None`
     /// while all is well.
     pub status: watch::Receiver<Option<String>>,
+    /// The role the server gave in its latest welcome (`attach`: a server
+    /// restarted with other roles gives another one on reconnecting);
+    /// `None` where the role is fixed for the link's life (the cockpit in
+    /// the engine's process, an SSH session: the opener says which).
+    pub role: watch::Receiver<Option<Role>>,
 }
 
 impl Link {
@@ -38,7 +43,8 @@ impl Link {
         history: Vec<Output>,
     ) -> Link {
         let (_, status) = watch::channel(None);
-        Link { snapshots, outputs, commands, history, status }
+        let (_, role) = watch::channel(None);
+        Link { snapshots, outputs, commands, history, status, role }
     }
 }
 

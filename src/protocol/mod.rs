@@ -170,9 +170,19 @@ pub struct Peer {
 pub enum SessionKind {
     /// The cockpit in the engine's own process.
     Local,
-    /// A client on the Unix socket: its process id (from the socket's peer
-    /// credentials) and a number the server gave the connection.
-    Socket { pid: Option<i32>, id: u64 },
+    /// A client on the Unix socket: its user and process ids (from the
+    /// socket's peer credentials, which the kernel sets and the client
+    /// cannot), a number the server gave the connection, and the display
+    /// name the client gave in its hello when it is not its login name (a
+    /// hint, never who it is).
+    Socket {
+        pid: Option<i32>,
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+    },
     /// An SSH session, by the fingerprint of the key it signed in with.
     Ssh { fingerprint: String, id: u64 },
 }
@@ -196,9 +206,85 @@ impl std::fmt::Display for SessionKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SessionKind::Local => f.write_str("local"),
-            SessionKind::Socket { pid: Some(pid), id } => write!(f, "socket #{id} (pid {pid})"),
-            SessionKind::Socket { pid: None, id } => write!(f, "socket #{id}"),
+            SessionKind::Socket { pid, id, uid, hint } => {
+                write!(f, "socket #{id}")?;
+                let mut about = Vec::new();
+                if let Some(uid) = uid {
+                    about.push(format!("uid {uid}"));
+                }
+                if let Some(pid) = pid {
+                    about.push(format!("pid {pid}"));
+                }
+                if let Some(hint) = hint {
+                    // Checked at hello (a safe set of characters); escaped all the same.
+                    about.push(format!("calls itself {}", inert(hint)));
+                }
+                if !about.is_empty() {
+                    write!(f, " ({})", about.join(", "))?;
+                }
+                Ok(())
+            }
             SessionKind::Ssh { fingerprint, id } => write!(f, "ssh #{id} ({fingerprint})"),
         }
+    }
+}
+
+/// `text` made inert for a terminal or a log line: control characters (C0,
+/// DEL, C1), bidirectional overrides and isolates, zero-width characters and
+/// line separators are written as escapes (`\n`, `\x1b`, `\u{202e}`), so
+/// text someone typed (a reason, a name) cannot move the cursor, retitle or
+/// clear a terminal, forge a line, or look like other text.
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether [`inert`] escapes `c`.
+pub fn needs_escape(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        // Bidirectional marks, embeddings, overrides and isolates.
+        | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        // Zero-width and invisible joiners, line and paragraph separators, the BOM.
+        | '\u{200b}'..='\u{200d}' | '\u{2028}' | '\u{2029}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inert_text_escapes_what_a_terminal_would_act_on() {
+        assert_eq!(inert("plain, “quoted” é"), "plain, “quoted” é");
+        let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2J\rcarol\u{202e}\u{200b}\u{9b}31m\n";
+        let shown = inert(hostile);
+        assert_eq!(shown, "\\x1b]0;owned\\x07\\x1b[2J\\rcarol\\u{202e}\\u{200b}\\u{9b}31m\\n");
+        assert!(!shown.chars().any(needs_escape));
+    }
+
+    #[test]
+    fn a_socket_session_names_its_uid_pid_and_any_hint() {
+        let s = SessionKind::Socket { pid: Some(42), id: 3, uid: Some(1000), hint: None };
+        assert_eq!(s.to_string(), "socket #3 (uid 1000, pid 42)");
+        let s = SessionKind::Socket { pid: None, id: 3, uid: Some(0), hint: Some("alice".into()) };
+        assert_eq!(s.to_string(), "socket #3 (uid 0, calls itself alice)");
     }
 }

@@ -21,6 +21,14 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 /// batches of [`BATCH`] rollouts, well under it.
 pub const MAX_LINE: usize = 1 << 20;
 
+/// The longest line a server reads from a client (16 KiB): a hello or a
+/// command is a few hundred bytes, and the texts a command carries are
+/// bounded well under it.
+pub const MAX_CLIENT_LINE: usize = 16 << 10;
+
+/// The longest display name a hello may give.
+pub const MAX_NAME: usize = 32;
+
 /// Rollouts per message of the full state.
 pub const BATCH: usize = 50;
 
@@ -28,8 +36,10 @@ pub const BATCH: usize = 50;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum ClientMessage {
-    /// The first line: the protocol version the client speaks, the name it
-    /// acts under and what it is (`flightdeck attach 0.1.0`).
+    /// The first line: the protocol version the client speaks, a display
+    /// name ([`valid_name`]) and what it is (`flightdeck attach 0.1.0`).
+    /// The name is a hint: on the socket the server knows the client's user
+    /// from the kernel, and that user is who acts.
     Hello { version: u32, name: String, client: String },
     /// A command; the reply carries the same `id`. The server sets the
     /// actor and session to the connection's own, whatever the client says.
@@ -135,8 +145,11 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 pub fn parse_hello(line: &[u8]) -> Result<(String, String), String> {
     match serde_json::from_slice::<ClientMessage>(line) {
         Ok(ClientMessage::Hello { version, name, client }) if version == PROTOCOL_VERSION => {
-            if name.trim().is_empty() || name.len() > 64 {
-                return Err("hello: `name` must be 1 to 64 characters".into());
+            if !valid_name(&name) {
+                return Err(format!(
+                    "hello: `name` must be 1 to {MAX_NAME} of the characters A-Z a-z 0-9 . _ - @ (got {:?})",
+                    super::inert(&name.chars().take(MAX_NAME + 8).collect::<String>())
+                ));
             }
             Ok((name, client))
         }
@@ -147,6 +160,22 @@ pub fn parse_hello(line: &[u8]) -> Result<(String, String), String> {
         Ok(_) => Err("the first message must be a hello".into()),
         Err(e) => Err(format!("not a protocol message: {e}")),
     }
+}
+
+/// Reads a client's line after its hello: anything but a protocol message
+/// is an error (the server sends it and closes the connection).
+pub fn parse_client(line: &[u8]) -> Result<ClientMessage, String> {
+    serde_json::from_slice::<ClientMessage>(line).map_err(|e| format!("not a protocol message: {e}"))
+}
+
+/// A display name: 1 to [`MAX_NAME`] ASCII letters, digits and `._-@`.
+/// Nothing else: no spaces, commas or brackets (a name like `bob, dave
+/// (viewer)` would fake entries on the presence line), no control,
+/// bidirectional or zero-width characters (`carol\u{202e}` looks like
+/// `carol`), no look-alike letters from other scripts.
+pub fn valid_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
 /// Fields of a rollout that stay on the server: the accumulated evidence
@@ -223,5 +252,30 @@ mod tests {
         assert!(parse_hello(b"\x00\xffgarbage").unwrap_err().starts_with("not a protocol message"));
         let ok = ClientMessage::Hello { version: PROTOCOL_VERSION, name: "alice".into(), client: "x".into() };
         assert_eq!(parse_hello(&encode(&ok)).unwrap().0, "alice");
+    }
+
+    #[test]
+    fn a_hello_name_outside_the_safe_set_is_refused() {
+        for good in ["alice", "a", "bob.smith", "carol_2", "dave-ops", "eve@example.org", &"x".repeat(MAX_NAME)] {
+            assert!(valid_name(good), "{good}");
+        }
+        let bad = [
+            "",
+            "carol\u{202e}",
+            "bob\u{200b}",
+            "bob, dave (viewer)",
+            "line\nforged",
+            "\u{1b}[2J",
+            "аlice", // Cyrillic а
+            "with space",
+            &"x".repeat(MAX_NAME + 1),
+        ];
+        for name in bad {
+            assert!(!valid_name(name), "{name:?}");
+            let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: name.into(), client: "x".into() };
+            let err = parse_hello(&encode(&hello)).unwrap_err();
+            assert!(err.starts_with("hello: `name` must be"), "{err}");
+            assert!(!err.chars().any(crate::protocol::needs_escape), "{err:?}");
+        }
     }
 }

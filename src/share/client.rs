@@ -38,7 +38,8 @@ struct Connected {
     fields: Fields,
 }
 
-/// Connects to the server on `socket` as `name`. The first connection
+/// Connects to the server on `socket`, giving `name` as the display name
+/// (the server decides who this is, from the user id). The first connection
 /// must work (its error says why); later losses reconnect by themselves.
 pub async fn attach(socket: &Path, name: &str) -> Result<(Link, Welcome), String> {
     let first = connect(socket, name).await?;
@@ -46,6 +47,7 @@ pub async fn attach(socket: &Path, name: &str) -> Result<(Link, Welcome), String
     let (snap_tx, snapshots) = watch::channel(first.snapshot.clone());
     let (out_tx, outputs) = mpsc::channel(1024);
     let (status_tx, status) = watch::channel(None);
+    let (role_tx, role) = watch::channel(Some(welcome.role));
     let (cmd_tx, cmd_rx) = mpsc::channel::<Pending>(16);
     let history = first.history.clone();
     let keeper = Keeper {
@@ -54,9 +56,10 @@ pub async fn attach(socket: &Path, name: &str) -> Result<(Link, Welcome), String
         snapshots: snap_tx,
         outputs: out_tx,
         status: status_tx,
+        role: role_tx,
     };
     tokio::spawn(keeper.run(first, cmd_rx));
-    let link = Link { snapshots, outputs, commands: Arc::new(SocketCommands(cmd_tx)), history, status };
+    let link = Link { snapshots, outputs, commands: Arc::new(SocketCommands(cmd_tx)), history, status, role };
     Ok((link, welcome))
 }
 
@@ -65,6 +68,11 @@ struct SocketCommands(mpsc::Sender<Pending>);
 #[async_trait::async_trait]
 impl Submit for SocketCommands {
     async fn submit(&self, request: CommandRequest) -> Reply {
+        // What the server would refuse (a pasted 20,000-character reason
+        // would even end the connection: lines are bounded) is refused here.
+        if let Err(reason) = crate::share::server::check_texts(&request) {
+            return Reply::Rejected { reason: format!("{reason}; not sent") };
+        }
         let (tx, rx) = oneshot::channel();
         if self.0.send((request, tx)).await.is_err() {
             return Reply::Rejected { reason: "not connected to the server".into() };
@@ -121,6 +129,8 @@ struct Keeper {
     snapshots: watch::Sender<Snapshot>,
     outputs: mpsc::Sender<Output>,
     status: watch::Sender<Option<String>>,
+    /// The role of the latest welcome: a restarted server may give another.
+    role: watch::Sender<Option<Role>>,
 }
 
 impl Keeper {
@@ -131,6 +141,7 @@ impl Keeper {
                 Some(c) => c,
                 None => match connect(&self.socket, &self.name).await {
                     Ok(c) => {
+                        self.role.send_replace(Some(c.welcome.role));
                         self.snapshots.send_replace(c.snapshot.clone());
                         self.status.send_replace(None);
                         c

@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
 
 /// How often viewers hear of changes, at most.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
@@ -37,7 +38,11 @@ struct Held {
 }
 
 struct State {
+    /// The engine's clock in the latest snapshot taken, and when it was
+    /// taken here: an idle engine publishes nothing, so the time sent is
+    /// run forward from it ([`State::now`]).
     at: Timestamp,
+    taken: Instant,
     speed: f64,
     /// In the engine's order.
     rollouts: Vec<Held>,
@@ -78,6 +83,7 @@ impl Hub {
             .collect();
         let state = State {
             at: first.at,
+            taken: Instant::now(),
             speed: first.speed,
             rollouts,
             fields,
@@ -111,6 +117,7 @@ impl Hub {
         let mut s = self.state.lock().expect("hub state");
         let s = &mut *s;
         s.at = snapshot.at;
+        s.taken = Instant::now();
         let mut changed = false;
         for (held, rollout) in s.rollouts.iter_mut().zip(&snapshot.rollouts) {
             // The engine replaces a rollout that changed: the same pointer is the same state.
@@ -132,6 +139,20 @@ impl Hub {
         }
     }
 
+    /// A warning from the server itself (not from a rollout) to every
+    /// viewer's events; not journaled.
+    pub fn notice(&self, message: String) {
+        let at = self.state.lock().expect("hub state").now();
+        self.tell(Output::Notice { rollout: "flightdeck".into(), at, level: "warning".into(), message });
+    }
+
+    /// The latest change number of rollout `id` as viewers have it (`None`:
+    /// no such rollout). Equal numbers: viewers saw the same rollout.
+    pub fn rollout_change(&self, id: &str) -> Option<u64> {
+        let s = self.state.lock().expect("hub state");
+        s.rollouts.iter().find(|h| h.rollout.id == id).map(|h| h.newest)
+    }
+
     fn tell(&self, out: Output) {
         {
             let mut s = self.state.lock().expect("hub state");
@@ -148,8 +169,9 @@ impl Hub {
     /// a `Full` message, then the rollouts in batches.
     pub fn full(&self) -> (Vec<ServerMessage>, u64) {
         let s = self.state.lock().expect("hub state");
+        let at = s.now();
         let snapshot = Snapshot {
-            at: s.at,
+            at,
             speed: s.speed,
             rollouts: Vec::new(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
@@ -165,7 +187,7 @@ impl Hub {
             })
             .collect();
         for batch in patches.chunks(wire::BATCH) {
-            messages.push(ServerMessage::Changed { at: s.at, rollouts: batch.to_vec(), attached: None });
+            messages.push(ServerMessage::Changed { at, rollouts: batch.to_vec(), attached: None });
         }
         (messages, s.change)
     }
@@ -174,7 +196,7 @@ impl Hub {
     pub fn snapshot(&self) -> Snapshot {
         let s = self.state.lock().expect("hub state");
         Snapshot {
-            at: s.at,
+            at: s.now(),
             speed: s.speed,
             rollouts: s.rollouts.iter().map(|h| Arc::new(wire::for_viewers(&h.rollout))).collect(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
@@ -204,7 +226,7 @@ impl Hub {
         }
         let attached =
             (s.attached_changed > since).then(|| s.attached.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>());
-        (Some(ServerMessage::Changed { at: s.at, rollouts, attached }), s.change)
+        (Some(ServerMessage::Changed { at: s.now(), rollouts, attached }), s.change)
     }
 
     /// Wakes when something changed.
@@ -241,6 +263,17 @@ impl Hub {
     /// Who is attached now.
     pub fn attached(&self) -> Vec<Peer> {
         self.state.lock().expect("hub state").attached.iter().map(|(_, p)| p.clone()).collect()
+    }
+}
+
+impl State {
+    /// The engine's time now: the latest snapshot's, run forward at its
+    /// speed since it was taken (what every viewer's clock does between
+    /// snapshots). Without it a viewer attaching to an idle fleet would
+    /// start its clock at the last change, however long ago.
+    fn now(&self) -> Timestamp {
+        let ran = self.taken.elapsed().as_secs_f64() * 1000.0 * self.speed;
+        Timestamp(self.at.0.saturating_add(ran as u64))
     }
 }
 

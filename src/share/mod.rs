@@ -2,7 +2,8 @@
 //! `flightdeck attach` opens a cockpit on it, each with its own size,
 //! theme and keymap. Everyone sees the same state; every command goes
 //! through the engine with the sender's name, role and session, so the
-//! journal keeps who did what. Roles decide who may act.
+//! journal keeps who did what. Roles decide who may act; on the socket the
+//! sender is the user the kernel says it is ([`roles`]).
 
 pub mod client;
 pub mod hub;
@@ -25,19 +26,21 @@ pub struct Listeners {
     pub ssh: Option<ssh::SshOptions>,
 }
 
-/// Runs the engine headless and shares it on `socket` (and the other
-/// `listeners`) until a signal
+/// Runs the engine headless and shares it on `socket` (given to
+/// `socket_group` if set: see [`server::bind_shared`]) and the other
+/// `listeners` until a signal
 /// stops it (its number is returned). The socket is taken before any
 /// journal, so a second server on it stops before touching anything.
 pub async fn serve(
     setups: Vec<RolloutSetup>,
     options: EngineOptions,
     socket: &Path,
+    socket_group: Option<&str>,
     roles: roles::Roles,
     listeners: Listeners,
 ) -> color_eyre::Result<i32> {
     let mut signals = Signals::catch()?;
-    let listening = server::bind(socket).await?;
+    let listening = server::bind_shared(socket, socket_group).await?;
     #[cfg(feature = "ssh")]
     let ssh = match &listeners.ssh {
         Some(options) => Some(ssh::bind(options).await.map_err(color_eyre::eyre::Report::msg)?),
@@ -49,13 +52,13 @@ pub async fn serve(
     let engine = Engine::start(setups, options, tx)?;
     let hub = hub::Hub::start(engine.subscribe(), rx, engine.history().to_vec());
     let count = engine.subscribe().borrow().rollouts.len();
-    eprintln!(
+    say(format_args!(
         "flightdeck: serving {count} rollouts on {}; attach with `flightdeck attach --socket {0}`",
         socket.display()
-    );
+    ));
     #[cfg(feature = "ssh")]
     if let Some(ssh) = &ssh {
-        eprintln!("flightdeck: and over SSH on {}: `ssh -t -p {} NAME@HOST`", ssh.address, ssh.address.port());
+        say(format_args!("flightdeck: and over SSH on {}: `ssh -t -p {} NAME@HOST`", ssh.address, ssh.address.port()));
     }
     #[cfg(feature = "ssh")]
     let ssh_stop = ssh.as_ref().map(ssh::SshListener::stopper);
@@ -93,4 +96,11 @@ pub async fn serve(
     engine.shutdown().await;
     drop(listening);
     Ok(signo)
+}
+
+/// A line on stderr if it can be written: a server whose stderr is gone (a
+/// closed pipe, a full disk) goes on serving, and stops cleanly on a signal.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
