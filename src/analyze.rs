@@ -14,24 +14,93 @@
 //! ```
 //!
 //! `stage` is optional: when it changes, the canary's stage evidence starts
-//! over, as it does when a rollout enters a new stage.
+//! over, as it does when a rollout enters a new stage. A version may also
+//! carry `latency` (our histogram, `[[bucket, count], …]`),
+//! `latency_samples_ms`, or `buckets` (a metrics server's own:
+//! `{"le_ms": [...], "at_or_below": [...], "total": N}`). Every field is
+//! checked: an unknown one (`p99` for `p99_ms`), more errors than
+//! requests, or a window of `0s` is refused with its line.
 
 use crate::files::{TextError, NOT_UTF8};
 use crate::fleet::BadInput;
-use flightdeck_core::analysis::{Evidence, MetricsSample, Verdict};
+use flightdeck_core::analysis::{Evidence, MetricsSample, Verdict, VersionWindow};
 use flightdeck_core::plan::AnalysisConfig;
 use flightdeck_core::rollout::{step, Event, Rollout};
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One window of a windows file.
+/// One window of a windows file, as written: every key known.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WindowLine {
+struct WindowText {
     #[serde(default)]
     stage: Option<usize>,
-    #[serde(flatten)]
+    #[serde(with = "flightdeck_core::time::humane")]
+    window: std::time::Duration,
+    #[serde(default)]
+    stable: Option<VersionText>,
+    #[serde(default)]
+    canary: Option<VersionText>,
+    #[serde(default)]
+    missing: Option<String>,
+}
+
+/// One version's window as written; the same fields as the journal's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionText {
+    requests: u64,
+    errors: u64,
+    #[serde(default)]
+    p50_ms: Option<f64>,
+    #[serde(default)]
+    p95_ms: Option<f64>,
+    #[serde(default)]
+    p99_ms: Option<f64>,
+    #[serde(default)]
+    latency_samples_ms: Vec<f64>,
+    #[serde(default)]
+    latency: flightdeck_core::analysis::LatencyHistogram,
+    #[serde(default)]
+    buckets: Option<flightdeck_core::analysis::BucketCounts>,
+}
+
+impl VersionText {
+    /// The window, or why its numbers cannot be one (`side`: "stable"/"canary").
+    fn checked(self, side: &str) -> Result<VersionWindow, String> {
+        if self.errors > self.requests {
+            return Err(format!("{side}.errors: {} errors out of {} requests", self.errors, self.requests));
+        }
+        Ok(VersionWindow {
+            requests: self.requests,
+            errors: self.errors,
+            p50_ms: self.p50_ms,
+            p95_ms: self.p95_ms,
+            p99_ms: self.p99_ms,
+            latency_samples_ms: self.latency_samples_ms,
+            latency: self.latency,
+            buckets: self.buckets.map(Box::new),
+        })
+    }
+}
+
+impl WindowText {
+    fn checked(self) -> Result<WindowLine, String> {
+        if self.window.is_zero() {
+            return Err("window: must be longer than 0s (e.g. \"1m\")".into());
+        }
+        let stable = self.stable.map(|v| v.checked("stable")).transpose()?;
+        let canary = self.canary.map(|v| v.checked("canary")).transpose()?;
+        let sample = MetricsSample { window: self.window, stable, canary, missing: self.missing };
+        Ok(WindowLine { stage: self.stage, sample })
+    }
+}
+
+/// One window of a windows file, checked.
+#[derive(Debug)]
+struct WindowLine {
+    stage: Option<usize>,
     sample: MetricsSample,
 }
 
@@ -71,11 +140,17 @@ fn read_windows(shown: &str, text: &str) -> Result<Vec<WindowLine>, BadInput> {
         BadInput(format!("{shown}:{line}:{column}: {message}"))
     };
     if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text).map_err(|e| at(e.line(), e.column(), &e));
+        let written: Vec<WindowText> = serde_json::from_str(text).map_err(|e| at(e.line(), e.column(), &e))?;
+        return written
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| w.checked().map_err(|why| BadInput(format!("{shown}: window {}: {why}", i + 1))))
+            .collect();
     }
     let mut windows = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        windows.push(serde_json::from_str(line).map_err(|e| at(n + 1, e.column(), &e))?);
+        let written: WindowText = serde_json::from_str(line).map_err(|e| at(n + 1, e.column(), &e))?;
+        windows.push(written.checked().map_err(|why| BadInput(format!("{shown}:{}: {why}", n + 1)))?);
     }
     if windows.is_empty() {
         return Err(BadInput(format!("{shown}: no windows (one JSON object per line, or a JSON array)")));
@@ -149,7 +224,13 @@ pub fn render(analysed: &[Analysed]) -> String {
         out.push('\n');
         for c in v.checks().iter().filter(|c| !c.is_informational()) {
             let evidence = match (c.toward_pass, c.toward_fail) {
-                (Some(p), Some(f)) => format!(" [to pass {:.0} %, to fail {:.0} %]", p * 100.0, f * 100.0),
+                (_, Some(f)) if f >= 1.0 => " [evidence: shown worse than the limit]".to_string(),
+                (Some(p), _) if p >= 1.0 => " [evidence: shown within the limit]".to_string(),
+                (Some(p), Some(f)) => format!(
+                    " [evidence so far: {:.0} % of what a pass needs, {:.0} % of what a fail needs]",
+                    (p * 100.0).min(99.0),
+                    (f * 100.0).min(99.0)
+                ),
                 _ => String::new(),
             };
             let _ = writeln!(out, "  {:<10} {:?}{evidence}: {}", c.metric.label(), c.outcome, c.reason);

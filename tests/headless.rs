@@ -536,6 +536,38 @@ fn analyze_decides_a_windows_file_and_names_a_bad_line() {
     assert!(stderr.starts_with(&format!("{}:2:", file.display())), "{stderr}");
 }
 
+/// A windows file is read strictly: an unknown key inside a version (`p99`
+/// for `p99_ms`), more errors than requests, or a `0s` window is refused
+/// with its file:line, not ignored, clamped or divided by.
+#[test]
+fn analyze_refuses_unknown_version_keys_impossible_counts_and_empty_windows() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("windows.jsonl");
+    let good =
+        r#"{"window": "1m", "stable": {"requests": 900, "errors": 1}, "canary": {"requests": 100, "errors": 0}}"#;
+    for (bad, wanted) in [
+        (
+            r#"{"window": "1m", "stable": {"requests": 900, "errors": 1}, "canary": {"requests": 100, "errors": 0, "p99": 250}}"#,
+            "unknown field `p99`",
+        ),
+        (
+            r#"{"window": "1m", "stable": {"requests": 900, "errors": 1}, "canary": {"requests": 100, "errors": 120}}"#,
+            "canary.errors: 120 errors out of 100 requests",
+        ),
+        (
+            r#"{"window": "0s", "stable": {"requests": 900, "errors": 1}, "canary": {"requests": 100, "errors": 0}}"#,
+            "window: must be longer than 0s",
+        ),
+    ] {
+        std::fs::write(&file, format!("{good}\n{bad}\n")).unwrap();
+        let out = flightdeck(data.path(), &["analyze", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.starts_with(&format!("{}:2:", file.display())), "{stderr}");
+        assert!(stderr.contains(wanted), "{wanted}: {stderr}");
+    }
+}
+
 /// Every simulator plan in examples/plans/ finishes with every scenario:
 /// promoted, rolled back, or paused asking a human with a reason — never a
 /// silent wait (each run must end by itself).
