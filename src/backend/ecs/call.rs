@@ -31,6 +31,28 @@ const CREDENTIALS: [&str; 9] = [
     "AuthFailure",
 ];
 
+/// Error codes of an operation the endpoint does not have: the AWS JSON
+/// protocols answer an unknown `X-Amz-Target` with
+/// `UnknownOperationException` (HTTP 400); the query protocol says
+/// `InvalidAction`. HTTP 501 (Not Implemented) is what local emulators
+/// (LocalStack) answer for an API they do not emulate.
+const UNKNOWN_OPERATION: [&str; 3] = ["UnknownOperationException", "UnknownOperation", "InvalidAction"];
+
+/// Whether `e` says the endpoint has no such operation (an older or
+/// partial endpoint), as opposed to refusing this call (throttling,
+/// AccessDenied, a server error): only the first may be worked around.
+pub fn is_unknown_operation<E>(e: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match e {
+        SdkError::ServiceError(service) => {
+            UNKNOWN_OPERATION.contains(&service.err().code().unwrap_or("")) || service.raw().status().as_u16() == 501
+        }
+        _ => false,
+    }
+}
+
 /// Where calls go, for messages: the backend's label and the profile.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -106,6 +128,35 @@ impl Site {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type ListError = aws_sdk_ecs::operation::list_service_deployments::ListServiceDeploymentsError;
+
+    /// A service's answer as the SDK hands it over: status, and the code of a JSON body.
+    fn service_error(status: u16, body: &str) -> SdkError<ListError, HttpResponse> {
+        use aws_sdk_ecs::error::ErrorMetadata;
+        let json = serde_json::from_str::<serde_json::Value>(body).ok();
+        let code = json.as_ref().and_then(|v| v["__type"].as_str());
+        let mut meta = ErrorMetadata::builder();
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().unwrap(), body.to_owned().into());
+        SdkError::service_error(ListError::generic(meta.build()), raw)
+    }
+
+    #[test]
+    fn only_an_unknown_operation_is_unsupported() {
+        assert!(is_unknown_operation(&service_error(400, r#"{"__type":"UnknownOperationException"}"#)));
+        assert!(is_unknown_operation(&service_error(501, r#"{"__type":"InternalFailure"}"#)));
+        for (status, body) in [
+            (400, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+            (400, r#"{"__type":"AccessDeniedException","message":"not authorized"}"#),
+            (500, r#"{"__type":"ServerException"}"#),
+            (500, "<html>Internal Server Error</html>"),
+        ] {
+            assert!(!is_unknown_operation(&service_error(status, body)), "{status} {body}");
+        }
+    }
 
     #[test]
     fn throttling_and_credentials_say_what_to_do() {

@@ -4,11 +4,16 @@
 //! - [`observed::ServiceDeployments`] (`controller = "ecs"`, the default;
 //!   strategy `canary` or `blue-green` in the plan): ECS's own deployment
 //!   controller runs a `CANARY`, `LINEAR`, `BLUE_GREEN` or `ROLLING`
-//!   deployment; flightdeck mirrors the service deployment and stops it
-//!   with a rollback. Like Argo Rollouts: ECS decides.
+//!   deployment; flightdeck mirrors the service deployment (its target
+//!   revision is the rollout's revision), stops it with a rollback, and
+//!   continues or rolls back one waiting at a `PAUSE` lifecycle hook.
+//!   Like Argo Rollouts: ECS decides. A service deployed by CodeDeploy is
+//!   refused with the reason.
 //! - [`rolling::RollingService`] (`controller = "ecs"`, strategy `rolling`):
-//!   the service's `deployments` (running/desired/pending, rollout state);
-//!   rollback redeploys the previous task definition.
+//!   the same service deployments; where the endpoint has none, the
+//!   service's `deployments` compared with the plan's canary task
+//!   definition (a circuit-breaker rollback is a rollback), and a rollback
+//!   redeploys the task definition before the canary, never the canary's.
 //! - [`driven::TaskSets`] (`controller = "external"`): flightdeck is the
 //!   controller. One task set per revision and the weights of an ELBv2
 //!   listener rule's forward action, like a proxy.

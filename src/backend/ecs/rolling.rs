@@ -1,22 +1,28 @@
-//! ECS rolling updates (deployment controller `ECS`, strategy `ROLLING`):
-//! the service's `deployments` say how far the new task definition got
-//! (running, desired and pending tasks per deployment) and its rollout
-//! state; the deployment circuit breaker, when on, rolls back by itself.
+//! ECS rolling updates (deployment controller `ECS`, strategy `ROLLING`).
+//! [`RollingService`] is [`super::observed::ServiceDeployments`]: the
+//! rolling update's service deployment says how far it got and whether
+//! the circuit breaker rolled it back, and a rollback is
+//! `StopServiceDeployment` `ROLLBACK` (which ECS takes for rolling updates
+//! too).
 //!
-//! ECS cannot hold a rolling update where it is, so flightdeck only offers
-//! the rollback: `UpdateService` with the previous task definition (the
-//! older deployment's, or the plan's `stable`). The same reading of the
-//! service is what [`super::observed`] falls back to where the service
-//! deployment APIs are missing.
+//! Where the service deployment APIs are missing, the service's
+//! `deployments` are read instead ([`observe`]): running, desired and
+//! pending tasks per deployment and its rollout state, compared with the
+//! plan's canary task definition. A circuit-breaker rollback makes the
+//! *old* task definition PRIMARY (and the failed one ACTIVE, `FAILED`):
+//! that is a rollback, never a promotion. The rollback there is
+//! `UpdateService` with the task definition before the canary (an older
+//! deployment that did not fail, or the plan's `stable`), and nothing when
+//! the service no longer deploys the canary: ECS rolls back already.
 
 use super::call::Site;
 use super::{short, EcsTarget};
-use crate::backend::{Backend, BackendError};
-use async_trait::async_trait;
-use aws_config::SdkConfig;
+use crate::backend::BackendError;
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
-use flightdeck_core::plan::Plan;
-use flightdeck_core::rollout::{Effect, NativeStatus, NativeVerb, Observation};
+use flightdeck_core::rollout::{NativeStatus, Observation};
+
+/// An ECS rolling update flightdeck watches and can roll back.
+pub type RollingService = super::observed::ServiceDeployments;
 
 /// Reads the service; a missing one is an error naming it.
 pub(crate) async fn describe_service(
@@ -41,27 +47,73 @@ pub(crate) async fn describe_service(
 
 /// The plan stage a traffic (or task) share has reached: the last stage
 /// whose weight it meets, the first stage before that.
-pub(crate) fn stage_for(stage_weights: &[u8], percent: u8) -> usize {
-    stage_weights.iter().filter(|w| **w <= percent).count().saturating_sub(1)
+pub(crate) fn stage_for(stage_weights: &[u8], percent: f64) -> usize {
+    stage_weights.iter().filter(|w| f64::from(**w) <= percent).count().saturating_sub(1)
+}
+
+/// Whether task definition `definition` (ARN or `family:revision`) is `revision`.
+pub(crate) fn runs(definition: &str, revision: &str) -> bool {
+    definition == revision || short(definition) == short(revision)
+}
+
+/// The service's PRIMARY deployment: the task definition it deploys now.
+pub(crate) fn primary(service: &Service) -> Option<&Deployment> {
+    deployments(service, "PRIMARY").next()
+}
+
+/// The task definition before `canary`: an older deployment that is not
+/// the canary's and did not fail.
+pub(crate) fn previous<'a>(service: &'a Service, canary: &str) -> Option<&'a str> {
+    deployments(service, "ACTIVE")
+        .filter(|d| d.rollout_state() != Some(&DeploymentRolloutState::Failed))
+        .filter_map(Deployment::task_definition)
+        .find(|d| !runs(d, canary))
+}
+
+fn percent(part: i32, whole: i32) -> u8 {
+    if whole > 0 {
+        (part.max(0) * 100 / whole).clamp(0, 100) as u8
+    } else {
+        0
+    }
 }
 
 fn deployments<'a>(service: &'a Service, status: &'a str) -> impl Iterator<Item = &'a Deployment> {
     service.deployments().iter().filter(move |d| d.status() == Some(status))
 }
 
-/// The observation of a service in a rolling update.
-pub fn observe(service: &Service, stage_weights: &[u8]) -> Observation {
-    let primary = deployments(service, "PRIMARY").next();
+/// The observation of a service in a rolling update of `canary`.
+pub fn observe(service: &Service, stage_weights: &[u8], canary: &str) -> Observation {
+    let primary = primary(service);
     let older: Vec<&Deployment> = deployments(service, "ACTIVE").collect();
+    let detail = detail(service, primary, &older);
+    let deploys_canary = primary.is_none_or(|p| p.task_definition().is_none_or(|d| runs(d, canary)));
+    if !deploys_canary {
+        // The service deploys another task definition: the circuit breaker
+        // (or a person) rolled the canary back, or it is not deployed yet.
+        let now = primary.and_then(Deployment::task_definition).map_or("?", short);
+        let failed = older.iter().find(|d| d.task_definition().is_some_and(|t| runs(t, canary)));
+        let share = failed.map_or(0, |d| percent(d.running_count(), service.desired_count()));
+        let message = match failed {
+            Some(d) => {
+                let why = d.rollout_state_reason().unwrap_or("the canary's deployment failed");
+                format!("rolling back to {now}: {why}")
+            }
+            None => {
+                format!("the service runs {now}, not the canary {}: rolled back, or not deployed yet", short(canary))
+            }
+        };
+        return Observation {
+            canary_weight: Some(share),
+            native_stage: Some(stage_for(stage_weights, f64::from(share))),
+            native_status: Some(NativeStatus::Aborted { message }),
+            native_detail: Some(detail),
+            native_revision: None,
+        };
+    }
     let desired = primary.map_or(service.desired_count(), Deployment::desired_count).max(0);
     let running = primary.map_or(service.running_count(), Deployment::running_count).max(0);
-    let share = if older.is_empty() && desired == running {
-        100
-    } else if desired > 0 {
-        (running * 100 / desired).clamp(0, 100) as u8
-    } else {
-        0
-    };
+    let share = if older.is_empty() && desired == running { 100 } else { percent(running, desired) };
     let status = match primary.and_then(Deployment::rollout_state) {
         Some(DeploymentRolloutState::Failed) => {
             let reason = primary.and_then(Deployment::rollout_state_reason).unwrap_or("rollout failed");
@@ -75,9 +127,9 @@ pub fn observe(service: &Service, stage_weights: &[u8]) -> Observation {
     };
     Observation {
         canary_weight: Some(share),
-        native_stage: Some(stage_for(stage_weights, share)),
+        native_stage: Some(stage_for(stage_weights, f64::from(share))),
         native_status: Some(status),
-        native_detail: Some(detail(service, primary, &older)),
+        native_detail: Some(detail),
         native_revision: None,
     }
 }
@@ -98,71 +150,6 @@ fn detail(service: &Service, primary: Option<&Deployment>, older: &[&Deployment]
         _ => {}
     }
     parts.join(" · ")
-}
-
-/// An ECS rolling update flightdeck watches and can roll back.
-pub struct RollingService {
-    ecs: aws_sdk_ecs::Client,
-    target: EcsTarget,
-    stable: String,
-    stage_weights: Vec<u8>,
-    site: Site,
-}
-
-impl RollingService {
-    pub fn new(aws: &SdkConfig, target: EcsTarget, plan: &Plan) -> RollingService {
-        let site = Site { label: target.label(), profile: target.profile.clone() };
-        let stage_weights = plan.stages().iter().map(|s| s.weight).collect();
-        RollingService { ecs: aws_sdk_ecs::Client::new(aws), stable: plan.stable.clone(), stage_weights, target, site }
-    }
-
-    /// Redeploys the previous task definition.
-    async fn roll_back(&self) -> Result<(), BackendError> {
-        let service = describe_service(&self.ecs, &self.target, &self.site).await?;
-        let primary = deployments(&service, "PRIMARY").filter_map(Deployment::task_definition).next();
-        let current = service.task_definition().or(primary).unwrap_or("");
-        let runs = |definition: &str| current == definition || current.ends_with(&format!("/{definition}"));
-        let older = deployments(&service, "ACTIVE").filter_map(Deployment::task_definition).find(|d| !runs(d));
-        let previous = older.unwrap_or(&self.stable).to_owned();
-        if runs(&previous) {
-            return Ok(());
-        }
-        let t = &self.target;
-        let call = self.ecs.update_service().cluster(&t.cluster).service(&t.service).task_definition(&previous);
-        call.send()
-            .await
-            .map_err(|e| self.site.error(&format!("UpdateService {} to {previous}", short(&t.service)), e))?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Backend for RollingService {
-    fn name(&self) -> String {
-        self.site.label.clone()
-    }
-
-    async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
-        let verb = effect.to_string();
-        match effect {
-            Effect::Native { verb: NativeVerb::Undo } => self.roll_back().await,
-            Effect::Native { verb: NativeVerb::Abort } => Err(self.site.unsupported(
-                &verb,
-                "ECS cannot hold a rolling update where it is; roll back to redeploy the previous task definition",
-            )),
-            Effect::Native { .. } => Err(self.site.unsupported(
-                &verb,
-                "ECS runs a rolling update at its own pace (minimum healthy and maximum percent); only a rollback is possible",
-            )),
-            Effect::Notify(_) => Ok(()),
-            _ => Err(self.site.unsupported(&verb, "ECS runs this rolling update; flightdeck only observes it")),
-        }
-    }
-
-    async fn observe(&self) -> Result<Observation, BackendError> {
-        let service = describe_service(&self.ecs, &self.target, &self.site).await?;
-        Ok(observe(&service, &self.stage_weights))
-    }
 }
 
 #[cfg(test)]
@@ -193,7 +180,7 @@ mod tests {
             )
             .deployments(deployment("ACTIVE", "checkout:41", 2, 2))
             .build();
-        let o = observe(&service, &[25, 50, 75, 100]);
+        let o = observe(&service, &[25, 50, 75, 100], "checkout:42");
         assert_eq!((o.canary_weight, o.native_stage), (Some(50), Some(1)));
         assert_eq!(o.native_status, Some(NativeStatus::Progressing));
         assert_eq!(
@@ -201,14 +188,46 @@ mod tests {
             Some("rolling checkout:42 2/4 running, 1 pending · checkout:41 2 running · circuit breaker rolls back")
         );
         let done = Service::builder().desired_count(4).deployments(deployment("PRIMARY", "checkout:42", 4, 4)).build();
-        assert_eq!(observe(&done, &[25, 50, 75, 100]).native_status, Some(NativeStatus::Healthy));
+        assert_eq!(observe(&done, &[25, 50, 75, 100], "checkout:42").native_status, Some(NativeStatus::Healthy));
+    }
+
+    /// The circuit breaker rolled checkout:42 back: checkout:41 is PRIMARY
+    /// again, the failed deployment ACTIVE (then gone).
+    #[test]
+    fn a_circuit_breaker_rollback_is_a_rollback_not_a_promotion() {
+        let breaker = Deployment::builder()
+            .status("PRIMARY")
+            .task_definition("arn:aws:ecs:eu-west-1:1:task-definition/checkout:41")
+            .running_count(3)
+            .desired_count(4)
+            .rollout_state(DeploymentRolloutState::InProgress)
+            .build();
+        let failed = Deployment::builder()
+            .status("ACTIVE")
+            .task_definition("arn:aws:ecs:eu-west-1:1:task-definition/checkout:42")
+            .running_count(1)
+            .desired_count(0)
+            .rollout_state(DeploymentRolloutState::Failed)
+            .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
+            .build();
+        let service = Service::builder().desired_count(4).deployments(breaker).deployments(failed.clone()).build();
+        let o = observe(&service, &[25, 100], "checkout:42");
+        let Some(NativeStatus::Aborted { message }) = &o.native_status else { panic!("{:?}", o.native_status) };
+        assert!(message.contains("rolling back to checkout:41: ECS deployment circuit breaker"), "{message}");
+        assert_eq!(o.canary_weight, Some(25));
+        assert_eq!(previous(&service, "checkout:42"), None, "the failed deployment is never the one to go back to");
+
+        let back = Service::builder().desired_count(4).deployments(deployment("PRIMARY", "checkout:41", 4, 4)).build();
+        let o = observe(&back, &[25, 100], "checkout:42");
+        assert!(matches!(o.native_status, Some(NativeStatus::Aborted { .. })), "not promoted: {:?}", o.native_status);
+        assert_eq!(o.canary_weight, Some(0));
     }
 
     #[test]
     fn stages_follow_the_share() {
-        assert_eq!(stage_for(&[10, 100], 0), 0);
-        assert_eq!(stage_for(&[10, 100], 10), 0);
-        assert_eq!(stage_for(&[10, 100], 99), 0);
-        assert_eq!(stage_for(&[10, 100], 100), 1);
+        assert_eq!(stage_for(&[10, 100], 0.0), 0);
+        assert_eq!(stage_for(&[10, 100], 10.0), 0);
+        assert_eq!(stage_for(&[10, 100], 99.9), 0);
+        assert_eq!(stage_for(&[10, 100], 100.0), 1);
     }
 }
