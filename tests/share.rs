@@ -695,7 +695,7 @@ async fn a_client_of_another_user_is_that_user_whatever_its_hello_says() {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.contains("promote")).unwrap_or_else(|| panic!("not audited:\n{text}"));
     let uid = nobody.uid;
-    assert!(line.contains(&format!("by nobody via socket #")), "{line}");
+    assert!(line.contains("by nobody via socket #"), "{line}");
     assert!(line.contains(&format!("(uid {uid}, pid ")) && line.contains("calls itself root)"), "{line}");
     assert!(line.contains("REFUSED: nobody is a viewer"), "{line}");
 }
@@ -992,15 +992,16 @@ async fn a_reconnected_attach_takes_the_role_of_the_new_welcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cockpits_attaching_to_an_idle_fleet_at_different_times_show_one_clock() {
     use flightdeck::protocol::link::ViewClock;
-    let server = Server::start(&["--speed", "30"]);
+    // Real time, analysis every minute: nothing changes for a while after the start.
+    let server = Server::start(&[]);
     let (first, _) = attach(&server.socket, "first").await.unwrap();
     let early = ViewClock::new(&first.snapshots.borrow());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let (second, _) = attach(&server.socket, "second").await.unwrap();
     let late = ViewClock::new(&second.snapshots.borrow());
     let (a, b) = (early.now().0, late.now().0);
-    // 2 s at 30× is a minute apart when the late one starts at the last change.
-    assert!(a.abs_diff(b) <= 5_000, "the clocks are {} ms apart", a.abs_diff(b));
+    // 3 s apart when the late one starts its clock at the last change.
+    assert!(a.abs_diff(b) <= 1_000, "the clocks are {} ms apart", a.abs_diff(b));
 }
 
 #[test]

@@ -106,8 +106,8 @@ pub async fn bind_shared(path: &Path, group: Option<&str>) -> Result<Socket, Bin
         None => None,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        // Every directory it makes 0700, whatever the umask.
+        crate::paths::private_dir(dir).map_err(io)?;
         if let Some(gid) = gid {
             std::os::unix::fs::chown(dir, None, Some(gid)).map_err(io)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)).map_err(io)?;
