@@ -818,3 +818,31 @@ async fn an_action_key_pressed_twice_never_applies_what_needs_confirming() {
     }
     assert!(asked_twice > 50 && refused > 50 && sent_at_once > 20, "{asked_twice} {refused} {sent_at_once}");
 }
+
+/// A rollback stays loud (counted, on top under "needs a human", with its
+/// reason) until someone acknowledges it with `x`; then it takes its place
+/// in its cluster again, still rolled back.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_stays_on_top_until_acknowledged() {
+    let mut c = Cockpit::demo(30, "default").await;
+    assert!(matches!(c.rollout(PAYMENTS).phase, Phase::RolledBack { .. }));
+    let on_top = |c: &Cockpit| {
+        c.app.visible().iter().take_while(|r| flightdeck_core::view::attention(r).is_some()).any(|r| r.id == PAYMENTS)
+    };
+    assert!(on_top(&c), "the rollback is among those on top");
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("3 need a human"), "{screen}");
+    c.select(PAYMENTS);
+    let sent = c.keys("x").await;
+    assert_eq!(sent.len(), 1, "acknowledging needs no yes");
+    assert_eq!(sent[0].command, Command::Acknowledge);
+    let r = c.rollout(PAYMENTS);
+    assert!(matches!(r.phase, Phase::RolledBack { .. }), "still rolled back");
+    assert_eq!(r.acknowledged.as_ref().map(|a| a.actor.0.as_str()), Some("alice"));
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("2 need a human"), "{screen}");
+    assert!(!on_top(&c), "back in its cluster");
+    // A second press says it was done, and sends nothing.
+    assert!(c.keys("x").await.is_empty());
+    assert!(c.app.toast.as_ref().is_some_and(|t| t.text.contains("already acknowledged by alice")));
+}

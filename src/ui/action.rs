@@ -17,6 +17,8 @@ pub enum Action {
     Retry,
     Approve,
     OverrideFreeze,
+    /// A rollback or abort seen: it stops asking for attention.
+    Acknowledge,
     /// Freeze the display (never the rollout).
     FreezeView,
     Help,
@@ -51,6 +53,7 @@ impl Action {
         (Action::Retry, "retry"),
         (Action::Approve, "approve"),
         (Action::OverrideFreeze, "override-freeze"),
+        (Action::Acknowledge, "acknowledge"),
         (Action::FreezeView, "freeze-view"),
         (Action::Help, "help"),
         (Action::Palette, "palette"),
@@ -85,6 +88,7 @@ impl Action {
                 | Action::Retry
                 | Action::Approve
                 | Action::OverrideFreeze
+                | Action::Acknowledge
         )
     }
 

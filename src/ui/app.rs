@@ -121,6 +121,7 @@ fn palette_command(verb: &str) -> Option<Command> {
         "rollback" => Command::Rollback { reason: None },
         "retry" => Command::Retry,
         "approve" => Command::Approve,
+        "acknowledge" => Command::Acknowledge,
         "restart" => Command::Native { verb: NativeVerb::Restart },
         "terminate-analysis" => Command::Native { verb: NativeVerb::TerminateAnalysis },
         _ => return None,
@@ -345,7 +346,7 @@ impl App {
             .map(Arc::as_ref)
             .filter(|r| needle.is_empty() || haystack(r).contains(&needle))
             .collect();
-        list.sort_by_cached_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
+        list.sort_by_cached_key(|r| (attention(r).is_none(), r.plan().target.group.clone(), r.id.clone()));
         list
     }
 
@@ -970,7 +971,7 @@ impl App {
     pub fn rollout_names(&self) -> Vec<(String, String)> {
         let all = &self.latest.rollouts;
         let mut list: Vec<&Rollout> = all.iter().map(Arc::as_ref).collect();
-        list.sort_by_cached_key(|r| (r.needs_human().is_none(), r.plan().target.group.clone(), r.id.clone()));
+        list.sort_by_cached_key(|r| (attention(r).is_none(), r.plan().target.group.clone(), r.id.clone()));
         list.iter()
             .map(|r| {
                 let shared = all.iter().filter(|o| o.plan().name == r.plan().name).count() > 1;
@@ -1083,6 +1084,7 @@ fn summary_line(r: &Rollout) -> String {
     )
 }
 
+use flightdeck_core::view::attention;
 pub use flightdeck_core::view::state_label;
 
 fn haystack(r: &Rollout) -> String {
@@ -1101,6 +1103,7 @@ pub fn command_for(action: Action, r: &Rollout, reason: Option<String>) -> Comma
         Action::Rollback => Command::Rollback { reason },
         Action::Retry => Command::Retry,
         Action::Approve => Command::Approve,
+        Action::Acknowledge => Command::Acknowledge,
         _ => Command::OverrideFreeze { reason: reason.unwrap_or_default() },
     }
 }

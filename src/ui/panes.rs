@@ -9,7 +9,7 @@ use flightdeck_core::budget::DeployPolicy;
 use flightdeck_core::plan::{Control, StageAction, Strategy};
 use flightdeck_core::rollout::{Gate, Phase, Rollout};
 use flightdeck_core::time::{clock, countdown, stamp, Timestamp};
-use flightdeck_core::view::{budget_numbers, eta_text, next_gate, next_text, state_label, target_label};
+use flightdeck_core::view::{attention, budget_numbers, eta_text, next_gate, next_text, state_label, target_label};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -104,7 +104,7 @@ fn list_lines(app: &App, inner: Rect) -> (Vec<Line<'static>>, Vec<(u16, String)>
     let mut group: Option<String> = None;
     for r in app.visible() {
         let heading =
-            if r.needs_human().is_some() { "▲ needs a human".to_string() } else { r.plan().target.group.clone() };
+            if attention(r).is_some() { "▲ needs a human".to_string() } else { r.plan().target.group.clone() };
         if group.as_ref() != Some(&heading) {
             entries.push(Entry::Heading(r, heading.clone()));
             group = Some(heading);
@@ -136,7 +136,7 @@ fn list_lines(app: &App, inner: Rect) -> (Vec<Line<'static>>, Vec<(u16, String)>
 }
 
 fn group_heading<'a>(theme: &Theme, r: &Rollout, heading: &str) -> Line<'a> {
-    if r.needs_human().is_some() {
+    if attention(r).is_some() {
         return Line::styled(format!(" {heading}"), theme.style("ui.needs-human"));
     }
     let mut spans = vec![Span::styled(format!(" {heading}"), theme.style("ui.group"))];

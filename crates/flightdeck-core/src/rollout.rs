@@ -76,6 +76,9 @@ pub enum Command {
     Approve,
     /// Let the rollout advance despite a budget freeze; the reason is recorded.
     OverrideFreeze { reason: String },
+    /// A person has seen a rollback or an abort: it stops asking for
+    /// attention (it stays rolled back; nothing moves).
+    Acknowledge,
     /// Observed rollouts: a verb of the native controller with no
     /// flightdeck equivalent (restart, set image, undo to a revision,
     /// terminate the running analysis).
@@ -96,6 +99,7 @@ impl Command {
             Command::Retry => "retry",
             Command::Approve => "approve",
             Command::OverrideFreeze { .. } => "override-freeze",
+            Command::Acknowledge => "acknowledge",
             Command::Native { verb } => verb.name(),
         }
     }
@@ -509,6 +513,10 @@ pub struct Rollout {
     /// the stage they let in), cleared when a stage starts over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ActorNote>,
+    /// Who acknowledged this revision's rollback or abort, and when: until
+    /// then it asks for attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<ActorNote>,
 }
 
 impl Rollout {
@@ -540,6 +548,7 @@ impl Rollout {
             native_detail: None,
             native_revision: None,
             approvals: Vec::new(),
+            acknowledged: None,
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -1115,6 +1124,7 @@ fn follow_native_revision(r: &mut Rollout, fx: &mut Vec<Effect>, o: &Observation
     r.last_verdict = None;
     r.freeze_override = None;
     r.last_action = None;
+    r.acknowledged = None;
 }
 
 /// Observed rollouts: the core's state follows the native controller.
@@ -1240,6 +1250,7 @@ fn on_new_revision(r: &mut Rollout, fx: &mut Vec<Effect>, revision: String) {
     r.evidence = Evidence::default();
     r.last_verdict = None;
     r.freeze_override = None;
+    r.acknowledged = None;
 }
 
 /// A stage starts over: its bake, its pass and its canary evidence (the
@@ -1275,6 +1286,9 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             stages: r.stages().len(),
             weight: r.canary_weight,
         });
+    }
+    if let Command::Acknowledge = req.command {
+        return acknowledge(r, &req.actor, now);
     }
     if r.control == Control::Observed {
         return native_command(r, fx, req, now);
@@ -1363,6 +1377,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         }
         Command::Retry => {
             check_freeze(r)?;
+            r.acknowledged = None;
             r.evidence = Evidence::default();
             r.backend_error = None;
             reset_stage_progress(r);
@@ -1374,7 +1389,7 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             // Starting over passes the same gates as the first start.
             enter_stage(r, fx, 0, now, false);
         }
-        Command::Native { .. } => unreachable!("refused above for driven rollouts"),
+        Command::Native { .. } | Command::Acknowledge => unreachable!("handled above"),
         Command::OverrideFreeze { reason } => {
             if reason.trim().is_empty() {
                 return Err(Refusal::ReasonRequired { verb: row.name.into() });
@@ -1391,6 +1406,19 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
         }
     }
     r.last_action = Some(note(r, &actor, req.command.verb().to_string(), now));
+    Ok(())
+}
+
+/// A rollback or an abort seen by a person: it stops asking for attention.
+fn acknowledge(r: &mut Rollout, actor: &Actor, now: Timestamp) -> Result<(), Refusal> {
+    if !matches!(r.phase, Phase::RolledBack { .. } | Phase::Aborted { .. }) {
+        return Err(Refusal::NothingToAcknowledge { phase: r.phase.label().into() });
+    }
+    if let Some(seen) = &r.acknowledged {
+        return Err(Refusal::AlreadyAcknowledged { by: seen.actor.0.clone() });
+    }
+    r.acknowledged = Some(note(r, actor, "acknowledge".into(), now));
+    r.last_action = r.acknowledged.clone();
     Ok(())
 }
 
@@ -1441,7 +1469,7 @@ fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, n
         Command::Abort { .. } => NativeVerb::Abort,
         Command::Retry => NativeVerb::Retry,
         Command::Rollback { .. } => NativeVerb::Undo,
-        Command::StepBack | Command::OverrideFreeze { .. } | Command::Native { .. } => {
+        Command::StepBack | Command::OverrideFreeze { .. } | Command::Native { .. } | Command::Acknowledge => {
             return Err(Refusal::NoNativeVerb { verb: req.command.verb().into() })
         }
     };

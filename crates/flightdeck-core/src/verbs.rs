@@ -237,6 +237,19 @@ pub const VERBS: &[Verb] = &[
         native_only: false,
     },
     Verb {
+        name: "acknowledge",
+        args: "[rollout]",
+        summary: "a rollback or abort seen: it stops asking for attention",
+        direction: Direction::Neutral,
+        never_stale: false,
+        confirm: Confirm::Never,
+        typed_in_production: false,
+        reason: Reason::None,
+        // Rolled back or aborted only; judged in the core, not by this list.
+        phases: &[],
+        native_only: false,
+    },
+    Verb {
         name: "restart",
         args: "[rollout]",
         summary: "restart the pods (native controller)",
@@ -388,6 +401,13 @@ pub enum Refusal {
     NoAnalysisRunning {
         phase: String,
     },
+    /// Acknowledge with no rollback or abort to acknowledge.
+    NothingToAcknowledge {
+        phase: String,
+    },
+    AlreadyAcknowledged {
+        by: String,
+    },
 }
 
 impl Refusal {
@@ -444,6 +464,10 @@ impl fmt::Display for Refusal {
             Refusal::HeldByStep { step } => write!(f, "paused by step {step}: promote to continue"),
             Refusal::HeldBeforeSwitch => f.write_str("paused before the blue-green switch: promote to continue"),
             Refusal::NoAnalysisRunning { phase } => write!(f, "the rollout is {phase}; no analysis is running"),
+            Refusal::NothingToAcknowledge { phase } => {
+                write!(f, "the rollout is {phase}: only a rollback or an abort is acknowledged")
+            }
+            Refusal::AlreadyAcknowledged { by } => write!(f, "already acknowledged by {by}"),
         }
     }
 }

@@ -125,7 +125,23 @@ pub fn way_on(r: &Rollout) -> Option<&'static str> {
         Phase::AwaitingApproval { .. } => "approve",
         Phase::Paused { from: PausedFrom::Step { .. } | PausedFrom::BeforeSwitch, .. } => "promote",
         Phase::Paused { .. } => "resume",
+        Phase::RolledBack { .. } | Phase::Aborted { .. } if r.acknowledged.is_none() => "acknowledge",
         Phase::Aborted { .. } | Phase::Failed { .. } => "retry",
         _ => return None,
     })
+}
+
+/// Why this rollout wants a person's eyes, if it does: what it waits for
+/// (`Rollout::needs_human`), or a rollback or abort nobody has
+/// acknowledged yet. The cockpit keeps these on top and counts them.
+pub fn attention(r: &Rollout) -> Option<String> {
+    if let Some(why) = r.needs_human() {
+        return Some(why);
+    }
+    match &r.phase {
+        Phase::RolledBack { by, reason, .. } | Phase::Aborted { by, reason, .. } if r.acknowledged.is_none() => {
+            Some(format!("{} by {by}: {reason}; acknowledge once seen", r.phase.label()))
+        }
+        _ => None,
+    }
 }

@@ -73,6 +73,7 @@ fn every_command_has_one_row_and_only_commands_that_reduce_exposure_are_never_st
         Command::Retry,
         Command::Approve,
         Command::OverrideFreeze { reason: "x".into() },
+        Command::Acknowledge,
         Command::Native { verb: NativeVerb::Restart },
         Command::Native { verb: NativeVerb::UndoTo { revision: 3 } },
     ];
@@ -184,4 +185,30 @@ fn what_the_core_refuses_is_refused_before_any_dialog() {
     assert_eq!(verbs::ask(&r, &viewer, Timestamp(1)), Ask::Refused(Refusal::Viewer { actor: "alice".into() }));
     // Pause and step back need no "yes".
     assert_eq!(ask(&r, Command::Pause { reason: None }), Ask::Send);
+}
+
+#[test]
+fn a_rollback_asks_for_attention_until_someone_acknowledges_it() {
+    use flightdeck_core::view::attention;
+    let r = started(canary_plan());
+    assert_eq!(attention(&r), None, "a baking canary needs nobody");
+    assert_eq!(
+        ask(&r, Command::Acknowledge),
+        Ask::Refused(Refusal::NothingToAcknowledge { phase: "progressing".into() })
+    );
+    let (r, _) = step(&r, bad_sample(), Timestamp(60_000));
+    assert!(matches!(r.phase, Phase::RolledBack { .. }), "{:?}", r.phase);
+    let why = attention(&r).expect("a rollback stays loud");
+    assert!(why.starts_with("rolled back by analysis: analysis failed"), "{why}");
+    // Acknowledging needs no "yes", changes nothing on the system, and is recorded.
+    assert_eq!(ask(&r, Command::Acknowledge), Ask::Send);
+    let (seen, effects) = step(&r, Event::Command(request(&r, Command::Acknowledge)), Timestamp(61_000));
+    assert!(effects.iter().all(|e| !e.is_backend()), "{effects:?}");
+    assert_eq!(seen.phase, r.phase, "still rolled back");
+    assert_eq!(attention(&seen), None);
+    assert_eq!(seen.acknowledged.as_ref().map(|n| n.actor.0.as_str()), Some("alice"));
+    assert_eq!(ask(&seen, Command::Acknowledge), Ask::Refused(Refusal::AlreadyAcknowledged { by: "alice".into() }));
+    // The next revision starts unacknowledged.
+    let (next, _) = step(&seen, Event::NewRevision { revision: "v3".into() }, Timestamp(62_000));
+    assert_eq!(next.acknowledged, None);
 }

@@ -138,7 +138,7 @@ fn single_key_matches() {
     assert_eq!(sequence.feed(&keymap, Layer::Cockpit, &char_key('p')), KeyOutcome::Matched(Action::Pause));
     let ctrl_c = press(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(sequence.feed(&keymap, Layer::Cockpit, &ctrl_c), KeyOutcome::Matched(Action::Quit));
-    assert_eq!(sequence.feed(&keymap, Layer::Cockpit, &char_key('x')), KeyOutcome::NoMatch);
+    assert_eq!(sequence.feed(&keymap, Layer::Cockpit, &char_key('z')), KeyOutcome::NoMatch);
     assert!(sequence.pending().is_empty());
 }
 
@@ -240,10 +240,10 @@ fn user_prepended_sequence_hides_its_prefix() {
 #[test]
 fn user_append_adds_keys_last() {
     let keymap = with_user_file(
-        "[cockpit]\nappend_keymap = [ { on = \"x\", run = \"abort\", desc = \"Abort\" }, { on = \"q\", run = \"abort\" } ]\n",
+        "[cockpit]\nappend_keymap = [ { on = \"z\", run = \"abort\", desc = \"Abort\" }, { on = \"q\", run = \"abort\" } ]\n",
     );
     let cockpit = keymap.bindings(Layer::Cockpit);
-    assert_eq!(cockpit.last().unwrap().key_name(), "x");
+    assert_eq!(cockpit.last().unwrap().key_name(), "z");
     assert_eq!(keymap.key_for(Layer::Cockpit, Action::Abort).as_deref(), Some("a"));
     // An appended key the shipped keymap already binds stays shadowed.
     assert_eq!(feed_all(&keymap, Layer::Cockpit, &["q"]), KeyOutcome::Matched(Action::Quit));
