@@ -1446,7 +1446,7 @@ async fn flagger_verbs_become_flaggers_own_means_or_are_refused_with_the_reason(
             NativeVerb::Retry,
             Err("Flagger starts a Canary again only when its target changes"),
         ),
-        (no_gates.clone(), NativeVerb::Promote, Err("no confirm-promotion webhook to open")),
+        (no_gates.clone(), NativeVerb::Promote, Err("advances and promotes by itself")),
         (no_gates, NativeVerb::Abort, Err("no rollback webhook to open")),
         // kubectl set image on the target: Flagger sees a new revision and analyses it.
         (
@@ -1506,6 +1506,348 @@ async fn the_core_mirrors_a_flagger_canary_through_its_phases() {
     let failed = step(&r, observe("flagger-failed.json"), now).0;
     assert!(matches!(failed.phase, Phase::Aborted { .. }));
     assert_eq!(failed.canary_weight, 0);
+}
+
+// ---------------------------------------------------------------- Flagger's load tester and scheduler in miniature
+
+/// A Flagger controller and its load tester in miniature. The load tester
+/// is pkg/loadtester/server.go with gate.go's `GateStorage`: one boolean
+/// per `name.namespace` (and per `rollback.name.namespace`), shared by
+/// every `/gate/check` hook, that stays open until `/gate/close`;
+/// `/gate/approve` and `/gate/halt` are static. [`FlaggerWorld::tick`] is
+/// one pass of pkg/controller/scheduler.go `advanceCanary` with the hooks
+/// of scheduler_hooks.go, and phases are set as pkg/canary/status.go
+/// `setStatusPhase` sets them (`canaryWeight: 0` outside Progressing,
+/// Waiting and Promoting).
+struct FlaggerWorld {
+    canary: Value,
+    /// The target's spec hash now: another than `lastAppliedSpec` is a new revision.
+    target: String,
+    gates: std::collections::HashMap<String, bool>,
+}
+
+impl FlaggerWorld {
+    fn new(canary: Value) -> FlaggerWorld {
+        let target = canary["status"]["lastAppliedSpec"].as_str().unwrap().to_owned();
+        FlaggerWorld { canary, target, gates: Default::default() }
+    }
+
+    fn phase(&self) -> String {
+        self.canary["status"]["phase"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn weight(&self) -> u64 {
+        self.canary["status"]["canaryWeight"].as_u64().unwrap_or(0)
+    }
+
+    fn gate(&self, key: &str) -> bool {
+        self.gates.get(key).copied().unwrap_or(false)
+    }
+
+    /// The load tester's answer to one webhook call (server.go): 200 passes.
+    fn call(&mut self, url: &str) -> bool {
+        let path = url.split_once("://").map_or(url, |(_, r)| r);
+        let path = path.find('/').map_or("/", |i| &path[i..]);
+        let key = "podinfo.test";
+        match path {
+            "/gate/approve" => true,
+            "/gate/halt" => false,
+            "/gate/check" => *self.gates.entry(key.to_owned()).or_insert(false),
+            "/rollback/check" => *self.gates.entry(format!("rollback.{key}")).or_insert(false),
+            _ => false,
+        }
+    }
+
+    fn hooks(&self, kind: &str) -> Vec<String> {
+        let hooks = self.canary["spec"]["analysis"]["webhooks"].as_array().cloned().unwrap_or_default();
+        hooks.iter().filter(|h| h["type"] == kind).map(|h| h["url"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// runConfirm*Hooks: every hook of the type passes.
+    fn confirmed(&mut self, kind: &str) -> bool {
+        self.hooks(kind).iter().all(|url| self.call(url))
+    }
+
+    /// runRollbackHooks: any rollback hook passes.
+    fn rollback_signalled(&mut self) -> bool {
+        self.hooks("rollback").iter().any(|url| self.call(url))
+    }
+
+    /// status.go setStatusPhase.
+    fn set_phase(&mut self, phase: &str) {
+        let status = &mut self.canary["status"];
+        status["phase"] = json!(phase);
+        if !matches!(phase, "Progressing" | "Waiting" | "Promoting") {
+            status["canaryWeight"] = json!(0);
+        }
+        if matches!(phase, "Succeeded" | "Initialized") {
+            status["lastPromotedSpec"] = status["lastAppliedSpec"].clone();
+        }
+    }
+
+    /// checkCanaryStatus for a new revision: SyncStatus to Progressing at 0 %.
+    fn start(&mut self) {
+        self.canary["status"]["lastAppliedSpec"] = json!(self.target);
+        self.canary["status"]["canaryWeight"] = json!(0);
+        self.canary["status"]["failedChecks"] = json!(0);
+        self.set_phase("Progressing");
+    }
+
+    /// One scheduler interval (scheduler.go advanceCanary, in its order).
+    fn tick(&mut self) {
+        let phase = self.phase();
+        let new_revision = self.canary["status"]["lastAppliedSpec"] != json!(self.target);
+        match phase.as_str() {
+            // shouldAdvance: only a new revision moves a finished Canary; checkCanaryStatus runs confirm-rollout.
+            "Succeeded" | "Failed" | "Initialized" | "Waiting" => {
+                if phase != "Waiting" && !new_revision {
+                    return;
+                }
+                if self.confirmed("confirm-rollout") {
+                    self.start();
+                } else {
+                    self.set_phase("Waiting");
+                }
+            }
+            _ => {
+                // shouldSkipAnalysis: promote at once.
+                if self.canary["spec"]["skipAnalysis"] == json!(true) {
+                    self.set_phase("Succeeded");
+                    return;
+                }
+                if matches!(phase.as_str(), "Progressing" | "WaitingPromotion") && self.rollback_signalled() {
+                    self.set_phase("Failed");
+                    return;
+                }
+                match phase.as_str() {
+                    "Promoting" => self.set_phase("Finalising"),
+                    "Finalising" => self.set_phase("Succeeded"),
+                    "WaitingPromotion" => {
+                        if self.confirmed("confirm-promotion") {
+                            self.set_phase("Promoting");
+                        }
+                    }
+                    _ => {
+                        let (step, max) = (10, 50);
+                        if self.weight() < max {
+                            if self.confirmed("confirm-traffic-increase") {
+                                self.canary["status"]["canaryWeight"] = json!(self.weight() + step);
+                            }
+                        } else if self.confirmed("confirm-promotion") {
+                            self.set_phase("Promoting");
+                        } else {
+                            self.set_phase("WaitingPromotion");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The API server: the Canary (merge patches of its spec applied) and
+    /// the load tester behind the service proxy.
+    fn reply(&mut self, seen: &Seen) -> Reply {
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", CANARY) => Reply::Json(200, self.canary.clone()),
+            ("PATCH", CANARY) => {
+                for (k, v) in seen.json()["spec"].as_object().cloned().unwrap_or_default() {
+                    self.canary["spec"][k] = v;
+                }
+                Reply::Json(200, self.canary.clone())
+            }
+            ("POST", p) if p.starts_with(GATE) => {
+                let body = seen.json();
+                let key = format!("{}.{}", body["name"].as_str().unwrap(), body["namespace"].as_str().unwrap());
+                let (key, open) = match &p[GATE.len()..] {
+                    "/gate/open" => (key, true),
+                    "/gate/close" => (key, false),
+                    "/rollback/open" => (format!("rollback.{key}"), true),
+                    "/rollback/close" => (format!("rollback.{key}"), false),
+                    "/gate/approve" => return Reply::Json(200, json!("OK")),
+                    _ => return Reply::Json(403, json!("Forbidden")),
+                };
+                self.gates.insert(key, open);
+                let code = 202;
+                Reply::Json(code, json!(if code < 300 { "OK" } else { "Forbidden" }))
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        }
+    }
+}
+
+fn flagger_world(canary: Value) -> (Arc<Mutex<FlaggerWorld>>, FakeApi) {
+    let world = Arc::new(Mutex::new(FlaggerWorld::new(canary)));
+    let w = world.clone();
+    (world, FakeApi::new(move |seen, _| w.lock().unwrap().reply(seen)))
+}
+
+#[tokio::test]
+async fn an_aborted_flagger_revision_does_not_roll_back_the_next_one() {
+    // flagger-progressing.json at 30 %: the captain aborts.
+    let (world, api) = flagger_world(fixture("flagger-progressing.json"));
+    let backend = flagger(&api);
+    backend.apply(&Effect::Native { verb: NativeVerb::Abort }).await.unwrap();
+    assert!(world.lock().unwrap().gate("rollback.podinfo.test"));
+    // Until Flagger acts, the open gate is shown.
+    let detail = backend.observe().await.unwrap().native_detail.unwrap();
+    assert!(detail.ends_with("· rollback gate open"), "{detail}");
+    world.lock().unwrap().tick();
+    assert_eq!(world.lock().unwrap().phase(), "Failed");
+    // Its job done, the gate is closed at the next reading.
+    let seen = backend.observe().await.unwrap();
+    assert!(!world.lock().unwrap().gate("rollback.podinfo.test"), "the rollback gate stayed open");
+    assert!(!seen.native_detail.unwrap().contains("gate open"));
+    // The next revision runs its analysis instead of being rolled back at its first Progressing tick.
+    world.lock().unwrap().target = "7b9c5d6f84".into();
+    for _ in 0..3 {
+        world.lock().unwrap().tick();
+        backend.observe().await.unwrap();
+    }
+    let w = world.lock().unwrap();
+    assert_eq!((w.phase().as_str(), w.weight()), ("Progressing", 20), "the new revision was rolled back");
+    let closes: Vec<String> = api.writes().iter().map(|s| s.path.clone()).filter(|p| p.ends_with("/close")).collect();
+    assert_eq!(closes, [format!("{GATE}/rollback/close")], "closed once");
+}
+
+#[tokio::test]
+async fn a_flagger_promote_does_not_pre_approve_the_next_revision() {
+    let (world, api) = flagger_world(fixture("flagger-waiting-promotion.json"));
+    let backend = flagger(&api);
+    backend.apply(&Effect::Native { verb: NativeVerb::Promote }).await.unwrap();
+    let detail = backend.observe().await.unwrap().native_detail.unwrap();
+    assert!(detail.ends_with("· confirm-promotion gate open"), "{detail}");
+    for _ in 0..3 {
+        world.lock().unwrap().tick();
+        backend.observe().await.unwrap();
+    }
+    assert_eq!(world.lock().unwrap().phase(), "Succeeded");
+    assert!(!world.lock().unwrap().gate("podinfo.test"), "the promotion gate stayed open");
+    // The next revision walks its weights and waits for its own promote.
+    world.lock().unwrap().target = "7b9c5d6f84".into();
+    for _ in 0..8 {
+        world.lock().unwrap().tick();
+        backend.observe().await.unwrap();
+    }
+    assert_eq!(world.lock().unwrap().phase(), "WaitingPromotion", "the next revision promoted by itself");
+}
+
+/// A Canary of Flagger's docs (docs/gitbook/usage/webhooks.md, "Manual
+/// gating") in `phase`, with these webhooks (type, URL path on the load tester).
+fn gated_canary(phase: &str, hooks: &[(&str, &str)]) -> Value {
+    let mut canary = fixture("flagger-progressing.json");
+    canary["status"]["phase"] = json!(phase);
+    canary["spec"]["analysis"]["webhooks"] = hooks
+        .iter()
+        .map(|(kind, path)| json!({"name": kind, "type": kind, "url": format!("http://flagger-loadtester.test{path}")}))
+        .collect();
+    canary
+}
+
+#[tokio::test]
+async fn flagger_gates_are_chosen_by_phase_and_only_the_load_testers_check_endpoints_open() {
+    let all =
+        [("confirm-rollout", "/gate/check"), ("confirm-promotion", "/gate/check"), ("rollback", "/rollback/check")];
+    // (phase, hooks, verb, the load tester paths posted, or the reason nothing is)
+    let table: Vec<(&str, Vec<(&str, &str)>, NativeVerb, Result<Vec<&str>, &str>)> = vec![
+        // Waiting is held by confirm-rollout, WaitingPromotion by confirm-promotion.
+        ("Waiting", all.to_vec(), NativeVerb::Promote, Ok(vec!["/gate/open"])),
+        ("WaitingPromotion", all.to_vec(), NativeVerb::Promote, Ok(vec!["/gate/open"])),
+        // A static gate answers 202 to /gate/open and nothing happens: refused.
+        (
+            "Waiting",
+            vec![("confirm-rollout", "/gate/halt")],
+            NativeVerb::Promote,
+            Err("static gate that is always shut"),
+        ),
+        (
+            "WaitingPromotion",
+            vec![("confirm-promotion", "/gate/approve")],
+            NativeVerb::Promote,
+            Err("static gate that is always open"),
+        ),
+        (
+            "WaitingPromotion",
+            vec![("confirm-promotion", "/approve")],
+            NativeVerb::Promote,
+            Err("not the load tester's"),
+        ),
+        ("Progressing", all.to_vec(), NativeVerb::Promote, Err("advances and promotes by itself")),
+        // confirm-traffic-increase holds without a phase change.
+        ("Progressing", vec![("confirm-traffic-increase", "/gate/check")], NativeVerb::Promote, Ok(vec!["/gate/open"])),
+        ("Promoting", all.to_vec(), NativeVerb::Promote, Err("nothing waits for a promote")),
+        // Abort opens the rollback gate only where Flagger reads it.
+        ("Progressing", all.to_vec(), NativeVerb::Abort, Ok(vec!["/rollback/open"])),
+        ("WaitingPromotion", all.to_vec(), NativeVerb::Undo, Ok(vec!["/rollback/open"])),
+        (
+            "Progressing",
+            vec![("rollback", "/gate/check")],
+            NativeVerb::Abort,
+            Err("not the load tester's /rollback/check"),
+        ),
+        // Waiting at 0 %: the confirm-rollout gate is shut, no rollback gate is left for the next run.
+        ("Waiting", all.to_vec(), NativeVerb::Abort, Ok(vec!["/gate/close"])),
+        ("Promoting", all.to_vec(), NativeVerb::Abort, Err("Flagger is promoting (Promoting)")),
+        ("Finalising", all.to_vec(), NativeVerb::Abort, Err("Flagger is promoting (Finalising)")),
+        ("Failed", all.to_vec(), NativeVerb::Abort, Err("already failed")),
+        ("Succeeded", all.to_vec(), NativeVerb::Undo, Err("nothing is rolling out")),
+        ("Succeeded", all.to_vec(), NativeVerb::PromoteFull, Err("would skip the next revision's analysis")),
+    ];
+    for (phase, hooks, verb, expected) in table {
+        let (world, api) = flagger_world(gated_canary(phase, &hooks));
+        let result = flagger(&api).apply(&Effect::Native { verb: verb.clone() }).await;
+        let posted: Vec<String> = api.writes().iter().map(|s| s.path.trim_start_matches(GATE).to_owned()).collect();
+        match expected {
+            Ok(paths) => {
+                result.unwrap_or_else(|e| panic!("{phase} {verb:?}: {e}"));
+                assert_eq!(posted, paths, "{phase} {verb:?}");
+            }
+            Err(reason) => {
+                let err = result.unwrap_err().to_string();
+                assert!(err.contains(reason), "{phase} {verb:?}: {err}");
+                assert!(posted.is_empty(), "{phase} {verb:?}: {posted:?}");
+            }
+        }
+        assert!(!world.lock().unwrap().gate("rollback.podinfo.test") || posted_rollback(&api), "{phase} {verb:?}");
+    }
+}
+
+fn posted_rollback(api: &FakeApi) -> bool {
+    api.writes().iter().any(|s| s.path.ends_with("/rollback/open"))
+}
+
+#[tokio::test]
+async fn a_traffic_increase_gate_passes_one_step_and_skip_analysis_is_cleared_after_the_promotion() {
+    // confirm-traffic-increase: one promote, one step.
+    let canary = gated_canary("Progressing", &[("confirm-traffic-increase", "/gate/check")]);
+    let (world, api) = flagger_world(canary);
+    let backend = flagger(&api);
+    backend.apply(&Effect::Native { verb: NativeVerb::Promote }).await.unwrap();
+    for _ in 0..3 {
+        world.lock().unwrap().tick();
+        backend.observe().await.unwrap();
+    }
+    assert_eq!(world.lock().unwrap().weight(), 40, "one step (30 → 40), not one per tick");
+    // promote-full: skipAnalysis for this revision only.
+    backend.apply(&Effect::Native { verb: NativeVerb::PromoteFull }).await.unwrap();
+    let detail = backend.observe().await.unwrap().native_detail.unwrap();
+    assert!(detail.ends_with("skipAnalysis · skipAnalysis set by flightdeck"), "{detail}");
+    world.lock().unwrap().tick();
+    assert_eq!(world.lock().unwrap().phase(), "Succeeded");
+    backend.observe().await.unwrap();
+    assert_eq!(world.lock().unwrap().canary["spec"]["skipAnalysis"], json!(false), "skipAnalysis left set");
+    world.lock().unwrap().target = "7b9c5d6f84".into();
+    world.lock().unwrap().tick();
+    world.lock().unwrap().tick();
+    assert_eq!(world.lock().unwrap().phase(), "Progressing", "the next revision skipped its analysis");
+    // A skipAnalysis someone else set is theirs: flightdeck does not clear it.
+    let mut theirs = gated_canary("Progressing", &[]);
+    theirs["spec"]["skipAnalysis"] = json!(true);
+    let (world, api) = flagger_world(theirs);
+    let backend = flagger(&api);
+    backend.apply(&Effect::Native { verb: NativeVerb::PromoteFull }).await.unwrap();
+    world.lock().unwrap().tick();
+    backend.observe().await.unwrap();
+    assert_eq!(world.lock().unwrap().canary["spec"]["skipAnalysis"], json!(true));
 }
 
 // ---------------------------------------------------------------- kubectl as the oracle

@@ -9,9 +9,9 @@
 //! |---|---|
 //! | pause | `{"spec":{"suspend":true}}` (merge patch): Flagger holds the analysis where it is |
 //! | resume | `{"spec":{"suspend":false}}`; refused when the Canary is not suspended (nothing to resume) |
-//! | promote | the load tester's gate: `POST …/gate/open` with `{"name","namespace"}`, through the API server's service proxy, for the Canary's `confirm-promotion` webhook. Without such a webhook Flagger promotes by itself: shown unavailable |
-//! | promote-full | `{"spec":{"skipAnalysis":true}}`: Flagger promotes at its next interval without analysis. It stays set for later revisions until someone sets it back |
-//! | abort, rollback | the load tester's rollback gate: `POST …/rollback/open`, for the Canary's `rollback` webhook; without one, unavailable (Flagger rolls back on failed checks only) |
+//! | promote | the load tester gate of the hook that holds the Canary now: in Waiting its `confirm-rollout` webhook, in WaitingPromotion its `confirm-promotion` webhook, in Progressing its `confirm-traffic-increase` webhook (which holds without a phase change): `POST …/gate/open` with `{"name","namespace"}` through the API server's service proxy. Only the load tester's `/gate/check` has a gate to open (`/gate/approve`, `/gate/halt` and other URLs are refused with the reason); where nothing holds it Flagger promotes by itself: shown unavailable |
+//! | promote-full | `{"spec":{"skipAnalysis":true}}` in Progressing or WaitingPromotion: Flagger promotes at its next interval without analysis. flightdeck sets it back to false once Flagger has promoted (or a new revision appears); one set by someone else stays. Elsewhere refused: it would skip the next revision's analysis |
+//! | abort, rollback | in Progressing and WaitingPromotion (where scheduler.go reads rollback hooks) the load tester's rollback gate: `POST …/rollback/open`, for the Canary's `rollback` webhook on `/rollback/check`; in Waiting (0 %) the confirm-rollout gate is closed (`…/gate/close`); in Promoting, Finalising, Failed and when nothing rolls out refused with the reason, because a rollback gate opened there would roll back the *next* revision at its first Progressing tick |
 //! | retry | unavailable: Flagger starts again only when its target changes |
 //! | restart, set image | strategic merge patch of the target Deployment, as `kubectl rollout restart` / `kubectl set image`: Flagger sees a new revision and analyses it |
 //! | undo to a revision, terminate analysis | unavailable: Flagger keeps no numbered revisions and has no AnalysisRun object |
@@ -21,6 +21,13 @@
 //! the call goes to
 //! `/api/v1/namespaces/test/services/flagger-loadtester:80/proxy/gate/open`,
 //! so it works from outside the cluster with the same credentials.
+//!
+//! The load tester keeps one boolean per `name.namespace` (and one per
+//! `rollback.name.namespace`), shared by every `/gate/check` hook of the
+//! Canary, until someone posts `/gate/close` (server.go, gate.go). So every
+//! gate flightdeck opens is closed again at the first reading that shows it
+//! has done its job ([`gate_done`]: the phase it held left, a step passed,
+//! or a new revision appeared), and the cockpit shows it open until then.
 //!
 //! Status (status.go `CanaryPhase`): Initializing and Progressing →
 //! progressing (paused when `spec.suspend`); Waiting (confirm-rollout) and
@@ -195,52 +202,86 @@ pub fn observe(canary: &Value) -> Observation {
     view(canary).observation()
 }
 
-/// What one verb does on this Canary: a patch, a load tester gate, or
-/// nothing with the reason.
+/// What one verb does on this Canary: a patch, load tester gates to open
+/// or close, or nothing with the reason.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlaggerCall {
     Patch(Value),
+    /// `{"spec":{"skipAnalysis":true}}`, which flightdeck clears again once
+    /// Flagger has promoted (or a new revision appears): left set, it would
+    /// skip the analysis of every later revision.
+    SkipAnalysis,
     /// A strategic merge patch of the target Deployment (`spec.targetRef`),
     /// as kubectl sends it: Flagger sees a new revision and runs a canary.
     PatchTarget {
         deployment: String,
         patch: Value,
     },
-    /// POST to this API server path (a service proxy) with this body.
-    Gate {
-        path: String,
-        body: Value,
-    },
+    /// Open these load tester gates (`POST …/gate/open` or
+    /// `…/rollback/open` with `{"name","namespace"}`); each is closed again
+    /// once it has done its job (see [`gate_done`]).
+    Open(Vec<GateCall>),
+    /// Close these gates: an abort while Flagger waits to start keeps the
+    /// canary at 0 % (its confirm-rollout gate shut).
+    Close(Vec<GateCall>),
     Unavailable(String),
 }
 
+/// One load tester gate of a Canary webhook, as service-proxy paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateCall {
+    /// The webhook type: `confirm-rollout`, `confirm-promotion`,
+    /// `confirm-traffic-increase` or `rollback`.
+    pub hook: &'static str,
+    pub open: String,
+    pub close: String,
+}
+
+/// The webhook types that hold a Canary until a gate lets it pass.
+const CONFIRM_ROLLOUT: &str = "confirm-rollout";
+const CONFIRM_PROMOTION: &str = "confirm-promotion";
+const CONFIRM_TRAFFIC: &str = "confirm-traffic-increase";
+const ROLLBACK: &str = "rollback";
+
 /// The call for `verb` on this Canary (see the module doc).
 pub fn verb_call(verb: &NativeVerb, canary: &Value) -> FlaggerCall {
-    let gate = |webhook: &str, endpoint: &str, missing: &str| match webhook_url(canary, webhook) {
-        Some(url) => match gate_path(&url, endpoint, namespace(canary)) {
-            Ok(path) => FlaggerCall::Gate { path, body: json!({"name": name(canary), "namespace": namespace(canary)}) },
-            Err(e) => FlaggerCall::Unavailable(e),
-        },
-        None => FlaggerCall::Unavailable(missing.to_owned()),
-    };
+    let phase = phase(canary);
     match verb {
         NativeVerb::Pause => FlaggerCall::Patch(json!({"spec": {"suspend": true}})),
         NativeVerb::Resume if !suspended(canary) => FlaggerCall::Unavailable(
             "the Canary is not suspended: nothing to resume (a gate opens with promote)".to_owned(),
         ),
         NativeVerb::Resume => FlaggerCall::Patch(json!({"spec": {"suspend": false}})),
-        NativeVerb::PromoteFull => FlaggerCall::Patch(json!({"spec": {"skipAnalysis": true}})),
-        NativeVerb::Promote => gate(
-            "confirm-promotion",
-            "/gate/open",
-            "Flagger advances and promotes by itself; the Canary has no confirm-promotion webhook to open \
-             (promote-full sets skipAnalysis)",
-        ),
-        NativeVerb::Abort | NativeVerb::Undo => gate(
-            "rollback",
-            "/rollback/open",
-            "Flagger rolls back on failed checks only; the Canary has no rollback webhook to open",
-        ),
+        NativeVerb::PromoteFull => match phase {
+            "Progressing" | "WaitingPromotion" => FlaggerCall::SkipAnalysis,
+            "Waiting" => FlaggerCall::Unavailable(
+                "Flagger waits for its confirm-rollout gate before it reads skipAnalysis: promote to start it"
+                    .to_owned(),
+            ),
+            "Promoting" | "Finalising" => FlaggerCall::Unavailable(format!("Flagger is already promoting ({phase})")),
+            _ => FlaggerCall::Unavailable(format!(
+                "nothing is rolling out (phase {}): skipAnalysis set now would skip the next revision's analysis",
+                shown(phase)
+            )),
+        },
+        NativeVerb::Promote => match phase {
+            "Waiting" => {
+                confirm_gates(canary, CONFIRM_ROLLOUT, "Flagger waits to start without a confirm-rollout webhook")
+            }
+            "WaitingPromotion" => confirm_gates(
+                canary,
+                CONFIRM_PROMOTION,
+                "Flagger waits for promotion without a confirm-promotion webhook",
+            ),
+            "Progressing" if !hooks(canary, CONFIRM_TRAFFIC).is_empty() => confirm_gates(canary, CONFIRM_TRAFFIC, ""),
+            "Progressing" => FlaggerCall::Unavailable(
+                "Flagger advances and promotes by itself; nothing holds this Canary (no confirm-traffic-increase \
+                 webhook, and it waits for no confirm-promotion gate yet); promote-full sets skipAnalysis"
+                    .to_owned(),
+            ),
+            _ => FlaggerCall::Unavailable(format!("nothing waits for a promote in phase {}", shown(phase))),
+        },
+        NativeVerb::Abort | NativeVerb::Undo => abort(canary, phase),
         NativeVerb::Retry => {
             FlaggerCall::Unavailable("Flagger starts a Canary again only when its target changes".to_owned())
         }
@@ -265,6 +306,142 @@ pub fn verb_call(verb: &NativeVerb, canary: &Value) -> FlaggerCall {
     }
 }
 
+fn shown(phase: &str) -> &str {
+    if phase.is_empty() {
+        "Initializing"
+    } else {
+        phase
+    }
+}
+
+/// Abort and rollback: the rollback gate, where Flagger reads it
+/// (scheduler.go runs the rollback hooks in Progressing and
+/// WaitingPromotion only; an open gate there rolls back at the next tick).
+/// Anywhere else an open rollback gate would do nothing now and roll back
+/// the next revision at its first Progressing tick, so it is not opened.
+fn abort(canary: &Value, phase: &str) -> FlaggerCall {
+    match phase {
+        "Progressing" | "WaitingPromotion" => {
+            let hooks = hooks(canary, ROLLBACK);
+            if hooks.is_empty() {
+                return FlaggerCall::Unavailable(
+                    "Flagger rolls back on failed checks only; the Canary has no rollback webhook to open".to_owned(),
+                );
+            }
+            let mut reasons = Vec::new();
+            for url in &hooks {
+                match load_tester_gate(url, ROLLBACK, namespace(canary)) {
+                    // Any one rollback hook that passes rolls back (runRollbackHooks).
+                    Ok(gate) => return FlaggerCall::Open(vec![gate]),
+                    Err(e) => reasons.push(e),
+                }
+            }
+            FlaggerCall::Unavailable(reasons.join("; "))
+        }
+        // Held at 0 % by confirm-rollout: keep it shut, open nothing.
+        "Waiting" => match gates(canary, CONFIRM_ROLLOUT) {
+            Ok(gates) if !gates.is_empty() => FlaggerCall::Close(gates),
+            Ok(_) => FlaggerCall::Unavailable("the Canary waits to start at 0 %: nothing to abort".to_owned()),
+            Err(e) => FlaggerCall::Unavailable(format!("the Canary waits to start at 0 %: nothing to abort ({e})")),
+        },
+        "Promoting" | "Finalising" => FlaggerCall::Unavailable(format!(
+            "Flagger is promoting ({phase}): past the analysis it reads no rollback webhook, and a gate opened now \
+             would roll back the next revision; set the target back to the previous spec instead"
+        )),
+        "Failed" => FlaggerCall::Unavailable("the Canary already failed: Flagger has rolled it back".to_owned()),
+        other => FlaggerCall::Unavailable(format!(
+            "nothing is rolling out (phase {}); set the target back to the previous spec to roll back",
+            shown(other)
+        )),
+    }
+}
+
+/// Every webhook of a confirm type, as gates to open, or why not.
+fn confirm_gates(canary: &Value, hook: &'static str, missing: &str) -> FlaggerCall {
+    match gates(canary, hook) {
+        Ok(gates) if gates.is_empty() => FlaggerCall::Unavailable(missing.to_owned()),
+        // Flagger passes a confirm hook type only when every hook of it passes.
+        Ok(gates) => FlaggerCall::Open(gates),
+        Err(e) => FlaggerCall::Unavailable(e),
+    }
+}
+
+fn gates(canary: &Value, hook: &'static str) -> Result<Vec<GateCall>, String> {
+    hooks(canary, hook).iter().map(|url| load_tester_gate(url, hook, namespace(canary))).collect()
+}
+
+/// The gate of one webhook: only the load tester's check endpoints
+/// (server.go: `/gate/check` for the confirm hooks, `/rollback/check` for
+/// rollback) have a gate to open; `/gate/approve` and `/gate/halt` are
+/// static (always open, always shut) and anything else is not the load
+/// tester's: opening a gate there would answer 202 and change nothing.
+pub fn load_tester_gate(url: &str, hook: &'static str, default_namespace: &str) -> Result<GateCall, String> {
+    let check = if hook == ROLLBACK { "/rollback/check" } else { "/gate/check" };
+    let path = url_path(url);
+    let Some(prefix) = path.strip_suffix(check) else {
+        let why = match path {
+            "/gate/halt" => "the load tester's static gate that is always shut".to_owned(),
+            "/gate/approve" => "the load tester's static gate that is always open".to_owned(),
+            _ => format!("not the load tester's {check}"),
+        };
+        return Err(format!("the {hook} webhook {url} is {why}: flightdeck can open only {check} gates"));
+    };
+    let base = &check[..check.len() - "/check".len()];
+    Ok(GateCall {
+        hook,
+        open: gate_path(url, &format!("{prefix}{base}/open"), default_namespace)?,
+        close: gate_path(url, &format!("{prefix}{base}/close"), default_namespace)?,
+    })
+}
+
+/// The path of a URL, without its query ("/" when it has none).
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
+/// Has this gate done its job, so it must be shut before it lets anything
+/// else through? The load tester keeps one boolean per Canary (and one per
+/// rollback) until someone closes it, and every `/gate/check` hook of the
+/// Canary reads the same one (server.go, gate.go).
+pub fn gate_done(hook: &str, opened: &Opened, canary: &Value) -> bool {
+    if revision(canary) != opened.revision {
+        return true;
+    }
+    let phase = phase(canary);
+    match hook {
+        CONFIRM_ROLLOUT => phase != "Waiting",
+        CONFIRM_PROMOTION => phase != "WaitingPromotion",
+        // Holds without a phase change: one step passed is its job.
+        CONFIRM_TRAFFIC => phase != "Progressing" || weight(canary) != opened.weight,
+        // Read in Progressing and WaitingPromotion only; Failed once it acted.
+        ROLLBACK => !matches!(phase, "Progressing" | "WaitingPromotion"),
+        // skipAnalysis: Flagger promoted (or rolled back) without analysis.
+        _ => !matches!(phase, "Progressing" | "WaitingPromotion" | "Promoting" | "Finalising"),
+    }
+}
+
+/// Where a Canary was when flightdeck opened a gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub revision: String,
+    pub weight: u64,
+}
+
+impl Opened {
+    pub fn of(canary: &Value) -> Opened {
+        Opened { revision: revision(canary).to_owned(), weight: weight(canary) }
+    }
+}
+
+fn revision(canary: &Value) -> &str {
+    text(at(canary, &["status", "lastAppliedSpec"]))
+}
+
+fn weight(canary: &Value) -> u64 {
+    at(canary, &["status", "canaryWeight"]).as_u64().unwrap_or(0)
+}
 /// A patch of the Canary's target Deployment, or why there is none.
 fn target_patch(canary: &Value, patch: impl FnOnce() -> Value) -> FlaggerCall {
     let target = at(canary, &["spec", "targetRef"]);
@@ -276,10 +453,6 @@ fn target_patch(canary: &Value, patch: impl FnOnce() -> Value) -> FlaggerCall {
     }
 }
 
-fn name(canary: &Value) -> &str {
-    text(at(canary, &["metadata", "name"]))
-}
-
 fn namespace(canary: &Value) -> &str {
     match text(at(canary, &["metadata", "namespace"])) {
         "" => "default",
@@ -287,10 +460,10 @@ fn namespace(canary: &Value) -> &str {
     }
 }
 
-/// The URL of the Canary's first webhook of this type.
-fn webhook_url(canary: &Value, kind: &str) -> Option<String> {
-    let hooks = at(canary, &["spec", "analysis", "webhooks"]).as_array()?;
-    hooks.iter().find(|h| text(&h["type"]) == kind).map(|h| text(&h["url"]).to_owned())
+/// The URLs of the Canary's webhooks of this type, in order.
+fn hooks(canary: &Value, kind: &str) -> Vec<String> {
+    let hooks = at(canary, &["spec", "analysis", "webhooks"]).as_array().map_or(&[][..], Vec::as_slice);
+    hooks.iter().filter(|h| text(&h["type"]) == kind).map(|h| text(&h["url"]).to_owned()).collect()
 }
 
 /// The service-proxy path of a load tester `endpoint` for a webhook URL
@@ -313,12 +486,48 @@ pub fn gate_path(url: &str, endpoint: &str, default_namespace: &str) -> Result<S
 /// A Flagger Canary flightdeck observes and commands.
 pub struct FlaggerCanary {
     object: Followed,
+    /// Gates flightdeck opened (and a skipAnalysis it set) that have not
+    /// done their job yet: each is closed at the first reading that shows
+    /// it has (see [`gate_done`]), and shown until then.
+    pending: tokio::sync::Mutex<Vec<Pending>>,
+}
+
+/// Something flightdeck set on the Canary or its load tester that must be
+/// taken back once it has done its job.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// `None`: the skipAnalysis flightdeck set.
+    gate: Option<GateCall>,
+    opened: Opened,
+    /// Why the last attempt to take it back failed.
+    error: Option<String>,
+}
+
+impl Pending {
+    fn hook(&self) -> &str {
+        self.gate.as_ref().map_or("skipAnalysis", |g| g.hook)
+    }
+
+    /// "confirm-promotion gate open" / "skipAnalysis set by flightdeck", and why it is still so.
+    fn shown(&self) -> String {
+        let what = match &self.gate {
+            Some(g) => format!("{} gate open", g.hook),
+            None => "skipAnalysis set by flightdeck".to_owned(),
+        };
+        match &self.error {
+            Some(e) => format!("{what} (closing it failed: {e})"),
+            None => what,
+        }
+    }
 }
 
 impl FlaggerCanary {
     /// From the plan target: `namespace`, `canary` and optional `context`.
     pub fn from_target(target: &Target, client: Client) -> Result<FlaggerCanary, String> {
-        Ok(FlaggerCanary { object: Followed::from_target(target, client, "flagger", "canary", canary_resource())? })
+        Ok(FlaggerCanary {
+            object: Followed::from_target(target, client, "flagger", "canary", canary_resource())?,
+            pending: tokio::sync::Mutex::default(),
+        })
     }
 
     /// Starts the watch (idempotent).
@@ -338,13 +547,27 @@ impl FlaggerCanary {
         self.object.fetch(verb).await
     }
 
+    fn body(&self) -> Value {
+        json!({"name": self.object.name, "namespace": self.object.namespace})
+    }
+
     async fn native(&self, verb: &NativeVerb) -> Result<(), BackendError> {
         let name = &super::argo::verb_name(verb);
+        // Commands and the closing of gates take turns: a gate is never
+        // closed on a reading older than the command that opened it.
+        let mut pending = self.pending.lock().await;
         let canary = self.fetch(name).await?;
         match verb_call(verb, &canary) {
-            FlaggerCall::Patch(body) => send_patch(&self.object.api, &self.object.name, &PatchCall::merge(body))
-                .await
-                .map_err(|e| self.site(name).error("patch", &self.what(), e)),
+            FlaggerCall::Patch(body) => self.patch(name, body).await,
+            FlaggerCall::SkipAnalysis => {
+                let already = at(&canary, &["spec", "skipAnalysis"]).as_bool().unwrap_or(false);
+                self.patch(name, json!({"spec": {"skipAnalysis": true}})).await?;
+                // One a person set is theirs to clear.
+                if !already && !pending.iter().any(|p| p.gate.is_none()) {
+                    pending.push(Pending { gate: None, opened: Opened::of(&canary), error: None });
+                }
+                Ok(())
+            }
             FlaggerCall::PatchTarget { deployment, patch } => {
                 let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
                 let api = dynamic_api(&self.object.client, &self.object.namespace, &resource);
@@ -353,7 +576,21 @@ impl FlaggerCanary {
                     .await
                     .map_err(|e| self.site(name).error("patch", &resource_name(&resource, &deployment), e))
             }
-            FlaggerCall::Gate { path, body } => self.open_gate(name, &path, &body).await,
+            FlaggerCall::Open(gates) => {
+                for gate in gates {
+                    self.post(name, &gate.open).await?;
+                    pending.retain(|p| p.gate.as_ref() != Some(&gate));
+                    pending.push(Pending { gate: Some(gate), opened: Opened::of(&canary), error: None });
+                }
+                Ok(())
+            }
+            FlaggerCall::Close(gates) => {
+                for gate in gates {
+                    self.post(name, &gate.close).await?;
+                    pending.retain(|p| p.gate.as_ref().is_none_or(|g| g.close != gate.close));
+                }
+                Ok(())
+            }
             FlaggerCall::Unavailable(reason) => Err(BackendError::Unsupported {
                 backend: self.object.label.clone(),
                 effect: format!("{name} ({reason})"),
@@ -361,15 +598,43 @@ impl FlaggerCanary {
         }
     }
 
-    async fn open_gate(&self, verb: &str, path: &str, body: &Value) -> Result<(), BackendError> {
+    async fn patch(&self, verb: &str, body: Value) -> Result<(), BackendError> {
+        send_patch(&self.object.api, &self.object.name, &PatchCall::merge(body))
+            .await
+            .map_err(|e| self.site(verb).error("patch", &self.what(), e))
+    }
+
+    /// POST `{"name","namespace"}` to a load tester path through the service proxy.
+    async fn post(&self, verb: &str, path: &str) -> Result<(), BackendError> {
         let request = http::Request::post(path)
             .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
+            .body(self.body().to_string().into_bytes())
             .map_err(|e| self.site(verb).error("post", path, CallError::Transport(e.to_string())))?;
         timed(self.object.client.request_text(request))
             .await
             .map(drop)
             .map_err(|e| self.site(verb).error("post", path, e))
+    }
+
+    /// Closes what has done its job on this reading of the Canary; returns
+    /// what is still open, in words.
+    async fn settle(&self, pending: &mut Vec<Pending>, canary: &Value) -> Vec<String> {
+        let mut left = Vec::new();
+        for mut p in std::mem::take(pending) {
+            if gate_done(p.hook(), &p.opened, canary) {
+                let closed = match &p.gate {
+                    Some(gate) => self.post("close gate", &gate.close).await,
+                    None => self.patch("clear skipAnalysis", json!({"spec": {"skipAnalysis": false}})).await,
+                };
+                match closed {
+                    Ok(()) => continue,
+                    Err(e) => p.error = Some(e.to_string()),
+                }
+            }
+            left.push(p);
+        }
+        *pending = left;
+        pending.iter().map(Pending::shown).collect()
     }
 }
 
@@ -388,7 +653,21 @@ impl Backend for FlaggerCanary {
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        Ok(observe(&self.object.latest().await?))
+        let mut pending = self.pending.lock().await;
+        if pending.is_empty() {
+            drop(pending);
+            return Ok(observe(&self.object.latest().await?));
+        }
+        // Something to take back: decide on the API server's copy, never on
+        // a watch that may lag behind the command that opened it.
+        let canary = self.fetch("observe").await?;
+        let open = self.settle(&mut pending, &canary).await;
+        let mut seen = observe(&canary);
+        if !open.is_empty() {
+            let detail = seen.native_detail.take().unwrap_or_default();
+            seen.native_detail = Some(format!("{detail} · {}", open.join(" · ")));
+        }
+        Ok(seen)
     }
 }
 
@@ -414,5 +693,45 @@ mod tests {
         let fqdn = gate_path("https://lt.tools.svc.cluster.local/gate/check", "/gate/open", "prod").unwrap();
         assert_eq!(fqdn, "/api/v1/namespaces/tools/services/https:lt:443/proxy/gate/open");
         assert!(gate_path("flagger-loadtester/gate", "/gate/open", "prod").is_err());
+    }
+
+    #[test]
+    fn only_the_load_testers_check_endpoints_have_a_gate() {
+        let proxy = "/api/v1/namespaces/test/services/flagger-loadtester:80/proxy";
+        let gate = load_tester_gate("http://flagger-loadtester.test/gate/check", CONFIRM_PROMOTION, "prod").unwrap();
+        assert_eq!((gate.open, gate.close), (format!("{proxy}/gate/open"), format!("{proxy}/gate/close")));
+        let rollback = load_tester_gate("http://flagger-loadtester.test/rollback/check?x=1", ROLLBACK, "prod").unwrap();
+        assert_eq!(rollback.close, format!("{proxy}/rollback/close"));
+        for (url, hook, why) in [
+            ("http://flagger-loadtester.test/gate/halt", CONFIRM_ROLLOUT, "always shut"),
+            ("http://flagger-loadtester.test/gate/approve", CONFIRM_PROMOTION, "always open"),
+            ("http://flagger-loadtester.test/gate/check", ROLLBACK, "not the load tester's /rollback/check"),
+            ("http://flagger-loadtester.test/", CONFIRM_PROMOTION, "not the load tester's /gate/check"),
+        ] {
+            let err = load_tester_gate(url, hook, "prod").unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_gate_is_done_when_the_phase_it_held_is_left_or_a_new_revision_appears() {
+        let canary = |phase: &str, weight: u64, spec: &str| json!({"status": {"phase": phase, "canaryWeight": weight, "lastAppliedSpec": spec}});
+        let opened = Opened { revision: "a".into(), weight: 30 };
+        let cases = [
+            (CONFIRM_ROLLOUT, canary("Waiting", 0, "a"), false),
+            (CONFIRM_ROLLOUT, canary("Progressing", 0, "a"), true),
+            (CONFIRM_PROMOTION, canary("WaitingPromotion", 0, "a"), false),
+            (CONFIRM_PROMOTION, canary("Promoting", 50, "a"), true),
+            (CONFIRM_TRAFFIC, canary("Progressing", 30, "a"), false),
+            (CONFIRM_TRAFFIC, canary("Progressing", 40, "a"), true),
+            (ROLLBACK, canary("Progressing", 30, "a"), false),
+            (ROLLBACK, canary("Failed", 0, "a"), true),
+            (ROLLBACK, canary("Progressing", 0, "b"), true),
+            ("skipAnalysis", canary("Progressing", 30, "a"), false),
+            ("skipAnalysis", canary("Succeeded", 0, "a"), true),
+        ];
+        for (hook, canary, done) in cases {
+            assert_eq!(gate_done(hook, &opened, &canary), done, "{hook} {canary}");
+        }
     }
 }
