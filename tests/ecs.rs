@@ -24,8 +24,9 @@ use flightdeck::protocol::{CommandRequest, Output, Reply, Snapshot};
 use flightdeck_core::analysis::MetricsSample;
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::MetricsConfig;
-use flightdeck_core::rollout::{Effect, NativeVerb, Phase};
+use flightdeck_core::rollout::{Effect, NativeStatus, NativeVerb, Phase};
 use flightdeck_core::{Actor, Command, Plan, Rollout, Timestamp};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use support::aws::{Fake, Moto};
@@ -374,6 +375,7 @@ async fn an_observed_ecs_canary_shows_its_phase_and_traffic_and_r_stops_it_with_
             (200, fixture("describe-service-deployments-rolling-back"))
         }
         "DescribeServiceDeployments" => (200, fixture("describe-service-deployments-canary")),
+        "DescribeServiceRevisions" => (200, json!({ "serviceRevisions": [revision_json("8219047743001845514", "checkout:42")] }).to_string()),
         "StopServiceDeployment" => {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             (200, r#"{"serviceDeploymentArn":"arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/checkout/r3H8ZkEXAMPLE"}"#.into())
@@ -444,19 +446,30 @@ async fn rolling_service(moto: &Moto) -> aws_sdk_ecs::Client {
 async fn without_service_deployment_apis_the_service_is_read_as_a_rolling_update_and_rolls_back() {
     let moto = Moto::start().await;
     let ecs = rolling_service(&moto).await;
-    // moto answers ListServiceDeployments with HTTP 500: the observation says so and goes on.
+    // moto answers the service deployment APIs with HTTP 500: a server
+    // error, which is an observe error, never a reason to guess.
     let (plan, _) = observed_plan("[strategy]\nkind = \"canary\"\n");
     let observed = ServiceDeployments::new(&moto.sdk(), EcsTarget::from_target(&plan.target).unwrap(), &plan);
+    let err = observed.observe().await.unwrap_err().to_string();
+    assert!(err.contains("HTTP 500"), "{err}");
+
+    // In front of moto, answered as an endpoint without them answers
+    // (UnknownOperationException): the service is read the old way.
+    let apis = ["ListServiceDeployments", "DescribeServiceDeployments", "StopServiceDeployment"];
+    let front =
+        Fake::before(&moto.url, move |operation, _| apis.contains(&operation).then(support::aws::unknown_operation))
+            .await;
+    let observed =
+        ServiceDeployments::new(&support::aws::sdk(&front.url), EcsTarget::from_target(&plan.target).unwrap(), &plan);
     let seen = observed.observe().await.unwrap();
     let detail = seen.native_detail.unwrap();
     println!("{detail}");
     assert!(detail.starts_with("rolling ") && detail.contains("service deployments unavailable"), "{detail}");
 
     let (plan, _) = observed_plan("[strategy]\nkind = \"rolling\"\n");
-    let rolling = RollingService::new(&moto.sdk(), EcsTarget::from_target(&plan.target).unwrap(), &plan);
-    assert!(rolling.observe().await.unwrap().native_status.is_some());
-    let abort = rolling.apply(&Effect::Native { verb: NativeVerb::Abort }).await.unwrap_err();
-    assert!(abort.to_string().contains("cannot hold a rolling update"), "{abort}");
+    let rolling =
+        RollingService::new(&support::aws::sdk(&front.url), EcsTarget::from_target(&plan.target).unwrap(), &plan);
+    assert_eq!(rolling.observe().await.unwrap().native_status, Some(NativeStatus::Progressing));
     let definition = async || {
         let out = ecs.describe_services().cluster("prod").services("checkout").send().await.unwrap();
         out.services()[0].task_definition().unwrap().rsplit('/').next().unwrap().to_owned()
@@ -464,6 +477,12 @@ async fn without_service_deployment_apis_the_service_is_read_as_a_rolling_update
     assert_eq!(definition().await, "checkout:2");
     rolling.apply(&Effect::Native { verb: NativeVerb::Undo }).await.unwrap();
     assert_eq!(definition().await, "checkout:1", "redeployed the previous task definition");
+    // Again, or an abort: the service no longer deploys the canary, nothing to send.
+    rolling.apply(&Effect::Native { verb: NativeVerb::Abort }).await.unwrap();
+    assert_eq!(definition().await, "checkout:1");
+    assert_eq!(front.operations().iter().filter(|o| *o == "UpdateService").count(), 1);
+    let seen = rolling.observe().await.unwrap();
+    assert!(matches!(seen.native_status, Some(NativeStatus::Aborted { .. })), "{seen:?}");
 
     let missing =
         ServiceDeployments::new(&moto.sdk(), EcsTarget::from_target(&observed_plan_for("nope")).unwrap(), &plan);
@@ -475,4 +494,468 @@ fn observed_plan_for(service: &str) -> flightdeck_core::plan::Target {
     let (mut plan, _) = observed_plan("[strategy]\nkind = \"canary\"\n");
     plan.target.params.insert("service".into(), service.into());
     plan.target
+}
+
+// ---------------------------------------------------------------------------
+// ECS service deployments, which moto does not have: a fake that keeps the
+// rules of the AWS docs it names, over a state each test changes.
+
+const SERVICE_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:service/prod/checkout";
+const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
+
+fn deployment_arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/checkout/{id}")
+}
+
+fn revision_arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:service-revision/prod/checkout/{id}")
+}
+
+fn task_definition(name: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}")
+}
+
+/// A service as DescribeServices shows it: its controller, its current
+/// service deployment, and its `deployments` (status, task definition,
+/// running of desired, rollout state).
+fn service_json(controller: &str, current: Option<&str>, deployments: &[(&str, &str, i32, i32, &str)]) -> Value {
+    let listed: Vec<Value> = deployments
+        .iter()
+        .enumerate()
+        .map(|(i, (status, definition, running, desired, state))| {
+            json!({
+                "id": format!("ecs-svc/{i}"), "status": status, "taskDefinition": task_definition(definition),
+                "desiredCount": desired, "runningCount": running, "pendingCount": 0, "failedTasks": 0,
+                "rolloutState": state,
+                "rolloutStateReason": if *state == "FAILED" {
+                    "ECS deployment circuit breaker: tasks failed to start."
+                } else {
+                    "ECS deployment in progress."
+                },
+            })
+        })
+        .collect();
+    let mut service = json!({
+        "serviceArn": SERVICE_ARN, "serviceName": "checkout", "clusterArn": CLUSTER_ARN, "status": "ACTIVE",
+        "desiredCount": 4, "runningCount": 4, "pendingCount": 0,
+        "deploymentController": { "type": controller },
+        "deploymentConfiguration": { "deploymentCircuitBreaker": { "enable": true, "rollback": true } },
+        "deployments": listed,
+    });
+    if let Some(id) = current {
+        service["currentServiceDeployment"] = json!(deployment_arn(id));
+    }
+    // The service's task definition is its PRIMARY deployment's.
+    if let Some((_, definition, ..)) = deployments.iter().find(|d| d.0 == "PRIMARY") {
+        service["taskDefinition"] = json!(task_definition(definition));
+    }
+    service
+}
+
+/// A service deployment (DescribeServiceDeployments) of `strategy` to
+/// revision `target`, with that revision's production traffic weight.
+fn deployment_json(id: &str, strategy: &str, status: &str, target: &str, traffic: Option<f64>) -> Value {
+    let mut to =
+        json!({ "arn": revision_arn(target), "requestedTaskCount": 4, "runningTaskCount": 4, "pendingTaskCount": 0 });
+    if let Some(w) = traffic {
+        to["requestedProductionTrafficWeight"] = json!(w);
+    }
+    json!({
+        "serviceDeploymentArn": deployment_arn(id), "serviceArn": SERVICE_ARN, "clusterArn": CLUSTER_ARN,
+        "createdAt": 1764561600.0 + id.len() as f64, "startedAt": 1764561605.0,
+        "sourceServiceRevisions": [{ "arn": revision_arn("1"), "requestedTaskCount": 4, "runningTaskCount": 4, "pendingTaskCount": 0 }],
+        "targetServiceRevision": to,
+        "status": status,
+        "deploymentConfiguration": { "strategy": strategy, "deploymentCircuitBreaker": { "enable": true, "rollback": true } },
+    })
+}
+
+fn revision_json(id: &str, definition: &str) -> Value {
+    json!({
+        "serviceRevisionArn": revision_arn(id), "serviceArn": SERVICE_ARN, "clusterArn": CLUSTER_ARN,
+        "taskDefinition": task_definition(definition),
+        "containerImages": [{ "containerName": "web", "image": format!("repo/{definition}") }],
+    })
+}
+
+#[derive(Default)]
+struct EcsState {
+    service: Value,
+    /// Full service deployments, oldest first.
+    deployments: Vec<Value>,
+    revisions: Vec<Value>,
+    /// ListServiceDeployments page size (AWS: maxResults, default 20).
+    page: usize,
+    /// An endpoint without the service deployment APIs.
+    no_deployment_apis: bool,
+}
+
+/// The ECS service deployment APIs as documented:
+/// - ListServiceDeployments (API reference): the given service's
+///   deployments, filtered by `status`, in pages of `maxResults` with a
+///   `nextToken` to the next;
+/// - DescribeServiceDeployments / DescribeServiceRevisions: an ARN that is
+///   not there is a `failures[]` entry (reason `MISSING`), not an error;
+/// - StopServiceDeployment ("Stopping Amazon ECS service deployments",
+///   developer guide): PENDING and IN_PROGRESS move to ROLLBACK_REQUESTED;
+///   STOP_REQUESTED, ROLLBACK_REQUESTED and ROLLBACK_IN_PROGRESS go on as
+///   they are; a finished deployment cannot be stopped (ConflictException);
+/// - ContinueServiceDeployment (API reference): only a hook that is
+///   AWAITING_ACTION, named by its hookId; CONTINUE (the default) moves the
+///   deployment on, ROLLBACK rolls it back;
+/// - an endpoint without them answers UnknownOperationException (AWS JSON
+///   protocol).
+#[derive(Clone, Default)]
+struct Ecs(Arc<std::sync::Mutex<EcsState>>);
+
+impl Ecs {
+    fn new(service: Value, deployments: Vec<Value>, revisions: Vec<Value>) -> Ecs {
+        Ecs(Arc::new(std::sync::Mutex::new(EcsState {
+            service,
+            deployments,
+            revisions,
+            page: 20,
+            ..EcsState::default()
+        })))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut EcsState) -> T) -> T {
+        f(&mut self.0.lock().unwrap())
+    }
+
+    async fn fake(&self) -> Fake {
+        let ecs = self.clone();
+        Fake::start(move |operation, body| {
+            ecs.answer(operation, body)
+                .unwrap_or_else(|| error("InvalidParameterException", &format!("unexpected {operation}")))
+        })
+        .await
+    }
+
+    fn answer(&self, operation: &str, body: &str) -> Option<(u16, String)> {
+        let request: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let mut s = self.0.lock().unwrap();
+        let apis = [
+            "ListServiceDeployments",
+            "DescribeServiceDeployments",
+            "DescribeServiceRevisions",
+            "StopServiceDeployment",
+            "ContinueServiceDeployment",
+        ];
+        if s.no_deployment_apis && apis.contains(&operation) {
+            return Some(support::aws::unknown_operation());
+        }
+        let ok = |v: Value| Some((200, v.to_string()));
+        match operation {
+            "DescribeServices" => ok(json!({ "services": [s.service.clone()], "failures": [] })),
+            "UpdateService" => ok(json!({ "service": s.service.clone() })),
+            "ListServiceDeployments" => {
+                let service = request["service"].as_str().unwrap_or("");
+                let statuses: Vec<&str> =
+                    request["status"].as_array().map_or(vec![], |a| a.iter().filter_map(Value::as_str).collect());
+                let ours: Vec<Value> = s
+                    .deployments
+                    .iter()
+                    .filter(|d| {
+                        let arn = d["serviceArn"].as_str().unwrap_or("");
+                        arn == service || arn.ends_with(&format!("/{service}"))
+                    })
+                    .filter(|d| statuses.is_empty() || statuses.contains(&d["status"].as_str().unwrap_or("")))
+                    .map(|d| {
+                        json!({
+                            "serviceDeploymentArn": d["serviceDeploymentArn"], "serviceArn": d["serviceArn"],
+                            "clusterArn": d["clusterArn"], "createdAt": d["createdAt"], "startedAt": d["startedAt"],
+                            "targetServiceRevisionArn": d["targetServiceRevision"]["arn"], "status": d["status"],
+                        })
+                    })
+                    .collect();
+                let size = request["maxResults"].as_u64().map_or(s.page, |m| (m as usize).min(s.page));
+                let from: usize = request["nextToken"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+                let page: Vec<Value> = ours.iter().skip(from).take(size).cloned().collect();
+                let mut out = json!({ "serviceDeployments": page });
+                if from + size < ours.len() {
+                    out["nextToken"] = json!((from + size).to_string());
+                }
+                ok(out)
+            }
+            "DescribeServiceDeployments" | "DescribeServiceRevisions" => {
+                let (asked, list, key, found) = if operation == "DescribeServiceDeployments" {
+                    ("serviceDeploymentArns", &s.deployments, "serviceDeploymentArn", "serviceDeployments")
+                } else {
+                    ("serviceRevisionArns", &s.revisions, "serviceRevisionArn", "serviceRevisions")
+                };
+                let (mut there, mut failures) = (vec![], vec![]);
+                for arn in request[asked].as_array().into_iter().flatten() {
+                    match list.iter().find(|d| d[key] == *arn) {
+                        Some(d) => there.push(d.clone()),
+                        None => failures.push(json!({ "arn": arn, "reason": "MISSING" })),
+                    }
+                }
+                ok(json!({ found: there, "failures": failures }))
+            }
+            "StopServiceDeployment" => {
+                let arn = request["serviceDeploymentArn"].clone();
+                let Some(d) = s.deployments.iter_mut().find(|d| d["serviceDeploymentArn"] == arn) else {
+                    return Some(error("ServiceDeploymentNotFoundException", "no such service deployment"));
+                };
+                match d["status"].as_str().unwrap_or("") {
+                    "PENDING" | "IN_PROGRESS" => {
+                        d["status"] = json!("ROLLBACK_REQUESTED");
+                        d["rollback"] = json!({ "reason": "StopServiceDeployment with stopType ROLLBACK" });
+                    }
+                    "STOP_REQUESTED" | "ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS" => {}
+                    other => return Some(error("ConflictException", &format!("the service deployment is {other}"))),
+                }
+                ok(json!({ "serviceDeploymentArn": arn }))
+            }
+            "ContinueServiceDeployment" => {
+                let arn = request["serviceDeploymentArn"].clone();
+                let Some(d) = s.deployments.iter_mut().find(|d| d["serviceDeploymentArn"] == arn) else {
+                    return Some(error("ServiceDeploymentNotFoundException", "no such service deployment"));
+                };
+                let hooks = d["lifecycleHookDetails"].as_array_mut();
+                let hook = hooks.and_then(|h| h.iter_mut().find(|h| h["hookId"] == request["hookId"]));
+                let Some(hook) = hook.filter(|h| h["status"] == "AWAITING_ACTION") else {
+                    return Some(error("InvalidParameterException", "no lifecycle hook with that id awaits action"));
+                };
+                hook["status"] = json!("SUCCEEDED");
+                if request["action"] == "ROLLBACK" {
+                    d["status"] = json!("ROLLBACK_REQUESTED");
+                    d["rollback"] = json!({ "reason": "ContinueServiceDeployment with action ROLLBACK" });
+                }
+                ok(json!({ "serviceDeploymentArn": arn }))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn error(code: &str, message: &str) -> (u16, String) {
+    (400, json!({ "__type": code, "message": message }).to_string())
+}
+
+fn request(command: Command, stage: usize, revision: &str) -> CommandRequest {
+    CommandRequest { expected_revision: revision.into(), ..command_at(command, stage) }
+}
+
+fn command_at(command: Command, stage: usize) -> CommandRequest {
+    self::command(command, stage)
+}
+
+fn observed_backend(fake: &Fake, strategy: &str) -> (Arc<ServiceDeployments>, Plan, String) {
+    let (plan, text) = observed_plan(strategy);
+    let target = EcsTarget::from_target(&plan.target).unwrap();
+    (Arc::new(ServiceDeployments::new(&support::aws::sdk(&fake.url), target, &plan)), plan, text)
+}
+
+const ROLLING: &str = "[strategy]\nkind = \"rolling\"\n";
+const CANARY: &str =
+    "[strategy]\nkind = \"canary\"\nstages = [{ weight = 10, bake = \"5m\" }, { weight = 100, bake = \"0s\" }]\n";
+
+/// The circuit breaker rolls checkout:2 back: checkout:1 is PRIMARY again
+/// and the service deployment is ROLLBACK_IN_PROGRESS. That is a rollback,
+/// and R must not redeploy checkout:2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_breaker_rollback_of_a_rolling_update_is_a_rollback_and_r_never_redeploys_the_failed_revision() {
+    let tasks = [("PRIMARY", "checkout:1", 3, 4, "IN_PROGRESS"), ("ACTIVE", "checkout:2", 1, 0, "FAILED")];
+    let mut rolling_back = deployment_json("sd2", "ROLLING", "ROLLBACK_IN_PROGRESS", "2", None);
+    rolling_back["statusReason"] = json!("ECS deployment circuit breaker: tasks failed to start.");
+    rolling_back["targetServiceRevision"]["runningTaskCount"] = json!(1);
+    let ecs =
+        Ecs::new(service_json("ECS", Some("sd2"), &tasks), vec![rolling_back], vec![revision_json("2", "checkout:2")]);
+    let fake = ecs.fake().await;
+    let (plan, text) = observed_plan(ROLLING);
+    let target = EcsTarget::from_target(&plan.target).unwrap();
+    let backend = Arc::new(RollingService::new(&support::aws::sdk(&fake.url), target, &plan));
+    let engine = engine(plan, text, backend.clone(), Arc::new(NoMetrics), StopWhen::Never);
+    let mut snapshots = engine.subscribe();
+    let seen = wait_for(&mut snapshots, Duration::from_secs(20), "the rollback mirrored", |r| {
+        matches!(r.phase, Phase::Aborted { .. })
+    })
+    .await;
+    println!("{:?} · {:?}", seen.phase, seen.native_detail);
+    let Phase::Aborted { reason, .. } = &seen.phase else { unreachable!() };
+    assert!(reason.contains("rolling back: ECS deployment circuit breaker"), "{reason}");
+    assert_eq!(seen.canary_weight, 25);
+    assert_eq!(engine.submit(command(Command::Rollback { reason: None }, 0)).await, Reply::Ack);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = fake.operations();
+    assert!(
+        !sent.iter().any(|o| o == "UpdateService" || o == "StopServiceDeployment"),
+        "ECS rolls back already: {sent:?}"
+    );
+    engine.shutdown().await;
+
+    // Without the service deployment APIs: the service's deployments say the same.
+    ecs.with(|s| s.no_deployment_apis = true);
+    let seen = backend.observe().await.unwrap();
+    let Some(NativeStatus::Aborted { message }) = &seen.native_status else { panic!("{seen:?}") };
+    assert!(message.starts_with("rolling back to checkout:1"), "{message}");
+    backend.apply(&Effect::Native { verb: NativeVerb::Undo }).await.unwrap();
+    assert!(
+        fake.bodies("UpdateService").is_empty(),
+        "never redeploys the failed checkout:2: {:?}",
+        fake.bodies("UpdateService")
+    );
+
+    // Back on checkout:1, and the failed deployment gone: still not a promotion.
+    ecs.with(|s| s.service = service_json("ECS", None, &[("PRIMARY", "checkout:1", 4, 4, "COMPLETED")]));
+    let seen = backend.observe().await.unwrap();
+    assert!(matches!(seen.native_status, Some(NativeStatus::Aborted { .. })), "{seen:?}");
+}
+
+/// One throttled or refused read of a service deployment must not show
+/// the rolling reading (here 100 %, the new task definition fully running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_service_deployment_read_is_an_observe_error_and_only_an_unknown_operation_falls_back() {
+    for (status, code, falls_back) in [
+        (400, "ThrottlingException", false),
+        (400, "AccessDeniedException", false),
+        (500, "ServerException", false),
+        (400, "com.amazon.coral.service#UnknownOperationException", true),
+    ] {
+        let fake = Fake::start(move |operation, _| match operation {
+            "DescribeServices" => (200, fixture("describe-services-canary")),
+            _ => (status, json!({ "__type": code, "message": "no" }).to_string()),
+        })
+        .await;
+        let (backend, _, _) = observed_backend(&fake, CANARY);
+        match (backend.observe().await, falls_back) {
+            (Ok(seen), true) => {
+                assert!(seen.native_detail.unwrap().contains("service deployments unavailable"));
+            }
+            (Err(e), false) => assert!(e.to_string().contains(code) || e.to_string().contains("throttling"), "{e}"),
+            (other, _) => panic!("{code}: {other:?}"),
+        }
+    }
+    // Through the engine: the view is stale, not 100 % at the last stage.
+    let fake = Fake::start(|operation, _| match operation {
+        "DescribeServices" => (200, fixture("describe-services-canary")),
+        _ => error("ThrottlingException", "Rate exceeded"),
+    })
+    .await;
+    let (backend, plan, text) = observed_backend(&fake, CANARY);
+    let engine = engine(plan, text, backend, Arc::new(NoMetrics), StopWhen::Never);
+    let mut snapshots = engine.subscribe();
+    let seen =
+        wait_for(&mut snapshots, Duration::from_secs(20), "an observe error", |r| r.observe_error.is_some()).await;
+    assert_eq!((seen.canary_weight, seen.stage), (0, 0), "{seen:?}");
+    assert!(seen.observe_error.unwrap().contains("throttling"));
+    engine.shutdown().await;
+}
+
+/// A deployment after the one flightdeck saw promoted is a new rollout of
+/// the new revision; a command sent for the one before is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_service_deployment_is_a_new_rollout_and_commands_for_the_one_before_are_stale() {
+    let done = deployment_json("sd2", "CANARY", "SUCCESSFUL", "2", Some(100.0));
+    let tasks = [("PRIMARY", "checkout:2", 4, 4, "COMPLETED")];
+    let revisions = vec![revision_json("2", "checkout:2"), revision_json("3", "checkout:3")];
+    let ecs = Ecs::new(service_json("ECS", Some("sd2"), &tasks), vec![done], revisions);
+    let fake = ecs.fake().await;
+    let (backend, plan, text) = observed_backend(&fake, CANARY);
+    let engine = engine(plan, text, backend, Arc::new(NoMetrics), StopWhen::Never);
+    let mut snapshots = engine.subscribe();
+    let first = "checkout:2 (service revision 2)";
+    let seen = wait_for(&mut snapshots, Duration::from_secs(20), "checkout:2 promoted", |r| {
+        matches!(r.phase, Phase::Promoted { .. }) && r.canary_revision == first
+    })
+    .await;
+    assert!(seen.native_detail.unwrap().contains("checkout:2 (web=repo/checkout:2)"));
+
+    ecs.with(|s| {
+        s.deployments.push(deployment_json("sd3", "CANARY", "IN_PROGRESS", "3", Some(10.0)));
+        s.service["currentServiceDeployment"] = json!(deployment_arn("sd3"));
+    });
+    let next = wait_for(&mut snapshots, Duration::from_secs(20), "checkout:3 as a new rollout", |r| {
+        r.canary_revision == "checkout:3 (service revision 3)" && progressing(r)
+    })
+    .await;
+    assert_eq!((next.canary_weight, next.stable_revision.as_str()), (10, first));
+    let Reply::Rejected { reason } = engine.submit(request(Command::Promote, 0, first)).await else {
+        panic!("a promote meant for checkout:2 went to checkout:3");
+    };
+    println!("{reason}");
+    assert!(reason.contains("checkout:3"), "{reason}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_deployments_are_read_page_by_page_and_failures_and_codedeploy_are_errors() {
+    // No current deployment named: the live one is on the second page.
+    let deployments = vec![
+        deployment_json("a", "CANARY", "SUCCESSFUL", "2", Some(100.0)),
+        deployment_json("bb", "CANARY", "ROLLBACK_SUCCESSFUL", "2", Some(0.0)),
+        deployment_json("ccc", "CANARY", "IN_PROGRESS", "3", Some(10.0)),
+    ];
+    let tasks = [("PRIMARY", "checkout:3", 4, 4, "IN_PROGRESS")];
+    let ecs = Ecs::new(service_json("ECS", None, &tasks), deployments, vec![revision_json("3", "checkout:3")]);
+    ecs.with(|s| s.page = 2);
+    let fake = ecs.fake().await;
+    let (backend, _, _) = observed_backend(&fake, CANARY);
+    let seen = backend.observe().await.unwrap();
+    assert_eq!(seen.native_revision.as_deref(), Some("checkout:3 (service revision 3)"), "{seen:?}");
+    assert_eq!(fake.bodies("ListServiceDeployments").len(), 2, "both pages read");
+    let asked = fake.bodies("DescribeServiceDeployments");
+    assert_eq!(asked.last().unwrap()["serviceDeploymentArns"][0], json!(deployment_arn("ccc")));
+
+    // A deployment DescribeServiceDeployments does not return: its failure, as an error.
+    ecs.with(|s| s.service["currentServiceDeployment"] = json!(deployment_arn("gone")));
+    let err = backend.observe().await.unwrap_err().to_string();
+    assert!(err.contains("MISSING") && err.contains("gone"), "{err}");
+
+    // CodeDeploy runs this service: refused, with the reason.
+    ecs.with(|s| s.service = service_json("CODE_DEPLOY", None, &tasks));
+    let err = backend.observe().await.unwrap_err().to_string();
+    assert!(err.contains("CodeDeploy") && err.contains("CODE_DEPLOY"), "{err}");
+    let err = backend.apply(&Effect::Native { verb: NativeVerb::Undo }).await.unwrap_err().to_string();
+    assert!(err.contains("CODE_DEPLOY"), "{err}");
+}
+
+/// A PAUSE lifecycle hook (May 2026) holds the deployment until
+/// ContinueServiceDeployment, or its timeout (24 h by default, then a
+/// rollback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_at_a_pause_hook_shows_its_deadline_promote_continues_it_and_rollback_rolls_it_back() {
+    let hook = |id: &str| {
+        json!({ "hookId": id, "targetType": "PAUSE", "status": "AWAITING_ACTION",
+                "expiresAt": 1777896000.0, "timeoutAction": "ROLLBACK" })
+    };
+    let mut waiting = deployment_json("sd3", "CANARY", "IN_PROGRESS", "3", Some(0.0));
+    waiting["lifecycleStage"] = json!("POST_TEST_TRAFFIC_SHIFT");
+    waiting["lifecycleHookDetails"] = json!([hook("h-1")]);
+    let tasks = [("PRIMARY", "checkout:3", 4, 4, "IN_PROGRESS")];
+    let ecs = Ecs::new(service_json("ECS", Some("sd3"), &tasks), vec![waiting], vec![revision_json("3", "checkout:3")]);
+    let fake = ecs.fake().await;
+    let (backend, plan, text) = observed_backend(&fake, CANARY);
+    let engine = engine(plan, text, backend, Arc::new(NoMetrics), StopWhen::Never);
+    let mut snapshots = engine.subscribe();
+    let held = wait_for(&mut snapshots, Duration::from_secs(20), "the pause mirrored", |r| {
+        matches!(r.phase, Phase::Paused { .. })
+    })
+    .await;
+    let Phase::Paused { reason, .. } = &held.phase else { unreachable!() };
+    println!("{reason}");
+    assert!(reason.contains("PAUSE hook (POST_TEST_TRAFFIC_SHIFT)"), "{reason}");
+    assert!(reason.contains("at 2026-05-04T12:00:00Z ECS rolls back"), "{reason}");
+    let revision = held.canary_revision.clone();
+
+    assert_eq!(engine.submit(request(Command::Promote, 0, &revision)).await, Reply::Ack);
+    wait_for(&mut snapshots, Duration::from_secs(20), "going on", progressing).await;
+    let sent = fake.bodies("ContinueServiceDeployment");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0]["hookId"].as_str(), sent[0]["action"].as_str()), (Some("h-1"), Some("CONTINUE")));
+
+    // The next hook: R rolls back through it, not with a stop.
+    ecs.with(|s| s.deployments[0]["lifecycleHookDetails"] = json!([hook("h-1"), hook("h-2")]));
+    ecs.with(|s| s.deployments[0]["lifecycleHookDetails"][0]["status"] = json!("SUCCEEDED"));
+    wait_for(&mut snapshots, Duration::from_secs(20), "the second pause", |r| matches!(r.phase, Phase::Paused { .. }))
+        .await;
+    assert_eq!(engine.submit(command(Command::Rollback { reason: None }, 0)).await, Reply::Ack);
+    wait_for(&mut snapshots, Duration::from_secs(20), "the rollback", |r| matches!(r.phase, Phase::Aborted { .. }))
+        .await;
+    let sent = fake.bodies("ContinueServiceDeployment");
+    assert_eq!((sent[1]["hookId"].as_str(), sent[1]["action"].as_str()), (Some("h-2"), Some("ROLLBACK")));
+    assert!(fake.bodies("StopServiceDeployment").is_empty());
+    engine.shutdown().await;
 }

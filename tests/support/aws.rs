@@ -1,6 +1,7 @@
 //! AWS on loopback for the ECS tests: `moto_server` (installed by
 //! scripts/setup) and a tiny fake that answers each operation with a
-//! recorded response and keeps every request it got.
+//! recorded response and keeps every request it got; put in front of
+//! moto, it answers what moto cannot and hands moto the rest.
 #![allow(dead_code)]
 
 use super::{eventually, free_port, program, Proc};
@@ -106,7 +107,7 @@ pub struct Seen {
     pub body: String,
 }
 
-type Answer = dyn Fn(&str, &str) -> (u16, String) + Send + Sync;
+type Answer = dyn Fn(&str, &str) -> Option<(u16, String)> + Send + Sync;
 
 /// An AWS endpoint on loopback answering each operation with what
 /// `answer(operation, body)` returns (status, JSON body).
@@ -117,14 +118,26 @@ pub struct Fake {
 
 impl Fake {
     pub async fn start(answer: impl Fn(&str, &str) -> (u16, String) + Send + Sync + 'static) -> Fake {
+        Self::listen(None, Arc::new(move |operation: &str, body: &str| Some(answer(operation, body)))).await
+    }
+
+    /// In front of `upstream` (moto): what `answer` returns `None` for is
+    /// sent on to `upstream`, headers and body as they came.
+    pub async fn before(
+        upstream: &str,
+        answer: impl Fn(&str, &str) -> Option<(u16, String)> + Send + Sync + 'static,
+    ) -> Fake {
+        Self::listen(Some(upstream.to_owned()), Arc::new(answer)).await
+    }
+
+    async fn listen(upstream: Option<String>, answer: Arc<Answer>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let answer: Arc<Answer> = Arc::new(answer);
         let log = seen.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, answer.clone(), log.clone()));
+                tokio::spawn(serve(stream, answer.clone(), upstream.clone(), log.clone()));
             }
         });
         Fake { url, seen }
@@ -133,9 +146,46 @@ impl Fake {
     pub fn operations(&self) -> Vec<String> {
         self.seen.lock().unwrap().iter().map(|s| s.operation.clone()).collect()
     }
+
+    /// The bodies of the requests for `operation`, as JSON.
+    pub fn bodies(&self, operation: &str) -> Vec<serde_json::Value> {
+        let seen = self.seen.lock().unwrap();
+        let of = seen.iter().filter(|s| s.operation == operation);
+        of.map(|s| serde_json::from_str(&s.body).unwrap_or(serde_json::Value::Null)).collect()
+    }
 }
 
-async fn serve(stream: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<Seen>>>) {
+/// What an AWS JSON endpoint answers for an operation it does not have.
+pub fn unknown_operation() -> (u16, String) {
+    (400, r#"{"__type":"com.amazon.coral.service#UnknownOperationException","message":null}"#.into())
+}
+
+/// One request sent on to `upstream` as it came: (status, content type, body).
+async fn forward(upstream: &str, headers: &[String], body: &str) -> (u16, String, String) {
+    let addr = upstream.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("POST / HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        let lower = h.to_ascii_lowercase();
+        if !["host:", "content-length:", "connection:", "transfer-encoding:"].iter().any(|p| lower.starts_with(p)) {
+            request += h;
+        }
+    }
+    request += "\r\n";
+    request += body;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, reply) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let kind = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
+        .unwrap_or_else(|| "text/xml".into());
+    (status, kind, reply.to_owned())
+}
+
+async fn serve(stream: TcpStream, answer: Arc<Answer>, upstream: Option<String>, seen: Arc<Mutex<Vec<Seen>>>) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -143,7 +193,7 @@ async fn serve(stream: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<Seen>
         if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
             return;
         }
-        let (mut length, mut target) = (0usize, String::new());
+        let (mut length, mut target, mut headers) = (0usize, String::new(), Vec::new());
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
@@ -159,6 +209,7 @@ async fn serve(stream: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<Seen>
             if header == "\r\n" {
                 break;
             }
+            headers.push(header);
         }
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).await.is_err() {
@@ -171,11 +222,16 @@ async fn serve(stream: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<Seen>
             target
         };
         seen.lock().unwrap().push(Seen { operation: operation.clone(), body: body.clone() });
-        let (status, reply) = answer(&operation, &body);
-        let response = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{reply}",
-            reply.len()
-        );
+        let json = "application/x-amz-json-1.1".to_owned();
+        let (status, kind, reply) = match (answer(&operation, &body), &upstream) {
+            (Some((status, reply)), _) => (status, json, reply),
+            (None, Some(upstream)) => forward(upstream, &headers, &body).await,
+            (None, None) => {
+                (400, json, format!(r#"{{"__type":"InvalidParameterException","message":"unexpected {operation}"}}"#))
+            }
+        };
+        let response =
+            format!("HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n{reply}", reply.len());
         if write.write_all(response.as_bytes()).await.is_err() {
             return;
         }

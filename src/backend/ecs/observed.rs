@@ -335,8 +335,7 @@ impl ServiceDeployments {
     /// missing: `UpdateService` back to the task definition before the
     /// canary, never to the canary's (a failed one included).
     async fn redeploy_previous(&self, verb: &str, service: &Service) -> Result<(), BackendError> {
-        let primary = rolling::primary(service).and_then(|d| d.task_definition());
-        let Some(primary) = primary.filter(|d| rolling::runs(d, &self.canary)) else {
+        let Some(primary) = rolling::deploying(service).filter(|d| rolling::runs(d, &self.canary)) else {
             // The canary is not what the service deploys: ECS rolls back
             // already (its circuit breaker), or it is back.
             return Ok(());

@@ -61,6 +61,13 @@ pub(crate) fn primary(service: &Service) -> Option<&Deployment> {
     deployments(service, "PRIMARY").next()
 }
 
+/// The task definition the service deploys now: the service's own (which
+/// ECS sets back on a circuit-breaker rollback), else its PRIMARY
+/// deployment's.
+pub(crate) fn deploying(service: &Service) -> Option<&str> {
+    service.task_definition().or_else(|| primary(service).and_then(Deployment::task_definition))
+}
+
 /// The task definition before `canary`: an older deployment that is not
 /// the canary's and did not fail.
 pub(crate) fn previous<'a>(service: &'a Service, canary: &str) -> Option<&'a str> {
@@ -87,11 +94,10 @@ pub fn observe(service: &Service, stage_weights: &[u8], canary: &str) -> Observa
     let primary = primary(service);
     let older: Vec<&Deployment> = deployments(service, "ACTIVE").collect();
     let detail = detail(service, primary, &older);
-    let deploys_canary = primary.is_none_or(|p| p.task_definition().is_none_or(|d| runs(d, canary)));
-    if !deploys_canary {
+    if let Some(now) = deploying(service).filter(|d| !runs(d, canary)) {
         // The service deploys another task definition: the circuit breaker
         // (or a person) rolled the canary back, or it is not deployed yet.
-        let now = primary.and_then(Deployment::task_definition).map_or("?", short);
+        let now = short(now);
         let failed = older.iter().find(|d| d.task_definition().is_some_and(|t| runs(t, canary)));
         let share = failed.map_or(0, |d| percent(d.running_count(), service.desired_count()));
         let message = match failed {
