@@ -598,8 +598,9 @@ async fn at_80x24_state_stage_and_weight_always_show_and_nothing_is_cut_silently
         let r = c.rollout(&id);
         let screen = c.screen(80, 24);
         let header = &rows(&screen)[1];
-        let stage = format!("stage {}/{}", r.stage + 1, r.stages().len());
+        let stage = format!("{}/{}", r.stage + 1, r.stages().len());
         assert!(header.contains(&stage) && header.contains('%'), "{id}: {header}");
+        assert!(header.contains(&r.plan().name), "the selected name is never cut: {header}");
         assert!(header.contains(&flightdeck::ui::app::state_label(&r)), "{id}: {header}");
         assert_no_cut_numbers(&screen);
         assert_footer_has_help_and_quit(&screen);
@@ -665,7 +666,7 @@ async fn without_colour_the_selected_row_is_marked() {
     let screen = c.screen(80, 24);
     let marked: Vec<String> = rows(&screen).into_iter().filter(|r| r.starts_with("│>")).collect();
     assert_eq!(marked.len(), 1, "{screen}");
-    assert!(marked[0].contains("checkou"), "{}", marked[0]);
+    assert!(marked[0].contains("chec…api"), "{}", marked[0]);
 }
 
 #[tokio::test(start_paused = true)]

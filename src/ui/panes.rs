@@ -1,7 +1,7 @@
 //! The cockpit's panes, each a function from view state to widgets.
 
 use super::app::App;
-use super::text::{self, cut, fit, wrap};
+use super::text::{self, cut, cut_middle, fit, wrap};
 use super::theme::Theme;
 use crate::protocol::Output;
 use flightdeck_core::analysis::{Check, CheckOutcome, DeltaUnit, Metric, Verdict};
@@ -153,7 +153,8 @@ fn list_row<'a>(theme: &Theme, r: &Rollout, selected: bool, now: Timestamp, widt
     let (state_style, icon) = phase_look(theme, &r.phase);
     let (verdict_style, verdict) = verdict_look(theme, r.last_verdict.as_ref());
     let name_width = (width as usize).saturating_sub(23).max(4);
-    let name = cut(&r.plan().name, name_width);
+    // Cut in the middle: copies of a plan differ at their end.
+    let name = cut_middle(&r.plan().name, name_width);
     let pad = name_width.saturating_sub(text::width(&name));
     // The weight the backend shows; `!` (and the warning colour) when the
     // weight flightdeck wants is not there yet.
@@ -195,13 +196,22 @@ pub fn header(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         }
         None => facts.push(Span::raw(format!("{} %", r.canary_weight))),
     }
-    let facts_width: usize = facts.iter().map(|s| text::width(&s.content)).sum();
-    let name_room = (area.width as usize).saturating_sub(facts_width + 2);
-    let mut first = vec![];
-    if name_room >= 4 {
-        first.push(Span::styled(cut(&r.plan().name, name_room), theme.style("ui.title").add_modifier(Modifier::BOLD)));
-        first.push(Span::raw("  "));
+    // The name is never cut while the state can be said shorter: first the
+    // state's words give way to its symbol, then the name is cut in the middle.
+    let name = &r.plan().name;
+    let width_of = |spans: &[Span]| spans.iter().map(|s| text::width(&s.content)).sum::<usize>();
+    let fits = |facts: &[Span]| text::width(name) + 2 + width_of(facts) <= area.width as usize;
+    if !fits(&facts) {
+        facts[1] = Span::raw(format!(" {}/{} ", r.stage + 1, r.stages().len()));
     }
+    if !fits(&facts) {
+        facts[0] = Span::styled(format!("{icon}"), state_style.add_modifier(Modifier::BOLD));
+    }
+    let name_room = (area.width as usize).saturating_sub(width_of(&facts) + 2);
+    let mut first = vec![
+        Span::styled(cut_middle(name, name_room.max(4)), theme.style("ui.title").add_modifier(Modifier::BOLD)),
+        Span::raw("  "),
+    ];
     first.extend(facts);
     let mut second = vec![Span::raw(format!("{} · {}", r.plan().strategy_name(), target_label(r)))];
     if r.plan().target.production {

@@ -10,6 +10,35 @@ pub fn width(s: &str) -> usize {
 }
 
 /// `s` in at most `max` cells; a cut one ends in `…`.
+/// `s` in at most `max` columns, cut in the middle so both ends show:
+/// names that differ only at the end (`notifications-17`,
+/// `notifications-18`) stay apart (`notifi…-17`). A last `-part` is kept
+/// whole when it takes at most half the room.
+pub fn cut_middle(s: &str, max: usize) -> String {
+    if s.width() <= max {
+        return s.to_string();
+    }
+    if max < 4 {
+        return cut(s, max);
+    }
+    let room = max - 1;
+    let suffix_width = s.rfind('-').map_or(0, |i| s[i..].width());
+    let tail_width = if suffix_width > 0 && suffix_width <= room / 2 { suffix_width } else { room / 2 };
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in s.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > tail_width {
+            break;
+        }
+        tail.push(c);
+        used += w;
+    }
+    let tail: String = tail.into_iter().rev().collect();
+    let head = cut(s, room - used + 1);
+    format!("{}{tail}", head)
+}
+
 pub fn cut(s: &str, max: usize) -> String {
     if s.width() <= max {
         return s.to_string();
@@ -103,6 +132,17 @@ pub fn wrap(text: &str, max: usize) -> Vec<String> {
 mod tests {
     use super::*;
     use ratatui::style::{Color, Style};
+
+    #[test]
+    fn a_middle_cut_keeps_what_tells_names_apart() {
+        assert_eq!(cut_middle("notifications-17", 10), "notifi…-17");
+        assert_eq!(cut_middle("notifications-18", 10), "notifi…-18");
+        assert_eq!(cut_middle("recommendations", 9), "reco…ions");
+        assert_eq!(cut_middle("checkout-api", 12), "checkout-api");
+        for max in 4..16 {
+            assert!(cut_middle("notifications-17", max).width() <= max, "{max}");
+        }
+    }
 
     #[test]
     fn a_cut_ends_in_an_ellipsis_and_fits() {

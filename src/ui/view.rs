@@ -159,7 +159,8 @@ fn top_bar(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::raw(" "));
     }
     spans.push(Span::styled(format!("{} ", flightdeck_core::time::stamp(app.now)), theme.style("ui.dim")));
-    spans.push(Span::raw(format!("· {} rollouts ", app.view.rollouts.len())));
+    let n = app.view.rollouts.len();
+    spans.push(Span::raw(format!("· {n} rollout{} ", if n == 1 { "" } else { "s" })));
     if humans > 0 {
         spans.push(Span::styled(format!("· {humans} need a human "), theme.style("ui.needs-human")));
     }
@@ -280,8 +281,15 @@ fn footer_line(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(text, theme.style("ui.key")));
     }
     let hints = footer_hints(app);
-    let has_help_and_quit = hints.iter().any(|(k, _)| k.contains('?')) && hints.iter().any(|(k, _)| k.contains('q'));
-    let tail = if has_help_and_quit { String::new() } else { "then ? help  q quit".to_string() };
+    // In a dialog or a text field the cockpit's keys answer or type: say
+    // how to get back to them, with the keys this keymap binds.
+    let tail = match app.layer() {
+        Layer::Confirm | Layer::Input => {
+            let key = |a| app.keymap.key_for(Layer::Cockpit, a).unwrap_or_else(|| "?".into());
+            format!("then {} help  {} quit", key(Action::Help), key(Action::Quit))
+        }
+        _ => String::new(),
+    };
     let room = (area.width as usize).saturating_sub(if tail.is_empty() { 0 } else { text::width(&tail) + 2 });
     for (i, (key, desc)) in hints.iter().enumerate() {
         let width = text::width(key) + 1 + text::width(desc) + 2;
