@@ -35,7 +35,8 @@ pub fn init() -> Option<WorkerGuard> {
 
 /// The daily log file, or why it cannot be written.
 fn open(dir: &Path) -> Result<RollingFileAppender, Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(dir)?;
+    // 0700 whatever the umask: the log names people, sessions and reasons.
+    crate::paths::private_dir(dir)?;
     // `rolling::daily` panics when the file cannot be created; the builder says why instead.
     let appender =
         RollingFileAppender::builder().rotation(Rotation::DAILY).filename_prefix("flightdeck.log").build(dir)?;

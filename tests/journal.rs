@@ -650,3 +650,26 @@ fn a_journal_that_is_a_dangling_symlink_is_refused_naming_it_and_where_it_points
     assert_eq!(verify.status.code(), Some(2), "{}", text(&verify.stderr));
     assert!(text(&verify.stderr).contains("which does not exist"), "{}", text(&verify.stderr));
 }
+
+/// Journals hold every command, name and reason: their folder is 0700 and
+/// the journal and its lock 0600 whatever the umask (the usual 022 would
+/// make them readable by everyone), and so is the log folder.
+#[test]
+fn journals_their_locks_and_the_logs_are_the_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let journal = finished_run(data.path());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.path().join("journal")), 0o700);
+    assert_eq!(mode(&journal), 0o600, "{}", journal.display());
+    let lock = std::fs::read_dir(data.path().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("a lock file");
+    assert_eq!(mode(&lock), 0o600);
+    let logs = std::fs::read_dir(data.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.ends_with("logs"));
+    if let Some(logs) = logs {
+        assert_eq!(mode(&logs), 0o700);
+    }
+}

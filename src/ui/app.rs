@@ -315,6 +315,18 @@ impl App {
         self.link_status = status;
     }
 
+    /// The server gave this cockpit a role (again, after a reconnect):
+    /// a viewer's keys and hints go, a captain's come back.
+    pub fn on_role(&mut self, role: crate::protocol::Role) {
+        let read_only = role == crate::protocol::Role::Viewer;
+        if read_only != self.read_only {
+            self.read_only = read_only;
+            self.modal = None;
+            let now = if read_only { "a viewer: read-only" } else { "a captain" };
+            self.toast = Some(Toast::info(format!("the server now has you as {now}")));
+        }
+    }
+
     pub fn on_reply(&mut self, request: &CommandRequest, reply: &Reply) {
         let verb = request.command.verb();
         self.toast = Some(match reply {

@@ -80,6 +80,12 @@ where
             }
             Some(out) = link.outputs.recv() => app.on_output(out),
             Ok(()) = link.status.changed() => app.on_link_status(link.status.borrow_and_update().clone()),
+            // A server restarted with other roles welcomes this cockpit as another role.
+            Ok(()) = link.role.changed() => {
+                if let Some(role) = *link.role.borrow_and_update() {
+                    app.on_role(role);
+                }
+            }
             Some((req, reply)) = reply_rx.recv() => app.on_reply(&req, &reply),
             _ = tokio::time::sleep(period), if timers_visible => {}
             signo = &mut stop => {

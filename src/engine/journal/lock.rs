@@ -5,7 +5,7 @@
 
 use super::{io, JournalError};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
@@ -27,7 +27,7 @@ impl JournalLock {
     /// Takes the lock at `path` for `journal`, or says who holds it.
     pub fn take(path: &Path, journal: &Path) -> Result<JournalLock, JournalError> {
         // Never truncated on open: the holder's note must survive a refused run.
-        let mut file = OpenOptions::new()
+        let mut file = crate::paths::private_file()
             .read(true)
             .write(true)
             .create(true)

@@ -168,7 +168,8 @@ impl Journal {
         sim: Option<&SimRun>,
         fresh: bool,
     ) -> Result<Opened, JournalError> {
-        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        // The user's alone whatever the umask: journals hold every command and reason.
+        crate::paths::private_dir(dir).map_err(|e| io(dir, e))?;
         let key = plan_key(plan_file);
         let path = dir.join(file_name(id, &key));
         // Before anything is read or renamed: another run may be writing.
@@ -247,7 +248,12 @@ impl Journal {
 /// either no journal or a whole header. The file is left open for appends.
 fn create_whole(path: &Path, header: &Header) -> Result<File, JournalError> {
     let partial = path.with_extension("partial");
-    let mut file = File::create(&partial).map_err(|e| io(&partial, e))?;
+    let mut file = crate::paths::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&partial)
+        .map_err(|e| io(&partial, e))?;
     let line = serde_json::to_string(header).expect("header serializes") + "\n";
     file.write_all(line.as_bytes()).and_then(|_| file.sync_all()).map_err(|e| io(&partial, e))?;
     fs::rename(&partial, path).map_err(|e| io(path, e))?;
