@@ -7,7 +7,7 @@
 //! from an ECS target's `listener_rule` and target groups. Region and
 //! profile are the ECS target's (or the environment's).
 //!
-//! One window is two `GetMetricData` calls over `[now − lag − period,
+//! One window is one `GetMetricData` call over `[now − lag − period,
 //! now − lag)`, the period being the window rounded up to one CloudWatch
 //! accepts (1, 5, 10, 30 s or whole minutes; the load balancer publishes
 //! per minute, so plans use an interval of `1m` or more):
@@ -16,13 +16,17 @@
 //!   wrong dimension); no 5XX datapoint with requests counted is 0 errors
 //!   (the load balancer publishes no zeros).
 //! - latency: `TargetResponseTime` with the extended statistics `p50`,
-//!   `p95`, `p99` (seconds, turned into milliseconds). When this call fails
-//!   the counts still count; the quantiles are `None` and `missing` says why.
+//!   `p95`, `p99` (seconds, turned into milliseconds).
+//!
+//! A result whose `StatusCode` is not `Complete` (`PartialData`,
+//! `InternalError`, `Forbidden`) counts as missing, never as what it
+//! holds: a count makes its version missing (a partial 5XX sum is not "no
+//! errors"), a quantile is `None` and `missing` says why.
 
 use crate::metrics::MetricsSource;
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::{CloudwatchMetrics, Target};
@@ -117,44 +121,71 @@ impl Cloudwatch {
         MetricDataQuery::builder().id(id).metric_stat(stat).return_data(true).build()
     }
 
-    /// One `GetMetricData` call: values by query id.
-    async fn read(
-        &self,
-        queries: Vec<MetricDataQuery>,
-        start: DateTime,
-        end: DateTime,
-    ) -> Result<HashMap<String, Vec<f64>>, String> {
+    /// One `GetMetricData` call: values by query id, or the `StatusCode`
+    /// of a result that is not `Complete`.
+    async fn read(&self, queries: Vec<MetricDataQuery>, start: DateTime, end: DateTime) -> Result<Results, String> {
         let call = self.client.get_metric_data().start_time(start).end_time(end).set_metric_data_queries(Some(queries));
         let out = call.send().await.map_err(|e| aws_sdk_cloudwatch::error::DisplayErrorContext(e).to_string())?;
         let results = out.metric_data_results().iter();
-        Ok(results.filter_map(|r| Some((r.id()?.to_owned(), r.values().to_vec()))).collect())
+        Ok(results
+            .filter_map(|r| {
+                let values = match r.status_code() {
+                    Some(StatusCode::Complete) => Ok(r.values().to_vec()),
+                    other => Err(other.map_or("none", StatusCode::as_str).to_owned()),
+                };
+                Some((r.id()?.to_owned(), values))
+            })
+            .collect())
     }
+}
 
-    fn version(
-        &self,
-        side: &str,
-        group: &str,
-        counts: &HashMap<String, Vec<f64>>,
-        latency: &HashMap<String, Vec<f64>>,
-    ) -> Result<VersionWindow, String> {
-        let requests = counts.get(&format!("{side}_requests")).filter(|v| !v.is_empty()).ok_or_else(|| {
-            format!("no RequestCount datapoint for {group} (no traffic in the window, or a wrong dimension)")
-        })?;
-        let sum = |values: &[f64]| values.iter().filter(|v| v.is_finite()).sum::<f64>().max(0.0).round() as u64;
-        let errors = counts.get(&format!("{side}_errors")).map_or(0, |v| sum(v));
-        let quantile = |q: &str| {
-            let values = latency.get(&format!("{side}_{q}"))?;
-            values.iter().copied().filter(|v| v.is_finite()).reduce(f64::max).map(|s| s * 1000.0)
-        };
-        Ok(VersionWindow {
-            requests: sum(requests),
-            errors,
-            p50_ms: quantile("p50"),
-            p95_ms: quantile("p95"),
-            p99_ms: quantile("p99"),
-            ..VersionWindow::default()
-        })
-    }
+/// Values by query id, or the `StatusCode` of a result that is not `Complete`.
+type Results = HashMap<String, Result<Vec<f64>, String>>;
+
+/// One version's window from the results of its queries (`{side}_requests`,
+/// `{side}_errors`, `{side}_p50` …); `Err` says why it is missing.
+fn version(side: &str, group: &str, results: &Results) -> Result<VersionWindow, String> {
+    let incomplete = |metric: &str, status: &str| {
+        format!("{metric} for {group} is incomplete (StatusCode {status}); the window counts as missing")
+    };
+    let requests = match results.get(&format!("{side}_requests")) {
+        Some(Ok(v)) if !v.is_empty() => v,
+        Some(Err(status)) => return Err(incomplete("RequestCount", status)),
+        _ => {
+            return Err(format!(
+                "no RequestCount datapoint for {group} (no traffic in the window, or a wrong dimension)"
+            ))
+        }
+    };
+    let sum = |values: &[f64]| values.iter().filter(|v| v.is_finite()).sum::<f64>().max(0.0).round() as u64;
+    let errors = match results.get(&format!("{side}_errors")) {
+        Some(Ok(v)) => sum(v),
+        Some(Err(status)) => return Err(incomplete("HTTPCode_Target_5XX_Count", status)),
+        None => 0,
+    };
+    let quantile = |q: &str| {
+        let values = results.get(&format!("{side}_{q}"))?.as_ref().ok()?;
+        values.iter().copied().filter(|v| v.is_finite()).reduce(f64::max).map(|s| s * 1000.0)
+    };
+    Ok(VersionWindow {
+        requests: sum(requests),
+        errors,
+        p50_ms: quantile("p50"),
+        p95_ms: quantile("p95"),
+        p99_ms: quantile("p99"),
+        ..VersionWindow::default()
+    })
+}
+
+/// Why a latency quantile is missing, if one came back incomplete.
+fn latency_note(results: &Results) -> Option<String> {
+    let mut bad: Vec<String> = QUANTILES
+        .iter()
+        .flat_map(|q| ["stable", "canary"].map(|side| format!("{side}_{q}")))
+        .filter_map(|id| results.get(&id)?.as_ref().err().map(|status| format!("{id} {status}")))
+        .collect();
+    bad.sort();
+    (!bad.is_empty()).then(|| format!("cloudwatch: latency quantiles incomplete ({})", bad.join(", ")))
 }
 
 #[async_trait]
@@ -165,30 +196,23 @@ impl MetricsSource for Cloudwatch {
         let start_ms = end_ms.saturating_sub(period as u64 * 1000);
         let at = |ms: u64| DateTime::from_millis(ms as i64);
         let sides = [("stable", &self.dimensions.stable), ("canary", &self.dimensions.canary)];
-        let mut counts = Vec::new();
-        let mut latency = Vec::new();
+        let mut queries = Vec::new();
         for (side, group) in sides {
-            counts.push(self.query(&format!("{side}_requests"), group, "RequestCount", "Sum", period));
-            counts.push(self.query(&format!("{side}_errors"), group, "HTTPCode_Target_5XX_Count", "Sum", period));
+            queries.push(self.query(&format!("{side}_requests"), group, "RequestCount", "Sum", period));
+            queries.push(self.query(&format!("{side}_errors"), group, "HTTPCode_Target_5XX_Count", "Sum", period));
             for q in QUANTILES {
-                latency.push(self.query(&format!("{side}_{q}"), group, "TargetResponseTime", q, period));
+                queries.push(self.query(&format!("{side}_{q}"), group, "TargetResponseTime", q, period));
             }
         }
-        let (counts, latency) =
-            tokio::join!(self.read(counts, at(start_ms), at(end_ms)), self.read(latency, at(start_ms), at(end_ms)));
-        let counts = match counts {
-            Ok(c) => c,
+        let results = match self.read(queries, at(start_ms), at(end_ms)).await {
+            Ok(r) => r,
             Err(e) => return crate::metrics::missing(window, format!("cloudwatch: GetMetricData: {e}")),
         };
-        let (latency, latency_note) = match latency {
-            Ok(l) => (l, None),
-            Err(e) => (HashMap::new(), Some(format!("cloudwatch: latency quantiles unavailable: {e}"))),
-        };
-        let stable = self.version("stable", &self.dimensions.stable, &counts, &latency);
-        let canary = self.version("canary", &self.dimensions.canary, &counts, &latency);
+        let stable = version("stable", &self.dimensions.stable, &results);
+        let canary = version("canary", &self.dimensions.canary, &results);
         let mut sample = crate::metrics::per_version(window, "cloudwatch", stable, canary);
         if sample.missing.is_none() {
-            sample.missing = latency_note;
+            sample.missing = latency_note(&results);
         }
         sample
     }
@@ -210,6 +234,34 @@ mod tests {
         let tg = "arn:aws:elasticloadbalancing:eu-west-1:123:targetgroup/checkout-green/6d0ecf831eec9f09";
         assert_eq!(target_group_dimension(tg).as_deref(), Some("targetgroup/checkout-green/6d0ecf831eec9f09"));
         assert_eq!(target_group_dimension("checkout-green"), None);
+    }
+
+    #[test]
+    fn a_result_that_is_not_complete_counts_as_missing() {
+        let complete = |v: &[f64]| Ok(v.to_vec());
+        let mut results: Results = [
+            ("canary_requests", complete(&[100.0])),
+            ("canary_errors", Err("PartialData".to_owned())),
+            ("canary_p99", complete(&[0.25])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let e = version("canary", "targetgroup/green/1", &results).unwrap_err();
+        assert!(
+            e.contains("HTTPCode_Target_5XX_Count for targetgroup/green/1 is incomplete (StatusCode PartialData)"),
+            "{e}"
+        );
+        results.insert("canary_errors".into(), complete(&[]));
+        let w = version("canary", "targetgroup/green/1", &results).unwrap();
+        assert_eq!((w.requests, w.errors, w.p99_ms), (100, 0, Some(250.0)));
+        results.insert("canary_requests".into(), Err("InternalError".into()));
+        assert!(version("canary", "g", &results).unwrap_err().contains("RequestCount for g is incomplete"));
+        results.insert("stable_p95".into(), Err("Forbidden".into()));
+        assert_eq!(
+            latency_note(&results).as_deref(),
+            Some("cloudwatch: latency quantiles incomplete (stable_p95 Forbidden)")
+        );
     }
 
     #[test]
