@@ -142,6 +142,10 @@ pub struct ShareOptions {
     /// themselves, with the roles --captains and --viewers give them.
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
+    /// Also serve /healthz, /readyz and /metrics (Prometheus) over plain HTTP on this address
+    /// (e.g. 127.0.0.1:9464): anyone who reaches it reads rollout names and states.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
     /// Also serve the cockpit over SSH on this address (e.g. 127.0.0.1:2222).
     #[cfg(feature = "ssh")]
     #[arg(long, value_name = "ADDR", requires = "authorized_keys")]

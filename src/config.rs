@@ -7,6 +7,10 @@
 //! actor = "alice"                        # name on every action (default: $USER)
 //! production_contexts = ["prod-eu-1"]    # kube contexts shown (and themed) as production
 //! mouse = false                          # no mouse capture: the terminal's text selection works
+//!
+//! [[notify]]                             # `serve`'s notifications (see crate::service::notify)
+//! kind = "slack"
+//! url_env = "FLIGHTDECK_SLACK_URL"
 //! ```
 
 use flightdeck_core::TomlFile;
@@ -27,6 +31,9 @@ pub struct Config {
     /// The cockpit captures the mouse (wheel scrolls, click selects) unless
     /// this is false, which leaves text selection to the terminal.
     pub mouse: Option<bool>,
+    /// Where `serve` sends notifications (`[[notify]]` tables).
+    #[serde(default)]
+    pub notify: Vec<crate::service::notify::NotifyConfig>,
 }
 
 impl Config {

@@ -184,7 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let config = Config::load(&flightdeck::paths::config_dir()).map_err(BadInput)?;
             fleet::mark_production(&mut setups, &config.production_contexts);
             let options = engine_options(&setups, speed, fresh, StopWhen::Never);
-            let listeners = listeners(&share)?;
+            let listeners = listeners(&share, &config)?;
             let socket = share.socket.unwrap_or_else(flightdeck::paths::socket_path);
             let roles = Roles { captains: share.captains, viewers: share.viewers };
             roles.check().map_err(BadInput)?;
@@ -335,9 +335,19 @@ fn attach(
     })
 }
 
-/// The SSH listener's options; its authorized keys are read here so a bad
-/// line stops the server (exit 2) before anything starts.
-fn listeners(share: &flightdeck::cli::ShareOptions) -> Result<flightdeck::share::Listeners, Failure> {
+/// The SSH listener's options, `--http` and the `[[notify]]` destinations;
+/// authorized keys and notification secrets are read here so a bad line or
+/// a missing secret stops the server (exit 2) before anything starts.
+fn listeners(share: &flightdeck::cli::ShareOptions, config: &Config) -> Result<flightdeck::share::Listeners, Failure> {
+    let sinks = if config.notify.is_empty() {
+        Vec::new()
+    } else {
+        let file = flightdeck::paths::config_dir().join("config.toml");
+        let shown = file.display().to_string();
+        let text = flightdeck::files::read_text(&file).map_err(|e| BadInput(e.at(&shown, "config").to_string()))?;
+        flightdeck::service::notify::resolve(&config.notify, &file, &text).map_err(BadInput)?
+    };
+    let service = flightdeck::service::ServiceOptions { http: share.http.clone(), sinks };
     #[cfg(feature = "ssh")]
     if let (Some(listen), Some(keys)) = (&share.ssh, &share.authorized_keys) {
         // Bounded, regular files only (a link to /dev/zero is refused, not read).
@@ -346,10 +356,9 @@ fn listeners(share: &flightdeck::cli::ShareOptions) -> Result<flightdeck::share:
             flightdeck::files::read_text(keys).map_err(|e| BadInput(e.at(&shown, "authorized keys").to_string()))?;
         flightdeck::share::ssh::keys::AuthorizedKeys::parse(&shown, &text).map_err(BadInput)?;
         let ssh = flightdeck::share::ssh::SshOptions { listen: listen.clone(), authorized_keys: keys.clone() };
-        return Ok(flightdeck::share::Listeners { ssh: Some(ssh) });
+        return Ok(flightdeck::share::Listeners { ssh: Some(ssh), service });
     }
-    let _ = share;
-    Ok(flightdeck::share::Listeners::default())
+    Ok(flightdeck::share::Listeners { service, ..Default::default() })
 }
 
 /// A server that cannot start as asked (socket held by another, journal

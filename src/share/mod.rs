@@ -24,6 +24,8 @@ pub struct Listeners {
     /// `--ssh ADDR --authorized-keys FILE`.
     #[cfg(feature = "ssh")]
     pub ssh: Option<ssh::SshOptions>,
+    /// `--http ADDR` and `[[notify]]` ([`crate::service`]).
+    pub service: crate::service::ServiceOptions,
 }
 
 /// Runs the engine headless and shares it on `socket` (given to
@@ -37,10 +39,13 @@ pub async fn serve(
     socket: &Path,
     socket_group: Option<&str>,
     roles: roles::Roles,
-    listeners: Listeners,
+    mut listeners: Listeners,
 ) -> color_eyre::Result<i32> {
     let mut signals = Signals::catch()?;
     let listening = server::bind_shared(socket, socket_group).await?;
+    // Before any journal: a taken port stops serve before it touches anything.
+    let service_options = std::mem::take(&mut listeners.service);
+    let mut service = crate::service::Service::bind(service_options).await.map_err(color_eyre::eyre::Report::msg)?;
     #[cfg(feature = "ssh")]
     let ssh = match &listeners.ssh {
         Some(options) => Some(ssh::bind(options).await.map_err(color_eyre::eyre::Report::msg)?),
@@ -51,11 +56,15 @@ pub async fn serve(
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
     let hub = hub::Hub::start(engine.subscribe(), rx, engine.history().to_vec());
+    service.follow(engine.subscribe(), hub.clone()).map_err(color_eyre::eyre::Report::msg)?;
     let count = engine.subscribe().borrow().rollouts.len();
     say(format_args!(
         "flightdeck: serving {count} rollouts on {}; attach with `flightdeck attach --socket {0}`",
         socket.display()
     ));
+    if let Some(addr) = service.http_addr {
+        say(format_args!("flightdeck: health and metrics on http://{addr}/healthz, /readyz and /metrics"));
+    }
     #[cfg(feature = "ssh")]
     if let Some(ssh) = &ssh {
         say(format_args!("flightdeck: and over SSH on {}: `ssh -t -p {} NAME@HOST`", ssh.address, ssh.address.port()));
@@ -94,6 +103,8 @@ pub async fn serve(
         }
     };
     engine.shutdown().await;
+    // What the last steps called for still goes out (for a few seconds at most).
+    service.stop().await;
     drop(listening);
     Ok(signo)
 }

@@ -1,0 +1,221 @@
+//! `flightdeck serve` as a service: health and metrics over HTTP
+//! (`--http ADDR`, [`health`], [`metrics`]) and notifications to Slack,
+//! PagerDuty and signed webhooks ([`notify`]).
+//!
+//! Everything here is a viewer: it follows the engine's snapshots (a
+//! `watch`, read at scrape time) and the events the hub broadcasts, and
+//! never waits on the engine nor makes it wait. A follower that falls
+//! behind the broadcast skips events and counts them
+//! (`flightdeck_events_skipped_total`) rather than slow anyone.
+
+pub mod health;
+pub mod metrics;
+pub mod notify;
+
+use crate::protocol::{inert, Output, Snapshot};
+use crate::share::hub::Hub;
+use flightdeck_core::rollout::{Phase, Rollout};
+use metrics::Counters;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// How long queued notifications may take to go out when serve stops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What `serve` runs beside its socket.
+#[derive(Debug, Default)]
+pub struct ServiceOptions {
+    /// `--http ADDR`: `/healthz`, `/readyz`, `/metrics`.
+    pub http: Option<String>,
+    /// `[[notify]]` destinations, their secrets read.
+    pub sinks: Vec<notify::Sink>,
+}
+
+/// What the HTTP endpoints read: the engine, once it has started.
+pub struct Shared {
+    engine: OnceLock<Sources>,
+    counters: Arc<Mutex<Counters>>,
+}
+
+struct Sources {
+    snapshots: watch::Receiver<Snapshot>,
+    hub: Arc<Hub>,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared { engine: OnceLock::new(), counters: Arc::new(Mutex::new(Counters::default())) }
+    }
+
+    /// The latest rollouts (pointers, not copies: the engine's lock is held for a moment only).
+    fn rollouts(&self) -> Option<Vec<Arc<Rollout>>> {
+        self.engine.get().map(|e| e.snapshots.borrow().rollouts.clone())
+    }
+
+    /// `/healthz`: the process runs its loop (`Err` once the engine's rollout tasks are all gone).
+    pub fn liveness(&self) -> Result<String, String> {
+        match self.engine.get() {
+            None => Ok("ok: starting (opening journals)\n".into()),
+            Some(e) if e.snapshots.has_changed().is_err() => Err("the engine stopped\n".into()),
+            Some(_) => Ok("ok\n".into()),
+        }
+    }
+
+    /// `/readyz`: every journal is open (and can be written) and no
+    /// rollout's backend is unreachable; else the reasons, one a line.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let Some(e) = self.engine.get() else {
+            return Err(vec!["starting: the journals are being opened".into()]);
+        };
+        if e.snapshots.has_changed().is_err() {
+            return Err(vec!["the engine stopped".into()]);
+        }
+        let mut reasons = Vec::new();
+        for r in e.snapshots.borrow().rollouts.iter() {
+            if let Phase::Paused { by, reason, .. } = &r.phase {
+                if by.0 == "journal" {
+                    reasons.push(format!("{}: {}", inert(&r.id), inert(reason)));
+                }
+            }
+            if let Some(error) = &r.observe_error {
+                reasons.push(format!("{}: backend unreachable: {}", inert(&r.id), inert(error)));
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+
+    /// `/metrics`.
+    pub fn metrics(&self) -> String {
+        let rollouts = self.rollouts().unwrap_or_default();
+        let attached = self.engine.get().map_or(0, |e| e.hub.attached().len());
+        let counters = self.counters.lock().expect("counters").clone();
+        metrics::render(&counters, &rollouts, attached)
+    }
+}
+
+/// The running service: its HTTP listener and its event follower.
+pub struct Service {
+    shared: Arc<Shared>,
+    /// Where `--http` listens (port 0 resolved).
+    pub http_addr: Option<SocketAddr>,
+    http: Option<JoinHandle<()>>,
+    sinks: Vec<notify::Sink>,
+    follower: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+}
+
+impl Service {
+    /// Binds `--http` (before any journal is opened: a taken port stops
+    /// serve first) and starts answering; `/readyz` says "starting" until
+    /// [`Service::follow`].
+    pub async fn bind(options: ServiceOptions) -> Result<Service, String> {
+        #[cfg(not(feature = "notify"))]
+        if !options.sinks.is_empty() {
+            return Err("[[notify]]: this flightdeck was built without the `notify` feature".into());
+        }
+        let shared = Arc::new(Shared::new());
+        let (http, http_addr) = match &options.http {
+            Some(addr) => {
+                let listener = health::bind(addr).await?;
+                let local = listener.local_addr().ok();
+                (Some(tokio::spawn(health::serve(listener, shared.clone()))), local)
+            }
+            None => (None, None),
+        };
+        Ok(Service { shared, http_addr, http, sinks: options.sinks, follower: None })
+    }
+
+    /// Follows the started engine: its snapshots, and the events its hub broadcasts.
+    pub fn follow(&mut self, snapshots: watch::Receiver<Snapshot>, hub: Arc<Hub>) -> Result<(), String> {
+        let events = hub.events();
+        let _ = self.shared.engine.set(Sources { snapshots: snapshots.clone(), hub });
+        #[cfg(feature = "notify")]
+        let notifier = match self.sinks.is_empty() {
+            true => None,
+            false => Some(notify::Notifier::start(std::mem::take(&mut self.sinks), self.shared.counters.clone())?),
+        };
+        #[cfg(not(feature = "notify"))]
+        let notifier: Option<()> = None;
+        let (stop_tx, stop) = oneshot::channel();
+        let task = tokio::spawn(follow(events, snapshots, self.shared.counters.clone(), notifier, stop));
+        self.follower = Some((task, stop_tx));
+        Ok(())
+    }
+
+    /// Stops: queued notifications get [`SHUTDOWN_GRACE`] to go out.
+    pub async fn stop(mut self) {
+        if let Some((task, stop)) = self.follower.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), task).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(http) = &self.http {
+            http.abort();
+        }
+        if let Some((task, _)) = &self.follower {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(feature = "notify")]
+type Notifier = notify::Notifier;
+#[cfg(not(feature = "notify"))]
+type Notifier = ();
+
+/// Counts and notifies what the engine's events say, until stopped.
+async fn follow(
+    mut events: broadcast::Receiver<Output>,
+    snapshots: watch::Receiver<Snapshot>,
+    counters: Arc<Mutex<Counters>>,
+    notifier: Option<Notifier>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let index: HashMap<String, usize> =
+        snapshots.borrow().rollouts.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+    let mut watcher = notify::Watcher::default();
+    loop {
+        let out = tokio::select! {
+            _ = &mut stop => break,
+            event = events.recv() => match event {
+                Ok(out) => out,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "metrics and notifications fell behind the engine's events");
+                    counters.lock().expect("counters").skipped_events += n;
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        };
+        let rollout = index.get(out.rollout()).and_then(|&i| snapshots.borrow().rollouts.get(i).cloned());
+        let notice = watcher.notice(&out, rollout.as_deref());
+        {
+            let mut c = counters.lock().expect("counters");
+            c.observe(&out);
+            if let Some(n) = notice.as_ref().filter(|n| n.event == notify::EventKind::Rollback) {
+                c.rollback(&n.rollout, n.by.as_deref().unwrap_or("analysis"));
+            }
+        }
+        #[cfg(feature = "notify")]
+        if let (Some(notifier), Some(n)) = (&notifier, &notice) {
+            notifier.offer(n);
+        }
+    }
+    #[cfg(feature = "notify")]
+    if let Some(notifier) = notifier {
+        notifier.finish(SHUTDOWN_GRACE).await;
+    }
+    #[cfg(not(feature = "notify"))]
+    let _ = notifier;
+}
