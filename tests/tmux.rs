@@ -300,18 +300,18 @@ fn palette_pause_with_a_name_pauses_that_rollout_and_only_it() {
     let t = Tmux::sized(&demo_command(data.path(), config.path(), "1"), 80, 24);
     t.wait_for(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
     t.keys(&["/", "c", "h", "e", "c", "k", "Enter"]);
-    t.wait_for(&[">▶ checkou"], Duration::from_secs(3));
+    t.wait_for(&[">▶ chec…api"], Duration::from_secs(3));
     t.keys(&["Escape"]);
-    t.wait_for(&["notific", "user-pr"], Duration::from_secs(3));
+    t.wait_for(&["noti…ons", "user…ile"], Duration::from_secs(3));
     t.keys(&[":", "p", "a", "u", "s", "e", " ", "u", "Tab"]);
     t.wait_for(&[":pause user-profile"], Duration::from_secs(3));
     t.keys(&["Enter"]);
     let screen = t.screen();
     t.wait_for(&["pause sent to staging/user-profile"], Duration::from_secs(3));
     let screen = if screen.contains("pause sent") { screen } else { t.screen() };
-    assert!(row_of(&screen, "user-pr").contains("paused"), "{screen}");
-    assert!(row_of(&screen, "checkou").starts_with("│>▶"), "the selected one keeps going:\n{screen}");
-    for other in ["checkou", "payments", "recomme", "search", "notific"] {
+    assert!(row_of(&screen, "user…ile").contains("paused"), "{screen}");
+    assert!(row_of(&screen, "chec…api").starts_with("│>▶"), "the selected one keeps going:\n{screen}");
+    for other in ["chec…api", "payments", "reco…ons", "search", "noti…ons"] {
         assert!(!row_of(&screen, other).contains("paused"), "{other} paused:\n{screen}");
     }
     // An unknown name sends nothing and says why.

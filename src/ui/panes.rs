@@ -763,14 +763,16 @@ fn event_text(o: &Output) -> (String, &'static str) {
         Output::Started { resumed, .. } => {
             ((if *resumed { "resumed from journal" } else { "started" }).to_string(), "ui.text")
         }
-        Output::Transition { from, to, stage, stages, weight, reason, .. } => (
-            format!(
-                "{from} → {to} · stage {}/{stages} · {weight}%{}",
-                stage + 1,
-                reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
-            ),
-            "ui.text",
-        ),
+        Output::Transition { from, to, stage, stages, weight, reason, .. } => {
+            let why = reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default();
+            // Same phase, new stage: say what moved, not "progressing → progressing".
+            let text = if from == to {
+                format!("{to}: stage {}/{stages} · {weight}%{why}", stage + 1)
+            } else {
+                format!("{from} → {to} · stage {}/{stages} · {weight}%{why}", stage + 1)
+            };
+            (text, "ui.text")
+        }
         Output::Verdict { verdict, .. } => {
             (format!("verdict {}: {}", verdict.label(), verdict.summary()), "event.verdict")
         }

@@ -99,7 +99,7 @@ fn a_promote_at_a_production_gate_is_an_approval_and_asks() {
     for command in [Command::Promote, Command::Approve] {
         let c = confirmation(ask(&r, command.clone()));
         assert_eq!(c.title, "Approve checkout into stage 2/3?", "{command:?}");
-        assert_eq!(c.changes, vec!["canary weight 1 % → 10 % on sim sim".to_string()]);
+        assert_eq!(c.changes, vec!["canary weight 1 % → 10 % on sim".to_string()]);
         assert!(c.outcome.contains("the plan asks for approval before this stage"), "{}", c.outcome);
         assert!(c.outcome.ends_with("PRODUCTION"), "{}", c.outcome);
         assert_eq!(c.answer, Answer::Key);
@@ -120,7 +120,7 @@ fn a_promote_that_reaches_100_percent_asks_like_promote_full() {
     assert_eq!(r.stage, 2);
     let c = confirmation(ask(&r, Command::Promote));
     assert_eq!(c.title, "Promote checkout to 100 %?");
-    assert!(c.changes.contains(&"canary weight 50 % → 100 % on sim sim".to_string()), "{:?}", c.changes);
+    assert!(c.changes.contains(&"canary weight 50 % → 100 % on sim".to_string()), "{:?}", c.changes);
     assert!(c.outcome.starts_with("then promoted at stage 4/4 (100 %)"), "{}", c.outcome);
 }
 
@@ -155,7 +155,7 @@ fn an_abort_says_what_its_effects_do_on_each_backend() {
     // The simulator keeps an aborted canary running without traffic.
     let r = started(canary_plan());
     let c = confirmation(ask(&r, Command::Abort { reason: None }));
-    assert_eq!(c.changes[0], "canary weight 1 % → 0 % on sim sim");
+    assert_eq!(c.changes[0], "canary weight 1 % → 0 % on sim");
     assert!(c.changes.iter().any(|l| l.contains("keeps running, without traffic")), "{:?}", c.changes);
     // A driven ECS canary removes the idle task set: the text says so, from the effect.
     let mut plan = canary_plan();
