@@ -497,7 +497,28 @@ fn help(f: &mut Frame, area: Rect, app: &mut App) {
             )
         })
         .collect();
+    // The legend, in this theme's own symbols.
+    let sy = &theme.symbols;
+    let legend = format!(
+        "Symbols: {} progressing  {} paused  {} waiting at a gate  {} promoted  {} rolled back  {} aborted  \
+         {} failed  {} pending · verdict {} pass  {} fail  {} inconclusive  · no window yet · {} production · \
+         `1%!` a weight the backend has not shown yet · `?9:58` time to the next gate · ▲ needs a human \
+         (waits for one, or a rollback nobody has acknowledged)",
+        sy.progressing,
+        sy.paused,
+        sy.awaiting,
+        sy.promoted,
+        sy.rolled_back,
+        sy.aborted,
+        sy.failed,
+        sy.pending,
+        sy.pass,
+        sy.fail,
+        sy.warn,
+        sy.production
+    );
     let notes = [
+        legend.as_str(),
         "Only what can apply asks to confirm; anything else says why in the status line.",
         "Palette (:) runs a command on the selected rollout, or on the one named: `:pause user-profile`. \
          Tab cycles through commands and rollout names. `:q` quits.",
@@ -517,7 +538,10 @@ fn help(f: &mut Frame, area: Rect, app: &mut App) {
     let max_scroll = (lines.len() as u16).saturating_sub(visible);
     app.help_scroll = app.help_scroll.min(max_scroll);
     app.help_page = visible;
-    f.render_widget(Clear, rect);
+    // Help covers all but the top bar and the footer: no half-hidden text
+    // beside it reads as a cut number.
+    let middle = Rect { y: area.y + 1, height: area.height.saturating_sub(2), ..area };
+    f.render_widget(Clear, middle);
     let title = if max_scroll > 0 {
         format!(" Help {}–{} of {} (j/k scroll) ", app.help_scroll + 1, app.help_scroll + visible, lines.len())
     } else {
