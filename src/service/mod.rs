@@ -107,6 +107,7 @@ pub struct Service {
     /// Where `--http` listens (port 0 resolved).
     pub http_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
+    #[cfg_attr(not(feature = "notify"), allow(dead_code))]
     sinks: Vec<notify::Sink>,
     follower: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
 }
