@@ -797,3 +797,137 @@ async fn post(client: &reqwest::Client, url: &str, request: &Request) -> Outcome
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flightdeck_core::rollout::Actor;
+    use flightdeck_core::Plan;
+
+    const PLAN: &str = include_str!("../../examples/plans/canary.toml");
+    const ID: &str = "sim-eu-1/checkout-api";
+
+    fn rollout(phase: Phase) -> Rollout {
+        let mut r = Rollout::new(ID, Plan::parse("canary.toml", PLAN).unwrap());
+        r.phase = phase;
+        r
+    }
+
+    fn transition(to: &str, at: u64) -> Output {
+        Output::Transition {
+            rollout: ID.into(),
+            at: Timestamp(at),
+            from: "progressing".into(),
+            to: to.into(),
+            stage: 1,
+            stages: 4,
+            weight: 0,
+            reason: Some("error rate \u{1b}[31m up".into()),
+        }
+    }
+
+    fn action(command: &str, at: u64) -> Output {
+        Output::Action {
+            rollout: ID.into(),
+            at: Timestamp(at),
+            actor: Actor::new("alice"),
+            command: command.into(),
+            stage: 1,
+            accepted: true,
+            reason: None,
+            detail: None,
+            revision: String::new(),
+            session: None,
+        }
+    }
+
+    #[test]
+    fn a_rollback_is_the_analysis_unless_someone_sent_it_in_the_same_step() {
+        let mut w = Watcher::default();
+        let by_analysis = rollout(Phase::RolledBack { by: Actor::analysis(), reason: "r".into(), at: Timestamp(5) });
+        let n = w.notice(&transition("rolled back", 5), Some(&by_analysis)).unwrap();
+        assert_eq!((n.event, n.by.as_deref(), n.stage), (EventKind::Rollback, Some("analysis"), 2));
+        // What someone typed is made inert before it goes anywhere.
+        assert!(n.summary.contains("error rate \\x1b[31m up"), "{}", n.summary);
+        assert!(w.notice(&action("rollback", 9), None).is_none());
+        let n = w.notice(&transition("rolled back", 9), None).unwrap();
+        assert_eq!(n.by.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn a_pause_someone_made_is_not_told_one_the_analysis_made_is() {
+        let mut w = Watcher::default();
+        w.notice(&action("pause", 3), None);
+        assert!(w.notice(&transition("paused", 3), None).is_none());
+        let n = w.notice(&transition("paused", 4), None).unwrap();
+        assert_eq!((n.event, n.by.as_deref()), (EventKind::Paused, Some("analysis")));
+        assert!(w.notice(&transition("progressing", 5), None).is_none());
+    }
+
+    #[test]
+    fn an_approval_says_who_may_approve_and_an_acknowledge_who_acknowledged() {
+        let mut w = Watcher::default();
+        let text = PLAN.replace("weight = 10\n", "weight = 10\napprovers = [\"alice\", \"bob\"]\nrequired = 1\n");
+        let mut r = Rollout::new(ID, Plan::parse("canary.toml", &text).unwrap());
+        r.phase = Phase::AwaitingApproval { next: 1, gate: Gate::Stage, since: Timestamp(1) };
+        let n = w.notice(&transition("awaiting approval", 1), Some(&r)).unwrap();
+        assert_eq!(n.approvers, Some(Approvers { names: vec!["alice".into(), "bob".into()], required: 1 }));
+        assert!(n.summary.contains("(1 of alice, bob may approve)"), "{}", n.summary);
+        let n = w.notice(&action("acknowledge", 7), Some(&rollout(Phase::Pending))).unwrap();
+        assert_eq!((n.event, n.by.as_deref()), (EventKind::Acknowledged, Some("alice")));
+    }
+
+    #[test]
+    fn payloads_have_the_shapes_slack_and_pagerduty_document() {
+        let mut w = Watcher::default();
+        let n = w.notice(&transition("rolled back", 5), None).unwrap();
+        let mut n2 = n.clone();
+        n2.summary = "a < b & c > d".into();
+        assert_eq!(slack_body(&n2)["text"], ":rotating_light: a &lt; b &amp; c &gt; d");
+        let pd = pagerduty_body(&n, "KEY", "host-1");
+        assert_eq!(pd["event_action"], "trigger");
+        assert_eq!(pd["dedup_key"], "flightdeck/sim-eu-1/checkout-api");
+        assert_eq!(
+            (pd["payload"]["severity"].as_str(), pd["payload"]["source"].as_str()),
+            (Some("critical"), Some("host-1"))
+        );
+        let mut done = n.clone();
+        done.event = EventKind::Promoted;
+        let resolve = pagerduty_body(&done, "KEY", "host-1");
+        assert_eq!(resolve["event_action"], "resolve");
+        assert!(resolve.get("payload").is_none());
+        let mut long = n.clone();
+        long.summary = "x".repeat(5000);
+        assert_eq!(pagerduty_body(&long, "K", "h")["payload"]["summary"].as_str().unwrap().len(), 1024);
+    }
+
+    #[cfg(feature = "notify")]
+    #[test]
+    fn the_signature_is_hmac_sha256_in_hex() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_is_named_with_its_entry_and_line() {
+        let text = "actor = \"x\"\n\n[[notify]]\nkind = \"slack\"\nurl_env = \"FD_UNIT_UNSET\"\n\n[[notify]]\nkind = \"webhook\"\nurl = \"https://h\"\nsecret_file = \"/nonexistent/flightdeck\"\n";
+        let config = crate::config::Config::parse("c.toml", text).unwrap();
+        let err = resolve(&config.notify, Path::new("c.toml"), text).unwrap_err();
+        assert_eq!(err, "c.toml:3: notify[0]: url: environment variable FD_UNIT_UNSET is not set");
+        let webhook = &config.notify[1..];
+        let only = "\n[[notify]]\nkind = \"webhook\"\nurl = \"https://h\"\nsecret_file = \"/nonexistent/flightdeck\"\n";
+        let err = resolve(webhook, Path::new("d.toml"), only).unwrap_err();
+        assert!(err.starts_with("d.toml:2: notify[0]: secret: /nonexistent/flightdeck"), "{err}");
+        let sink = Sink {
+            kind: SinkKind::Slack,
+            name: "s".into(),
+            url: "https://secret".into(),
+            secret: None,
+            events: vec![],
+        };
+        assert!(!format!("{sink:?}").contains("secret"), "Debug hides the URL");
+    }
+}
