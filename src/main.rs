@@ -72,6 +72,31 @@ fn output_failures_exit() {
     }));
 }
 
+/// Approvers the socket's roles make viewers (named in `--viewers`, or left
+/// out of a `--captains` list): their approvals would be refused, and a
+/// stage that needs them could wait for ever. Said at start, once each.
+fn approvers_who_cannot_approve(plans: &[(&str, &flightdeck_core::Plan)], roles: &Roles) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (file, plan) in plans {
+        for stage in &plan.approvers {
+            for name in &stage.names {
+                let viewer = roles.viewers.iter().any(|v| v == name);
+                let not_captain = !roles.captains.is_empty() && !roles.captains.iter().any(|c| c == name);
+                if viewer || not_captain {
+                    let why = if viewer { "is named in --viewers" } else { "is not in --captains" };
+                    warnings.push(format!(
+                        "{}: {name} approves stage {} but {why} on the socket: their approvals there will be \
+                         refused (over SSH the key's role decides)",
+                        file,
+                        stage.stage + 1
+                    ));
+                }
+            }
+        }
+    }
+    warnings
+}
+
 /// Bad input is kept apart from other errors: it is the user's to fix, gets
 /// exit code 2, and needs no backtrace.
 enum Failure {
@@ -188,6 +213,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let socket = share.socket.unwrap_or_else(flightdeck::paths::socket_path);
             let roles = Roles { captains: share.captains, viewers: share.viewers };
             roles.check().map_err(BadInput)?;
+            let plans: Vec<(&str, &flightdeck_core::Plan)> =
+                setups.iter().map(|s| (s.plan_file.as_str(), &s.plan)).collect();
+            for warning in approvers_who_cannot_approve(&plans, &roles) {
+                tell(format_args!("warning: {warning}"));
+            }
             let group = share.socket_group.as_deref();
             let serving = flightdeck::share::serve(setups, options, &socket, group, roles, listeners);
             let signo = match runtime.block_on(serving) {
@@ -428,5 +458,28 @@ fn journal_refusal(report: color_eyre::Report) -> Failure {
             None => Failure::BadInput(BadInput(e.to_string())),
         },
         _ => Failure::Other(report),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approvers_the_socket_makes_viewers_are_warned_about_at_start() {
+        let text = "[rollout]\nname = \"checkout\"\nstable = \"v1\"\ncanary = \"v2\"\n\n[target]\nbackend = \"sim\"\n\
+                    group = \"sim\"\n\n[[strategy.stages]]\nweight = 10\nbake = \"1m\"\n\n[[strategy.stages]]\n\
+                    weight = 100\nbake = \"0s\"\napprovers = [\"alice\", \"carol\"]\n";
+        let plan = flightdeck_core::Plan::parse("approvers.toml", text).unwrap();
+        let plans = [("approvers.toml", &plan)];
+        let roles = Roles { captains: vec![], viewers: vec!["carol".into()] };
+        let warnings = approvers_who_cannot_approve(&plans, &roles);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("approvers.toml: carol approves stage 2 but is named in --viewers"));
+        let roles = Roles { captains: vec!["alice".into()], viewers: vec![] };
+        let warnings = approvers_who_cannot_approve(&plans, &roles);
+        assert!(warnings[0].contains("carol approves stage 2 but is not in --captains"), "{warnings:?}");
+        let roles = Roles { captains: vec!["alice".into(), "carol".into()], viewers: vec![] };
+        assert!(approvers_who_cannot_approve(&plans, &roles).is_empty());
     }
 }
