@@ -100,9 +100,11 @@ fn detail_panes(f: &mut Frame, area: Rect, app: &mut App, r: &flightdeck_core::R
     let split_height = panes::split_height(r, app.now);
     let top = 3 + split_height + 2;
     let room = area.height.saturating_sub(top);
-    let events_min = if full { 6 } else { 4 };
+    // The newest events (at least three) matter more than the budget box,
+    // whose policy the header and the gate's reason already say.
+    let events_min = if full { 6 } else { 5 };
     let mut budget_height = if wide { 0 } else { 5 };
-    if full && room < deltas_height + budget_height + 1 + events_min {
+    if room < deltas_height + budget_height + 1 + events_min {
         budget_height = 0;
     }
     let deltas_height = deltas_height.min(room);
