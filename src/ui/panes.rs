@@ -205,7 +205,7 @@ pub fn header(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         facts[1] = Span::raw(format!(" {}/{} ", r.stage + 1, r.stages().len()));
     }
     if !fits(&facts) {
-        facts[0] = Span::styled(format!("{icon}"), state_style.add_modifier(Modifier::BOLD));
+        facts[0] = Span::styled(icon.to_string(), state_style.add_modifier(Modifier::BOLD));
     }
     let name_room = (area.width as usize).saturating_sub(width_of(&facts) + 2);
     let mut first = vec![
