@@ -356,6 +356,29 @@ fn serve_stops_before_anything_when_a_secret_is_missing() {
 /// real parser, which scripts/setup installs with moto) with the fields
 /// every object needs and the ones this deployment relies on; the unit and
 /// the Containerfile say what they must.
+/// The Kubernetes manifests against the Kubernetes API's own schemas, by a
+/// packaged validator (PyPI's kubernetes-validate, which scripts/setup
+/// installs), strict: an unknown or misspelled field fails too.
+#[test]
+fn the_kubernetes_manifests_pass_the_kubernetes_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let files: Vec<_> = ["deployment", "serviceaccount", "rbac", "service", "pvc"]
+        .iter()
+        .map(|f| root.join(format!("{f}.yaml")))
+        .collect();
+    let out = Process::new("kubernetes-validate")
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("kubernetes-validate is needed: run scripts/setup: {e}"));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    for kind in ["deployment/", "serviceaccount/", "clusterrole/", "rolebinding/", "service/", "persistentvolumeclaim/"]
+    {
+        assert!(said.contains(&format!("passed for resource {kind}")), "{kind} not validated: {said}");
+    }
+}
+
 #[test]
 fn the_deployment_files_hold_what_a_cluster_and_a_host_need() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
