@@ -358,7 +358,7 @@ impl App {
             .map(Arc::as_ref)
             .filter(|r| needle.is_empty() || haystack(r).contains(&needle))
             .collect();
-        list.sort_by_cached_key(|r| (attention(r).is_none(), r.plan().target.group.clone(), r.id.clone()));
+        list.sort_by_cached_key(|r| (attention(r).is_none(), natural(&r.plan().target.group), natural(&r.id)));
         list
     }
 
@@ -983,7 +983,7 @@ impl App {
     pub fn rollout_names(&self) -> Vec<(String, String)> {
         let all = &self.latest.rollouts;
         let mut list: Vec<&Rollout> = all.iter().map(Arc::as_ref).collect();
-        list.sort_by_cached_key(|r| (attention(r).is_none(), r.plan().target.group.clone(), r.id.clone()));
+        list.sort_by_cached_key(|r| (attention(r).is_none(), natural(&r.plan().target.group), natural(&r.id)));
         list.iter()
             .map(|r| {
                 let shared = all.iter().filter(|o| o.plan().name == r.plan().name).count() > 1;
@@ -1099,6 +1099,27 @@ fn summary_line(r: &Rollout) -> String {
 use flightdeck_core::view::attention;
 pub use flightdeck_core::view::state_label;
 
+/// A sort key that orders numbers by value: `notifications-2` before
+/// `notifications-10`, `prod-eu-2` before `prod-eu-10`.
+fn natural(s: &str) -> Vec<(String, u64)> {
+    let mut key = Vec::new();
+    let mut text = String::new();
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                key.push((std::mem::take(&mut text), digits.parse().unwrap_or(u64::MAX)));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    key.push((text, if digits.is_empty() { 0 } else { digits.parse().unwrap_or(u64::MAX) }));
+    key
+}
+
 fn haystack(r: &Rollout) -> String {
     format!("{} {} {} {}", r.id, r.canary_revision, r.phase.label(), r.plan().strategy_name()).to_lowercase()
 }
@@ -1117,5 +1138,20 @@ pub fn command_for(action: Action, r: &Rollout, reason: Option<String>) -> Comma
         Action::Approve => Command::Approve,
         Action::Acknowledge => Command::Acknowledge,
         _ => Command::OverrideFreeze { reason: reason.unwrap_or_default() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural;
+
+    #[test]
+    fn names_sort_by_the_numbers_in_them() {
+        let mut names = vec!["notifications-10", "notifications-2", "notifications", "checkout", "notifications-1"];
+        names.sort_by_key(|n| natural(n));
+        assert_eq!(names, ["checkout", "notifications", "notifications-1", "notifications-2", "notifications-10"]);
+        let mut groups = vec!["prod-eu-10", "prod-eu-9", "prod-ap-1"];
+        groups.sort_by_key(|g| natural(g));
+        assert_eq!(groups, ["prod-ap-1", "prod-eu-9", "prod-eu-10"]);
     }
 }

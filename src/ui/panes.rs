@@ -77,10 +77,14 @@ fn time_left(theme: &Theme, r: &Rollout, now: Timestamp) -> String {
 
 /// The rollouts list, grouped: those needing a human on top, then by target.
 pub fn rollouts(f: &mut Frame, area: Rect, app: &mut App) {
+    // Where the selection is in a long list: "12/1000".
+    let visible = app.visible();
+    let at = app.selected.as_ref().and_then(|id| visible.iter().position(|r| &r.id == id));
+    let position = at.map_or(String::new(), |i| format!("{}/{} ", i + 1, visible.len()));
     let title = if app.filtering || !app.filter.value().is_empty() {
-        format!(" Rollouts / {}{} ", app.filter.value(), if app.filtering { "▏" } else { "" })
+        format!(" Rollouts {position}/ {}{} ", app.filter.value(), if app.filtering { "▏" } else { "" })
     } else {
-        " Rollouts ".to_string()
+        format!(" Rollouts {position}")
     };
     let b = block(&app.theme, cut(&title, area.width.saturating_sub(2) as usize), true);
     let inner = b.inner(area);

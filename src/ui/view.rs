@@ -160,7 +160,7 @@ fn top_bar(f: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(" read-only ", theme.style("ui.frozen")));
         spans.push(Span::raw(" "));
     }
-    spans.push(Span::styled(format!("{} ", flightdeck_core::time::stamp(app.now)), theme.style("ui.dim")));
+    spans.push(Span::styled(format!("{} ", flightdeck_core::time::clock_label(app.now)), theme.style("ui.dim")));
     let n = app.view.rollouts.len();
     spans.push(Span::raw(format!("· {n} rollout{} ", if n == 1 { "" } else { "s" })));
     if humans > 0 {

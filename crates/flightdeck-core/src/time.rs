@@ -81,6 +81,16 @@ pub fn stamp(t: Timestamp) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
+/// The engine's clock for the cockpit's top bar, saying which it is:
+/// `sim 12:00` (simulated time since the run began) or `14:03:22 UTC`.
+pub fn clock_label(t: Timestamp) -> String {
+    if t.0 < WALL_CLOCK_FROM {
+        format!("sim {}", stamp(t))
+    } else {
+        format!("{} UTC", stamp(t))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
