@@ -77,13 +77,25 @@ type Responder = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
 struct FakeApi {
     seen: Arc<Mutex<Vec<Seen>>>,
     responder: Responder,
+    /// Requests the server acts on only after this long, whether or not
+    /// the client still waits (a write already on the wire).
+    late: Option<Late>,
 }
+
+/// When the server acts on a request, if late.
+type Late = Arc<dyn Fn(&Seen) -> Option<Duration> + Send + Sync>;
 
 type BoxBody = StreamBody<BoxStream<'static, Result<Frame<Bytes>, std::io::Error>>>;
 
 impl FakeApi {
     fn new(responder: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> FakeApi {
-        FakeApi { seen: Arc::default(), responder: Arc::new(responder) }
+        FakeApi { seen: Arc::default(), responder: Arc::new(responder), late: None }
+    }
+
+    /// The same server, acting on some requests late (see [`FakeApi::late`]).
+    fn delivering_late(mut self, late: impl Fn(&Seen) -> Option<Duration> + Send + Sync + 'static) -> FakeApi {
+        self.late = Some(Arc::new(late));
+        self
     }
 
     fn client(&self) -> kube::Client {
@@ -114,6 +126,14 @@ impl FakeApi {
             log.push(seen.clone());
             n
         };
+        if let Some(delay) = self.late.as_ref().and_then(|late| late(&seen)) {
+            let responder = self.responder.clone();
+            let acted = tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                responder(&seen, n)
+            });
+            return respond(acted.await.unwrap());
+        }
         respond((self.responder)(&seen, n))
     }
 
@@ -1198,6 +1218,13 @@ async fn a_refused_deployment_undo_changes_nothing() {
 struct FakeController {
     paused: bool,
     updated: i64,
+    /// `metadata.resourceVersion`: every change moves it, and a patch that
+    /// names another one is refused with 409 Conflict (as the API server does).
+    version: u64,
+    /// Pods that never become ready: no surge completes.
+    stuck: bool,
+    /// `spec.progressDeadlineSeconds`, when set.
+    deadline: Option<u64>,
 }
 
 const ROLLING_REPLICAS: i64 = 8;
@@ -1207,6 +1234,10 @@ impl FakeController {
         let mut d = fixture("deployment.json");
         d["spec"]["replicas"] = json!(ROLLING_REPLICAS);
         d["spec"]["paused"] = json!(self.paused);
+        d["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        if let Some(seconds) = self.deadline {
+            d["spec"]["progressDeadlineSeconds"] = json!(seconds);
+        }
         d["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 1, "maxUnavailable": 0});
         d["status"] = json!({"replicas": ROLLING_REPLICAS, "updatedReplicas": self.updated,
                              "readyReplicas": ROLLING_REPLICAS, "availableReplicas": ROLLING_REPLICAS});
@@ -1232,16 +1263,24 @@ fn controller_reply(c: &mut FakeController, seen: &Seen) -> Reply {
     {
         match (seen.method.as_str(), seen.path.as_str()) {
             ("GET", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
-                if !c.paused && c.updated < ROLLING_REPLICAS {
+                if !c.paused && !c.stuck && c.updated < ROLLING_REPLICAS {
                     c.updated += 1;
+                    c.version += 1;
                 }
                 Reply::Json(200, c.deployment())
             }
             ("GET", "/apis/apps/v1/namespaces/prod/replicasets") => Reply::Json(200, c.replica_sets()),
             ("PATCH", "/apis/apps/v1/namespaces/prod/deployments/checkout") => {
+                let patch = seen.json();
+                if let Some(version) = patch["metadata"]["resourceVersion"].as_str() {
+                    if version != c.version.to_string() {
+                        return status_error(409, "Conflict", "the object has been modified");
+                    }
+                }
                 // `{"spec":{"paused":null}}` (kubectl's resume) clears it, as a strategic merge patch does.
-                if let Some(p) = seen.json()["spec"].get("paused") {
+                if let Some(p) = patch["spec"].get("paused") {
                     c.paused = p.as_bool().unwrap_or(false);
+                    c.version += 1;
                 }
                 Reply::Json(200, c.deployment())
             }
@@ -1252,7 +1291,7 @@ fn controller_reply(c: &mut FakeController, seen: &Seen) -> Reply {
 
 #[tokio::test]
 async fn a_hold_the_api_refuses_is_shown_and_tried_again_until_it_holds() {
-    let state = Arc::new(Mutex::new(FakeController { paused: true, updated: 0 }));
+    let state = Arc::new(Mutex::new(FakeController { paused: true, ..Default::default() }));
     let refusals = Arc::new(Mutex::new(5));
     let (s, left) = (state.clone(), refusals.clone());
     let api = FakeApi::new(move |seen, _| {
@@ -1280,8 +1319,67 @@ async fn a_hold_the_api_refuses_is_shown_and_tried_again_until_it_holds() {
 }
 
 #[tokio::test]
+async fn a_late_pause_of_the_previous_batch_does_not_stop_the_next_one() {
+    let state = Arc::new(Mutex::new(FakeController { paused: true, ..Default::default() }));
+    // The first batch's pause reaches the API server 400 ms after it was sent.
+    let pauses = Arc::new(Mutex::new(0));
+    let api = controller_server(state.clone()).delivering_late(move |seen| {
+        let pausing = seen.method == "PATCH" && seen.json()["spec"]["paused"] == json!(true);
+        let mut n = pauses.lock().unwrap();
+        *n += usize::from(pausing);
+        (pausing && *n == 1).then_some(Duration::from_millis(400))
+    });
+    let backend = rolling(&api);
+    backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
+    let sent = eventually(Duration::from_secs(5), || async {
+        api.requests().iter().any(|s| s.method == "PATCH" && s.json()["spec"]["paused"] == json!(true))
+    })
+    .await;
+    assert!(sent);
+    // The captain promotes while that pause is on the wire: the next batch resumes before it lands.
+    backend.apply(&Effect::Scale { version: Version::Canary, percent: 75 }).await.unwrap();
+    let held = eventually(Duration::from_secs(10), || async {
+        let c = state.lock().unwrap();
+        c.paused && c.updated >= 6
+    })
+    .await;
+    let (paused, updated) = {
+        let c = state.lock().unwrap();
+        (c.paused, c.updated)
+    };
+    assert!(held, "the late pause stopped the 75 % batch at {updated} of 6 (paused: {paused})");
+    assert!(backend.observe().await.is_ok());
+    // The late pause named the version it read: refused, it changed nothing.
+    let conflicts = api.requests().iter().filter(|s| s.json()["metadata"]["resourceVersion"].is_string()).count();
+    assert!(conflicts >= 2, "every hold pause carries its resourceVersion");
+}
+
+#[tokio::test]
+async fn a_batch_that_makes_no_progress_is_paused_at_the_deployments_deadline_and_says_so() {
+    let state =
+        Arc::new(Mutex::new(FakeController { paused: true, stuck: true, deadline: Some(1), ..Default::default() }));
+    let api = controller_server(state.clone());
+    let backend = rolling(&api);
+    backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
+    let shown = eventually(Duration::from_secs(5), || async { backend.observe().await.is_err() }).await;
+    assert!(shown, "the hold polls forever without a word");
+    let err = backend.observe().await.unwrap_err().to_string();
+    assert!(
+        err.contains("scale Canary to 25 % (hold deployments.apps/checkout in prod): no progress for 1 s"),
+        "{err}"
+    );
+    assert!(err.contains("at 0 of 2 updated replicas; paused where it is"), "{err}");
+    assert!(state.lock().unwrap().paused);
+    // It has stopped polling.
+    let reads = api.requests().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let more = api.requests().iter().skip(reads).filter(|s| s.path.ends_with("/deployments/checkout")).count();
+    assert_eq!(more, 0);
+}
+
+#[tokio::test]
 async fn a_rolling_update_holds_at_each_of_four_batches_and_shows_the_replica_sets_split() {
-    let state = Arc::new(Mutex::new(FakeController { paused: true, updated: 0 }));
+    let state = Arc::new(Mutex::new(FakeController { paused: true, ..Default::default() }));
     let api = controller_server(state.clone());
     let backend = rolling(&api);
     // The core walks the plan's four batches (25, 50, 75, 100 %); each promote enters the next.
@@ -1748,7 +1846,8 @@ async fn flagger_gates_are_chosen_by_phase_and_only_the_load_testers_check_endpo
     let all =
         [("confirm-rollout", "/gate/check"), ("confirm-promotion", "/gate/check"), ("rollback", "/rollback/check")];
     // (phase, hooks, verb, the load tester paths posted, or the reason nothing is)
-    let table: Vec<(&str, Vec<(&str, &str)>, NativeVerb, Result<Vec<&str>, &str>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, NativeVerb, Result<Vec<&'a str>, &'a str>);
+    let table: Vec<Case> = vec![
         // Waiting is held by confirm-rollout, WaitingPromotion by confirm-promotion.
         ("Waiting", all.to_vec(), NativeVerb::Promote, Ok(vec!["/gate/open"])),
         ("WaitingPromotion", all.to_vec(), NativeVerb::Promote, Ok(vec!["/gate/open"])),

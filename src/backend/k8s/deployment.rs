@@ -17,7 +17,13 @@
 //!   when `maxSurge` divides the batch size and the hold reads the
 //!   Deployment between surges, which it does every [`HOLD_POLL`]). The
 //!   split shown is the ReplicaSets' own: ready pods of the newest revision
-//!   over all ready pods.
+//!   over all ready pods. The hold's pause carries the resourceVersion it
+//!   read (a stale one gets 409 and the hold reads again), and the next
+//!   batch or an undo first stops the previous hold and waits for it: a
+//!   pause of the last batch cannot land after the next one's resume and
+//!   hold the Deployment for good. A batch that makes no progress for the
+//!   Deployment's `progressDeadlineSeconds` (600 by default) is paused where
+//!   it is and the reason shown as the backend's error.
 //!
 //!   `Undo` is `kubectl rollout undo` (polymorphichelpers/rollback.go): the
 //!   previous revision's ReplicaSet template and annotations, as one JSON
@@ -31,7 +37,7 @@
 
 use super::revisions::{self, HistoryError};
 use super::router::{RouterKind, Side};
-use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallSite, PatchCall};
+use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use flightdeck_core::plan::{Strategy, Target};
@@ -173,12 +179,22 @@ impl DeploymentCanary {
         self.patch(verb, name, call).await
     }
 
+    /// Stops the hold of the previous batch and waits until it has: a
+    /// pause it sends after this would land after the next resume. (One
+    /// already on the wire carries the resourceVersion it read, so the API
+    /// server refuses it once the resume has changed the Deployment.)
+    async fn stop_hold(&self) {
+        let previous = self.hold.lock().ok().and_then(|mut h| h.take());
+        if let Some(previous) = previous {
+            previous.abort();
+            let _ = previous.await;
+        }
+    }
+
     /// Rolling: let the controller roll to `percent` % of the replicas and
     /// hold it there (see the module doc).
     async fn batch(&self, verb: &str, percent: u8) -> Result<(), BackendError> {
-        if let Some(previous) = self.hold.lock().ok().and_then(|mut h| h.take()) {
-            previous.abort();
-        }
+        self.stop_hold().await;
         if let Ok(mut e) = self.hold_error.lock() {
             *e = None;
         }
@@ -208,9 +224,7 @@ impl DeploymentCanary {
     /// `kubectl rollout undo deployment/<canary>`: the previous revision.
     async fn undo(&self, to_revision: Option<i64>) -> Result<(), BackendError> {
         let verb = to_revision.map_or("undo".to_owned(), |n| format!("undo --to-revision={n}"));
-        if let Some(previous) = self.hold.lock().ok().and_then(|mut h| h.take()) {
-            previous.abort();
-        }
+        self.stop_hold().await;
         let deployment = self.fetch(&verb, &self.canary).await?;
         let history = revisions::DEPLOYMENT;
         let rs = history.find(&self.client, &deployment, to_revision).await.map_err(|e| match e {
@@ -274,6 +288,13 @@ pub fn split(replica_sets: &[Value]) -> Option<u8> {
     (total > 0).then(|| ((ready(newest) * 100 + total / 2) / total) as u8)
 }
 
+/// The Deployment's `spec.progressDeadlineSeconds` (600 when unset): how
+/// long a batch may make no progress before its hold gives up.
+pub fn progress_deadline(deployment: &Value) -> Duration {
+    let seconds = at(deployment, &["spec", "progressDeadlineSeconds"]).as_u64().unwrap_or(600);
+    Duration::from_secs(seconds)
+}
+
 /// Reads the Deployment until the batch boundary is reached, then pauses it.
 struct BatchHold {
     api: Api<DynamicObject>,
@@ -284,32 +305,69 @@ struct BatchHold {
 }
 
 impl BatchHold {
+    fn show(&self, trouble: Option<String>) {
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = trouble;
+        }
+    }
+
+    /// Polls every [`HOLD_POLL`] until the boundary, then pauses the
+    /// Deployment with the resourceVersion just read: a pause that would
+    /// land after someone else's write (the next batch's resume) is refused
+    /// with 409 instead of pausing that batch for good; the hold reads
+    /// again and decides again. A batch that makes no progress for the
+    /// Deployment's progress deadline is paused where it is, and says so.
     async fn run(self) {
-        // objectpauser.go's patch, as `kubectl rollout pause` sends it.
-        let pause = PatchCall { subresource: None, patch: Patch::Strategic(json!({"spec": {"paused": true}})) };
+        let mut progress = (-1, tokio::time::Instant::now());
         loop {
             let read = timed(self.api.get(&self.name)).await.map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
-            let result = match read {
-                Ok(d) if updated_replicas(&d) >= self.boundary => send_patch(&self.api, &self.name, &pause).await,
-                Ok(_) => {
+            let deployment = match read {
+                Ok(d) => d,
+                Err(e) => {
+                    // Keep trying: a rollout that does not hold must be seen, and
+                    // the hold must still happen once the API answers.
+                    self.show(Some(format!("{}: {}", self.site, e.text())));
                     tokio::time::sleep(HOLD_POLL).await;
                     continue;
                 }
-                Err(e) => Err(e),
             };
-            if let Err(e) = result {
-                // Keep trying: a rollout that does not hold must be seen, and
-                // the hold must still happen once the API answers.
-                if let Ok(mut slot) = self.error.lock() {
-                    *slot = Some(format!("{}: {}", self.site, e.text()));
-                }
+            let updated = updated_replicas(&deployment);
+            if updated > progress.0 {
+                progress = (updated, tokio::time::Instant::now());
+            }
+            let deadline = progress_deadline(&deployment);
+            let stuck = progress.1.elapsed() >= deadline;
+            if updated < self.boundary && !stuck {
                 tokio::time::sleep(HOLD_POLL).await;
                 continue;
             }
-            if let Ok(mut slot) = self.error.lock() {
-                *slot = None;
+            // objectpauser.go's patch, with the version read as a precondition.
+            let version = at(&deployment, &["metadata", "resourceVersion"]).clone();
+            let body = json!({"metadata": {"resourceVersion": version}, "spec": {"paused": true}});
+            let pause = PatchCall { subresource: None, patch: Patch::Strategic(body) };
+            match send_patch(&self.api, &self.name, &pause).await {
+                Ok(()) if stuck => {
+                    let trouble = format!(
+                        "{}: no progress for {} s (the Deployment's progressDeadlineSeconds) at {updated} of {} \
+                         updated replicas; paused where it is",
+                        self.site,
+                        deadline.as_secs(),
+                        self.boundary
+                    );
+                    self.show(Some(trouble));
+                    return;
+                }
+                Ok(()) => {
+                    self.show(None);
+                    return;
+                }
+                // Changed since the read (the controller's status, a person): read again.
+                Err(CallError::Api { code: 409, .. }) => continue,
+                Err(e) => {
+                    self.show(Some(format!("{}: {}", self.site, e.text())));
+                    tokio::time::sleep(HOLD_POLL).await;
+                }
             }
-            return;
         }
     }
 }
