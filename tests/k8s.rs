@@ -764,7 +764,8 @@ fn weights_steps_and_pauses_read_as_argo_shows_them() {
         ("rollout-no-steps.json", NativeStatus::Progressing, 40, 0, None),
         (
             "rollout-inconclusive.json",
-            NativeStatus::Paused { reason: "InconclusiveAnalysisRun".into(), step: None, before_switch: false },
+            // Held at its analysis step (2) by pauseConditions + controllerPause: only a promote moves it.
+            NativeStatus::Paused { reason: "InconclusiveAnalysisRun".into(), step: Some(2), before_switch: false },
             20,
             0,
             Some("step 1/8"),
@@ -836,6 +837,66 @@ async fn the_core_follows_the_rollout_and_its_promote_becomes_argos_patch() {
     let healthy = step(&r, observe("rollout-healthy.json"), now).0;
     assert!(matches!(healthy.phase, Phase::Promoted { .. }), "{:?}", healthy.phase);
     assert_eq!((healthy.stage, healthy.canary_weight), (4, 100));
+}
+
+fn command_by(actor: &str, command: Command, r: &Rollout) -> Event {
+    let Event::Command(mut request) = promote_by(actor, r) else { unreachable!() };
+    request.command = command;
+    Event::Command(request)
+}
+
+#[tokio::test]
+async fn a_resume_of_an_inconclusive_pause_is_refused_and_promote_continues() {
+    // rollout-inconclusive.json: the step analysis ended Inconclusive; Argo holds it with pauseConditions and
+    // controllerPause (rollout/analysis.go), which spec.paused: false does not clear.
+    let plan = example_plan("argo-rollouts.toml");
+    let now = Timestamp(1_000);
+    let (r, _) = step(&Rollout::new("prod-eu-1/checkout", plan), Event::Start, now);
+    let r = step(&r, Event::Observation(status::observe(&fixture("rollout-inconclusive.json"))), now).0;
+    let (_, effects) = step(&r, command_by("alice", Command::Resume, &r), now);
+    let Some(Effect::Notify(refused)) = effects.first() else { panic!("{effects:?}") };
+    assert!(refused.to_string().contains("paused by step 2: promote to continue"), "{refused}");
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Native { .. })), "{effects:?}");
+    let (_, effects) = step(&r, promote_by("alice", &r), now);
+    assert_eq!(effects, vec![Effect::Native { verb: NativeVerb::Promote }]);
+}
+
+/// rollout-paused.json with an analysis step right after its pause step
+/// (the analysis step of Argo's examples/rollout-analysis-step.yaml).
+fn pause_then_analysis() -> Value {
+    let mut rollout = fixture("rollout-paused.json");
+    let steps = rollout["spec"]["strategy"]["canary"]["steps"].as_array_mut().unwrap();
+    steps.insert(2, json!({"analysis": {"templates": [{"templateName": "random-fail"}]}}));
+    rollout
+}
+
+#[tokio::test]
+async fn a_second_promote_of_the_same_pause_does_not_skip_the_analysis_step_the_first_one_reached() {
+    let plan = example_plan("argo-rollouts.toml");
+    let now = Timestamp(1_000);
+    let (r, _) = step(&Rollout::new("prod-eu-1/checkout", plan), Event::Start, now);
+    let paused = pause_then_analysis();
+    let r = step(&r, Event::Observation(status::observe(&paused)), now).0;
+    // Alice and Bob both see the pause at step 2 and both promote.
+    let (seen_by_both, alice, bob) = (r.clone(), promote_by("alice", &r), promote_by("bob", &r));
+    let (r, effects) = step(&seen_by_both, alice, now);
+    let api = rollout_server(paused.clone());
+    argo(&api).apply(&effects[0]).await.unwrap();
+    // Argo moves to the analysis step (index 2): same weight, same weight stage.
+    let mut analysing = paused;
+    analysing["status"]["currentStepIndex"] = json!(2);
+    analysing["status"]["phase"] = json!("Progressing");
+    analysing["status"]["pauseConditions"] = json!(null);
+    analysing["status"]["controllerPause"] = json!(false);
+    analysing["status"]["canary"]["currentStepAnalysisRunStatus"] =
+        json!({"name": "checkout-65fb5ffc84-2-2", "status": "Running"});
+    let r = step(&r, Event::Observation(status::observe(&analysing)), now).0;
+    assert_eq!((r.stage, r.canary_weight), (seen_by_both.stage, 20));
+    let (_, effects) = step(&r, bob, now);
+    let api = rollout_server(analysing);
+    let err = argo(&api).apply(&effects[0]).await.unwrap_err().to_string();
+    assert!(err.contains("step 3/9 is an analysis step and it runs: a promote would skip it"), "{err}");
+    assert!(api.writes().is_empty(), "Bob's promote skipped the analysis: {:?}", api.writes());
 }
 
 #[test]

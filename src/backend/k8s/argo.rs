@@ -4,7 +4,7 @@
 //!
 //! | verb | request |
 //! |---|---|
-//! | promote | GET, then on `/status`: `{"status":{"pauseConditions":null,"controllerPause":false,"currentStepIndex":N+1}}` after an Inconclusive step analysis paused it, `{"status":{"pauseConditions":null}}` when paused by a step, `{"status":{"pauseConditions":null,"currentStepIndex":N+1}}` when not paused at all (canary with steps); and `{"spec":{"paused":false}}` when paused by a user |
+//! | promote | GET, then on `/status`: `{"status":{"pauseConditions":null,"controllerPause":false,"currentStepIndex":N+1}}` after an Inconclusive step analysis paused it, `{"status":{"pauseConditions":null}}` when paused by a step, `{"status":{"pauseConditions":null,"currentStepIndex":N+1}}` when not paused at all (canary with steps); and `{"spec":{"paused":false}}` when paused by a user. Refused (nothing sent) while an analysis step runs unpaused: the plugin would skip it, and a second captain's promote of the same pause lands there ([`promote_refusal`]) |
 //! | promote-full | GET, then `{"status":{"promoteFull":true}}` on `/status` (nothing when already fully promoted), and `{"spec":{"paused":false}}` when paused by a user (upstream #4412) |
 //! | abort | `{"status":{"abort":true}}` on `/status` |
 //! | retry | `{"status":{"abort":false}}` on `/status` |
@@ -123,6 +123,29 @@ fn promote(ro: &Value) -> Vec<VerbPatch> {
     status_then_spec(status, spec, unified)
 }
 
+/// Why a promote is not sent: the Rollout runs an analysis step, not
+/// paused. promote.go would skip that step (`currentStepIndex` + 1), and
+/// `currentStepIndex` moves from a pause step to an analysis step without
+/// the weight changing, so a second captain's promote of the same pause
+/// (not stale to the core: same revision, same weight stage) would skip
+/// the analysis the first one started. The analysis passes or fails by
+/// itself; terminate-analysis or promote-full skip it on purpose.
+pub fn promote_refusal(ro: &Value) -> Option<String> {
+    let steps = canary_steps(ro);
+    let index = current_step_index(ro);
+    let paused = user_paused(ro) || at(ro, &["status", "pauseConditions"]).as_array().is_some_and(|c| !c.is_empty());
+    let aborted = at(ro, &["status", "abort"]).as_bool().unwrap_or(false);
+    let analysis = steps.get(index).is_some_and(|s| s["analysis"].is_object());
+    (analysis && !paused && !aborted).then(|| {
+        format!(
+            "step {}/{} is an analysis step and it runs: a promote would skip it; it passes or fails by itself \
+             (terminate-analysis or promote-full skip it on purpose)",
+            index + 1,
+            steps.len()
+        )
+    })
+}
+
 /// promote.go, `--full`: `promoteFull` on `/status` unless the stable
 /// ReplicaSet already runs the current template, and a user's pause lifted
 /// too (upstream #4412: otherwise the rollout stays paused).
@@ -209,6 +232,12 @@ impl ArgoRollout {
             NativeVerb::SetImage { container, image } => return self.set_image(&object, container, image).await,
             NativeVerb::TerminateAnalysis => return self.terminate_analysis(&object).await,
             _ => {}
+        }
+        if let (NativeVerb::Promote, Some(reason)) = (verb, promote_refusal(&object)) {
+            return Err(BackendError::Unsupported {
+                backend: self.object.label.clone(),
+                effect: format!("{name} ({reason})"),
+            });
         }
         for patch in &verb_patches(verb, &object) {
             if self.send(&name, patch).await? {

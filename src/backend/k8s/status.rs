@@ -151,16 +151,21 @@ fn paused_reason(ro: &Value) -> String {
     }
 }
 
-/// The canary pause step (1-based) that holds the rollout, when only that
-/// holds it: `spec.paused` is not set (a resume would clear a user's pause)
-/// and a `CanaryPauseStep` condition is there. Only a promote moves it on
-/// (since v0.6 the plugin has no resume verb: promote.go resumes).
+/// The canary step (1-based) that holds the rollout, when only that holds
+/// it: `spec.paused` is not set (a resume would clear a user's pause) and a
+/// `CanaryPauseStep` condition is there, or the step's analysis (or
+/// experiment) ended Inconclusive (`InconclusiveAnalysisRun`,
+/// `InconclusiveExperiment`, with `controllerPause`: `spec.paused: false`
+/// changes nothing there). Only a promote moves it on (since v0.6 the
+/// plugin has no resume verb: promote.go resumes).
 fn pause_step(ro: &Value) -> Option<usize> {
     if flag(at(ro, &["spec", "paused"])) || !is_canary(ro) {
         return None;
     }
     let conditions = at(ro, &["status", "pauseConditions"]).as_array()?;
-    let by_step = conditions.iter().any(|c| text(&c["reason"]) == "CanaryPauseStep");
+    let by_step = conditions.iter().any(|c| {
+        matches!(text(&c["reason"]), "CanaryPauseStep" | "InconclusiveAnalysisRun" | "InconclusiveExperiment")
+    });
     let index = current_step_index(ro);
     (by_step && index < canary_steps(ro).len()).then_some(index + 1)
 }
