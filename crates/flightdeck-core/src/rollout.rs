@@ -1449,7 +1449,10 @@ fn native_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, n
         r.last_action = Some(note(r, &req.actor, req.command.verb().to_string(), now));
         return Ok(());
     }
-    if r.phase.is_terminal() {
+    // Undo has no state check in the controller (Argo Rollouts' plugin):
+    // after a bad promotion it is how the previous revision comes back, so
+    // a rollback is never "finished". Every other verb waits for a new one.
+    if r.phase.is_terminal() && !matches!(req.command, Command::Rollback { .. }) {
         return Err(Refusal::Finished { phase: r.phase.label().into() });
     }
     // A resume clears a user's pause only; a pause step or the pause

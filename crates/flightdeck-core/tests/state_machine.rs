@@ -839,3 +839,21 @@ fn native_verbs_without_a_flightdeck_equivalent_go_to_the_controller() {
     let fx = driven.send(cmd(native(NativeVerb::Restart), 0));
     assert_eq!(rejected(&fx), Some(Refusal::NativeVerbOnDriven { verb: "restart".into() }));
 }
+
+/// Argo Rollouts' undo has no state check: after a bad promotion it is
+/// how the previous revision comes back. A rollback of a Healthy (promoted)
+/// observed rollout is sent as undo; other verbs wait for a new revision.
+#[test]
+fn a_rollback_of_a_promoted_observed_rollout_is_an_undo() {
+    use flightdeck_core::rollout::{NativeStatus, NativeVerb, Observation};
+    let mut plan = canary_plan();
+    plan.target.backend = flightdeck_core::plan::BackendKind::ArgoRollouts;
+    let mut run = Run::new(plan);
+    run.send(Event::Observation(Observation { native_status: Some(NativeStatus::Healthy), ..Default::default() }));
+    assert!(matches!(run.r.phase, Phase::Promoted { .. }), "{:?}", run.r.phase);
+    let stage = run.r.stage;
+    let fx = run.send(cmd(Command::Rollback { reason: None }, stage));
+    assert_eq!(fx, vec![Effect::Native { verb: NativeVerb::Undo }]);
+    let fx = run.send(cmd(Command::Promote, stage));
+    assert_eq!(rejected(&fx), Some(Refusal::Finished { phase: "promoted".into() }));
+}
