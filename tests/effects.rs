@@ -203,7 +203,8 @@ async fn an_abort_whose_weight_change_fails_never_scales_the_canary_down() {
     assert!(reason.contains("set canary weight 0 %") && reason.contains("Rate exceeded"), "{reason}");
     let said = notices(&events);
     assert!(
-        said.iter().any(|n| n.contains("set canary weight 0 % failed: not carried out after it: scale Canary to 0 %")),
+        said.iter().any(|n| n
+            .contains("set canary weight 0 % failed: not carried out after it: scale canary to 0 % of its replicas")),
         "{said:?}"
     );
 }
@@ -217,7 +218,10 @@ async fn a_promotion_whose_weight_change_fails_never_removes_stable() {
     let reason = failed_reason(&r);
     assert!(reason.contains("set canary weight 100 %"), "{reason}");
     let said = notices(&events);
-    assert!(said.iter().any(|n| n.contains("not carried out after it: scale Stable to 0 %")), "{said:?}");
+    assert!(
+        said.iter().any(|n| n.contains("not carried out after it: scale stable to 0 % of its replicas")),
+        "{said:?}"
+    );
 }
 
 #[tokio::test]

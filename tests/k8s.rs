@@ -1370,7 +1370,10 @@ async fn a_hold_the_api_refuses_is_shown_and_tried_again_until_it_holds() {
     let shown = eventually(Duration::from_secs(10), || async { backend.observe().await.is_err() }).await;
     assert!(shown);
     let err = backend.observe().await.unwrap_err().to_string();
-    assert!(err.contains("scale Canary to 25 % (hold deployments.apps/checkout in prod): 403 Forbidden"), "{err}");
+    assert!(
+        err.contains("scale canary to 25 % of its replicas (hold deployments.apps/checkout in prod): 403 Forbidden"),
+        "{err}"
+    );
     // Once the API allows it, the hold happens and the error goes.
     let held = eventually(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
     assert!(held);
@@ -1426,7 +1429,9 @@ async fn a_batch_that_makes_no_progress_is_paused_at_the_deployments_deadline_an
     assert!(shown, "the hold polls forever without a word");
     let err = backend.observe().await.unwrap_err().to_string();
     assert!(
-        err.contains("scale Canary to 25 % (hold deployments.apps/checkout in prod): no progress for 1 s"),
+        err.contains(
+            "scale canary to 25 % of its replicas (hold deployments.apps/checkout in prod): no progress for 1 s"
+        ),
         "{err}"
     );
     assert!(err.contains("at 0 of 2 updated replicas; paused where it is"), "{err}");

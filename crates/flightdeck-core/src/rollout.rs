@@ -317,7 +317,11 @@ impl fmt::Display for Effect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Effect::SetWeight { canary } => write!(f, "set canary weight {canary} %"),
-            Effect::Scale { version, percent } => write!(f, "scale {version:?} to {percent} %"),
+            // Replicas, not traffic: "scale Canary to 100 %" read as full traffic on a 5 % canary.
+            Effect::Scale { version, percent } => {
+                let side = if *version == Version::Canary { "canary" } else { "stable" };
+                write!(f, "scale {side} to {percent} % of its replicas")
+            }
             Effect::SwitchActive { to } => write!(f, "switch active to {to:?}"),
             Effect::Undo { to_revision } => write!(f, "undo to {to_revision}"),
             Effect::Native { verb } => write!(f, "native {verb:?}"),
