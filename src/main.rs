@@ -239,9 +239,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 let id = fleet::rollout_id(&plan);
                 let file = path.display().to_string();
                 let Some(actions) = journal::audit(&dir, &id, &file).map_err(|e| BadInput(e.to_string()))? else {
-                    eprintln!("{file}: no journal yet for {id} (in {})", dir.display());
+                    tell(format_args!("{file}: no journal yet for {id} (in {})", dir.display()));
                     continue;
                 };
+                if actions.is_empty() && !json {
+                    // Silence would read as "nothing happened" and as "audit is broken" alike.
+                    tell(format_args!("{file}: no commands journaled for {id} yet (in {})", dir.display()));
+                }
                 for action in &actions {
                     if json {
                         println!("{}", serde_json::to_string(action).map_err(color_eyre::Report::from)?);
