@@ -152,18 +152,26 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Some(Cmd::Check { plans }) => {
             // What `run` refuses before it starts, `check` refuses too.
+            // Every file is checked and every mistake said, not only the first file's.
             let config_dir = flightdeck::paths::config_dir();
+            let mut refused = Vec::new();
             for path in &plans {
-                let plan = fleet::check(path, &config_dir)?;
-                println!(
-                    "{}: ok ({} {}, {} stages)",
-                    path.display(),
-                    plan.strategy_name(),
-                    fleet::rollout_id(&plan),
-                    plan.stages().len()
-                );
+                match fleet::check(path, &config_dir) {
+                    Ok(plan) => println!(
+                        "{}: ok ({} {}, {} stages)",
+                        path.display(),
+                        plan.strategy_name(),
+                        fleet::rollout_id(&plan),
+                        plan.stages().len()
+                    ),
+                    Err(BadInput(why)) => refused.push(why),
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            match refused.len() {
+                0 => Ok(ExitCode::SUCCESS),
+                1 => Err(BadInput(refused.remove(0)).into()),
+                n => Err(BadInput(format!("{}\n{n} of {} plans refused", refused.join("\n"), plans.len())).into()),
+            }
         }
         Some(Cmd::Analyze { file, plan, json }) => {
             let config = match plan {

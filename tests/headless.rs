@@ -643,3 +643,23 @@ fn a_signal_while_journals_are_opened_stops_the_run_before_any_rollout_acts() {
         assert_eq!(lines, 1, "only the header: no rollout started");
     }
 }
+
+/// `check` reports every bad plan, not only the first: each with its
+/// file:line, then how many were refused, and checks the good ones too.
+#[test]
+fn check_reports_every_refused_plan_not_only_the_first() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "check",
+        "tests/invalid_plans/unknown-analysis-key.toml",
+        "examples/plans/canary.toml",
+        "tests/invalid_plans/alpha-too-high.toml",
+    ];
+    let out = flightdeck(data.path(), &args);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.contains("examples/plans/canary.toml: ok"), "{stdout}");
+    assert!(stderr.contains("tests/invalid_plans/unknown-analysis-key.toml:8:1: analysis.intervall"), "{stderr}");
+    assert!(stderr.contains("tests/invalid_plans/alpha-too-high.toml:7:9: analysis.alpha"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("2 of 3 plans refused"), "{stderr}");
+}
