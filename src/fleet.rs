@@ -370,6 +370,16 @@ pub async fn from_files(
         let (plan, text) = read_plan(path)?;
         let file = path.display().to_string();
         check_theme(&plan, &file, &text, &config_dir)?;
+        if let (Some(scenario), false) = (scenario, plan.target.backend == BackendKind::Sim) {
+            // Said, not silently ignored: a captain may think they are rehearsing.
+            let backend = plan.target.backend.name();
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!(
+                    "warning: --scenario {scenario} applies to simulated plans only; {file} runs on {backend}\n"
+                ),
+            );
+        }
         let s = setup_in(&shared, plan, &file, text, scenario, seed).await?;
         if let Some(other) = setups.iter().find(|o| o.id == s.id) {
             let at = spot(&file, &s.plan_text, &["rollout", "name"]);

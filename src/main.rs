@@ -329,6 +329,11 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
 /// journals in the data directory.
 fn engine_options(setups: &[RolloutSetup], speed: f64, fresh: bool, stop_when: StopWhen) -> EngineOptions {
     let all_sim = setups.iter().all(|s| s.backend.simulation().is_some());
+    if !all_sim && speed != 1.0 {
+        tell(format_args!(
+            "warning: --speed {speed} applies only when every plan is simulated; real systems run on the wall clock"
+        ));
+    }
     let clock = if all_sim { Clock::scaled(Timestamp(0), speed) } else { Clock::Wall };
     EngineOptions { clock, journal_dir: Some(flightdeck::paths::journal_dir()), fresh, stop_when }
 }
