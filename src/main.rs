@@ -21,6 +21,11 @@ fn main() -> ExitCode {
     // and says why), not kill the process between a write and its effect.
     // SAFETY: setting a disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // Everything flightdeck writes (journals, logs, keys, sockets) names
+    // people, sessions and reasons: the user's alone whatever the umask.
+    // (A socket shared with a group is opened up on purpose, by chmod.)
+    // SAFETY: umask only sets the process's file creation mask.
+    unsafe { libc::umask(0o077) };
     // Colours only for a person reading a terminal, never into a pipe or file.
     let theme = if std::io::stderr().is_terminal() { Theme::dark() } else { Theme::new() };
     let _ = color_eyre::config::HookBuilder::default().theme(theme).install();

@@ -652,8 +652,8 @@ fn a_journal_that_is_a_dangling_symlink_is_refused_naming_it_and_where_it_points
 }
 
 /// Journals hold every command, name and reason: their folder is 0700 and
-/// the journal and its lock 0600 whatever the umask (the usual 022 would
-/// make them readable by everyone), and so is the log folder.
+/// the journal, its lock and the log 0600 whatever the umask (the usual 022
+/// would make them readable by everyone), and the log folder 0700.
 #[test]
 fn journals_their_locks_and_the_logs_are_the_users_alone() {
     use std::os::unix::fs::PermissionsExt;
@@ -668,8 +668,8 @@ fn journals_their_locks_and_the_logs_are_the_users_alone() {
         .find(|p| p.extension().is_some_and(|x| x == "lock"))
         .expect("a lock file");
     assert_eq!(mode(&lock), 0o600);
-    let logs = std::fs::read_dir(data.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.ends_with("logs"));
-    if let Some(logs) = logs {
-        assert_eq!(mode(&logs), 0o700);
-    }
+    let logs = data.path().join("logs");
+    assert_eq!(mode(&logs), 0o700);
+    let log = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).next().expect("a log file");
+    assert_eq!(mode(&log), 0o600, "{}", log.display());
 }
