@@ -36,13 +36,38 @@ use tokio::sync::{mpsc, watch};
 /// The resources of an EXTERNAL service on moto: cluster `prod`, service
 /// `checkout` (4 tasks) whose stable task set runs `checkout:1` behind the
 /// `blue` target group, and a listener rule forwarding blue 100 / green 0.
+/// Backends talk to `front`, in front of moto, which answers
+/// `DescribeTaskSets` as ECS does once tasks run (moto's task sets never
+/// have any): the computed desired count of the task set's scale, all of
+/// them running, steady since now.
 struct Stack {
     moto: Moto,
+    front: Fake,
     ecs: aws_sdk_ecs::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    listener: String,
     rule: String,
     blue: String,
     green: String,
+}
+
+/// Moto's `DescribeTaskSets` answer with running tasks: `scale` % of the
+/// service's 4, all running, `STEADY_STATE` since now.
+fn running_task_sets(operation: &str, reply: String) -> String {
+    if operation != "DescribeTaskSets" {
+        return reply;
+    }
+    let Ok(mut json) = serde_json::from_str::<Value>(&reply) else { return reply };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    for set in json["taskSets"].as_array_mut().into_iter().flatten() {
+        let scale = set["scale"]["value"].as_f64().unwrap_or(0.0);
+        let count = (4.0 * scale / 100.0).ceil() as i64;
+        set["computedDesiredCount"] = json!(count);
+        set["runningCount"] = json!(count);
+        set["stabilityStatus"] = json!("STEADY_STATE");
+        set["stabilityStatusAt"] = json!(now);
+    }
+    json.to_string()
 }
 
 impl Stack {
@@ -92,7 +117,8 @@ impl Stack {
         let stable = stable.scale(scale).send().await.unwrap().task_set().unwrap().task_set_arn().unwrap().to_owned();
         let primary = ecs.update_service_primary_task_set().cluster("prod").service("checkout");
         primary.primary_task_set(stable).send().await.unwrap();
-        Stack { moto, ecs, elb, rule, blue, green }
+        let front = Fake::around(&moto.url, |_, _| None, running_task_sets).await;
+        Stack { moto, front, ecs, elb, listener, rule, blue, green }
     }
 
     /// A driven canary plan: stages 10 % and 50 % (bakes `bake`), then 100 %.
@@ -113,7 +139,11 @@ impl Stack {
 
     fn task_sets(&self, plan: &Plan) -> TaskSets {
         let target = EcsTarget::from_target(&plan.target).unwrap();
-        TaskSets::new(&self.moto.sdk(), target, plan).unwrap()
+        TaskSets::new(&self.front_sdk(), target, plan).unwrap()
+    }
+
+    fn front_sdk(&self) -> aws_config::SdkConfig {
+        support::aws::sdk(&self.front.url)
     }
 
     /// (blue, green) weights of the rule, read with DescribeRules.
@@ -350,6 +380,156 @@ async fn aws_refusals_pause_the_rollout_with_a_clear_message() {
         println!("{code}: {reason}");
         assert!(reason.contains(expected) && reason.contains("DescribeTaskSets"), "{reason}");
     }
+}
+
+fn scale(version: flightdeck_core::rollout::Version, percent: u8) -> Effect {
+    Effect::Scale { version, percent }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_set_with_no_task_running_or_a_stale_steady_state_gets_no_traffic() {
+    use flightdeck_core::rollout::Version;
+    let stack = Stack::start().await;
+    let (plan, _) = stack.plan("checkout", &stack.rule, "1h", "");
+    // Moto as it is: `0/0 STEADY_STATE`, which is not ready.
+    let target = EcsTarget::from_target(&plan.target).unwrap();
+    let backend = TaskSets::new(&stack.moto.sdk(), target, &plan).unwrap();
+    backend.apply(&scale(Version::Canary, 100)).await.unwrap();
+    let e = backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err().to_string();
+    println!("0/0: {e}");
+    assert!(e.contains("not ready") && e.contains("0 of 0 tasks running, STEADY_STATE"), "{e}");
+    assert_eq!(stack.weights().await, (100, 0), "no traffic to a task set without tasks");
+
+    // Every task running and steady, but since before flightdeck's last
+    // scale change: stale.
+    let stale = |operation: &str, reply: String| {
+        let mut json: Value = serde_json::from_str(&running_task_sets(operation, reply.clone())).unwrap_or(json!(null));
+        if operation != "DescribeTaskSets" {
+            return reply;
+        }
+        for set in json["taskSets"].as_array_mut().into_iter().flatten() {
+            let updated = set["updatedAt"].as_f64().unwrap_or(0.0);
+            set["stabilityStatusAt"] = json!(updated - 60.0);
+        }
+        json.to_string()
+    };
+    let front = Fake::around(&stack.moto.url, |_, _| None, stale).await;
+    let target = EcsTarget::from_target(&plan.target).unwrap();
+    let backend = TaskSets::new(&support::aws::sdk(&front.url), target, &plan).unwrap();
+    backend.apply(&scale(Version::Canary, 50)).await.unwrap();
+    let e = backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err().to_string();
+    println!("stale: {e}");
+    assert!(e.contains("2 of 2 tasks running, STEADY_STATE from before the last scale change"), "{e}");
+    assert_eq!(stack.weights().await, (100, 0));
+    // Steady after the change: ready.
+    let backend = stack.task_sets(&plan);
+    backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap();
+    assert_eq!(stack.weights().await, (90, 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_task_set_is_created_with_a_client_token_of_the_rollout_and_revision() {
+    use flightdeck_core::rollout::Version;
+    let stack = Stack::start().await;
+    let (plan, _) = stack.plan("checkout", &stack.rule, "1h", "");
+    stack.task_sets(&plan).apply(&scale(Version::Canary, 100)).await.unwrap();
+    let created = stack.front.bodies("CreateTaskSet");
+    assert_eq!(created.len(), 1);
+    let token = created[0]["clientToken"].as_str().expect("CreateTaskSet sends a clientToken").to_owned();
+    let expected = flightdeck::backend::ecs::driven::client_token(&["checkout", "prod", "checkout", "checkout:2"]);
+    assert_eq!(token, expected);
+    assert!(token.len() <= 36 && token.bytes().all(|b| (33..=126).contains(&b)), "{token}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listeners_default_rule_is_refused_before_any_task_set_is_created() {
+    use flightdeck_core::rollout::Version;
+    let stack = Stack::start().await;
+    let rules = stack.elb.describe_rules().listener_arn(&stack.listener).send().await.unwrap();
+    let default = rules.rules().iter().find(|r| r.is_default() == Some(true)).expect("moto has a default rule");
+    let default = default.rule_arn().unwrap().to_owned();
+    let (plan, _) = stack.plan("checkout", &default, "1h", "");
+    let backend = stack.task_sets(&plan);
+    let e = backend.apply(&scale(Version::Canary, 100)).await.unwrap_err().to_string();
+    println!("default rule: {e}");
+    assert!(e.contains("default rule") && e.contains("ModifyRule cannot change"), "{e}");
+    assert!(stack.canary_task_set().await.is_none(), "nothing created");
+    let e = backend.observe().await.unwrap_err().to_string();
+    assert!(e.contains("default rule"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_canary_keeps_its_tasks_for_the_stickiness_duration_after_its_weight_goes_to_0() {
+    use aws_sdk_elasticloadbalancingv2::types::TargetGroupStickinessConfig;
+    use flightdeck_core::rollout::Version;
+    let stack = Stack::start().await;
+    let weighted = |arn: &str, w: i32| TargetGroupTuple::builder().target_group_arn(arn).weight(w).build();
+    let sticky = TargetGroupStickinessConfig::builder().enabled(true).duration_seconds(3600).build();
+    let forward = ForwardActionConfig::builder()
+        .target_groups(weighted(&stack.blue, 100))
+        .target_groups(weighted(&stack.green, 0))
+        .target_group_stickiness_config(sticky);
+    let action = Action::builder().r#type(ActionTypeEnum::Forward).forward_config(forward.build()).build();
+    let all = RuleCondition::builder().field("path-pattern").values("/sticky/*").build();
+    let rule = stack.elb.create_rule().listener_arn(&stack.listener).priority(20).conditions(all).actions(action);
+    let rule = rule.send().await.unwrap().rules()[0].rule_arn().unwrap().to_owned();
+    let (plan, _) = stack.plan("checkout", &rule, "1h", "");
+    let backend = stack.task_sets(&plan);
+    let seen = backend.observe().await.unwrap();
+    let detail = seen.native_detail.unwrap_or_default();
+    assert!(detail.contains("stickiness 3600 s"), "{detail}");
+    backend.apply(&scale(Version::Canary, 100)).await.unwrap();
+    backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap();
+    backend.apply(&Effect::SetWeight { canary: 0 }).await.unwrap();
+    let e = backend.apply(&scale(Version::Canary, 0)).await.unwrap_err().to_string();
+    println!("sticky: {e}");
+    assert!(e.contains("stickiness") && e.contains("3600 s"), "{e}");
+    let canary = stack.canary_task_set().await.unwrap();
+    assert_eq!(canary.scale().map(|s| s.value()), Some(100.0), "its tasks stay");
+}
+
+// aws-config's only path to its profile files (the new one is in aws-runtime, not a dependency).
+#[allow(deprecated)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_credentials_that_cannot_be_loaded_say_which_profile_to_log_in_with() {
+    use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
+    use aws_config::profile::ProfileFileCredentialsProvider;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(
+        &config,
+        "[profile prod-admin]\nsso_start_url = https://flightdeck-test.awsapps.com/start\nsso_region = us-east-1\n\
+         sso_account_id = 123456789012\nsso_role_name = Admin\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let files = ProfileFiles::builder().with_file(ProfileFileKind::Config, &config).build();
+    // With the HTTP client and region flightdeck's own configuration gives it.
+    let config = aws_config::provider_config::ProviderConfig::without_region()
+        .with_region(Some(aws_config::Region::new(support::aws::REGION)))
+        .with_http_client(flightdeck::backend::ecs::http_client());
+    let provider = ProfileFileCredentialsProvider::builder()
+        .configure(&config)
+        .profile_files(files)
+        .profile_name("prod-admin")
+        .build();
+    let fake = Fake::start(|_, _| (200, "{}".into())).await;
+    let sdk = support::aws::sdk(&fake.url)
+        .into_builder()
+        .credentials_provider(aws_sdk_ecs::config::SharedCredentialsProvider::new(provider))
+        .build();
+    let text = "[rollout]\nname = \"checkout\"\nstable = \"checkout:1\"\ncanary = \"checkout:2\"\n\n\
+         [target]\nbackend = \"ecs\"\ncontroller = \"external\"\ncluster = \"prod\"\nservice = \"checkout\"\n\
+         profile = \"prod-admin\"\nlistener_rule = \"r\"\nstable_target_group = \"b\"\ncanary_target_group = \"g\"\n\n\
+         [strategy]\nkind = \"canary\"\nstages = [{ weight = 10, bake = \"1m\" }]\n";
+    let plan = Plan::parse("ecs-test.toml", text).unwrap_or_else(|e| panic!("{e}"));
+    let target = EcsTarget::from_target(&plan.target).unwrap();
+    let backend = TaskSets::new(&sdk, target, &plan).unwrap();
+    let e = backend.observe().await.unwrap_err();
+    println!("expired sso: {e}");
+    assert!(matches!(e, flightdeck::backend::BackendError::Refused { .. }), "not unreachable: {e}");
+    let e = e.to_string();
+    assert!(e.contains("aws sso login --profile prod-admin") && !e.contains("<profile>"), "{e}");
+    assert!(fake.operations().is_empty(), "nothing was sent");
 }
 
 fn fixture(name: &str) -> String {

@@ -108,6 +108,7 @@ pub struct Seen {
 }
 
 type Answer = dyn Fn(&str, &str) -> Option<(u16, String)> + Send + Sync;
+type Rewrite = dyn Fn(&str, String) -> String + Send + Sync;
 
 /// An AWS endpoint on loopback answering each operation with what
 /// `answer(operation, body)` returns (status, JSON body).
@@ -118,7 +119,8 @@ pub struct Fake {
 
 impl Fake {
     pub async fn start(answer: impl Fn(&str, &str) -> (u16, String) + Send + Sync + 'static) -> Fake {
-        Self::listen(None, Arc::new(move |operation: &str, body: &str| Some(answer(operation, body)))).await
+        let answer = Arc::new(move |operation: &str, body: &str| Some(answer(operation, body)));
+        Self::listen(None, answer, Arc::new(|_: &str, reply: String| reply)).await
     }
 
     /// In front of `upstream` (moto): what `answer` returns `None` for is
@@ -127,17 +129,27 @@ impl Fake {
         upstream: &str,
         answer: impl Fn(&str, &str) -> Option<(u16, String)> + Send + Sync + 'static,
     ) -> Fake {
-        Self::listen(Some(upstream.to_owned()), Arc::new(answer)).await
+        Self::listen(Some(upstream.to_owned()), Arc::new(answer), Arc::new(|_: &str, reply: String| reply)).await
     }
 
-    async fn listen(upstream: Option<String>, answer: Arc<Answer>) -> Fake {
+    /// In front of `upstream` as [`Fake::before`], and what `upstream`
+    /// answers goes back through `rewrite(operation, reply)`.
+    pub async fn around(
+        upstream: &str,
+        answer: impl Fn(&str, &str) -> Option<(u16, String)> + Send + Sync + 'static,
+        rewrite: impl Fn(&str, String) -> String + Send + Sync + 'static,
+    ) -> Fake {
+        Self::listen(Some(upstream.to_owned()), Arc::new(answer), Arc::new(rewrite)).await
+    }
+
+    async fn listen(upstream: Option<String>, answer: Arc<Answer>, rewrite: Arc<Rewrite>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, answer.clone(), upstream.clone(), log.clone()));
+                tokio::spawn(serve(stream, answer.clone(), rewrite.clone(), upstream.clone(), log.clone()));
             }
         });
         Fake { url, seen }
@@ -185,7 +197,13 @@ async fn forward(upstream: &str, headers: &[String], body: &str) -> (u16, String
     (status, kind, reply.to_owned())
 }
 
-async fn serve(stream: TcpStream, answer: Arc<Answer>, upstream: Option<String>, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn serve(
+    stream: TcpStream,
+    answer: Arc<Answer>,
+    rewrite: Arc<Rewrite>,
+    upstream: Option<String>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     loop {
@@ -225,7 +243,10 @@ async fn serve(stream: TcpStream, answer: Arc<Answer>, upstream: Option<String>,
         let json = "application/x-amz-json-1.1".to_owned();
         let (status, kind, reply) = match (answer(&operation, &body), &upstream) {
             (Some((status, reply)), _) => (status, json, reply),
-            (None, Some(upstream)) => forward(upstream, &headers, &body).await,
+            (None, Some(upstream)) => {
+                let (status, kind, reply) = forward(upstream, &headers, &body).await;
+                (status, kind, rewrite(&operation, reply))
+            }
             (None, None) => {
                 (400, json, format!(r#"{{"__type":"InvalidParameterException","message":"unexpected {operation}"}}"#))
             }

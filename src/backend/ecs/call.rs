@@ -53,6 +53,32 @@ where
     }
 }
 
+/// Whether `e` failed on the credentials (none, expired, an SSO session to
+/// renew) rather than on the way to AWS: its text (the whole chain of
+/// sources, where the SDK's `CredentialsError` says "credentials") says so.
+fn is_credentials<E>(e: &SdkError<E, HttpResponse>) -> bool
+where
+    E: std::error::Error + 'static,
+{
+    let text = DisplayErrorContext(e).to_string().to_ascii_lowercase();
+    ["credential", "token", "sso session"].iter().any(|w| text.contains(w))
+}
+
+/// An error and its sources, each said once ("dispatch failure: other: an
+/// error occurred while loading credentials: failed to read `…`").
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut said: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if said.last() != Some(&text) {
+            said.push(text);
+        }
+        next = err.source();
+    }
+    said.join(": ")
+}
+
 /// Where calls go, for messages: the backend's label and the profile.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -76,6 +102,13 @@ impl Site {
                 backend: self.label.clone(),
                 detail: format!("{action}: no answer within {} s", super::CALL_TIMEOUT.as_secs()),
             },
+            // Credentials that cannot be loaded (an expired SSO session)
+            // fail before anything is sent, as a dispatch failure: AWS was
+            // not reached, but it is the credentials that need doing.
+            SdkError::DispatchFailure(_) if is_credentials(&e) => {
+                let text = causes(&e);
+                self.refusal(action, format!("AWS credentials could not be loaded ({text}){}", self.login_hint()))
+            }
             SdkError::DispatchFailure(_) => BackendError::Unreachable {
                 backend: self.label.clone(),
                 detail: format!("{action}: {}", DisplayErrorContext(&e)),
@@ -83,7 +116,7 @@ impl Site {
             // Credentials that cannot be loaded fail before anything is sent.
             _ => {
                 let text = DisplayErrorContext(&e).to_string();
-                let hint = if text.contains("credentials") || text.contains("token") { self.login_hint() } else { "" };
+                let hint = if is_credentials(&e) { self.login_hint() } else { String::new() };
                 self.refusal(action, format!("{text}{hint}"))
             }
         }
@@ -111,11 +144,10 @@ impl Site {
         BackendError::Refused { backend: self.label.clone(), action: action.to_owned(), detail }
     }
 
-    fn login_hint(&self) -> &'static str {
-        if self.profile.is_some() {
-            "; refresh them (`aws sso login --profile <profile>`, or new keys), then resume"
-        } else {
-            "; refresh them (AWS_* variables or a profile), then resume"
+    fn login_hint(&self) -> String {
+        match &self.profile {
+            Some(profile) => format!("; refresh them (`aws sso login --profile {profile}`, or new keys), then resume"),
+            None => "; refresh them (AWS_* variables or a profile), then resume".to_owned(),
         }
     }
 
@@ -170,7 +202,8 @@ mod tests {
         let expired =
             site.refused("x", "ExpiredTokenException", "The security token included in the request is expired", 400);
         assert!(expired.to_string().contains("AWS credentials expired or invalid (ExpiredTokenException"), "{expired}");
-        assert!(expired.to_string().contains("aws sso login --profile"), "{expired}");
+        assert!(expired.to_string().contains("aws sso login --profile prod`"), "{expired}");
+        assert!(!expired.to_string().contains("<profile>"), "{expired}");
         assert_eq!(site.refused("x", "", "", 500).to_string(), "ecs prod/checkout refused x: HTTP 500");
     }
 }

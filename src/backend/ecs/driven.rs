@@ -4,8 +4,9 @@
 //!
 //! | effect | calls |
 //! |---|---|
-//! | `Scale` canary to p % | `CreateTaskSet` (the stable task set's launch type, network and container, the canary target group) or `UpdateTaskSet` scale p % |
-//! | `SetWeight` w % | w > 0: `DescribeTaskSets` until the canary task set is `STEADY_STATE` with its tasks running (at most `ready_timeout_s`); then `DescribeRules` + `ModifyRule`: stable 100 − w, canary w |
+//! | `Scale` canary to p % | `CreateTaskSet` (the stable task set's launch type, network and container, the canary target group; a `clientToken` of the rollout, service and revision, so a retried call creates no second task set) or `UpdateTaskSet` scale p % |
+//! | `Scale` canary to 0 | `UpdateTaskSet` scale 0, refused while the rule's target-group stickiness may still hold clients on the canary (its duration since the canary's weight went to 0) |
+//! | `SetWeight` w % | w > 0: `DescribeTaskSets` until the canary task set is ready: tasks wanted (computed desired count > 0), all of them running, and `STEADY_STATE` reached after flightdeck's last scale change (at most `ready_timeout_s`); then `DescribeRules` + `ModifyRule`: stable 100 − w, canary w |
 //! | `SwitchActive` | the same with 0 or 100 |
 //! | `Scale` stable to 0 | the promotion: `UpdateServicePrimaryTaskSet` (canary), then `DeleteTaskSet` (stable) |
 //! | `Scale` stable to p > 0 | `UpdateTaskSet` scale p % |
@@ -13,16 +14,31 @@
 //! `observe` reads the rule back: the canary's share of the two weights,
 //! which the core compares with what it set (drift). Every other action
 //! and condition of the rule is kept as it is.
+//!
+//! A listener's default rule cannot be changed with `ModifyRule` (only
+//! `ModifyListener` changes its default actions): a `listener_rule` that is
+//! one is refused with the reason at the first call that reads it, before
+//! any task set is created. Give the weights to a rule of their own
+//! (a `path-pattern` `/*` condition at any priority matches everything).
+//!
+//! Target-group stickiness on the forward action (`TargetGroupStickinessConfig`)
+//! takes precedence over the weights: a client that reached the canary keeps
+//! reaching it for the stickiness duration, even at weight 0. flightdeck
+//! warns (log and the observation's detail) and keeps the canary's tasks until
+//! that duration has passed since its weight went to 0.
 
 use super::call::Site;
 use super::{short, EcsTarget};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types::{LoadBalancer, Scale, ScaleUnit, StabilityStatus, TaskSet};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ForwardActionConfig, TargetGroupTuple};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How often a task set's readiness is read while waiting.
@@ -37,6 +53,40 @@ pub struct TaskSets {
     stable: String,
     canary: String,
     site: Site,
+    /// `clientToken` of the canary's `CreateTaskSet`.
+    client_token: String,
+    /// Server time (`updatedAt`) of the last scale change flightdeck made
+    /// to the canary task set: a `STEADY_STATE` from before it is stale.
+    changed_at: Mutex<Option<DateTime>>,
+    /// When the canary's weight was seen going to 0 (stickiness wait).
+    weight_zero_at: Mutex<Option<Instant>>,
+    /// The stickiness warning was logged.
+    warned: AtomicBool,
+}
+
+/// An idempotency token for `CreateTaskSet` (≤ 36 ASCII characters): the
+/// same for every retry of the canary of one rollout and revision on one
+/// service, another for any other. Two FNV-1a hashes, UUID-shaped.
+pub fn client_token(parts: &[&str]) -> String {
+    let hash = |seed: u64| {
+        let mut h = seed;
+        for part in parts {
+            for b in part.bytes().chain([0]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    };
+    let (a, b) = (hash(0xcbf2_9ce4_8422_2325), hash(0x6c62_272e_07bb_0142));
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 impl TaskSets {
@@ -48,7 +98,12 @@ impl TaskSets {
             );
         }
         let site = Site { label: target.label(), profile: target.profile.clone() };
+        let client_token = client_token(&[&plan.name, &target.cluster, &target.service, &plan.canary]);
         Ok(TaskSets {
+            client_token,
+            changed_at: Mutex::new(None),
+            weight_zero_at: Mutex::new(None),
+            warned: AtomicBool::new(false),
             ecs: aws_sdk_ecs::Client::new(aws),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(aws),
             stable: plan.stable.clone(),
@@ -86,11 +141,20 @@ impl TaskSets {
     async fn scale_canary(&self, action: &str, percent: u8) -> Result<(), BackendError> {
         let sets = self.task_sets().await?;
         if let Some(canary) = Self::find(&sets, &self.canary) {
-            return self.update_scale(canary, percent).await;
+            if percent == 0 && canary.scale().is_some_and(|s| s.value() > 0.0) {
+                self.sticky_clients_gone(action).await?;
+            }
+            let updated = self.update_scale(canary, percent).await?;
+            if let Some(at) = updated {
+                *self.changed_at.lock().unwrap() = Some(at);
+            }
+            return Ok(());
         }
         if percent == 0 {
             return Ok(());
         }
+        // The rule is checked (not a default rule) before anything is created.
+        self.rule().await?;
         let Some(stable) = Self::find(&sets, &self.stable) else {
             let detail = format!("no task set runs the stable revision {} to copy the canary's from", self.stable);
             return Err(self.site.refusal(action, detail));
@@ -118,20 +182,52 @@ impl TaskSets {
             .set_platform_version(stable.platform_version().map(str::to_owned))
             .set_network_configuration(stable.network_configuration().cloned())
             .load_balancers(balancer)
-            .scale(Self::scale(percent));
-        create.send().await.map_err(|e| self.site.error(&format!("CreateTaskSet {}", self.canary), e))?;
+            .scale(Self::scale(percent))
+            .client_token(&self.client_token);
+        let out = create.send().await.map_err(|e| self.site.error(&format!("CreateTaskSet {}", self.canary), e))?;
+        let at = out.task_set().and_then(|ts| ts.updated_at().or(ts.created_at())).copied();
+        *self.changed_at.lock().unwrap() = at;
         Ok(())
     }
 
-    async fn update_scale(&self, set: &TaskSet, percent: u8) -> Result<(), BackendError> {
+    /// Scales `set` to `percent` unless it is there already (a call that
+    /// changes nothing would only make its stability look stale); the
+    /// server time of the change, when there was one.
+    async fn update_scale(&self, set: &TaskSet, percent: u8) -> Result<Option<DateTime>, BackendError> {
+        if set.scale().is_some_and(|s| s.value() == f64::from(percent.min(100))) {
+            return Ok(None);
+        }
         let arn = set.task_set_arn().unwrap_or_default();
         let t = &self.target;
         let call = self.ecs.update_task_set().cluster(&t.cluster).service(&t.service).task_set(arn);
-        call.scale(Self::scale(percent))
+        let out = call
+            .scale(Self::scale(percent))
             .send()
             .await
             .map_err(|e| self.site.error(&format!("UpdateTaskSet {arn}"), e))?;
-        Ok(())
+        let at = out.task_set().and_then(TaskSet::updated_at).copied();
+        Ok(Some(at.unwrap_or_else(|| DateTime::from(std::time::SystemTime::now()))))
+    }
+
+    /// Refuses to take the canary's tasks while the rule's target-group
+    /// stickiness may still send clients to it: its duration must have
+    /// passed since the canary's weight went to 0.
+    async fn sticky_clients_gone(&self, action: &str) -> Result<(), BackendError> {
+        let (actions, index) = self.rule().await?;
+        let Some(duration) = sticky(&actions[index]) else { return Ok(()) };
+        let since = *self.weight_zero_at.lock().unwrap().get_or_insert_with(Instant::now);
+        let elapsed = since.elapsed();
+        if elapsed >= duration {
+            return Ok(());
+        }
+        let detail = format!(
+            "target-group stickiness on the rule keeps clients that reached the canary on it for {} s, even at weight 0; \
+             its weight went to 0 {} s ago: its tasks stay for {} s more, then scale it to 0 again",
+            duration.as_secs(),
+            elapsed.as_secs(),
+            (duration - elapsed).as_secs().max(1)
+        );
+        Err(self.site.refusal(action, detail))
     }
 
     /// Stable to 0 is the promotion: the canary becomes primary and the old task set goes.
@@ -142,7 +238,8 @@ impl TaskSets {
             let Some(stable) = stable else {
                 return Err(self.site.refusal(action, format!("no task set runs {}", self.stable)));
             };
-            return self.update_scale(stable, percent).await;
+            self.update_scale(stable, percent).await?;
+            return Ok(());
         }
         let Some(canary) = Self::find(&sets, &self.canary) else {
             let detail = format!(
@@ -171,14 +268,20 @@ impl TaskSets {
         let start = Instant::now();
         loop {
             let sets = self.task_sets().await?;
+            let changed_at = *self.changed_at.lock().unwrap();
             let state = match Self::find(&sets, &self.canary) {
-                Some(ts) if ready(ts) => return Ok(()),
-                Some(ts) => format!(
-                    "{} of {} tasks running, {}",
-                    ts.running_count(),
-                    ts.computed_desired_count(),
-                    ts.stability_status().map_or("stability unknown", StabilityStatus::as_str)
-                ),
+                Some(ts) if ready(ts, changed_at) => return Ok(()),
+                Some(ts) => {
+                    let stale =
+                        ts.stability_status() == Some(&StabilityStatus::SteadyState) && !stable_since(ts, changed_at);
+                    format!(
+                        "{} of {} tasks running, {}{}",
+                        ts.running_count(),
+                        ts.computed_desired_count(),
+                        ts.stability_status().map_or("stability unknown", StabilityStatus::as_str),
+                        if stale { " from before the last scale change" } else { "" }
+                    )
+                }
                 None => "no task set yet".to_owned(),
             };
             if start.elapsed() >= self.target.ready_timeout {
@@ -201,6 +304,13 @@ impl TaskSets {
         let Some(rule) = out.rules().first() else {
             return Err(self.site.refusal(&what, "RuleNotFound: the listener rule does not exist".into()));
         };
+        if rule.is_default() == Some(true) {
+            let detail = "the listener rule is the listener's default rule, whose actions ModifyRule cannot change \
+                 (only ModifyListener can); give the weights to a rule of their own (a path-pattern `/*` \
+                 condition matches every request) and name it in `listener_rule`"
+                .to_owned();
+            return Err(self.site.refusal(&what, detail));
+        }
         let actions = rule.actions().to_vec();
         let index = actions.iter().position(|a| self.groups(a).is_some()).ok_or_else(|| {
             let detail = format!(
@@ -209,6 +319,16 @@ impl TaskSets {
             );
             self.site.refusal(&what, detail)
         })?;
+        if let Some(duration) = sticky(&actions[index]) {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    backend = %self.site.label,
+                    rule = %arn,
+                    seconds = duration.as_secs(),
+                    "target-group stickiness is on: sticky clients keep reaching a target group whose weight is 0"
+                );
+            }
+        }
         Ok((actions, index))
     }
 
@@ -225,6 +345,7 @@ impl TaskSets {
             self.canary_ready(action).await?;
         }
         let (mut actions, index) = self.rule().await?;
+        let before = self.groups(&actions[index]).map_or(0, |(_, c)| c);
         let tuple =
             |arn: &str, weight: u8| TargetGroupTuple::builder().target_group_arn(arn).weight(i32::from(weight)).build();
         let forward =
@@ -247,16 +368,47 @@ impl TaskSets {
         let arn = &self.target.listener_rule;
         let call = self.elb.modify_rule().rule_arn(arn).set_actions(Some(actions));
         call.send().await.map_err(|e| self.site.error(&format!("ModifyRule {arn}"), e))?;
+        let mut zero_at = self.weight_zero_at.lock().unwrap();
+        match (canary, before) {
+            (0, b) if b > 0 => *zero_at = Some(Instant::now()),
+            (0, _) => {
+                zero_at.get_or_insert_with(Instant::now);
+            }
+            _ => *zero_at = None,
+        }
         Ok(())
     }
 }
 
-/// Steady, scaled above 0, and every task it wants running.
-fn ready(ts: &TaskSet) -> bool {
+/// The stickiness duration of a forward action, when stickiness is on.
+fn sticky(action: &Action) -> Option<Duration> {
+    let config = action.forward_config()?.target_group_stickiness_config()?;
+    if config.enabled() != Some(true) {
+        return None;
+    }
+    Some(Duration::from_secs(config.duration_seconds().unwrap_or(0).max(0) as u64))
+}
+
+/// Its stability was last set at or after `changed_at` (the last scale
+/// change flightdeck made; `None`: none seen by this process).
+fn stable_since(ts: &TaskSet, changed_at: Option<DateTime>) -> bool {
+    match (changed_at, ts.stability_status_at()) {
+        (None, _) => true,
+        (Some(changed), Some(at)) => at.as_secs_f64() >= changed.as_secs_f64(),
+        (Some(_), None) => false,
+    }
+}
+
+/// Scaled above 0 with tasks wanted, every one of them running, and
+/// steady since the last scale change (`changed_at`): `0/0 STEADY_STATE`
+/// right after a change, or with a desired count of 0, is not ready.
+pub fn ready(ts: &TaskSet, changed_at: Option<DateTime>) -> bool {
     let scaled = ts.scale().is_some_and(|s| s.value() > 0.0);
     scaled
+        && ts.computed_desired_count() > 0
+        && ts.running_count() == ts.computed_desired_count()
         && ts.stability_status() == Some(&StabilityStatus::SteadyState)
-        && ts.running_count() >= ts.computed_desired_count()
+        && stable_since(ts, changed_at)
 }
 
 #[async_trait]
@@ -285,6 +437,53 @@ impl Backend for TaskSets {
         let total = (stable + canary).max(0);
         // Both at 0: the rule forwards nothing to either; say so as 0 %.
         let weight = if total == 0 { 0 } else { ((canary.max(0) * 100 + total / 2) / total).min(100) as u8 };
-        Ok(Observation { canary_weight: Some(weight), ..Observation::default() })
+        let native_detail = sticky(&actions[index]).map(|d| {
+            format!(
+                "target-group stickiness {} s: sticky clients keep reaching a weight-0 side; canary tasks are kept that long",
+                d.as_secs()
+            )
+        });
+        Ok(Observation { canary_weight: Some(weight), native_detail, ..Observation::default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task_set(scale: f64, desired: i32, running: i32, steady: bool, at: i64) -> TaskSet {
+        let status = if steady { StabilityStatus::SteadyState } else { StabilityStatus::Stabilizing };
+        TaskSet::builder()
+            .scale(Scale::builder().unit(ScaleUnit::Percent).value(scale).build())
+            .computed_desired_count(desired)
+            .running_count(running)
+            .stability_status(status)
+            .stability_status_at(DateTime::from_secs(at))
+            .build()
+    }
+
+    #[test]
+    fn ready_needs_tasks_wanted_all_running_and_steady_after_the_last_change() {
+        assert!(ready(&task_set(100.0, 4, 4, true, 100), None));
+        assert!(ready(&task_set(100.0, 4, 4, true, 100), Some(DateTime::from_secs(100))));
+        // 0/0 STEADY_STATE: right after a scale change, or a desired count of 0.
+        assert!(!ready(&task_set(100.0, 0, 0, true, 100), None));
+        assert!(!ready(&task_set(0.0, 4, 4, true, 100), None));
+        assert!(!ready(&task_set(100.0, 4, 3, true, 100), None));
+        // More running than wanted: the old ones are still draining.
+        assert!(!ready(&task_set(100.0, 2, 4, true, 100), None));
+        assert!(!ready(&task_set(100.0, 4, 4, false, 100), None));
+        // A STEADY_STATE from before flightdeck's last change is stale.
+        assert!(!ready(&task_set(100.0, 4, 4, true, 99), Some(DateTime::from_secs(100))));
+    }
+
+    #[test]
+    fn the_client_token_is_one_per_rollout_service_and_revision() {
+        let token = client_token(&["checkout", "prod", "checkout", "checkout:2"]);
+        assert_eq!(token, client_token(&["checkout", "prod", "checkout", "checkout:2"]));
+        assert_ne!(token, client_token(&["checkout", "prod", "checkout", "checkout:3"]));
+        assert_ne!(token, client_token(&["checkout", "prod", "checkoutc", "heckout:2"]));
+        assert_eq!(token.len(), 36);
+        assert!(token.bytes().all(|b| (33..=126).contains(&b)), "{token}");
     }
 }
