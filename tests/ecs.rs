@@ -399,6 +399,11 @@ async fn a_task_set_with_no_task_running_or_a_stale_steady_state_gets_no_traffic
     println!("0/0: {e}");
     assert!(e.contains("not ready") && e.contains("0 of 0 tasks running, STEADY_STATE"), "{e}");
     assert_eq!(stack.weights().await, (100, 0), "no traffic to a task set without tasks");
+    // The engine's retry right after does not wait another `ready_timeout_s`.
+    let retry = std::time::Instant::now();
+    let e = backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err().to_string();
+    assert!(e.contains("not ready"), "{e}");
+    assert!(retry.elapsed() < Duration::from_secs(2), "the retry waited {:?}", retry.elapsed());
 
     // Every task running and steady, but since before flightdeck's last
     // scale change: stale.
