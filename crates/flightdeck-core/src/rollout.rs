@@ -1077,6 +1077,9 @@ fn pause(r: &mut Rollout, by: Actor, reason: String, now: Timestamp) {
 fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Timestamp) {
     r.observed_weight = o.canary_weight;
     r.observe_error = None;
+    // What the backend says beside its numbers (a driven ECS canary's sticky
+    // sessions, a native controller's steps) is shown with the rollout.
+    r.native_detail.clone_from(&o.native_detail);
     if r.control == Control::Observed {
         follow_native_revision(r, fx, &o, now);
         mirror_native(r, &o, now);
