@@ -124,14 +124,17 @@ impl Upstream {
     }
 
     async fn answer(&self) -> (u16, String) {
-        let started = Instant::now();
-        tokio::time::sleep(Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))).await;
+        let latency = Duration::from_millis(self.latency_ms.load(Ordering::Relaxed));
+        tokio::time::sleep(latency).await;
         let n = self.served.fetch_add(1, Ordering::Relaxed);
         // Deterministic spread of errors: request n fails when the running
         // error count falls behind the target rate.
         let ppm = self.error_ppm.load(Ordering::Relaxed);
         let failing = (n + 1) * ppm / 1_000_000 > n * ppm / 1_000_000;
-        let seconds = started.elapsed().as_secs_f64();
+        // The service time the version is set to, as its handler would
+        // measure it: on a loaded test machine the scheduler's delays would
+        // otherwise move stable's p99 as much as the regression under test.
+        let seconds = latency.as_secs_f64();
         let mut c = self.counters.lock().unwrap();
         if failing {
             c.errors += 1;
