@@ -608,6 +608,9 @@ async fn at_80x24_state_stage_and_weight_always_show_and_nothing_is_cut_silently
     let small = c.screen(59, 15);
     assert!(small.contains("terminal too small (need 60×16, have 59×15)"), "{small}");
     insta::assert_snapshot!("too_small", small);
+    // Narrower still, the message wraps rather than being cut.
+    let tiny = c.screen(40, 10);
+    assert!(tiny.contains("terminal too small") && tiny.contains("40×10)") && !tiny.contains('…'), "{tiny}");
     assert_no_cut_numbers(&c.screen(60, 16));
 }
 

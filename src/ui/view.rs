@@ -77,14 +77,17 @@ pub fn render(f: &mut Frame, app: &mut App) {
 
 /// Says how big the terminal must be (and still takes `q`).
 fn too_small(f: &mut Frame, area: Rect, app: &App) {
-    let lines = vec![
-        Line::styled(
-            format!("terminal too small (need {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{})", area.width, area.height),
-            app.theme.style("ui.banner.error"),
-        ),
-        Line::styled("rollouts continue; enlarge the window, or q to quit", app.theme.style("ui.dim")),
+    let (error, dim) = (app.theme.style("ui.banner.error"), app.theme.style("ui.dim"));
+    let quit = app.keymap.key_for(Layer::Cockpit, Action::Quit).unwrap_or_else(|| "<C-c>".into());
+    let said = [
+        (format!("terminal too small (need {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{})", area.width, area.height), error),
+        (format!("rollouts continue; enlarge the window, or {quit} to quit"), dim),
     ];
-    let lines: Vec<Line> = lines.into_iter().map(|l| fit(l, area.width)).collect();
+    // Wrapped, not cut: the message is the whole screen and must be read whole.
+    let lines: Vec<Line> = said
+        .iter()
+        .flat_map(|(text, style)| wrap(text, area.width.max(1) as usize).into_iter().map(|l| Line::styled(l, *style)))
+        .collect();
     let y = area.y + area.height.saturating_sub(lines.len() as u16) / 2;
     let rect = Rect { y, height: (lines.len() as u16).min(area.height), ..area };
     f.render_widget(Paragraph::new(lines), rect);
@@ -129,7 +132,9 @@ fn detail_panes(f: &mut Frame, area: Rect, app: &mut App, r: &flightdeck_core::R
     panes::split(f, margin(split), app, r);
     panes::timeline(f, margin(timeline), app, r);
     if wide {
-        let [deltas, side] = Layout::horizontal([Constraint::Min(60), Constraint::Length(44)]).areas(analysis);
+        // The budget box grows with the room (its policy line must not be cut beside empty columns).
+        let side_width = (analysis.width / 3).clamp(44, 60);
+        let [deltas, side] = Layout::horizontal([Constraint::Min(60), Constraint::Length(side_width)]).areas(analysis);
         panes::deltas(f, deltas, app, r);
         panes::budget(f, side, app, r);
     } else {
