@@ -78,6 +78,7 @@ pub async fn run(
     let snapshots = engine.subscribe();
     let (hub_tx, hub_rx) = mpsc::channel::<Output>(1024);
     let hub = Hub::start(engine.subscribe(), hub_rx, engine.history().to_vec());
+    let watching = hub.clone();
     let attach = listening.as_ref().map(|_| format!("flightdeck attach --socket {}", path.display()));
     let printer = tokio::spawn(async move {
         let mut out = std::io::stdout();
@@ -111,6 +112,13 @@ pub async fn run(
         _ = engine.wait() => {}
         () = serving => {}
         signo = signals.next() => return Ok(stopped(signo)),
+    }
+    if !watching.attached().is_empty() {
+        // The command that finished the run (an attached captain's
+        // rollback) is answered on its connection's own task: give it a
+        // moment to be written before the process ends, or the captain
+        // reads "the connection was lost" for a rollback that happened.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     drop(listening);
     let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
