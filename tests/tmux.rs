@@ -417,18 +417,25 @@ fn wait_gone(pid: &str) {
     }
 }
 
+/// A shell in tmux running `flightdeck demo` in `dir`, its cockpit on
+/// screen: for the tests where the shell itself matters (job control).
+fn demo_in_a_shell(dir: &std::path::Path) -> Tmux {
+    let t = Tmux::start("bash --norc --noprofile");
+    t.type_line(&format!(
+        "cd {} && FLIGHTDECK_DATA_DIR=data FLIGHTDECK_CONFIG_DIR=config {} demo --speed 60",
+        dir.display(),
+        env!("CARGO_BIN_EXE_flightdeck")
+    ));
+    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    t
+}
+
 /// Ctrl-Z gives the shell its terminal (main screen, no mouse tracking,
 /// cooked mode) and stops the cockpit; `fg` brings it back, redrawn whole.
 #[test]
 fn ctrl_z_gives_the_shell_its_terminal_and_fg_brings_the_cockpit_back() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tmux::start("bash --norc --noprofile");
-    t.type_line(&format!(
-        "cd {} && FLIGHTDECK_DATA_DIR=data FLIGHTDECK_CONFIG_DIR=config {} demo --speed 60",
-        dir.path().display(),
-        env!("CARGO_BIN_EXE_flightdeck")
-    ));
-    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    let t = demo_in_a_shell(dir.path());
     assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal");
     let pid = cockpit_pid(&t);
     t.keys(&["C-z"]);
@@ -460,13 +467,7 @@ fn ctrl_z_gives_the_shell_its_terminal_and_fg_brings_the_cockpit_back() {
 #[test]
 fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tmux::start("bash --norc --noprofile");
-    t.type_line(&format!(
-        "cd {} && FLIGHTDECK_DATA_DIR=data FLIGHTDECK_CONFIG_DIR=config {} demo --speed 60",
-        dir.path().display(),
-        env!("CARGO_BIN_EXE_flightdeck")
-    ));
-    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    let t = demo_in_a_shell(dir.path());
     let pid = cockpit_pid(&t);
     assert!(Command::new("kill").args(["-s", "TSTP", &pid]).status().unwrap().success());
     t.wait_for(&["Stopped"], Duration::from_secs(5));
