@@ -380,6 +380,11 @@ impl RolloutTask {
         while let Some(effect) = effects.next() {
             let result = self.execute(effect, at).await;
             let failed = match &result {
+            // `serve --leader-elect`: a replica that lost the Lease acts no more.
+            if let Err(e) = self.journal(|j| j.fence_check().map(drop)) {
+                self.halt(e, at).await;
+                break;
+            }
                 Event::EffectFailed { effect, .. } => Some(effect.to_string()),
                 _ => None,
             };
@@ -404,7 +409,12 @@ impl RolloutTask {
     /// the rollout shows paused with the reason, commands are refused, and
     /// headless runs end with exit code 1.
     async fn halt(&mut self, error: JournalError, at: Timestamp) -> String {
-        let reason = format!("journal cannot be written ({error}); stopped: make room, then run again to resume");
+        let reason = match &error {
+            JournalError::Fenced { reason, .. } => {
+                format!("lost the lease ({reason}); stopped before its next effect: the replica holding the lease drives it")
+            }
+            _ => format!("journal cannot be written ({error}); stopped: make room, then run again to resume"),
+        };
         tracing::error!(rollout = %self.id(), %error, "journal write failed; rollout stopped");
         self.halted = Some(reason.clone());
         let before = self.p.rollout.phase.label();

@@ -41,6 +41,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod fence;
 mod lock;
 pub mod pack;
 pub use pack::parse_record;
@@ -48,6 +49,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 
+pub use fence::{Fence, Term};
 pub use lock::JournalLock;
 pub use read::JOURNAL_LIMIT;
 
@@ -79,13 +81,17 @@ pub enum JournalError {
     /// Not a regular file, or larger than any journal a run writes.
     #[error("{path}: {reason}")]
     NotAJournal { path: String, reason: String },
+    /// `serve --leader-elect`: this process no longer holds the Lease, so
+    /// it neither writes nor acts (see [`fence`]).
+    #[error("{path}: not written: {reason}")]
+    Fenced { path: String, reason: String },
 }
 
 impl JournalError {
     /// The journal cannot be resumed as asked: the user's to settle (another
     /// run, `--fresh`), not a failure of flightdeck. Nothing has run.
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, JournalError::Io { .. })
+        !matches!(self, JournalError::Io { .. } | JournalError::Fenced { .. })
     }
 
     /// What the user can do about a journal that is damaged (its own
@@ -132,6 +138,9 @@ pub struct Record {
     pub phase: String,
     pub stage: usize,
     pub weight: u8,
+    /// `serve --leader-elect`: the Lease term it was written in (see [`fence`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Term>,
 }
 
 /// An open journal, appending; it holds the journal's lock while open.
@@ -139,7 +148,9 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     seq: u64,
-    _lock: JournalLock,
+    /// `None` when a [`Fence`] keeps one writer instead.
+    _lock: Option<JournalLock>,
+    fence: Option<Fence>,
 }
 
 /// What opening a journal found.
@@ -168,12 +179,35 @@ impl Journal {
         sim: Option<&SimRun>,
         fresh: bool,
     ) -> Result<Opened, JournalError> {
+        Journal::open_fenced(dir, id, plan, plan_file, plan_text, sim, fresh, fence::installed())
+    }
+
+    /// [`Journal::open`] under `fence` (the Lease's term) rather than the
+    /// advisory lock, when there is one: nothing is read or renamed
+    /// unless the term holds, and every record carries it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_fenced(
+        dir: &Path,
+        id: &str,
+        plan: &Plan,
+        plan_file: &str,
+        plan_text: &str,
+        sim: Option<&SimRun>,
+        fresh: bool,
+        fence: Option<Fence>,
+    ) -> Result<Opened, JournalError> {
         // The user's alone whatever the umask: journals hold every command and reason.
         crate::paths::private_dir(dir).map_err(|e| io(dir, e))?;
         let key = plan_key(plan_file);
         let path = dir.join(file_name(id, &key));
         // Before anything is read or renamed: another run may be writing.
-        let lock = JournalLock::take(&path.with_extension("lock"), &path)?;
+        let lock = match &fence {
+            Some(f) => {
+                f.check().map_err(|reason| fenced(&path, reason))?;
+                None
+            }
+            None => Some(JournalLock::take(&path.with_extension("lock"), &path)?),
+        };
         adopt_legacy(dir, id, &key, &path)?;
         // A dangling symlink is there too: refused by the replay, not replaced.
         let there = fs::symlink_metadata(&path).is_ok();
@@ -183,7 +217,7 @@ impl Journal {
                 // Back to the end of the last whole record: a cut last line
                 // (and blanks after it) goes, or the next record would be glued to it.
                 file.set_len(replayed.valid_len).map_err(|e| io(&path, e))?;
-                let journal = Journal { path, file, seq: replayed.records, _lock: lock };
+                let journal = Journal { path, file, seq: replayed.records, _lock: lock, fence };
                 let history = replayed.history.into();
                 return Ok(Opened { journal, rollout: replayed.rollout, resumed_at: Some(replayed.last), history });
             }
@@ -202,7 +236,7 @@ impl Journal {
         let file = create_whole(&path, &header)?;
         let rollout = Rollout::new(id, plan.clone());
         Ok(Opened {
-            journal: Journal { path, file, seq: 0, _lock: lock },
+            journal: Journal { path, file, seq: 0, _lock: lock, fence },
             rollout,
             resumed_at: None,
             history: Vec::new(),
@@ -212,6 +246,7 @@ impl Journal {
     /// Appends one event and the state it led to. On error the record may
     /// be cut short on disk; the next open drops it, so stop appending.
     pub fn append(&mut self, at: Timestamp, event: &Event, state: &Rollout) -> Result<(), JournalError> {
+        let lease = self.fence_check()?;
         let record = Record {
             seq: self.seq + 1,
             at,
@@ -220,6 +255,7 @@ impl Journal {
             phase: state.phase.label().to_string(),
             stage: state.stage,
             weight: state.canary_weight,
+            lease,
         };
         let mut value = serde_json::to_value(&record).expect("records serialize");
         pack::compact_histograms(&mut value);
@@ -240,6 +276,19 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Under a fence: its term while it holds, else [`JournalError::Fenced`]
+    /// (the engine asks before every effect). `Ok(None)` without a fence.
+    pub fn fence_check(&self) -> Result<Option<Term>, JournalError> {
+        match &self.fence {
+            Some(f) => f.check().map(Some).map_err(|reason| fenced(&self.path, reason)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn fenced(path: &Path, reason: String) -> JournalError {
+    JournalError::Fenced { path: path.display().to_string(), reason }
 }
 
 /// A new journal holding only `header`, at `path`, never seen half
@@ -260,7 +309,10 @@ fn create_whole(path: &Path, header: &Header) -> Result<File, JournalError> {
     if let Some(dir) = path.parent() {
         File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))?;
     }
-    Ok(file)
+    drop(file);
+    // Appending (O_APPEND), as a resumed journal is: a deposed leader's
+    // late write lands after the new leader's records, never over them.
+    OpenOptions::new().append(true).open(path).map_err(|e| io(path, e))
 }
 
 /// Deletes every journal of the `runs` (rollout id, plan file): for each,
@@ -402,6 +454,9 @@ fn replay(
     }
     if let Some(line) = parsed.cut {
         tracing::warn!(path = %shown, line, "dropping a partial last journal line");
+    }
+    for (line, why) in &parsed.fenced_out {
+        tracing::warn!("{shown}:{line}: {why}");
     }
     let Some((_, last)) = parsed.records.last() else { return Ok(None) };
     let (last, records) = (last.at, last.seq);

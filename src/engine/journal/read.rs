@@ -37,6 +37,9 @@ pub(super) struct Parsed {
     pub valid_len: u64,
     /// The line number of a cut last line that was dropped.
     pub cut: Option<usize>,
+    /// Records a deposed Lease holder wrote after a newer holder's record
+    /// (their lines, and why): refused, never replayed (see [`super::fence`]).
+    pub fenced_out: Vec<(usize, String)>,
 }
 
 /// Reads and checks the journal at `path`.
@@ -94,9 +97,24 @@ pub(super) fn parse(shown: &str, text: &str) -> Result<Parsed, JournalError> {
         return Err(corrupt(first, message));
     }
     let mut records: Vec<(usize, Record)> = Vec::new();
+    let mut fenced_out = Vec::new();
+    // The latest Lease term seen so far, and its first line.
+    let mut newest: Option<(usize, super::Term)> = None;
     for (n, line, end) in lines {
         let record: Record =
             super::pack::parse_record(line).map_err(|e| corrupt(n, format!("not a journal record ({})", what(&e))))?;
+        // A term ends before the next begins (the fence): a record of an
+        // older term after one of a newer term was written by a holder
+        // that had lost the Lease, and nothing it led to was carried out
+        // by the rollout's driver. Its sequence number is its own term's.
+        if let (Some(old), Some((l, new))) = (&record.lease, &newest) {
+            if old.transitions < new.transitions {
+                let why = format!("written by {old} after {new} took the lease (line {l}): refused, not replayed");
+                fenced_out.push((n, why));
+                valid_len = end;
+                continue;
+            }
+        }
         let previous = records.last().map(|(line, r)| (line, r));
         if previous.is_none() && !matches!(record.event, Event::Start) {
             let message = "the first record is not the rollout's start (every run journals its start first)";
@@ -115,10 +133,13 @@ pub(super) fn parse(shown: &str, text: &str) -> Result<Parsed, JournalError> {
             let message = format!("time goes backwards: at {} ms, after {} ms on line {l}", record.at.0, r.at.0);
             return Err(corrupt(n, message));
         }
+        if let Some(term) = record.lease.as_ref().filter(|t| newest.as_ref().is_none_or(|(_, n)| n != *t)) {
+            newest = Some((n, term.clone()));
+        }
         records.push((n, record));
         valid_len = end;
     }
-    Ok(Parsed { header, records, valid_len, cut })
+    Ok(Parsed { header, records, valid_len, cut, fenced_out })
 }
 
 /// A JSON error without serde's "at line 1 column N" (the line is the file's).
