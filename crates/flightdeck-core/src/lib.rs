@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod budget;
 pub mod plan;
+pub mod release;
 pub mod rollout;
 pub mod time;
 pub mod toml_file;
