@@ -797,6 +797,7 @@ async fn an_action_key_pressed_twice_never_applies_what_needs_confirming() {
                                 assert_eq!(first.len(), 1, "{what}");
                                 assert_eq!(first[0].command, command, "{what}");
                             }
+                            expected_step: None,
                             _ => {
                                 asked_twice += 1;
                                 assert!(first.is_empty(), "{what}: sent before the dialog");

@@ -235,6 +235,7 @@ fn command(command: Command, stage: usize) -> CommandRequest {
         expected_stage: stage,
         expected_revision: "checkout:2".into(),
     }
+        expected_step: None,
 }
 
 fn progressing(r: &Rollout) -> bool {

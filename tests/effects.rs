@@ -153,6 +153,7 @@ async fn send(engine: &Engine, command: Command) -> Reply {
         command,
         expected_stage: r.stage,
         expected_revision: r.canary_revision.clone(),
+        expected_step: None,
     };
     engine.submit(request).await
 }

@@ -66,7 +66,14 @@ fn request() -> impl Strategy<Value = CommandRequest> {
     let rollout = prop_oneof![4 => Just(ROLLOUT.to_string()), 1 => text()];
     let revision = prop_oneof![4 => Just("v2".to_string()), 1 => text()];
     (rollout, text(), command(), 0usize..6, revision).prop_map(|(rollout, actor, command, stage, revision)| {
-        CommandRequest { rollout, actor: Actor(actor), command, expected_stage: stage, expected_revision: revision }
+        CommandRequest {
+            rollout,
+            actor: Actor(actor),
+            command,
+            expected_stage: stage,
+            expected_revision: revision,
+            expected_step: None,
+        }
     })
 }
 

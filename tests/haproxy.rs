@@ -351,6 +351,7 @@ async fn killing_haproxy_mid_rollout_pauses_and_resume_reapplies_the_weight() {
         command: Command::Resume,
         expected_stage: 0,
         expected_revision: "v2".into(),
+        expected_step: None,
     };
     assert_eq!(engine.submit(resume).await, Reply::Ack);
     assert_eq!(canary_weight(&probe).await, Some(10), "resume re-applies the stage's weight");

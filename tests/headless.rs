@@ -220,6 +220,7 @@ async fn a_captain_attaches_to_a_paused_headless_run_and_acts_on_it() {
         command: flightdeck_core::Command::Rollback { reason: Some("metrics blind; not worth the risk".into()) },
         expected_stage: r.stage,
         expected_revision: r.canary_revision.clone(),
+        expected_step: None,
     };
     assert_eq!(link.commands.submit(request).await, flightdeck::protocol::Reply::Ack);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

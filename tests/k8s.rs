@@ -800,6 +800,7 @@ fn promote_by(actor: &str, r: &Rollout) -> Event {
         command: Command::Promote,
         expected_stage: r.stage,
         expected_revision: r.canary_revision.clone(),
+        expected_step: r.native_step,
         role: Default::default(),
         session: None,
     })
@@ -892,11 +893,66 @@ async fn a_second_promote_of_the_same_pause_does_not_skip_the_analysis_step_the_
         json!({"name": "checkout-65fb5ffc84-2-2", "status": "Running"});
     let r = step(&r, Event::Observation(status::observe(&analysing)), now).0;
     assert_eq!((r.stage, r.canary_weight), (seen_by_both.stage, 20));
+    // The core refuses Bob's promote: it was sent for step 2, Argo is at step 3.
     let (_, effects) = step(&r, bob, now);
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Native { .. })), "{effects:?}");
+    // A promote that reaches the backend anyway (sent without a step) is refused there too.
     let api = rollout_server(analysing);
-    let err = argo(&api).apply(&effects[0]).await.unwrap_err().to_string();
+    let err = argo(&api).apply(&Effect::Native { verb: NativeVerb::Promote }).await.unwrap_err().to_string();
     assert!(err.contains("step 3/9 is an analysis step and it runs: a promote would skip it"), "{err}");
     assert!(api.writes().is_empty(), "Bob's promote skipped the analysis: {:?}", api.writes());
+}
+
+/// rollout-paused.json with a second `pause: {}` right after its pause step:
+/// Argo's rollout/canary.go holds each pause step with its own
+/// `CanaryPauseStep` condition, and `currentStepIndex` moves from one to
+/// the next at the same `setWeight` (same weight stage for the core).
+fn two_pauses(index: u64) -> Value {
+    let mut rollout = fixture("rollout-paused.json");
+    let steps = rollout["spec"]["strategy"]["canary"]["steps"].as_array_mut().unwrap();
+    steps.insert(2, json!({"pause": {}}));
+    rollout["status"]["currentStepIndex"] = json!(index);
+    rollout
+}
+
+#[tokio::test]
+async fn a_second_captains_promote_of_a_pause_that_moved_on_cannot_skip_the_next_pause_at_the_same_weight() {
+    let plan = example_plan("argo-rollouts.toml");
+    let now = Timestamp(1_000);
+    let (r, _) = step(&Rollout::new("prod-eu-1/checkout", plan), Event::Start, now);
+    let first = step(&r, Event::Observation(status::observe(&two_pauses(1))), now).0;
+    assert_eq!(first.native_step, Some(1));
+    // Alice and Bob both see the first pause (step 2 of 9) and both promote.
+    let (alice, bob) = (promote_by("alice", &first), promote_by("bob", &first));
+    let (r, effects) = step(&first, alice, now);
+    let api = rollout_server(two_pauses(1));
+    argo(&api).apply(&effects[0]).await.unwrap();
+    // Argo holds the second pause: same weight (20 %), same weight stage, step index 2.
+    let r = step(&r, Event::Observation(status::observe(&two_pauses(2))), now).0;
+    assert!(matches!(r.phase, Phase::Paused { .. }) && (r.stage, r.canary_weight) == (first.stage, 20));
+    assert_eq!(r.native_step, Some(2));
+
+    // Bob's promote arrives: refused as stale, with the reason, and nothing reaches Argo.
+    let (after, effects) = step(&r, bob, now);
+    let Some(Effect::Notify(refused)) = effects.first() else { panic!("{effects:?}") };
+    assert!(
+        refused.to_string().contains("stale: sent for the controller's step 2 but it has moved on to step 3"),
+        "{refused}"
+    );
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Native { .. })), "{effects:?}");
+    assert_eq!(after.phase, r.phase, "a refused promote changes nothing");
+    let api = rollout_server(two_pauses(2));
+    for effect in effects.iter().filter(|e| e.is_backend()) {
+        argo(&api).apply(effect).await.unwrap();
+    }
+    assert!(api.writes().is_empty(), "Bob's promote skipped the second pause: {:?}", api.writes());
+
+    // Safety verbs apply whatever step their sender saw: Bob's abort from the first pause goes through.
+    let (_, effects) = step(&r, command_by("bob", Command::Abort { reason: None }, &first), now);
+    assert_eq!(effects, vec![Effect::Native { verb: NativeVerb::Abort }]);
+    // A promote sent for the second pause moves it on.
+    let (_, effects) = step(&r, promote_by("bob", &r), now);
+    assert_eq!(effects, vec![Effect::Native { verb: NativeVerb::Promote }]);
 }
 
 #[test]

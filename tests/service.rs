@@ -288,6 +288,7 @@ async fn a_rollback_reaches_slack_pagerduty_and_a_signed_webhook_and_an_acknowle
         command: Command::Acknowledge,
         expected_stage: stage,
         expected_revision: revision,
+        expected_step: None,
     };
     assert_eq!(link.commands.submit(request).await, Reply::Ack);
     support::eventually(Duration::from_secs(20), "the resolve", async || received(&seen, "/pagerduty").len() >= 2)

@@ -141,6 +141,7 @@ fn promote(link: &Link, stage: usize) -> CommandRequest {
         command: Command::Promote,
         expected_stage: stage,
         expected_revision: r.canary_revision.clone(),
+        expected_step: None,
     }
 }
 
@@ -378,6 +379,7 @@ async fn two_captains_promoting_the_same_stage_at_once_one_applies_and_the_other
         command,
         expected_stage: stage,
         expected_revision: "v2".into(),
+        expected_step: None,
     };
     for round in 0..1000 {
         let alice = engine.submit_from(request("alice", Command::Promote, 0), captain(1));
@@ -621,6 +623,7 @@ impl Pipe {
             command: command.clone(),
             expected_stage: stage,
             expected_revision: "v2".into(),
+            expected_step: None,
         };
         self.send(&ClientMessage::Command { id, request });
         loop {
@@ -788,6 +791,7 @@ fn flood(socket: &Path, command: Command, count: u64) -> (u64, u64, Vec<String>)
                 command: command.clone(),
                 expected_stage: 0,
                 expected_revision: "v2".into(),
+                expected_step: None,
             };
             bytes.extend(wire::encode(&ClientMessage::Command { id, request }));
         }
@@ -937,6 +941,7 @@ async fn audit_prints_what_someone_typed_inert() {
         command,
         expected_stage: 0,
         expected_revision: "v2".into(),
+        expected_step: None,
     };
     let handle = engine.handle();
     // Refused (no freeze to override), with the typed reason kept.

@@ -218,6 +218,7 @@ impl RolloutTask {
                     command: Command::Abort { reason: Some(reason) },
                     expected_stage: r.stage,
                     expected_revision: r.canary_revision.clone(),
+                    expected_step: r.native_step,
                 };
                 let reply = self.command_at(request, Origin::local(), deadline).await;
                 if let Reply::Rejected { reason } = reply {
@@ -315,6 +316,7 @@ impl RolloutTask {
             command: request.command,
             expected_stage: request.expected_stage,
             expected_revision: request.expected_revision,
+            expected_step: request.expected_step,
             role: origin.role,
             session: Some(origin.session.to_string()),
         });

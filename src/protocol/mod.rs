@@ -30,6 +30,11 @@ pub struct CommandRequest {
     /// Canary revision the actor saw: a forward command for another
     /// revision is stale.
     pub expected_revision: String,
+    /// Observed rollouts: the native controller's step the actor saw
+    /// (`Rollout::native_step`); a forward command for a step that has
+    /// moved on is stale. Absent: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_step: Option<usize>,
 }
 
 /// The engine's answer to a command.

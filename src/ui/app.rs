@@ -697,6 +697,7 @@ impl App {
             command,
             expected_stage: r.stage,
             expected_revision: r.canary_revision.clone(),
+            expected_step: r.native_step,
         };
         if let Command::OverrideFreeze { reason } = &request.command {
             if reason.trim().is_empty() {
@@ -744,6 +745,7 @@ impl App {
             command: request.command.clone(),
             expected_stage: request.expected_stage,
             expected_revision: request.expected_revision.clone(),
+            expected_step: request.expected_step,
             role: if self.read_only { core::Role::Viewer } else { core::Role::Captain },
             session: None,
         }
@@ -771,6 +773,7 @@ impl App {
             command,
             expected_stage: r.stage,
             expected_revision: r.canary_revision.clone(),
+            expected_step: r.native_step,
         };
         // Judged on the rollout on screen: a frozen view keeps its footer still.
         let request = self.core_request(&request);
@@ -794,6 +797,7 @@ impl App {
             if let Some(r) = self.live_rollout(&request.rollout) {
                 request.expected_stage = r.stage;
                 request.expected_revision = r.canary_revision.clone();
+                request.expected_step = r.native_step;
             }
         }
         request
@@ -806,7 +810,9 @@ impl App {
     pub fn confirmation(&self, request: &CommandRequest, shown: &Confirmation) -> (Confirmation, Option<String>) {
         let Some(r) = self.live_rollout(&request.rollout) else { return (shown.clone(), None) };
         let verb = request.command.verb();
-        let moved = r.stage != request.expected_stage || r.canary_revision != request.expected_revision;
+        let moved = r.stage != request.expected_stage
+            || r.canary_revision != request.expected_revision
+            || request.expected_step.is_some_and(|step| r.native_step != Some(step));
         let now = self.ask(&self.as_confirmed(request.clone()));
         let current = match &now {
             Some(Ask::Confirm(c)) => c.clone(),

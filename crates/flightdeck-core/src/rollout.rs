@@ -118,6 +118,13 @@ pub struct CommandRequest {
     /// The canary revision the actor saw: a stage index alone would let a
     /// command meant for the previous revision act on the next one.
     pub expected_revision: String,
+    /// Observed rollouts: the controller's step the actor saw
+    /// ([`Observation::native_step`]). Argo moves from one pause step to the
+    /// next (or to an analysis step) without the weight stage changing, so
+    /// without it a second captain's promote of the same pause skips the
+    /// next one. `None` (a journal or client from before) is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_step: Option<usize>,
     /// What the sender may do: a viewer's command is refused (and kept in
     /// the journal like any other).
     #[serde(default, skip_serializing_if = "Role::is_captain")]
@@ -244,6 +251,11 @@ pub struct Observation {
     /// label ("revision 4", "spec 5978589476"). A change is a new rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_revision: Option<String>,
+    /// Observed rollouts whose controller counts more steps than the plan
+    /// has stages: its 0-based step index (Argo's `status.currentStepIndex`).
+    /// A forward command carries the one its sender saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_step: Option<usize>,
 }
 
 /// Something that happened to a rollout.
@@ -543,6 +555,10 @@ impl Rollout {
             inconclusive_windows: 0,
             zero_traffic_windows: 0,
             evidence: Evidence::default(),
+    /// Observed rollouts: the controller's step last seen (see
+    /// [`Observation::native_step`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_step: Option<usize>,
             last_verdict: None,
             budget: None,
             freeze_override: None,
@@ -584,6 +600,7 @@ impl Rollout {
                 let bake = self.current_stage()?.bake;
                 Some(bake.saturating_sub(self.baked(now)))
             }
+            native_step: None,
             _ => None,
         }
     }
@@ -1213,6 +1230,7 @@ fn on_budget(r: &mut Rollout, fx: &mut Vec<Effect>, m: &SloMeasurement, now: Tim
         }
         // Nothing bakes in front of the first stage; otherwise the stage's
         // analysis must still allow leaving it (a fail may have come in while
+    r.native_step = o.native_step;
         // waiting): if not, bake on and let a tick advance when it may.
         if before_first_stage(r) || may_advance(r) {
             enter_stage(r, fx, next, now, false);
@@ -1416,6 +1434,12 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
     Ok(())
 }
 
+    // The controller's step, where it counts more steps than the stages
+    // (two pause steps at one weight): a promote of a pause that has
+    // already moved on must not promote the next one.
+    if let Some(sent) = req.expected_step.filter(|sent| !row.never_stale && Some(*sent) != r.native_step) {
+        return Err(Refusal::StaleStep { sent, now: r.native_step });
+    }
 /// A rollback or an abort seen by a person: it stops asking for attention.
 fn acknowledge(r: &mut Rollout, actor: &Actor, now: Timestamp) -> Result<(), Refusal> {
     if !matches!(r.phase, Phase::RolledBack { .. } | Phase::Aborted { .. }) {

@@ -339,6 +339,12 @@ pub enum Refusal {
         stages: usize,
         weight: u8,
     },
+    /// Sent for another step (0-based) of the native controller than the
+    /// one it is at now (`None`: it has left its steps).
+    StaleStep {
+        sent: usize,
+        now: Option<usize>,
+    },
     /// Promoted or rolled back: nothing changes until a new revision.
     Finished {
         phase: String,
@@ -413,7 +419,7 @@ pub enum Refusal {
 impl Refusal {
     /// Sent for a stage or revision that has passed.
     pub fn is_stale(&self) -> bool {
-        matches!(self, Refusal::StaleRevision { .. } | Refusal::StaleStage { .. })
+        matches!(self, Refusal::StaleRevision { .. } | Refusal::StaleStage { .. } | Refusal::StaleStep { .. })
     }
 }
 
@@ -430,6 +436,12 @@ impl fmt::Display for Refusal {
                 sent + 1,
                 now + 1
             ),
+            Refusal::StaleStep { sent, now: Some(now) } => {
+                write!(f, "stale: sent for the controller's step {} but it has moved on to step {}", sent + 1, now + 1)
+            }
+            Refusal::StaleStep { sent, now: None } => {
+                write!(f, "stale: sent for the controller's step {} but it has left its steps", sent + 1)
+            }
             Refusal::Finished { phase } => write!(f, "the rollout is {phase}; nothing changes until a new revision"),
             Refusal::NotInPhase { verb, phase } => write!(f, "{verb} is not possible while {phase}"),
             Refusal::NothingWaiting => f.write_str("nothing is waiting for approval"),

@@ -42,6 +42,7 @@ fn from(who: &str, role: Role, command: Command, stage: usize) -> Event {
         command,
         expected_stage: stage,
         expected_revision: "v2".into(),
+        expected_step: None,
         role,
         session: Some("socket #1".into()),
     })

@@ -119,6 +119,7 @@ fn event(op: &Op, r: &Rollout) -> Event {
             }),
             native_detail: None,
             native_revision: None,
+            native_step: None,
         }),
         Op::Failed => {
             Event::EffectFailed { effect: Effect::SetWeight { canary: r.canary_weight }, error: "boom".into() }

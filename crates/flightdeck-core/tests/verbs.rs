@@ -21,6 +21,7 @@ fn request(r: &Rollout, command: Command) -> CommandRequest {
         command,
         expected_stage: r.stage,
         expected_revision: r.canary_revision.clone(),
+        expected_step: r.native_step,
         role: Default::default(),
         session: None,
     }

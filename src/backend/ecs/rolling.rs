@@ -115,6 +115,7 @@ pub fn observe(service: &Service, stage_weights: &[u8], canary: &str) -> Observa
             native_status: Some(NativeStatus::Aborted { message }),
             native_detail: Some(detail),
             native_revision: None,
+            native_step: None,
         };
     }
     let desired = primary.map_or(service.desired_count(), Deployment::desired_count).max(0);
@@ -137,6 +138,7 @@ pub fn observe(service: &Service, stage_weights: &[u8], canary: &str) -> Observa
         native_status: Some(status),
         native_detail: Some(detail),
         native_revision: None,
+        native_step: None,
     }
 }
 

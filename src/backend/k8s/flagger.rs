@@ -76,6 +76,7 @@ impl CanaryView {
             native_status: Some(self.status.clone()),
             native_detail: Some(self.detail.clone()),
             native_revision: self.revision.as_ref().map(|r| format!("spec {r}")),
+            native_step: None,
         }
     }
 }

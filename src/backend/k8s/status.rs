@@ -43,6 +43,9 @@ impl RolloutView {
             native_status: Some(self.status.clone()),
             native_detail: self.detail(),
             native_revision: self.revision.as_ref().map(|r| format!("revision {r}")),
+            // Argo moves between steps of one weight (pause, pause,
+            // analysis): commands carry the step their sender saw.
+            native_step: self.step_index,
         }
     }
 

@@ -27,6 +27,7 @@ fn resumes_an_unfinished_run_at_the_same_stage() {
         command: Command::Promote,
         expected_stage: 0,
         expected_revision: "v2".into(),
+        expected_step: None,
         role: Default::default(),
         session: None,
     });

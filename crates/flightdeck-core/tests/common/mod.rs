@@ -98,6 +98,7 @@ pub fn cmd_for(command: Command, expected_stage: usize, revision: &str) -> Event
         command,
         expected_stage,
         expected_revision,
+        expected_step: None,
         role: Default::default(),
         session: None,
     })
