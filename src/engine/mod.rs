@@ -115,8 +115,37 @@ pub struct EngineOptions {
 /// A command on its way to a rollout task, with the session it came from
 /// and where its answer goes. Boxed: a channel allocates 32 slots up front,
 /// 4 KB per rollout unboxed.
-type Order = Box<(CommandRequest, Origin, oneshot::Sender<Reply>)>;
+pub type Order = Box<(CommandRequest, Origin, oneshot::Sender<Reply>)>;
 type CommandTx = mpsc::Sender<Order>;
+
+/// A rollout a driver (a release) starts: it stays pending until told
+/// `Go`, and ends without starting when told `Never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Wait,
+    Go,
+    Never,
+}
+
+/// Something that runs beside the rollouts and acts on them only through
+/// the engine's handle (a release: `crate::release`). It takes commands
+/// under its own `id`, and the rollouts it names in `held` wait for it.
+pub struct Driver {
+    pub id: String,
+    pub held: Vec<String>,
+    #[allow(clippy::type_complexity)]
+    pub run: Box<dyn FnOnce(DriverParts) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>,
+}
+
+/// What a driver runs with.
+pub struct DriverParts {
+    pub handle: EngineHandle,
+    pub snapshots: watch::Receiver<Snapshot>,
+    pub commands: mpsc::Receiver<Order>,
+    pub clock: Clock,
+    pub sink: mpsc::Sender<Output>,
+    pub stop_when: StopWhen,
+}
 
 /// A signal (SIGTERM, SIGINT …) came before the rollouts started: none
 /// was started, their journals hold what they held. The caller stops as
@@ -148,9 +177,16 @@ pub struct Engine {
 #[derive(Clone)]
 pub struct EngineHandle {
     commands: Arc<HashMap<String, CommandTx>>,
+    holds: Arc<HashMap<String, watch::Sender<Hold>>>,
 }
 
 impl EngineHandle {
+    /// Starts a held rollout (`Go`) or tells it it never starts (`Never`).
+    /// False when no rollout of that name is held.
+    pub fn hold(&self, rollout: &str, hold: Hold) -> bool {
+        self.holds.get(rollout).is_some_and(|tx| tx.send(hold).is_ok() || hold == Hold::Never)
+    }
+
     /// Sends a command from the cockpit in this process and waits for the answer.
     pub async fn submit(&self, request: CommandRequest) -> Reply {
         self.submit_from(request, Origin::local()).await
@@ -184,6 +220,16 @@ impl Engine {
         setups: Vec<RolloutSetup>,
         options: EngineOptions,
         sink: mpsc::Sender<Output>,
+    ) -> color_eyre::Result<Engine> {
+        Engine::start_with(setups, options, sink, Vec::new())
+    }
+
+    /// [`Engine::start`] with drivers beside the rollouts (a release).
+    pub fn start_with(
+        setups: Vec<RolloutSetup>,
+        options: EngineOptions,
+        sink: mpsc::Sender<Output>,
+        drivers: Vec<Driver>,
     ) -> color_eyre::Result<Engine> {
         let mut opened = Vec::new();
         let mut history = Vec::new();
@@ -238,10 +284,25 @@ impl Engine {
         let snap_tx = Arc::new(snap_tx);
         let mut commands = HashMap::new();
         let mut tasks = JoinSet::new();
+        let mut holds = HashMap::new();
+        let mut driver_commands = Vec::new();
+        for driver in &drivers {
+            for id in &driver.held {
+                holds.insert(id.clone(), watch::channel(Hold::Wait));
+            }
+            let (tx, rx) = mpsc::channel(16);
+            commands.insert(driver.id.clone(), tx);
+            driver_commands.push(rx);
+        }
+        let mut hold_txs = HashMap::new();
         for (index, (setup, (journal, rollout, resumed_at))) in opened.into_iter().enumerate() {
             setup.backend.run_on(clock);
             let (tx, rx) = mpsc::channel(16);
             commands.insert(setup.id.clone(), tx);
+            let hold = holds.remove(&setup.id).map(|(tx, rx)| {
+                hold_txs.insert(setup.id.clone(), tx);
+                rx
+            });
             let task = task::RolloutTask::new(task::Parts {
                 index,
                 setup,
@@ -252,12 +313,24 @@ impl Engine {
                 stop_when: options.stop_when,
                 sink: sink.clone(),
                 snapshots: snap_tx.clone(),
+                hold,
             });
             tasks.spawn(task.run(rx));
         }
         // One log for the fleet, in time order (a stable sort keeps each rollout's order).
         history.sort_by_key(Output::at);
-        let handle = EngineHandle { commands: Arc::new(commands) };
+        let handle = EngineHandle { commands: Arc::new(commands), holds: Arc::new(hold_txs) };
+        for (driver, commands) in drivers.into_iter().zip(driver_commands) {
+            let parts = DriverParts {
+                handle: handle.clone(),
+                snapshots: snap_rx.clone(),
+                commands,
+                clock,
+                sink: sink.clone(),
+                stop_when: options.stop_when,
+            };
+            tasks.spawn((driver.run)(parts));
+        }
         Ok(Engine { handle, snapshots: snap_rx, tasks, clock, history })
     }
 

@@ -29,6 +29,8 @@ pub struct Parts {
     pub stop_when: StopWhen,
     pub sink: mpsc::Sender<Output>,
     pub snapshots: Arc<watch::Sender<Snapshot>>,
+    /// A release starts this rollout: pending until it says so.
+    pub hold: Option<watch::Receiver<super::Hold>>,
 }
 
 pub struct RolloutTask {
@@ -80,6 +82,11 @@ impl RolloutTask {
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<super::Order>) {
+        if let Some(hold) = self.p.hold.take() {
+            if self.p.rollout.phase == Phase::Pending && !self.wait_for_release(hold, &mut commands).await {
+                return;
+            }
+        }
         self.announce().await;
         let now = self.now();
         self.started_at = now;
@@ -134,6 +141,33 @@ impl RolloutTask {
 
     fn now(&self) -> Timestamp {
         self.p.clock.now()
+    }
+
+    /// A rollout its release has not started: waits for its wave, refusing
+    /// commands meanwhile. False when the release says it never starts.
+    async fn wait_for_release(
+        &mut self,
+        mut hold: watch::Receiver<super::Hold>,
+        commands: &mut mpsc::Receiver<super::Order>,
+    ) -> bool {
+        loop {
+            match *hold.borrow_and_update() {
+                super::Hold::Go => return true,
+                super::Hold::Never => return false,
+                super::Hold::Wait => {}
+            }
+            tokio::select! {
+                changed = hold.changed() => if changed.is_err() { return false },
+                received = commands.recv() => match received {
+                    Some(order) => {
+                        let (_, _, reply) = *order;
+                        let reason = "not started: it waits for its wave of the release".to_string();
+                        let _ = reply.send(Reply::Rejected { reason });
+                    }
+                    None => return false,
+                },
+            }
+        }
     }
 
     /// When the next tick is due: the end of the next analysis window, or
