@@ -27,6 +27,7 @@ use flightdeck_core::plan::MetricsConfig;
 use flightdeck_core::rollout::{Effect, NativeStatus, NativeVerb, Phase};
 use flightdeck_core::{Actor, Command, Plan, Rollout, Timestamp};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::aws::{Fake, Moto};
@@ -234,8 +235,8 @@ fn command(command: Command, stage: usize) -> CommandRequest {
         command,
         expected_stage: stage,
         expected_revision: "checkout:2".into(),
-    }
         expected_step: None,
+    }
 }
 
 fn progressing(r: &Rollout) -> bool {
@@ -396,15 +397,17 @@ async fn a_task_set_with_no_task_running_or_a_stale_steady_state_gets_no_traffic
     let target = EcsTarget::from_target(&plan.target).unwrap();
     let backend = TaskSets::new(&stack.moto.sdk(), target, &plan).unwrap();
     backend.apply(&scale(Version::Canary, 100)).await.unwrap();
-    let e = backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err().to_string();
+    // Read once and answered at once (the core waits, not the backend).
+    let asked = std::time::Instant::now();
+    let e = backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err();
+    assert!(asked.elapsed() < Duration::from_secs(2), "the call waited {:?}", asked.elapsed());
+    assert!(
+        matches!(e, flightdeck::backend::BackendError::NotReady { timeout, .. } if timeout == Duration::from_secs(5))
+    );
+    let e = e.to_string();
     println!("0/0: {e}");
     assert!(e.contains("not ready") && e.contains("0 of 0 tasks running, STEADY_STATE"), "{e}");
     assert_eq!(stack.weights().await, (100, 0), "no traffic to a task set without tasks");
-    // The engine's retry right after does not wait another `ready_timeout_s`.
-    let retry = std::time::Instant::now();
-    let e = backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err().to_string();
-    assert!(e.contains("not ready"), "{e}");
-    assert!(retry.elapsed() < Duration::from_secs(2), "the retry waited {:?}", retry.elapsed());
 
     // Every task running and steady, but since before flightdeck's last
     // scale change: stale.
@@ -431,6 +434,96 @@ async fn a_task_set_with_no_task_running_or_a_stale_steady_state_gets_no_traffic
     let backend = stack.task_sets(&plan);
     backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap();
     assert_eq!(stack.weights().await, (90, 10));
+}
+
+/// ECS while the canary's tasks start, until `ready` is set: the canary
+/// task set (`checkout:2`) wants its tasks but none runs yet and it is
+/// `STABILIZING` (ECS API reference, `TaskSet`: `stabilityStatus` is
+/// `STABILIZING` until `runningCount` reaches `computedDesiredCount` and
+/// the tasks pass their health checks); every other task set as
+/// [`running_task_sets`].
+fn starting_canary(ready: Arc<AtomicBool>) -> impl Fn(&str, String) -> String + Send + Sync + 'static {
+    move |operation: &str, reply: String| {
+        let reply = running_task_sets(operation, reply);
+        if operation != "DescribeTaskSets" || ready.load(Ordering::SeqCst) {
+            return reply;
+        }
+        let Ok(mut json) = serde_json::from_str::<Value>(&reply) else { return reply };
+        for set in json["taskSets"].as_array_mut().into_iter().flatten() {
+            if set["taskDefinition"].as_str().is_some_and(|d| d.ends_with("/checkout:2")) {
+                set["runningCount"] = json!(0);
+                set["stabilityStatus"] = json!("STABILIZING");
+            }
+        }
+        json.to_string()
+    }
+}
+
+/// A driven plan on a front whose canary tasks start when `ready` is set,
+/// with `ready_timeout_s = timeout`.
+async fn starting(stack: &Stack, timeout: u32, ready: Arc<AtomicBool>) -> (Plan, String, Arc<TaskSets>, Fake) {
+    let (_, text) = stack.plan("checkout", &stack.rule, "1h", "");
+    let text = text.replace("ready_timeout_s = 5", &format!("ready_timeout_s = {timeout}"));
+    let plan = Plan::parse("ecs-test.toml", &text).unwrap();
+    let front = Fake::around(&stack.moto.url, |_, _| None, starting_canary(ready)).await;
+    let target = EcsTarget::from_target(&plan.target).unwrap();
+    let backend = Arc::new(TaskSets::new(&support::aws::sdk(&front.url), target, &plan).unwrap());
+    (plan, text, backend, front)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_while_the_canary_tasks_start_applies_at_once_and_the_wait_says_what_it_waits_for() {
+    let stack = Stack::start().await;
+    let (plan, text, backend, _front) = starting(&stack, 120, Arc::default()).await;
+    let engine = engine(plan, text, backend, Arc::new(NoMetrics), StopWhen::Never);
+    let mut snapshots = engine.subscribe();
+    let r = wait_for(&mut snapshots, Duration::from_secs(20), "the wait", |r| r.waiting.is_some()).await;
+    let next = r.next_step(r.waiting.as_ref().unwrap().since);
+    println!("{next}");
+    assert!(next.contains("Next: 10 % once ready: waiting for the canary task set (checkout:2)"), "{next}");
+    assert!(next.contains("0 of 4 tasks running, STABILIZING (pauses in 2:00)"), "{next}");
+    assert!(progressing(&r) && r.backend_error.is_none(), "{:?} {:?}", r.phase, r.backend_error);
+    assert_eq!(stack.weights().await, (100, 0), "no traffic before the tasks run");
+    // The rollout's loop is free: the abort is answered and applied at
+    // once, not after `ready_timeout_s` (120 s).
+    let asked = std::time::Instant::now();
+    assert_eq!(engine.submit(command(Command::Abort { reason: None }, 0)).await, Reply::Ack);
+    assert!(asked.elapsed() < Duration::from_secs(5), "the abort waited {:?}", asked.elapsed());
+    let r = snapshots.borrow().rollouts[0].clone();
+    assert!(matches!(r.phase, Phase::Aborted { .. }) && r.waiting.is_none(), "{:?}", r.phase);
+    assert_eq!(stack.weights().await, (100, 0));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_tasks_start_during_the_wait_gets_its_weight_then_bakes() {
+    let stack = Stack::start().await;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (plan, text, backend, _front) = starting(&stack, 120, ready.clone()).await;
+    let engine = engine(plan, text, backend, Arc::new(NoMetrics), StopWhen::Never);
+    let mut snapshots = engine.subscribe();
+    wait_for(&mut snapshots, Duration::from_secs(20), "the wait", |r| r.waiting.is_some()).await;
+    // Windows (every 2 s) pass while it waits: no drift, no pause.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let r = snapshots.borrow().rollouts[0].clone();
+    assert!(progressing(&r) && r.waiting.is_some(), "{:?}", r.phase);
+    assert_eq!(stack.weights().await, (100, 0));
+    ready.store(true, Ordering::SeqCst);
+    let r = wait_for(&mut snapshots, Duration::from_secs(20), "the weight", |r| r.waiting.is_none()).await;
+    assert!(progressing(&r) && r.backend_error.is_none(), "{:?} {:?}", r.phase, r.backend_error);
+    assert_eq!(stack.weights().await, (90, 10));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_tasks_do_not_start_within_ready_timeout_s_pauses_the_rollout_with_what_it_waited_for() {
+    let stack = Stack::start().await;
+    let (plan, text, backend, _front) = starting(&stack, 3, Arc::default()).await;
+    let reason = paused_reason(plan, text, backend).await;
+    println!("{reason}");
+    assert!(reason.contains("set canary weight 10 % was not possible for"), "{reason}");
+    assert!(reason.contains("0 of 4 tasks running, STABILIZING; it was not applied"), "{reason}");
+    assert_eq!(stack.weights().await, (100, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,18 @@ pub enum BackendError {
     Refused { backend: String, action: String, detail: String },
     #[error("{backend} does not support {effect}")]
     Unsupported { backend: String, effect: String },
+    /// Not possible yet: what the effect needs is still starting (an ECS
+    /// canary's tasks). The engine does not retry it; the core tries it
+    /// again on its ticks every `retry`, for up to `timeout` (see
+    /// `flightdeck_core::rollout::Waiting`).
+    #[error("{backend}: {action} not ready: {detail}")]
+    NotReady {
+        backend: String,
+        action: String,
+        detail: String,
+        timeout: std::time::Duration,
+        retry: std::time::Duration,
+    },
 }
 
 /// What every backend offers the engine.

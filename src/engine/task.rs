@@ -414,14 +414,14 @@ impl RolloutTask {
         let mut results = Vec::new();
         let mut effects = effects.into_iter();
         while let Some(effect) = effects.next() {
-            let result = self.execute(effect, at).await;
-            let failed = match &result {
             // `serve --leader-elect`: a replica that lost the Lease acts no more.
             if let Err(e) = self.journal(|j| j.fence_check().map(drop)) {
                 self.halt(e, at).await;
                 break;
             }
-                Event::EffectFailed { effect, .. } => Some(effect.to_string()),
+            let result = self.execute(effect, at).await;
+            let failed = match &result {
+                Event::EffectFailed { effect, .. } | Event::EffectWaiting { effect, .. } => Some(effect.to_string()),
                 _ => None,
             };
             results.push(result);
@@ -485,6 +485,10 @@ impl RolloutTask {
             // too: a weight just set may take a moment to read back.
             match backend.apply_guarded(&effect, &strategy).await {
                 Ok(()) => break Ok(()),
+                // Not possible yet: the core tries it again on its ticks, and commands go on meanwhile.
+                Err(BackendError::NotReady { detail, timeout, retry, .. }) => {
+                    return Event::EffectWaiting { effect, detail, timeout, retry }
+                }
                 // A verb the backend does not have will not have it on a retry.
                 Err(e) if attempts >= EFFECT_ATTEMPTS || matches!(e, BackendError::Unsupported { .. }) => {
                     break Err(e.to_string())

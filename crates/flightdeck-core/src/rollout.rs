@@ -279,6 +279,18 @@ pub enum Event {
         effect: Effect,
         error: String,
     },
+    /// The backend cannot carry the effect out yet because what it needs
+    /// is still starting (an ECS canary task set's tasks): `detail` says
+    /// what it waits for. The backend allows `timeout` for it and asks to
+    /// be tried again after `retry`; see [`Waiting`].
+    EffectWaiting {
+        effect: Effect,
+        detail: String,
+        #[serde(with = "crate::time::humane")]
+        timeout: Duration,
+        #[serde(with = "crate::time::humane")]
+        retry: Duration,
+    },
     /// The backend could not be read (proxy down, API unreachable).
     ObserveFailed {
         error: String,
@@ -465,6 +477,24 @@ pub struct RolloutSpec {
     pub stages: Vec<Stage>,
 }
 
+/// A driven rollout's effect the backend could not carry out yet (see
+/// [`Event::EffectWaiting`]). Meanwhile the rollout's loop goes on: ticks
+/// try the effect again at `retry_at`, a command (abort, rollback, pause,
+/// a step) applies at once and ends the wait, windows are not judged (the
+/// canary has none of its weight yet) and the stage does not bake. Once
+/// `deadline` passes without the effect done, the rollout pauses with what
+/// it waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub effect: Effect,
+    /// What it waits for, in the backend's words ("1 of 4 tasks running").
+    pub detail: String,
+    pub since: Timestamp,
+    pub deadline: Timestamp,
+    /// When a tick tries the effect again.
+    pub retry_at: Timestamp,
+}
+
 /// A recorded operator action, shown as "who acted last".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActorNote {
@@ -525,6 +555,10 @@ pub struct Rollout {
     /// [`Observation::native_revision`]).
     #[serde(default)]
     pub native_revision: Option<String>,
+    /// Observed rollouts: the controller's step last seen (see
+    /// [`Observation::native_step`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_step: Option<usize>,
     /// Approvals toward entering a stage with named approvers (`stage` is
     /// the stage they let in), cleared when a stage starts over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -533,6 +567,9 @@ pub struct Rollout {
     /// then it asks for attention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<ActorNote>,
+    /// An effect waiting for the backend to be able to carry it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
 }
 
 impl Rollout {
@@ -555,10 +592,6 @@ impl Rollout {
             inconclusive_windows: 0,
             zero_traffic_windows: 0,
             evidence: Evidence::default(),
-    /// Observed rollouts: the controller's step last seen (see
-    /// [`Observation::native_step`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub native_step: Option<usize>,
             last_verdict: None,
             budget: None,
             freeze_override: None,
@@ -567,8 +600,10 @@ impl Rollout {
             observe_error: None,
             native_detail: None,
             native_revision: None,
+            native_step: None,
             approvals: Vec::new(),
             acknowledged: None,
+            waiting: None,
             spec: Arc::new(RolloutSpec { plan, stages }),
         }
     }
@@ -600,7 +635,6 @@ impl Rollout {
                 let bake = self.current_stage()?.bake;
                 Some(bake.saturating_sub(self.baked(now)))
             }
-            native_step: None,
             _ => None,
         }
     }
@@ -614,6 +648,10 @@ impl Rollout {
         let Phase::Progressing { since } = self.phase else { return None };
         if self.control != Control::Driven {
             return None;
+        }
+        if let Some(w) = &self.waiting {
+            // Waiting for the backend: try again, or give up at the deadline.
+            return Some(w.retry_at.min(w.deadline));
         }
         let bake = self.current_stage()?.bake;
         Some(since.plus(bake.saturating_sub(self.bake_elapsed)))
@@ -692,6 +730,11 @@ impl Rollout {
         let next = self.stages().get(self.stage + 1);
         match (&self.phase, next) {
             (Phase::Pending, _) => "Next: start".to_string(),
+            (Phase::Progressing { .. }, _) if self.waiting.is_some() => {
+                let w = self.waiting.as_ref().expect("checked");
+                let left = crate::time::clock(w.deadline.since(now.min(w.deadline)));
+                format!("Next: {} % once ready: waiting for {} (pauses in {left})", self.canary_weight, w.detail)
+            }
             (Phase::Progressing { .. }, None) => "Next: complete".to_string(),
             (Phase::Progressing { .. }, Some(n)) => match self.bake_remaining(now) {
                 Some(left) if !left.is_zero() => {
@@ -729,13 +772,24 @@ pub fn step(state: &Rollout, event: Event, now: Timestamp) -> (Rollout, Vec<Effe
                 return (state.clone(), vec![Effect::Notify(notice)]);
             }
         }
-        Event::EffectDone { .. } => next.backend_error = None,
+        Event::EffectDone { effect } => on_effect_done(&mut next, &mut effects, &effect, now),
         Event::EffectFailed { effect, error } => on_effect_failed(&mut next, &effect, error, now),
+        Event::EffectWaiting { effect, detail, timeout, retry } => {
+            on_effect_waiting(&mut next, &mut effects, effect, detail, (timeout, retry), now)
+        }
         Event::ObserveFailed { error } => on_observe_failed(&mut next, error, now),
         Event::NewRevision { revision } => on_new_revision(&mut next, &mut effects, revision),
     }
     if next.canary_weight != state.canary_weight {
         next.weight_since = Some(now);
+    }
+    // A wait ends with the phase or stage it belongs to, or when another
+    // effect takes its place (abort, rollback, a step back or forward).
+    if let Some(w) = &next.waiting {
+        let superseded = effects.iter().any(|e| e.is_backend() && *e != w.effect);
+        if !matches!(next.phase, Phase::Progressing { .. }) || next.stage != state.stage || superseded {
+            next.waiting = None;
+        }
     }
     (next, effects)
 }
@@ -754,6 +808,22 @@ fn on_tick(r: &mut Rollout, fx: &mut Vec<Effect>, now: Timestamp) {
         return;
     };
     if r.control != Control::Driven {
+        return;
+    }
+    if let Some(w) = r.waiting.clone() {
+        if now >= w.deadline {
+            let waited = now.since(w.since).as_secs();
+            let reason = format!(
+                "{} was not possible for {waited} s: waiting for {}; it was not applied. Fix it, then resume",
+                w.effect, w.detail
+            );
+            fx.push(Effect::Notify(Notice::Warning { message: reason.clone() }));
+            pause(r, Actor::backend(), reason, now);
+            r.waiting = None;
+        } else if now >= w.retry_at {
+            fx.push(w.effect);
+        }
+        // The stage is not left while its own effect waits.
         return;
     }
     let Some(stage) = r.current_stage() else {
@@ -964,7 +1034,9 @@ fn roll_back(r: &mut Rollout, fx: &mut Vec<Effect>, by: Actor, reason: String, n
 
 fn on_metrics(r: &mut Rollout, fx: &mut Vec<Effect>, sample: &crate::analysis::MetricsSample, now: Timestamp) {
     let live = matches!(r.phase, Phase::Progressing { .. } | Phase::Paused { .. } | Phase::AwaitingApproval { .. });
-    if !live {
+    // While the stage's effect waits the canary has none of its weight:
+    // such a window says nothing about it (nor that it is dead).
+    if !live || r.waiting.is_some() {
         return;
     }
     let verdict = r.evidence.observe(&r.spec.plan.analysis, sample);
@@ -1108,7 +1180,8 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
         // toward the batch (surge by surge), not a weight that can drift.
         return;
     }
-    let watching = matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. });
+    // A weight still waiting to be set is not drift.
+    let watching = matches!(r.phase, Phase::Progressing { .. } | Phase::AwaitingApproval { .. }) && r.waiting.is_none();
     if watching && seen != r.canary_weight {
         let reason = format!(
             "drift: the backend shows canary weight {seen} % but flightdeck set {} % \
@@ -1154,6 +1227,7 @@ fn follow_native_revision(r: &mut Rollout, fx: &mut Vec<Effect>, o: &Observation
 /// Observed rollouts: the core's state follows the native controller.
 fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     r.native_detail.clone_from(&o.native_detail);
+    r.native_step = o.native_step;
     if let Some(stage) = o.native_stage {
         if stage != r.stage && stage < r.stages().len() {
             r.stage = stage;
@@ -1190,6 +1264,52 @@ fn mirror_native(r: &mut Rollout, o: &Observation, now: Timestamp) {
     };
     if mirrored.label() != r.phase.label() || held_by(&mirrored) != held_by(&r.phase) {
         r.phase = mirrored;
+    }
+}
+
+fn on_effect_done(r: &mut Rollout, fx: &mut Vec<Effect>, effect: &Effect, now: Timestamp) {
+    r.backend_error = None;
+    let Some(w) = r.waiting.take_if(|w| w.effect == *effect) else { return };
+    // The stage bakes from now: until now its weight was not applied.
+    if let Phase::Progressing { since } = &mut r.phase {
+        *since = now;
+    }
+    let message = format!("{effect}: done after waiting {} s for {}", now.since(w.since).as_secs(), w.detail);
+    fx.push(Effect::Notify(Notice::Info { message }));
+}
+
+/// The backend cannot carry `effect` out yet. A driven rollout baking its
+/// stage waits for it (see [`Waiting`]) up to the backend's timeout from
+/// the first such answer; anywhere else (a promotion, an abort) not being
+/// able to carry it out is a failure.
+fn on_effect_waiting(
+    r: &mut Rollout,
+    fx: &mut Vec<Effect>,
+    effect: Effect,
+    detail: String,
+    (timeout, retry): (Duration, Duration),
+    now: Timestamp,
+) {
+    if r.control != Control::Driven || !matches!(r.phase, Phase::Progressing { .. }) {
+        on_effect_failed(r, &effect, format!("not ready: {detail}"), now);
+        return;
+    }
+    let retry_at = now.plus(retry.max(Duration::from_secs(1)));
+    match &mut r.waiting {
+        Some(w) if w.effect == effect => {
+            w.detail = detail;
+            w.retry_at = retry_at;
+        }
+        _ => {
+            let message = format!(
+                "{effect} waits for {detail}; tried again every {} s, the rollout pauses if it is not done in {} s",
+                retry.as_secs().max(1),
+                timeout.as_secs()
+            );
+            fx.push(Effect::Notify(Notice::Info { message }));
+            let deadline = now.plus(timeout);
+            r.waiting = Some(Waiting { effect, detail, since: now, deadline, retry_at });
+        }
     }
 }
 
@@ -1230,7 +1350,6 @@ fn on_budget(r: &mut Rollout, fx: &mut Vec<Effect>, m: &SloMeasurement, now: Tim
         }
         // Nothing bakes in front of the first stage; otherwise the stage's
         // analysis must still allow leaving it (a fail may have come in while
-    r.native_step = o.native_step;
         // waiting): if not, bake on and let a tick advance when it may.
         if before_first_stage(r) || may_advance(r) {
             enter_stage(r, fx, next, now, false);
@@ -1311,6 +1430,12 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
             stages: r.stages().len(),
             weight: r.canary_weight,
         });
+    }
+    // The controller's step, where it counts more steps than the stages
+    // (two pause steps at one weight): a promote of a pause that has
+    // already moved on must not promote the next one.
+    if let Some(sent) = req.expected_step.filter(|sent| !row.never_stale && Some(*sent) != r.native_step) {
+        return Err(Refusal::StaleStep { sent, now: r.native_step });
     }
     if let Command::Acknowledge = req.command {
         return acknowledge(r, &req.actor, now);
@@ -1434,12 +1559,6 @@ fn on_command(r: &mut Rollout, fx: &mut Vec<Effect>, req: &CommandRequest, now: 
     Ok(())
 }
 
-    // The controller's step, where it counts more steps than the stages
-    // (two pause steps at one weight): a promote of a pause that has
-    // already moved on must not promote the next one.
-    if let Some(sent) = req.expected_step.filter(|sent| !row.never_stale && Some(*sent) != r.native_step) {
-        return Err(Refusal::StaleStep { sent, now: r.native_step });
-    }
 /// A rollback or an abort seen by a person: it stops asking for attention.
 fn acknowledge(r: &mut Rollout, actor: &Actor, now: Timestamp) -> Result<(), Refusal> {
     if !matches!(r.phase, Phase::RolledBack { .. } | Phase::Aborted { .. }) {

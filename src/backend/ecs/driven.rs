@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `Scale` canary to p % | `CreateTaskSet` (the stable task set's launch type, network and container, the canary target group; a `clientToken` of the rollout, service and revision, so a retried call creates no second task set) or `UpdateTaskSet` scale p % |
 //! | `Scale` canary to 0 | `UpdateTaskSet` scale 0, refused while the rule's target-group stickiness may still hold clients on the canary (its duration since the canary's weight went to 0) |
-//! | `SetWeight` w % | w > 0: `DescribeTaskSets` until the canary task set is ready: tasks wanted (computed desired count > 0), all of them running, and `STEADY_STATE` reached after flightdeck's last scale change (at most `ready_timeout_s`, once for all the engine's retries of the effect); then `DescribeRules` + `ModifyRule`: stable 100 − w, canary w |
+//! | `SetWeight` w % | w > 0: `DescribeTaskSets`: is the canary task set ready (tasks wanted, i.e. computed desired count > 0, all of them running, and `STEADY_STATE` reached after flightdeck's last scale change)? If not, the effect is not ready ([`BackendError::NotReady`]): the core shows "waiting for the canary task set (1 of 4 tasks running…)", reads again every 2 s on its ticks and pauses after `ready_timeout_s`, while commands apply at once. Ready: `DescribeRules` + `ModifyRule`: stable 100 − w, canary w |
 //! | `SwitchActive` | the same with 0 or 100 |
 //! | `Scale` stable to 0 | the promotion: `UpdateServicePrimaryTaskSet` (canary), then `DeleteTaskSet` (stable) |
 //! | `Scale` stable to p > 0 | `UpdateTaskSet` scale p % |
@@ -43,9 +43,6 @@ use std::time::{Duration, Instant};
 
 /// How often a task set's readiness is read while waiting.
 const READY_POLL: Duration = Duration::from_secs(2);
-/// A wait for the canary that starts this soon after one timed out is the
-/// engine's retry of the same effect (its backoff is well under a second).
-const RETRY_WINDOW: Duration = Duration::from_secs(3);
 
 /// Task sets and listener weights of one EXTERNAL service.
 pub struct TaskSets {
@@ -65,8 +62,6 @@ pub struct TaskSets {
     weight_zero_at: Mutex<Option<Instant>>,
     /// The stickiness warning was logged.
     warned: AtomicBool,
-    /// When the last wait for the canary to be ready timed out.
-    gave_up: Mutex<Option<Instant>>,
 }
 
 /// An idempotency token for `CreateTaskSet` (≤ 36 ASCII characters): the
@@ -109,7 +104,6 @@ impl TaskSets {
             changed_at: Mutex::new(None),
             weight_zero_at: Mutex::new(None),
             warned: AtomicBool::new(false),
-            gave_up: Mutex::new(None),
             ecs: aws_sdk_ecs::Client::new(aws),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(aws),
             stable: plan.stable.clone(),
@@ -269,50 +263,37 @@ impl TaskSets {
         Ok(())
     }
 
-    /// Waits until the canary task set is steady with its tasks running.
-    /// The engine retries a failed effect at once: a retry that comes
-    /// within [`RETRY_WINDOW`] of a wait that timed out reads once and does
-    /// not wait again, so the rollout's loop (its commands, its windows) is
-    /// held for one `ready_timeout_s`, not one per attempt.
+    /// Whether the canary task set is steady with its tasks running, read
+    /// once. Not yet: a [`BackendError::NotReady`] saying what it waits
+    /// for, which the core tries again on its ticks (every [`READY_POLL`],
+    /// up to `ready_timeout_s` from the first answer, then it pauses): the
+    /// rollout's loop never waits here, so an abort applies at once.
     async fn canary_ready(&self, action: &str) -> Result<(), BackendError> {
-        let start = Instant::now();
-        let gave_up = *self.gave_up.lock().unwrap();
-        let waited = match gave_up {
-            Some(at) if at.elapsed() < RETRY_WINDOW => self.target.ready_timeout,
-            _ => Duration::ZERO,
-        };
-        loop {
-            let sets = self.task_sets().await?;
-            let changed_at = *self.changed_at.lock().unwrap();
-            let state = match Self::find(&sets, &self.canary) {
-                Some(ts) if ready(ts, changed_at) => {
-                    *self.gave_up.lock().unwrap() = None;
-                    return Ok(());
-                }
-                Some(ts) => {
-                    let stale =
-                        ts.stability_status() == Some(&StabilityStatus::SteadyState) && !stable_since(ts, changed_at);
-                    format!(
-                        "{} of {} tasks running, {}{}",
-                        ts.running_count(),
-                        ts.computed_desired_count(),
-                        ts.stability_status().map_or("stability unknown", StabilityStatus::as_str),
-                        if stale { " from before the last scale change" } else { "" }
-                    )
-                }
-                None => "no task set yet".to_owned(),
-            };
-            if start.elapsed() + waited >= self.target.ready_timeout {
-                *self.gave_up.lock().unwrap() = Some(Instant::now());
-                let detail = format!(
-                    "the canary task set ({}) is not ready after {} s ({state}); it gets no traffic until it is",
+        let sets = self.task_sets().await?;
+        let changed_at = *self.changed_at.lock().unwrap();
+        let detail = match Self::find(&sets, &self.canary) {
+            Some(ts) if ready(ts, changed_at) => return Ok(()),
+            Some(ts) => {
+                let stale =
+                    ts.stability_status() == Some(&StabilityStatus::SteadyState) && !stable_since(ts, changed_at);
+                format!(
+                    "the canary task set ({}): {} of {} tasks running, {}{}",
                     self.canary,
-                    self.target.ready_timeout.as_secs()
-                );
-                return Err(self.site.refusal(action, detail));
+                    ts.running_count(),
+                    ts.computed_desired_count(),
+                    ts.stability_status().map_or("stability unknown", StabilityStatus::as_str),
+                    if stale { " from before the last scale change" } else { "" }
+                )
             }
-            tokio::time::sleep(READY_POLL.min(self.target.ready_timeout)).await;
-        }
+            None => format!("the canary task set ({}): none yet", self.canary),
+        };
+        Err(BackendError::NotReady {
+            backend: self.site.label.clone(),
+            action: action.to_owned(),
+            detail,
+            timeout: self.target.ready_timeout,
+            retry: READY_POLL,
+        })
     }
 
     /// The rule's actions, and the index of the forward action holding both target groups.
