@@ -418,3 +418,89 @@ fn bucketed_latency_fails_a_slow_canary_passes_a_healthy_one_and_names_coarse_bu
     let p99 = coarse.checks().iter().find(|c| c.metric == Metric::LatencyP99).unwrap();
     assert!(p99.reason.contains("buckets are too coarse here"), "{}", p99.reason);
 }
+
+/// The printed interval is the error-margin test's dual: over random
+/// windows, a fail on the margin always comes with an interval entirely past
+/// the margin, a pass with one entirely inside it, and an interval past the
+/// margin is always a fail.
+#[test]
+fn the_error_interval_agrees_with_the_verdict_at_every_window() {
+    let config = AnalysisConfig { max_error_rate_pct: 50.0, ..AnalysisConfig::default() };
+    let margin = config.max_error_increase_pp;
+    let mut traffic = Traffic(2024);
+    let (mut fails, mut passes, mut open) = (0, 0, 0);
+    for _ in 0..40 {
+        let mut evidence = Evidence::default();
+        let stable_rate = 0.03 * traffic.uniform();
+        let canary_rate = (stable_rate + (4.5 * traffic.uniform() - 0.5) / 100.0).max(0.0);
+        for _ in 0..30 {
+            let (ns, nc) = (200 + (2_800.0 * traffic.uniform()) as u64, 20 + (380.0 * traffic.uniform()) as u64);
+            let s = sample(
+                MIN,
+                traffic.window(ns, stable_rate, 80.0, 250.0, 0.0, 1.0),
+                traffic.window(nc, canary_rate, 80.0, 250.0, 0.0, 1.0),
+            );
+            let verdict = evidence.observe(&config, &s);
+            let row = verdict.checks().iter().find(|c| c.metric == Metric::ErrorRate).expect("an error row");
+            let (lo, hi) = row.interval.expect("both versions have requests");
+            assert!(lo <= hi, "[{lo}, {hi}]");
+            match row.outcome {
+                CheckOutcome::Fail => {
+                    assert!(lo > margin, "fail beside [{lo:+.2}, {hi:+.2}]: {}", row.reason);
+                    fails += 1;
+                    break;
+                }
+                CheckOutcome::Pass => {
+                    assert!(hi < margin, "pass beside [{lo:+.2}, {hi:+.2}]: {}", row.reason);
+                    passes += 1;
+                }
+                CheckOutcome::Inconclusive => {
+                    assert!(lo <= margin, "[{lo:+.2}, {hi:+.2}] is past the margin: {}", row.reason);
+                    assert!(
+                        hi >= margin || row.sample < config.min_requests,
+                        "[{lo:+.2}, {hi:+.2}] is inside the margin: {}",
+                        row.reason
+                    );
+                    assert!(row.reason.contains("passes once the upper end") || row.reason.contains("need"));
+                    open += 1;
+                }
+            }
+        }
+    }
+    assert!(fails > 5 && passes > 5 && open > 5, "{fails} fails, {passes} passes, {open} open windows");
+}
+
+/// Review finding: a shared incident (both versions 0.5 % → 3 % for 5
+/// minutes) at the very start, while stable's baseline was tiny, rolled back
+/// healthy canaries ("canary 12.90 % vs stable 0.00 %" at window 1). A young
+/// baseline is a wide bound, not a clean stable.
+#[test]
+fn a_shared_incident_on_a_young_baseline_is_not_the_canarys_fault() {
+    let config = AnalysisConfig { interval: Duration::from_secs(10), ..AnalysisConfig::default() };
+    let ten_s = Duration::from_secs(10);
+    for seed in 0..30 {
+        let mut traffic = Traffic(seed);
+        let mut evidence = Evidence::default();
+        // Window 1 as reported: 4 errors in 31 canary requests, none of stable's.
+        let first = sample(
+            ten_s,
+            VersionWindow { requests: 60, errors: 0, ..traffic.window(60, 0.0, 80.0, 250.0, 0.0, 1.0) },
+            VersionWindow { requests: 31, errors: 4, ..traffic.window(31, 0.0, 80.0, 250.0, 0.0, 1.0) },
+        );
+        let verdict = evidence.observe(&config, &first);
+        let row = verdict.checks().iter().find(|c| c.metric == Metric::ErrorRate).unwrap();
+        assert!(row.reason.contains("canary 12.90 % vs stable 0.00 %"), "{}", row.reason);
+        assert_ne!(verdict.label(), "fail", "{}", verdict.summary());
+        // The rest of the 5 minutes at 3 % for both, then both back to 0.5 %.
+        for window in 2..=90 {
+            let rate = if window <= 30 { 0.03 } else { 0.005 };
+            let s = sample(
+                ten_s,
+                traffic.window(95, rate, 80.0, 250.0, 0.0, 1.0),
+                traffic.window(5, rate, 80.0, 250.0, 0.0, 1.0),
+            );
+            let verdict = evidence.observe(&config, &s);
+            assert_ne!(verdict.label(), "fail", "seed {seed} window {window}: {}", verdict.summary());
+        }
+    }
+}

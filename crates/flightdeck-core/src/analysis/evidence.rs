@@ -13,6 +13,7 @@
 //! `confidence`. Absolute ceilings (error rate, p99) always run, whatever the
 //! sample size and whether or not stable has traffic.
 
+use super::confidence::{self, Difference, Tally};
 use super::sequential::{Claim, SequentialTest};
 use super::{stats, Check, CheckOutcome, DecisionEstimate, DeltaUnit, LatencyHistogram, Metric, MetricsSample};
 use super::{LatencyBounds, Severity, Verdict, VersionWindow};
@@ -33,6 +34,11 @@ const STABLE_ERROR_FLOOR_PCT: f64 = 0.1;
 /// detection benchmark measured it), while the margin itself already keeps
 /// a healthy canary far from the limit.
 const BASELINE_Z: f64 = 0.5;
+/// The error-margin test's share of its α (and of β) that goes to the
+/// canary's bound; the rest goes to stable's (a union bound: the test errs
+/// only if one of the two bounds does). Stable has 10–100× the canary's
+/// traffic, so its bound is narrow at a small share.
+const CANARY_SIDE: f64 = 0.8;
 /// The pass tests take a milder bound (z = 1): a false pass costs one more
 /// stage of exposure with the fail tests still running, and a strict bound
 /// on a young baseline would hold healthy canaries for many windows.
@@ -203,6 +209,21 @@ pub struct Evidence {
     fail: [SequentialTest; 5],
     /// Pass tests by [`Rule::PASSING`], over the current stage.
     pass: [SequentialTest; 3],
+    /// Error counts for the error-margin confidence sequences.
+    #[serde(default)]
+    errors: ErrorTallies,
+}
+
+/// Error counts per version: stable and the canary over the rollout (the
+/// fail side), the canary over the stage (the pass side), and stable's
+/// cautiously low rate in the latest window (a shared incident raises the
+/// fail limit with it).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+struct ErrorTallies {
+    stable: Tally,
+    canary: Tally,
+    stage: Tally,
+    stable_now: f64,
 }
 
 /// The verdict on one window alone, as a fresh rollout would reach it.
@@ -224,12 +245,20 @@ impl Evidence {
             self.baseline.add(stable, seconds, &stable_latency);
         }
         let now = StableNow { counts: (stable.errors.min(stable.requests), stable.requests), latency: &stable_latency };
-        for rule in Rule::ALL {
+        // The error ceiling's counts are divided by the design effect seen
+        // so far (the windows before this one), as the margin's are.
+        let phi = self.canary_dispersion();
+        self.errors.stable.add(stable.errors, stable.requests);
+        self.errors.canary.add(canary.errors, canary.requests);
+        self.errors.stage.add(canary.errors, canary.requests);
+        self.errors.stable_now = stats::wilson_lower(now.counts, stats::normal_cdf(SHIFT_Z));
+        for rule in Rule::ALL.into_iter().filter(|r| *r != Rule::ErrorMargin) {
             if let Some(c) = self.window_counts(config, rule, Claim::Above, &now, canary, &canary_latency) {
-                self.fail[rule.index()].observe(Claim::Above, c.hits, c.trials, c.limit, c.prior);
+                let scale = if rule == Rule::ErrorCeiling { phi } else { 1.0 };
+                self.fail[rule.index()].observe(Claim::Above, c.hits / scale, c.trials / scale, c.limit, c.prior);
             }
         }
-        for rule in Rule::PASSING {
+        for rule in Rule::PASSING.into_iter().filter(|r| *r != Rule::ErrorMargin) {
             if let (Some(c), Some(i)) =
                 (self.window_counts(config, rule, Claim::Below, &now, canary, &canary_latency), rule.pass_index())
             {
@@ -252,6 +281,7 @@ impl Evidence {
     pub fn new_stage(&mut self) {
         self.canary = Totals::default();
         self.pass = Default::default();
+        self.errors.stage = Tally::default();
         for test in &mut self.fail {
             test.new_estimate();
         }
@@ -361,11 +391,72 @@ impl Evidence {
     }
 
     fn fail_proven(&self, config: &AnalysisConfig, rule: Rule) -> bool {
+        if rule == Rule::ErrorMargin {
+            return self.difference(config).is_some_and(|d| d.fails(config.max_error_increase_pp / 100.0));
+        }
         self.fail[rule.index()].proven(config.alpha * rule.alpha_share())
     }
 
     fn fail_progress(&self, config: &AnalysisConfig, rule: Rule) -> f64 {
+        if rule == Rule::ErrorMargin {
+            // The canary's evidence against the highest rate within the margin.
+            let Some(limit) = self.fail_limit(config) else { return 0.0 };
+            let (x, n) = self.errors.canary.effective(self.canary_dispersion());
+            let alpha = config.alpha * rule.alpha_share() * CANARY_SIDE;
+            return (confidence::log_evidence(true, x, n, limit) / (1.0 / alpha).ln()).max(0.0);
+        }
         self.fail[rule.index()].progress(config.alpha * rule.alpha_share())
+    }
+
+    /// The canary's design effect: its own, never below stable's (a canary
+    /// on few pods is no less bursty than stable on many).
+    fn canary_dispersion(&self) -> f64 {
+        self.errors.canary.dispersion().max(self.errors.stable.dispersion())
+    }
+
+    /// The highest canary rate within the margin as the fail test sees it:
+    /// stable's upper bound (or this window's stable, if clearly higher)
+    /// plus the margin. `None` without a baseline.
+    fn fail_limit(&self, config: &AnalysisConfig) -> Option<f64> {
+        let stable = &self.errors.stable;
+        if stable.requests <= 0.0 {
+            return None;
+        }
+        let alpha = config.alpha * Rule::ErrorMargin.alpha_share() * (1.0 - CANARY_SIDE);
+        let (x, n) = stable.effective(stable.dispersion());
+        let high = confidence::upper_bound(x, n, alpha).max(self.errors.stable_now);
+        Some(high + config.max_error_increase_pp / 100.0)
+    }
+
+    /// The lowest canary rate the pass test must show it is below: stable's
+    /// lower bound plus the margin.
+    fn pass_limit(&self, config: &AnalysisConfig) -> Option<f64> {
+        let stable = &self.errors.stable;
+        if stable.requests <= 0.0 {
+            return None;
+        }
+        let beta = Self::beta(config) * (1.0 - CANARY_SIDE);
+        let (x, n) = stable.effective(stable.dispersion());
+        Some(confidence::lower_bound(x, n, beta) + config.max_error_increase_pp / 100.0)
+    }
+
+    /// The anytime-valid interval for canary minus stable that the
+    /// error-margin test decides on: the low end from the canary's whole
+    /// rollout at the fail level, the high end from this stage at the pass
+    /// level (see [`confidence`]). `None` until both versions have requests.
+    fn difference(&self, config: &AnalysisConfig) -> Option<Difference> {
+        let margin = config.max_error_increase_pp / 100.0;
+        let (fail_limit, pass_limit) = (self.fail_limit(config)?, self.pass_limit(config)?);
+        if self.errors.canary.requests <= 0.0 {
+            return None;
+        }
+        let phi = self.canary_dispersion();
+        let alpha = config.alpha * Rule::ErrorMargin.alpha_share() * CANARY_SIDE;
+        let (x, n) = self.errors.canary.effective(phi);
+        let low = confidence::lower_bound(x, n, alpha) - (fail_limit - margin);
+        let (x, n) = self.errors.stage.effective(phi);
+        let high = confidence::upper_bound(x, n, Self::beta(config) * CANARY_SIDE) - (pass_limit - margin);
+        Some(Difference { low, high })
     }
 
     fn pass_test(&self, rule: Rule) -> Option<&SequentialTest> {
@@ -377,6 +468,9 @@ impl Evidence {
     }
 
     fn pass_proven(&self, config: &AnalysisConfig, rule: Rule) -> bool {
+        if rule == Rule::ErrorMargin {
+            return self.difference(config).is_some_and(|d| d.passes(config.max_error_increase_pp / 100.0));
+        }
         self.pass_test(rule).is_some_and(|t| t.proven(Self::beta(config)))
     }
 
@@ -470,6 +564,14 @@ impl Evidence {
                 needed = None;
                 break;
             }
+            if rule == Rule::ErrorMargin {
+                let per_window = self.errors.stage.requests / windows;
+                needed = match (needed, self.error_trials_to_pass(config)) {
+                    (Some(so_far), Some(trials)) if per_window > 0.0 => Some(so_far.max(trials / per_window)),
+                    _ => None,
+                };
+                continue;
+            }
             let (Some(test), Some(limit)) = (self.pass_test(rule), self.limit(config, rule, Claim::Below, None)) else {
                 needed = None;
                 break;
@@ -530,7 +632,7 @@ impl Evidence {
         check.interval = self.error_interval(config);
         check.toward_fail =
             Some(self.fail_progress(config, Rule::ErrorMargin).max(self.fail_progress(config, Rule::ErrorCeiling)));
-        check.toward_pass = self.pass_test(Rule::ErrorMargin).map(|t| t.progress(Self::beta(config)));
+        check.toward_pass = self.error_pass_progress(config);
         let shown = match (s, c, check.delta) {
             (Some(s), Some(c), Some(d)) => {
                 format!("error rate canary {c:.2} % vs stable {s:.2} % ({d:+.2} pp, limit {threshold:.2} pp)")
@@ -575,6 +677,11 @@ impl Evidence {
             check.reason = format!("{shown}: within the limit so far; a pass needs {} requests", config.min_requests);
         } else if check.canary.is_none() || check.stable.is_none() {
             check.reason = shown.to_string();
+        } else if let (Rule::ErrorMargin, Some((lo, hi)), Some(limit)) = (rule, check.interval, check.threshold) {
+            check.reason = format!(
+                "{shown}: undecided: canary minus stable is between {lo:+.2} and {hi:+.2} pp; it passes once the \
+                 upper end is below {limit:+.2} pp and fails once the lower end is above it"
+            );
         } else {
             check.reason = format!(
                 "{shown}: undecided ({:.0} % of the evidence to pass, {:.0} % to fail)",
@@ -622,24 +729,43 @@ impl Evidence {
         self.judge_open(config, check, &shown, rule)
     }
 
-    /// Anytime-valid interval for the error-rate difference, pp: a normal
-    /// mixture boundary (Robbins; Howard et al. 2021) on the stage's canary
-    /// against the baseline, at the plan's `confidence`, tuned to the margin.
-    fn error_interval(&self, config: &AnalysisConfig) -> Option<(f64, f64)> {
-        let adjusted = |(x, n): (u64, u64)| {
-            let (x, n) = (x as f64 + 1.0, n as f64 + 2.0);
-            (x / n, (x / n) * (1.0 - x / n) / n)
-        };
-        if self.baseline.requests == 0 || self.canary.requests == 0 {
+    /// Share of the evidence the error-margin pass needs: the stage's
+    /// evidence that the canary is below the pass limit, over the level.
+    fn error_pass_progress(&self, config: &AnalysisConfig) -> Option<f64> {
+        let limit = self.pass_limit(config)?;
+        let (x, n) = self.errors.stage.effective(self.canary_dispersion());
+        let level = (1.0 / (Self::beta(config) * CANARY_SIDE)).ln();
+        Some((confidence::log_evidence(false, x, n, limit) / level).max(0.0))
+    }
+
+    /// Canary requests still needed this stage for the error-margin pass if
+    /// its rate stays where it is; `None` when it sits at or above the limit.
+    fn error_trials_to_pass(&self, config: &AnalysisConfig) -> Option<f64> {
+        let limit = self.pass_limit(config)?;
+        let phi = self.canary_dispersion();
+        let stage = &self.errors.stage;
+        let rate = stage.rate()?;
+        if rate >= limit {
             return None;
         }
-        let ((ps, vs), (pc, vc)) = (adjusted(self.baseline.counts()), adjusted(self.canary.counts()));
-        let v = vs + vc;
-        let tau2 = (config.max_error_increase_pp / 100.0).powi(2).max(1e-8);
-        let alpha = Self::beta(config);
-        let half = (v * (v + tau2) / tau2 * (((v + tau2) / v).ln() + 2.0 * (2.0 / alpha).ln())).sqrt();
-        let d = pc - ps;
-        half.is_finite().then_some(((d - half) * 100.0, (d + half) * 100.0))
+        let beta = Self::beta(config) * CANARY_SIDE;
+        let passes = |n: f64| confidence::upper_bound(rate * n / phi, n / phi, beta) < limit;
+        let mut n = stage.requests.max(1.0);
+        if passes(n) {
+            return Some(0.0);
+        }
+        while !passes(2.0 * n) {
+            n *= 2.0;
+            if n > 1e12 {
+                return None;
+            }
+        }
+        Some(n * 2.0 - stage.requests)
+    }
+
+    /// The error-margin test's interval, pp (see [`Evidence::difference`]).
+    fn error_interval(&self, config: &AnalysisConfig) -> Option<(f64, f64)> {
+        self.difference(config).map(|d| (d.low * 100.0, d.high * 100.0))
     }
 }
 

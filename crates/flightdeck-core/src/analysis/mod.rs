@@ -10,6 +10,7 @@
 //! costs nothing: over a whole rollout the chance of failing a healthy canary
 //! is at most the plan's `alpha`.
 
+pub mod confidence;
 mod evidence;
 pub mod histogram;
 pub mod sequential;
@@ -145,7 +146,9 @@ pub struct Check {
     /// The configured limit for `delta`, in the same unit; `None` for shown-only rows.
     pub threshold: Option<f64>,
     pub unit: DeltaUnit,
-    /// Anytime-valid interval for `delta` (error rate), same unit.
+    /// Anytime-valid interval for `delta` (error rate), same unit: the
+    /// error-margin test's dual (fail exactly when the low end is past the
+    /// limit, pass exactly when the high end is inside it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<(f64, f64)>,
     /// Share of the evidence needed to fail this row (1 = proven worse than
