@@ -207,9 +207,11 @@ pub fn human(o: &Output) -> String {
             let stages = stages.iter().map(|w| format!("{w}%")).collect::<Vec<_>>().join(" → ");
             format!("[{:>7}] {rollout}: {verb} ({strategy}: {stages})", t(at))
         }
-        Output::Transition { rollout, at, from, to, stage, stages, weight, reason } => {
+        Output::Transition { rollout, at, from, to, stage, stages, weight, still_at, reason } => {
             let why = reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default();
-            format!("[{:>7}] {rollout}: {from} → {to}, stage {}/{stages} at {weight}%{why}", t(at), stage + 1)
+            let moved = if from == to { format!("{to}:") } else { format!("{from} → {to},") };
+            let at_weight = transition_weight(*weight, *still_at);
+            format!("[{:>7}] {rollout}: {moved} stage {}/{stages} {at_weight}{why}", t(at), stage + 1)
         }
         Output::Verdict { rollout, at, verdict, .. } => {
             format!("[{:>7}] {rollout}: verdict {} — {}", t(at), verdict.label(), verdict_detail(verdict))
@@ -248,6 +250,14 @@ pub fn audit_line(o: &Output) -> String {
         _ => "applied".to_string(),
     };
     format!("[{:>7}] {rollout}: {command}{typed} by {actor} via {from}, saw {seen}: {answer}", stamp(*at))
+}
+
+/// "at 10%", or, when the 10 % could not be applied, where traffic still is.
+pub fn transition_weight(weight: u8, still_at: Option<u8>) -> String {
+    match still_at {
+        Some(shown) => format!("still at {shown}% (wanted {weight}%, not applied)"),
+        None => format!("at {weight}%"),
+    }
 }
 
 fn verdict_detail(v: &Verdict) -> String {

@@ -236,6 +236,16 @@ async fn palette_runs_commands_by_name() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_palette_error_does_not_outlive_a_later_command_that_worked() {
+    let mut c = Cockpit::demo(3, "default").await;
+    c.keys(":theme nosuch\n").await;
+    assert!(c.app.toast.as_ref().is_some_and(|t| t.error), "no error for an unknown theme");
+    c.keys(":theme light\n").await;
+    assert_eq!(c.app.theme.name, "light");
+    assert!(c.app.toast.as_ref().is_none_or(|t| !t.error), "the old error still shows after a command that worked");
+}
+
+#[tokio::test(start_paused = true)]
 async fn each_theme_renders() {
     for name in Theme::shipped() {
         let mut c = Cockpit::demo(12, name).await;
@@ -246,10 +256,15 @@ async fn each_theme_renders() {
 }
 
 #[test]
-fn sparkline_scales_to_its_range() {
-    assert_eq!(panes::sparkline(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 8), "▁▂▃▄▅▆▇█");
-    assert_eq!(panes::sparkline(&[5.0, 5.0], 8), "▁▁");
-    assert_eq!(panes::sparkline(&[1.0, 2.0, 3.0], 2), "▁█");
+fn sparkline_scales_to_its_range_but_not_below_the_limit() {
+    assert_eq!(panes::sparkline(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 8, 0.0), "▁▂▃▄▅▆▇█");
+    assert_eq!(panes::sparkline(&[5.0, 5.0], 8, 0.0), "▁▁");
+    assert_eq!(panes::sparkline(&[1.0, 2.0, 3.0], 2, 0.0), "▁█");
+    // 248 → 244 ms against a 25 ms limit is a ripple, not a cliff.
+    let ripple = panes::sparkline(&[248.0, 247.0, 246.0, 245.0, 244.0], 8, 25.0);
+    assert!(ripple.chars().all(|c| "▃▄▅".contains(c)), "{ripple}");
+    // A breach of the limit still spans the whole height.
+    assert_eq!(panes::sparkline(&[250.0, 300.0], 8, 25.0), "▁█");
 }
 
 #[tokio::test(start_paused = true)]
@@ -782,6 +797,7 @@ async fn an_action_key_pressed_twice_never_applies_what_needs_confirming() {
                             command: command.clone(),
                             expected_stage: r.stage,
                             expected_revision: r.canary_revision.clone(),
+                            expected_step: None,
                         };
                         let ask = c.app.ask(&request).expect("the rollout exists");
                         let what = format!("{keymap} {minutes}m round {round}: {key} on {id} ({:?})", r.phase);
@@ -797,7 +813,6 @@ async fn an_action_key_pressed_twice_never_applies_what_needs_confirming() {
                                 assert_eq!(first.len(), 1, "{what}");
                                 assert_eq!(first[0].command, command, "{what}");
                             }
-                            expected_step: None,
                             _ => {
                                 asked_twice += 1;
                                 assert!(first.is_empty(), "{what}: sent before the dialog");

@@ -241,14 +241,37 @@ async fn a_captain_attaches_to_a_paused_headless_run_and_acts_on_it() {
 }
 
 #[test]
+fn a_bad_blue_green_preview_is_rolled_back_before_the_switch() {
+    // The preview takes probe traffic only; a bad build must be caught there,
+    // before any user is switched to it.
+    let data = tempfile::tempdir().unwrap();
+    let plan = "examples/plans/blue-green.toml";
+    let out =
+        flightdeck(data.path(), &["run", plan, "--headless", "--json", "--speed", "600", "--scenario", "bad-canary"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let ev = events(&out);
+    let switched = ev.iter().any(|e| e["type"] == "effect" && e["effect"] == "switch-active" && e["to"] == "canary");
+    assert!(!switched, "the bad preview was switched to: {ev:?}");
+    assert!(ev.iter().any(|e| e["type"] == "verdict" && e["verdict"] == "fail"));
+}
+
+#[test]
 fn stuck_backend_pauses_with_the_error_visible() {
     let (code, ev, stderr) = run_scenario("stuck-backend", "600");
-    assert_eq!(code, 1, "{stderr}");
+    // The outage lasts minutes 15 to 30: the unattended abort, 15 minutes
+    // after the pause, reaches the backend again and takes the canary's
+    // traffic away.
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("canary weight 0 % (read back 0 %)"), "{stderr}");
     let failed = ev.iter().find(|e| e["type"] == "effect" && e["ok"] == false).unwrap();
     assert_eq!(failed["attempts"], 3);
     assert!(failed["error"].as_str().unwrap().contains("timed out"));
     let paused = ev.iter().find(|e| e["type"] == "transition" && e["to"] == "paused").unwrap();
     assert!(paused["reason"].as_str().unwrap().starts_with("backend failing"));
+    // The 10 % was never applied: the pause says traffic is still at 1 %.
+    assert_eq!((&paused["weight"], &paused["still_at"]), (&10.into(), &1.into()), "{paused}");
+    let line = flightdeck::headless::human(&serde_json::from_value(paused.clone()).unwrap());
+    assert!(line.contains("stage 2/4 still at 1% (wanted 10%, not applied)"), "{line}");
 }
 
 #[test]

@@ -60,10 +60,18 @@ pub fn step_outputs(
             stage: after.stage,
             stages: after.stages().len(),
             weight: after.canary_weight,
+            still_at: still_at(after),
             reason: phase_reason(after),
         });
     }
     (out, rejection)
+}
+
+/// The weight traffic is still at when the wanted one failed to apply
+/// (the last reading, or the weight before if nothing was read).
+pub fn still_at(r: &Rollout) -> Option<u8> {
+    r.backend_error.as_ref()?;
+    r.observed_weight.filter(|w| *w != r.canary_weight)
 }
 
 /// An effect's result as a journal holds it (`EffectDone` / `EffectFailed`),

@@ -466,6 +466,7 @@ impl RolloutTask {
             stage: r.stage,
             stages: r.stages().len(),
             weight: r.canary_weight,
+            still_at: super::report::still_at(r),
             reason: Some(reason.clone()),
         };
         self.emit(out).await;

@@ -60,6 +60,11 @@ pub enum Output {
         stage: usize,
         stages: usize,
         weight: u8,
+        /// The weight traffic is still at when `weight` could not be
+        /// applied (the backend failed): the run must not claim a weight
+        /// that never was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        still_at: Option<u8>,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },

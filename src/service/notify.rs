@@ -822,6 +822,7 @@ mod tests {
             stage: 1,
             stages: 4,
             weight: 0,
+            still_at: None,
             reason: Some("error rate \u{1b}[31m up".into()),
         }
     }

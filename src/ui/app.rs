@@ -892,6 +892,9 @@ impl App {
     /// Runs a palette line: `pause` (the selected rollout), `pause
     /// user-profile` (that one), `theme light`, `q`.
     pub fn run_palette(&mut self, line: &str) -> Vec<CommandRequest> {
+        // Each palette line's answer replaces the last one's: an old error
+        // must not stand beside a later command that worked.
+        self.toast = None;
         let line = line.trim();
         let (word, rest) = line.split_once(' ').map_or((line, ""), |(w, r)| (w, r.trim()));
         if let Some(command) = palette_command(word) {

@@ -8,7 +8,7 @@ use flightdeck_core::analysis::{Check, CheckOutcome, DeltaUnit, Metric, Verdict}
 use flightdeck_core::budget::DeployPolicy;
 use flightdeck_core::plan::{Control, StageAction, Strategy};
 use flightdeck_core::rollout::{Gate, Phase, Rollout};
-use flightdeck_core::time::{clock, countdown, stamp, Timestamp};
+use flightdeck_core::time::{ago, clock, countdown, is_simulated, stamp, Timestamp};
 use flightdeck_core::view::{attention, budget_numbers, eta_text, next_gate, next_text, state_label, target_label};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
@@ -123,20 +123,37 @@ fn list_lines(app: &App, inner: Rect) -> (Vec<Line<'static>>, Vec<(u16, String)>
         .iter()
         .position(|e| matches!(e, Entry::Row(r) if app.selected.as_deref() == Some(r.id.as_str())))
         .unwrap_or(0);
-    let skip = (selected + 2).saturating_sub(inner.height as usize);
     let mut lines = Vec::new();
     let mut rows = Vec::new();
-    for (i, entry) in entries.iter().enumerate().skip(skip).take(inner.height as usize) {
+    // A column header, as k9s has, when there is room for it and a row.
+    let header = inner.height >= 3;
+    if header {
+        lines.push(fit(list_header(theme, inner.width), inner.width));
+    }
+    let room = inner.height.saturating_sub(header as u16);
+    let skip = (selected + 2).saturating_sub(room as usize);
+    for (i, entry) in entries.iter().enumerate().skip(skip).take(room as usize) {
         match entry {
             Entry::Heading(r, heading) => lines.push(fit(group_heading(theme, r, heading), inner.width)),
             Entry::Row(r) => {
-                rows.push((inner.y + (i - skip) as u16, r.id.clone()));
+                rows.push((inner.y + header as u16 + (i - skip) as u16, r.id.clone()));
                 let selected = app.selected.as_deref() == Some(r.id.as_str());
                 lines.push(fit(list_row(theme, r, selected, app.now, inner.width), inner.width));
             }
         }
     }
     (lines, rows)
+}
+
+/// The widths of a list row besides the name: marker and state symbol,
+/// then stage, weight, verdict and time left (see [`list_row`]).
+const ROW_FIXED: usize = 23;
+
+/// The list's column header, aligned with [`list_row`].
+fn list_header<'a>(theme: &Theme, width: u16) -> Line<'a> {
+    let name_width = (width as usize).saturating_sub(ROW_FIXED).max(4);
+    let text = format!("   {:<name_width$} {:<4}{:>4} {:<2}{:>7}", "ROLLOUT", "STG", "WT", "V", "NEXT");
+    Line::styled(text, theme.style("ui.dim").add_modifier(Modifier::BOLD))
 }
 
 fn group_heading<'a>(theme: &Theme, r: &Rollout, heading: &str) -> Line<'a> {
@@ -156,7 +173,7 @@ fn group_heading<'a>(theme: &Theme, r: &Rollout, heading: &str) -> Line<'a> {
 fn list_row<'a>(theme: &Theme, r: &Rollout, selected: bool, now: Timestamp, width: u16) -> Line<'a> {
     let (state_style, icon) = phase_look(theme, &r.phase);
     let (verdict_style, verdict) = verdict_look(theme, r.last_verdict.as_ref());
-    let name_width = (width as usize).saturating_sub(23).max(4);
+    let name_width = (width as usize).saturating_sub(ROW_FIXED).max(4);
     // Cut in the middle: copies of a plan differ at their end.
     let name = cut_middle(&r.plan().name, name_width);
     let pad = name_width.saturating_sub(text::width(&name));
@@ -167,7 +184,13 @@ fn list_row<'a>(theme: &Theme, r: &Rollout, selected: bool, now: Timestamp, widt
         None => (format!("{:>3}% ", r.canary_weight), Style::default()),
     };
     let spans = vec![
-        Span::styled(if selected { ">" } else { " " }, theme.style("ui.selection").add_modifier(Modifier::BOLD)),
+        // Only the selected row's marker takes the selection's colours: an
+        // unselected row's blank must not paint a stripe down the list.
+        if selected {
+            Span::styled(">", theme.style("ui.selection").add_modifier(Modifier::BOLD))
+        } else {
+            Span::raw(" ")
+        },
         Span::styled(format!("{icon} "), state_style),
         Span::raw(format!("{name}{} ", " ".repeat(pad))),
         Span::raw(format!("{}/{} ", r.stage + 1, r.stages().len())),
@@ -309,12 +332,13 @@ pub fn split(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let w = pending.as_ref().and_then(|p| p.shown).unwrap_or(r.canary_weight) as usize;
     let (left, right) = match r.plan().strategy {
         Strategy::BlueGreen { .. } => {
-            let (active, preview) = if w == 100 {
-                (&r.canary_revision, &r.stable_revision)
+            // After the switch the old side is a standby kept for a fast
+            // switch back, not a preview.
+            if w == 100 {
+                (format!("active {} 100%", r.canary_revision), format!("standby {}", r.stable_revision))
             } else {
-                (&r.stable_revision, &r.canary_revision)
-            };
-            (format!("active {active} 100%"), format!("preview {preview}"))
+                (format!("active {} 100%", r.stable_revision), format!("preview {}", r.canary_revision))
+            }
         }
         Strategy::Rolling { .. } => (
             format!("old {} {}% of replicas", r.stable_revision, 100 - w),
@@ -413,10 +437,14 @@ pub fn timeline(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
 
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
-/// A sparkline of the canary's last windows, scaled to its own range.
-pub fn sparkline(values: &[f64], width: usize) -> String {
+/// A sparkline of the canary's last windows, scaled to its range but to
+/// no less than `min_span` around its middle: a wobble smaller than the
+/// check's limit (248 → 244 ms against a 25 ms limit) stays flat instead of
+/// looking like a cliff.
+pub fn sparkline(values: &[f64], width: usize, min_span: f64) -> String {
     let values = &values[values.len().saturating_sub(width)..];
     let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (lo, hi) = if hi - lo < min_span { ((lo + hi - min_span) / 2.0, (lo + hi + min_span) / 2.0) } else { (lo, hi) };
     values
         .iter()
         .map(|v| {
@@ -436,7 +464,15 @@ fn number(metric: Metric, v: Option<f64>) -> String {
     }
 }
 
-fn delta(c: &Check) -> String {
+fn delta(c: &Check, wide: bool) -> String {
+    if c.metric == Metric::Requests {
+        return match (c.stable, c.canary) {
+            // "10% share", or "10%" where the cell is narrower.
+            (Some(s), Some(k)) if s + k > 0.0 && wide => format!("{:.0}% share", 100.0 * k / (s + k)),
+            (Some(s), Some(k)) if s + k > 0.0 => format!("{:.0}%", 100.0 * k / (s + k)),
+            _ => "—".into(),
+        };
+    }
     match (c.delta, c.unit) {
         (None, _) => "—".into(),
         (Some(d), DeltaUnit::Pp) => format!("{d:+.2}pp"),
@@ -463,6 +499,16 @@ fn short_label(metric: Metric) -> &'static str {
     }
 }
 
+/// The analysis pane's title in the strategy's words.
+fn analysis_title(r: &Rollout) -> &'static str {
+    match (&r.plan().strategy, r.current_stage().map(|s| s.action)) {
+        (Strategy::BlueGreen { .. }, Some(StageAction::Preview)) => " Preview analysis ",
+        (Strategy::BlueGreen { .. }, _) => " Verification analysis ",
+        (Strategy::Rolling { .. }, _) => " Rollout analysis ",
+        (Strategy::Canary { .. }, _) => " Canary analysis ",
+    }
+}
+
 /// Which columns of the analysis table fit, widest layout first.
 #[derive(Clone, Copy, PartialEq)]
 enum Columns {
@@ -485,7 +531,7 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     let (vstyle, vsym) = verdict_look(theme, verdict);
     let title = fit(
         Line::from(vec![
-            Span::raw(" Canary analysis "),
+            Span::raw(analysis_title(r)),
             Span::styled(format!("{vsym} {} ", verdict.map_or("waiting for a window", |v| v.label())), vstyle),
         ]),
         area.width.saturating_sub(2),
@@ -505,11 +551,9 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
     };
     let history = app.history.get(&r.id);
     let spark_width = (inner.width as usize).saturating_sub(70).min(24);
-    let requests = verdict.checks().iter().find(|c| c.metric == Metric::Requests);
-    let sample = requests.and_then(|c| c.canary).map_or(String::new(), |v| format!("{v:.0}/s"));
     let (headers, widths): (Vec<&str>, Vec<u16>) = match columns {
         Columns::Full => (
-            vec!["metric", "stable", "canary", "Δ", "limit", "evidence", "", "trend"],
+            vec!["metric", "stable", "canary", "Δ", "limit", "toward", "", "trend"],
             vec![10, 9, 9, 9, 8, 9, 2, spark_width as u16],
         ),
         Columns::Narrow => (vec!["", "stable", "canary", "Δ", "evid.", ""], vec![6, 8, 8, 8, 5, 1]),
@@ -521,10 +565,12 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
         .map(|c| {
             let (style, sym) = outcome_look(theme, c.outcome);
             let sym = if c.threshold.is_none() && c.outcome == CheckOutcome::Pass { " " } else { sym };
-            let evidence = if c.metric == Metric::Requests { sample.clone() } else { evidence_cell(c) };
+            // Requests are not judged against stable: their row says the
+            // canary's share of traffic instead of a meaningless difference.
+            let evidence = if c.metric == Metric::Requests { String::new() } else { evidence_cell(c, columns) };
             let spark = history
                 .and_then(|h| h.series.get(&c.metric))
-                .map(|s| sparkline(&s.iter().map(|(_, canary)| *canary).collect::<Vec<_>>(), spark_width))
+                .map(|s| sparkline(&s.iter().map(|(_, canary)| *canary).collect::<Vec<_>>(), spark_width, span(c)))
                 .unwrap_or_default();
             let label = if columns == Columns::Full { c.metric.label() } else { short_label(c.metric) };
             let texts: Vec<String> = match columns {
@@ -532,7 +578,7 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
                     label.into(),
                     number(c.metric, c.stable),
                     number(c.metric, c.canary),
-                    delta(c),
+                    delta(c, true),
                     limit(c),
                     evidence,
                     sym.into(),
@@ -542,11 +588,11 @@ pub fn deltas(f: &mut Frame, area: Rect, app: &App, r: &Rollout) {
                     label.into(),
                     number(c.metric, c.stable),
                     number(c.metric, c.canary),
-                    delta(c),
+                    delta(c, false),
                     evidence,
                     sym.into(),
                 ],
-                Columns::Tiny => vec![label.into(), number(c.metric, c.canary), delta(c), sym.into()],
+                Columns::Tiny => vec![label.into(), number(c.metric, c.canary), delta(c, false), sym.into()],
             };
             let last = texts.len() - 1;
             let sym_at = if columns == Columns::Full { last - 1 } else { last };
@@ -601,16 +647,36 @@ fn clipped(mut lines: Vec<Line<'static>>, area: Rect) -> Vec<Line<'static>> {
     lines
 }
 
-/// "✓62%" (toward a pass) or "✗40%" (toward a fail), whichever leads; the
-/// row's outcome already says when one is reached.
-fn evidence_cell(c: &Check) -> String {
+/// How far the evidence has come toward a decision, whichever leads:
+/// `62%→pass` (or `✓62%` in a narrow table), `40%→fail`; the row's outcome
+/// says when one is reached.
+fn evidence_cell(c: &Check, columns: Columns) -> String {
+    let toward = |share: f64, words: &str, sym: &str| {
+        let pct = (share * 100.0).min(99.0);
+        if columns == Columns::Full {
+            format!("{pct:.0}%→{words}")
+        } else {
+            format!("{sym}{pct:.0}%")
+        }
+    };
     match (c.toward_pass, c.toward_fail) {
         _ if c.outcome == CheckOutcome::Fail => "fail".to_string(),
         _ if c.outcome == CheckOutcome::Pass && c.threshold.is_some() => "pass".to_string(),
-        (Some(p), Some(f)) if f > p => format!("✗{:.0}%", (f * 100.0).min(99.0)),
-        (Some(p), _) => format!("✓{:.0}%", (p * 100.0).min(99.0)),
-        (None, Some(f)) => format!("✗{:.0}%", (f * 100.0).min(99.0)),
+        (Some(p), Some(f)) if f > p => toward(f, "fail", "✗"),
+        (Some(p), _) => toward(p, "pass", "✓"),
+        (None, Some(f)) => toward(f, "fail", "✗"),
         (None, None) => String::new(),
+    }
+}
+
+/// The smallest change a metric's sparkline shows as a full swing: its
+/// limit (in its own units), so a move within the limit stays low.
+fn span(c: &Check) -> f64 {
+    match (c.unit, c.threshold, c.stable) {
+        (DeltaUnit::Pp, Some(t), _) => t,
+        (DeltaUnit::Percent, Some(t), Some(s)) => s.abs() * t / 100.0,
+        (_, _, Some(s)) => s.abs() * 0.2,
+        _ => 0.0,
     }
 }
 
@@ -697,9 +763,11 @@ pub fn events(f: &mut Frame, area: Rect, app: &mut App, r: &Rollout) {
         Some(seq) => events.iter().position(|(s, _)| *s >= seq).unwrap_or(events.len().saturating_sub(1)),
         None => events.len().saturating_sub(1),
     };
+    // Which clock the times are on: simulated time since the run began, or UTC.
+    let clock = if is_simulated(app.now) { "sim time" } else { "UTC" };
     let title = match (focused, events.is_empty()) {
-        (true, false) => format!(" Events {}/{} ", anchor + 1, events.len()),
-        _ => " Events ".to_string(),
+        (true, false) => format!(" Events {}/{} · {clock} ", anchor + 1, events.len()),
+        _ => format!(" Events · {clock} "),
     };
     let b = block(theme, cut(&title, area.width.saturating_sub(2) as usize), focused);
     let inner = b.inner(area);
@@ -721,6 +789,7 @@ pub fn events(f: &mut Frame, area: Rect, app: &mut App, r: &Rollout) {
             let time = Span::styled(format!("{:>8} ", stamp(o.at())), theme.style("event.time"));
             if focused && i == anchor {
                 let style = theme.style(scope).add_modifier(Modifier::BOLD);
+                let text = format!("{text} ({})", ago(app.now.since(o.at())));
                 let body = wrap(&text, width.saturating_sub(9).max(1));
                 let lines = body
                     .into_iter()
@@ -767,13 +836,18 @@ fn event_text(o: &Output) -> (String, &'static str) {
         Output::Started { resumed, .. } => {
             ((if *resumed { "resumed from journal" } else { "started" }).to_string(), "ui.text")
         }
-        Output::Transition { from, to, stage, stages, weight, reason, .. } => {
+        Output::Transition { from, to, stage, stages, weight, still_at, reason, .. } => {
             let why = reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default();
+            // A weight that failed to apply is not claimed.
+            let weight = match still_at {
+                Some(shown) => format!("still {shown}% (wanted {weight}%)"),
+                None => format!("{weight}%"),
+            };
             // Same phase, new stage: say what moved, not "progressing → progressing".
             let text = if from == to {
-                format!("{to}: stage {}/{stages} · {weight}%{why}", stage + 1)
+                format!("{to}: stage {}/{stages} · {weight}{why}", stage + 1)
             } else {
-                format!("{from} → {to} · stage {}/{stages} · {weight}%{why}", stage + 1)
+                format!("{from} → {to} · stage {}/{stages} · {weight}{why}", stage + 1)
             };
             (text, "ui.text")
         }

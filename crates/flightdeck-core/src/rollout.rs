@@ -750,7 +750,10 @@ impl Rollout {
             (Phase::Paused { .. }, _) => "Next: resume to continue".to_string(),
             (Phase::Aborted { .. }, _) => "Next: retry or rollback".to_string(),
             (Phase::Failed { .. }, _) => "Next: a human must look".to_string(),
-            (Phase::Promoted { .. } | Phase::RolledBack { .. }, _) => "Next: nothing (done)".to_string(),
+            (Phase::Promoted { .. }, _) => "Next: nothing (done)".to_string(),
+            // The way on from a rollback is a fixed revision, which starts a
+            // rollout of its own.
+            (Phase::RolledBack { .. }, _) => "Next: a fixed revision".to_string(),
         }
     }
 }

@@ -81,6 +81,25 @@ pub fn stamp(t: Timestamp) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
+/// Whether `t` is on a simulated clock (time since the run began) rather
+/// than the wall clock.
+pub fn is_simulated(t: Timestamp) -> bool {
+    t.0 < WALL_CLOCK_FROM
+}
+
+/// How long ago, in words a reader takes in at a glance: `just now`,
+/// `40 s ago`, `3 min ago`, `2 h ago`, `4 d ago`.
+pub fn ago(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..5 => "just now".into(),
+        5..60 => format!("{s} s ago"),
+        60..3_600 => format!("{} min ago", s / 60),
+        3_600..86_400 => format!("{} h ago", s / 3_600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
 /// The engine's clock for the cockpit's top bar, saying which it is:
 /// `sim 12:00` (simulated time since the run began) or `14:03:22 UTC`.
 pub fn clock_label(t: Timestamp) -> String {
@@ -117,6 +136,15 @@ mod tests {
         assert_eq!(stamp(Timestamp(754_000)), "12:34");
         // 2026-11-23 12:34:56 UTC
         assert_eq!(stamp(Timestamp(1_795_437_296_000)), "12:34:56");
+    }
+
+    #[test]
+    fn ago_says_the_largest_whole_unit() {
+        assert_eq!(ago(Duration::from_secs(2)), "just now");
+        assert_eq!(ago(Duration::from_secs(40)), "40 s ago");
+        assert_eq!(ago(Duration::from_secs(200)), "3 min ago");
+        assert_eq!(ago(Duration::from_secs(7_300)), "2 h ago");
+        assert_eq!(ago(Duration::from_secs(4 * 86_400 + 5)), "4 d ago");
     }
 
     #[test]

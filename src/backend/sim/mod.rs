@@ -141,6 +141,12 @@ impl Simulator {
         self.params.scenario
     }
 
+    /// Whether the canary is a blue-green preview (no user traffic before
+    /// the switch).
+    fn previews(&self) -> bool {
+        matches!(self.strategy, Strategy::BlueGreen { .. })
+    }
+
     /// The simulated minute it is now, on the engine's clock.
     fn minute(&self) -> u64 {
         self.world().clock.map_or(0, |c| c.now().0 / 60_000)
@@ -238,7 +244,7 @@ impl MetricsSource for Simulator {
         let probe = self.params.probe_rps;
         let canary_rps = if w.canary_running { self.params.rps * share + probe } else { 0.0 };
         let stable_rps = if w.stable_running { self.params.rps * (1.0 - share) + probe } else { 0.0 };
-        let canary = self.params.scenario.canary_profile(w.share);
+        let canary = self.params.scenario.canary_profile(w.share, self.previews());
         MetricsSample {
             window,
             stable: Some(draw(&mut rng, stable_rps * secs, STABLE)),
@@ -251,7 +257,7 @@ impl MetricsSource for Simulator {
         let allowed = 1.0 - self.slo_objective / 100.0;
         let availability = 1.0 - allowed * (1.0 - self.params.budget_left_pct / 100.0);
         let share = self.world().share as f64 / 100.0;
-        let canary = self.params.scenario.canary_profile(self.world().share);
+        let canary = self.params.scenario.canary_profile(self.world().share, self.previews());
         let now_ratio = STABLE.error_rate * (1.0 - share) + canary.error_rate * share;
         Some(SloMeasurement {
             availability,
@@ -396,7 +402,7 @@ mod tests {
         s.run_on(Clock::scaled(Timestamp(16 * 60_000), 0.0)); // stopped at minute 16
         let err = s.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err();
         assert!(err.to_string().contains("timed out"), "{err}");
-        s.run_on(Clock::scaled(Timestamp(121 * 60_000), 0.0)); // stopped at minute 121
+        s.run_on(Clock::scaled(Timestamp(31 * 60_000), 0.0)); // stopped at minute 31
         assert!(s.apply(&Effect::SetWeight { canary: 10 }).await.is_ok());
     }
 

@@ -8,7 +8,9 @@ use std::str::FromStr;
 pub enum Scenario {
     /// The canary behaves like stable.
     Healthy,
-    /// From 10 % traffic on, the canary returns 12 % errors.
+    /// From 10 % traffic on, the canary returns 12 % errors; a blue-green
+    /// preview (probe traffic only) returns them from its first request, so
+    /// the preview checks can catch it before the switch.
     BadCanary,
     /// The canary's p99 is 60 % above stable's.
     SlowCanary,
@@ -67,10 +69,11 @@ pub struct Profile {
 pub const STABLE: Profile = Profile { error_rate: 0.002, p50_ms: 80.0, p99_ms: 250.0 };
 
 impl Scenario {
-    /// How the canary behaves when it takes `share` % of traffic.
-    pub fn canary_profile(self, share: u8) -> Profile {
+    /// How the canary behaves when it takes `share` % of traffic; `preview`
+    /// when it is a blue-green preview, which takes no user traffic at all.
+    pub fn canary_profile(self, share: u8, preview: bool) -> Profile {
         match self {
-            Scenario::BadCanary if share >= 10 => Profile { error_rate: 0.12, ..STABLE },
+            Scenario::BadCanary if share >= 10 || preview => Profile { error_rate: 0.12, ..STABLE },
             Scenario::SlowCanary => Profile { p99_ms: STABLE.p99_ms * 1.6, p50_ms: STABLE.p50_ms * 1.2, ..STABLE },
             _ => Profile { error_rate: 0.0022, p50_ms: 81.0, p99_ms: 252.0 },
         }
@@ -84,6 +87,6 @@ impl Scenario {
 
     /// Whether backend calls fail at simulated minute `minute`.
     pub fn backend_stuck(self, minute: u64) -> bool {
-        self == Scenario::StuckBackend && (15..120).contains(&minute)
+        self == Scenario::StuckBackend && (15..30).contains(&minute)
     }
 }

@@ -182,7 +182,10 @@ impl Source {
                 "inherits" => file.inherits = Some(text.string(value, "inherits")?),
                 "palette" => file.palette = text.palette(value)?,
                 "symbols" => file.symbols = text.symbols(value)?,
-                scope => file.scopes.push(text.scope(scope, value)?),
+                scope => {
+                    text.known_scope(key)?;
+                    file.scopes.push(text.scope(scope, value)?)
+                }
             }
         }
         Ok(file)
@@ -262,6 +265,22 @@ impl FileText<'_> {
             symbols.push((name.clone(), self.string(value, &field)?.value));
         }
         Ok(symbols)
+    }
+
+    /// A scope the cockpit draws with, or a prefix of some (`verdict`
+    /// styles every `verdict.*`): a misspelt one would style nothing.
+    fn known_scope(&self, key: &Key) -> Result<(), ThemeError> {
+        let name = key.name.as_str();
+        if SCOPES.iter().any(|s| *s == name || s.starts_with(&format!("{name}."))) {
+            return Ok(());
+        }
+        let closest = SCOPES.iter().min_by_key(|s| strsim::levenshtein(s, name)).expect("scopes exist");
+        let hint = if strsim::levenshtein(closest, name) <= 3 {
+            format!("did you mean {closest:?}?")
+        } else {
+            "see the scope table in the README's Themes section".to_string()
+        };
+        Err(self.error(&key.span, &toml_key(name), format!("unknown scope `{name}`; {hint}")))
     }
 
     /// `"scope" = "colour"` or `"scope" = { fg, bg, modifiers }`.

@@ -75,7 +75,7 @@ impl Default for Symbols {
             promoted: s("●"),
             rolled_back: s("↺"),
             aborted: s("■"),
-            awaiting: s("?"),
+            awaiting: s("◇"),
             failed: s("!"),
             pending: s("·"),
             production: s("PROD"),

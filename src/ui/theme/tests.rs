@@ -107,15 +107,15 @@ fn dotted_scopes_fall_back_to_their_parents() {
 
 #[test]
 fn children_override_scopes_and_merge_palettes_and_symbols() {
-    let parent = "a = { fg = \"main\", modifiers = [\"bold\"] }\nb = \"other\"\n\
+    let parent = "modal = { fg = \"main\", modifiers = [\"bold\"] }\nui = \"other\"\n\
                   [palette]\nmain = \"#010203\"\nother = \"#0a0b0c\"\n[symbols]\npass = \"P\"\nfail = \"F\"\n";
-    let child = "inherits = \"parent\"\nb = { bg = \"main\" }\n\
+    let child = "inherits = \"parent\"\nui = { bg = \"main\" }\n\
                  [palette]\nmain = \"#ffffff\"\n[symbols]\npass = \"ok\"\n";
     let theme = load_files("child", &[("parent.toml", parent), ("child.toml", child)]).unwrap();
     // The parent's scope sees the child's palette entry.
-    assert_eq!(theme.style("a"), Style::default().fg(Color::Rgb(255, 255, 255)).add_modifier(Modifier::BOLD));
+    assert_eq!(theme.style("modal"), Style::default().fg(Color::Rgb(255, 255, 255)).add_modifier(Modifier::BOLD));
     // The child's scope replaces the parent's whole, fg included.
-    assert_eq!(theme.style("b"), Style::default().bg(Color::Rgb(255, 255, 255)));
+    assert_eq!(theme.style("ui"), Style::default().bg(Color::Rgb(255, 255, 255)));
     assert_eq!((theme.symbols.pass.as_str(), theme.symbols.fail.as_str()), ("ok", "F"));
     assert_eq!(theme.symbols.warn, Symbols::default().warn);
 }
@@ -146,10 +146,10 @@ fn a_user_theme_may_extend_the_shipped_theme_of_its_name() {
 
 #[test]
 fn user_file_errors_name_the_full_path() {
-    let config = config_with(&[("x.toml", "a = \"nope\"\n")]);
+    let config = config_with(&[("x.toml", "modal = \"nope\"\n")]);
     let e = Theme::load("x", config.path(), ColorMode::TrueColor).unwrap_err();
     assert_eq!(e.file, config.path().join("themes").join("x.toml").display().to_string());
-    assert_eq!((e.line, e.column, e.field.as_str()), (1, 5, "a"));
+    assert_eq!((e.line, e.column, e.field.as_str()), (1, 9, "modal"));
 }
 
 #[test]

@@ -12,6 +12,10 @@ use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
 
+/// The longest rollout name or group, in bytes: both go into a journal's
+/// file name, which most file systems cap at 255 bytes.
+const MAX_NAME_BYTES: usize = 100;
+
 /// Turns raw values into the validated model; knows the parsed file, so
 /// that every error gets its position and a table its header.
 pub(super) struct Checker<'a> {
@@ -288,12 +292,32 @@ impl Checker<'_> {
             let message = "missing required field; a plan needs a [rollout] table with name, stable and canary";
             return Err(self.error(None, "rollout.name", message));
         };
-        Ok(Names {
-            name: self.required_text(r.name, &span, "rollout.name", "checkout-api")?,
-            stable: self.required_text(r.stable, &span, "rollout.stable", "v1.4.2")?,
-            canary: self.required_text(r.canary, &span, "rollout.canary", "v1.5.0")?,
-            theme: r.theme.map(|t| self.non_empty(t, "rollout.theme")).transpose()?,
-        })
+        let name = self.required_text(r.name.clone(), &span, "rollout.name", "checkout-api")?;
+        if let Some(n) = &r.name {
+            self.usable_name(n, "rollout.name")?;
+        }
+        let stable = self.required_text(r.stable, &span, "rollout.stable", "v1.4.2")?;
+        let canary = self.required_text(r.canary.clone(), &span, "rollout.canary", "v1.5.0")?;
+        if let Some(c) = r.canary.as_ref().filter(|_| canary == stable) {
+            let message = format!("is the same version as rollout.stable ({stable:?}); a rollout needs a new version");
+            return Err(self.at(c, "rollout.canary", message));
+        }
+        Ok(Names { name, stable, canary, theme: r.theme.map(|t| self.non_empty(t, "rollout.theme")).transpose()? })
+    }
+
+    /// A rollout's name and group name its journal file and its rows: no
+    /// control characters, and short enough that the file name fits every
+    /// file system (255 bytes with group, name and suffix).
+    fn usable_name(&self, value: &Spanned<String>, field: &str) -> Checked<()> {
+        let text = value.get_ref();
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(self.at(value, field, format!("contains the control character {c:?}; use printable text")));
+        }
+        if text.len() > MAX_NAME_BYTES {
+            let message = format!("is {} bytes long; at most {MAX_NAME_BYTES} (it names a journal file)", text.len());
+            return Err(self.at(value, field, message));
+        }
+        Ok(())
     }
 
     fn target(&self, raw: Option<raw::Target>) -> Checked<Target> {
@@ -306,7 +330,10 @@ impl Checker<'_> {
             self.ecs_controller(&t)?;
         }
         let group = match t.group {
-            Some(g) => self.non_empty(g, "target.group")?,
+            Some(g) => {
+                self.usable_name(&g, "target.group")?;
+                self.non_empty(g, "target.group")?
+            }
             None => backend.name().to_owned(),
         };
         let params = self.params(t.inline, t.nested)?;
