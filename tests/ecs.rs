@@ -50,6 +50,111 @@ struct Stack {
     rule: String,
     blue: String,
     green: String,
+    rules: EcsRules,
+}
+
+/// ECS's task-set rules moto does not keep, enforced in front of it:
+///
+/// - `DeleteTaskSet` of a task set not scaled to 0 is refused unless
+///   `force` is set (API reference, `DeleteTaskSet`: "If true, you can
+///   delete a task set even if it hasn't been scaled down to zero"); moto
+///   deletes any (its `delete_task_set` says force is not implemented).
+/// - A deleted task set stays listed as `DRAINING` while its tasks stop
+///   (API reference, `TaskSet.status`: "DRAINING: The tasks in the task
+///   set are being stopped"); moto forgets it at once.
+/// - `CreateTaskSet` with a `clientToken` already used answers the task
+///   set created then and creates nothing (ECS API reference, "Ensuring
+///   idempotency"); moto creates another.
+///
+/// `deny_delete` makes `DeleteTaskSet` answer `AccessDeniedException`.
+#[derive(Clone, Default)]
+struct EcsRules(Arc<std::sync::Mutex<RulesState>>);
+
+#[derive(Default)]
+struct RulesState {
+    scale: std::collections::HashMap<String, f64>,
+    draining: Vec<Value>,
+    tokens: std::collections::HashMap<String, String>,
+    pending_token: Option<String>,
+    deny_delete: bool,
+}
+
+impl EcsRules {
+    fn answer(&self, operation: &str, body: &str) -> Option<(u16, String)> {
+        let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let mut state = self.0.lock().unwrap();
+        match operation {
+            "CreateTaskSet" => {
+                let token = body["clientToken"].as_str().map(str::to_owned);
+                if let Some(reply) = token.as_ref().and_then(|t| state.tokens.get(t)) {
+                    return Some((200, reply.clone()));
+                }
+                state.pending_token = token;
+                None
+            }
+            "UpdateTaskSet" => {
+                // The SDK leaves out a value that is its default (0).
+                let (arn, value) = (body["taskSet"].as_str()?, body["scale"]["value"].as_f64().unwrap_or(0.0));
+                state.scale.insert(arn.to_owned(), value);
+                None
+            }
+            "DeleteTaskSet" if state.deny_delete => Some(error(
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/deployer is not authorized to perform: ecs:DeleteTaskSet",
+            )),
+            "DeleteTaskSet" => {
+                let arn = body["taskSet"].as_str()?;
+                let scaled_down = state.scale.get(arn) == Some(&0.0);
+                (!scaled_down && body["force"].as_bool() != Some(true)).then(|| {
+                    error("InvalidParameterException", "The task set must be scaled down to 0 before it is deleted.")
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn rewrite(&self, operation: &str, reply: String) -> String {
+        let mut state = self.0.lock().unwrap();
+        match operation {
+            "CreateTaskSet" => {
+                let json: Value = serde_json::from_str(&reply).unwrap_or(Value::Null);
+                if let (Some(arn), Some(value)) =
+                    (json["taskSet"]["taskSetArn"].as_str(), json["taskSet"]["scale"]["value"].as_f64())
+                {
+                    state.scale.insert(arn.to_owned(), value);
+                }
+                if let Some(token) = state.pending_token.take() {
+                    state.tokens.insert(token, reply.clone());
+                }
+                reply
+            }
+            "DeleteTaskSet" => {
+                let json: Value = serde_json::from_str(&reply).unwrap_or(Value::Null);
+                if json["taskSet"].is_object() {
+                    let mut set = json["taskSet"].clone();
+                    set["status"] = json!("DRAINING");
+                    state.draining.push(set);
+                }
+                reply
+            }
+            "DescribeTaskSets" => {
+                let Ok(mut json) = serde_json::from_str::<Value>(&reply) else { return reply };
+                if let Some(sets) = json["taskSets"].as_array_mut() {
+                    sets.extend(state.draining.iter().cloned());
+                }
+                json.to_string()
+            }
+            _ => reply,
+        }
+    }
+
+    /// A front on `upstream` keeping these rules, whose task sets run as
+    /// `running` says.
+    async fn front(&self, upstream: &str, running: impl Fn(&str, String) -> String + Send + Sync + 'static) -> Fake {
+        let (a, b) = (self.clone(), self.clone());
+        Fake::around(upstream, move |op, body| a.answer(op, body), move |op, reply| b.rewrite(op, running(op, reply)))
+            .await
+    }
 }
 
 /// Moto's `DescribeTaskSets` answer with running tasks: `scale` % of the
@@ -118,8 +223,9 @@ impl Stack {
         let stable = stable.scale(scale).send().await.unwrap().task_set().unwrap().task_set_arn().unwrap().to_owned();
         let primary = ecs.update_service_primary_task_set().cluster("prod").service("checkout");
         primary.primary_task_set(stable).send().await.unwrap();
-        let front = Fake::around(&moto.url, |_, _| None, running_task_sets).await;
-        Stack { moto, front, ecs, elb, listener, rule, blue, green }
+        let rules = EcsRules::default();
+        let front = rules.front(&moto.url, running_task_sets).await;
+        Stack { moto, front, ecs, elb, listener, rule, blue, green, rules }
     }
 
     /// A driven canary plan: stages 10 % and 50 % (bakes `bake`), then 100 %.
@@ -263,8 +369,7 @@ async fn a_canary_walks_the_listener_weights_and_an_abort_takes_its_traffic_and_
     let abort = command(Command::Abort { reason: Some("test".into()) }, 1);
     assert_eq!(engine.submit(abort).await, Reply::Ack);
     assert_eq!(stack.weights().await, (100, 0));
-    let canary = stack.canary_task_set().await.expect("an abort keeps the task set");
-    assert_eq!(canary.scale().map(|s| s.value()), Some(0.0), "and scales it to 0");
+    assert!(stack.canary_task_set().await.is_none(), "an abort removes the canary's task set");
     let rollout = snapshots.borrow().rollouts[0].clone();
     assert!(matches!(rollout.phase, Phase::Aborted { .. }), "{:?}", rollout.phase);
     engine.shutdown().await;
@@ -333,8 +438,10 @@ async fn bad_cloudwatch_numbers_for_the_canary_roll_it_back() {
         other => panic!("expected a rollback, got {other:?}"),
     }
     eventually(Duration::from_secs(5), "green weight 0", async || stack.weights().await == (100, 0)).await;
-    let canary = stack.canary_task_set().await.unwrap();
-    assert_eq!(canary.scale().map(|s| s.value()), Some(0.0));
+    eventually(Duration::from_secs(5), "the rolled-back canary's task set removed", async || {
+        stack.canary_task_set().await.is_none()
+    })
+    .await;
     seeding.abort();
     engine.shutdown().await;
 }
@@ -465,7 +572,7 @@ async fn starting(stack: &Stack, timeout: u32, ready: Arc<AtomicBool>) -> (Plan,
     let (_, text) = stack.plan("checkout", &stack.rule, "1h", "");
     let text = text.replace("ready_timeout_s = 5", &format!("ready_timeout_s = {timeout}"));
     let plan = Plan::parse("ecs-test.toml", &text).unwrap();
-    let front = Fake::around(&stack.moto.url, |_, _| None, starting_canary(ready)).await;
+    let front = stack.rules.front(&stack.moto.url, starting_canary(ready)).await;
     let target = EcsTarget::from_target(&plan.target).unwrap();
     let backend = Arc::new(TaskSets::new(&support::aws::sdk(&front.url), target, &plan).unwrap());
     (plan, text, backend, front)
@@ -527,16 +634,74 @@ async fn a_canary_whose_tasks_do_not_start_within_ready_timeout_s_pauses_the_rol
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_canarys_task_set_is_removed_once_out_of_traffic_and_a_retry_creates_another() {
+    use flightdeck_core::rollout::Version;
+    let stack = Stack::start().await;
+    let (plan, text) = stack.plan("checkout", &stack.rule, "1h", "");
+    let backend = Arc::new(stack.task_sets(&plan));
+    let engine = engine(plan, text, backend.clone(), Arc::new(NoMetrics), StopWhen::Never);
+    let mut snapshots = engine.subscribe();
+    wait_for(&mut snapshots, Duration::from_secs(20), "stage 1", |r| progressing(r) && r.backend_error.is_none()).await;
+    eventually(Duration::from_secs(10), "blue 90 / green 10", async || stack.weights().await == (90, 10)).await;
+    let first = stack.canary_task_set().await.unwrap().task_set_arn().unwrap().to_owned();
+    let before = stack.front.operations().len();
+    assert_eq!(engine.submit(command(Command::Abort { reason: None }, 0)).await, Reply::Ack);
+    assert_eq!(stack.weights().await, (100, 0));
+    assert!(stack.canary_task_set().await.is_none(), "the aborted canary's task set is removed");
+    // Traffic first, then the tasks, then the task set.
+    let calls: Vec<String> = stack.front.operations()[before..]
+        .iter()
+        .filter(|o| ["ModifyRule", "UpdateTaskSet", "DeleteTaskSet"].contains(&o.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(calls, ["ModifyRule", "UpdateTaskSet", "DeleteTaskSet"]);
+    let r = snapshots.borrow().rollouts[0].clone();
+    assert!(
+        matches!(r.phase, Phase::Aborted { .. }) && r.backend_error.is_none(),
+        "{:?} {:?}",
+        r.phase,
+        r.backend_error
+    );
+    // Said with the rollout.
+    let detail = backend.observe().await.unwrap().native_detail.unwrap_or_default();
+    assert!(detail.contains("the canary's task set (checkout:2") && detail.contains("was removed"), "{detail}");
+    // Idempotent: gone (listed DRAINING while its tasks stop) is done.
+    backend.apply(&scale(Version::Canary, 0)).await.unwrap();
+    assert_eq!(stack.front.operations().iter().filter(|o| *o == "DeleteTaskSet").count(), 1);
+
+    // A retry creates another task set: a new client token, as ECS would
+    // answer the one used with the task set it made then.
+    assert_eq!(engine.submit(command(Command::Retry, 0)).await, Reply::Ack);
+    eventually(Duration::from_secs(10), "blue 90 / green 10 again", async || stack.weights().await == (90, 10)).await;
+    let second = stack.canary_task_set().await.expect("a new canary task set").task_set_arn().unwrap().to_owned();
+    assert_ne!(first, second);
+    let tokens: Vec<String> =
+        stack.front.bodies("CreateTaskSet").iter().map(|b| b["clientToken"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(tokens.len(), 2);
+    assert_ne!(tokens[0], tokens[1]);
+
+    // A removal that fails is not an abort done: the rollout says so.
+    stack.rules.0.lock().unwrap().deny_delete = true;
+    assert_eq!(engine.submit(command(Command::Abort { reason: None }, 0)).await, Reply::Ack);
+    let r = snapshots.borrow().rollouts[0].clone();
+    let Phase::Failed { reason, .. } = &r.phase else { panic!("{:?}", r.phase) };
+    println!("{reason}");
+    assert!(reason.contains("DeleteTaskSet") && reason.contains("AccessDeniedException"), "{reason}");
+    assert_eq!(stack.weights().await, (100, 0), "its traffic is back on stable all the same");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_canary_task_set_is_created_with_a_client_token_of_the_rollout_and_revision() {
     use flightdeck_core::rollout::Version;
     let stack = Stack::start().await;
     let (plan, _) = stack.plan("checkout", &stack.rule, "1h", "");
-    stack.task_sets(&plan).apply(&scale(Version::Canary, 100)).await.unwrap();
+    let backend = stack.task_sets(&plan);
+    backend.apply(&scale(Version::Canary, 100)).await.unwrap();
     let created = stack.front.bodies("CreateTaskSet");
     assert_eq!(created.len(), 1);
     let token = created[0]["clientToken"].as_str().expect("CreateTaskSet sends a clientToken").to_owned();
-    let expected = flightdeck::backend::ecs::driven::client_token(&["checkout", "prod", "checkout", "checkout:2"]);
-    assert_eq!(token, expected);
+    assert_eq!(token, backend.client_token(), "the token of this rollout, revision and run");
     assert!(token.len() <= 36 && token.bytes().all(|b| (33..=126).contains(&b)), "{token}");
 }
 

@@ -4,11 +4,11 @@
 //!
 //! | effect | calls |
 //! |---|---|
-//! | `Scale` canary to p % | `CreateTaskSet` (the stable task set's launch type, network and container, the canary target group; a `clientToken` of the rollout, service and revision, so a retried call creates no second task set) or `UpdateTaskSet` scale p % |
-//! | `Scale` canary to 0 | `UpdateTaskSet` scale 0, refused while the rule's target-group stickiness may still hold clients on the canary (its duration since the canary's weight went to 0) |
+//! | `Scale` canary to p % | `CreateTaskSet` (the stable task set's launch type, network and container, the canary target group; a `clientToken` of the rollout, service, revision and this run, so a retried call creates no second task set; another after the canary's task set was removed, as ECS answers a token it has seen with the task set it made then) or `UpdateTaskSet` scale p % |
+//! | `Scale` canary to 0 | (abort, rollback; the engine has read the canary's weight 0 back) `UpdateTaskSet` scale 0, then `DeleteTaskSet`: the canary's task set is removed, which the rollout's detail says until another is created (a service has room for only a few task sets). Refused while the rule's target-group stickiness may still hold clients on the canary (its duration since the canary's weight went to 0). A task set already gone, or `DRAINING`, is done; a retry creates a new one with a new `clientToken` |
 //! | `SetWeight` w % | w > 0: `DescribeTaskSets`: is the canary task set ready (tasks wanted, i.e. computed desired count > 0, all of them running, and `STEADY_STATE` reached after flightdeck's last scale change)? If not, the effect is not ready ([`BackendError::NotReady`]): the core shows "waiting for the canary task set (1 of 4 tasks running…)", reads again every 2 s on its ticks and pauses after `ready_timeout_s`, while commands apply at once. Ready: `DescribeRules` + `ModifyRule`: stable 100 − w, canary w |
 //! | `SwitchActive` | the same with 0 or 100 |
-//! | `Scale` stable to 0 | the promotion: `UpdateServicePrimaryTaskSet` (canary), then `DeleteTaskSet` (stable) |
+//! | `Scale` stable to 0 | the promotion: `UpdateServicePrimaryTaskSet` (canary), then `UpdateTaskSet` scale 0 and `DeleteTaskSet` (stable; ECS deletes only a task set scaled to 0 unless forced) |
 //! | `Scale` stable to p > 0 | `UpdateTaskSet` scale p % |
 //!
 //! `observe` reads the rule back: the canary's share of the two weights,
@@ -37,7 +37,7 @@ use aws_sdk_ecs::types::{LoadBalancer, Scale, ScaleUnit, StabilityStatus, TaskSe
 use aws_sdk_elasticloadbalancingv2::types::{Action, ForwardActionConfig, TargetGroupTuple};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,8 +53,16 @@ pub struct TaskSets {
     stable: String,
     canary: String,
     site: Site,
-    /// `clientToken` of the canary's `CreateTaskSet`.
-    client_token: String,
+    /// What the canary's `CreateTaskSet` `clientToken` is made of: the
+    /// rollout, service and revision, and this backend's start.
+    token_parts: Vec<String>,
+    /// Canary task sets this backend removed: the next one is another
+    /// task set, so its `clientToken` must be another (ECS answers a token
+    /// it has seen with the task set it made then, and creates nothing).
+    removed: AtomicU64,
+    /// What was said about the last canary task set removed, shown with
+    /// the rollout until another is created.
+    removal: Mutex<Option<String>>,
     /// Server time (`updatedAt`) of the last scale change flightdeck made
     /// to the canary task set: a `STEADY_STATE` from before it is stale.
     changed_at: Mutex<Option<DateTime>>,
@@ -98,9 +106,16 @@ impl TaskSets {
             );
         }
         let site = Site { label: target.label(), profile: target.profile.clone() };
-        let client_token = client_token(&[&plan.name, &target.cluster, &target.service, &plan.canary]);
+        // Nanoseconds of this start: a later process, which cannot know
+        // how many canaries an earlier one removed, uses other tokens.
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let token_parts = [&plan.name, &target.cluster, &target.service, &plan.canary, &started.as_nanos().to_string()]
+            .map(|p| p.to_string())
+            .to_vec();
         Ok(TaskSets {
-            client_token,
+            token_parts,
+            removed: AtomicU64::new(0),
+            removal: Mutex::new(None),
             changed_at: Mutex::new(None),
             weight_zero_at: Mutex::new(None),
             warned: AtomicBool::new(false),
@@ -124,9 +139,18 @@ impl TaskSets {
         format!("service {} in cluster {}", short(&self.target.service), short(&self.target.cluster))
     }
 
-    /// The task set that runs `revision`, if any.
+    /// The `clientToken` of the next canary `CreateTaskSet`: the same for
+    /// every attempt at one canary, another after one was removed.
+    pub fn client_token(&self) -> String {
+        let generation = self.removed.load(Ordering::SeqCst).to_string();
+        let parts: Vec<&str> = self.token_parts.iter().map(String::as_str).chain([generation.as_str()]).collect();
+        client_token(&parts)
+    }
+
+    /// The task set that runs `revision`, if any. One being deleted
+    /// (`DRAINING`, listed until its tasks have stopped) runs nothing more.
     fn find<'a>(sets: &'a [TaskSet], revision: &str) -> Option<&'a TaskSet> {
-        sets.iter().find(|ts| {
+        sets.iter().filter(|ts| ts.status() != Some("DRAINING")).find(|ts| {
             let definition = ts.task_definition().unwrap_or("");
             ts.external_id() == Some(revision)
                 || definition == revision
@@ -145,6 +169,12 @@ impl TaskSets {
                 self.sticky_clients_gone(action).await?;
             }
             let updated = self.update_scale(canary, percent).await?;
+            if percent == 0 {
+                // Out of traffic (the engine read its weight 0 back) and
+                // without tasks: nothing needs it, and a service has room
+                // for only a few task sets.
+                return self.remove_canary(canary).await;
+            }
             if let Some(at) = updated {
                 *self.changed_at.lock().unwrap() = Some(at);
             }
@@ -183,8 +213,9 @@ impl TaskSets {
             .set_network_configuration(stable.network_configuration().cloned())
             .load_balancers(balancer)
             .scale(Self::scale(percent))
-            .client_token(&self.client_token);
+            .client_token(self.client_token());
         let out = create.send().await.map_err(|e| self.site.error(&format!("CreateTaskSet {}", self.canary), e))?;
+        *self.removal.lock().unwrap() = None;
         let at = out.task_set().and_then(|ts| ts.updated_at().or(ts.created_at())).copied();
         *self.changed_at.lock().unwrap() = at;
         Ok(())
@@ -207,6 +238,24 @@ impl TaskSets {
             .map_err(|e| self.site.error(&format!("UpdateTaskSet {arn}"), e))?;
         let at = out.task_set().and_then(TaskSet::updated_at).copied();
         Ok(Some(at.unwrap_or_else(|| DateTime::from(std::time::SystemTime::now()))))
+    }
+
+    /// Deletes the canary's task set, scaled to 0 already (ECS refuses to
+    /// delete one that is not, without `force`). Gone already: done.
+    async fn remove_canary(&self, canary: &TaskSet) -> Result<(), BackendError> {
+        let t = &self.target;
+        let arn = canary.task_set_arn().unwrap_or_default();
+        let delete = self.ecs.delete_task_set().cluster(&t.cluster).service(&t.service).task_set(arn);
+        match delete.send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_task_set_not_found_exception()) => {}
+            Err(e) => return Err(self.site.error(&format!("DeleteTaskSet {arn} (the canary's, at scale 0)"), e)),
+        }
+        self.removed.fetch_add(1, Ordering::SeqCst);
+        let said = format!("the canary's task set ({}, {}) was removed: DeleteTaskSet", self.canary, short(arn));
+        tracing::info!(backend = %self.site.label, task_set = %arn, "{said}");
+        *self.removal.lock().unwrap() = Some(said);
+        Ok(())
     }
 
     /// Refuses to take the canary's tasks while the rule's target-group
@@ -257,7 +306,10 @@ impl TaskSets {
                 .await
                 .map_err(|e| self.site.error(&format!("UpdateServicePrimaryTaskSet {canary_arn}"), e))?;
         }
-        let Some(old) = stable.and_then(TaskSet::task_set_arn).filter(|arn| *arn != canary_arn) else { return Ok(()) };
+        let Some(stable) = stable.filter(|s| s.task_set_arn() != Some(canary_arn)) else { return Ok(()) };
+        // ECS deletes only a task set scaled to 0 (unless forced).
+        self.update_scale(stable, 0).await?;
+        let old = stable.task_set_arn().unwrap_or_default();
         let delete = self.ecs.delete_task_set().cluster(&t.cluster).service(&t.service).task_set(old);
         delete.send().await.map_err(|e| self.site.error(&format!("DeleteTaskSet {old}"), e))?;
         Ok(())
@@ -437,12 +489,17 @@ impl Backend for TaskSets {
         let total = (stable + canary).max(0);
         // Both at 0: the rule forwards nothing to either; say so as 0 %.
         let weight = if total == 0 { 0 } else { ((canary.max(0) * 100 + total / 2) / total).min(100) as u8 };
-        let native_detail = sticky(&actions[index]).map(|d| {
+        let sticky = sticky(&actions[index]).map(|d| {
             format!(
                 "target-group stickiness {} s: sticky clients keep reaching a weight-0 side; canary tasks are kept that long",
                 d.as_secs()
             )
         });
+        let removal = self.removal.lock().unwrap().clone();
+        let native_detail = match (sticky, removal) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         Ok(Observation { canary_weight: Some(weight), native_detail, ..Observation::default() })
     }
 }
