@@ -146,6 +146,14 @@ pub struct ShareOptions {
     /// (e.g. 127.0.0.1:9464): anyone who reaches it reads rollout names and states.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// Drive only while holding a Kubernetes Lease (coordination.k8s.io/v1): run two or more
+    /// replicas; one drives, the others stand by and take over when its lease expires.
+    #[cfg(feature = "k8s")]
+    #[arg(long)]
+    pub leader_elect: bool,
+    #[cfg(feature = "k8s")]
+    #[command(flatten)]
+    pub lease: LeaseArgs,
     /// Also serve the cockpit over SSH on this address (e.g. 127.0.0.1:2222).
     #[cfg(feature = "ssh")]
     #[arg(long, value_name = "ADDR", requires = "authorized_keys")]
@@ -155,6 +163,43 @@ pub struct ShareOptions {
     #[cfg(feature = "ssh")]
     #[arg(long, value_name = "FILE", requires = "ssh")]
     pub authorized_keys: Option<PathBuf>,
+}
+
+/// `serve --leader-elect`: which Lease, who this replica is, and the
+/// timing (client-go's names and defaults).
+#[cfg(feature = "k8s")]
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// The Lease's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default", value_name = "NAMESPACE")]
+    pub lease_namespace: String,
+    /// The Lease's name.
+    #[arg(long, default_value = "flightdeck", value_name = "NAME")]
+    pub lease_name: String,
+    /// This replica's holder identity (default: the host name, which is the pod's name).
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub lease_identity: Option<String>,
+    /// How long a standby waits, after the lease last changed, before taking it (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = lease_time, value_name = "DURATION")]
+    pub lease_duration: std::time::Duration,
+    /// How long the holder goes on without renewing before it stops acting (less than --lease-duration).
+    #[arg(long, default_value = "10s", value_parser = lease_time, value_name = "DURATION")]
+    pub lease_renew_deadline: std::time::Duration,
+    /// How often to renew, or to try to take the lease (standbys add up to 1.2× jitter).
+    #[arg(long, default_value = "2s", value_parser = lease_time, value_name = "DURATION")]
+    pub lease_retry_period: std::time::Duration,
+}
+
+/// A lease time: `500ms`, or a duration as `wait` reads it (`15s`, `1m`).
+#[cfg(feature = "k8s")]
+fn lease_time(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().strip_suffix("ms") {
+        Some(ms) => ms
+            .parse()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("`{s}` is not a duration like 500ms, 2s or 15s")),
+        None => wait(s),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -399,7 +399,19 @@ fn listeners(share: &flightdeck::cli::ShareOptions, config: &Config) -> Result<f
         let text = flightdeck::files::read_text(&file).map_err(|e| BadInput(e.at(&shown, "config").to_string()))?;
         flightdeck::service::notify::resolve(&config.notify, &file, &text).map_err(BadInput)?
     };
-    let service = flightdeck::service::ServiceOptions { http: share.http.clone(), sinks };
+    let service = flightdeck::service::ServiceOptions {
+        http: share.http.clone(),
+        sinks,
+        #[cfg(feature = "k8s")]
+        lease: share.leader_elect.then(|| flightdeck::service::lease::LeaseOptions {
+            namespace: share.lease.lease_namespace.clone(),
+            name: share.lease.lease_name.clone(),
+            identity: share.lease.lease_identity.clone().unwrap_or_else(flightdeck::engine::journal::hostname),
+            lease_duration: share.lease.lease_duration,
+            renew_deadline: share.lease.lease_renew_deadline,
+            retry_period: share.lease.lease_retry_period,
+        }),
+    };
     #[cfg(feature = "ssh")]
     if let (Some(listen), Some(keys)) = (&share.ssh, &share.authorized_keys) {
         // Bounded, regular files only (a link to /dev/zero is refused, not read).

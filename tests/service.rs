@@ -363,10 +363,11 @@ fn serve_stops_before_anything_when_a_secret_is_missing() {
 #[test]
 fn the_kubernetes_manifests_pass_the_kubernetes_schemas() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
-    let files: Vec<_> = ["deployment", "serviceaccount", "rbac", "service", "pvc"]
-        .iter()
-        .map(|f| root.join(format!("{f}.yaml")))
-        .collect();
+    let files: Vec<_> =
+        ["deployment", "serviceaccount", "rbac", "service", "pvc", "deployment-ha", "pvc-ha", "lease-rbac"]
+            .iter()
+            .map(|f| root.join(format!("{f}.yaml")))
+            .collect();
     let out = Process::new("kubernetes-validate")
         .arg("--strict")
         .args(&files)
@@ -374,8 +375,16 @@ fn the_kubernetes_manifests_pass_the_kubernetes_schemas() {
         .unwrap_or_else(|e| panic!("kubernetes-validate is needed: run scripts/setup: {e}"));
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{said}");
-    for kind in ["deployment/", "serviceaccount/", "clusterrole/", "rolebinding/", "service/", "persistentvolumeclaim/"]
-    {
+    for kind in [
+        "deployment/",
+        "serviceaccount/",
+        "clusterrole/",
+        "rolebinding/",
+        "service/",
+        "persistentvolumeclaim/",
+        "role/flightdeck-lease",
+        "persistentvolumeclaim/flightdeck-state-shared",
+    ] {
         assert!(said.contains(&format!("passed for resource {kind}")), "{kind} not validated: {said}");
     }
 }

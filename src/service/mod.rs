@@ -9,6 +9,8 @@
 //! (`flightdeck_events_skipped_total`) rather than slow anyone.
 
 pub mod health;
+#[cfg(feature = "k8s")]
+pub mod lease;
 pub mod metrics;
 pub mod notify;
 
@@ -33,12 +35,17 @@ pub struct ServiceOptions {
     pub http: Option<String>,
     /// `[[notify]]` destinations, their secrets read.
     pub sinks: Vec<notify::Sink>,
+    /// `--leader-elect`: drive only while holding this Lease.
+    #[cfg(feature = "k8s")]
+    pub lease: Option<lease::LeaseOptions>,
 }
 
 /// What the HTTP endpoints read: the engine, once it has started.
 pub struct Shared {
     engine: OnceLock<Sources>,
     counters: Arc<Mutex<Counters>>,
+    /// `--leader-elect`, until the Lease is held: who holds it (or why it cannot be read).
+    standby: Mutex<Option<String>>,
 }
 
 struct Sources {
@@ -48,7 +55,11 @@ struct Sources {
 
 impl Shared {
     fn new() -> Shared {
-        Shared { engine: OnceLock::new(), counters: Arc::new(Mutex::new(Counters::default())) }
+        Shared {
+            engine: OnceLock::new(),
+            counters: Arc::new(Mutex::new(Counters::default())),
+            standby: Mutex::new(None),
+        }
     }
 
     /// The latest rollouts (pointers, not copies: the engine's lock is held for a moment only).
@@ -58,6 +69,9 @@ impl Shared {
 
     /// `/healthz`: the process runs its loop (`Err` once the engine's rollout tasks are all gone).
     pub fn liveness(&self) -> Result<String, String> {
+        if let Some(standby) = self.standby.lock().expect("standby").as_ref() {
+            return Ok(format!("ok: standby ({})\n", inert(standby)));
+        }
         match self.engine.get() {
             None => Ok("ok: starting (opening journals)\n".into()),
             Some(e) if e.snapshots.has_changed().is_err() => Err("the engine stopped\n".into()),
@@ -68,6 +82,10 @@ impl Shared {
     /// `/readyz`: every journal is open (and can be written) and no
     /// rollout's backend is unreachable; else the reasons, one a line.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
+        // A standby drives nothing: traffic (SSH, metrics) belongs to the holder.
+        if let Some(standby) = self.standby.lock().expect("standby").as_ref() {
+            return Err(vec![format!("standby: {}", inert(standby))]);
+        }
         let Some(e) = self.engine.get() else {
             return Err(vec!["starting: the journals are being opened".into()]);
         };
@@ -110,6 +128,26 @@ pub struct Service {
     #[cfg_attr(not(feature = "notify"), allow(dead_code))]
     sinks: Vec<notify::Sink>,
     follower: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+    #[cfg(feature = "k8s")]
+    lease: Option<lease::LeaseOptions>,
+    /// The renewing task, and what stops it (releasing the Lease).
+    keeper: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+}
+
+/// What `--leader-elect` holds: [`Leadership::lost`] ends when the Lease is
+/// lost (never without `--leader-elect`).
+pub struct Leadership {
+    lost: Option<oneshot::Receiver<String>>,
+}
+
+impl Leadership {
+    /// Why the Lease was lost, when it is.
+    pub async fn lost(&mut self) -> String {
+        match self.lost.as_mut() {
+            Some(lost) => lost.await.unwrap_or_else(|_| "the lease keeper stopped".into()),
+            None => std::future::pending().await,
+        }
+    }
 }
 
 impl Service {
@@ -130,7 +168,65 @@ impl Service {
             }
             None => (None, None),
         };
-        Ok(Service { shared, http_addr, http, sinks: options.sinks, follower: None })
+        Ok(Service {
+            shared,
+            http_addr,
+            http,
+            sinks: options.sinks,
+            follower: None,
+            #[cfg(feature = "k8s")]
+            lease: options.lease,
+            keeper: None,
+        })
+    }
+
+    /// `--leader-elect`: stands by (health says so) until this replica
+    /// holds the Lease, then fences every journal with its term and keeps
+    /// renewing it. Without `--leader-elect`, at once.
+    pub async fn lead(&mut self) -> Result<Leadership, String> {
+        #[cfg(feature = "k8s")]
+        if let Some(options) = self.lease.take() {
+            options.check()?;
+            let config =
+                kube::Config::infer().await.map_err(|e| format!("--leader-elect: no Kubernetes configuration: {e}"))?;
+            let client = kube::Client::try_from(config).map_err(|e| format!("--leader-elect: {e}"))?;
+            let mut elector = lease::Elector::new(client, options);
+            let shared = self.shared.clone();
+            let mut said = String::new();
+            let fence = elector
+                .acquire(|why| {
+                    if said != why {
+                        tracing::info!("standing by: {why}");
+                        say(format_args!("flightdeck: standing by: {why}"));
+                        said = why.to_owned();
+                    }
+                    *shared.standby.lock().expect("standby") = Some(why.to_owned());
+                })
+                .await;
+            say(format_args!("flightdeck: holding the lease {} as {}", elector.options().describe(), fence.term()));
+            crate::engine::journal::fence::install(fence.clone())?;
+            *self.shared.standby.lock().expect("standby") = None;
+            let (lost_tx, lost) = oneshot::channel();
+            let (stop_tx, mut stop) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                tokio::select! {
+                    why = elector.keep(&fence) => {
+                        tracing::error!("lost the lease: {why}");
+                        let _ = lost_tx.send(why);
+                    }
+                    _ = &mut stop => {
+                        // A clean stop: the rollouts have stopped; a standby need not wait the lease out.
+                        fence.lose("this replica stopped".into());
+                        if let Err(e) = elector.release().await {
+                            tracing::warn!("could not release the lease: {e}");
+                        }
+                    }
+                }
+            });
+            self.keeper = Some((task, stop_tx));
+            return Ok(Leadership { lost: Some(lost) });
+        }
+        Ok(Leadership { lost: None })
     }
 
     /// Follows the started engine: its snapshots, and the events its hub broadcasts.
@@ -156,6 +252,10 @@ impl Service {
             let _ = stop.send(());
             let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), task).await;
         }
+        if let Some((task, stop)) = self.keeper.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
     }
 }
 
@@ -167,7 +267,16 @@ impl Drop for Service {
         if let Some((task, _)) = &self.follower {
             task.abort();
         }
+        if let Some((task, _)) = &self.keeper {
+            task.abort();
+        }
     }
+}
+
+/// A line on stderr if it can be written.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 #[cfg(feature = "notify")]

@@ -53,6 +53,11 @@ pub async fn serve(
     };
     #[cfg(not(feature = "ssh"))]
     let _ = listeners;
+    // `--leader-elect`: a standby waits here for the Lease (health and metrics answer meanwhile).
+    let mut leadership = tokio::select! {
+        signo = signals.next() => return Ok(signo),
+        led = service.lead() => led.map_err(color_eyre::eyre::Report::msg)?,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
     let hub = hub::Hub::start(engine.subscribe(), rx, engine.history().to_vec());
@@ -100,6 +105,10 @@ pub async fn serve(
         () = others => {
             engine.shutdown().await;
             return Err(color_eyre::eyre::eyre!("the SSH listener stopped"));
+        }
+        why = leadership.lost() => {
+            engine.shutdown().await;
+            return Err(color_eyre::eyre::eyre!("lost the lease ({why}): stopped driving; start again to stand by"));
         }
     };
     engine.shutdown().await;

@@ -61,7 +61,8 @@ fn describe(note: &str) -> String {
     }
 }
 
-fn hostname() -> String {
+/// This host's name (a pod's name in Kubernetes).
+pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its whole length; gethostname writes at most that.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;

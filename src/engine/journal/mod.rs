@@ -50,7 +50,7 @@ mod read;
 mod tests;
 
 pub use fence::{Fence, Term};
-pub use lock::JournalLock;
+pub use lock::{hostname, JournalLock};
 pub use read::JOURNAL_LIMIT;
 
 /// 2: latency histograms packed (see [`pack::pack`]); format 1 reads the same.
