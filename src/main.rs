@@ -31,7 +31,8 @@ fn main() -> ExitCode {
     let _ = color_eyre::config::HookBuilder::default().theme(theme).install();
     output_failures_exit();
     let cli = Cli::parse();
-    let _log_guard = flightdeck::logging::init();
+    // `serve` as a service (stderr not a terminal) logs to stderr, where its manager collects logs.
+    let _log_guard = flightdeck::logging::init_for(matches!(cli.command, Some(Cmd::Serve { .. })));
     match run(cli) {
         Ok(code) => code,
         Err(Failure::BadInput(bad)) => {

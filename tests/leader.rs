@@ -346,6 +346,11 @@ async fn the_standby_finishes_the_rollout_of_a_killed_leader_with_no_effect_appl
         "{}",
         b.said()
     );
+    // Not on a terminal, serve logs to stderr too: one plain line per event, level and target.
+    let logged = b.said();
+    let line = logged.lines().find(|l| l.contains("took the lease")).unwrap_or_else(|| panic!("{logged}"));
+    assert!(line.contains(" INFO flightdeck::service::lease: took the lease"), "{line}");
+    assert!(!line.contains('\u{1b}'), "no colours: {line}");
 
     let all = records(dir.path());
     assert_terms_never_interleave(&all);
