@@ -361,6 +361,20 @@ fn assert_no_cut_numbers(screen: &str) {
     }
 }
 
+/// Nothing is cut with `…` where the room to show it is right beside it:
+/// a cut followed by 12 or more blank columns before the pane's edge
+/// means text gave way to empty space.
+fn assert_no_cut_beside_room(screen: &str) {
+    for row in rows(screen) {
+        for (i, _) in row.match_indices('…') {
+            let after = &row[i + '…'.len_utf8()..];
+            let blank = after.chars().take_while(|c| *c == ' ').count();
+            let at_edge = after.chars().nth(blank).is_none_or(|c| matches!(c, '│' | '┐' | '┘' | '┤'));
+            assert!(!(blank >= 12 && at_edge), "cut beside {blank} empty columns:\n{row}\n\n{screen}");
+        }
+    }
+}
+
 /// Help and quit are in the footer, whatever else does not fit.
 fn assert_footer_has_help_and_quit(screen: &str) {
     let rows = rows(screen);
@@ -689,7 +703,7 @@ async fn without_colour_the_selected_row_is_marked() {
 
 #[tokio::test(start_paused = true)]
 async fn every_screen_at_three_sizes_keeps_help_and_quit_and_cuts_nothing_silently() {
-    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+    for (w, h) in [(80, 24), (120, 40), (200, 50)] {
         let mut c = Cockpit::demo(20, "default").await;
         c.select(CHECKOUT);
         let mut screens = vec![("list", c.screen(w, h))];
@@ -704,6 +718,7 @@ async fn every_screen_at_three_sizes_keeps_help_and_quit_and_cuts_nothing_silent
         for (name, screen) in screens {
             assert_footer_has_help_and_quit(&screen);
             assert_no_cut_numbers(&screen);
+            assert_no_cut_beside_room(&screen);
             insta::assert_snapshot!(format!("screen_{name}_{w}x{h}"), screen);
         }
     }

@@ -486,3 +486,36 @@ fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
     let exit = wait_for_file(&dir.path().join("code"), Duration::from_secs(10));
     assert_eq!(exit.trim(), "0", "screen:\n{}", t.screen());
 }
+
+/// A dialog over live panes at 80×24: on its rows, nothing of the text
+/// beneath shows beside its edges (a cut `%` or `)` reads as part of the
+/// dialog), while the panes' borders stay; checked after the panes below
+/// have redrawn a few times.
+#[test]
+fn a_dialog_leaves_no_fragments_of_the_text_beneath_beside_it() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let t = Tmux::sized(&demo_command(data.path(), config.path(), "120"), 80, 24);
+    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    t.type_line("/payments");
+    t.wait_for(&["payments  ▶ progressing"], Duration::from_secs(10));
+    t.keys(&["a"]);
+    t.wait_for(&["Abort payments?"], Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(2500));
+    let screen = t.screen();
+    let rows: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let top = rows.iter().position(|r| r.iter().collect::<String>().contains("┌ Abort payments?")).expect("dialog");
+    let left = rows[top].iter().position(|c| *c == '┌').unwrap();
+    let right = left + rows[top][left..].iter().position(|c| *c == '┐').unwrap();
+    let bottom = top + rows[top..].iter().position(|r| r.get(left) == Some(&'└')).expect("dialog bottom");
+    let box_drawing = |c: &char| *c == ' ' || ('\u{2500}'..='\u{257f}').contains(c);
+    for row in &rows[top..=bottom] {
+        let beside: Vec<&char> = row[..left].iter().chain(row.iter().skip(right + 1)).collect();
+        assert!(
+            beside.iter().all(|c| box_drawing(c)),
+            "text beneath shows beside the dialog: {:?}\n{screen}",
+            row.iter().collect::<String>()
+        );
+    }
+    t.keys(&["Escape", "q", "Enter"]);
+}

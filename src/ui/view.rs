@@ -314,6 +314,25 @@ fn footer_line(f: &mut Frame, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(fit(Line::from(spans), area.width)), area);
 }
 
+/// A box centred in `area`, cleared, with the text beside it on its rows
+/// blanked: a line cut by the box's edge would leave fragments (`%`,
+/// `)│`) that read as part of the dialog. Pane borders stay.
+fn modal_rect(f: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
+    let rect = centered(area, width, height);
+    f.render_widget(Clear, rect);
+    let buffer = f.buffer_mut();
+    for y in rect.top()..rect.bottom() {
+        for x in (area.left()..rect.left()).chain(rect.right()..area.right()) {
+            let cell = &mut buffer[(x, y)];
+            let border = cell.symbol().chars().next().is_some_and(|c| ('\u{2500}'..='\u{257f}').contains(&c));
+            if !border {
+                cell.set_symbol(" ");
+            }
+        }
+    }
+    rect
+}
+
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
     let height = height.min(area.height);
@@ -334,8 +353,7 @@ fn dialog(f: &mut Frame, area: Rect, app: &App, title: &str, paragraphs: Vec<(St
     }
     lines.push(fit(keys, width.saturating_sub(2)));
     let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
-    let rect = centered(area, width, height);
-    f.render_widget(Clear, rect);
+    let rect = modal_rect(f, area, width, height);
     let title = cut(&format!(" {title} "), inner_width);
     let block = panes::block(theme, title, true).style(theme.style("modal.danger"));
     let inner = block.inner(rect);
@@ -420,8 +438,7 @@ fn overlays(f: &mut Frame, area: Rect, app: &mut App) {
             dialog(f, area, app, "Quit flightdeck?", paragraphs, keys_line(app, "quit", "stay"));
         }
         Some(Modal::Reason { input, .. }) => {
-            let rect = centered(area, 72, 6);
-            f.render_widget(Clear, rect);
+            let rect = modal_rect(f, area, 72, 6);
             let block = panes::block(&theme, " Freeze override: why? ", true).style(theme.style("modal.danger"));
             let lines = vec![
                 Line::from("The error budget is frozen. Type the reason (it is recorded):"),
