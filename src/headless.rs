@@ -50,10 +50,18 @@ pub fn default_socket() -> PathBuf {
 }
 
 /// Runs to the end and prints as it goes.
-pub async fn run(
+pub async fn run(setups: Vec<RolloutSetup>, options: EngineOptions, run: &RunOptions) -> color_eyre::Result<ExitCode> {
+    run_with(setups, options, run, Vec::new(), summarise).await
+}
+
+/// [`run`] with drivers beside the rollouts (a release: `crate::release`),
+/// and the run's last words and exit code from `summary`.
+pub async fn run_with(
     setups: Vec<RolloutSetup>,
     mut options: EngineOptions,
     run: &RunOptions,
+    drivers: Vec<crate::engine::Driver>,
+    summary: impl FnOnce(&Snapshot) -> u8,
 ) -> color_eyre::Result<ExitCode> {
     let json = run.json;
     options.stop_when = StopWhen::UnattendedWith(run.unattended.policy());
@@ -71,7 +79,7 @@ pub async fn run(
         }
     };
     let (tx, mut rx) = mpsc::channel::<Output>(1024);
-    let engine = match Engine::start(setups, options, tx) {
+    let engine = match Engine::start_with(setups, options, tx, drivers) {
         Ok(engine) => engine,
         Err(e) => return Interrupted::signal_in(&e).map(stopped).ok_or(e),
     };
@@ -123,7 +131,7 @@ pub async fn run(
     drop(listening);
     let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
     let snapshot = snapshots.borrow().clone();
-    Ok(ExitCode::from(summarise(&snapshot)))
+    Ok(ExitCode::from(summary(&snapshot)))
 }
 
 /// Stopped by signal `signo`: says so, and exits as the signal would have.

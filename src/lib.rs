@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod paths;
 pub mod preview;
 pub mod protocol;
+pub mod release;
 pub mod service;
 pub mod share;
 pub mod signals;

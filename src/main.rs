@@ -146,7 +146,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 keymap: None,
                 unattended: Default::default(),
             };
-            go(setups, &run, 1.0, false)
+            go(setups, &run, 1.0, false, None)
         }
         Some(Cmd::Completions { shell }) => {
             // Written whole, so a failed write is an error rather than clap_complete's panic.
@@ -162,6 +162,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let config_dir = flightdeck::paths::config_dir();
             let mut refused = Vec::new();
             for path in &plans {
+                if flightdeck::release::is_release(path) {
+                    match flightdeck::release::check(path, &config_dir) {
+                        Ok(spec) => println!("{}: ok ({})", path.display(), flightdeck::release::describe(&spec)),
+                        Err(BadInput(why)) => refused.push(why),
+                    }
+                    continue;
+                }
                 match fleet::check(path, &config_dir) {
                     Ok(plan) => println!(
                         "{}: ok ({} {}, {} stages)",
@@ -215,7 +222,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let dir = flightdeck::paths::journal_dir();
             let runs: Vec<(&str, &str)> = setups.iter().map(|s| (s.id.as_str(), s.plan_file.as_str())).collect();
             journal::remove_runs(&dir, &runs).map_err(|e| journal_refusal(e.into()))?;
-            go(setups, &run, speed, true)
+            go(setups, &run, speed, true, None)
         }
         Some(Cmd::Serve { plans, share, speed, scenario, seed, fresh }) => {
             let runtime = runtime()?;
@@ -272,8 +279,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Run { plans, run, speed, scenario, fresh }) => {
+            if let Some(path) = flightdeck::release::only_release(&plans)? {
+                let mut release =
+                    runtime()?.block_on(flightdeck::release::read(path, scenario.as_deref(), run.seed))?;
+                let setups = std::mem::take(&mut release.setups);
+                return go(setups, &run, speed, fresh, Some(release));
+            }
             let setups = runtime()?.block_on(fleet::from_files(&plans, scenario.as_deref(), run.seed))?;
-            go(setups, &run, speed, fresh)
+            go(setups, &run, speed, fresh, None)
         }
     }
 }
@@ -289,7 +302,13 @@ fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
-fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) -> Result<ExitCode, Failure> {
+fn go(
+    mut setups: Vec<RolloutSetup>,
+    run: &RunOptions,
+    speed: f64,
+    fresh: bool,
+    release: Option<flightdeck::release::ReleaseRun>,
+) -> Result<ExitCode, Failure> {
     let config_dir = flightdeck::paths::config_dir();
     let config = Config::load(&config_dir).map_err(BadInput)?;
     // Checked even headless: a mistyped flag must not pass silently.
@@ -300,8 +319,10 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     let stop_when = if headless { StopWhen::Unattended } else { StopWhen::Never };
     let options = engine_options(&setups, speed, fresh, stop_when);
     let runtime = runtime()?;
+    let (drivers, outcome) = flightdeck::release::drivers(release.as_ref(), &options)?;
     if headless {
-        return runtime.block_on(headless::run(setups, options, run)).map_err(journal_refusal);
+        let summary = |s: &_| flightdeck::release::summarise(outcome.lock().expect("outcome").as_ref(), s);
+        return runtime.block_on(headless::run_with(setups, options, run, drivers, summary)).map_err(journal_refusal);
     }
     if !flightdeck::ui::terminal::available() {
         return Err(BadInput("flightdeck needs a terminal; use --headless".into()).into());
@@ -319,7 +340,7 @@ fn go(mut setups: Vec<RolloutSetup>, run: &RunOptions, speed: f64, fresh: bool) 
     };
     let plan_themes: Vec<String> = setups.iter().filter_map(|s| s.plan.theme.clone()).collect();
     let look = flightdeck::ui::load_look(&settings, &config_dir, &plan_themes).map_err(BadInput)?;
-    match runtime.block_on(cockpit(setups, options, look, &settings)).map_err(journal_refusal)? {
+    match runtime.block_on(cockpit(setups, options, look, &settings, drivers)).map_err(journal_refusal)? {
         Some(signo) => {
             tell(format_args!(
                 "stopped by {}; run the same command again to resume from the journal",
@@ -445,11 +466,12 @@ async fn cockpit(
     options: EngineOptions,
     look: flightdeck::ui::Look,
     settings: &CockpitSettings,
+    drivers: Vec<flightdeck::engine::Driver>,
 ) -> color_eyre::Result<Option<i32>> {
     // Before anything starts, so no signal falls between start and catching.
     let mut signals = Signals::catch()?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
-    let engine = match Engine::start(setups, options, tx) {
+    let engine = match Engine::start_with(setups, options, tx, drivers) {
         Ok(engine) => engine,
         // A signal while the journals were opened: nothing started, no terminal taken.
         Err(e) => return Interrupted::signal_in(&e).map(Some).ok_or(e),

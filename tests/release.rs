@@ -1,0 +1,135 @@
+//! Releases across regions, end to end: the real binary runs a release
+//! file headless on the simulator (`flightdeck run RELEASE.toml`).
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
+
+fn flightdeck(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("FLIGHTDECK_DATA_DIR", data)
+        .env("FLIGHTDECK_CONFIG_DIR", data.join("config"))
+        .output()
+        .expect("flightdeck runs")
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// A short canary on the simulator, `scenario` in every region it runs in.
+fn plan(name: &str, scenario: &str) -> String {
+    format!(
+        "[rollout]\nname = \"{name}\"\nstable = \"v1\"\ncanary = \"v2\"\n\n[target]\nbackend = \"sim\"\n\
+         group = \"somewhere\"\nscenario = \"{scenario}\"\n\n[strategy]\nkind = \"canary\"\n\n\
+         [[strategy.stages]]\nweight = 10\nbake = \"5m\"\n\n[[strategy.stages]]\nweight = 100\nbake = \"0s\"\n\n\
+         [analysis]\ninterval = \"1m\"\nmax_error_increase_pp = 1.0\nmax_p99_increase_pct = 10.0\nmin_requests = 100\n"
+    )
+}
+
+/// Three waves: us-east-1, then eu-west-1 (whose canary goes bad), then
+/// ap-southeast-1 and us-west-2.
+fn three_waves(dir: &Path, bad_in_wave_two: bool) -> std::path::PathBuf {
+    std::fs::write(dir.join("checkout.toml"), plan("checkout", "healthy")).unwrap();
+    let second = if bad_in_wave_two { "bad-canary" } else { "healthy" };
+    std::fs::write(dir.join("checkout-eu.toml"), plan("checkout", second)).unwrap();
+    let release = "[release]\nname = \"checkout-2\"\n\n\
+        [[waves]]\nname = \"canary region\"\nbake = \"20m\"\n[[waves.rollouts]]\nplan = \"checkout.toml\"\nregions = [\"us-east-1\"]\n\n\
+        [[waves]]\nname = \"europe\"\nbake = \"10m\"\n[[waves.rollouts]]\nplan = \"checkout-eu.toml\"\nregions = [\"eu-west-1\"]\n\n\
+        [[waves]]\nname = \"rest\"\n[[waves.rollouts]]\nplan = \"checkout.toml\"\nregions = [\"ap-southeast-1\", \"us-west-2\"]\n";
+    let path = dir.join("release.toml");
+    std::fs::write(&path, release).unwrap();
+    path
+}
+
+fn at(e: &Value) -> u64 {
+    e["at"].as_u64().unwrap()
+}
+
+#[test]
+fn a_failing_second_wave_halts_the_release_the_third_never_starts_and_the_run_exits_3() {
+    let data = tempfile::tempdir().unwrap();
+    let release = three_waves(data.path(), true);
+    let out = flightdeck(data.path(), &["run", release.to_str().unwrap(), "--headless", "--json", "--speed", "3000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let ev = events(&out);
+    let started = |id: &str| ev.iter().find(|e| e["type"] == "started" && e["rollout"] == id);
+    // Wave 1 ran and was promoted; wave 2 started only after it and the 20 minute bake.
+    let promoted = ev
+        .iter()
+        .find(|e| e["rollout"] == "us-east-1/checkout" && e["type"] == "transition" && e["to"] == "promoted")
+        .expect("wave 1 promoted");
+    let eu = started("eu-west-1/checkout").expect("wave 2 started");
+    assert!(at(eu) >= at(promoted) + 20 * 60_000, "wave 2 at {} before the bake after {}", at(eu), at(promoted));
+    // eu-west-1 rolled back; the third wave never started.
+    assert!(ev
+        .iter()
+        .any(|e| e["rollout"] == "eu-west-1/checkout" && e["type"] == "transition" && e["to"] == "rolled back"));
+    for id in ["ap-southeast-1/checkout", "us-west-2/checkout"] {
+        assert!(ev.iter().all(|e| e["rollout"] != id), "{id} showed up: it must never start");
+        assert!(
+            ev.iter().any(|e| e["rollout"] == "release/checkout-2"
+                && e["message"].as_str().is_some_and(|m| m.starts_with(&format!("{id} never starts")))),
+            "{id} not said to never start"
+        );
+    }
+    // The reason names the region.
+    assert!(
+        stderr.contains("release checkout-2: halted at wave 2 (europe): eu-west-1/checkout in region eu-west-1 rolled back: analysis failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("never started: ap-southeast-1/checkout, us-west-2/checkout"), "{stderr}");
+}
+
+#[test]
+fn a_healthy_release_promotes_every_wave_in_order_and_exits_0() {
+    let data = tempfile::tempdir().unwrap();
+    let release = three_waves(data.path(), false);
+    let out = flightdeck(data.path(), &["run", release.to_str().unwrap(), "--headless", "--json", "--speed", "3000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let ev = events(&out);
+    let time_of = |id: &str, kind: &str, to: Option<&str>| {
+        ev.iter()
+            .find(|e| e["rollout"] == id && e["type"] == kind && to.is_none_or(|t| e["to"] == t))
+            .map(at)
+            .unwrap_or_else(|| panic!("no {kind} {to:?} of {id}"))
+    };
+    let eu_done = time_of("eu-west-1/checkout", "transition", Some("promoted"));
+    for id in ["ap-southeast-1/checkout", "us-west-2/checkout"] {
+        assert!(time_of(id, "started", None) >= eu_done + 10 * 60_000, "{id} started before wave 2's bake ended");
+        time_of(id, "transition", Some("promoted"));
+    }
+    assert!(stderr.contains("release checkout-2: promoted, every wave, every region"), "{stderr}");
+}
+
+#[test]
+fn check_knows_a_release_and_refuses_a_missing_plan_at_its_line() {
+    let data = tempfile::tempdir().unwrap();
+    let release = three_waves(data.path(), false);
+    let out = flightdeck(data.path(), &["check", release.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(
+            "ok (release checkout-2: 3 waves, 4 rollouts in us-east-1, eu-west-1, ap-southeast-1, us-west-2)"
+        ),
+        "{stdout}"
+    );
+    std::fs::remove_file(data.path().join("checkout-eu.toml")).unwrap();
+    let out = flightdeck(data.path(), &["check", release.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    let want = format!("{}:15:8: waves[1].rollouts[0].plan: cannot read plan", release.display());
+    assert!(stderr.contains(&want), "{stderr}");
+    // The shipped example checks.
+    let out = flightdeck(data.path(), &["check", "examples/release/checkout.toml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
