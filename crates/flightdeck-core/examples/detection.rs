@@ -5,15 +5,17 @@
 //!
 //! ```sh
 //! cargo run --release -p flightdeck-core --example detection -- [--seeds N] [--out PATH] [--quick]
+//!     [--stress-only | --no-stress]   # the stress study alone (printed), or the grid alone
 //! ```
 
 #[path = "detection/mod.rs"]
 mod detection;
 
-use detection::grid::cells;
+use detection::grid::{cells, held_out_cells};
 use detection::report::{markdown, CellResult, Study};
-use detection::run::run_cell;
+use detection::run::{run_cell, run_cell_from};
 use detection::stats::Summary;
+use detection::stress;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,10 +23,13 @@ struct Args {
     seeds: u64,
     out: Option<PathBuf>,
     quick: bool,
+    /// Which parts run: the main grid, the stress study (both by default).
+    grid: bool,
+    stress: bool,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { seeds: 0, out: None, quick: false };
+    let mut a = Args { seeds: 0, out: None, quick: false, grid: true, stress: true };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -34,7 +39,11 @@ fn args() -> Result<Args, String> {
             }
             "--out" => a.out = Some(it.next().ok_or("--out needs a path")?.into()),
             "--quick" => a.quick = true,
-            "-h" | "--help" => return Err("usage: detection [--seeds N] [--out PATH] [--quick]".into()),
+            "--stress-only" => a.grid = false,
+            "--no-stress" => a.stress = false,
+            "-h" | "--help" => {
+                return Err("usage: detection [--seeds N] [--out PATH] [--quick] [--stress-only | --no-stress]".into())
+            }
             other => {
                 return Err(format!("unknown argument {other}; usage: detection [--seeds N] [--out PATH] [--quick]"))
             }
@@ -43,7 +52,7 @@ fn args() -> Result<Args, String> {
     if a.seeds == 0 {
         a.seeds = if a.quick { 20 } else { 200 };
     }
-    if a.out.is_none() && !a.quick {
+    if a.out.is_none() && !a.quick && a.grid {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("crates/flightdeck-core");
         a.out = Some(repo.join("benchmarks/detection.md"));
     }
@@ -104,7 +113,7 @@ fn main() {
     // The revision the binary was just built from, before anyone edits the sources during the run.
     let machine = machine() + &revision();
     let start = Instant::now();
-    let grid = cells(a.quick);
+    let grid = if a.grid { cells(a.quick) } else { vec![] };
     let mut results = Vec::new();
     for (i, cell) in grid.iter().enumerate() {
         let outcomes = run_cell(cell, a.seeds);
@@ -112,8 +121,42 @@ fn main() {
         eprintln!("[{:>3}/{}] {:>6.1} s  {}", i + 1, grid.len(), start.elapsed().as_secs_f64(), cell.label());
         results.push(CellResult { cell: *cell, summaries });
     }
-    let study = Study { seeds: a.seeds, quick: a.quick, results, elapsed: start.elapsed(), machine };
-    let text = markdown(&study);
+    let mut held_out = Vec::new();
+    if a.grid && !a.quick {
+        let cells = held_out_cells();
+        for (i, cell) in cells.iter().enumerate() {
+            let outcomes = run_cell_from(cell, stress::HELD_OUT_SEED, a.seeds / 2);
+            let summaries = outcomes.iter().map(|o| (!o.is_empty()).then(|| Summary::of(o))).collect();
+            eprintln!(
+                "[{:>3}/{}] {:>6.1} s  held out {}",
+                i + 1,
+                cells.len(),
+                start.elapsed().as_secs_f64(),
+                cell.label()
+            );
+            held_out.push(CellResult { cell: *cell, summaries });
+        }
+    }
+    let study = Study { seeds: a.seeds, quick: a.quick, results, held_out, elapsed: start.elapsed(), machine };
+    let mut text = if a.grid { markdown(&study) } else { String::new() };
+    if a.stress {
+        let begin = Instant::now();
+        let cells = stress::cells(a.quick);
+        let mut results = Vec::new();
+        for (i, (cell, seeds)) in cells.iter().enumerate() {
+            results.push(stress::run_cell(cell, *seeds));
+            eprintln!(
+                "[{:>3}/{}] {:>6.1} s  stress {:?} {} for {:?}",
+                i + 1,
+                cells.len(),
+                begin.elapsed().as_secs_f64(),
+                cell.study,
+                cell.label(),
+                cell.run_for
+            );
+        }
+        text += &stress::markdown(&results, begin.elapsed());
+    }
     match &a.out {
         Some(path) => {
             if let Some(dir) = path.parent() {

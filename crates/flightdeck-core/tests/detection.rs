@@ -58,7 +58,7 @@ fn exposure_median(r: &CellResult, p: Policy) -> f64 {
 
 #[test]
 fn exposure_counts_what_the_bad_canary_served_until_the_rollback() {
-    let per_window = |r: &CellResult| 100.0 * r.cell.interval.as_secs_f64() * 0.05;
+    let per_minute = 100.0 * 60.0 * 0.05;
     for interval in [60, 10] {
         let r = cell("errors +5 pp", interval);
         let (fd, flagger) = (summary(r, Policy::Flightdeck), summary(r, Policy::Flagger5));
@@ -66,9 +66,9 @@ fn exposure_counts_what_the_bad_canary_served_until_the_rollback() {
         let served = fd.served_median.expect("every +5 pp rollout rolled back") as f64;
         assert!(served > 0.0);
         assert!((exposure_median(r, Policy::Flightdeck) - 0.05 * served).abs() < 1e-9);
-        // Flagger t=5 judges 5 windows at 5 % and serves one more until its rollback lands.
+        // Flagger t=5 judges 5 minutes at 5 % and serves one more until its rollback lands.
         let flagger_served = flagger.served_median.expect("rolled back") as f64;
-        assert!((flagger_served / (6.0 * per_window(r)) - 1.0).abs() < 0.1, "Flagger served {flagger_served}");
+        assert!((flagger_served / (6.0 * per_minute) - 1.0).abs() < 0.1, "Flagger served {flagger_served}");
         // Against Flagger at its real interval (1 m), whatever flightdeck's window.
         let flagger_1m = exposure_median(cell("errors +5 pp", 60), Policy::Flagger5);
         assert!(
@@ -135,7 +135,8 @@ fn flagger_rolls_back_one_interval_after_its_threshold() {
     for r in quick() {
         let (five, one) = (summary(r, Policy::Flagger5), summary(r, Policy::Flagger1));
         assert!(one.rolled_back >= five.rolled_back, "{}", r.cell.label());
-        let earliest = |t: u32| r.cell.interval * (t + 1);
+        // Flagger runs at its real interval, 1 m, in every cell.
+        let earliest = |t: u32| Duration::from_secs(60) * (t + 1);
         assert!(five.rollback_median.is_none_or(|m| m >= earliest(5)), "{}", r.cell.label());
         assert!(one.rollback_median.is_none_or(|m| m >= earliest(1)), "{}", r.cell.label());
     }
@@ -192,4 +193,28 @@ fn mann_whitney_from_counts_matches_the_core_on_samples() {
     let p = mann_whitney_p(groups).unwrap();
     assert!((p - (1.0 - core.confidence)).abs() < 1e-12, "{p} vs {}", 1.0 - core.confidence);
     assert!(mann_whitney_p([(5, 0)]).is_none());
+}
+
+/// The stress study's short cells on held-out seeds (5 % of 100 req/s): a
+/// shared incident at t = 0 and overdispersed A/A roll back no healthy
+/// canary; an overdispersed +5 pp canary is rolled back every time.
+#[test]
+fn stress_cells_keep_healthy_canaries_and_catch_bursty_regressions() {
+    use detection::stress::{self, End, Study};
+    let mut checked = 0;
+    for (cell, _) in stress::cells(true).into_iter().filter(|(c, _)| c.run_for < 6 * stress::HOUR) {
+        checked += 1;
+        let result = stress::run_cell(&cell, 8);
+        let rolled_back = result.ends.iter().filter(|e| matches!(e, End::RolledBack(..))).count();
+        match (cell.study, cell.excess) {
+            (Study::Incident, _) | (Study::Overdispersed, 0.0) => {
+                assert_eq!(rolled_back, 0, "{:?} {}: {:?}", cell.study, cell.label(), result.ends)
+            }
+            (Study::Overdispersed, e) if e >= 0.05 => {
+                assert_eq!(rolled_back, result.ends.len(), "{:?} {}: {:?}", cell.study, cell.label(), result.ends)
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, 8, "incident, overdispersed A/A, +2 pp, +5 pp at 1 m and 10 s");
 }

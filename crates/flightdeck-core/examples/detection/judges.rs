@@ -3,7 +3,7 @@
 //! says when it rolls back.
 
 use super::grid::{Metric, Scenario, ERROR_MARGIN};
-use super::traffic::{Window, STABLE_ERROR_RATE, STABLE_P99_MS};
+use super::traffic::{Served, Window, STABLE_ERROR_RATE, STABLE_P99_MS};
 use std::time::Duration;
 
 /// A policy that judges window after window.
@@ -58,6 +58,11 @@ pub struct Flagger {
     failed_checks: u32,
     /// Prometheus has series for the canary once it has served a request.
     series_exist: bool,
+    /// The error check: the built-in `request-success-rate` (canary alone),
+    /// or the documented custom `MetricTemplate` kind that subtracts the
+    /// primary's error rate from the canary's (docs.flagger.app/usage/metrics,
+    /// "Custom metrics"), `thresholdRange: max: 1` (pp).
+    versus_primary: bool,
 }
 
 pub const FLAGGER_MIN_SUCCESS_PCT: f64 = 100.0 * (1.0 - STABLE_ERROR_RATE - ERROR_MARGIN);
@@ -65,7 +70,12 @@ pub const FLAGGER_MAX_P99_MS: f64 = 1.1 * STABLE_P99_MS;
 
 impl Flagger {
     pub fn new(threshold: u32, interval: Duration) -> Flagger {
-        Flagger { threshold, interval, failed_checks: 0, series_exist: false }
+        Flagger { threshold, interval, failed_checks: 0, series_exist: false, versus_primary: false }
+    }
+
+    /// The custom canary-minus-primary error metric instead of the built-in success rate.
+    pub fn versus_primary(threshold: u32, interval: Duration) -> Flagger {
+        Flagger { versus_primary: true, ..Flagger::new(threshold, interval) }
     }
 
     fn check_passes(&mut self, w: &Window) -> bool {
@@ -78,7 +88,14 @@ impl Flagger {
         self.series_exist = true;
         let success_pct = 100.0 * (1.0 - c.errors as f64 / c.requests as f64);
         let p99 = c.latency.quantile(0.99).unwrap_or(0.0);
-        success_pct >= FLAGGER_MIN_SUCCESS_PCT && p99 <= FLAGGER_MAX_P99_MS
+        let errors_pass = if self.versus_primary {
+            // NaN (a primary without requests) compared with max is false: passes.
+            let primary_pct = 100.0 * w.stable.errors as f64 / w.stable.requests as f64;
+            (100.0 - success_pct - primary_pct).is_nan() || 100.0 - success_pct - primary_pct <= ERROR_MARGIN * 100.0
+        } else {
+            success_pct >= FLAGGER_MIN_SUCCESS_PCT
+        };
+        errors_pass && p99 <= FLAGGER_MAX_P99_MS
     }
 }
 
@@ -117,5 +134,55 @@ impl Judge for FixedThresholds {
         };
         let ceilings = canary_rate > 0.05 || c.latency.quantile(0.99).is_some_and(|p99| p99 > 1000.0);
         (ratio_fails || p95_fails || ceilings).then_some(Duration::ZERO)
+    }
+}
+
+/// A judge that runs at its own interval (Flagger's 1 m) over the analysis
+/// windows of a cell: it sees the windows of each of its intervals merged
+/// into one, as a Prometheus query over `[1m]` would.
+pub struct Every {
+    inner: Box<dyn Judge>,
+    windows: u32,
+    seen: u32,
+    merged: Option<Window>,
+}
+
+impl Every {
+    /// `inner` every `every` (a whole number of the cell's `interval`s).
+    pub fn new(inner: Box<dyn Judge>, every: Duration, interval: Duration) -> Every {
+        let windows = (every.as_millis() / interval.as_millis()).max(1) as u32;
+        Every { inner, windows, seen: 0, merged: None }
+    }
+}
+
+fn merge(into: &mut Served, w: &Served) {
+    into.requests += w.requests;
+    into.errors += w.errors;
+    into.slow += w.slow;
+    into.latency.merge(&w.latency);
+    if into.counts.len() < w.counts.len() {
+        into.counts.resize(w.counts.len(), 0);
+    }
+    for (a, b) in into.counts.iter_mut().zip(&w.counts) {
+        *a += b;
+    }
+}
+
+impl Judge for Every {
+    fn judge(&mut self, window: &Window, weight: u8) -> Option<Duration> {
+        match &mut self.merged {
+            None => self.merged = Some(window.clone()),
+            Some(m) => {
+                merge(&mut m.stable, &window.stable);
+                merge(&mut m.canary, &window.canary);
+            }
+        }
+        self.seen += 1;
+        if self.seen < self.windows {
+            return None;
+        }
+        self.seen = 0;
+        let merged = self.merged.take().expect("merged above");
+        self.inner.judge(&merged, weight)
     }
 }

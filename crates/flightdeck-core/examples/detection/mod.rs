@@ -9,4 +9,5 @@ pub mod kayenta;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod stress;
 pub mod traffic;

@@ -2,7 +2,8 @@
 
 use super::flightdeck;
 use super::grid::Cell;
-use super::judges::{FixedThresholds, Flagger, Judge, Oracle};
+use super::grid::MINUTE;
+use super::judges::{Every, FixedThresholds, Flagger, Judge, Oracle};
 use super::kayenta::Kayenta;
 use super::traffic::{Service, Window};
 use std::collections::HashMap;
@@ -63,13 +64,21 @@ pub enum Policy {
     Oracle,
     Flagger5,
     Flagger1,
+    FlaggerDiff,
     Kayenta,
     Fixed,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 6] =
-        [Policy::Flightdeck, Policy::Oracle, Policy::Flagger5, Policy::Flagger1, Policy::Kayenta, Policy::Fixed];
+    pub const ALL: [Policy; 7] = [
+        Policy::Flightdeck,
+        Policy::Oracle,
+        Policy::Flagger5,
+        Policy::Flagger1,
+        Policy::FlaggerDiff,
+        Policy::Kayenta,
+        Policy::Fixed,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -77,6 +86,7 @@ impl Policy {
             Policy::Oracle => "SPRT limit",
             Policy::Flagger5 => "Flagger t=5",
             Policy::Flagger1 => "Flagger t=1",
+            Policy::FlaggerDiff => "Flagger t=5 Δ",
             Policy::Kayenta => "Kayenta-style",
             Policy::Fixed => "fixed rules",
         }
@@ -104,13 +114,15 @@ impl<'a> Draws<'a> {
 
 /// Every policy's rollout for one seed; `None` where a policy does not
 /// apply (the SPRT limit of a canary within the margins).
-pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Run>; 6] {
+pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Run>; 7] {
     let mut draws = Draws::new(service, seed);
     let flightdeck = flightdeck::run(cell, &mut draws);
     let mut judges: Vec<Option<Box<dyn Judge>>> = vec![
         Oracle::new(&cell.scenario).map(|o| Box::new(o) as Box<dyn Judge>),
-        Some(Box::new(Flagger::new(5, cell.interval))),
-        Some(Box::new(Flagger::new(1, cell.interval))),
+        // Flagger at its real interval, 1 m, whatever the cell's window.
+        Some(Box::new(Every::new(Box::new(Flagger::new(5, MINUTE)), MINUTE, cell.interval))),
+        Some(Box::new(Every::new(Box::new(Flagger::new(1, MINUTE)), MINUTE, cell.interval))),
+        Some(Box::new(Every::new(Box::new(Flagger::versus_primary(5, MINUTE)), MINUTE, cell.interval))),
         Some(Box::new(Kayenta::new(service.buckets.clone()))),
         Some(Box::new(FixedThresholds)),
     ];
@@ -143,14 +155,20 @@ pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Run>; 6] {
         }
     }
     let judged = |j: usize| outcomes[j].map(|outcome| Run { outcome, canary_requests: served[j], asked: None });
-    [Some(flightdeck), judged(0), judged(1), judged(2), judged(3), judged(4)]
+    [Some(flightdeck), judged(0), judged(1), judged(2), judged(3), judged(4), judged(5)]
 }
 
 /// A cell's rollouts over `seeds` seeds, by policy.
 pub fn run_cell(cell: &Cell, seeds: u64) -> Vec<Vec<Run>> {
+    run_cell_from(cell, 0, seeds)
+}
+
+/// The same over seeds `first..first + seeds` (the held-out set starts at
+/// `stress::HELD_OUT_SEED`).
+pub fn run_cell_from(cell: &Cell, first: u64, seeds: u64) -> Vec<Vec<Run>> {
     let service = cell.service();
     let mut by_policy = vec![Vec::new(); Policy::ALL.len()];
-    for seed in 0..seeds {
+    for seed in first..first + seeds {
         for (p, run) in run_seed(cell, &service, seed).into_iter().enumerate() {
             by_policy[p].extend(run);
         }

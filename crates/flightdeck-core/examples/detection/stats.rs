@@ -28,6 +28,8 @@ pub struct Summary {
     /// Canary requests served until the rollback effect; `None` likewise.
     pub served_median: Option<u64>,
     pub served_p95: Option<u64>,
+    /// Every run's time to the rollback effect (`None`: not rolled back).
+    pub rollbacks: Vec<Option<Duration>>,
 }
 
 /// The nearest-rank `q` quantile of values where `None` is infinite.
@@ -63,7 +65,14 @@ impl Summary {
             promote_median: quantile(promotions, 0.5),
             served_median: quantile(served.clone(), 0.5),
             served_p95: quantile(served, 0.95),
+            rollbacks: runs.iter().map(Run::rolled_back).collect(),
         }
+    }
+
+    /// The median time to rollback counting only rollbacks by `horizon`
+    /// (later ones as never): every policy on the same horizon.
+    pub fn median_within(&self, horizon: Duration) -> Option<Duration> {
+        quantile(self.rollbacks.iter().map(|t| t.filter(|t| *t <= horizon)).collect(), 0.5)
     }
 
     pub fn share(&self, n: usize) -> f64 {

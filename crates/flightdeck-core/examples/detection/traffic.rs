@@ -223,7 +223,7 @@ impl Served {
     }
 }
 
-fn binomial(rng: &mut ChaCha8Rng, n: u64, p: f64) -> u64 {
+pub fn binomial(rng: &mut ChaCha8Rng, n: u64, p: f64) -> u64 {
     if n == 0 || p <= 0.0 {
         return 0;
     }
@@ -270,6 +270,18 @@ impl Service {
     /// goes to the canary with probability weight/100. The draws depend on
     /// (seed, window, weight) only, so every policy that has the canary at
     /// the same weight in the same window sees the very same requests.
+    /// A window of the stress study (stress.rs): `requests` in total this
+    /// window (time-varying load), each version's error rate for this window
+    /// given by the caller (bursty errors), latency as `window`'s.
+    pub fn window_with(&self, rng: &mut ChaCha8Rng, requests: u64, weight: u8, rates: (f64, f64)) -> Window {
+        let canary = binomial(rng, requests, f64::from(weight) / 100.0);
+        let b = &self.buckets;
+        Window {
+            stable: Served::draw(rng, requests - canary, rates.0, &self.stable_draws, b),
+            canary: Served::draw(rng, canary, rates.1, &self.canary_draws, b),
+        }
+    }
+
     pub fn window(&self, seed: u64, index: u32, weight: u8) -> Window {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream((u64::from(index) << 8) | u64::from(weight));
