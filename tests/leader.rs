@@ -327,6 +327,13 @@ async fn the_standby_finishes_the_rollout_of_a_killed_leader_with_no_effect_appl
         b.said().contains("standing by: the lease flightdeck/flightdeck is held by replica-a")
     })
     .await;
+    // The standby drives nothing: `attach` to it is told so, and who holds the lease.
+    let refused = flightdeck::share::client::attach(&dir.path().join("replica-b.sock"), "oncall").await.err();
+    let refused = refused.expect("the standby refuses attach");
+    assert!(
+        refused.contains("standby and drives nothing (the lease flightdeck/flightdeck is held by replica-a"),
+        "{refused}"
+    );
     // Mid-stage: the canary at 10 % (stage 2 of 4).
     support::eventually(Duration::from_secs(30), "the canary at stage 2", async || {
         records(dir.path()).last().is_some_and(|r| r["stage"] == 1)

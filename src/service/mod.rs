@@ -183,7 +183,11 @@ impl Service {
     /// `--leader-elect`: stands by (health says so) until this replica
     /// holds the Lease, then fences every journal with its term and keeps
     /// renewing it. Without `--leader-elect`, at once.
-    pub async fn lead(&mut self) -> Result<Leadership, String> {
+    /// A standby answers `attach` on `socket` with who holds the Lease
+    /// (it drives nothing, so it has nothing to show or do).
+    pub async fn lead(&mut self, socket: Option<&tokio::net::UnixListener>) -> Result<Leadership, String> {
+        #[cfg(not(feature = "k8s"))]
+        let _ = socket;
         #[cfg(feature = "k8s")]
         if let Some(options) = self.lease.take() {
             options.check()?;
@@ -193,16 +197,18 @@ impl Service {
             let mut elector = lease::Elector::new(client, options);
             let shared = self.shared.clone();
             let mut said = String::new();
-            let fence = elector
-                .acquire(|why| {
-                    if said != why {
-                        tracing::info!("standing by: {why}");
-                        say(format_args!("flightdeck: standing by: {why}"));
-                        said = why.to_owned();
-                    }
-                    *shared.standby.lock().expect("standby") = Some(why.to_owned());
-                })
-                .await;
+            let acquiring = elector.acquire(|why| {
+                if said != why {
+                    tracing::info!("standing by: {why}");
+                    say(format_args!("flightdeck: standing by: {why}"));
+                    said = why.to_owned();
+                }
+                *shared.standby.lock().expect("standby") = Some(why.to_owned());
+            });
+            let fence = tokio::select! {
+                fence = acquiring => fence,
+                never = refuse_as_standby(socket, self.shared.clone()) => match never {},
+            };
             say(format_args!("flightdeck: holding the lease {} as {}", elector.options().describe(), fence.term()));
             crate::engine::journal::fence::install(fence.clone())?;
             *self.shared.standby.lock().expect("standby") = None;
@@ -270,6 +276,29 @@ impl Drop for Service {
         if let Some((task, _)) = &self.keeper {
             task.abort();
         }
+    }
+}
+
+/// Answers every client on `socket` with why this replica drives nothing
+/// (who holds the Lease), until the caller stops listening.
+#[cfg(feature = "k8s")]
+async fn refuse_as_standby(socket: Option<&tokio::net::UnixListener>, shared: Arc<Shared>) -> std::convert::Infallible {
+    use tokio::io::AsyncWriteExt;
+    let Some(socket) = socket else { return std::future::pending().await };
+    loop {
+        let Ok((mut stream, _)) = socket.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let holder = shared.standby.lock().expect("standby").clone().unwrap_or_else(|| "starting".into());
+        let message = format!(
+            "this flightdeck is a standby and drives nothing ({holder}); attach to the replica holding the lease"
+        );
+        let line = crate::protocol::wire::encode(&crate::protocol::wire::ServerMessage::Error { message });
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&line)).await;
+            let _ = stream.shutdown().await;
+        });
     }
 }
 

@@ -56,7 +56,7 @@ pub async fn serve(
     // `--leader-elect`: a standby waits here for the Lease (health and metrics answer meanwhile).
     let mut leadership = tokio::select! {
         signo = signals.next() => return Ok(signo),
-        led = service.lead() => led.map_err(color_eyre::eyre::Report::msg)?,
+        led = service.lead(Some(&listening.listener)) => led.map_err(color_eyre::eyre::Report::msg)?,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
     let engine = Engine::start(setups, options, tx)?;
