@@ -235,8 +235,14 @@ pub fn render(analysed: &[Analysed]) -> String {
             };
             let _ = writeln!(out, "  {:<10} {:?}{evidence}: {}", c.metric.label(), c.outcome, c.reason);
         }
-        if let Some((lo, hi)) = v.checks().iter().find_map(|c| c.interval) {
-            let _ = writeln!(out, "  error-rate difference in [{lo:+.2}, {hi:+.2}] pp");
+        if let Some(c) = v.checks().iter().find(|c| c.interval.is_some()) {
+            let (lo, hi) = c.interval.unwrap_or_default();
+            let _ = write!(out, "  error-rate difference in [{lo:+.2}, {hi:+.2}] pp");
+            if let Some(limit) = c.threshold {
+                // The interval is the test: say what each end must do.
+                let _ = write!(out, " (a fail needs the low end above {limit:+.2}, a pass the high end below it)");
+            }
+            out.push('\n');
         }
         if let Some(estimate) = v.estimate_text() {
             let _ = writeln!(out, "  {estimate}");
@@ -246,4 +252,34 @@ pub fn render(analysed: &[Analysed]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flightdeck_core::analysis::Metric;
+
+    /// The printed interval is the test: a failing window's interval lies
+    /// entirely past the margin, and the words say what each end must do.
+    #[test]
+    fn a_fail_is_printed_with_an_interval_past_the_margin_and_what_each_end_must_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("windows.jsonl");
+        let stable = r#"{"requests": 9500, "errors": 47}"#;
+        let canary = r#"{"requests": 500, "errors": 40}"#;
+        let line = format!(r#"{{"window": "1m", "stage": 0, "stable": {stable}, "canary": {canary}}}"#);
+        std::fs::write(&file, format!("{line}\n{line}\n")).unwrap();
+        let analysed = analyze(&file, &AnalysisConfig::default()).unwrap();
+        let verdict = &analysed[0].verdict;
+        assert_eq!(verdict.label(), "fail", "8 % against 0.5 % on 500 requests");
+        let row = verdict.checks().iter().find(|c| c.metric == Metric::ErrorRate).unwrap();
+        let (lo, _) = row.interval.unwrap();
+        assert!(lo > 1.0, "a fail beside an interval reaching {lo:+.2} pp");
+        let text = render(&analysed);
+        assert!(
+            text.contains(&format!("error-rate difference in [{lo:+.2}, "))
+                && text.contains("(a fail needs the low end above +1.00, a pass the high end below it)"),
+            "{text}"
+        );
+    }
 }
