@@ -67,6 +67,8 @@ enum Chunk {
 enum Reply {
     Json(u16, Value),
     Stream(Vec<Chunk>),
+    /// A plain-text body (Flagger's load tester writes `Approved`, `Forbidden`).
+    Text(u16, &'static str),
 }
 
 type Responder = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
@@ -151,6 +153,14 @@ fn respond(reply: Reply) -> http::Response<BoxBody> {
     let (code, chunks) = match reply {
         Reply::Json(code, body) => (code, vec![Chunk::Line(body)]),
         Reply::Stream(chunks) => (200, chunks),
+        Reply::Text(code, text) => {
+            let body: BoxStream<'static, _> = stream::iter([Ok(Frame::data(Bytes::from(text)))]).boxed();
+            return http::Response::builder()
+                .status(code)
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(StreamBody::new(body))
+                .unwrap();
+        }
     };
     let mut frames: Vec<Result<Frame<Bytes>, std::io::Error>> = Vec::new();
     let mut hang = false;
@@ -1878,17 +1888,22 @@ impl FlaggerWorld {
             ("POST", p) if p.starts_with(GATE) => {
                 let body = seen.json();
                 let key = format!("{}.{}", body["name"].as_str().unwrap(), body["namespace"].as_str().unwrap());
+                // server.go: check answers 200 "Approved" or 403 "Forbidden" (plain text, GateStorage.isOpen
+                // stores false for a name it has not seen); open and close answer 202.
+                let check =
+                    |open: bool| if open { Reply::Text(200, "Approved") } else { Reply::Text(403, "Forbidden") };
                 let (key, open) = match &p[GATE.len()..] {
                     "/gate/open" => (key, true),
                     "/gate/close" => (key, false),
                     "/rollback/open" => (format!("rollback.{key}"), true),
                     "/rollback/close" => (format!("rollback.{key}"), false),
-                    "/gate/approve" => return Reply::Json(200, json!("OK")),
-                    _ => return Reply::Json(403, json!("Forbidden")),
+                    "/gate/check" => return check(*self.gates.entry(key).or_insert(false)),
+                    "/rollback/check" => return check(*self.gates.entry(format!("rollback.{key}")).or_insert(false)),
+                    "/gate/approve" => return Reply::Text(200, "Approved"),
+                    _ => return Reply::Text(403, "Forbidden"),
                 };
                 self.gates.insert(key, open);
-                let code = 202;
-                Reply::Json(code, json!(if code < 300 { "OK" } else { "Forbidden" }))
+                Reply::Text(202, "")
             }
             _ => status_error(404, "NotFound", "not found"),
         }
@@ -1949,6 +1964,79 @@ async fn a_flagger_promote_does_not_pre_approve_the_next_revision() {
         backend.observe().await.unwrap();
     }
     assert_eq!(world.lock().unwrap().phase(), "WaitingPromotion", "the next revision promoted by itself");
+}
+
+/// The gates a run left open are read back by the next one (flightdeck's
+/// list of what it opened is in memory only; the load tester's
+/// `/gate/check` and `/rollback/check` answer the state, server.go).
+#[tokio::test]
+async fn after_a_restart_the_gates_a_run_left_open_are_read_back_and_closed() {
+    // A rollback gate left open by a run that stopped after Flagger failed the revision (flagger-failed.json):
+    // the next run closes it at its first reading, so the next revision is not rolled back.
+    let (world, api) = flagger_world(fixture("flagger-failed.json"));
+    world.lock().unwrap().gates.insert("rollback.podinfo.test".into(), true);
+    let restarted = flagger(&api);
+    let detail = restarted.observe().await.unwrap().native_detail.unwrap();
+    assert!(!world.lock().unwrap().gate("rollback.podinfo.test"), "the rollback gate stayed open after the restart");
+    assert!(detail.contains("rollback gate found open and closed"), "{detail}");
+    world.lock().unwrap().target = "7b9c5d6f84".into();
+    for _ in 0..3 {
+        world.lock().unwrap().tick();
+        restarted.observe().await.unwrap();
+    }
+    let (phase, weight) = (world.lock().unwrap().phase(), world.lock().unwrap().weight());
+    assert_eq!((phase.as_str(), weight), ("Progressing", 20), "the new revision was rolled back");
+
+    // A promote sent just before a restart (flagger-waiting-promotion.json): its confirm-promotion gate is shut
+    // (it would let any later revision pass unseen too) and the captain is told to promote again.
+    let (world, api) = flagger_world(fixture("flagger-waiting-promotion.json"));
+    flagger(&api).apply(&Effect::Native { verb: NativeVerb::Promote }).await.unwrap();
+    assert!(world.lock().unwrap().gate("podinfo.test"));
+    let restarted = flagger(&api);
+    let detail = restarted.observe().await.unwrap().native_detail.unwrap();
+    assert!(detail.contains("confirm-promotion gate found open and closed (promote again"), "{detail}");
+    world.lock().unwrap().tick();
+    assert_eq!(world.lock().unwrap().phase(), "WaitingPromotion", "promoted through a gate nobody holds");
+    // Said until the captain answers: the next command clears it.
+    assert!(restarted.observe().await.unwrap().native_detail.unwrap().contains("found open and closed"));
+    restarted.apply(&Effect::Native { verb: NativeVerb::Promote }).await.unwrap();
+    assert!(!restarted.observe().await.unwrap().native_detail.unwrap().contains("found open"));
+
+    // An abort sent just before a restart (flagger-progressing.json): the rollback gate is kept where Flagger
+    // reads it, and closed once Flagger has rolled back.
+    let (world, api) = flagger_world(fixture("flagger-progressing.json"));
+    flagger(&api).apply(&Effect::Native { verb: NativeVerb::Abort }).await.unwrap();
+    let restarted = flagger(&api);
+    let detail = restarted.observe().await.unwrap().native_detail.unwrap();
+    assert!(detail.contains("rollback gate found open (an abort on its way)"), "{detail}");
+    assert!(world.lock().unwrap().gate("rollback.podinfo.test"));
+    world.lock().unwrap().tick();
+    assert_eq!(world.lock().unwrap().phase(), "Failed");
+    restarted.observe().await.unwrap();
+    assert!(!world.lock().unwrap().gate("rollback.podinfo.test"), "the rollback gate stayed open");
+
+    // A load tester that cannot be asked: said, and asked again at the next reading.
+    let (world, api) = flagger_world(fixture("flagger-failed.json"));
+    world.lock().unwrap().gates.insert("rollback.podinfo.test".into(), true);
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (d, inner) = (down.clone(), api.clone());
+    let flaky = FakeApi::new(move |seen, n| {
+        if d.load(std::sync::atomic::Ordering::SeqCst) && seen.path.ends_with("/check") {
+            return status_error(
+                503,
+                "ServiceUnavailable",
+                "no endpoints available for service \"flagger-loadtester\"",
+            );
+        }
+        (inner.responder)(seen, n)
+    });
+    let restarted = flagger(&flaky);
+    let detail = restarted.observe().await.unwrap().native_detail.unwrap();
+    assert!(detail.contains("gates left open not read back yet") && detail.contains("503"), "{detail}");
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let detail = restarted.observe().await.unwrap().native_detail.unwrap();
+    assert!(!detail.contains("not read back"), "{detail}");
+    assert!(!world.lock().unwrap().gate("rollback.podinfo.test"));
 }
 
 /// A Canary of Flagger's docs (docs/gitbook/usage/webhooks.md, "Manual
@@ -2137,6 +2225,7 @@ impl FakeApi {
         };
         let (code, body) = match (self.responder)(&seen, n) {
             Reply::Json(code, body) => (code, body.to_string()),
+            Reply::Text(code, text) => (code, text.to_owned()),
             Reply::Stream(_) => (500, "{}".to_owned()),
         };
         let response = format!(

@@ -28,6 +28,15 @@
 //! gate flightdeck opens is closed again at the first reading that shows it
 //! has done its job ([`gate_done`]: the phase it held left, a step passed,
 //! or a new revision appeared), and the cockpit shows it open until then.
+//! What flightdeck opened is remembered in memory only, so the first
+//! reading of a run reads every gate of the Canary's webhooks back (their
+//! `/gate/check` and `/rollback/check` answer 200 `Approved` when open, 403
+//! `Forbidden` when shut): a confirm gate found open is shut (it would pass
+//! a revision nobody approved; the cockpit says to promote again), a
+//! rollback gate found open where Flagger reads it (Progressing,
+//! WaitingPromotion) is an abort on its way and is kept until Flagger has
+//! acted, anywhere else it is shut ([`keep_found_open`]). A load tester that
+//! cannot be asked is said, and asked again at the next reading.
 //!
 //! Status (status.go `CanaryPhase`): Initializing and Progressing →
 //! progressing (paused when `spec.suspend`); Waiting (confirm-rollout) and
@@ -236,6 +245,9 @@ pub struct GateCall {
     pub hook: &'static str,
     pub open: String,
     pub close: String,
+    /// The webhook's own endpoint (`/gate/check`, `/rollback/check`): it
+    /// answers whether the gate is open (200 `Approved`) or shut (403 `Forbidden`).
+    pub check: String,
 }
 
 /// The webhook types that hold a Canary until a gate lets it pass.
@@ -392,6 +404,7 @@ pub fn load_tester_gate(url: &str, hook: &'static str, default_namespace: &str) 
         hook,
         open: gate_path(url, &format!("{prefix}{base}/open"), default_namespace)?,
         close: gate_path(url, &format!("{prefix}{base}/close"), default_namespace)?,
+        check: gate_path(url, &format!("{prefix}{check}"), default_namespace)?,
     })
 }
 
@@ -490,7 +503,49 @@ pub struct FlaggerCanary {
     /// Gates flightdeck opened (and a skipAnalysis it set) that have not
     /// done their job yet: each is closed at the first reading that shows
     /// it has (see [`gate_done`]), and shown until then.
-    pending: tokio::sync::Mutex<Vec<Pending>>,
+    pending: tokio::sync::Mutex<Gates>,
+}
+
+/// What flightdeck holds open on the load tester, and whether the gates a
+/// run before this one may have left open have been read back.
+#[derive(Debug, Default)]
+struct Gates {
+    pending: Vec<Pending>,
+    /// The load tester's gates were read back (see [`FlaggerCanary::read_back`]).
+    read_back: bool,
+    /// What the read-back found and did, shown with this revision
+    /// (`lastAppliedSpec`) until a command is sent.
+    found: Option<(String, Vec<String>)>,
+    /// Why the read-back failed, shown until it succeeds.
+    read_back_error: Option<String>,
+}
+
+/// What to do with a gate found open when nothing in this run opened it
+/// (flightdeck restarted after opening it, or someone opened it by hand).
+/// A confirm gate lets a revision pass without a person: shut at once (a
+/// promote sent just before the restart is lost; the captain sends it
+/// again). A rollback gate where Flagger reads it (Progressing,
+/// WaitingPromotion) is an abort on its way: kept, and closed once Flagger
+/// has acted; anywhere else it would only roll back the next revision, so
+/// it is shut.
+pub fn keep_found_open(hook: &str, canary: &Value) -> bool {
+    hook == ROLLBACK && matches!(phase(canary), "Progressing" | "WaitingPromotion")
+}
+
+/// Every load tester gate of the Canary's webhooks, one per check
+/// endpoint (hooks of other URLs have no gate to read).
+pub fn all_gates(canary: &Value) -> Vec<GateCall> {
+    let mut out: Vec<GateCall> = Vec::new();
+    for hook in [CONFIRM_ROLLOUT, CONFIRM_TRAFFIC, CONFIRM_PROMOTION, ROLLBACK] {
+        for url in hooks(canary, hook) {
+            if let Ok(gate) = load_tester_gate(&url, hook, namespace(canary)) {
+                if !out.iter().any(|g| g.check == gate.check) {
+                    out.push(gate);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Something flightdeck set on the Canary or its load tester that must be
@@ -556,7 +611,10 @@ impl FlaggerCanary {
         let name = &super::argo::verb_name(verb);
         // Commands and the closing of gates take turns: a gate is never
         // closed on a reading older than the command that opened it.
-        let mut pending = self.pending.lock().await;
+        let mut gates = self.pending.lock().await;
+        // A command is the captain's answer to what the read-back found.
+        gates.found = None;
+        let pending = &mut gates.pending;
         let canary = self.fetch(name).await?;
         match verb_call(verb, &canary) {
             FlaggerCall::Patch(body) => self.patch(name, body).await,
@@ -607,14 +665,53 @@ impl FlaggerCanary {
 
     /// POST `{"name","namespace"}` to a load tester path through the service proxy.
     async fn post(&self, verb: &str, path: &str) -> Result<(), BackendError> {
+        self.post_checked(path).await.map_err(|e| self.site(verb).error("post", path, e))
+    }
+
+    /// Whether the load tester's gate is open now: its check endpoint
+    /// answers 200 (`Approved`) or 403 with its own plain `Forbidden`
+    /// (server.go `/gate/check`, `/rollback/check`); anything else (an API
+    /// server's RBAC refusal is a JSON Status) is an error.
+    async fn is_open(&self, gate: &GateCall) -> Result<bool, BackendError> {
+        let verb = "read back gate";
+        match self.post_checked(&gate.check).await {
+            Ok(()) => Ok(true),
+            Err(CallError::Api { code: 403, message }) if message == "Forbidden" => Ok(false),
+            Err(e) => Err(self.site(verb).error("post", &gate.check, e)),
+        }
+    }
+
+    async fn post_checked(&self, path: &str) -> Result<(), CallError> {
         let request = http::Request::post(path)
             .header("content-type", "application/json")
             .body(self.body().to_string().into_bytes())
-            .map_err(|e| self.site(verb).error("post", path, CallError::Transport(e.to_string())))?;
-        timed(self.object.client.request_text(request))
-            .await
-            .map(drop)
-            .map_err(|e| self.site(verb).error("post", path, e))
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        timed(self.object.client.request_text(request)).await.map(drop)
+    }
+
+    /// The gates a run before this one may have left open: the load tester
+    /// keeps them in memory until closed, and flightdeck's list of what it
+    /// opened did not survive the restart. Each gate of the Canary's
+    /// webhooks is asked (its check endpoint answers its state); what is
+    /// open is shut, or kept to be closed once done ([`keep_found_open`]).
+    /// Returns what it found, in words.
+    async fn read_back(&self, pending: &mut Vec<Pending>, canary: &Value) -> Result<Vec<String>, BackendError> {
+        let mut found = Vec::new();
+        for gate in all_gates(canary) {
+            if pending.iter().any(|p| p.gate.as_ref().is_some_and(|g| g.check == gate.check))
+                || !self.is_open(&gate).await?
+            {
+                continue;
+            }
+            if keep_found_open(gate.hook, canary) {
+                found.push(format!("{} gate found open (an abort on its way): kept until Flagger acts", gate.hook));
+                pending.push(Pending { gate: Some(gate), opened: Opened::of(canary), error: None });
+            } else {
+                self.post("close gate", &gate.close).await?;
+                found.push(format!("{} gate found open and closed (promote again if it was meant)", gate.hook));
+            }
+        }
+        Ok(found)
     }
 
     /// Closes what has done its job on this reading of the Canary; returns
@@ -654,15 +751,31 @@ impl Backend for FlaggerCanary {
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        let mut pending = self.pending.lock().await;
-        if pending.is_empty() {
-            drop(pending);
+        let mut gates = self.pending.lock().await;
+        if gates.pending.is_empty() && gates.read_back && gates.found.is_none() {
+            drop(gates);
             return Ok(observe(&self.object.latest().await?));
         }
-        // Something to take back: decide on the API server's copy, never on
-        // a watch that may lag behind the command that opened it.
+        // Something to read back or take back: decide on the API server's
+        // copy, never on a watch that may lag behind the command that opened it.
         let canary = self.fetch("observe").await?;
-        let open = self.settle(&mut pending, &canary).await;
+        let gates = &mut *gates;
+        if !gates.read_back {
+            match self.read_back(&mut gates.pending, &canary).await {
+                Ok(found) => {
+                    gates.read_back = true;
+                    gates.read_back_error = None;
+                    gates.found = (!found.is_empty()).then(|| (revision(&canary).to_owned(), found));
+                }
+                Err(e) => gates.read_back_error = Some(format!("gates left open not read back yet: {e}")),
+            }
+        }
+        let mut open = self.settle(&mut gates.pending, &canary).await;
+        if gates.found.as_ref().is_some_and(|(spec, _)| spec != revision(&canary)) {
+            gates.found = None;
+        }
+        open.extend(gates.found.iter().flat_map(|(_, found)| found.iter().cloned()));
+        open.extend(gates.read_back_error.clone());
         let mut seen = observe(&canary);
         if !open.is_empty() {
             let detail = seen.native_detail.take().unwrap_or_default();
