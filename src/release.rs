@@ -64,7 +64,12 @@ fn read_file(path: &Path) -> Result<(ReleaseFile, String), BadInput> {
 }
 
 /// The plan an entry names, once per region: (plan, file shown, text).
-fn plans_of(release: &ReleaseFile, path: &Path) -> Result<Vec<Vec<Vec<(Plan, String, String)>>>, BadInput> {
+/// A plan as one region runs it: (plan, file shown, text).
+type Found = (Plan, String, String);
+/// Wave by wave, entry by entry, the plans an entry became.
+type Waves = Vec<Vec<Vec<Found>>>;
+
+fn plans_of(release: &ReleaseFile, path: &Path) -> Result<Waves, BadInput> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut waves = Vec::new();
     for wave in &release.waves {
@@ -135,7 +140,7 @@ pub fn in_region(text: &str, region: &str) -> String {
 }
 
 /// The release and its members, from the plans it names.
-fn spec_of(release: &ReleaseFile, plans: &[Vec<Vec<(Plan, String, String)>>]) -> Result<ReleaseSpec, BadInput> {
+fn spec_of(release: &ReleaseFile, plans: &[Vec<Vec<Found>>]) -> Result<ReleaseSpec, BadInput> {
     let members = plans
         .iter()
         .map(|wave| {

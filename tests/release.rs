@@ -133,3 +133,120 @@ fn check_knows_a_release_and_refuses_a_missing_plan_at_its_line() {
     let out = flightdeck(data.path(), &["check", "examples/release/checkout.toml"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Lines of a child's stdout, as they come.
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `what` (60 s at most), keeping every line read.
+fn wait_for(
+    rx: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    what: &str,
+    child: &mut std::process::Child,
+) {
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => {
+                let found = line.contains(what);
+                seen.push(line);
+                if found {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no line with {what:?} within 60 s ({e}); read:\n{}", seen.join("\n"));
+            }
+        }
+    }
+}
+
+/// A headless release at a wave's approval is shared on its socket: a
+/// promote sent for the wave before is stale and changes nothing; one for
+/// the live wave starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captain_promotes_a_waiting_wave_over_the_socket_and_a_promote_for_the_wave_before_is_stale() {
+    use flightdeck::protocol::{CommandRequest, Reply};
+    use flightdeck_core::rollout::{Actor, Command as Verb};
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("checkout.toml"), plan("checkout", "healthy")).unwrap();
+    let release = data.path().join("release.toml");
+    std::fs::write(
+        &release,
+        "[release]\nname = \"gated\"\n\n[[waves]]\nbake = \"5m\"\n[[waves.rollouts]]\nplan = \"checkout.toml\"\n\
+         regions = [\"us-east-1\"]\n\n[[waves]]\nname = \"europe\"\napproval = true\n[[waves.rollouts]]\n\
+         plan = \"checkout.toml\"\nregions = [\"eu-west-1\"]\n",
+    )
+    .unwrap();
+    let socket = data.path().join("run.sock");
+    let mut child = Command::new(BIN)
+        .args(["run", release.to_str().unwrap(), "--headless", "--speed", "3000", "--unattended-wait", "10h"])
+        .args(["--socket", socket.to_str().unwrap()])
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .env("FLIGHTDECK_CONFIG_DIR", data.path().join("config"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for(&rx, &mut seen, "wave 2 (europe) waits for approval", &mut child);
+    assert!(!seen.iter().any(|l| l.contains("eu-west-1/checkout")), "wave 2 started before its approval");
+    let (link, _) = flightdeck::share::client::attach(&socket, "alice").await.unwrap();
+    let promote = |wave: usize| CommandRequest {
+        rollout: "release/gated".into(),
+        actor: Actor::new("alice"),
+        command: Verb::Promote,
+        expected_stage: wave,
+        expected_revision: String::new(),
+        expected_step: None,
+    };
+    let stale = link.commands.submit(promote(0)).await;
+    assert_eq!(stale, Reply::Rejected { reason: "stale: sent for wave 1, but wave 2 is live now; look again".into() },);
+    assert_eq!(link.commands.submit(promote(1)).await, Reply::Ack);
+    let status = child.wait().unwrap();
+    wait_for(&rx, &mut seen, "eu-west-1/checkout: v2 promoted to 100 %", &mut child);
+    assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));
+    assert!(seen.iter().any(|l| l.contains("wave 2 approved by")), "{}", seen.join("\n"));
+}
+
+/// A release stopped mid-run resumes from its journal: the waves it had
+/// finished are not run again, and it goes on to the end.
+#[test]
+fn a_release_stopped_by_a_signal_resumes_from_its_journal_where_it_was() {
+    let data = tempfile::tempdir().unwrap();
+    let release = three_waves(data.path(), false);
+    let args = ["run", release.to_str().unwrap(), "--headless", "--speed", "600"];
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .env("FLIGHTDECK_CONFIG_DIR", data.path().join("config"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for(&rx, &mut seen, "wave 2 (europe) starts", &mut child);
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15), "stopped by SIGTERM");
+    let out = flightdeck(data.path(), &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("release/checkout-2: resumed: "), "{stdout}");
+    assert!(!stdout.contains("wave 1 (canary region) starts"), "wave 1 ran again:\n{stdout}");
+    assert!(!stdout.contains("us-east-1/checkout: started"), "us-east-1 started over:\n{stdout}");
+    assert!(stdout.contains("ap-southeast-1/checkout: started"), "{stdout}");
+}
