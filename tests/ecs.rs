@@ -228,8 +228,10 @@ impl Stack {
         Stack { moto, front, ecs, elb, listener, rule, blue, green, rules }
     }
 
-    /// A driven canary plan: stages 10 % and 50 % (bakes `bake`), then 100 %.
+    /// A driven canary plan: stages 10 % and 50 % (bakes `bake`), then 100 %;
+    /// windows of 2 s, or 1 m on CloudWatch (which has whole minutes only).
     fn plan(&self, service: &str, rule: &str, bake: &str, metrics: &str) -> (Plan, String) {
+        let interval = if metrics.contains("cloudwatch") { "1m" } else { "2s" };
         let text = format!(
             "[rollout]\nname = \"checkout\"\nstable = \"checkout:1\"\ncanary = \"checkout:2\"\n\n\
              [target]\nbackend = \"ecs\"\ncontroller = \"external\"\ncluster = \"prod\"\nservice = \"{service}\"\n\
@@ -237,7 +239,7 @@ impl Stack {
              canary_target_group = \"{}\"\nready_timeout_s = 5\n\n\
              [strategy]\nkind = \"canary\"\nstages = [{{ weight = 10, bake = \"{bake}\" }}, \
              {{ weight = 50, bake = \"{bake}\" }}, {{ weight = 100, bake = \"0s\" }}]\n\n\
-             [analysis]\ninterval = \"2s\"\nmin_requests = 20\ninconclusive_limit = 100\n\n{metrics}",
+             [analysis]\ninterval = \"{interval}\"\nmin_requests = 20\ninconclusive_limit = 100\n\n{metrics}",
             self.blue, self.green
         );
         let plan = Plan::parse("ecs-test.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -292,6 +294,17 @@ fn engine(
     metrics: Arc<dyn MetricsSource>,
     stop: StopWhen,
 ) -> Engine {
+    engine_on(Clock::Wall, plan, text, backend, metrics, stop)
+}
+
+fn engine_on(
+    clock: Clock,
+    plan: Plan,
+    text: String,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<dyn MetricsSource>,
+    stop: StopWhen,
+) -> Engine {
     let setup = RolloutSetup {
         id: "ecs/checkout".into(),
         plan,
@@ -302,12 +315,7 @@ fn engine(
     };
     let (tx, mut rx) = mpsc::channel::<Output>(256);
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    Engine::start(
-        vec![setup],
-        EngineOptions { clock: Clock::Wall, journal_dir: None, fresh: false, stop_when: stop },
-        tx,
-    )
-    .unwrap()
+    Engine::start(vec![setup], EngineOptions { clock, journal_dir: None, fresh: false, stop_when: stop }, tx).unwrap()
 }
 
 async fn wait_for(
@@ -394,40 +402,60 @@ async fn a_promotion_makes_the_canary_primary_and_removes_the_old_task_set() {
     engine.shutdown().await;
 }
 
-/// Sends one window's worth of load balancer numbers every 500 ms until dropped.
-fn seed(moto: &Moto, dims: Dimensions) -> tokio::task::JoinHandle<()> {
+const MINUTE_MS: u64 = 60_000;
+
+/// Puts one datapoint per metric at the start of each whole minute from
+/// `from` (ms) for `minutes`, as the load balancer publishes them: per
+/// target group `(metric, value)` for stable and canary.
+async fn publish(
+    moto: &Moto,
+    dims: &Dimensions,
+    from: u64,
+    minutes: u64,
+    stable: &[(&str, f64)],
+    canary: &[(&str, f64)],
+) {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
     let cw = aws_sdk_cloudwatch::Client::new(&moto.sdk());
-    tokio::spawn(async move {
-        for _ in 0..240 {
-            let now = aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now());
-            let mut data = Vec::new();
-            for (group, requests, errors) in [(&dims.stable, 100.0, 0.0), (&dims.canary, 20.0, 6.0)] {
-                let dims = [("LoadBalancer", &dims.load_balancer), ("TargetGroup", group)]
-                    .map(|(n, v)| Dimension::builder().name(n).value(v.as_str()).build());
-                for (name, value) in [("RequestCount", requests), ("HTTPCode_Target_5XX_Count", errors)] {
-                    let datum = MetricDatum::builder().metric_name(name).value(value).timestamp(now);
-                    data.push(datum.set_dimensions(Some(dims.to_vec())).build());
-                }
+    for minute in 0..minutes {
+        let at = aws_sdk_cloudwatch::primitives::DateTime::from_millis((from + minute * MINUTE_MS) as i64);
+        let mut data = Vec::new();
+        for (group, metrics) in [(&dims.stable, stable), (&dims.canary, canary)] {
+            let dims = [("LoadBalancer", &dims.load_balancer), ("TargetGroup", group)]
+                .map(|(n, v)| Dimension::builder().name(n).value(v.as_str()).build());
+            for (name, value) in metrics {
+                let datum = MetricDatum::builder().metric_name(*name).value(*value).timestamp(at);
+                data.push(datum.set_dimensions(Some(dims.to_vec())).build());
             }
-            let put = cw.put_metric_data().namespace("AWS/ApplicationELB").set_metric_data(Some(data));
-            put.send().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    })
+        let put = cw.put_metric_data().namespace("AWS/ApplicationELB").set_metric_data(Some(data));
+        put.send().await.unwrap();
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_cloudwatch_numbers_for_the_canary_roll_it_back() {
+async fn a_canary_whose_connections_fail_is_rolled_back_on_cloudwatchs_minute_numbers() {
     let stack = Stack::start().await;
-    let metrics = "[metrics]\nsource = \"cloudwatch\"\nlag = \"0s\"\n";
+    let metrics = "[metrics]\nsource = \"cloudwatch\"\nlag = \"1m\"\n";
     let (plan, text) = stack.plan("checkout", &stack.rule, "1h", metrics);
     let MetricsConfig::Cloudwatch(config) = &plan.metrics else { panic!("{:?}", plan.metrics) };
     let dims = Dimensions::resolve(config, &plan.target).unwrap();
+    // A crashing canary: the load balancer cannot connect to it for 30 %
+    // of its requests and answers 502 itself (no target 5XX at all).
+    let stable = [("RequestCount", 1000.0)];
+    let canary = [("RequestCount", 200.0), ("TargetConnectionErrorCount", 60.0), ("UnHealthyHostCount", 2.0)];
+    // One minute a second: windows of whole minutes without waiting for
+    // them. A fresh engine's simulated time starts at 0 (1970, which moto
+    // keeps as any other time): the numbers are published there.
+    publish(&stack.moto, &dims, 0, 60, &stable, &canary).await;
     let cloudwatch = Cloudwatch::new(&stack.moto.sdk(), dims.clone(), config.lag);
-    let seeding = seed(&stack.moto, dims);
-    let engine =
-        engine(plan.clone(), text, Arc::new(stack.task_sets(&plan)), Arc::new(cloudwatch), StopWhen::Unattended);
+    let clock = Clock::scaled(Timestamp(0), 60.0);
+    let backend = Arc::new(stack.task_sets(&plan));
+    let engine = engine_on(clock, plan, text, backend, Arc::new(cloudwatch), StopWhen::Unattended);
     let mut snapshots = engine.subscribe();
     let done = wait_for(&mut snapshots, Duration::from_secs(60), "a rollback", |r| r.phase.is_finished()).await;
     match &done.phase {
@@ -442,8 +470,51 @@ async fn bad_cloudwatch_numbers_for_the_canary_roll_it_back() {
         stack.canary_task_set().await.is_none()
     })
     .await;
-    seeding.abort();
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_windows_are_whole_settled_minutes_each_read_once() {
+    let moto = Moto::start().await;
+    let front = Fake::around(&moto.url, |_, _| None, |_, reply| reply).await;
+    let dims = Dimensions {
+        load_balancer: "app/checkout/50dc6c495c0c9188".into(),
+        stable: "targetgroup/blue/1".into(),
+        canary: "targetgroup/green/2".into(),
+    };
+    // Minute m has m × 10 canary requests: which minutes a window read is
+    // plain from its count.
+    let base = (now_ms() / MINUTE_MS - 30) * MINUTE_MS;
+    for m in 0..10u64 {
+        let requests = [("RequestCount", (m * 10) as f64)];
+        publish(&moto, &dims, base + m * MINUTE_MS, 1, &requests, &requests).await;
+    }
+    let read = async |lag: u64, now: u64| {
+        let source = Cloudwatch::new(&support::aws::sdk(&front.url), dims.clone(), Duration::from_secs(lag));
+        let sample = source.sample(Duration::from_secs(60), Timestamp(now)).await;
+        sample.canary.map(|w| w.requests)
+    };
+    let at = |m: u64, s: u64| base + m * MINUTE_MS + s * 1000;
+    // 5:25 into the run, lag 0: minute 4 is read; minute 5 is still being written.
+    assert_eq!(read(0, at(5, 25)).await, Some(40));
+    // Lag 1m (the default): minute 3; the next window, minute 4: each once.
+    assert_eq!(read(60, at(5, 0)).await, Some(30));
+    assert_eq!(read(60, at(6, 0)).await, Some(40));
+    assert_eq!(read(60, at(6, 59)).await, Some(40), "minute 5 ended less than the lag ago");
+    // Every window asked for starts and ends on a whole minute, so that
+    // CloudWatch's rounding of the start down to the minute (GetMetricData
+    // API reference, StartTime) adds no minute twice.
+    let bodies: Vec<String> =
+        front.seen.lock().unwrap().iter().filter(|s| s.operation == "GetMetricData").map(|s| s.body.clone()).collect();
+    assert_eq!(bodies.len(), 4);
+    for body in bodies {
+        for key in ["StartTime=", "EndTime="] {
+            let value = body.split('&').find_map(|kv| kv.strip_prefix(key)).unwrap().replace("%3A", ":");
+            assert!(value.ends_with(":00Z"), "{key}{value} is not a whole minute");
+        }
+        let metrics = body.split('&').filter(|kv| kv.contains("MetricName=")).count();
+        assert_eq!(metrics, flightdeck::metrics::cloudwatch::METRICS_PER_WINDOW, "one call, every metric");
+    }
 }
 
 /// Starts a rollout on `backend` and returns the reason it paused with.

@@ -7,16 +7,41 @@
 //! from an ECS target's `listener_rule` and target groups. Region and
 //! profile are the ECS target's (or the environment's).
 //!
-//! One window is one `GetMetricData` call over `[now − lag − period,
-//! now − lag)`, the period being the window rounded up to one CloudWatch
-//! accepts (1, 5, 10, 30 s or whole minutes; the load balancer publishes
-//! per minute, so plans use an interval of `1m` or more):
-//! - counts: `RequestCount` and `HTTPCode_Target_5XX_Count`, `Sum`. No
-//!   `RequestCount` datapoint makes the version missing (no traffic, or a
-//!   wrong dimension); no 5XX datapoint with requests counted is 0 errors
-//!   (the load balancer publishes no zeros).
+//! The load balancer publishes one datapoint per metric and whole minute
+//! (AWS, "CloudWatch metrics for your Application Load Balancer": "reports
+//! metrics to CloudWatch only when requests are flowing … in 60-second
+//! intervals"), and `GetMetricData` rounds a start time down to the whole
+//! minute. So a window is whole minutes, aligned: one `GetMetricData` call
+//! over `[end − period, end)` where `end` is the last whole minute at or
+//! before `now − lag` and `period` the window rounded up to whole minutes
+//! (`check` refuses an `analysis.interval` that is not whole minutes with
+//! CloudWatch). Consecutive windows then read consecutive minutes, each
+//! once, and never the minute still being written: `lag` (default 1m)
+//! leaves the last minute too, as its datapoints may still arrive.
+//!
+//! Per target group (one per version), in that one call (14 metrics):
+//! - `RequestCount`, `Sum`: no datapoint makes the version missing (no
+//!   traffic, or a wrong dimension).
+//! - errors: `HTTPCode_Target_5XX_Count` + `TargetConnectionErrorCount`,
+//!   `Sum` (at most the requests). The first counts 5XX answers of the
+//!   targets only; a canary that crashes or refuses connections makes the
+//!   load balancer answer 502/503/504 itself, which only
+//!   `TargetConnectionErrorCount` ("connections that were not successfully
+//!   established between the load balancer and target") shows per target
+//!   group. Requests whose connection failed are in `RequestCount` (it
+//!   counts every request for which a target was chosen). No datapoint
+//!   with requests counted is 0 (the load balancer publishes no zeros).
+//! - `UnHealthyHostCount`, `Maximum` ("the number of targets that are
+//!   considered unhealthy"; the docs name Average, Minimum and Maximum as
+//!   its statistics): a count of targets, not of requests, so it is shown,
+//!   never added to errors: in the sample's note, and in the reason a
+//!   version without requests is missing.
 //! - latency: `TargetResponseTime` with the extended statistics `p50`,
 //!   `p95`, `p99` (seconds, turned into milliseconds).
+//!
+//! Cost: `GetMetricData` is billed per metric requested ($0.01 per 1,000
+//! in us-east-1): 14 per window, so 840 an hour at `1m` windows ($0.0084
+//! per rollout-hour), 168 at `5m`.
 //!
 //! A result whose `StatusCode` is not `Complete` (`PartialData`,
 //! `InternalError`, `Forbidden`) counts as missing, never as what it
@@ -88,13 +113,19 @@ pub fn target_group_dimension(text: &str) -> Option<String> {
     (parts.len() == 3 && parts.iter().all(|p| !p.is_empty())).then(|| parts.join("/"))
 }
 
-/// The smallest period CloudWatch accepts that covers `window`.
+/// The period of a window: whole minutes, at least one, that cover it.
 pub fn period(window: Duration) -> i32 {
-    let seconds = window.as_secs().max(1);
-    match [1, 5, 10, 30].into_iter().find(|p| seconds <= *p) {
-        Some(p) => p as i32,
-        None => (seconds.div_ceil(60) * 60).min(i32::MAX as u64) as i32,
-    }
+    (window.as_secs().div_ceil(60).max(1) * 60).min(i32::MAX as u64 / 60 * 60) as i32
+}
+
+/// Metrics requested per window (`GetMetricData` bills each).
+pub const METRICS_PER_WINDOW: usize = 2 * (4 + QUANTILES.len());
+
+/// The window read at `now` (ms since the epoch): `[end − period, end)` in
+/// ms, `end` the last whole minute at or before `now − lag`.
+pub fn bounds(window: Duration, now_ms: u64, lag: Duration) -> (u64, u64) {
+    let end = now_ms.saturating_sub(lag.as_millis() as u64) / 60_000 * 60_000;
+    (end.saturating_sub(period(window) as u64 * 1000), end)
 }
 
 /// Per-version ALB metrics from CloudWatch.
@@ -152,29 +183,52 @@ fn version(side: &str, group: &str, results: &Results) -> Result<VersionWindow, 
         Some(Ok(v)) if !v.is_empty() => v,
         Some(Err(status)) => return Err(incomplete("RequestCount", status)),
         _ => {
+            let unhealthy = match unhealthy(side, results) {
+                Some(n) if n > 0 => format!("; {n} of its targets unhealthy (UnHealthyHostCount)"),
+                _ => String::new(),
+            };
             return Err(format!(
-                "no RequestCount datapoint for {group} (no traffic in the window, or a wrong dimension)"
-            ))
+                "no RequestCount datapoint for {group} (no traffic in the window, or a wrong dimension){unhealthy}"
+            ));
         }
     };
     let sum = |values: &[f64]| values.iter().filter(|v| v.is_finite()).sum::<f64>().max(0.0).round() as u64;
-    let errors = match results.get(&format!("{side}_errors")) {
-        Some(Ok(v)) => sum(v),
-        Some(Err(status)) => return Err(incomplete("HTTPCode_Target_5XX_Count", status)),
-        None => 0,
+    let count = |id: &str, metric: &str| match results.get(&format!("{side}_{id}")) {
+        Some(Ok(v)) => Ok(sum(v)),
+        Some(Err(status)) => Err(incomplete(metric, status)),
+        None => Ok(0),
     };
+    let errors = count("errors", "HTTPCode_Target_5XX_Count")?;
+    let refused = count("connection_errors", "TargetConnectionErrorCount")?;
     let quantile = |q: &str| {
         let values = results.get(&format!("{side}_{q}"))?.as_ref().ok()?;
         values.iter().copied().filter(|v| v.is_finite()).reduce(f64::max).map(|s| s * 1000.0)
     };
+    let requests = sum(requests);
     Ok(VersionWindow {
-        requests: sum(requests),
-        errors,
+        requests,
+        errors: (errors + refused).min(requests),
         p50_ms: quantile("p50"),
         p95_ms: quantile("p95"),
         p99_ms: quantile("p99"),
         ..VersionWindow::default()
     })
+}
+
+/// The most targets of `side` unhealthy at once in the window.
+fn unhealthy(side: &str, results: &Results) -> Option<u64> {
+    let values = results.get(&format!("{side}_unhealthy"))?.as_ref().ok()?;
+    values.iter().copied().filter(|v| v.is_finite()).reduce(f64::max).map(|v| v.max(0.0).round() as u64)
+}
+
+/// Unhealthy targets in the window, when there were any.
+fn unhealthy_note(results: &Results) -> Option<String> {
+    let counts: Vec<String> = ["stable", "canary"]
+        .into_iter()
+        .filter_map(|side| unhealthy(side, results).filter(|n| *n > 0).map(|n| format!("{side} {n}")))
+        .collect();
+    (!counts.is_empty())
+        .then(|| format!("cloudwatch: unhealthy targets (UnHealthyHostCount, Maximum): {}", counts.join(", ")))
 }
 
 /// Why a latency quantile is missing, if one came back incomplete.
@@ -192,14 +246,16 @@ fn latency_note(results: &Results) -> Option<String> {
 impl MetricsSource for Cloudwatch {
     async fn sample(&self, window: Duration, now: Timestamp) -> MetricsSample {
         let period = period(window);
-        let end_ms = now.0.saturating_sub(self.lag.as_millis() as u64);
-        let start_ms = end_ms.saturating_sub(period as u64 * 1000);
+        let (start_ms, end_ms) = bounds(window, now.0, self.lag);
         let at = |ms: u64| DateTime::from_millis(ms as i64);
         let sides = [("stable", &self.dimensions.stable), ("canary", &self.dimensions.canary)];
         let mut queries = Vec::new();
         for (side, group) in sides {
-            queries.push(self.query(&format!("{side}_requests"), group, "RequestCount", "Sum", period));
-            queries.push(self.query(&format!("{side}_errors"), group, "HTTPCode_Target_5XX_Count", "Sum", period));
+            let id = |name: &str| format!("{side}_{name}");
+            queries.push(self.query(&id("requests"), group, "RequestCount", "Sum", period));
+            queries.push(self.query(&id("errors"), group, "HTTPCode_Target_5XX_Count", "Sum", period));
+            queries.push(self.query(&id("connection_errors"), group, "TargetConnectionErrorCount", "Sum", period));
+            queries.push(self.query(&id("unhealthy"), group, "UnHealthyHostCount", "Maximum", period));
             for q in QUANTILES {
                 queries.push(self.query(&format!("{side}_{q}"), group, "TargetResponseTime", q, period));
             }
@@ -213,6 +269,12 @@ impl MetricsSource for Cloudwatch {
         let mut sample = crate::metrics::per_version(window, "cloudwatch", stable, canary);
         if sample.missing.is_none() {
             sample.missing = latency_note(&results);
+        }
+        if let Some(note) = unhealthy_note(&results) {
+            tracing::warn!(load_balancer = %self.dimensions.load_balancer, "{note}");
+            if sample.missing.is_none() {
+                sample.missing = Some(note);
+            }
         }
         sample
     }
@@ -265,8 +327,51 @@ mod tests {
     }
 
     #[test]
-    fn periods_are_ones_cloudwatch_accepts() {
+    fn periods_are_whole_minutes() {
         let p = |s| period(Duration::from_secs(s));
-        assert_eq!((p(0), p(2), p(5), p(20), p(45), p(60), p(61), p(300)), (1, 5, 5, 30, 60, 60, 120, 300));
+        assert_eq!((p(0), p(2), p(45), p(60), p(61), p(300)), (60, 60, 60, 60, 120, 300));
+    }
+
+    #[test]
+    fn windows_are_whole_minutes_that_end_before_the_lag_and_follow_each_other() {
+        let minute = 60_000;
+        let t = |m: u64, s: u64| m * minute + s * 1000;
+        let (min, two) = (Duration::from_secs(60), Duration::from_secs(120));
+        // 12:03:25, lag 1m: the minute being written (12:03) and the one
+        // whose datapoints may still arrive (12:02) are left for later.
+        assert_eq!(bounds(min, t(723, 25), min), (t(721, 0), t(722, 0)));
+        assert_eq!(bounds(min, t(724, 25), min), (t(722, 0), t(723, 0)), "the next window reads the next minute");
+        assert_eq!(bounds(min, t(723, 25), Duration::ZERO), (t(722, 0), t(723, 0)));
+        assert_eq!(bounds(two, t(724, 0), min), (t(721, 0), t(723, 0)));
+        assert_eq!(bounds(two, t(726, 0), min), (t(723, 0), t(725, 0)));
+    }
+
+    #[test]
+    fn connection_errors_are_errors_and_unhealthy_targets_are_shown() {
+        let complete = |v: &[f64]| Ok(v.to_vec());
+        let mut results: Results = [
+            ("canary_requests", complete(&[100.0])),
+            ("canary_errors", complete(&[2.0])),
+            ("canary_connection_errors", complete(&[30.0])),
+            ("canary_unhealthy", complete(&[1.0, 3.0])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let w = version("canary", "targetgroup/green/1", &results).unwrap();
+        assert_eq!((w.requests, w.errors), (100, 32), "a 502 the load balancer answered is an error");
+        assert_eq!(
+            unhealthy_note(&results).as_deref(),
+            Some("cloudwatch: unhealthy targets (UnHealthyHostCount, Maximum): canary 3")
+        );
+        results.insert("canary_connection_errors".into(), complete(&[500.0]));
+        assert_eq!(version("canary", "g", &results).unwrap().errors, 100, "never more errors than requests");
+        results.insert("canary_connection_errors".into(), Err("PartialData".into()));
+        let e = version("canary", "g", &results).unwrap_err();
+        assert!(e.contains("TargetConnectionErrorCount for g is incomplete"), "{e}");
+        results.remove("canary_requests");
+        let e = version("canary", "g", &results).unwrap_err();
+        assert!(e.ends_with("; 3 of its targets unhealthy (UnHealthyHostCount)"), "{e}");
+        assert_eq!(METRICS_PER_WINDOW, 14);
     }
 }

@@ -115,7 +115,8 @@ impl Checker<'_> {
     pub(super) fn plan(&self, raw: raw::Plan) -> Checked<Plan> {
         let names = self.rollout(raw.rollout)?;
         let approvers = self.approvers(raw.strategy.as_ref())?;
-        Ok(Plan {
+        let interval_span = raw.analysis.as_ref().and_then(|a| a.interval.as_ref()).map(Spanned::span);
+        let plan = Plan {
             name: names.name,
             stable: names.stable,
             canary: names.canary,
@@ -126,7 +127,27 @@ impl Checker<'_> {
             slo: self.slo(raw.slo.unwrap_or_default())?,
             metrics: self.metrics(raw.metrics)?,
             approvers,
-        })
+        };
+        self.cloudwatch_interval(&plan, interval_span)?;
+        Ok(plan)
+    }
+
+    /// CloudWatch serves a load balancer's metrics one datapoint per whole
+    /// minute (AWS, "CloudWatch metrics for your Application Load
+    /// Balancer": reported in 60-second intervals): a window that is not
+    /// whole minutes would be missing most of the time, or count a minute
+    /// twice into tests that assume fresh windows.
+    fn cloudwatch_interval(&self, plan: &Plan, span: Option<Range<usize>>) -> Checked<()> {
+        let interval = plan.analysis.interval;
+        if !matches!(plan.metrics, MetricsConfig::Cloudwatch(_)) || interval.as_millis().is_multiple_of(60_000) {
+            return Ok(());
+        }
+        let text = humantime::format_duration(interval);
+        let message = format!(
+            "{text} is not a whole number of minutes: CloudWatch has one load balancer datapoint per minute, \
+             so each window reads whole minutes; use 1m, 2m, 5m …"
+        );
+        Err(self.error(span.or_else(|| self.toml.span_of(&["analysis"])), "analysis.interval", message))
     }
 
     /// `approvers` and `required` of the canary stages.

@@ -301,6 +301,23 @@ fn cloudwatch_metrics_take_their_dimensions_and_lag() {
 }
 
 #[test]
+fn cloudwatch_refuses_an_analysis_interval_that_is_not_whole_minutes() {
+    let metrics = "[metrics]\nsource = \"cloudwatch\"\n";
+    for (interval, said) in [("10s", "10s"), ("45s", "45s"), ("90s", "1m 30s")] {
+        let text = format!("{ROLLOUT}[analysis]\ninterval = \"{interval}\"\n\n{metrics}");
+        let e = Plan::parse("cw.toml", &text).unwrap_err();
+        let line = text.lines().position(|l| l.starts_with("interval")).unwrap() + 1;
+        assert_eq!((e.file.as_str(), e.line, e.field.as_str()), ("cw.toml", line, "analysis.interval"), "{e}");
+        assert!(e.to_string().contains(&format!("{said} is not a whole number of minutes")), "{e}");
+    }
+    for interval in ["1m", "2m", "5m"] {
+        parse_ok(&format!("[analysis]\ninterval = \"{interval}\"\n\n{metrics}"));
+    }
+    // Other sources have no such grid.
+    parse_ok("[analysis]\ninterval = \"10s\"\n");
+}
+
+#[test]
 fn positions_count_characters_not_bytes() {
     let text = "[rollout]\nname = \"é\"\nstable = \"v1\"\ncanary = \"v2\"\ntheme = \"ü\" ; x\n";
     let e = Plan::parse("u.toml", text).unwrap_err();
