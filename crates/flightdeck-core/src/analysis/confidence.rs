@@ -122,6 +122,32 @@ pub fn log_evidence(above: bool, x: f64, n: f64, p: f64) -> f64 {
 /// requests, valid at every window at once. The evidence against `p` falls
 /// as `p` rises, so bisection finds it, to 0.1 % of its value.
 pub fn lower_bound(x: f64, n: f64, alpha: f64) -> f64 {
+    remembered(true, x, n, alpha, search_lower)
+}
+
+/// A verdict asks for the same few bounds several times (its rows, the
+/// fail and pass tests, the interval): the last few answers are kept.
+fn remembered(lower: bool, x: f64, n: f64, alpha: f64, search: fn(f64, f64, f64) -> f64) -> f64 {
+    type Memo = Vec<((bool, u64, u64, u64), f64)>;
+    thread_local! {
+        static MEMO: std::cell::RefCell<Memo> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let key = (lower, x.to_bits(), n.to_bits(), alpha.to_bits());
+    if let Some(hit) = MEMO.with(|m| m.borrow().iter().find(|(k, _)| *k == key).map(|(_, v)| *v)) {
+        return hit;
+    }
+    let value = search(x, n, alpha);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 16 {
+            m.remove(0);
+        }
+        m.push((key, value));
+    });
+    value
+}
+
+fn search_lower(x: f64, n: f64, alpha: f64) -> f64 {
     if n <= 0.0 || x <= 0.0 {
         return 0.0;
     }
@@ -144,6 +170,10 @@ pub fn lower_bound(x: f64, n: f64, alpha: f64) -> f64 {
 /// The largest rate not ruled out at level `alpha`; the mirror image of
 /// [`lower_bound`], with the alternatives below.
 pub fn upper_bound(x: f64, n: f64, alpha: f64) -> f64 {
+    remembered(false, x, n, alpha, search_upper)
+}
+
+fn search_upper(x: f64, n: f64, alpha: f64) -> f64 {
     if n <= 0.0 {
         return 1.0;
     }

@@ -739,28 +739,22 @@ impl Evidence {
     }
 
     /// Canary requests still needed this stage for the error-margin pass if
-    /// its rate stays where it is; `None` when it sits at or above the limit.
+    /// its rate stays where it is: the evidence still missing over what each
+    /// (effective) request adds, the divergence of its rate from the limit.
+    /// `None` when it sits at or above the limit.
     fn error_trials_to_pass(&self, config: &AnalysisConfig) -> Option<f64> {
         let limit = self.pass_limit(config)?;
         let phi = self.canary_dispersion();
         let stage = &self.errors.stage;
         let rate = stage.rate()?;
-        if rate >= limit {
+        let per_trial = stats::bernoulli_kl(rate, limit) / phi;
+        if rate >= limit || per_trial <= 1e-12 {
             return None;
         }
-        let beta = Self::beta(config) * CANARY_SIDE;
-        let passes = |n: f64| confidence::upper_bound(rate * n / phi, n / phi, beta) < limit;
-        let mut n = stage.requests.max(1.0);
-        if passes(n) {
-            return Some(0.0);
-        }
-        while !passes(2.0 * n) {
-            n *= 2.0;
-            if n > 1e12 {
-                return None;
-            }
-        }
-        Some(n * 2.0 - stage.requests)
+        let level = (1.0 / (Self::beta(config) * CANARY_SIDE)).ln();
+        let (x, n) = stage.effective(phi);
+        let missing = (level - confidence::log_evidence(false, x, n, limit)).max(0.0);
+        Some(missing / per_trial)
     }
 
     /// The error-margin test's interval, pp (see [`Evidence::difference`]).
