@@ -512,6 +512,7 @@ pub fn markdown(study: &Study) -> String {
          the canary's; flightdeck must learn both, and its bound on stable's rate is part of the price).\n"
     );
     speed_table(&mut out, &study.results);
+    decomposition(&mut out, &study.results);
     if !study.held_out.is_empty() {
         let _ = writeln!(out, "\n## Held-out cells (fixed before these numbers were seen; seeds from 1000000)\n");
         let _ = writeln!(
@@ -644,4 +645,48 @@ fn pause_table(out: &mut String, results: &[CellResult], names: &[&str]) {
             .collect();
         let _ = writeln!(out, "{} {} |", row_head(&r.cell), cols.join(" | "));
     }
+}
+
+/// Where the time goes, for the error cells: windows to a rollback on the
+/// *expected* counts of the first stage (no noise), for the SPRT limit at
+/// α = 1 % (told both rates), for the error test's own canary bound with
+/// stable's rate known (its α share and the mixture over alternatives it
+/// cannot know), and for the test as shipped (stable's bound as well).
+fn decomposition(out: &mut String, results: &[CellResult]) {
+    use flightdeck_core::analysis::confidence::{lower_bound, upper_bound};
+    // evidence.rs: the error margin's share of α, and the canary's part of it.
+    let (alpha, share, canary_side): (f64, f64, f64) = (0.01, 0.55, 0.8);
+    let _ = writeln!(
+        out,
+        "Where the time goes (error cells, first stage, on expected counts — a calculation, not a run): \
+         windows until the SPRT limit at α = 1 % rolls back (it is told both rates); until the canary's \
+         anytime-valid lower bound at the error test's share of α ({:.2} %) passes stable's *true* rate + 1 pp \
+         (what not knowing the alternative and sharing α cost); until it passes stable's anytime-valid upper \
+         bound + 1 pp (what not knowing stable's rate costs too: the test as shipped).\n",
+        100.0 * alpha * share * canary_side
+    );
+    let _ = writeln!(out, "| scenario | interval | req/s | share | SPRT limit | stable known | as shipped |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for r in results.iter().filter(|r| r.cell.scenario.regressed == Some(Metric::Errors)) {
+        let c = &r.cell;
+        if c.scenario.standing != Standing::Beyond {
+            continue;
+        }
+        let per_window = f64::from(c.rate) * c.interval.as_secs_f64();
+        let (nc, ns) = (per_window * f64::from(c.share) / 100.0, per_window * (1.0 - f64::from(c.share) / 100.0));
+        let (p0, p1) = (STABLE_ERROR_RATE + 0.01, c.scenario.canary.error_rate);
+        let per = nc * (p1 * (p1 / p0).ln() + (1.0 - p1) * ((1.0 - p1) / (1.0 - p0)).ln());
+        let sprt = ((1.0 / alpha).ln() / per).ceil();
+        let first = |limit: &dyn Fn(f64) -> f64| {
+            (1..=5_000)
+                .map(f64::from)
+                .find(|t| lower_bound(p1 * nc * t, nc * t, alpha * share * canary_side) > limit(*t) + 0.01)
+        };
+        let known = first(&|_| STABLE_ERROR_RATE);
+        let shipped = first(&|t| upper_bound(STABLE_ERROR_RATE * ns * t, ns * t, alpha * share * (1.0 - canary_side)));
+        let show = |w: Option<f64>| w.map_or("—".to_string(), |w| format!("{w:.0}"));
+        let _ =
+            writeln!(out, "| {} {} {sprt:.0} | {} | {} |", c.scenario.name, row_head(c), show(known), show(shipped));
+    }
+    let _ = writeln!(out);
 }
