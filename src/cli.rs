@@ -22,6 +22,9 @@ pub enum Cmd {
         /// How many rollouts: the six demo shapes repeated over many clusters (scale demos).
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         rollouts: u32,
+        /// Also run a release across five pretend regions in three waves; one region goes bad and the release halts.
+        #[arg(long)]
+        release: bool,
     },
     /// Run the rollouts the plan files describe.
     Run {

@@ -214,15 +214,26 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             println!("{shown}: ok ({} records; {}: {phase} at stage {stage}/{stages})", sound.records, r.id);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Cmd::Demo { run, speed, rollouts }) => {
-            let setups = runtime()?.block_on(flightdeck::demo::setups(rollouts as usize, run.seed))?;
+        Some(Cmd::Demo { run, speed, rollouts, release }) => {
+            let mut setups = runtime()?.block_on(flightdeck::demo::setups(rollouts as usize, run.seed))?;
+            let release = match release {
+                true => Some(runtime()?.block_on(flightdeck::release::demo(run.seed))?),
+                false => None,
+            };
+            let release = release.map(|mut r| {
+                setups.append(&mut r.setups);
+                r
+            });
             // The demo always starts over and keeps only its latest run's
             // journals (for `flightdeck analyze`): older ones are deleted.
             // Only with every run's lock: a demo still running keeps its journals.
             let dir = flightdeck::paths::journal_dir();
             let runs: Vec<(&str, &str)> = setups.iter().map(|s| (s.id.as_str(), s.plan_file.as_str())).collect();
             journal::remove_runs(&dir, &runs).map_err(|e| journal_refusal(e.into()))?;
-            go(setups, &run, speed, true, None)
+            if let Some(r) = &release {
+                flightdeck::release::remove_journal(&dir, r)?;
+            }
+            go(setups, &run, speed, true, release)
         }
         Some(Cmd::Serve { plans, share, speed, scenario, seed, fresh }) => {
             let runtime = runtime()?;

@@ -243,6 +243,23 @@ pub async fn from_texts(file: &str, text: &str, plans: &[(&str, String)], seed: 
     Ok(ReleaseRun { file: file.to_owned(), text: text.to_owned(), spec, setups })
 }
 
+/// The demo's release (`flightdeck demo --release`): five pretend regions
+/// in three waves on the simulator; one region's canary goes bad in wave
+/// 2, so the halt shows (src/demo/release/).
+pub const DEMO_RELEASE: (&str, &str) = ("demo/release/release.toml", include_str!("demo/release/release.toml"));
+
+/// The demo release's plans, by the names its file gives them.
+pub const DEMO_RELEASE_PLANS: &[(&str, &str)] = &[
+    ("storefront.toml", include_str!("demo/release/storefront.toml")),
+    ("storefront-bad.toml", include_str!("demo/release/storefront-bad.toml")),
+];
+
+/// The demo's release, ready to run.
+pub async fn demo(seed: u64) -> Result<ReleaseRun, BadInput> {
+    let plans: Vec<(&str, String)> = DEMO_RELEASE_PLANS.iter().map(|(f, t)| (*f, t.to_string())).collect();
+    from_texts(DEMO_RELEASE.0, DEMO_RELEASE.1, &plans, seed).await
+}
+
 // ---- the journal -----------------------------------------------------------
 
 #[derive(Serialize, Deserialize)]
@@ -282,6 +299,17 @@ fn journal_path(dir: &Path, name: &str, file: &str) -> PathBuf {
     let stem: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
     dir.join(format!("release-{stem}-{:08x}.jsonl", hash >> 32))
+}
+
+/// Deletes the journal of `run`'s release (the demo keeps only its
+/// latest run), with its lock held: a run still going keeps it.
+pub fn remove_journal(dir: &Path, run: &ReleaseRun) -> Result<(), BadInput> {
+    let path = journal_path(dir, &run.spec.name, &run.file);
+    if !path.exists() {
+        return Ok(());
+    }
+    let _lock = JournalLock::take(&path.with_extension("lock"), &path).map_err(|e| BadInput(e.to_string()))?;
+    std::fs::remove_file(&path).map_err(|e| BadInput(format!("{}: {e}", path.display())))
 }
 
 impl ReleaseJournal {

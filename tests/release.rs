@@ -250,3 +250,37 @@ fn a_release_stopped_by_a_signal_resumes_from_its_journal_where_it_was() {
     assert!(!stdout.contains("us-east-1/checkout: started"), "us-east-1 started over:\n{stdout}");
     assert!(stdout.contains("ap-southeast-1/checkout: started"), "{stdout}");
 }
+
+/// `demo --release`: beside the demo fleet, a release across five pretend
+/// regions in which eu-central-1 goes bad: the halt is visible (wave 2
+/// rolls back, wave 3 never starts).
+#[test]
+fn the_demo_release_halts_when_its_bad_region_rolls_back() {
+    let data = tempfile::tempdir().unwrap();
+    let out = flightdeck(data.path(), &["demo", "--release", "--headless", "--json", "--speed", "3000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let ev = events(&out);
+    let said = |what: &str| {
+        ev.iter().any(|e| {
+            e["rollout"] == "release/storefront-4.1" && e["message"].as_str().is_some_and(|m| m.contains(what))
+        })
+    };
+    assert!(said("wave 2 (europe) starts: eu-west-1, eu-central-1"));
+    assert!(said("release halted: eu-central-1/storefront in eu-central-1 (wave 2) rolled back"));
+    assert!(said("ap-southeast-1/storefront never starts"));
+    let rolled = ev
+        .iter()
+        .find(|e| e["rollout"] == "eu-west-1/storefront" && e["type"] == "transition" && e["to"] == "rolled back")
+        .expect("eu-west-1 rolled back with its wave");
+    assert!(rolled["reason"].as_str().unwrap().contains("release storefront-4.1 halted"), "{rolled}");
+    assert!(ev.iter().all(|e| e["rollout"] != "us-west-2/storefront"));
+    assert!(
+        stderr.contains(
+            "release storefront-4.1: halted at wave 2 (europe): eu-central-1/storefront in region eu-central-1"
+        ),
+        "{stderr}"
+    );
+    // The demo fleet runs beside it as before.
+    assert!(ev.iter().any(|e| e["rollout"] == "prod-eu-1/payments"));
+}
