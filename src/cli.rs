@@ -70,8 +70,12 @@ pub enum Cmd {
     /// number of `flightdeck attach` cockpits watch and act on them.
     Serve {
         /// Plan files (TOML).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "plans_dir")]
         plans: Vec<PathBuf>,
+        /// Also every `*.toml` in this directory, watched: a new plan file starts its rollout, and
+        /// a change reloads (as SIGHUP does: checked first, all or nothing).
+        #[arg(long, value_name = "DIR")]
+        plans_dir: Option<PathBuf>,
         #[command(flatten)]
         share: ShareOptions,
         /// Simulated time runs this many times faster (sim targets only).
@@ -156,7 +160,7 @@ pub struct ShareOptions {
     pub leader_elect: bool,
     #[cfg(feature = "k8s")]
     #[command(flatten)]
-    pub lease: LeaseArgs,
+    pub lease: Box<LeaseArgs>,
     /// Also serve the cockpit over SSH on this address (e.g. 127.0.0.1:2222).
     #[cfg(feature = "ssh")]
     #[arg(long, value_name = "ADDR", requires = "authorized_keys")]

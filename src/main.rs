@@ -235,13 +235,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             go(setups, &run, speed, true, release)
         }
-        Some(Cmd::Serve { plans, share, speed, scenario, seed, fresh }) => {
+        Some(Cmd::Serve { plans, plans_dir, share, speed, scenario, seed, fresh }) => {
             let runtime = runtime()?;
-            let mut setups = runtime.block_on(fleet::from_files(&plans, scenario.as_deref(), seed))?;
+            let (mut setups, reload, removed) = serve_plans(plans, plans_dir, scenario.as_deref(), seed)?;
             let config = Config::load(&flightdeck::paths::config_dir()).map_err(BadInput)?;
             fleet::mark_production(&mut setups, &config.production_contexts);
             let options = engine_options(&setups, speed, fresh, StopWhen::Never);
-            let listeners = listeners(&share, &config)?;
+            let mut listeners = listeners(&share, &config)?;
+            (listeners.service.reload, listeners.service.removed) = (Some(reload), removed);
             let socket = share.socket.unwrap_or_else(flightdeck::paths::socket_path);
             let roles = Roles { captains: share.captains, viewers: share.viewers };
             roles.check().map_err(BadInput)?;
@@ -253,6 +254,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let group = share.socket_group.as_deref();
             let serving = flightdeck::share::serve(setups, options, &socket, group, roles, listeners);
             let signo = match runtime.block_on(serving) {
+                // A reload whose config and plans checked out: serve again, in place.
+                Ok(libc::SIGHUP) => return Err(color_eyre::Report::from(serve_again()).wrap_err("reload").into()),
                 Ok(signo) => signo,
                 // Stopped before the rollouts started: the same words and code.
                 Err(e) => Interrupted::signal_in(&e).ok_or(e).map_err(refusal)?,
@@ -420,6 +423,57 @@ fn attach(
     })
 }
 
+/// What `serve` runs: the plan files named, those in `--plans-dir`, and
+/// the unfinished runs of plans removed from it (they go on from their
+/// journals; each is warned about, and its viewers told); what a reload
+/// re-reads.
+#[allow(clippy::type_complexity)]
+fn serve_plans(
+    files: Vec<std::path::PathBuf>,
+    dir: Option<std::path::PathBuf>,
+    scenario: Option<&str>,
+    seed: u64,
+) -> Result<(Vec<RolloutSetup>, flightdeck::service::plans::Reload, Vec<(String, String)>), Failure> {
+    use flightdeck::service::plans;
+    let reload = plans::Reload {
+        files,
+        dir,
+        config_dir: flightdeck::paths::config_dir(),
+        journal_dir: flightdeck::paths::journal_dir(),
+    };
+    let files = reload.plan_files().map_err(|e| BadInput(format!("--plans-dir: {e}")))?;
+    let runtime = runtime()?;
+    let mut setups = runtime.block_on(fleet::from_files(&files, scenario, seed))?;
+    let mut removed = Vec::new();
+    for run in reload.removed_mid_way(&files) {
+        let reason = plans::removed_reason(&run);
+        tell(format_args!("warning: {reason}"));
+        let plan = flightdeck_core::Plan::parse(&run.plan_file, &run.plan_text).map_err(|e| BadInput(e.to_string()))?;
+        // The run's own scenario and seed, as its journal holds them.
+        let (scenario, seed) = match &run.sim {
+            Some(sim) => {
+                (Some(sim.scenario.parse().map_err(|e| BadInput(format!("{}: {e}", run.plan_file)))?), sim.seed)
+            }
+            None => (None, seed),
+        };
+        setups.push(runtime.block_on(fleet::setup(plan, &run.plan_file, run.plan_text, scenario, seed))?);
+        removed.push((run.rollout.id, reason));
+    }
+    Ok((setups, reload, removed))
+}
+
+/// `serve` again in this process (a checked reload): the same arguments but
+/// `--fresh` (the rollouts resume from their journals). Returns only if it
+/// could not.
+fn serve_again() -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let args = std::env::args_os().skip(1).filter(|a| a != "--fresh");
+    match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe).args(args).exec(),
+        Err(e) => e,
+    }
+}
+
 /// The SSH listener's options, `--http` and the `[[notify]]` destinations;
 /// authorized keys and notification secrets are read here so a bad line or
 /// a missing secret stops the server (exit 2) before anything starts.
@@ -444,6 +498,8 @@ fn listeners(share: &flightdeck::cli::ShareOptions, config: &Config) -> Result<f
             renew_deadline: share.lease.lease_renew_deadline,
             retry_period: share.lease.lease_retry_period,
         }),
+        reload: None,
+        removed: Vec::new(),
     };
     #[cfg(feature = "ssh")]
     if let (Some(listen), Some(keys)) = (&share.ssh, &share.authorized_keys) {

@@ -469,7 +469,14 @@ fn the_deployment_files_hold_what_a_cluster_and_a_host_need() {
     assert_eq!(binding["subjects"][0]["name"], account);
 
     let unit = std::fs::read_to_string(root.join("systemd/flightdeck.service")).unwrap();
-    for line in ["Type=simple", "Restart=on-failure", "User=flightdeck", "StateDirectory=flightdeck", "ExecStart="] {
+    for line in [
+        "Type=simple",
+        "Restart=on-failure",
+        "User=flightdeck",
+        "StateDirectory=flightdeck",
+        "ExecStart=",
+        "ExecReload=",
+    ] {
         assert!(unit.lines().any(|l| l.starts_with(line)), "the unit has no {line}");
     }
     let containerfile = std::fs::read_to_string(root.join("container/Containerfile")).unwrap();

@@ -13,6 +13,7 @@ pub mod health;
 pub mod lease;
 pub mod metrics;
 pub mod notify;
+pub mod plans;
 
 use crate::protocol::{inert, Output, Snapshot};
 use crate::share::hub::Hub;
@@ -38,6 +39,10 @@ pub struct ServiceOptions {
     /// `--leader-elect`: drive only while holding this Lease.
     #[cfg(feature = "k8s")]
     pub lease: Option<lease::LeaseOptions>,
+    /// What SIGHUP (and a change in `--plans-dir`) re-reads.
+    pub reload: Option<plans::Reload>,
+    /// Rollouts whose plan files were removed mid-way, and why they go on.
+    pub removed: Vec<(String, String)>,
 }
 
 /// What the HTTP endpoints read: the engine, once it has started.
@@ -132,6 +137,8 @@ pub struct Service {
     lease: Option<lease::LeaseOptions>,
     /// The renewing task, and what stops it (releasing the Lease).
     keeper: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+    reload: Option<plans::Reload>,
+    removed: Vec<(String, String)>,
 }
 
 /// What `--leader-elect` holds: [`Leadership::lost`] ends when the Lease is
@@ -177,6 +184,8 @@ impl Service {
             #[cfg(feature = "k8s")]
             lease: options.lease,
             keeper: None,
+            reload: options.reload,
+            removed: options.removed,
         })
     }
 
@@ -238,6 +247,11 @@ impl Service {
     /// Follows the started engine: its snapshots, and the events its hub broadcasts.
     pub fn follow(&mut self, snapshots: watch::Receiver<Snapshot>, hub: Arc<Hub>) -> Result<(), String> {
         let events = hub.events();
+        // Plans removed mid-way: their viewers are told why the rollout goes on.
+        let at = snapshots.borrow().at;
+        for (rollout, message) in std::mem::take(&mut self.removed) {
+            hub.tell(Output::Notice { rollout, at, level: "warning".into(), message });
+        }
         let _ = self.shared.engine.set(Sources { snapshots: snapshots.clone(), hub });
         #[cfg(feature = "notify")]
         let notifier = match self.sinks.is_empty() {
@@ -250,6 +264,43 @@ impl Service {
         let task = tokio::spawn(follow(events, snapshots, self.shared.counters.clone(), notifier, stop));
         self.follower = Some((task, stop_tx));
         Ok(())
+    }
+
+    /// Waits for what stops serve: a signal (its number), or a reload
+    /// (SIGHUP, or a change in `--plans-dir`) whose config and plans all
+    /// check out (`SIGHUP`). A reload that does not check out is said,
+    /// with every `file:line`, and nothing changes.
+    pub async fn next_stop(&mut self, signals: &mut crate::signals::Signals) -> i32 {
+        let Some(reload) = self.reload.clone() else { return signals.next().await };
+        let mut seen = reload.dir.as_deref().map(|d| plans::listing(d).unwrap_or_default());
+        loop {
+            let why = tokio::select! {
+                signo = signals.next() => match signo {
+                    libc::SIGHUP => "SIGHUP",
+                    other => return other,
+                },
+                () = tokio::time::sleep(plans::WATCH_EVERY), if seen.is_some() => {
+                    let dir = reload.dir.as_deref().expect("watched");
+                    let now = plans::listing(dir).unwrap_or_default();
+                    if seen.as_ref() == Some(&now) {
+                        continue;
+                    }
+                    seen = Some(now);
+                    "the plans directory changed"
+                }
+            };
+            match reload.check() {
+                Ok(n) => {
+                    tracing::info!("{why}: reloading {n} plans");
+                    say(format_args!("flightdeck: {why}: reloading the config and {n} plans"));
+                    return libc::SIGHUP;
+                }
+                Err(problems) => {
+                    tracing::warn!("{why}: reload refused: {problems}");
+                    say(format_args!("flightdeck: {why}: reload refused, nothing changed:\n{problems}"));
+                }
+            }
+        }
     }
 
     /// Stops: queued notifications get [`SHUTDOWN_GRACE`] to go out.

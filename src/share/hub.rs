@@ -153,7 +153,7 @@ impl Hub {
         s.rollouts.iter().find(|h| h.rollout.id == id).map(|h| h.newest)
     }
 
-    fn tell(&self, out: Output) {
+    pub(crate) fn tell(&self, out: Output) {
         {
             let mut s = self.state.lock().expect("hub state");
             if s.history.len() >= HISTORY {

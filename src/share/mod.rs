@@ -88,7 +88,7 @@ pub async fn serve(
         }
     };
     let stopping = async {
-        let signo = signals.next().await;
+        let signo = service.next_stop(&mut signals).await;
         // While the listeners still run: SSH clients get their terminals back.
         #[cfg(feature = "ssh")]
         if let Some(stop) = &ssh_stop {

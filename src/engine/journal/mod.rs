@@ -504,6 +504,45 @@ fn replay_checked(
     Ok(rollout)
 }
 
+/// A run a journal holds that has not finished, and the plan it was written for.
+#[derive(Debug)]
+pub struct Unfinished {
+    pub plan_file: String,
+    pub plan_text: String,
+    /// The simulator's scenario and seed, for a simulated run.
+    pub sim: Option<SimRun>,
+    pub rollout: Rollout,
+}
+
+/// The unfinished runs of the journals in `dir` whose plan file `keep`
+/// says to look at (set-aside journals, finished runs, and journals that
+/// do not verify are left out: a resume says what is wrong with those).
+pub fn unfinished(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<Unfinished> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".jsonl") else { continue };
+        // `<stem>.<wall ms>.jsonl` was set aside by --fresh.
+        if stem.rsplit_once('.').is_some_and(|(_, ms)| ms.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Some(header) = header_of(&path).filter(|h| keep(&h.plan_file)) else { continue };
+        match verify(&path) {
+            Ok(v) if !v.rollout.phase.is_finished() => found.push(Unfinished {
+                plan_file: header.plan_file,
+                plan_text: header.plan,
+                sim: header.sim,
+                rollout: v.rollout,
+            }),
+            _ => {}
+        }
+    }
+    found.sort_by(|a, b| a.plan_file.cmp(&b.plan_file));
+    found
+}
+
 /// What `flightdeck journal verify` found in a sound journal.
 #[derive(Debug)]
 pub struct Verified {
