@@ -424,6 +424,7 @@ struct ReleaseTask {
 
 impl ReleaseTask {
     async fn run(mut self, mut p: DriverParts) {
+        self.publish(&p);
         let now = p.clock.now();
         if self.resumed_at.is_some() {
             let waves = self.release.spec.waves.len();
@@ -569,6 +570,7 @@ impl ReleaseTask {
         let before = self.release.phase.label();
         self.release = next;
         *self.outcome.lock().expect("outcome lock") = Some(self.release.clone());
+        self.publish(p);
         if before != self.release.phase.label() {
             let message =
                 format!("release {} → {}: {}", before, self.release.phase.label(), self.release.waits_for(at));
@@ -611,6 +613,15 @@ impl ReleaseTask {
                 }
             }
         }
+    }
+
+    /// The release's state in the snapshot viewers draw (replacing its last).
+    fn publish(&self, p: &DriverParts) {
+        let release = Arc::new(self.release.clone());
+        p.publish.send_modify(|s| match s.releases.iter_mut().find(|r| r.spec.name == release.spec.name) {
+            Some(slot) => *slot = release,
+            None => s.releases.push(release),
+        });
     }
 
     async fn say(&self, p: &DriverParts, level: &str, message: String, at: Timestamp) {

@@ -284,3 +284,29 @@ fn the_demo_release_halts_when_its_bad_region_rolls_back() {
     // The demo fleet runs beside it as before.
     assert!(ev.iter().any(|e| e["rollout"] == "prod-eu-1/payments"));
 }
+
+/// The engine publishes the release's state in its snapshots beside the
+/// rollouts (the cockpit's releases pane draws it), and its driver ends
+/// once a headless release is finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_publishes_the_release_in_its_snapshots() {
+    use flightdeck::clock::Clock;
+    use flightdeck::engine::{Engine, EngineOptions, StopWhen};
+    use flightdeck_core::release::ReleasePhase;
+    let mut run = flightdeck::release::demo(1).await.unwrap();
+    let setups = std::mem::take(&mut run.setups);
+    let clock = Clock::scaled(flightdeck_core::Timestamp(0), 3000.0);
+    let options = EngineOptions { clock, journal_dir: None, fresh: true, stop_when: StopWhen::Unattended };
+    let (drivers, outcome) = flightdeck::release::drivers(Some(&run), &options).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let engine = Engine::start_with(setups, options, tx, drivers).unwrap();
+    let snapshots = engine.subscribe();
+    tokio::time::timeout(std::time::Duration::from_secs(60), engine.wait()).await.expect("the run ends");
+    let snapshot = snapshots.borrow().clone();
+    assert_eq!(snapshot.releases.len(), 1);
+    let published = &snapshot.releases[0];
+    let ReleasePhase::Halted { region, .. } = &published.phase else { panic!("{:?}", published.phase) };
+    assert_eq!(region, "eu-central-1");
+    assert_eq!(outcome.lock().unwrap().as_ref(), Some(published.as_ref()));
+}

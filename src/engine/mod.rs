@@ -145,6 +145,8 @@ pub struct DriverParts {
     pub clock: Clock,
     pub sink: mpsc::Sender<Output>,
     pub stop_when: StopWhen,
+    /// Where the driver publishes its own state for viewers.
+    pub publish: Arc<watch::Sender<Snapshot>>,
 }
 
 /// A signal (SIGTERM, SIGINT …) came before the rollouts started: none
@@ -279,6 +281,7 @@ impl Engine {
             speed: clock.speed(),
             rollouts: opened.iter().map(|(_, o)| Arc::new(o.1.clone())).collect(),
             attached: Vec::new(),
+            releases: Vec::new(),
         };
         let (snap_tx, snap_rx) = watch::channel(initial);
         let snap_tx = Arc::new(snap_tx);
@@ -328,6 +331,7 @@ impl Engine {
                 clock,
                 sink: sink.clone(),
                 stop_when: options.stop_when,
+                publish: snap_tx.clone(),
             };
             tasks.spawn((driver.run)(parts));
         }

@@ -153,11 +153,21 @@ pub struct Snapshot {
     /// Who is attached (a shared engine fills it in).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached: Vec<Peer>,
+    /// Releases across regions running beside the rollouts (`crate::release`);
+    /// absent for older engines and clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<Arc<flightdeck_core::release::Release>>,
 }
 
 impl Default for Snapshot {
     fn default() -> Snapshot {
-        Snapshot { at: Timestamp::default(), speed: real_time(), rollouts: Vec::new(), attached: Vec::new() }
+        Snapshot {
+            at: Timestamp::default(),
+            speed: real_time(),
+            rollouts: Vec::new(),
+            attached: Vec::new(),
+            releases: Vec::new(),
+        }
     }
 }
 

@@ -175,6 +175,7 @@ impl Hub {
             speed: s.speed,
             rollouts: Vec::new(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
+            releases: Vec::new(),
         };
         let history = s.history.iter().cloned().collect();
         let mut messages = vec![ServerMessage::Full { snapshot, history, follow: s.rollouts.len() }];
@@ -200,6 +201,7 @@ impl Hub {
             speed: s.speed,
             rollouts: s.rollouts.iter().map(|h| Arc::new(wire::for_viewers(&h.rollout))).collect(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
+            releases: Vec::new(),
         }
     }
 

@@ -61,6 +61,9 @@ pub fn render(f: &mut Frame, app: &mut App) {
             _ => 26,
         };
         let [list, detail] = Layout::horizontal([Constraint::Length(list_width), Constraint::Min(0)]).areas(body);
+        let releases = Constraint::Length(super::release::height(app, list));
+        let [releases, list] = Layout::vertical([releases, Constraint::Min(0)]).areas(list);
+        super::release::draw(f, releases, app);
         panes::rollouts(f, list, app);
         if let Some(r) = &selected {
             detail_panes(f, detail, app, r, false);
