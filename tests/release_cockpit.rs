@@ -124,3 +124,31 @@ fn a_halted_release_names_the_region_and_the_waves_that_never_start() {
         assert!(s.contains(want), "{want:?} missing:\n{s}");
     }
 }
+
+/// The palette sends a command to a release it names, for the wave the
+/// cockpit shows live; a name that is a rollout's stays the rollout's.
+#[test]
+fn the_palette_sends_release_commands_for_the_live_wave() {
+    let r = Release::new(spec());
+    let (r, _) = step(&r, ReleaseEvent::Start, t(0));
+    let (r, _) =
+        step(&r, ReleaseEvent::Rollout { rollout: "us-east-1/storefront".into(), state: MemberState::Promoted }, t(20));
+    let snapshot = Snapshot {
+        at: t(22),
+        rollouts: vec![Arc::new(rollout("us-east-1", Phase::Promoted { at: t(20) }, 100))],
+        releases: vec![Arc::new(r)],
+        ..Snapshot::default()
+    };
+    let (theme, themes, keymap) = flightdeck::preview::shipped_look("default");
+    let mut app = App::new(snapshot, theme, themes, keymap, Actor::new("alice"));
+    for line in ["promote release/storefront-4.1", "promote storefront-4.1"] {
+        let sent = app.run_palette(line);
+        assert_eq!(sent.len(), 1, "{line}");
+        assert_eq!(sent[0].rollout, "release/storefront-4.1");
+        assert_eq!(sent[0].command, flightdeck_core::rollout::Command::Promote);
+        assert_eq!(sent[0].expected_stage, 0, "the live wave, 0-based");
+    }
+    // `storefront` is the rollout's plan name: the rollout's command, not the release's.
+    let sent = app.run_palette("pause storefront");
+    assert!(sent.iter().all(|s| s.rollout == "us-east-1/storefront"), "{sent:?}");
+}

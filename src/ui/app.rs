@@ -898,6 +898,9 @@ impl App {
         let line = line.trim();
         let (word, rest) = line.split_once(' ').map_or((line, ""), |(w, r)| (w, r.trim()));
         if let Some(command) = palette_command(word) {
+            if let Some(request) = super::release::palette_request(self, &command, rest) {
+                return vec![request];
+            }
             let target = if rest.is_empty() {
                 self.selected.clone().ok_or("no rollout selected".into())
             } else {

@@ -9,9 +9,10 @@ use super::app::App;
 use super::panes::{block, phase_look};
 use super::text::{cut, fit, wrap};
 use super::theme::Theme;
+use crate::protocol::CommandRequest;
 use flightdeck_core::analysis::Verdict;
 use flightdeck_core::release::{Release, ReleasePhase};
-use flightdeck_core::rollout::Rollout;
+use flightdeck_core::rollout::{Command, Rollout};
 use flightdeck_core::time::{countdown, Timestamp};
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -148,4 +149,29 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let lines: Vec<Line> =
         all_lines(app, inner.width).into_iter().take(inner.height as usize).map(|l| fit(l, inner.width)).collect();
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A palette line that names a release (`promote release/storefront-4.1`,
+/// or `promote storefront-4.1` when no rollout goes by that name): the
+/// command for the release, for the wave this cockpit shows live (a
+/// promote for a wave that has moved on is refused as stale). The line
+/// names the release in full, as a typed name confirms in production;
+/// the release takes pause, resume, promote and abort and refuses the
+/// rest with the reason. `None` when `name` names no release.
+pub fn palette_request(app: &App, command: &Command, name: &str) -> Option<CommandRequest> {
+    let name = name.trim();
+    let bare = name.strip_prefix("release/").unwrap_or(name);
+    let named_rollout = app.view.rollouts.iter().any(|r| r.id == name || r.plan().name == name);
+    if name.is_empty() || (bare == name && named_rollout) {
+        return None;
+    }
+    let release = app.view.releases.iter().find(|r| r.name() == bare)?;
+    Some(CommandRequest {
+        rollout: crate::release::id_of(release.name()),
+        actor: app.actor.clone(),
+        command: command.clone(),
+        expected_stage: release.wave,
+        expected_revision: String::new(),
+        expected_step: None,
+    })
 }
