@@ -504,3 +504,53 @@ fn a_shared_incident_on_a_young_baseline_is_not_the_canarys_fault() {
         }
     }
 }
+
+/// Real errors come in bursts: a canary exactly on the margin (stable's
+/// 0.5 % + 1 pp on average) whose rate swings from window to window (a bad
+/// pod, a retry storm: ±100 % per window, a design effect of ~5 on 300
+/// requests) is not rolled back more often than α allows, because the
+/// windows' design effect widens its bound; the same bound on the raw
+/// counts, as if requests were independent, would have rolled back many.
+/// A steady canary 3.5 pp past the margin is still caught.
+#[test]
+fn bursty_errors_on_the_margin_are_not_a_regression() {
+    use flightdeck_core::analysis::confidence::{lower_bound, upper_bound};
+    let config = AnalysisConfig::default();
+    let mut traffic = Traffic(77);
+    let (mut failed, mut naive_failed) = (0, 0);
+    for _ in 0..40 {
+        let mut evidence = Evidence::default();
+        let (mut canary, mut stable) = ((0.0, 0.0), (0.0, 0.0));
+        let mut naive = false;
+        for window in 0..120 {
+            let rate = (0.015 * (1.0 + traffic.normal())).max(0.0);
+            let s = sample(MIN, errors_only(&mut traffic, 5_700, 0.005), errors_only(&mut traffic, 300, rate));
+            let (sw, cw) = (s.stable.as_ref().unwrap(), s.canary.as_ref().unwrap());
+            stable = (stable.0 + sw.errors as f64, stable.1 + sw.requests as f64);
+            canary = (canary.0 + cw.errors as f64, canary.1 + cw.requests as f64);
+            // The same union bound, counts taken as independent requests.
+            naive |= lower_bound(canary.0, canary.1, 0.0044) > upper_bound(stable.0, stable.1, 0.0011) + 0.01;
+            let verdict = evidence.observe(&config, &s);
+            if verdict.label() == "fail" {
+                failed += 1;
+                eprintln!("failed at window {window}: {}", verdict.summary());
+                break;
+            }
+        }
+        naive_failed += usize::from(naive);
+    }
+    assert!(failed <= 1, "{failed} of 40 bursty canaries on the margin rolled back");
+    assert!(naive_failed >= 5, "without the design effect {naive_failed} of 40 would have been");
+    let mut evidence = Evidence::default();
+    let caught = (0..30).any(|_| {
+        let s = sample(MIN, errors_only(&mut traffic, 5_700, 0.005), errors_only(&mut traffic, 300, 0.05));
+        evidence.observe(&config, &s).label() == "fail"
+    });
+    assert!(caught, "a steady +4.5 pp canary within 30 windows");
+}
+
+/// Errors only (no latency): enough for the error rows.
+fn errors_only(traffic: &mut Traffic, n: u64, p: f64) -> VersionWindow {
+    let errors = (0..n).filter(|_| traffic.uniform() < p).count() as u64;
+    VersionWindow { requests: n, errors, ..VersionWindow::default() }
+}

@@ -28,7 +28,10 @@
 //! (Rao & Scott, "The analysis of categorical data from complex sample
 //! surveys", JASA 1981): φ is Pearson's χ² of the per-window counts over its
 //! degrees of freedom, windows being the independent units, shrunk towards 1
-//! by [`PRIOR_WINDOWS`] windows and never below 1. Binomial traffic keeps φ
+//! by [`PRIOR_WINDOWS`] windows and never below 1; before [`MIN_WINDOWS`]
+//! windows it is [`YOUNG_PHI`]. What stays out of reach: a canary whose
+//! first few windows are all bursts looks like a regression, as it would to
+//! anyone reading those windows. Binomial traffic keeps φ
 //! near 1 and pays almost nothing; bursty traffic widens the bounds by √φ,
 //! as a quasi-binomial model does.
 
@@ -41,6 +44,12 @@ const ODDS_STEP: f64 = 1.3;
 const ODDS_STEPS: i32 = 16;
 /// Windows of binomial dispersion the estimate of φ starts from.
 pub const PRIOR_WINDOWS: f64 = 10.0;
+/// Windows are the units: fewer than this cannot show how bursty errors
+/// are, so until then they count as bursty as a canary on a handful of pods
+/// ([`YOUNG_PHI`]: a quarter of the evidence). A blatant regression is still
+/// caught in its first window; one burst is not taken for one.
+pub const MIN_WINDOWS: u64 = 3;
+pub const YOUNG_PHI: f64 = 4.0;
 
 /// One version's error counts over some windows, with the sum Pearson's
 /// dispersion statistic needs.
@@ -68,9 +77,12 @@ impl Tally {
 
     /// The design effect φ ≥ 1: Pearson's χ² of the windows' counts against
     /// the pooled rate over its k − 1 degrees of freedom, shrunk towards 1
-    /// by [`PRIOR_WINDOWS`].
+    /// by [`PRIOR_WINDOWS`]; [`YOUNG_PHI`] before [`MIN_WINDOWS`] windows.
     pub fn dispersion(&self) -> f64 {
-        if self.windows < 2 || self.errors <= 0.0 || self.errors >= self.requests {
+        if self.windows < MIN_WINDOWS {
+            return YOUNG_PHI;
+        }
+        if self.errors <= 0.0 || self.errors >= self.requests {
             return 1.0;
         }
         let p = self.errors / self.requests;
@@ -79,8 +91,11 @@ impl Tally {
         ((chi2 + PRIOR_WINDOWS) / (self.windows as f64 - 1.0 + PRIOR_WINDOWS)).max(1.0)
     }
 
-    /// Effective (errors, requests) at design effect `phi`.
+    /// Effective (errors, requests) at design effect `phi`: none at all at φ = ∞.
     pub fn effective(&self, phi: f64) -> (f64, f64) {
+        if phi.is_infinite() {
+            return (0.0, 0.0);
+        }
         let phi = phi.max(1.0);
         (self.errors / phi, self.requests / phi)
     }
@@ -266,6 +281,11 @@ mod tests {
             bursty.add(if i % 4 == 0 { 40 } else { 0 }, 1_000);
         }
         assert_eq!(even.dispersion(), 1.0);
+        let mut young = Tally::default();
+        young.add(40, 1_000);
+        young.add(0, 1_000);
+        assert_eq!(young.dispersion(), YOUNG_PHI, "two windows cannot show a burst");
+        assert_eq!(young.effective(young.dispersion()), (10.0, 500.0));
         // 10 per window on average, all in one window of four: χ² ≈ 30 per window.
         assert!(bursty.dispersion() > 15.0, "{}", bursty.dispersion());
         let (x, n) = bursty.effective(bursty.dispersion());

@@ -247,7 +247,7 @@ impl Evidence {
         let now = StableNow { counts: (stable.errors.min(stable.requests), stable.requests), latency: &stable_latency };
         // The error ceiling's counts are divided by the design effect seen
         // so far (the windows before this one), as the margin's are.
-        let phi = self.canary_dispersion();
+        let phi = Some(self.canary_dispersion()).filter(|p| p.is_finite()).unwrap_or(1.0);
         self.errors.stable.add(stable.errors, stable.requests);
         self.errors.canary.add(canary.errors, canary.requests);
         self.errors.stage.add(canary.errors, canary.requests);
@@ -744,7 +744,8 @@ impl Evidence {
     /// `None` when it sits at or above the limit.
     fn error_trials_to_pass(&self, config: &AnalysisConfig) -> Option<f64> {
         let limit = self.pass_limit(config)?;
-        let phi = self.canary_dispersion();
+        // Before the design effect can be seen, estimate as if binomial.
+        let phi = Some(self.canary_dispersion()).filter(|p| p.is_finite()).unwrap_or(1.0);
         let stage = &self.errors.stage;
         let rate = stage.rate()?;
         let per_trial = stats::bernoulli_kl(rate, limit) / phi;
