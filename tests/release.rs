@@ -310,3 +310,55 @@ async fn the_engine_publishes_the_release_in_its_snapshots() {
     assert_eq!(region, "eu-central-1");
     assert_eq!(outcome.lock().unwrap().as_ref(), Some(published.as_ref()));
 }
+
+/// Headless, a wave that waits for an approval nobody gives within
+/// --unattended-wait ends the run (exit 1): no later wave starts, and the
+/// run says so and how to resume.
+#[test]
+fn a_headless_approval_nobody_gives_ends_the_run_with_later_waves_never_started() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("checkout.toml"), plan("checkout", "healthy")).unwrap();
+    let release = data.path().join("release.toml");
+    std::fs::write(
+        &release,
+        "[release]\nname = \"gated\"\n\n[[waves]]\n[[waves.rollouts]]\nplan = \"checkout.toml\"\nregions = [\"us-east-1\"]\n\n\
+         [[waves]]\napproval = true\n[[waves.rollouts]]\nplan = \"checkout.toml\"\nregions = [\"eu-west-1\"]\n",
+    )
+    .unwrap();
+    let path = release.to_str().unwrap();
+    let args = ["run", path, "--headless", "--speed", "3000", "--unattended-wait", "5m"];
+    let out = flightdeck(data.path(), &args);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("nobody acted within 5m while the release is awaiting approval"), "{stdout}");
+    assert!(!stdout.contains("eu-west-1/checkout: started"), "{stdout}");
+    assert!(stderr.contains("release gated: awaiting approval"), "{stderr}");
+    assert!(stderr.contains("never started: eu-west-1/checkout"), "{stderr}");
+}
+
+/// A release journal is resumed only by the release file it was written
+/// for: another text is refused (exit 2) with the way out, and nothing runs.
+#[test]
+fn a_release_journal_of_another_release_text_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("checkout.toml"), plan("checkout", "healthy")).unwrap();
+    let release = data.path().join("release.toml");
+    let text = "[release]\nname = \"gated\"\n\n[[waves]]\n[[waves.rollouts]]\nplan = \"checkout.toml\"\n\
+                regions = [\"us-east-1\"]\n\n[[waves]]\napproval = true\n[[waves.rollouts]]\nplan = \"checkout.toml\"\n\
+                regions = [\"eu-west-1\"]\n";
+    std::fs::write(&release, text).unwrap();
+    let path = release.to_str().unwrap();
+    // The first run ends at the approval: nobody comes within its unattended wait of 1s.
+    let args = ["run", path, "--headless", "--speed", "3000", "--unattended-wait", "1s"];
+    assert_eq!(flightdeck(data.path(), &args).status.code(), Some(1));
+    std::fs::write(&release, text.replace("approval = true", "approval = true\nbake = \"1m\"")).unwrap();
+    let out = flightdeck(data.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(":1: written for a different release file than"), "{stderr}");
+    assert!(stderr.contains("run with --fresh to start over"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&out.stdout));
+    let mut fresh = args.to_vec();
+    fresh.push("--fresh");
+    assert_eq!(flightdeck(data.path(), &fresh).status.code(), Some(1), "--fresh starts over");
+}
