@@ -44,6 +44,15 @@ impl Clock {
         Duration::from_secs_f64((real_ms.ceil() + 1.0).min(1e15) / 1000.0)
     }
 
+    /// Where a simulated clock began (the run's start, or the journaled
+    /// time a resumed simulation continues from); `None` on the wall clock.
+    pub fn origin(&self) -> Option<Timestamp> {
+        match *self {
+            Clock::Wall => None,
+            Clock::Scaled { origin, .. } => Some(origin),
+        }
+    }
+
     /// How fast this clock runs against real time.
     pub fn speed(&self) -> f64 {
         match *self {

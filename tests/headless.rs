@@ -135,7 +135,8 @@ fn with_unattended_hold_a_paused_run_exits_1_and_says_the_canary_is_left_undrive
 }
 
 /// The lab's story on the simulator: a canary with 12 % errors (against a
-/// margin of 8 points, so the evidence takes a while) pauses with no
+/// margin of 8 points, on a quiet service: 120 canary requests a window,
+/// so the evidence takes a while) pauses with no
 /// decision after its bake; the paused canary is still analysed, and the
 /// failing window that comes rolls it back. Before, the run ended at the
 /// pause with the bad canary at 10 %.
@@ -146,7 +147,7 @@ fn a_bad_canary_paused_in_a_headless_run_is_still_rolled_back_by_a_later_failing
     std::fs::write(
         &plan,
         "[rollout]\nname = \"orders\"\nstable = \"v1\"\ncanary = \"v2\"\n\n\
-         [target]\nbackend = \"sim\"\ngroup = \"sim-lab\"\nscenario = \"bad-canary\"\n\n\
+         [target]\nbackend = \"sim\"\ngroup = \"sim-lab\"\nscenario = \"bad-canary\"\nrps = 20\nprobe_rps = 0\n\n\
          [strategy]\nkind = \"canary\"\nstages = [{ weight = 10, bake = \"1m\" }, { weight = 100, bake = \"0s\" }]\n\n\
          [analysis]\ninterval = \"1m\"\nmax_error_increase_pp = 8.0\nmax_error_rate_pct = 60.0\ninconclusive_limit = 1\n",
     )
@@ -686,4 +687,65 @@ fn check_reports_every_refused_plan_not_only_the_first() {
     assert!(stderr.contains("tests/invalid_plans/unknown-analysis-key.toml:8:1: analysis.intervall"), "{stderr}");
     assert!(stderr.contains("tests/invalid_plans/alpha-too-high.toml:7:9: analysis.alpha"), "{stderr}");
     assert!(stderr.trim_end().ends_with("2 of 3 plans refused"), "{stderr}");
+}
+
+/// The journals of a run with every wall-clock field left out, by file
+/// name: what was decided, when in the run's time, in what order.
+fn journals_without_wall_times(data: &Path) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(data.join("journal")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let records = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut record: Value = serde_json::from_str(l).unwrap();
+                if let Some(map) = record.as_object_mut() {
+                    map.retain(|k, _| !k.contains("wall"));
+                }
+                record
+            })
+            .collect();
+        out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), records);
+    }
+    out
+}
+
+/// The README promises the same decisions at any speed: the demo fleet,
+/// one seed, five speeds from 600× to a million times, gives the same
+/// journals (apart from wall-clock times) and the same exit code.
+#[test]
+fn a_simulated_run_is_the_same_run_at_any_speed() {
+    let speeds = ["600", "3000", "6000", "60000", "1000000"];
+    let runs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = speeds
+            .iter()
+            .map(|speed| {
+                s.spawn(move || {
+                    let data = tempfile::tempdir().unwrap();
+                    let out = flightdeck(data.path(), &["demo", "--headless", "--seed", "1", "--speed", speed]);
+                    (out.status.code(), journals_without_wall_times(data.path()))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (code, journals) = &runs[0];
+    assert_eq!(journals.len(), 6, "one journal per demo rollout: {:?}", journals.keys());
+    for (speed, (other_code, other)) in speeds.iter().zip(&runs).skip(1) {
+        assert_eq!(other_code, code, "exit code at {speed}×");
+        for (name, records) in journals {
+            let theirs = &other[name];
+            let first_difference = records.iter().zip(theirs).position(|(a, b)| a != b);
+            assert!(
+                first_difference.is_none() && records.len() == theirs.len(),
+                "{name} at {speed}× differs from 600× at record {first_difference:?}: {:?} vs {:?}",
+                first_difference.map(|i| &records[i]),
+                first_difference.map(|i| &theirs[i]),
+            );
+        }
+    }
 }

@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use flightdeck_core::plan::params::Param;
 use flightdeck_core::plan::{BackendKind, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
+use flightdeck_core::time::Timestamp;
 
 /// A backend call that did not work, in words the cockpit can show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +93,10 @@ pub trait Backend: Send + Sync {
     /// resumed simulation continues from its journaled time). Real systems
     /// keep their own time; the simulator lives on this one.
     fn run_on(&self, _clock: Clock) {}
+    /// The run's time the next effects are carried out at. A simulator's
+    /// outage is a time of the run, so it reads this rather than a clock
+    /// that races ahead of the run at high speed; real systems ignore it.
+    fn effects_at(&self, _at: Timestamp) {}
     /// What decides a simulated run besides its plan; the journal keeps it
     /// so that a resume under another scenario or seed is refused. `None`
     /// for real systems.

@@ -82,13 +82,20 @@ impl RolloutTask {
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<super::Order>) {
+        let held = self.p.hold.is_some();
         if let Some(hold) = self.p.hold.take() {
             if self.p.rollout.phase == Phase::Pending && !self.wait_for_release(hold, &mut commands).await {
                 return;
             }
         }
-        self.announce().await;
-        let now = self.now();
+        // A fresh simulated rollout starts when its run does, not when its
+        // task got going: at 6,000× a tenth of a second would be ten
+        // simulated minutes, and the run would depend on the machine.
+        let now = match self.p.clock.origin() {
+            Some(origin) if self.p.resumed_at.is_none() && !held => origin,
+            _ => self.now(),
+        };
+        self.announce(now).await;
         self.started_at = now;
         if self.p.resumed_at.is_some() {
             // A fresh backend process knows nothing: bring it to the journaled state.
@@ -110,7 +117,11 @@ impl RolloutTask {
         self.ticked_at = now;
         let mut open = true;
         loop {
-            self.unattended(self.now()).await;
+            // Not past a window or core tick still to be processed: the
+            // policy acts in the run's order, not before what came first.
+            let core = self.p.rollout.next_tick_at().filter(|t| *t > self.ticked_at);
+            let first_pending = core.map_or(self.next_window, |t| t.min(self.next_window));
+            self.unattended(self.now().min(first_pending)).await;
             if self.should_stop() {
                 break;
             }
@@ -129,8 +140,10 @@ impl RolloutTask {
         }
         if self.p.stop_when.unattended().is_some() && self.halted.is_none() {
             // Nobody drives it from here on: read back where its traffic is
-            // left, for the run's last words (and the journal).
-            let now = self.now();
+            // left, for the run's last words (and the journal). A
+            // simulation reads it as of its last event: its clock has raced
+            // on meanwhile, by how much depends on the machine.
+            let now = if self.p.clock.origin().is_some() { self.last_at } else { self.now() };
             let event = match self.p.setup.backend.observe().await {
                 Ok(o) => Event::Observation(o),
                 Err(e) => Event::ObserveFailed { error: e.to_string() },
@@ -156,7 +169,10 @@ impl RolloutTask {
                 super::Hold::Never => return false,
                 super::Hold::Wait => {}
             }
+            // Biased: a release tells a rollout to start before it sends it
+            // anything, so a command never overtakes the start it follows.
             tokio::select! {
+                biased;
                 changed = hold.changed() => if changed.is_err() { return false },
                 received = commands.recv() => match received {
                     Some(order) => {
@@ -234,7 +250,9 @@ impl RolloutTask {
                 "waiting for a human; analysis goes on and a failing window still rolls back; \
                  if nobody acts within {wait}, {then}"
             );
-            self.notice("warning", message, self.last_at.max(deadline.min(now))).await;
+            // Said as of when the wait began, whenever this loop got to it.
+            let began = Timestamp(deadline.0.saturating_sub(policy.wait.as_millis() as u64));
+            self.notice("warning", message, began).await;
         }
         if deadline > now {
             return;
@@ -279,11 +297,11 @@ impl RolloutTask {
         self.emit(out).await;
     }
 
-    async fn announce(&mut self) {
+    async fn announce(&mut self, at: Timestamp) {
         let r = &self.p.rollout;
         let out = Output::Started {
             rollout: r.id.clone(),
-            at: self.p.clock.now(),
+            at,
             strategy: r.plan().strategy_name().into(),
             stages: r.stages().iter().map(|s| s.weight).collect(),
             resumed: self.p.resumed_at.is_some(),
@@ -299,23 +317,43 @@ impl RolloutTask {
         }
         let now = self.now();
         let interval = self.p.rollout.plan().analysis.interval;
-        // Every window that ended since the last tick, none skipped, each
-        // after a tick at its end: bake timers see time pass window by
-        // window, so a fast simulation (or a stalled machine) decides on as
-        // many windows as a slow one.
-        while self.next_window <= now && self.halted.is_none() && !self.should_stop() {
-            let end = self.next_window;
-            // Nobody came before this window ended: the policy acts first.
-            self.unattended(end).await;
+        // Everything that came due since the last tick, in time order and
+        // each at its own time: every window's end (none skipped) and every
+        // time the core said a tick may move the rollout (a bake's end). A
+        // fast simulation or a stalled machine then decides on the same
+        // windows, at the same moments, as a slow one: a simulated run is
+        // the same run at any speed.
+        while self.halted.is_none() && !self.should_stop() {
+            let window = Some(self.next_window).filter(|t| *t <= now);
+            let core = self.p.rollout.next_tick_at().filter(|t| *t > self.ticked_at && *t <= now);
+            let (at, window) = match (window, core) {
+                (Some(end), None) => (end, true),
+                (Some(end), Some(t)) if end <= t => (end, true),
+                (_, Some(t)) => (t, false),
+                (None, None) => break,
+            };
+            // Nobody came before this moment: the policy acts first.
+            self.unattended(at).await;
             if self.should_stop() {
                 break;
             }
-            self.next_window = end.plus(interval);
-            self.feed(Event::Tick, end).await;
-            self.analyse(end, interval).await;
+            // A window is judged in the stage that ran during it, before a
+            // bake ending at the same moment moves the rollout on; the core
+            // then acts on its verdict at the window's end.
+            if window {
+                self.next_window = at.plus(interval);
+                self.analyse(at, interval).await;
+            }
+            self.feed(Event::Tick, at).await;
+            self.ticked_at = at;
         }
-        self.feed(Event::Tick, now).await;
-        self.ticked_at = now;
+        // A simulation has had every moment that mattered at its own time;
+        // a tick at the clock's reading, which races on by how much the
+        // machine allows, would only make the run depend on the machine.
+        if self.p.clock.origin().is_none() {
+            self.feed(Event::Tick, now).await;
+            self.ticked_at = now;
+        }
     }
 
     /// One analysis window: budget, backend observation, metrics.
@@ -419,6 +457,7 @@ impl RolloutTask {
                 self.halt(e, at).await;
                 break;
             }
+            self.p.setup.backend.effects_at(at);
             let result = self.execute(effect, at).await;
             let failed = match &result {
                 Event::EffectFailed { effect, .. } | Event::EffectWaiting { effect, .. } => Some(effect.to_string()),

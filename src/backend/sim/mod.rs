@@ -111,6 +111,8 @@ struct World {
     /// The engine's clock, once it runs this simulator (the stuck-backend
     /// window is a time of the run); minute 0 until then.
     clock: Option<Clock>,
+    /// The run's time of the effects being applied, when the engine says.
+    effects_at: Option<Timestamp>,
 }
 
 /// One simulated service; cheap to clone (shared state).
@@ -147,9 +149,11 @@ impl Simulator {
         matches!(self.strategy, Strategy::BlueGreen { .. })
     }
 
-    /// The simulated minute it is now, on the engine's clock.
+    /// The simulated minute effects are applied at: the run's time of
+    /// them, or the engine's clock when nobody said.
     fn minute(&self) -> u64 {
-        self.world().clock.map_or(0, |c| c.now().0 / 60_000)
+        let w = self.world();
+        w.effects_at.or_else(|| w.clock.map(|c| c.now())).map_or(0, |t| t.0 / 60_000)
     }
 
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
@@ -218,6 +222,10 @@ impl Backend for Simulator {
 
     fn run_on(&self, clock: Clock) {
         self.world().clock = Some(clock);
+    }
+
+    fn effects_at(&self, at: Timestamp) {
+        self.world().effects_at = Some(at);
     }
 
     fn simulation(&self) -> Option<SimRun> {
