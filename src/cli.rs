@@ -37,7 +37,7 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1.0, value_parser = positive)]
         speed: f64,
         /// Simulator scenario, overriding the one a `sim` target names.
-        #[arg(long)]
+        #[arg(long, value_parser = Offered(scenario_names))]
         scenario: Option<String>,
         /// Ignore unfinished journals and start over (old journals are kept aside).
         #[arg(long)]
@@ -82,7 +82,7 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1.0, value_parser = positive)]
         speed: f64,
         /// Simulator scenario, overriding the one a `sim` target names.
-        #[arg(long)]
+        #[arg(long, value_parser = Offered(scenario_names))]
         scenario: Option<String>,
         /// Seed for the simulator (same seed, same run).
         #[arg(long, default_value_t = 1)]
@@ -102,10 +102,10 @@ pub enum Cmd {
         #[arg(long = "as", value_name = "NAME")]
         name: Option<String>,
         /// Cockpit theme.
-        #[arg(long)]
+        #[arg(long, value_parser = Offered(theme_names))]
         theme: Option<String>,
-        /// Cockpit keymap (default, vim).
-        #[arg(long)]
+        /// Cockpit keymap: a shipped one or a user keymap.
+        #[arg(long, value_parser = Offered(keymap_names))]
         keymap: Option<String>,
     },
     /// Every command sent to a plan's rollout, applied or refused: when,
@@ -221,11 +221,11 @@ pub struct RunOptions {
     /// Seed for the simulator (same seed, same run).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Cockpit theme (default, light, high-contrast, colorblind, mono, prod, staging, or a user theme).
-    #[arg(long)]
+    /// Cockpit theme: a shipped one or a user theme.
+    #[arg(long, value_parser = Offered(theme_names))]
     pub theme: Option<String>,
-    /// Cockpit keymap (default, vim).
-    #[arg(long)]
+    /// Cockpit keymap: a shipped one or a user keymap.
+    #[arg(long, value_parser = Offered(keymap_names))]
     pub keymap: Option<String>,
     #[command(flatten)]
     pub unattended: UnattendedOptions,
@@ -306,6 +306,44 @@ fn wait(s: &str) -> Result<std::time::Duration, String> {
         return Err(bad());
     }
     Ok(std::time::Duration::from_secs(total))
+}
+
+/// A name offered in `--help` and in shell completions from a known list,
+/// which the command itself checks: themes and keymaps may also be the
+/// user's own files, and a wrong scenario gets the simulator's own words.
+#[derive(Clone)]
+struct Offered(fn() -> Vec<&'static str>);
+
+impl clap::builder::TypedValueParser for Offered {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        value
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidUtf8).with_cmd(cmd))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new((self.0)().into_iter().map(clap::builder::PossibleValue::new)))
+    }
+}
+
+fn scenario_names() -> Vec<&'static str> {
+    crate::backend::sim::Scenario::NAMES.to_vec()
+}
+
+fn theme_names() -> Vec<&'static str> {
+    crate::ui::theme::Theme::shipped()
+}
+
+fn keymap_names() -> Vec<&'static str> {
+    crate::ui::keymap::shipped_names()
 }
 
 fn positive(s: &str) -> Result<f64, String> {

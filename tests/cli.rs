@@ -129,3 +129,17 @@ fn headless_runs_stop_on_sigterm_with_143() {
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert_eq!(stderr(&out), "stopped by SIGTERM; run the same command again to resume from the journal\n");
 }
+
+/// `run --help` and the shell completions offer the names a flag takes:
+/// the simulator's scenarios, the shipped themes and keymaps.
+#[test]
+fn help_and_completions_offer_scenario_theme_and_keymap_names() {
+    let data = tempfile::tempdir().unwrap();
+    let help = String::from_utf8_lossy(&flightdeck(data.path(), &["run", "--help"]).stdout).into_owned();
+    for name in ["bad-canary", "stuck-backend", "high-contrast", "colorblind", "vim"] {
+        assert!(help.contains(name), "run --help does not offer {name}:\n{help}");
+    }
+    let bash = String::from_utf8_lossy(&flightdeck(data.path(), &["completions", "bash"]).stdout).into_owned();
+    assert!(bash.contains("healthy bad-canary slow-canary flaky-metrics stuck-backend"), "no scenario completions");
+    assert!(bash.contains("colorblind default high-contrast light mono prod staging"), "no theme completions");
+}
