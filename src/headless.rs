@@ -102,7 +102,7 @@ pub async fn run_with(
             if !printing {
                 continue;
             }
-            let line = if json { serde_json::to_string(&o).expect("outputs serialize") } else { human(&o) };
+            let line = if json { json_line(&o) } else { human(&o) };
             // stdout closed (piped into head): keep running, stop printing.
             if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                 printing = false;
@@ -204,6 +204,21 @@ pub fn traffic(r: &Rollout) -> String {
              run of this plan resumes it from its journal"
         ),
     }
+}
+
+/// One JSON object per event, for `--json`: stages count from 1, as in the
+/// text, the cockpit and the audit (the journal and the wire keep the
+/// core's 0-based index).
+pub fn json_line(o: &Output) -> String {
+    let mut o = o.clone();
+    match &mut o {
+        Output::Started { stage, .. }
+        | Output::Transition { stage, .. }
+        | Output::Verdict { stage, .. }
+        | Output::Action { stage, .. } => *stage += 1,
+        Output::Effect { .. } | Output::Notice { .. } => {}
+    }
+    serde_json::to_string(&o).expect("outputs serialize")
 }
 
 /// One line of text per event.

@@ -283,7 +283,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
                 for action in &actions {
                     if json {
-                        println!("{}", serde_json::to_string(action).map_err(color_eyre::Report::from)?);
+                        println!("{}", headless::json_line(action));
                     } else {
                         // What someone typed (a reason, a name) must not act on the auditor's terminal.
                         println!("{}", flightdeck::protocol::inert(&headless::audit_line(action)));

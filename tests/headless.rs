@@ -271,7 +271,10 @@ fn stuck_backend_pauses_with_the_error_visible() {
     assert!(paused["reason"].as_str().unwrap().starts_with("backend failing"));
     // The 10 % was never applied: the pause says traffic is still at 1 %.
     assert_eq!((&paused["weight"], &paused["still_at"]), (&10.into(), &1.into()), "{paused}");
-    let line = flightdeck::headless::human(&serde_json::from_value(paused.clone()).unwrap());
+    // --json counts stages from 1; the event itself keeps the core's index.
+    let mut event = paused.clone();
+    event["stage"] = (paused["stage"].as_u64().unwrap() - 1).into();
+    let line = flightdeck::headless::human(&serde_json::from_value(event).unwrap());
     assert!(line.contains("stage 2/4 still at 1% (wanted 10%, not applied)"), "{line}");
 }
 
@@ -315,24 +318,24 @@ fn a_killed_run_resumes_at_the_same_stage_from_its_journal() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // Wait until the rollout is in stage 2 (index 1), then kill it hard.
+    // Wait until the rollout is in stage 2, then kill it hard.
     let mut stage_at_kill = None;
     for line in lines.by_ref() {
         let e: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if e["type"] == "transition" && e["stage"] == 1 {
-            stage_at_kill = Some(1);
+        if e["type"] == "transition" && e["stage"] == 2 {
+            stage_at_kill = Some(2);
             break;
         }
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(stage_at_kill, Some(1), "never reached stage 2");
+    assert_eq!(stage_at_kill, Some(2), "never reached stage 2");
 
     let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "3000"]);
     let ev = events(&out);
     assert_eq!(ev[0]["type"], "started");
     assert_eq!(ev[0]["resumed"], true);
-    assert_eq!(ev[0]["stage"], 1, "resumed at the stage it was killed in");
+    assert_eq!(ev[0]["stage"], 2, "resumed at the stage it was killed in (counted from 1, as the text does)");
     // The resumed run re-applies the stage's weight, then carries on to 100 %.
     assert_eq!(weights_set(&ev), vec![10, 50, 100]);
     assert_eq!(out.status.code(), Some(0));

@@ -191,7 +191,7 @@ fn a_journal_that_cannot_be_written_stops_the_rollout_loudly() {
     let resumed = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "20000"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
     let events = json_lines(&resumed.stdout);
-    assert_eq!((&events[0]["resumed"], &events[0]["stage"]), (&true.into(), &1.into()), "{}", events[0]);
+    assert_eq!((&events[0]["resumed"], &events[0]["stage"]), (&true.into(), &2.into()), "{}", events[0]);
     // The backend is told again what it was last told, never less.
     assert_eq!(weights_set(&events), vec![10, 50, 100]);
     let verify = flightdeck(data.path(), &["journal", "verify", journal_of(data.path()).to_str().unwrap()]);
@@ -251,7 +251,9 @@ fn killed_again_and_again(plan: &str, code: i32, extra: &[&str]) {
             let started: Value = serde_json::from_str(first).unwrap();
             assert_eq!(started["type"], "started", "{which}: {first}");
             assert_eq!(started["resumed"], expected.is_some(), "{which}: {first}");
-            assert_eq!(started["stage"], expected.unwrap_or(0), "{which} resumes where its journal was: {first}");
+            // The journal keeps the index; --json counts stages from 1.
+            let stage = expected.unwrap_or(0) + 1;
+            assert_eq!(started["stage"], stage, "{which} resumes where its journal was: {first}");
         }
         if status.code().is_some() {
             // Ended by itself: finished, or waiting for a human.
