@@ -203,6 +203,21 @@ async fn a_captain_promotes_a_waiting_wave_over_the_socket_and_a_promote_for_the
     wait_for(&rx, &mut seen, "wave 2 (europe) waits for approval", &mut child);
     assert!(!seen.iter().any(|l| l.contains("eu-west-1/checkout")), "wave 2 started before its approval");
     let (link, _) = flightdeck::share::client::attach(&socket, "alice").await.unwrap();
+    // The attached cockpit sees the release at its approval (within a
+    // snapshot interval of the server's).
+    let mut snapshots = link.snapshots.clone();
+    let at_approval = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let shown = snapshots.borrow_and_update().releases.clone();
+            if shown.first().is_some_and(|r| r.phase.label() == "awaiting approval" && r.wave == 1) {
+                return;
+            }
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    at_approval.await.expect("the release reaches attached cockpits, at its approval");
     let promote = |wave: usize| CommandRequest {
         rollout: "release/gated".into(),
         actor: Actor::new("alice"),
@@ -214,6 +229,18 @@ async fn a_captain_promotes_a_waiting_wave_over_the_socket_and_a_promote_for_the
     let stale = link.commands.submit(promote(0)).await;
     assert_eq!(stale, Reply::Rejected { reason: "stale: sent for wave 1, but wave 2 is live now; look again".into() },);
     assert_eq!(link.commands.submit(promote(1)).await, Reply::Ack);
+    // Its start reaches the attached cockpit as a change.
+    let started = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if snapshots.borrow_and_update().releases.first().is_some_and(|r| r.phase.label() != "awaiting approval") {
+                return;
+            }
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    started.await.expect("the attached cockpit saw the release move on");
     let status = child.wait().unwrap();
     wait_for(&rx, &mut seen, "eu-west-1/checkout: v2 promoted to 100 %", &mut child);
     assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));

@@ -73,6 +73,9 @@ pub enum ServerMessage {
         rollouts: Vec<RolloutPatch>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attached: Option<Vec<Peer>>,
+        /// Every release, whole, when one changed (`crate::release`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        releases: Option<Vec<std::sync::Arc<flightdeck_core::release::Release>>>,
     },
     /// An event.
     Output {

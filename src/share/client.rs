@@ -220,7 +220,7 @@ impl Keeper {
         pending: &mut HashMap<u64, Pending>,
     ) -> Result<(), String> {
         match message {
-            ServerMessage::Changed { at, rollouts, attached } => {
+            ServerMessage::Changed { at, rollouts, attached, releases } => {
                 let mut changed = Vec::new();
                 for patch in rollouts {
                     changed.push(Arc::new(fields.apply(patch)?));
@@ -235,6 +235,9 @@ impl Keeper {
                     }
                     if let Some(attached) = attached {
                         s.attached = attached;
+                    }
+                    if let Some(releases) = releases {
+                        s.releases = releases;
                     }
                 });
             }

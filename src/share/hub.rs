@@ -49,6 +49,9 @@ struct State {
     fields: Fields,
     attached: Vec<(u64, Peer)>,
     attached_changed: u64,
+    /// Releases as the engine published them, and the change that last set them.
+    releases: Vec<Arc<flightdeck_core::release::Release>>,
+    releases_changed: u64,
     /// Number of the latest change.
     change: u64,
     history: VecDeque<Output>,
@@ -71,6 +74,7 @@ impl Hub {
         history: Vec<Output>,
     ) -> Arc<Hub> {
         let first = snapshots.borrow_and_update().clone();
+        let releases = first.releases.clone();
         let mut fields = Fields::default();
         let rollouts = first
             .rollouts
@@ -89,6 +93,8 @@ impl Hub {
             fields,
             attached: Vec::new(),
             attached_changed: 0,
+            releases,
+            releases_changed: 0,
             change: 0,
             history: history.into_iter().rev().take(HISTORY).rev().collect(),
         };
@@ -134,6 +140,12 @@ impl Hub {
             }
             held.rollout = rollout.clone();
         }
+        if snapshot.releases != s.releases {
+            s.change += 1;
+            s.releases = snapshot.releases.clone();
+            s.releases_changed = s.change;
+            changed = true;
+        }
         if changed {
             self.changes.send_replace(s.change);
         }
@@ -175,7 +187,7 @@ impl Hub {
             speed: s.speed,
             rollouts: Vec::new(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
-            releases: Vec::new(),
+            releases: s.releases.clone(),
         };
         let history = s.history.iter().cloned().collect();
         let mut messages = vec![ServerMessage::Full { snapshot, history, follow: s.rollouts.len() }];
@@ -188,7 +200,7 @@ impl Hub {
             })
             .collect();
         for batch in patches.chunks(wire::BATCH) {
-            messages.push(ServerMessage::Changed { at, rollouts: batch.to_vec(), attached: None });
+            messages.push(ServerMessage::Changed { at, rollouts: batch.to_vec(), attached: None, releases: None });
         }
         (messages, s.change)
     }
@@ -201,7 +213,7 @@ impl Hub {
             speed: s.speed,
             rollouts: s.rollouts.iter().map(|h| Arc::new(wire::for_viewers(&h.rollout))).collect(),
             attached: s.attached.iter().map(|(_, p)| p.clone()).collect(),
-            releases: Vec::new(),
+            releases: s.releases.clone(),
         }
     }
 
@@ -228,7 +240,8 @@ impl Hub {
         }
         let attached =
             (s.attached_changed > since).then(|| s.attached.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>());
-        (Some(ServerMessage::Changed { at: s.now(), rollouts, attached }), s.change)
+        let releases = (s.releases_changed > since).then(|| s.releases.clone());
+        (Some(ServerMessage::Changed { at: s.now(), rollouts, attached, releases }), s.change)
     }
 
     /// Wakes when something changed.
