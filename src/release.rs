@@ -483,6 +483,14 @@ impl ReleaseTask {
                 },
             }
         }
+        // Nothing drives the release from here on (finished, given up on, or
+        // its journal cannot be written): a rollout it never started must
+        // not wait for it for ever.
+        for id in self.release.spec.rollouts() {
+            if !self.release.started.contains(id) {
+                p.handle.hold(id, Hold::Never);
+            }
+        }
     }
 
     /// Headless: when the unattended policy gives up on a release that
@@ -498,8 +506,8 @@ impl ReleaseTask {
     }
 
     /// Nobody came: this run stops driving the release. No later wave
-    /// starts (its rollouts are told they never will); the release's
-    /// journal keeps where it is, so a run of the same file resumes it.
+    /// starts (the loop's end tells its rollouts they never will); the
+    /// release's journal keeps where it is, so a run of the same file resumes it.
     async fn let_go(&mut self, p: &DriverParts) {
         let now = p.clock.now();
         let wait = p.stop_when.unattended().map_or(String::new(), |u| crate::engine::wait_text(u.wait));
@@ -510,11 +518,6 @@ impl ReleaseTask {
             self.release.waits_for(now)
         );
         self.say(p, "warning", message, now).await;
-        for id in self.release.spec.rollouts() {
-            if !self.release.started.contains(id) {
-                p.handle.hold(id, Hold::Never);
-            }
-        }
     }
 
     async fn command(&mut self, p: &DriverParts, request: CommandRequest, role: crate::protocol::Role) -> Reply {
@@ -711,4 +714,33 @@ pub fn summarise(release: Option<&Release>, snapshot: &Snapshot) -> u8 {
         let _ = writeln!(std::io::stderr(), "  never started: {}", never.join(", "));
     }
     code.max(rollouts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_region;
+    use flightdeck_core::Plan;
+
+    const PLAN: &str = "[rollout]\nname = \"checkout\"\nstable = \"v1\"\ncanary = \"v2\"\n";
+
+    #[test]
+    fn a_region_sets_the_plans_target_group_and_nothing_else() {
+        let with_group = format!("{PLAN}\n[target]\nbackend = \"sim\"\ngroup = \"us-east-1\"\nscenario = \"healthy\"\n\n[strategy]\nkind = \"canary\"\n");
+        let eu = in_region(&with_group, "eu-west-1");
+        let plan = Plan::parse("p.toml", &eu).unwrap();
+        assert_eq!(plan.target.group, "eu-west-1");
+        assert_eq!(plan.target.params.get("scenario").map(String::as_str), Some("healthy"));
+        assert_eq!(eu.matches("group =").count(), 1, "{eu}");
+        // No group line: one is added to [target], before the next table.
+        let without = with_group.replace("group = \"us-east-1\"\n", "");
+        let plan = Plan::parse("p.toml", &in_region(&without, "ap-southeast-1")).unwrap();
+        assert_eq!(plan.target.group, "ap-southeast-1");
+        assert_eq!(plan.strategy_name(), "canary");
+        // No [target] at all: one is added.
+        let plan = Plan::parse("p.toml", &in_region(PLAN, "us-west-2")).unwrap();
+        assert_eq!(plan.target.group, "us-west-2");
+        // A `stage_group`-like key or a group in another table is left alone.
+        let other = format!("{PLAN}\n[metrics]\ngroup_by = \"x\"\n");
+        assert!(in_region(&other, "eu").contains("group_by = \"x\""));
+    }
 }
