@@ -267,6 +267,9 @@ struct Header {
     release: String,
     file: String,
     text: String,
+    /// The waves with their rollouts as the plans made them: the same text
+    /// naming plans that now make other rollouts is another release.
+    spec: ReleaseSpec,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -334,9 +337,9 @@ impl ReleaseJournal {
                 if n == 1 {
                     let header: Header = serde_json::from_str(&line)
                         .map_err(|e| BadInput(format!("{shown}:1: not a release journal ({e})")))?;
-                    if header.text != run.text {
+                    if header.text != run.text || header.spec != run.spec {
                         return Err(BadInput(format!(
-                            "{shown}:1: written for a different release file than {}; run with --fresh to start over (the old journal is kept)",
+                            "{shown}:1: written for a different release than {} makes now (its text, or the rollouts its plans make); run with --fresh to start over (the old journal is kept)",
                             run.file
                         )));
                     }
@@ -368,7 +371,12 @@ impl ReleaseJournal {
                 .truncate(true)
                 .open(&path)
                 .map_err(|e| io(&path, e))?;
-            let header = Header { release: run.spec.name.clone(), file: run.file.clone(), text: run.text.clone() };
+            let header = Header {
+                release: run.spec.name.clone(),
+                file: run.file.clone(),
+                text: run.text.clone(),
+                spec: run.spec.clone(),
+            };
             writeln!(file, "{}", serde_json::to_string(&header).expect("a header serializes"))
                 .and_then(|_| file.sync_all())
                 .map_err(|e| io(&path, e))?;

@@ -382,10 +382,16 @@ fn a_release_journal_of_another_release_text_is_refused() {
     let out = flightdeck(data.path(), &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(":1: written for a different release file than"), "{stderr}");
+    assert!(stderr.contains(":1: written for a different release than"), "{stderr}");
     assert!(stderr.contains("run with --fresh to start over"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing ran: {}", String::from_utf8_lossy(&out.stdout));
     let mut fresh = args.to_vec();
     fresh.push("--fresh");
     assert_eq!(flightdeck(data.path(), &fresh).status.code(), Some(1), "--fresh starts over");
+    // The same release text over a plan that now makes other rollouts is another release too.
+    std::fs::write(data.path().join("checkout.toml"), plan("checkout-v2", "healthy")).unwrap();
+    let out = flightdeck(data.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("(its text, or the rollouts its plans make)"), "{stderr}");
 }
