@@ -29,9 +29,9 @@
 //! surveys", JASA 1981): φ is Pearson's χ² of the per-window counts over its
 //! degrees of freedom, windows being the independent units, shrunk towards 1
 //! by [`PRIOR_WINDOWS`] windows and never below 1; before [`MIN_WINDOWS`]
-//! windows it is [`YOUNG_PHI`]. What stays out of reach: a canary whose
-//! first few windows are all bursts looks like a regression, as it would to
-//! anyone reading those windows. Binomial traffic keeps φ
+//! windows it is infinite (no window-level evidence yet). What stays out of
+//! reach: a canary whose first few windows are all bursts looks like a
+//! regression, as it would to anyone reading those windows. Binomial traffic keeps φ
 //! near 1 and pays almost nothing; bursty traffic widens the bounds by √φ,
 //! as a quasi-binomial model does.
 
@@ -43,13 +43,13 @@ use serde::{Deserialize, Serialize};
 const ODDS_STEP: f64 = 1.3;
 const ODDS_STEPS: i32 = 16;
 /// Windows of binomial dispersion the estimate of φ starts from.
-pub const PRIOR_WINDOWS: f64 = 10.0;
+pub const PRIOR_WINDOWS: f64 = 2.0;
 /// Windows are the units: fewer than this cannot show how bursty errors
-/// are, so until then they count as bursty as a canary on a handful of pods
-/// ([`YOUNG_PHI`]: a quarter of the evidence). A blatant regression is still
-/// caught in its first window; one burst is not taken for one.
+/// are (at 30,000 requests a window a burst is as precise as a regression),
+/// so until then the bounds say nothing ([`YOUNG_PHI`] = ∞). The error
+/// ceiling still runs from the first window.
 pub const MIN_WINDOWS: u64 = 3;
-pub const YOUNG_PHI: f64 = 4.0;
+pub const YOUNG_PHI: f64 = f64::INFINITY;
 
 /// One version's error counts over some windows, with the sum Pearson's
 /// dispersion statistic needs.
@@ -285,7 +285,8 @@ mod tests {
         young.add(40, 1_000);
         young.add(0, 1_000);
         assert_eq!(young.dispersion(), YOUNG_PHI, "two windows cannot show a burst");
-        assert_eq!(young.effective(young.dispersion()), (10.0, 500.0));
+        assert_eq!(young.effective(young.dispersion()), (0.0, 0.0));
+        assert_eq!((lower_bound(0.0, 0.0, 0.01), upper_bound(0.0, 0.0, 0.01)), (0.0, 1.0), "nothing known");
         // 10 per window on average, all in one window of four: χ² ≈ 30 per window.
         assert!(bursty.dispersion() > 15.0, "{}", bursty.dispersion());
         let (x, n) = bursty.effective(bursty.dispersion());

@@ -26,18 +26,12 @@ const P95_MAX_INCREASE_PCT: f64 = 100.0;
 /// that picks a severity: below 0.1 % (a 99.9 % SLO's whole budget) stable
 /// counts as clean, so a few canary errors are not an infinite ratio.
 const STABLE_ERROR_FLOOR_PCT: f64 = 0.1;
-/// Stable's baseline enters the fail tests through a bound, not a point:
-/// a cautious value for the canary (half a standard error, one-sided 69 %),
-/// so stable's own noise does not pass for a canary regression. Stable has
-/// 10–100× the canary's traffic, so the bound soon costs the canary little;
-/// wider ones made the first minutes of a young baseline nearly blind (the
-/// detection benchmark measured it), while the margin itself already keeps
-/// a healthy canary far from the limit.
-const BASELINE_Z: f64 = 0.5;
-/// The error-margin test's share of its α (and of β) that goes to the
-/// canary's bound; the rest goes to stable's (a union bound: the test errs
-/// only if one of the two bounds does). Stable has 10–100× the canary's
-/// traffic, so its bound is narrow at a small share.
+/// Stable's baseline enters the fail tests through an anytime-valid bound,
+/// not a point, so stable's own noise never passes for a canary
+/// regression: a margin test's share of α (and of β) goes this much to the
+/// canary's test, the rest to stable's bound (a union bound: the test errs
+/// only if one of the two does). Stable has 10–100× the canary's traffic,
+/// so its bound is narrow at a small share.
 const CANARY_SIDE: f64 = 0.8;
 /// The pass tests take a milder bound (z = 1): a false pass costs one more
 /// stage of exposure with the fail tests still running, and a strict bound
@@ -157,6 +151,36 @@ impl Totals {
         }
         let i = [0.5, 0.95, 0.99].iter().position(|x| *x == q)?;
         (self.quantile_requests[i] > 0.0).then(|| self.quantile_sums[i] / self.quantile_requests[i])
+    }
+
+    /// An anytime-valid upper bound of the `q` quantile at level `alpha`,
+    /// ms, from the high latency bound: the smallest order statistic below
+    /// which so many requests lie that the share at or below the true
+    /// quantile (at most `q`) is ruled out ([`confidence`]'s bound on a
+    /// rate, valid at every window at once). `None` before enough requests,
+    /// or for a source with quantiles only (then its reported quantile).
+    fn quantile_upper(&self, q: f64, alpha: f64) -> Option<f64> {
+        let histogram = self.latency_side(false);
+        let n = histogram.total();
+        if n == 0 {
+            return self.quantile(q, 0.0, false);
+        }
+        let level = (1.0 / alpha.clamp(1e-12, 0.5)).ln();
+        let proven = |k: u64| confidence::log_evidence(true, k as f64, n as f64, q) >= level;
+        if !proven(n) {
+            return None;
+        }
+        // The fewest requests at or below a value that rule a share ≤ q out.
+        let (mut lo, mut hi) = ((q * n as f64).floor() as u64, n);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if proven(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        histogram.quantile(hi as f64 / n as f64)
     }
 
     /// The quantile to show: exact, or for bucketed latencies the middle
@@ -312,8 +336,10 @@ impl Evidence {
         let stable = match claim {
             Claim::Above => {
                 // Stable's high bound: a regression is measured from the
-                // slowest stable the evidence allows.
-                let baseline = self.baseline.quantile(q, BASELINE_Z, false)?;
+                // slowest stable the evidence allows, valid at every window
+                // (its share of the rule's α; the canary's test has the rest).
+                let alpha = config.alpha * rule.alpha_share() * (1.0 - CANARY_SIDE);
+                let baseline = self.baseline.quantile_upper(q, alpha)?;
                 // Stable's own quantile this window, cautiously low: above the
                 // baseline only when stable clearly got slower right now.
                 let latency = now.latency.side(false);
@@ -330,22 +356,13 @@ impl Evidence {
     }
 
     /// The rate limit a rule tests, as a proportion.
-    fn limit(&self, config: &AnalysisConfig, rule: Rule, claim: Claim, now: Option<&StableNow>) -> Option<f64> {
-        let margin = config.max_error_increase_pp / 100.0;
+    fn limit(&self, config: &AnalysisConfig, rule: Rule, claim: Claim) -> Option<f64> {
         match rule {
-            Rule::ErrorMargin if self.baseline.requests == 0 => None,
-            Rule::ErrorMargin => Some(
-                margin
-                    + match claim {
-                        Claim::Above => {
-                            let baseline = stats::wilson_upper(self.baseline.counts(), stats::normal_cdf(BASELINE_Z));
-                            let shifted =
-                                now.map_or(0.0, |n| stats::wilson_lower(n.counts, stats::normal_cdf(SHIFT_Z)));
-                            baseline.max(shifted)
-                        }
-                        Claim::Below => stats::wilson_lower(self.baseline.counts(), stats::normal_cdf(PASS_BASELINE_Z)),
-                    },
-            ),
+            // Decided on its interval (`difference`); the limits its ends meet.
+            Rule::ErrorMargin => match claim {
+                Claim::Above => self.fail_limit(config),
+                Claim::Below => self.pass_limit(config),
+            },
             Rule::ErrorCeiling => Some(config.max_error_rate_pct / 100.0),
             // Canary p95 ≤ 2 × stable's p95 ⟺ at most 5 % of canary requests
             // are slower than that; likewise 1 % for p99.
@@ -365,7 +382,7 @@ impl Evidence {
         canary: &VersionWindow,
         latency: &LatencyBounds,
     ) -> Option<Counts> {
-        let limit = self.limit(config, rule, claim, Some(now))?;
+        let limit = self.limit(config, rule, claim)?;
         // The first window bets on a regression a margin (or the limit
         // again) past the limit (fail), or on the canary matching stable (pass).
         let margin = config.max_error_increase_pp / 100.0;
@@ -394,7 +411,14 @@ impl Evidence {
         if rule == Rule::ErrorMargin {
             return self.difference(config).is_some_and(|d| d.fails(config.max_error_increase_pp / 100.0));
         }
-        self.fail[rule.index()].proven(config.alpha * rule.alpha_share())
+        self.fail[rule.index()].proven(Self::fail_alpha(config, rule))
+    }
+
+    /// The level a fail test proves its claim at: its share of α, less the
+    /// part a latency margin spends on stable's quantile bound.
+    fn fail_alpha(config: &AnalysisConfig, rule: Rule) -> f64 {
+        let side = if matches!(rule, Rule::P95Margin | Rule::P99Margin) { CANARY_SIDE } else { 1.0 };
+        config.alpha * rule.alpha_share() * side
     }
 
     fn fail_progress(&self, config: &AnalysisConfig, rule: Rule) -> f64 {
@@ -405,7 +429,7 @@ impl Evidence {
             let alpha = config.alpha * rule.alpha_share() * CANARY_SIDE;
             return (confidence::log_evidence(true, x, n, limit) / (1.0 / alpha).ln()).max(0.0);
         }
-        self.fail[rule.index()].progress(config.alpha * rule.alpha_share())
+        self.fail[rule.index()].progress(Self::fail_alpha(config, rule))
     }
 
     /// The canary's design effect: its own, never below stable's (a canary
@@ -572,7 +596,7 @@ impl Evidence {
                 };
                 continue;
             }
-            let (Some(test), Some(limit)) = (self.pass_test(rule), self.limit(config, rule, Claim::Below, None)) else {
+            let (Some(test), Some(limit)) = (self.pass_test(rule), self.limit(config, rule, Claim::Below)) else {
                 needed = None;
                 break;
             };
