@@ -204,6 +204,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Some(Cmd::Journal { command: JournalCmd::Verify { file } }) => {
             let shown = file.display();
+            if flightdeck::release::is_release_journal(&file) {
+                return flightdeck::release::verify_journal(&file).map(|_| ExitCode::SUCCESS).map_err(Into::into);
+            }
             let sound = journal::verify(&file).map_err(|e| BadInput(e.to_string()))?;
             if let Some(line) = sound.cut {
                 let note = "note: the last line was cut short by a crash mid-write; a resume drops it";

@@ -23,7 +23,7 @@ use flightdeck_core::time::Timestamp;
 use flightdeck_core::Plan;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -329,35 +329,24 @@ impl ReleaseJournal {
         let mut resumed_at = None;
         if path.exists() && !fresh {
             let shown = path.display().to_string();
-            let reader = BufReader::new(File::open(&path).map_err(|e| io(&path, e))?);
-            let mut last = None;
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.map_err(|e| io(&path, e))?;
-                let n = i + 1;
-                if n == 1 {
-                    let header: Header = serde_json::from_str(&line)
-                        .map_err(|e| BadInput(format!("{shown}:1: not a release journal ({e})")))?;
-                    if header.text != run.text || header.spec != run.spec {
-                        return Err(BadInput(format!(
-                            "{shown}:1: written for a different release than {} makes now (its text, or the rollouts its plans make); run with --fresh to start over (the old journal is kept)",
-                            run.file
-                        )));
-                    }
-                    continue;
-                }
-                let record: Record = serde_json::from_str(&line).map_err(|e| {
-                    BadInput(format!(
-                        "{shown}:{n}: cannot read this record ({e}); nothing was done: repair it, or run again with --fresh"
-                    ))
-                })?;
-                release = step(&release, record.event, record.at).0;
-                last = Some(record.at);
+            let replayed = replay(&path)?;
+            if replayed.header.text != run.text || replayed.header.spec != run.spec {
+                return Err(BadInput(format!(
+                    "{shown}:1: written for a different release than {} makes now (its text, or the rollouts its plans make); run with --fresh to start over (the old journal is kept)",
+                    run.file
+                )));
             }
-            if release.phase.is_finished() || last.is_none() {
+            if replayed.release.phase.is_finished() || replayed.last.is_none() {
                 // A finished release: this run is a new one.
-                release = Release::new(run.spec.clone());
             } else {
-                resumed_at = last;
+                if replayed.cut.is_some() {
+                    // A record cut short by a crash mid-write: its effects never
+                    // ran (they follow the sync); the next record goes where it began.
+                    let file = crate::paths::private_file().write(true).open(&path).map_err(|e| io(&path, e))?;
+                    file.set_len(replayed.sound_len).and_then(|_| file.sync_all()).map_err(|e| io(&path, e))?;
+                }
+                release = replayed.release;
+                resumed_at = replayed.last;
             }
         }
         if resumed_at.is_none() {
@@ -395,6 +384,92 @@ impl ReleaseJournal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// What a release journal holds, replayed.
+pub struct Replayed {
+    header: Header,
+    pub release: Release,
+    /// Time of the last record, if any.
+    pub last: Option<Timestamp>,
+    pub records: usize,
+    /// The line of a last record cut short by a crash mid-write (dropped).
+    pub cut: Option<usize>,
+    /// Bytes up to the end of the last whole record.
+    sound_len: u64,
+}
+
+/// The most a release journal may be: far above any release's records.
+const RELEASE_JOURNAL_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Reads and replays a release journal, checking every line: a line that
+/// cannot be read is refused at `file:line`, except a last line cut short
+/// (no newline), which a crash mid-write leaves and a resume drops.
+pub fn replay(path: &Path) -> Result<Replayed, BadInput> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| BadInput(format!("{shown}: {e}")))?;
+    if !meta.is_file() || meta.len() > RELEASE_JOURNAL_LIMIT {
+        return Err(BadInput(format!("{shown}: not a release journal (not a regular file, or over 64 MiB)")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("{shown}: {e}")))?;
+    let whole = text.rfind('\n').map_or(0, |i| i + 1);
+    let mut lines = text[..whole].lines();
+    let header: Header =
+        lines.next().ok_or_else(|| BadInput(format!("{shown}:1: empty: not a release journal"))).and_then(|l| {
+            serde_json::from_str(l).map_err(|e| BadInput(format!("{shown}:1: not a release journal ({e})")))
+        })?;
+    let mut release = Release::new(header.spec.clone());
+    let (mut last, mut records) = (None, 0);
+    for (i, line) in lines.enumerate() {
+        let record: Record = serde_json::from_str(line).map_err(|e| {
+            BadInput(format!(
+                "{shown}:{}: cannot read this record ({e}); nothing was done: repair it, or run again with --fresh",
+                i + 2
+            ))
+        })?;
+        if last.is_some_and(|l| record.at < l) {
+            return Err(BadInput(format!(
+                "{shown}:{}: time goes back ({} after {})",
+                i + 2,
+                record.at.0,
+                last.unwrap_or_default().0
+            )));
+        }
+        release = step(&release, record.event, record.at).0;
+        last = Some(record.at);
+        records += 1;
+    }
+    let cut = (whole < text.len()).then(|| text[..whole].lines().count() + 1);
+    Ok(Replayed { header, release, last, records, cut, sound_len: whole as u64 })
+}
+
+/// `flightdeck journal verify` of a release journal: exit 0 with `ok (N
+/// records; release NAME: phase at wave w/n)`, or the first problem at
+/// `file:line`.
+pub fn verify_journal(path: &Path) -> Result<(), BadInput> {
+    let shown = path.display();
+    let r = replay(path)?;
+    if let Some(line) = r.cut {
+        let note = "note: the last line was cut short by a crash mid-write; a resume drops it";
+        let _ = writeln!(std::io::stderr(), "{shown}:{line}: {note}");
+    }
+    let (rel, waves) = (&r.release, r.release.spec.waves.len());
+    let wave = (rel.wave + 1).min(waves);
+    println!(
+        "{shown}: ok ({} records; release {}: {} at wave {wave}/{waves})",
+        r.records,
+        rel.name(),
+        rel.phase.label()
+    );
+    Ok(())
+}
+
+/// True when the first line of `path` is a release journal's header.
+pub fn is_release_journal(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else { return false };
+    let mut first = String::new();
+    BufReader::new(file).take(RELEASE_JOURNAL_LIMIT).read_line(&mut first).is_ok()
+        && serde_json::from_str::<Header>(&first).is_ok()
 }
 
 // ---- the driver --------------------------------------------------------------

@@ -269,6 +269,27 @@ fn a_release_stopped_by_a_signal_resumes_from_its_journal_where_it_was() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15), "stopped by SIGTERM");
+    // `journal verify` reads the release's journal; a record a crash cut
+    // short is dropped, not refused.
+    let journal = std::fs::read_dir(data.path().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("release-checkout-2-")
+                && p.extension().is_some_and(|e| e == "jsonl")
+        })
+        .expect("a release journal");
+    let verified = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && said.contains("release checkout-2: ") && said.contains(" at wave 2/3)"),
+        "{said}"
+    );
+    let mut file = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+    std::io::Write::write_all(&mut file, b"{\"at\":99,\"event\":{\"ev").unwrap();
+    let verified = flightdeck(data.path(), &["journal", "verify", journal.to_str().unwrap()]);
+    assert!(verified.status.success());
+    assert!(String::from_utf8_lossy(&verified.stderr).contains("the last line was cut short by a crash mid-write"));
     let out = flightdeck(data.path(), &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
