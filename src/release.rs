@@ -639,18 +639,17 @@ impl ReleaseTask {
         if next == self.release && effects.is_empty() {
             return None;
         }
-        if refused.is_none() {
-            // Write-ahead: what the journal does not hold did not happen.
-            if let Some(journal) = &mut self.journal {
-                if let Err(e) = journal.append(at, &event) {
-                    let why = format!(
-                        "release journal {} cannot be written ({e}); the release stopped: no wave starts until a run resumes it",
-                        journal.path().display()
-                    );
-                    self.say(p, "warning", why.clone(), at).await;
-                    self.halted = Some(why.clone());
-                    return Some(why);
-                }
+        // Write-ahead: what the journal does not hold did not happen. A
+        // refused command is kept too, for the audit trail (it changes nothing).
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = journal.append(at, &event) {
+                let why = format!(
+                    "release journal {} cannot be written ({e}); the release stopped: no wave starts until a run resumes it",
+                    journal.path().display()
+                );
+                self.say(p, "warning", why.clone(), at).await;
+                self.halted = Some(why.clone());
+                return Some(why);
             }
         }
         let before = self.release.phase.label();

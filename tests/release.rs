@@ -245,6 +245,16 @@ async fn a_captain_promotes_a_waiting_wave_over_the_socket_and_a_promote_for_the
     wait_for(&rx, &mut seen, "eu-west-1/checkout: v2 promoted to 100 %", &mut child);
     assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));
     assert!(seen.iter().any(|l| l.contains("wave 2 approved by")), "{}", seen.join("\n"));
+    // Both commands are journaled, the refused one too (the audit trail).
+    let journal = std::fs::read_dir(data.path().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("release-gated-"))
+        .expect("a release journal");
+    let text = std::fs::read_to_string(journal).unwrap();
+    let promotes: Vec<&str> = text.lines().filter(|l| l.contains(r#""command":"promote""#)).collect();
+    assert_eq!(promotes.len(), 2, "{text}");
+    assert!(promotes[0].contains(r#""expected_wave":0"#) && promotes[1].contains(r#""expected_wave":1"#), "{text}");
 }
 
 /// A release stopped mid-run resumes from its journal: the waves it had
