@@ -114,7 +114,6 @@ fn a_halted_release_names_the_region_and_the_waves_that_never_start() {
         "halted at wave 2 of 3 (europe):",
         "eu-central-1/storefront in",
         "eu-central-1: rolled back: error",
-        "rate 4 %; later waves never start",
         "1 canary region  promoted",
         "2 europe  halted",
         "↺ eu-west-1   0% · rolled back",

@@ -37,6 +37,9 @@ fn release_look<'a>(theme: &'a Theme, phase: &ReleasePhase) -> (Style, &'a str) 
     (theme.style(scope), symbol.as_str())
 }
 
+/// Lines of what a release waits for, at most.
+const WAITS_LINES: usize = 3;
+
 /// Whether a release shows its waves: a rollout of it is selected.
 fn opened(app: &App, release: &Release) -> bool {
     app.selected.as_ref().is_some_and(|id| release.states.contains_key(id))
@@ -89,8 +92,14 @@ fn release_lines(app: &App, r: &Release, open: bool, width: u16) -> Vec<Line<'st
     let theme = &app.theme;
     let now = app.now;
     let mut lines = vec![row(theme, r, now)];
-    // What it waits for, whole: the region that halted it must not be cut off.
-    for part in wrap(&r.waits_for(now), (width as usize).saturating_sub(3)) {
+    // What it waits for, over up to three lines: the region that halted it
+    // comes first and is never cut off; a long reason ends in `…` (the
+    // rollout's own panes show it whole).
+    let room = (width as usize).saturating_sub(3);
+    let parts = wrap(&r.waits_for(now), room);
+    let more = parts.len() > WAITS_LINES;
+    for (i, part) in parts.into_iter().take(WAITS_LINES).enumerate() {
+        let part = if more && i + 1 == WAITS_LINES { cut(&format!("{part} …"), room) } else { part };
         lines.push(Line::styled(format!("   {part}"), theme.style("ui.dim")));
     }
     if !open {
