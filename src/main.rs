@@ -239,6 +239,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             go(setups, &run, speed, true, release)
         }
         Some(Cmd::Serve { plans, plans_dir, share, speed, scenario, seed, fresh }) => {
+            // A journal (and its lock) open per rollout.
+            flightdeck::service::raise_open_file_limit();
             let runtime = runtime()?;
             let (mut setups, reload, removed) = serve_plans(plans, plans_dir, scenario.as_deref(), seed)?;
             let config = Config::load(&flightdeck::paths::config_dir()).map_err(BadInput)?;
