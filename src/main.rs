@@ -275,6 +275,21 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Cmd::Audit { plans, json }) => {
             let dir = flightdeck::paths::journal_dir();
             for path in &plans {
+                if flightdeck::release::is_release(path) {
+                    let Some(actions) = flightdeck::release::audit(&dir, path)? else {
+                        let (file, dir) = (path.display(), dir.display());
+                        tell(format_args!("{file}: no journal yet for this release (in {dir})"));
+                        continue;
+                    };
+                    for action in &actions {
+                        let line = match json {
+                            true => serde_json::to_string(action).map_err(color_eyre::Report::from)?,
+                            false => flightdeck::protocol::inert(&action.to_string()).into_owned(),
+                        };
+                        println!("{line}");
+                    }
+                    continue;
+                }
                 let (plan, _) = fleet::read_plan(path)?;
                 let id = fleet::rollout_id(&plan);
                 let file = path.display().to_string();

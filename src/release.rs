@@ -464,6 +464,67 @@ pub fn verify_journal(path: &Path) -> Result<(), BadInput> {
     Ok(())
 }
 
+/// One command sent to a release, as `flightdeck audit` shows it.
+#[derive(Debug, Serialize)]
+pub struct Audited {
+    pub at: Timestamp,
+    pub release: String,
+    pub actor: String,
+    pub command: String,
+    /// The wave (1-based) the sender saw live.
+    pub wave: usize,
+    pub accepted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for Audited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let answer = match &self.reason {
+            Some(r) if !self.accepted => format!("REFUSED: {r}"),
+            _ => "applied".into(),
+        };
+        let at = flightdeck_core::time::stamp(self.at);
+        write!(f, "[{at:>7}] {}: {} by {}, saw wave {}: {answer}", self.release, self.command, self.actor, self.wave)
+    }
+}
+
+/// `flightdeck audit RELEASE.toml`: every command its release's journal
+/// holds, applied or refused (`None`: no journal yet).
+pub fn audit(dir: &Path, path: &Path) -> Result<Option<Vec<Audited>>, BadInput> {
+    let (release, _) = read_file(path)?;
+    let journal = journal_path(dir, &release.name, &release.file);
+    if !journal.exists() {
+        return Ok(None);
+    }
+    let r = replay(&journal)?;
+    let shown = journal.display().to_string();
+    let text = std::fs::read_to_string(&journal).map_err(|e| BadInput(format!("{shown}: {e}")))?;
+    let mut state = Release::new(r.header.spec.clone());
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let Ok(record) = serde_json::from_str::<Record>(line) else { break };
+        let (next, effects) = step(&state, record.event.clone(), record.at);
+        if let ReleaseEvent::Command(req) = &record.event {
+            let reason = effects.iter().find_map(|e| match e {
+                ReleaseEffect::Notify(ReleaseNotice::Rejected { refusal, .. }) => Some(refusal.to_string()),
+                _ => None,
+            });
+            out.push(Audited {
+                at: record.at,
+                release: id_of(state.name()),
+                actor: req.actor.to_string(),
+                command: req.command.verb().into(),
+                wave: req.expected_wave + 1,
+                accepted: reason.is_none(),
+                reason,
+            });
+        }
+        state = next;
+    }
+    Ok(Some(out))
+}
+
 /// True when the first line of `path` is a release journal's header.
 pub fn is_release_journal(path: &Path) -> bool {
     let Ok(file) = File::open(path) else { return false };

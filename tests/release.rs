@@ -255,6 +255,15 @@ async fn a_captain_promotes_a_waiting_wave_over_the_socket_and_a_promote_for_the
     let promotes: Vec<&str> = text.lines().filter(|l| l.contains(r#""command":"promote""#)).collect();
     assert_eq!(promotes.len(), 2, "{text}");
     assert!(promotes[0].contains(r#""expected_wave":0"#) && promotes[1].contains(r#""expected_wave":1"#), "{text}");
+    // `audit` tells them, who sent them, the wave they saw and the answer.
+    let audit = flightdeck(data.path(), &["audit", release.to_str().unwrap()]);
+    let lines = String::from_utf8_lossy(&audit.stdout);
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    // (By the login name the server knows the captain by.)
+    let stale = "saw wave 1: REFUSED: stale: sent for wave 1, but wave 2 is live now; look again";
+    assert!(lines[0].contains("release/gated: promote by ") && lines[0].ends_with(stale), "{lines:?}");
+    assert!(lines[1].contains("release/gated: promote by ") && lines[1].ends_with("saw wave 2: applied"), "{lines:?}");
 }
 
 /// A release stopped mid-run resumes from its journal: the waves it had
