@@ -1180,19 +1180,22 @@ async fn set_weight_patches_the_httproute_backend_weights() {
     assert_eq!(writes.len(), 1);
     let w = &writes[0];
     assert_eq!((w.method.as_str(), w.path.as_str()), ("PATCH", HTTPROUTE));
-    assert_eq!(w.content_type.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(w.content_type.as_deref(), Some("application/json-patch+json"));
     assert_eq!(w.params(), ["fieldManager=flightdeck"]);
-    let mut rules = fixture("httproute.json")["spec"]["rules"].clone();
-    rules[1]["backendRefs"][0]["weight"] = json!(75);
-    rules[1]["backendRefs"][1]["weight"] = json!(25);
-    // The header-matched rule (canary only) is left alone; the version read guards against lost updates.
-    assert_eq!(w.json(), json!({"metadata": {"resourceVersion": "4711"}, "spec": {"rules": rules}}));
+    // Only the two weights of the rule with both sides; the header-matched rule (canary only) is not in the
+    // patch at all, and the version read is tested first so nothing changed since is overwritten.
+    let expected = json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "4711"},
+        {"op": "add", "path": "/spec/rules/1/backendRefs/0/weight", "value": 75},
+        {"op": "add", "path": "/spec/rules/1/backendRefs/1/weight", "value": 25},
+    ]);
+    assert_eq!(w.json(), expected);
     // Read back from the fixture (90/10).
     assert_eq!(backend.observe().await.unwrap().canary_weight, Some(10));
     // Blue-green switch: all to one side.
     backend.apply(&Effect::SwitchActive { to: Version::Canary }).await.unwrap();
-    assert_eq!(api.writes()[1].json()["spec"]["rules"][1]["backendRefs"][0]["weight"], 0);
-    assert_eq!(api.writes()[1].json()["spec"]["rules"][1]["backendRefs"][1]["weight"], 100);
+    assert_eq!(api.writes()[1].json()[1]["value"], 0);
+    assert_eq!(api.writes()[1].json()[2]["value"], 100);
 }
 
 #[tokio::test]
@@ -1209,11 +1212,147 @@ async fn istio_virtualservice_route_weights_by_subset() {
     assert_eq!(backend.observe().await.unwrap().canary_weight, Some(25));
     backend.apply(&Effect::SetWeight { canary: 50 }).await.unwrap();
     let w = &api.writes()[0];
-    assert_eq!((w.path.as_str(), w.content_type.as_deref()), (VIRTUALSERVICE, Some("application/merge-patch+json")));
-    let expected = json!({"metadata": {"resourceVersion": "815"}, "spec": {"http": [{"route": [
-        {"destination": {"host": "checkout", "subset": "stable"}, "weight": 50},
-        {"destination": {"host": "checkout", "subset": "canary"}, "weight": 50}]}]}});
+    assert_eq!((w.path.as_str(), w.content_type.as_deref()), (VIRTUALSERVICE, Some("application/json-patch+json")));
+    let expected = json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "815"},
+        {"op": "add", "path": "/spec/http/0/route/0/weight", "value": 50},
+        {"op": "add", "path": "/spec/http/0/route/1/weight", "value": 50},
+    ]);
     assert_eq!(w.json(), expected);
+}
+
+/// RFC 6902 as the API server applies it (apiserver endpoints/handlers/patch.go, evanphx/json-patch): the ops
+/// flightdeck sends (`test`, `add`, `replace`); a failed test is a 422.
+fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), String> {
+    let mut patched = doc.clone();
+    for op in ops.as_array().ok_or("not a JSON patch")? {
+        let path = op["path"].as_str().ok_or("no path")?;
+        let (parent, key) = path.rsplit_once('/').ok_or("bad path")?;
+        match op["op"].as_str() {
+            Some("test") if patched.pointer(path) == Some(&op["value"]) => {}
+            Some("test") => return Err(format!("testing value {path} failed: test failed")),
+            Some("add" | "replace") => {
+                let target = patched.pointer_mut(parent).ok_or(format!("missing {parent}"))?;
+                match target {
+                    Value::Object(map) => {
+                        map.insert(key.to_owned(), op["value"].clone());
+                    }
+                    Value::Array(list) => {
+                        let i: usize = key.parse().map_err(|_| format!("bad index {key}"))?;
+                        *list.get_mut(i).ok_or(format!("no index {i} in {parent}"))? = op["value"].clone();
+                    }
+                    _ => return Err(format!("{parent} is not a container")),
+                }
+            }
+            other => return Err(format!("op {other:?} not modelled")),
+        }
+    }
+    *doc = patched;
+    Ok(())
+}
+
+/// An API server holding one route that applies JSON patches, and another writer who edits the route (a
+/// filter on the header-matched rule, a new resourceVersion) right after flightdeck's first read.
+fn route_server(route: Value, path: &'static str) -> (Arc<Mutex<Value>>, FakeApi) {
+    let state = Arc::new(Mutex::new(route));
+    let s = state.clone();
+    let api = FakeApi::new(move |seen, n| {
+        let mut route = s.lock().unwrap();
+        match (seen.method.as_str(), seen.path.as_str()) {
+            ("GET", "/apis/networking.istio.io") => Reply::Json(200, istio_group(&["v1"])),
+            ("GET", p) if p == path => {
+                let answer = route.clone();
+                if n == 0 {
+                    // Someone else's edit lands between flightdeck's read and its patch.
+                    let (rules, _) = if route["spec"]["rules"].is_array() { ("rules", 0) } else { ("http", 0) };
+                    route["spec"][rules][0]["filters"] = json!([{"type": "RequestHeaderModifier",
+                        "requestHeaderModifier": {"set": [{"name": "x-tester", "value": "yes"}]}}]);
+                    route["metadata"]["resourceVersion"] = json!("9001");
+                }
+                Reply::Json(200, answer)
+            }
+            ("PATCH", p) if p == path => match json_patch(&mut route, &seen.json()) {
+                Ok(()) => {
+                    let next = route["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() + 1;
+                    route["metadata"]["resourceVersion"] = json!(next.to_string());
+                    Reply::Json(200, route.clone())
+                }
+                Err(message) => status_error(422, "Invalid", &message),
+            },
+            _ => status_error(404, "NotFound", "not found"),
+        }
+    });
+    (state, api)
+}
+
+#[tokio::test]
+async fn a_weight_change_edits_only_its_two_weights_and_never_overwrites_an_edit_made_meanwhile() {
+    // httproute.json: a header-matched rule pinned to the canary (testers), then the weighted rule.
+    let (route, api) = route_server(fixture("httproute.json"), HTTPROUTE);
+    let backend = two_deployments(&api, &[]);
+    backend.apply(&Effect::SetWeight { canary: 25 }).await.unwrap();
+    let patches: Vec<Value> = api.writes().iter().map(Seen::json).collect();
+    assert_eq!(patches.len(), 2, "the first patch's test fails (the route moved), the second lands: {patches:#?}");
+    assert_eq!(patches[0][0]["value"], "4711");
+    assert_eq!(patches[1][0]["value"], "9001");
+    let route = route.lock().unwrap().clone();
+    let mut expected = fixture("httproute.json");
+    expected["spec"]["rules"][0]["filters"] = route["spec"]["rules"][0]["filters"].clone();
+    expected["spec"]["rules"][1]["backendRefs"][0]["weight"] = json!(75);
+    expected["spec"]["rules"][1]["backendRefs"][1]["weight"] = json!(25);
+    assert!(route["spec"]["rules"][0]["filters"].is_array(), "the other writer's filter was overwritten");
+    assert_eq!(route["spec"], expected["spec"], "anything but the two weights changed");
+
+    // The same on an Istio VirtualService with a header-matched route before the weighted one.
+    let mut vs = fixture("virtualservice.json");
+    let weighted = vs["spec"]["http"][0].clone();
+    vs["spec"]["http"] = json!([
+        {"name": "testers", "match": [{"headers": {"x-tester": {"exact": "yes"}}}],
+         "route": [{"destination": {"host": "checkout", "subset": "canary"}}]},
+        weighted,
+    ]);
+    let (route, api) = route_server(vs.clone(), VIRTUALSERVICE);
+    let extra = [
+        ("router", "istio"),
+        ("stable_service", "checkout"),
+        ("canary_service", "checkout"),
+        ("stable_subset", "stable"),
+        ("canary_subset", "canary"),
+    ];
+    two_deployments(&api, &extra).apply(&Effect::SetWeight { canary: 40 }).await.unwrap();
+    let route = route.lock().unwrap().clone();
+    assert_eq!(route["spec"]["http"][0]["match"], vs["spec"]["http"][0]["match"]);
+    assert!(route["spec"]["http"][0]["route"][0].get("weight").is_none(), "the testers' route was given a weight");
+    assert!(route["spec"]["http"][0]["filters"].is_array(), "the other writer's edit was overwritten");
+    let weights: Vec<&Value> = (0..2).map(|i| &route["spec"]["http"][1]["route"][i]["weight"]).collect();
+    assert_eq!(weights, [&json!(60), &json!(40)]);
+}
+
+#[tokio::test]
+async fn an_ambiguous_route_is_refused_with_the_reason_and_left_untouched() {
+    // Two rules route to both sides (testers pinned by a header, and the default): flightdeck will not guess.
+    let mut two = fixture("httproute.json");
+    two["spec"]["rules"][0]["name"] = json!("testers");
+    two["spec"]["rules"][0]["backendRefs"] = two["spec"]["rules"][1]["backendRefs"].clone();
+    let (_, api) = route_server(two.clone(), HTTPROUTE);
+    let err = two_deployments(&api, &[]).apply(&Effect::SetWeight { canary: 25 }).await.unwrap_err().to_string();
+    assert!(err.contains("httproutes.gateway.networking.k8s.io/checkout in prod"), "{err}");
+    assert!(err.contains("rule 1 \"testers\", rule 2 all route to both checkout-stable and checkout-canary"), "{err}");
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+    // Named with route_rules, only that rule changes.
+    two["spec"]["rules"][1]["name"] = json!("primary");
+    let (route, api) = route_server(two.clone(), HTTPROUTE);
+    two_deployments(&api, &[("route_rules", "primary")]).apply(&Effect::SetWeight { canary: 25 }).await.unwrap();
+    let route = route.lock().unwrap().clone();
+    assert_eq!(route["spec"]["rules"][0]["backendRefs"], two["spec"]["rules"][0]["backendRefs"]);
+    assert_eq!(route["spec"]["rules"][1]["backendRefs"][1]["weight"], 25);
+    // A backendRef of another kind with the same name is not the Service (Gateway API defaults).
+    let mut import = fixture("httproute.json");
+    import["spec"]["rules"][1]["backendRefs"][1]["kind"] = json!("ServiceImport");
+    import["spec"]["rules"][1]["backendRefs"][1]["group"] = json!("multicluster.x-k8s.io");
+    let (_, api) = route_server(import, HTTPROUTE);
+    let err = two_deployments(&api, &[]).observe().await.unwrap_err().to_string();
+    assert!(err.contains("no rule routes to both checkout-stable and checkout-canary"), "{err}");
 }
 
 /// The APIGroup an API server answers for Istio's networking group.
@@ -1984,7 +2123,10 @@ async fn after_a_restart_the_gates_a_run_left_open_are_read_back_and_closed() {
         world.lock().unwrap().tick();
         restarted.observe().await.unwrap();
     }
-    let (phase, weight) = (world.lock().unwrap().phase(), world.lock().unwrap().weight());
+    let (phase, weight) = {
+        let w = world.lock().unwrap();
+        (w.phase(), w.weight())
+    };
     assert_eq!((phase.as_str(), weight), ("Progressing", 20), "the new revision was rolled back");
 
     // A promote sent just before a restart (flagger-waiting-promotion.json): its confirm-promotion gate is shut

@@ -36,7 +36,7 @@
 //!   a label): undo goes to the previous revision.
 
 use super::revisions::{self, HistoryError};
-use super::router::{RouterKind, Side};
+use super::router::{RouterKind, Side, Split};
 use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
@@ -391,13 +391,23 @@ fn router_for(
     let route = target.params.get("route").cloned().ok_or_else(|| {
         "target.route: a canary over two Deployments needs the HTTPRoute or VirtualService name".to_owned()
     })?;
-    let side = |service: &str, default: &str, subset: &str| Side {
-        service: target.params.get(service).cloned().unwrap_or_else(|| default.to_owned()),
-        subset: target.params.get(subset).cloned(),
+    let side = |which: &str, default: &str| -> Result<Side, String> {
+        let port = match target.params.get(&format!("{which}_port")) {
+            Some(p) => Some(p.trim().parse::<u64>().map_err(|_| format!("target.{which}_port: {p:?} is not a port"))?),
+            None => None,
+        };
+        Ok(Side {
+            service: target.params.get(&format!("{which}_service")).cloned().unwrap_or_else(|| default.to_owned()),
+            subset: target.params.get(&format!("{which}_subset")).cloned(),
+            port,
+        })
     };
-    let stable = side("stable_service", stable, "stable_subset");
-    let canary = side("canary_service", canary, "canary_subset");
-    Ok(super::router::Router::new(client, namespace, kind, route, stable, canary))
+    let rules = target.params.get("route_rules").map_or_else(Vec::new, |names| {
+        names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
+    });
+    let domain = target.params.get("cluster_domain").cloned().unwrap_or_else(|| "cluster.local".to_owned());
+    let split = Split { stable: side("stable", stable)?, canary: side("canary", canary)?, rules, domain };
+    Ok(super::router::Router::new(client, namespace, kind, route, split))
 }
 
 /// The Deployment's own bookkeeping annotations plus the ReplicaSet's others.

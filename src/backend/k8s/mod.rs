@@ -155,8 +155,16 @@ pub const DEPLOYMENT_PARAMS: &[Param] = &[
     Param::optional("route", Text, "for a canary: the `HTTPRoute` or `VirtualService` name"),
     Param::optional("stable_service", Text, "backendRef name / destination host (default: the Deployment's name)"),
     Param::optional("canary_service", Text, "backendRef name / destination host (default: the Deployment's name)"),
-    Param::optional("stable_subset", Text, "Istio only: match destinations by subset instead of host"),
-    Param::optional("canary_subset", Text, "Istio only: match destinations by subset instead of host"),
+    Param::optional("stable_subset", Text, "Istio only: the stable destination's subset (with its host)"),
+    Param::optional("canary_subset", Text, "Istio only: the canary destination's subset (with its host)"),
+    Param::optional("stable_port", Whole, "the stable backendRef's `port` / destination's `port.number`"),
+    Param::optional("canary_port", Whole, "the canary backendRef's `port` / destination's `port.number`"),
+    Param::optional(
+        "route_rules",
+        Text,
+        "comma-separated names of the rules to set weights in (default: the one rule routing to both)",
+    ),
+    Param::optional("cluster_domain", Text, "Istio short host names resolve in it (default `cluster.local`)"),
     Param::optional("replicas", Whole, "replicas per side for `Scale` (default: the stable Deployment's)"),
 ];
 
