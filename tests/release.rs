@@ -249,7 +249,10 @@ async fn a_captain_promotes_a_waiting_wave_over_the_socket_and_a_promote_for_the
     let journal = std::fs::read_dir(data.path().join("journal"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("release-gated-"))
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("release-gated-")
+                && p.extension().is_some_and(|e| e == "jsonl")
+        })
         .expect("a release journal");
     let text = std::fs::read_to_string(journal).unwrap();
     let promotes: Vec<&str> = text.lines().filter(|l| l.contains(r#""command":"promote""#)).collect();
