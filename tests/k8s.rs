@@ -2181,6 +2181,52 @@ async fn after_a_restart_the_gates_a_run_left_open_are_read_back_and_closed() {
     assert!(!world.lock().unwrap().gate("rollback.podinfo.test"));
 }
 
+/// Weights as Flagger's routes hold them, not as its status field reads (pkg/canary/status.go
+/// `setStatusPhase` zeroes `canaryWeight` outside Progressing, Waiting and Promoting; pkg/controller/scheduler.go
+/// `handleFailedPromotion` reports the total with all traffic on the canary; `runCanary` adds `stepWeight` while
+/// below `maxWeight`, capped at the total only), and `spec.suspend` warned about in every phase.
+#[test]
+fn flagger_weights_follow_its_routes_and_a_suspended_canary_is_warned_about_in_every_phase() {
+    // WaitingPromotion as Flagger writes it (canaryWeight 0): the routes stay at maxWeight 50.
+    let waiting = fixture("flagger-waiting-promotion.json");
+    assert_eq!(waiting["status"]["canaryWeight"], 0);
+    let view = k8s::flagger::view(&waiting);
+    assert_eq!((view.weight, view.stage), (50, 4));
+    // A failed promotion: Flagger routes everything to the canary and says so; a rollback reports 0.
+    let mut failed_promotion = fixture("flagger-failed.json");
+    failed_promotion["status"]["canaryWeight"] = json!(100);
+    let view = k8s::flagger::view(&failed_promotion);
+    assert_eq!(view.weight, 100);
+    let NativeStatus::Aborted { message } = &view.status else { panic!("{:?}", view.status) };
+    assert!(message.ends_with("100 % of traffic is on the canary"), "{message}");
+    assert_eq!(k8s::flagger::view(&fixture("flagger-failed.json")).weight, 0);
+    // stepWeight 20 up to maxWeight 50 walks 20, 40, 60 and waits for promotion at 60.
+    let mut overshoot = fixture("flagger-waiting-promotion.json");
+    overshoot["spec"]["analysis"]["stepWeight"] = json!(20);
+    assert_eq!(k8s::flagger::analysis_weights(&overshoot), [20, 40, 60]);
+    assert_eq!(k8s::flagger::view(&overshoot).weight, 60);
+    // Suspended: said in every phase, with what it stops.
+    for file in
+        ["flagger-progressing.json", "flagger-waiting-promotion.json", "flagger-promoting.json", "flagger-failed.json"]
+    {
+        let mut canary = fixture(file);
+        assert!(!k8s::flagger::view(&canary).detail.contains("spec.suspend"), "{file}");
+        canary["spec"]["suspend"] = json!(true);
+        let detail = k8s::flagger::view(&canary).detail;
+        assert!(detail.ends_with(k8s::flagger::SUSPENDED_WARNING), "{file}: {detail}");
+        assert!(detail.contains("automatic rollback"), "{detail}");
+    }
+    // Argo's spec.paused likewise, shown with the rollout through the core.
+    let plan = example_plan("argo-rollouts.toml");
+    let (r, _) = step(&Rollout::new("prod-eu-1/checkout", plan), Event::Start, Timestamp(1_000));
+    let r = step(&r, Event::Observation(status::observe(&fixture("rollout-user-paused.json"))), Timestamp(1_000)).0;
+    assert!(
+        r.native_detail.as_deref().unwrap_or_default().ends_with(status::USER_PAUSED_WARNING),
+        "{:?}",
+        r.native_detail
+    );
+}
+
 /// A Canary of Flagger's docs (docs/gitbook/usage/webhooks.md, "Manual
 /// gating") in `phase`, with these webhooks (type, URL path on the load tester).
 fn gated_canary(phase: &str, hooks: &[(&str, &str)]) -> Value {

@@ -98,21 +98,31 @@ fn phase(canary: &Value) -> &str {
     text(at(canary, &["status", "phase"]))
 }
 
-/// The analysis weights Flagger walks: `stepWeights`, or `stepWeight`
-/// increments up to `maxWeight` (canary.go `GetAnalysis`); empty for A/B
-/// testing and blue-green (`iterations` without weights).
+/// The analysis weights Flagger walks (scheduler.go `runCanary`,
+/// `nextStepWeight`, `maxWeight`): `stepWeights` as listed (capped at the
+/// total, 100), or `stepWeight` added while the weight is below `maxWeight`
+/// (default 100), capped at the total only, so a step may overshoot
+/// `maxWeight` (step 20, max 50: 20, 40, 60). Empty for A/B testing and
+/// blue-green (`iterations` without weights).
 pub fn analysis_weights(canary: &Value) -> Vec<u64> {
     let analysis = at(canary, &["spec", "analysis"]);
     if let Some(steps) = analysis["stepWeights"].as_array().filter(|s| !s.is_empty()) {
-        return steps.iter().filter_map(Value::as_u64).collect();
+        return steps.iter().filter_map(Value::as_u64).map(|w| w.min(TOTAL_WEIGHT)).collect();
     }
     let step = analysis["stepWeight"].as_u64().unwrap_or(0);
-    let max = analysis["maxWeight"].as_u64().unwrap_or(100).min(100);
+    let max = analysis["maxWeight"].as_u64().filter(|m| *m > 0).unwrap_or(TOTAL_WEIGHT);
     if step == 0 {
         return Vec::new();
     }
-    (1..).map(|i| (i * step).min(max)).take_while(|w| *w < max).chain([max]).collect()
+    let mut weights = vec![step.min(TOTAL_WEIGHT)];
+    while weights[weights.len() - 1] < max.min(TOTAL_WEIGHT) {
+        weights.push((weights[weights.len() - 1] + step).min(TOTAL_WEIGHT));
+    }
+    weights
 }
+
+/// scheduler.go `totalWeight`.
+const TOTAL_WEIGHT: u64 = 100;
 
 /// Reads a Canary (as JSON).
 pub fn view(canary: &Value) -> CanaryView {
@@ -123,10 +133,15 @@ pub fn view(canary: &Value) -> CanaryView {
         "Succeeded" | "Initialized" => (NativeStatus::Healthy, 100),
         "Finalising" => (NativeStatus::Progressing, 100),
         "Promoting" => (NativeStatus::Progressing, last.max(status_weight)),
-        "Failed" => (NativeStatus::Aborted { message: failure(canary) }, 0),
-        "WaitingPromotion" => {
-            (paused("waiting for promotion (confirm-promotion gate): promote to open it"), status_weight)
+        // rollback() reports 0 with the routes back on the primary; handleFailedPromotion reports the total
+        // with all traffic on the canary (the primary is not ready): the weight it reports is where traffic is.
+        "Failed" if status_weight > 0 => {
+            let message = format!("{}; {status_weight} % of traffic is on the canary", failure(canary));
+            (NativeStatus::Aborted { message }, status_weight)
         }
+        "Failed" => (NativeStatus::Aborted { message: failure(canary) }, 0),
+        // setStatusPhase zeroes canaryWeight here while the routes stay at the last analysis weight.
+        "WaitingPromotion" => (paused("waiting for promotion (confirm-promotion gate): promote to open it"), last),
         "Waiting" => (paused("waiting to start (confirm-rollout gate)"), status_weight),
         phase @ ("Terminating" | "Terminated") => {
             (NativeStatus::Degraded { message: format!("Canary {phase}: Flagger is removing it") }, status_weight)
@@ -144,6 +159,10 @@ pub fn view(canary: &Value) -> CanaryView {
     let revision = at(canary, &["status", "lastAppliedSpec"]).as_str().filter(|s| !s.is_empty()).map(str::to_owned);
     CanaryView { status, weight: weight as u8, stage, detail: detail(canary), revision }
 }
+
+/// Shown with the Canary whatever its phase while `spec.suspend` is set.
+pub const SUSPENDED_WARNING: &str =
+    "⚠ spec.suspend: Flagger skips this Canary, its automatic rollback on failed checks included";
 
 fn paused(reason: &str) -> NativeStatus {
     NativeStatus::Paused { reason: reason.to_owned(), step: None, before_switch: false }
@@ -188,6 +207,10 @@ fn detail(canary: &Value) -> String {
     }
     if at(canary, &["spec", "skipAnalysis"]).as_bool().unwrap_or(false) {
         parts.push("skipAnalysis".to_owned());
+    }
+    if suspended(canary) {
+        // scheduler.go advanceCanary returns before anything else: no step, no promotion, no rollback.
+        parts.push(SUSPENDED_WARNING.to_owned());
     }
     parts.join(" · ")
 }
@@ -792,8 +815,10 @@ mod tests {
     #[test]
     fn weights_walk_step_weight_up_to_max_weight_or_the_listed_steps() {
         let canary = |analysis: Value| json!({"spec": {"analysis": analysis}});
-        assert_eq!(analysis_weights(&canary(json!({"stepWeight": 20, "maxWeight": 50}))), vec![20, 40, 50]);
+        // scheduler.go runCanary: a step is added while below maxWeight, capped at the total only.
+        assert_eq!(analysis_weights(&canary(json!({"stepWeight": 20, "maxWeight": 50}))), vec![20, 40, 60]);
         assert_eq!(analysis_weights(&canary(json!({"stepWeight": 10, "maxWeight": 30}))), vec![10, 20, 30]);
+        assert_eq!(analysis_weights(&canary(json!({"stepWeight": 30}))), vec![30, 60, 90, 100]);
         assert_eq!(analysis_weights(&canary(json!({"stepWeights": [1, 5, 25, 75]}))), vec![1, 5, 25, 75]);
         assert!(analysis_weights(&canary(json!({"iterations": 10}))).is_empty());
     }

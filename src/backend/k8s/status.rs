@@ -33,6 +33,8 @@ pub struct RolloutView {
     pub analysis: Option<String>,
     /// The Rollout's `rollout.argoproj.io/revision` (the plugin's "Revision").
     pub revision: Option<String>,
+    /// `spec.paused`: a person paused it; Argo holds it until resumed.
+    pub user_paused: bool,
 }
 
 impl RolloutView {
@@ -55,7 +57,8 @@ impl RolloutView {
     fn detail(&self) -> Option<String> {
         let step = self.step_index.map(|i| format!("step {}/{}", i.min(self.steps), self.steps));
         let analysis = self.analysis.as_ref().map(|a| format!("analysis {a}"));
-        let parts: Vec<String> = step.into_iter().chain(analysis).collect();
+        let paused = self.user_paused.then(|| USER_PAUSED_WARNING.to_owned());
+        let parts: Vec<String> = step.into_iter().chain(analysis).chain(paused).collect();
         (!parts.is_empty()).then(|| parts.join(" · "))
     }
 }
@@ -72,8 +75,12 @@ pub fn view(rollout: &Value) -> RolloutView {
         steps: steps.len(),
         analysis: analysis(rollout),
         revision: at(rollout, &["metadata", "annotations", "rollout.argoproj.io/revision"]).as_str().map(str::to_owned),
+        user_paused: flag(at(rollout, &["spec", "paused"])),
     }
 }
+
+/// Shown with the Rollout whatever its phase while `spec.paused` is set.
+pub const USER_PAUSED_WARNING: &str = "⚠ spec.paused: Argo holds it until resumed (promote or resume)";
 
 /// The observation the core mirrors.
 pub fn observe(rollout: &Value) -> Observation {
