@@ -204,7 +204,7 @@ impl Replica {
     fn start(name: &str, dir: &Path, kubeconfig: &Path) -> Replica {
         let mut child = Process::new(BIN)
             .args(["serve", "--leader-elect", "--lease-namespace", "flightdeck"])
-            .args(["--lease-duration", "2s", "--lease-renew-deadline", "1500ms", "--lease-retry-period", "250ms"])
+            .args(["--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"])
             .args(["--speed", "300", "--socket"])
             .arg(dir.join(format!("{name}.sock")))
             .arg(dir.join("canary.toml"))

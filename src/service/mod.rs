@@ -334,7 +334,7 @@ impl Drop for Service {
 /// (who holds the Lease), until the caller stops listening.
 #[cfg(feature = "k8s")]
 async fn refuse_as_standby(socket: Option<&tokio::net::UnixListener>, shared: Arc<Shared>) -> std::convert::Infallible {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(socket) = socket else { return std::future::pending().await };
     loop {
         let Ok((mut stream, _)) = socket.accept().await else {
@@ -347,6 +347,10 @@ async fn refuse_as_standby(socket: Option<&tokio::net::UnixListener>, shared: Ar
         );
         let line = crate::protocol::wire::encode(&crate::protocol::wire::ServerMessage::Error { message });
         tokio::spawn(async move {
+            // After the client's hello (one short line), as the server answers
+            // one: a refusal written before it would meet a client still writing.
+            let mut hello = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut hello)).await;
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&line)).await;
             let _ = stream.shutdown().await;
         });
