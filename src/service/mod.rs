@@ -361,7 +361,7 @@ async fn refuse_as_standby(socket: Option<&tokio::net::UnixListener>, shared: Ar
 /// does for every program): each rollout holds its journal (and its lock)
 /// open, so 1,000 rollouts need about 2,000 descriptors, past the 1,024 a
 /// systemd service or a shell starts with. Returns the limit now in force.
-pub fn raise_open_file_limit() -> Option<u64> {
+pub fn raise_open_file_limit() -> Option<libc::rlim_t> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct given.
     unsafe {
@@ -371,11 +371,11 @@ pub fn raise_open_file_limit() -> Option<u64> {
         if limit.rlim_cur < limit.rlim_max {
             let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return Some(raised.rlim_cur as u64);
+                return Some(raised.rlim_cur);
             }
         }
     }
-    Some(limit.rlim_cur as u64)
+    Some(limit.rlim_cur)
 }
 
 /// A line on stderr if it can be written.
