@@ -3,6 +3,9 @@
 //! and SIGQUIT are caught, the run stops (its journal already holds every
 //! record), the terminal is restored, and the process exits with 128 + the
 //! signal's number, as the default action would have.
+//!
+//! `serve` takes SIGHUP as a reload instead (checked first, then applied
+//! whole: see `service::plans`).
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Once;
