@@ -268,9 +268,11 @@ mod tests {
         let stable = r#"{"requests": 9500, "errors": 47}"#;
         let canary = r#"{"requests": 500, "errors": 40}"#;
         let line = format!(r#"{{"window": "1m", "stage": 0, "stable": {stable}, "canary": {canary}}}"#);
-        std::fs::write(&file, format!("{line}\n{line}\n")).unwrap();
+        std::fs::write(&file, format!("{line}\n{line}\n{line}\n")).unwrap();
         let analysed = analyze(&file, &AnalysisConfig::default()).unwrap();
-        let verdict = &analysed[0].verdict;
+        // Windows are the error margin's units: it decides from the third.
+        assert_eq!(analysed[1].verdict.label(), "inconclusive");
+        let verdict = &analysed[2].verdict;
         assert_eq!(verdict.label(), "fail", "8 % against 0.5 % on 500 requests");
         let row = verdict.checks().iter().find(|c| c.metric == Metric::ErrorRate).unwrap();
         let (lo, _) = row.interval.unwrap();
