@@ -111,7 +111,17 @@ impl LatencyHistogram {
                 (None, None) => break,
             }
         }
+        // Room was made for both, but most buckets of a stage's windows
+        // overlap: kept as it is, a stage histogram held twice the memory
+        // its counts need (at 1,000 rollouts, megabytes of nothing).
+        merged.shrink_to_fit();
         self.buckets = merged;
+    }
+
+    /// Memory the buckets hold, in buckets (their capacity): what a
+    /// stage's evidence costs.
+    pub fn held(&self) -> usize {
+        self.buckets.capacity()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -227,6 +237,20 @@ impl BucketCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stage_of_many_windows_holds_no_more_than_its_buckets() {
+        // A stage's histogram is every window's merged in: a day of minute
+        // windows holds each bucket once, and no spare room.
+        let mut stage = LatencyHistogram::default();
+        for window in 0..1_440 {
+            let samples: Vec<f64> = (0..200).map(|i| 20.0 + ((i * 37 + window * 11) % 400) as f64).collect();
+            stage.merge(&LatencyHistogram::from_samples(&samples));
+        }
+        let occupied = stage.buckets.len();
+        assert!(occupied < 200, "buckets 20–420 ms at 2 % apart: {occupied}");
+        assert_eq!(stage.held(), occupied, "a merged histogram keeps no spare room");
+    }
 
     #[test]
     fn quantiles_are_within_one_percent() {
