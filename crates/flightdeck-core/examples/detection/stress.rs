@@ -151,7 +151,7 @@ impl StressCell {
     /// "Margin 6 h", "Margin slow 6 h", "Overdispersed +2 pp 1 h 30 m".
     pub fn kind(&self) -> String {
         let minutes = self.run_for.as_secs() / 60;
-        let time = if minutes % 60 == 0 {
+        let time = if minutes.is_multiple_of(60) {
             format!("{} h", minutes / 60)
         } else {
             format!("{} h {} m", minutes / 60, minutes % 60)
