@@ -447,18 +447,25 @@ fn ctrl_z_gives_the_shell_its_terminal_and_fg_brings_the_cockpit_back() {
     // The shell reads lines again (cooked mode, echo on).
     t.type_line("echo back-$((1+1))");
     t.wait_for(&["back-2"], Duration::from_secs(5));
+    fg_then_quit(&t, dir.path(), &pid);
+}
+
+/// `fg` brings the stopped cockpit back (it takes the whole terminal
+/// again: nothing the shell printed meanwhile shows); quitting it then ends
+/// the job with `fg`'s exit code 0.
+fn fg_then_quit(t: &Tmux, dir: &std::path::Path, pid: &str) {
     t.type_line("fg");
     t.wait_for(&["Rollouts", "Events", "Next:"], Duration::from_secs(10));
     assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal again");
     let screen = t.screen();
-    assert!(!screen.contains("back-2"), "the whole screen is the cockpit's again:\n{screen}");
+    assert!(!screen.contains("back-"), "the whole screen is the cockpit's again:\n{screen}");
     t.keys(&["q"]);
     t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
     t.keys(&["Enter"]);
     // A list would go on when its job stops: the exit code is `fg`'s.
-    wait_gone(&pid);
+    wait_gone(pid);
     t.type_line("echo $? > code");
-    let exit = wait_for_file(&dir.path().join("code"), Duration::from_secs(10));
+    let exit = wait_for_file(&dir.join("code"), Duration::from_secs(10));
     assert_eq!(exit.trim(), "0", "screen:\n{}", t.screen());
 }
 
@@ -474,17 +481,7 @@ fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
     assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag} #{cursor_flag}"), "0 0 1", "after SIGTSTP");
     t.type_line("echo back-$((2+2))");
     t.wait_for(&["back-4"], Duration::from_secs(5));
-    t.type_line("fg");
-    t.wait_for(&["Rollouts", "Events", "Next:"], Duration::from_secs(10));
-    assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal again");
-    t.keys(&["q"]);
-    t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
-    t.keys(&["Enter"]);
-    // A list would go on when its job stops: the exit code is `fg`'s.
-    wait_gone(&pid);
-    t.type_line("echo $? > code");
-    let exit = wait_for_file(&dir.path().join("code"), Duration::from_secs(10));
-    assert_eq!(exit.trim(), "0", "screen:\n{}", t.screen());
+    fg_then_quit(&t, dir.path(), &pid);
 }
 
 /// A dialog over live panes at 80×24: on its rows, nothing of the text
