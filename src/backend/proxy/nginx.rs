@@ -76,7 +76,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Limit for one reload unless the plan sets `timeout_ms`.
 /// What an NGINX target reads (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
     Param::required("upstream_file", Text, "the file flightdeck writes"),
