@@ -306,11 +306,15 @@ pub enum BackendKind {
     Ecs,
     /// Flagger (`flagger.app` Canary), observed.
     Flagger,
+    /// An Unleash feature flag's gradual rollout, driven.
+    Unleash,
+    /// An OpenFeature flagd flag definition file, driven.
+    Flagd,
 }
 
 impl BackendKind {
     /// Every backend with its name in plans: the one place names are written.
-    const ALL: [(BackendKind, &'static str); 8] = [
+    const ALL: [(BackendKind, &'static str); 10] = [
         (BackendKind::Sim, "sim"),
         (BackendKind::Haproxy, "haproxy"),
         (BackendKind::Envoy, "envoy"),
@@ -319,6 +323,8 @@ impl BackendKind {
         (BackendKind::Deployment, "deployment"),
         (BackendKind::Ecs, "ecs"),
         (BackendKind::Flagger, "flagger"),
+        (BackendKind::Unleash, "unleash"),
+        (BackendKind::Flagd, "flagd"),
     ];
 
     /// Every backend name accepted in a plan, for error messages.
