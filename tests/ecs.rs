@@ -503,17 +503,20 @@ async fn cloudwatch_windows_are_whole_settled_minutes_each_read_once() {
     assert_eq!(read(60, at(6, 59)).await, Some(40), "minute 5 ended less than the lag ago");
     // Every window asked for starts and ends on a whole minute, so that
     // CloudWatch's rounding of the start down to the minute (GetMetricData
-    // API reference, StartTime) adds no minute twice.
-    let bodies: Vec<String> =
-        front.seen.lock().unwrap().iter().filter(|s| s.operation == "GetMetricData").map(|s| s.body.clone()).collect();
-    assert_eq!(bodies.len(), 4);
-    for body in bodies {
-        for key in ["StartTime=", "EndTime="] {
-            let value = body.split('&').find_map(|kv| kv.strip_prefix(key)).unwrap().replace("%3A", ":");
-            assert!(value.ends_with(":00Z"), "{key}{value} is not a whole minute");
+    // API reference, StartTime) adds no minute twice. The SDK speaks Smithy
+    // RPCv2 CBOR (the only protocol of aws-sdk-cloudwatch from 1.100 on),
+    // and moto answered it: timestamps are epoch seconds (tag 1).
+    let seen: Vec<_> = front.seen.lock().unwrap().iter().filter(|s| s.operation == "GetMetricData").cloned().collect();
+    assert_eq!(seen.len(), 4);
+    for request in seen {
+        assert_eq!(request.protocol.as_deref(), Some("rpc-v2-cbor"), "{}", request.body);
+        let body: Value = serde_json::from_str(&request.body).unwrap();
+        for key in ["StartTime", "EndTime"] {
+            let seconds = body[key].as_f64().unwrap_or_else(|| panic!("{key} in {body}"));
+            assert_eq!(seconds % 60.0, 0.0, "{key} {seconds} is not a whole minute");
         }
-        let metrics = body.split('&').filter(|kv| kv.contains("MetricName=")).count();
-        assert_eq!(metrics, flightdeck::metrics::cloudwatch::METRICS_PER_WINDOW, "one call, every metric");
+        let queries = body["MetricDataQueries"].as_array().unwrap();
+        assert_eq!(queries.len(), flightdeck::metrics::cloudwatch::METRICS_PER_WINDOW, "one call, every metric");
     }
 }
 

@@ -1,7 +1,9 @@
 //! AWS on loopback for the ECS tests: `moto_server` (installed by
 //! scripts/setup) and a tiny fake that answers each operation with a
 //! recorded response and keeps every request it got; put in front of
-//! moto, it answers what moto cannot and hands moto the rest.
+//! moto, it answers what moto cannot and hands moto the rest. Bodies pass
+//! through as bytes: CloudWatch speaks Smithy RPCv2 CBOR, whose operation is
+//! in the path (`/service/GraniteServiceVersion20100801/operation/GetMetricData`).
 #![allow(dead_code)]
 
 use super::{eventually, free_port, program, Proc};
@@ -99,12 +101,15 @@ async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) 
     (status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
 }
 
-/// One request the fake got: the operation (`X-Amz-Target`'s last part or
-/// the form's `Action`) and the body.
+/// One request the fake got: the operation (`X-Amz-Target`'s last part,
+/// the RPCv2 path's last part or the form's `Action`) and the body (CBOR
+/// bodies as their JSON equivalent).
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub operation: String,
     pub body: String,
+    /// The `smithy-protocol` header, `rpc-v2-cbor` for CBOR requests.
+    pub protocol: Option<String>,
 }
 
 type Answer = dyn Fn(&str, &str) -> Option<(u16, String)> + Send + Sync;
@@ -172,29 +177,61 @@ pub fn unknown_operation() -> (u16, String) {
     (400, r#"{"__type":"com.amazon.coral.service#UnknownOperationException","message":null}"#.into())
 }
 
-/// One request sent on to `upstream` as it came: (status, content type, body).
-async fn forward(upstream: &str, headers: &[String], body: &str) -> (u16, String, String) {
+/// A CBOR body as JSON (tags dropped: an RPCv2 timestamp, tag 1, reads
+/// as its epoch seconds).
+pub fn cbor_to_json(body: &[u8]) -> serde_json::Value {
+    json(ciborium::from_reader(body).expect("a CBOR body"))
+}
+
+fn json(value: ciborium::Value) -> serde_json::Value {
+    use ciborium::Value as C;
+    use serde_json::Value as J;
+    match value {
+        C::Integer(i) => i64::try_from(i).map_or(J::from(i128::from(i) as f64), J::from),
+        C::Float(f) => J::from(f),
+        C::Bool(b) => J::Bool(b),
+        C::Null => J::Null,
+        C::Text(t) => J::String(t),
+        C::Bytes(b) => J::Array(b.into_iter().map(J::from).collect()),
+        C::Tag(_, inner) => json(*inner),
+        C::Array(items) => J::Array(items.into_iter().map(json).collect()),
+        C::Map(entries) => {
+            let key = |k: C| k.into_text().unwrap_or_else(|k| format!("{k:?}"));
+            J::Object(entries.into_iter().map(|(k, v)| (key(k), json(v))).collect())
+        }
+        other => panic!("unexpected CBOR value {other:?}"),
+    }
+}
+
+/// Hop-by-hop headers the fake sets itself.
+fn own_header(header: &str) -> bool {
+    let lower = header.to_ascii_lowercase();
+    ["host:", "content-length:", "connection:", "transfer-encoding:", "date:", "server:"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+}
+
+/// One request sent on to `upstream` as it came (path, headers, body):
+/// (status, its headers, body).
+async fn forward(upstream: &str, path: &str, headers: &[String], body: &[u8]) -> (u16, Vec<String>, Vec<u8>) {
     let addr = upstream.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("POST / HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
-    for h in headers {
-        let lower = h.to_ascii_lowercase();
-        if !["host:", "content-length:", "connection:", "transfer-encoding:"].iter().any(|p| lower.starts_with(p)) {
-            request += h;
-        }
+    let mut request = format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for h in headers.iter().filter(|h| !own_header(h)) {
+        request += h;
     }
     request += "\r\n";
-    request += body;
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let (head, reply) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let kind = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
-        .unwrap_or_else(|| "text/xml".into());
-    (status, kind, reply.to_owned())
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let reply = response.get(split + 4..).unwrap_or_default().to_vec();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = head.lines().skip(1).filter(|h| !own_header(h)).map(|h| format!("{h}\r\n")).collect();
+    (status, headers, reply)
 }
 
 async fn serve(
@@ -211,7 +248,8 @@ async fn serve(
         if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
             return;
         }
-        let (mut length, mut target, mut headers) = (0usize, String::new(), Vec::new());
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let (mut length, mut target, mut headers, mut protocol) = (0usize, String::new(), Vec::new(), None);
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
@@ -224,6 +262,9 @@ async fn serve(
             if lower.starts_with("x-amz-target:") {
                 target = header.trim().rsplit('.').next().unwrap_or("").to_owned();
             }
+            if let Some(v) = lower.strip_prefix("smithy-protocol:") {
+                protocol = Some(v.trim().to_owned());
+            }
             if header == "\r\n" {
                 break;
             }
@@ -233,27 +274,40 @@ async fn serve(
         if reader.read_exact(&mut body).await.is_err() {
             return;
         }
-        let body = String::from_utf8_lossy(&body).into_owned();
-        let operation = if target.is_empty() {
-            body.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("").to_owned()
-        } else {
-            target
+        let raw = body;
+        let cbor = protocol.as_deref() == Some("rpc-v2-cbor");
+        let body = if cbor { cbor_to_json(&raw).to_string() } else { String::from_utf8_lossy(&raw).into_owned() };
+        let operation = match path.rsplit_once("/operation/") {
+            _ if !target.is_empty() => target,
+            Some((_, operation)) => operation.to_owned(),
+            None => body.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("").to_owned(),
         };
-        seen.lock().unwrap().push(Seen { operation: operation.clone(), body: body.clone() });
-        let json = "application/x-amz-json-1.1".to_owned();
-        let (status, kind, reply) = match (answer(&operation, &body), &upstream) {
-            (Some((status, reply)), _) => (status, json, reply),
+        seen.lock().unwrap().push(Seen { operation: operation.clone(), body: body.clone(), protocol });
+        let json = vec!["Content-Type: application/x-amz-json-1.1\r\n".to_owned()];
+        let (status, reply_headers, reply) = match (answer(&operation, &body), &upstream) {
+            (Some((status, reply)), _) => (status, json, reply.into_bytes()),
             (None, Some(upstream)) => {
-                let (status, kind, reply) = forward(upstream, &headers, &body).await;
-                (status, kind, rewrite(&operation, reply))
+                let (status, reply_headers, reply) = forward(upstream, &path, &headers, &raw).await;
+                // Only text replies are rewritten; CBOR passes as it came.
+                match String::from_utf8(reply) {
+                    Ok(text) if !cbor => (status, reply_headers, rewrite(&operation, text).into_bytes()),
+                    Ok(text) => (status, reply_headers, text.into_bytes()),
+                    Err(e) => (status, reply_headers, e.into_bytes()),
+                }
             }
             (None, None) => {
-                (400, json, format!(r#"{{"__type":"InvalidParameterException","message":"unexpected {operation}"}}"#))
+                let reply = format!(r#"{{"__type":"InvalidParameterException","message":"unexpected {operation}"}}"#);
+                (400, json, reply.into_bytes())
             }
         };
-        let response =
-            format!("HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n{reply}", reply.len());
-        if write.write_all(response.as_bytes()).await.is_err() {
+        let mut response = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", reply.len());
+        for h in reply_headers {
+            response += &h;
+        }
+        response += "\r\n";
+        let mut response = response.into_bytes();
+        response.extend_from_slice(&reply);
+        if write.write_all(&response).await.is_err() {
             return;
         }
     }
