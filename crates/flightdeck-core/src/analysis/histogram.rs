@@ -16,30 +16,130 @@ const MIN_MS: f64 = 0.001;
 
 /// Counts of requests per latency bucket, sorted by bucket index. Read from
 /// JSON as `[[index, count], …]` in any order (sorted and merged on read).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+///
+/// A stage's histogram is most of what a live rollout holds, so it is kept
+/// in whichever of two forms is smaller (see [`Buckets`]); every reading
+/// goes through the same `(index, count)` pairs, so the form never changes
+/// a verdict.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(from = "Vec<(i32, u64)>", into = "Vec<(i32, u64)>")]
 pub struct LatencyHistogram {
-    /// `(bucket index, requests)`, ascending index, no zero counts.
-    buckets: Vec<(i32, u64)>,
+    buckets: Buckets,
+}
+
+/// How a histogram holds its counts.
+#[derive(Debug, Clone)]
+enum Buckets {
+    /// Every bucket from `first` to the last occupied one, a `u32` count
+    /// each (zeros in the gaps): 4 bytes a bucket. A latency distribution
+    /// fills a run of neighbouring buckets, so this is the usual form.
+    /// The first and last counts are never zero.
+    Dense { first: i32, counts: Vec<u32> },
+    /// `(bucket index, requests)` of the occupied buckets only, ascending,
+    /// no zero counts: 16 bytes a bucket. For histograms with wide gaps
+    /// (a source's coarse buckets read as bounds) or a count beyond `u32`.
+    Sparse(Vec<(i32, u64)>),
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets::Sparse(Vec::new())
+    }
+}
+
+/// Bytes a bucket costs in each form: dense is chosen while it spans at
+/// most `SPARSE_BYTES / DENSE_BYTES` buckets per occupied one.
+const DENSE_BYTES: usize = std::mem::size_of::<u32>();
+const SPARSE_BYTES: usize = std::mem::size_of::<(i32, u64)>();
+
+impl Buckets {
+    /// The smaller form of `pairs` (ascending index, no zero counts).
+    fn from_sorted(mut pairs: Vec<(i32, u64)>) -> Buckets {
+        let (Some(&(first, _)), Some(&(last, _))) = (pairs.first(), pairs.last()) else {
+            return Buckets::default();
+        };
+        let span = (last as i64 - first as i64 + 1) as usize;
+        let narrow = pairs.iter().all(|b| b.1 <= u32::MAX as u64);
+        if narrow && span * DENSE_BYTES <= pairs.len() * SPARSE_BYTES {
+            let mut counts = vec![0u32; span];
+            for (i, count) in pairs {
+                counts[(i - first) as usize] = count as u32;
+            }
+            return Buckets::Dense { first, counts };
+        }
+        pairs.shrink_to_fit();
+        Buckets::Sparse(pairs)
+    }
+
+    /// Occupied buckets, ascending.
+    fn iter(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        let (dense, sparse) = match self {
+            Buckets::Dense { first, counts } => (Some((*first, counts)), None),
+            Buckets::Sparse(pairs) => (None, Some(pairs)),
+        };
+        let dense = dense.into_iter().flat_map(|(first, counts)| {
+            counts.iter().enumerate().filter(|c| *c.1 > 0).map(move |(k, &c)| (first + k as i32, c as u64))
+        });
+        dense.chain(sparse.into_iter().flatten().copied())
+    }
+
+    /// Adds `count` in place when that keeps the form (an occupied
+    /// bucket's neighbourhood, counts within `u32`); false otherwise.
+    fn add_in_place(&mut self, i: i32, count: u64) -> bool {
+        let Buckets::Dense { first, counts } = self else { return false };
+        let at = i as i64 - *first as i64;
+        // Past the end by at most 4 buckets: 3 zeros and the new count
+        // keep the dense form within its size rule.
+        let room = (SPARSE_BYTES / DENSE_BYTES) as i64;
+        if at < 0 || at >= counts.len() as i64 + room {
+            return false;
+        }
+        let at = at as usize;
+        if at >= counts.len() {
+            counts.resize(at + 1, 0);
+        }
+        match u32::try_from(counts[at] as u64 + count) {
+            Ok(sum) => counts[at] = sum,
+            Err(_) => return false,
+        }
+        true
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Buckets::Dense { counts, .. } => counts.capacity() * DENSE_BYTES,
+            Buckets::Sparse(pairs) => pairs.capacity() * SPARSE_BYTES,
+        }
+    }
+}
+
+impl PartialEq for LatencyHistogram {
+    /// The same counts in the same buckets, whatever the form.
+    fn eq(&self, other: &Self) -> bool {
+        self.buckets.iter().eq(other.buckets.iter())
+    }
 }
 
 impl From<Vec<(i32, u64)>> for LatencyHistogram {
     fn from(mut buckets: Vec<(i32, u64)>) -> Self {
         buckets.sort_unstable_by_key(|b| b.0);
-        let mut h = LatencyHistogram::default();
+        let mut pairs: Vec<(i32, u64)> = Vec::with_capacity(buckets.len());
         for (i, count) in buckets.into_iter().filter(|b| b.1 > 0) {
-            match h.buckets.last_mut() {
+            match pairs.last_mut() {
                 Some((last, sum)) if *last == i => *sum = sum.saturating_add(count),
-                _ => h.buckets.push((i, count)),
+                _ => pairs.push((i, count)),
             }
         }
-        h
+        LatencyHistogram { buckets: Buckets::from_sorted(pairs) }
     }
 }
 
 impl From<LatencyHistogram> for Vec<(i32, u64)> {
     fn from(h: LatencyHistogram) -> Self {
-        h.buckets
+        match h.buckets {
+            Buckets::Sparse(pairs) => pairs,
+            dense => dense.iter().collect(),
+        }
     }
 }
 
@@ -59,14 +159,14 @@ impl LatencyHistogram {
         let mut indices: Vec<i32> =
             samples.iter().filter(|v| v.is_finite() && **v >= 0.0).map(|&v| index_of(v)).collect();
         indices.sort_unstable();
-        let mut h = LatencyHistogram::default();
+        let mut pairs: Vec<(i32, u64)> = Vec::new();
         for i in indices {
-            match h.buckets.last_mut() {
+            match pairs.last_mut() {
                 Some((last, count)) if *last == i => *count += 1,
-                _ => h.buckets.push((i, 1)),
+                _ => pairs.push((i, 1)),
             }
         }
-        h
+        LatencyHistogram { buckets: Buckets::from_sorted(pairs) }
     }
 
     /// Adds `count` requests of latency `ms` (ignored when not finite or negative).
@@ -75,57 +175,52 @@ impl LatencyHistogram {
             return;
         }
         let i = index_of(ms);
-        match self.buckets.binary_search_by_key(&i, |b| b.0) {
-            Ok(at) => self.buckets[at].1 = self.buckets[at].1.saturating_add(count),
-            Err(at) => self.buckets.insert(at, (i, count)),
+        if !self.buckets.add_in_place(i, count) {
+            self.merge_pairs(std::iter::once((i, count)));
         }
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        if other.buckets.is_empty() {
-            return;
+        if !other.is_empty() {
+            self.merge_pairs(other.buckets.iter());
         }
-        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
-        let (a, b) = (&self.buckets, &other.buckets);
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) if x.0 == y.0 => {
-                    merged.push((x.0, x.1.saturating_add(y.1)));
-                    i += 1;
-                    j += 1;
-                }
-                (Some(x), Some(y)) if x.0 < y.0 => {
-                    merged.push(*x);
-                    i += 1;
-                }
-                (Some(x), None) => {
-                    merged.push(*x);
-                    i += 1;
-                }
-                (_, Some(y)) => {
-                    merged.push(*y);
-                    j += 1;
-                }
-                (None, None) => break,
-            }
-        }
-        // Room was made for both, but most buckets of a stage's windows
-        // overlap: kept as it is, a stage histogram held twice the memory
-        // its counts need (at 1,000 rollouts, megabytes of nothing).
-        merged.shrink_to_fit();
-        self.buckets = merged;
     }
 
-    /// Memory the buckets hold, in buckets (their capacity): what a
-    /// stage's evidence costs.
-    pub fn held(&self) -> usize {
-        self.buckets.capacity()
+    /// Adds `other`'s counts (ascending index, no zeros), then keeps the
+    /// smaller form with no spare room: a stage's histogram is every
+    /// window's merged in, for as long as the stage lasts.
+    fn merge_pairs(&mut self, other: impl Iterator<Item = (i32, u64)>) {
+        let merged = {
+            let (mut a, mut b) = (self.buckets.iter().peekable(), other.peekable());
+            let mut merged = Vec::new();
+            loop {
+                let next = match (a.peek(), b.peek()) {
+                    (Some(x), Some(y)) if x.0 == y.0 => {
+                        let sum = (x.0, x.1.saturating_add(y.1));
+                        b.next();
+                        a.next();
+                        sum
+                    }
+                    (Some(x), Some(y)) if x.0 > y.0 => b.next().expect("peeked"),
+                    (Some(_), _) => a.next().expect("peeked"),
+                    (None, Some(_)) => b.next().expect("peeked"),
+                    (None, None) => break,
+                };
+                merged.push(next);
+            }
+            merged
+        };
+        self.buckets = Buckets::from_sorted(merged);
+    }
+
+    /// Heap bytes the counts hold: what a stage's evidence costs.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.heap_bytes()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.buckets.iter().next().is_none()
     }
 
     /// Requests counted.
@@ -142,13 +237,15 @@ impl LatencyHistogram {
         }
         let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
         let mut seen = 0u64;
-        for &(i, count) in &self.buckets {
+        let mut last = None;
+        for (i, count) in self.buckets.iter() {
             seen = seen.saturating_add(count);
             if seen >= rank {
                 return Some(upper_edge(i) / GAMMA.sqrt());
             }
+            last = Some(i);
         }
-        self.buckets.last().map(|&(i, _)| upper_edge(i) / GAMMA.sqrt())
+        last.map(|i| upper_edge(i) / GAMMA.sqrt())
     }
 
     /// Requests slower than `ms`: whole buckets above it, and the part of the
@@ -161,7 +258,7 @@ impl LatencyHistogram {
         self.buckets
             .iter()
             .filter(|b| b.0 >= threshold)
-            .map(|&(i, count)| {
+            .map(|(i, count)| {
                 if i > threshold {
                     return count as f64;
                 }
@@ -238,18 +335,122 @@ impl BucketCounts {
 mod tests {
     use super::*;
 
+    /// A stage's worth of lognormal windows, as the simulator draws them
+    /// (p50 40 ms, p99 120 ms), without its randomness: each window the
+    /// same shape shifted a little.
+    fn lognormal_window(window: u64) -> LatencyHistogram {
+        let sigma = 3f64.ln() / 2.326;
+        let samples: Vec<f64> = (1..500u64)
+            .map(|k| {
+                let z = crate::analysis::stats::normal_quantile((k as f64 + (window % 7) as f64 / 7.0) / 500.0);
+                (40f64.ln() + sigma * z).exp()
+            })
+            .collect();
+        LatencyHistogram::from_samples(&samples)
+    }
+
     #[test]
     fn a_stage_of_many_windows_holds_no_more_than_its_buckets() {
         // A stage's histogram is every window's merged in: a day of minute
-        // windows holds each bucket once, and no spare room.
+        // windows holds each bucket once, 4 bytes each, and no spare room.
         let mut stage = LatencyHistogram::default();
         for window in 0..1_440 {
-            let samples: Vec<f64> = (0..200).map(|i| 20.0 + ((i * 37 + window * 11) % 400) as f64).collect();
-            stage.merge(&LatencyHistogram::from_samples(&samples));
+            stage.merge(&lognormal_window(window));
         }
-        let occupied = stage.buckets.len();
-        assert!(occupied < 200, "buckets 20–420 ms at 2 % apart: {occupied}");
-        assert_eq!(stage.held(), occupied, "a merged histogram keeps no spare room");
+        let occupied = stage.buckets.iter().count();
+        let span = (stage.buckets.iter().last().unwrap().0 - stage.buckets.iter().next().unwrap().0 + 1) as usize;
+        assert!(occupied <= span && span < 400, "p50 40 ms, σ 0.47: {occupied} of {span} buckets");
+        assert!(matches!(stage.buckets, Buckets::Dense { .. }), "a latency distribution is a run of buckets");
+        assert_eq!(stage.heap_bytes(), span * 4, "a merged histogram keeps no spare room");
+        assert_eq!(stage.total(), 1_440 * 499);
+    }
+
+    #[test]
+    fn the_form_never_changes_a_reading() {
+        // The same counts held dense and sparse read the same quantiles and
+        // the same slow requests, to the bit: the form cannot change a verdict.
+        let dense = lognormal_window(3);
+        assert!(matches!(dense.buckets, Buckets::Dense { .. }));
+        let pairs: Vec<(i32, u64)> = dense.clone().into();
+        let sparse = LatencyHistogram { buckets: Buckets::Sparse(pairs) };
+        for q in [0.0, 0.01, 0.5, 0.95, 0.99, 0.999, 1.0] {
+            assert_eq!(dense.quantile(q).map(f64::to_bits), sparse.quantile(q).map(f64::to_bits), "q{q}");
+        }
+        for ms in [1.0, 20.0, 39.9, 40.0, 80.0, 120.0, 121.3, 500.0] {
+            assert_eq!(dense.count_above(ms).to_bits(), sparse.count_above(ms).to_bits(), "above {ms} ms");
+        }
+        assert_eq!(dense.total(), sparse.total());
+        assert_eq!(dense, sparse);
+        assert_eq!(serde_json::to_string(&dense).unwrap(), serde_json::to_string(&sparse).unwrap());
+    }
+
+    #[test]
+    fn wide_gaps_are_held_sparse() {
+        // A source's coarse buckets read as bounds: a few buckets hundreds apart.
+        let buckets = BucketCounts { le_ms: vec![10.0, 100.0, 1_000.0], at_or_below: vec![50, 90, 99], total: 100 };
+        let (low, high) = buckets.bounds().unwrap();
+        for h in [&low, &high] {
+            assert!(matches!(h.buckets, Buckets::Sparse(_)), "{h:?}");
+            assert_eq!(h.heap_bytes(), 16 * h.buckets.iter().count());
+        }
+    }
+
+    #[test]
+    fn counts_beyond_u32_stay_exact() {
+        // A busy service's baseline: one bucket past 4.3 billion requests.
+        let mut h = LatencyHistogram::default();
+        h.record(40.0, u32::MAX as u64);
+        h.record(41.0, 10);
+        assert!(matches!(h.buckets, Buckets::Dense { .. }));
+        h.record(40.0, 5);
+        assert!(matches!(h.buckets, Buckets::Sparse(_)), "a count beyond u32 is held as u64");
+        assert_eq!(h.total(), u32::MAX as u64 + 15);
+        let mut merged = LatencyHistogram::from(vec![(index_of(40.0), 3_000_000_000)]);
+        merged.merge(&LatencyHistogram::from(vec![(index_of(40.0), 3_000_000_000)]));
+        assert_eq!(merged.total(), 6_000_000_000);
+    }
+
+    #[test]
+    fn recording_in_order_is_the_same_histogram_as_building_it_whole() {
+        // The detection study records bucket by bucket, ascending; the
+        // result is the one `from` builds, form included.
+        let whole = lognormal_window(5);
+        let mut recorded = LatencyHistogram::default();
+        for (i, count) in whole.buckets.iter() {
+            recorded.record(upper_edge(i) / GAMMA.sqrt(), count);
+        }
+        assert_eq!(recorded, whole);
+        assert!(matches!(recorded.buckets, Buckets::Dense { .. }));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_order_of_records_and_merges_holds_the_counts_in_the_smaller_form(
+            ops in proptest::collection::vec((-348i32..900, 1u64..5_000_000_000, proptest::bool::ANY), 0..60)
+        ) {
+            // Against a plain map of bucket → count: the same counts, and
+            // the form `from` would choose for them (so equal histograms
+            // hold the same bytes, however they were built).
+            let mut h = LatencyHistogram::default();
+            let mut model = std::collections::BTreeMap::<i32, u64>::new();
+            for (i, count, merge) in ops {
+                let ms = upper_edge(i) / GAMMA.sqrt();
+                if merge {
+                    h.merge(&LatencyHistogram::from(vec![(i, count)]));
+                } else {
+                    h.record(ms, count);
+                }
+                *model.entry(i).or_default() += count;
+            }
+            let pairs: Vec<(i32, u64)> = model.into_iter().collect();
+            proptest::prop_assert_eq!(h.buckets.iter().collect::<Vec<_>>(), pairs.clone());
+            let canonical = Buckets::from_sorted(pairs);
+            proptest::prop_assert_eq!(
+                std::mem::discriminant(&h.buckets),
+                std::mem::discriminant(&canonical),
+                "{:?}", h.buckets
+            );
+        }
     }
 
     #[test]
