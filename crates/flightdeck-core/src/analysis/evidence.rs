@@ -701,6 +701,8 @@ impl Evidence {
             check.reason = format!("{shown}: within the limit so far; a pass needs {} requests", config.min_requests);
         } else if check.canary.is_none() || check.stable.is_none() {
             check.reason = shown.to_string();
+        } else if let (Rule::ErrorMargin, None) = (rule, check.interval) {
+            check.reason = format!("{shown}: undecided: {}", self.young_errors_reason());
         } else if let (Rule::ErrorMargin, Some((lo, hi)), Some(limit)) = (rule, check.interval, check.threshold) {
             check.reason = format!(
                 "{shown}: undecided: canary minus stable is between {lo:+.2} and {hi:+.2} pp; it passes once the \
@@ -782,9 +784,29 @@ impl Evidence {
         Some(missing / per_trial)
     }
 
-    /// The error-margin test's interval, pp (see [`Evidence::difference`]).
+    /// The error-margin test's interval, pp (see [`Evidence::difference`]);
+    /// `None` while it cannot bound anything yet (every difference from
+    /// −100 to +100 pp allowed), which no captain can act on.
     fn error_interval(&self, config: &AnalysisConfig) -> Option<(f64, f64)> {
-        self.difference(config).map(|d| (d.low * 100.0, d.high * 100.0))
+        let d = self.difference(config)?;
+        let (_, effective) = self.errors.canary.effective(self.canary_dispersion());
+        (effective > 0.0).then(|| (d.low * 100.0, d.high * 100.0))
+    }
+
+    /// Why the error margin has no interval yet, in words a captain can act on.
+    fn young_errors_reason(&self) -> String {
+        let windows = self.errors.canary.windows.min(self.errors.stable.windows);
+        if windows < confidence::MIN_WINDOWS {
+            let left = confidence::MIN_WINDOWS - windows;
+            format!(
+                "not enough windows yet to bound the difference: errors can come in bursts, which show only \
+                 across windows; judged from window {}, {left} window{} from now",
+                confidence::MIN_WINDOWS,
+                if left == 1 { "" } else { "s" }
+            )
+        } else {
+            "not enough requests yet to bound the difference; more canary traffic decides it sooner".into()
+        }
     }
 }
 
