@@ -1,6 +1,8 @@
 //! Turns plan files (or the demo fleet) into running rollouts: parses,
 //! picks each target's backend, and fails with exit code 2 on bad input.
 
+#[cfg(feature = "flags")]
+use crate::backend::flag::{flagd::Flagd, unleash::Unleash};
 #[cfg(feature = "proxy")]
 use crate::backend::proxy::{envoy::Envoy, haproxy::Haproxy, nginx::Nginx};
 use crate::backend::sim::{Scenario, SimParams, Simulator};
@@ -167,7 +169,7 @@ fn local_parts(
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
     target_params(plan, file, text)?;
-    #[cfg(any(feature = "proxy", feature = "ecs"))]
+    #[cfg(any(feature = "proxy", feature = "ecs", feature = "flags"))]
     let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
         BackendKind::Sim => {
@@ -184,6 +186,11 @@ fn local_parts(
         BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => return Ok(None),
+        // Flags report no metrics of their own (Prometheus, by variant).
+        #[cfg(feature = "flags")]
+        BackendKind::Unleash => (Arc::new(Unleash::from_target(&plan.target).map_err(bad)?), None),
+        #[cfg(feature = "flags")]
+        BackendKind::Flagd => (Arc::new(Flagd::from_target(&plan.target).map_err(bad)?), None),
         // Checked here; built (region and credentials resolved) when it runs.
         #[cfg(feature = "ecs")]
         BackendKind::Ecs => {
@@ -246,7 +253,7 @@ fn spot(file: &str, text: &str, path: &[&str]) -> String {
 
 /// A backend's complaint about its parameters: at the parameter when it
 /// names one (`target.timeout_ms: ...`), else about the target as a whole.
-#[cfg(any(feature = "proxy", feature = "ecs"))]
+#[cfg(any(feature = "proxy", feature = "ecs", feature = "flags"))]
 fn target_error(file: &str, text: &str, e: String) -> BadInput {
     let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
     match named {

@@ -13,6 +13,8 @@
 //! | `k8s::flagger`: Flagger Canaries | `flagger` | `k8s` | Flagger; flightdeck observes, gates and suspends | none (Prometheus) |
 //! | `k8s::deployment`: two Deployments and a route | `deployment` | `k8s` | flightdeck (Gateway API or Istio weights) | none (Prometheus) |
 //! | `ecs`: AWS ECS services | `ecs` | `ecs` | ECS (observed), or flightdeck with `controller = "external"` (task sets, ALB weights) | none (CloudWatch) |
+//! | `flag::unleash`: an Unleash flag's gradual rollout | `unleash` | `flags` | flightdeck (the rollout percentage, Admin API) | none (Prometheus, by variant) |
+//! | `flag::flagd`: an OpenFeature flagd flag file | `flagd` | `flags` | flightdeck (`fractional` weights in the file) | none (Prometheus, by variant) |
 //!
 //! Proxies share their parameter helpers and the counter `proxy::Baseline`
 //! (per-version totals turned into windows). Kubernetes backends share one
@@ -21,6 +23,8 @@
 
 #[cfg(feature = "ecs")]
 pub mod ecs;
+#[cfg(feature = "flags")]
+pub mod flag;
 #[cfg(feature = "k8s")]
 pub mod k8s;
 #[cfg(feature = "proxy")]
@@ -138,6 +142,10 @@ pub fn params(backend: BackendKind) -> Option<&'static [&'static [Param]]> {
         BackendKind::Deployment => Some(&[k8s::DEPLOYMENT_PARAMS, k8s::PARAMS]),
         #[cfg(feature = "ecs")]
         BackendKind::Ecs => Some(&[ecs::PARAMS]),
+        #[cfg(feature = "flags")]
+        BackendKind::Unleash => Some(&[flag::unleash::PARAMS]),
+        #[cfg(feature = "flags")]
+        BackendKind::Flagd => Some(&[flag::flagd::PARAMS]),
         #[allow(unreachable_patterns)] // every backend built
         _ => None,
     }
