@@ -14,7 +14,13 @@
 //!   stage's weight was applied twice;
 //! - the leader is paused (SIGSTOP) past its lease, the standby takes
 //!   over, the old leader is resumed (SIGCONT): it writes nothing more,
-//!   applies nothing, and exits saying it lost the lease.
+//!   applies nothing, and exits saying it lost the lease;
+//! - a viewer attached to the standby sees the rollout as the leader's
+//!   journal holds it, has every command refused with who holds the
+//!   lease, and, once the standby takes over, is live on the same
+//!   connection;
+//! - `/metrics` of each replica says who holds the lease, its transitions,
+//!   whether this replica leads, and how long ago the lease was renewed.
 
 #![cfg(feature = "k8s")]
 
@@ -22,6 +28,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
@@ -198,15 +205,20 @@ fn note(s: &mut Store, lease: &Value) {
 struct Replica {
     child: Child,
     said: Arc<Mutex<String>>,
+    socket: PathBuf,
+    /// `--http`: health and metrics.
+    http: SocketAddr,
 }
 
 impl Replica {
     fn start(name: &str, dir: &Path, kubeconfig: &Path) -> Replica {
+        let socket = dir.join(format!("{name}.sock"));
+        let http = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
         let mut child = Process::new(BIN)
             .args(["serve", "--leader-elect", "--lease-namespace", "flightdeck"])
             .args(["--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"])
-            .args(["--speed", "300", "--socket"])
-            .arg(dir.join(format!("{name}.sock")))
+            .args(["--speed", "300", "--http", &http.to_string(), "--socket"])
+            .arg(&socket)
             .arg(dir.join("canary.toml"))
             .env("FLIGHTDECK_DATA_DIR", dir.join("data"))
             .env("FLIGHTDECK_CONFIG_DIR", dir.join("config"))
@@ -227,7 +239,15 @@ impl Replica {
                 s.push('\n');
             }
         });
-        Replica { child, said }
+        Replica { child, said, socket, http }
+    }
+
+    /// A sample of its `/metrics`: the value of the series `series` (name and labels as written).
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let (code, text) = support::get(self.http, "/metrics").await.ok()?;
+        assert_eq!(code, 200, "{text}");
+        let line = text.lines().find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')))?;
+        line[series.len()..].trim().parse().ok()
     }
 
     fn said(&self) -> String {
@@ -327,13 +347,16 @@ async fn the_standby_finishes_the_rollout_of_a_killed_leader_with_no_effect_appl
         b.said().contains("standing by: the lease flightdeck/flightdeck is held by replica-a")
     })
     .await;
-    // The standby drives nothing: `attach` to it is told so, and who holds the lease.
-    let refused = flightdeck::share::client::attach(&dir.path().join("replica-b.sock"), "oncall").await.err();
-    let refused = refused.expect("the standby refuses attach");
-    assert!(
-        refused.contains("standby and drives nothing (the lease flightdeck/flightdeck is held by replica-a"),
-        "{refused}"
-    );
+    // The Lease as each replica sees it, scraped: a holds it and leads, b knows a holds it.
+    for (replica, leads) in [(&a, 1.0), (&b, 0.0)] {
+        assert_eq!(replica.metric(r#"flightdeck_lease_is_leader{lease="flightdeck/flightdeck"}"#).await, Some(leads));
+        let held_by = r#"flightdeck_lease_holder{lease="flightdeck/flightdeck",holder="replica-a"}"#;
+        assert_eq!(replica.metric(held_by).await, Some(1.0));
+        assert_eq!(replica.metric(r#"flightdeck_lease_transitions{lease="flightdeck/flightdeck"}"#).await, Some(0.0));
+        // Renewed every 500 ms; a standby sees each renewal within its own retry period.
+        let age = replica.metric(r#"flightdeck_lease_renew_age_seconds{lease="flightdeck/flightdeck"}"#).await;
+        assert!(age.is_some_and(|age| (0.0..4.0).contains(&age)), "{age:?}");
+    }
     // Mid-stage: the canary at 10 % (stage 2 of 4).
     support::eventually(Duration::from_secs(30), "the canary at stage 2", async || {
         records(dir.path()).last().is_some_and(|r| r["stage"] == 1)
@@ -348,6 +371,10 @@ async fn the_standby_finishes_the_rollout_of_a_killed_leader_with_no_effect_appl
     .await;
     let (holder_now, transitions) = api.holder().unwrap();
     assert_eq!((holder_now.as_str(), transitions), ("replica-b", 1), "one transition: a took it new, b took it over");
+    assert_eq!(b.metric(r#"flightdeck_lease_is_leader{lease="flightdeck/flightdeck"}"#).await, Some(1.0));
+    let held_by = r#"flightdeck_lease_holder{lease="flightdeck/flightdeck",holder="replica-b"}"#;
+    assert_eq!(b.metric(held_by).await, Some(1.0));
+    assert_eq!(b.metric(r#"flightdeck_lease_transitions{lease="flightdeck/flightdeck"}"#).await, Some(1.0));
     assert!(
         b.said().contains("holding the lease flightdeck/flightdeck as replica-b (lease transition 1)"),
         "{}",
@@ -425,6 +452,77 @@ async fn a_leader_paused_past_its_lease_applies_nothing_when_it_resumes() {
     let writes = api.store.lock().unwrap().writes.clone();
     let after_b = writes.iter().position(|(h, _)| h == "replica-b").unwrap();
     assert!(writes[after_b..].iter().all(|(h, _)| h == "replica-b"), "a renewed a lease b holds: {writes:?}");
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_shows_viewers_the_journal_refuses_their_commands_and_they_go_live_when_it_takes_over() {
+    use flightdeck::protocol::{CommandRequest, Reply};
+    use flightdeck_core::rollout::{Actor, Command};
+    let dir = setup();
+    let api = FakeApi::start().await;
+    let kubeconfig = api.kubeconfig(dir.path());
+    let mut a = Replica::start("replica-a", dir.path(), &kubeconfig);
+    support::eventually(Duration::from_secs(15), "replica-a to drive", async || {
+        api.holder().is_some_and(|(h, _)| h == "replica-a") && !records(dir.path()).is_empty()
+    })
+    .await;
+    let b = Replica::start("replica-b", dir.path(), &kubeconfig);
+    support::eventually(Duration::from_secs(15), "replica-b to stand by", async || b.said().contains("standing by"))
+        .await;
+    let (link, _) = flightdeck::share::client::attach(&b.socket, "oncall").await.expect("the standby takes viewers");
+    // What the viewer sees is what a's journal holds, followed as a writes it.
+    let seen = || {
+        let snapshot = link.snapshots.borrow();
+        let r = snapshot.rollouts.first().expect("the plan's rollout").clone();
+        (r.phase.label().to_owned(), r.stage, r.canary_weight, r.canary_revision.clone())
+    };
+    support::eventually(Duration::from_secs(20), "the standby's viewer to see the canary past stage 1", async || {
+        let last = records(dir.path()).last().cloned().unwrap();
+        let (phase, stage, weight, _) = seen();
+        stage >= 1
+            && (phase.as_str(), stage as u64, u64::from(weight))
+                == (last["phase"].as_str().unwrap(), last["stage"].as_u64().unwrap(), last["weight"].as_u64().unwrap())
+    })
+    .await;
+    let id = link.snapshots.borrow().rollouts[0].id.clone();
+    let pause = |stage: usize, revision: String| CommandRequest {
+        rollout: id.clone(),
+        actor: Actor::new("oncall"),
+        command: Command::Pause { reason: Some("checking a dashboard".into()) },
+        expected_stage: stage,
+        expected_revision: revision,
+        expected_step: None,
+    };
+    let (_, stage, _, revision) = seen();
+    let reply = link.commands.submit(pause(stage, revision)).await;
+    let Reply::Rejected { reason } = reply else { panic!("the standby took a command: {reply:?}") };
+    assert!(
+        reason.contains(
+            "this replica is a standby and drives nothing (the lease flightdeck/flightdeck is held by \
+                         replica-a"
+        ),
+        "{reason}"
+    );
+    let commands = |who: &str| {
+        let records = records(dir.path());
+        records.iter().filter(|r| r["event"]["event"] == "command" && holder(r) == who).count()
+    };
+    assert_eq!(commands("replica-a") + commands("replica-b"), 0, "a standby's refusal is journaled nowhere");
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    // The same connection, never re-made: once b drives, its commands reach b's engine.
+    support::eventually(Duration::from_secs(30), "the viewer's pause to reach replica-b's engine", async || {
+        let (_, stage, _, revision) = seen();
+        matches!(link.commands.submit(pause(stage, revision)).await, Reply::Ack)
+    })
+    .await;
+    assert_eq!(commands("replica-b"), 1, "the pause is journaled by the leader it went to");
+    support::eventually(Duration::from_secs(10), "the viewer to see the rollout paused", async || seen().0 == "paused")
+        .await;
+    let attached = b.said().lines().filter(|l| l.contains("flightdeck::share::server: attached")).count();
+    assert_eq!(attached, 1, "one connection from start to end: {}", b.said());
     drop(b);
 }
 

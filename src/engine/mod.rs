@@ -298,7 +298,11 @@ impl Engine {
             driver_commands.push(rx);
         }
         let mut hold_txs = HashMap::new();
-        for (index, (setup, (journal, rollout, resumed_at))) in opened.into_iter().enumerate() {
+        for (index, (mut setup, (journal, rollout, resumed_at))) in opened.into_iter().enumerate() {
+            // `serve --leader-elect`: every effect is checked against the Lease at the last moment.
+            if let Some(fence) = journal::fence::installed() {
+                setup.backend = Arc::new(journal::fence::FencedBackend::new(setup.backend, fence));
+            }
             setup.backend.run_on(clock);
             let (tx, rx) = mpsc::channel(16);
             commands.insert(setup.id.clone(), tx);

@@ -452,11 +452,6 @@ impl RolloutTask {
         let mut results = Vec::new();
         let mut effects = effects.into_iter();
         while let Some(effect) = effects.next() {
-            // `serve --leader-elect`: a replica that lost the Lease acts no more.
-            if let Err(e) = self.journal(|j| j.fence_check().map(drop)) {
-                self.halt(e, at).await;
-                break;
-            }
             self.p.setup.backend.effects_at(at);
             let result = self.execute(effect, at).await;
             let failed = match &result {
@@ -464,6 +459,9 @@ impl RolloutTask {
                 _ => None,
             };
             results.push(result);
+            if self.halted.is_some() {
+                break;
+            }
             if let Some(failed) = failed {
                 let skipped: Vec<String> = effects.by_ref().map(|e| e.to_string()).collect();
                 if !skipped.is_empty() {
@@ -521,6 +519,11 @@ impl RolloutTask {
         let (backend, strategy) = (self.p.setup.backend.clone(), self.p.rollout.plan().strategy.clone());
         let result = loop {
             attempts += 1;
+            // `serve --leader-elect`: each attempt, a retry after its backoff too, only while the Lease is held.
+            if let Err(e) = self.journal(|j| j.fence_check().map(drop)) {
+                let error = self.halt(e, at).await;
+                return Event::EffectFailed { effect, error };
+            }
             // A refusal to scale down a side still in traffic is retried
             // too: a weight just set may take a moment to read back.
             match backend.apply_guarded(&effect, &strategy).await {

@@ -28,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::Client;
 use rand::Rng;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// client-go's `JitterFactor`.
@@ -92,6 +93,17 @@ struct Observed {
     at: Instant,
 }
 
+/// The Lease as this replica last read or wrote it, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// Its `holderIdentity` (empty: released).
+    pub holder: String,
+    pub transitions: u64,
+    /// This process's clock when the record last changed: the holder's
+    /// last renewal as seen here (the leader's own last renewal, sent).
+    pub renewed: Option<Instant>,
+}
+
 /// What an attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -111,13 +123,21 @@ pub struct Elector {
     observed: Option<Observed>,
     /// Replicas started together must not retry in step.
     jitter: rand_chacha::ChaCha8Rng,
+    /// What `/metrics` reads.
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl Elector {
     pub fn new(client: Client, options: LeaseOptions) -> Elector {
         let api = Api::namespaced(client, &options.namespace);
         let seed = u64::from(std::process::id()) ^ crate::clock::wall_ms().rotate_left(17);
-        Elector { api, options, observed: None, jitter: rand::SeedableRng::seed_from_u64(seed) }
+        let jitter = rand::SeedableRng::seed_from_u64(seed);
+        Elector { api, options, observed: None, jitter, seen: Arc::default() }
+    }
+
+    /// The Lease as last read or written, kept up to date.
+    pub fn seen(&self) -> Arc<Mutex<Seen>> {
+        self.seen.clone()
     }
 
     pub fn options(&self) -> &LeaseOptions {
@@ -261,9 +281,12 @@ impl Elector {
             Some(o) if o.raw == raw => o.at,
             _ => now,
         };
+        let holder = spec.holder_identity.unwrap_or_default();
+        let transitions = spec.lease_transitions.unwrap_or(0).max(0) as u64;
+        *self.seen.lock().expect("lease seen") = Seen { holder: holder.clone(), transitions, renewed: Some(at) };
         self.observed = Some(Observed {
-            holder: spec.holder_identity.unwrap_or_default(),
-            transitions: spec.lease_transitions.unwrap_or(0).max(0) as u64,
+            holder,
+            transitions,
             duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64),
             acquire_time: spec.acquire_time,
             raw,

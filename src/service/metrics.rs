@@ -168,6 +168,32 @@ pub fn render(counters: &Counters, rollouts: &[Arc<Rollout>], attached: usize) -
     out
 }
 
+/// `serve --leader-elect`: the Lease `lease` as this replica last read or
+/// wrote it (`seen`), and whether this replica leads (its term holds now).
+#[cfg(feature = "k8s")]
+pub fn render_lease(out: &mut String, lease: &str, seen: &super::lease::Seen, leading: bool) {
+    let lease = escape_label(lease);
+    family(out, "flightdeck_lease_holder", "gauge", "The Lease's holder as this replica last saw it (1).");
+    if !seen.holder.is_empty() {
+        let holder = escape_label(&seen.holder);
+        let _ = writeln!(out, "flightdeck_lease_holder{{lease=\"{lease}\",holder=\"{holder}\"}} 1");
+    }
+    family(out, "flightdeck_lease_transitions", "gauge", "The Lease's leaseTransitions as this replica last saw it.");
+    let _ = writeln!(out, "flightdeck_lease_transitions{{lease=\"{lease}\"}} {}", seen.transitions);
+    family(out, "flightdeck_lease_is_leader", "gauge", "1 while this replica holds the Lease and may act, else 0.");
+    let _ = writeln!(out, "flightdeck_lease_is_leader{{lease=\"{lease}\"}} {}", u8::from(leading));
+    family(
+        out,
+        "flightdeck_lease_renew_age_seconds",
+        "gauge",
+        "Seconds since the Lease record last changed as this replica saw it (the holder's last renewal).",
+    );
+    if let Some(renewed) = seen.renewed {
+        let age = renewed.elapsed().as_secs_f64();
+        let _ = writeln!(out, "flightdeck_lease_renew_age_seconds{{lease=\"{lease}\"}} {age:.3}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

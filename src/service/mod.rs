@@ -17,6 +17,7 @@ pub mod plans;
 
 use crate::protocol::{inert, Output, Snapshot};
 use crate::share::hub::Hub;
+use crate::share::standby::Controls;
 use flightdeck_core::rollout::{Phase, Rollout};
 use metrics::Counters;
 use std::collections::HashMap;
@@ -51,6 +52,9 @@ pub struct Shared {
     counters: Arc<Mutex<Counters>>,
     /// `--leader-elect`, until the Lease is held: who holds it (or why it cannot be read).
     standby: Mutex<Option<String>>,
+    /// `--leader-elect`: the Lease's name, and the record as last read or written.
+    #[cfg(feature = "k8s")]
+    lease: OnceLock<(String, Arc<Mutex<lease::Seen>>)>,
 }
 
 struct Sources {
@@ -64,6 +68,8 @@ impl Shared {
             engine: OnceLock::new(),
             counters: Arc::new(Mutex::new(Counters::default())),
             standby: Mutex::new(None),
+            #[cfg(feature = "k8s")]
+            lease: OnceLock::new(),
         }
     }
 
@@ -120,7 +126,16 @@ impl Shared {
         let rollouts = self.rollouts().unwrap_or_default();
         let attached = self.engine.get().map_or(0, |e| e.hub.attached().len());
         let counters = self.counters.lock().expect("counters").clone();
-        metrics::render(&counters, &rollouts, attached)
+        let mut text = metrics::render(&counters, &rollouts, attached);
+        #[cfg(feature = "k8s")]
+        if let Some((name, seen)) = self.lease.get() {
+            let seen = seen.lock().expect("lease seen").clone();
+            // Leading: the term holds now (renewed within its deadline, no other holder seen).
+            let leading = self.standby.lock().expect("standby").is_none()
+                && crate::engine::journal::fence::installed().is_some_and(|f| f.check().is_ok());
+            metrics::render_lease(&mut text, name, &seen, leading);
+        }
+        text
     }
 }
 
@@ -189,14 +204,21 @@ impl Service {
         })
     }
 
+    /// Whether `serve` stands by until it holds a Lease (`--leader-elect`).
+    pub fn elects_leader(&self) -> bool {
+        #[cfg(feature = "k8s")]
+        return self.lease.is_some();
+        #[cfg(not(feature = "k8s"))]
+        false
+    }
+
     /// `--leader-elect`: stands by (health says so) until this replica
     /// holds the Lease, then fences every journal with its term and keeps
-    /// renewing it. Without `--leader-elect`, at once.
-    /// A standby answers `attach` on `socket` with who holds the Lease
-    /// (it drives nothing, so it has nothing to show or do).
-    pub async fn lead(&mut self, socket: Option<&tokio::net::UnixListener>) -> Result<Leadership, String> {
+    /// renewing it. Without `--leader-elect`, at once. Meanwhile `controls`
+    /// (a standby's viewers' commands) are refused with who holds the Lease.
+    pub async fn lead(&mut self, controls: Option<&Controls>) -> Result<Leadership, String> {
         #[cfg(not(feature = "k8s"))]
-        let _ = socket;
+        let _ = controls;
         #[cfg(feature = "k8s")]
         if let Some(options) = self.lease.take() {
             options.check()?;
@@ -204,6 +226,7 @@ impl Service {
                 kube::Config::infer().await.map_err(|e| format!("--leader-elect: no Kubernetes configuration: {e}"))?;
             let client = kube::Client::try_from(config).map_err(|e| format!("--leader-elect: {e}"))?;
             let mut elector = lease::Elector::new(client, options);
+            let _ = self.shared.lease.set((elector.options().describe(), elector.seen()));
             let shared = self.shared.clone();
             let mut said = String::new();
             let acquiring = elector.acquire(|why| {
@@ -213,11 +236,11 @@ impl Service {
                     said = why.to_owned();
                 }
                 *shared.standby.lock().expect("standby") = Some(why.to_owned());
+                if let Some(controls) = controls {
+                    controls.refuse_because(crate::share::standby::refusal(why));
+                }
             });
-            let fence = tokio::select! {
-                fence = acquiring => fence,
-                never = refuse_as_standby(socket, self.shared.clone()) => match never {},
-            };
+            let fence = acquiring.await;
             say(format_args!("flightdeck: holding the lease {} as {}", elector.options().describe(), fence.term()));
             crate::engine::journal::fence::install(fence.clone())?;
             *self.shared.standby.lock().expect("standby") = None;
@@ -327,33 +350,6 @@ impl Drop for Service {
         if let Some((task, _)) = &self.keeper {
             task.abort();
         }
-    }
-}
-
-/// Answers every client on `socket` with why this replica drives nothing
-/// (who holds the Lease), until the caller stops listening.
-#[cfg(feature = "k8s")]
-async fn refuse_as_standby(socket: Option<&tokio::net::UnixListener>, shared: Arc<Shared>) -> std::convert::Infallible {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(socket) = socket else { return std::future::pending().await };
-    loop {
-        let Ok((mut stream, _)) = socket.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let holder = shared.standby.lock().expect("standby").clone().unwrap_or_else(|| "starting".into());
-        let message = format!(
-            "this flightdeck is a standby and drives nothing ({holder}); attach to the replica holding the lease"
-        );
-        let line = crate::protocol::wire::encode(&crate::protocol::wire::ServerMessage::Error { message });
-        tokio::spawn(async move {
-            // After the client's hello (one short line), as the server answers
-            // one: a refusal written before it would meet a client still writing.
-            let mut hello = [0u8; 4096];
-            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut hello)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&line)).await;
-            let _ = stream.shutdown().await;
-        });
     }
 }
 

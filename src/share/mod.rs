@@ -11,6 +11,7 @@ pub mod roles;
 pub mod server;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+pub mod standby;
 
 use crate::engine::{Engine, EngineOptions, RolloutSetup};
 use crate::protocol::Output;
@@ -53,14 +54,38 @@ pub async fn serve(
     };
     #[cfg(not(feature = "ssh"))]
     let _ = listeners;
-    // `--leader-elect`: a standby waits here for the Lease (health and metrics answer meanwhile).
-    let mut leadership = tokio::select! {
-        signo = signals.next() => return Ok(signo),
-        led = service.lead(Some(&listening.listener)) => led.map_err(color_eyre::eyre::Report::msg)?,
-    };
+    let roles = Arc::new(roles);
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
+    let mut rx = Some(rx);
+    // `--leader-elect`: a standby waits here for the Lease (health and
+    // metrics answer meanwhile) and shows viewers the journals, read-only.
+    let standby = match service.elects_leader() {
+        true => {
+            Some(standby::Standby::start(&setups, &options, rx.take().expect("unused"), standby::refusal("starting")))
+        }
+        false => None,
+    };
+    let mut leadership = match &standby {
+        None => service.lead(None).await.map_err(color_eyre::eyre::Report::msg)?,
+        Some(view) => tokio::select! {
+            signo = signals.next() => return Ok(signo),
+            led = service.lead(Some(&view.controls)) => led.map_err(color_eyre::eyre::Report::msg)?,
+            () = server::serve(&listening, view.hub.clone(), view.controls.clone(), roles.clone()) => {
+                return Err(color_eyre::eyre::eyre!("{}: the socket stopped accepting connections", socket.display()));
+            }
+        },
+    };
     let engine = Engine::start(setups, options, tx)?;
-    let hub = hub::Hub::start(engine.subscribe(), rx, engine.history().to_vec());
+    let (hub, controls) = match standby {
+        Some(view) => view.drive(&engine, "this replica holds the lease now and drives the rollouts".into()),
+        None => {
+            let rx = rx.take().expect("the engine's events");
+            (
+                hub::Hub::start(engine.subscribe(), rx, engine.history().to_vec()),
+                standby::Controls::from(engine.handle()),
+            )
+        }
+    };
     service.follow(engine.subscribe(), hub.clone()).map_err(color_eyre::eyre::Report::msg)?;
     let count = engine.subscribe().borrow().rollouts.len();
     say(format_args!(
@@ -77,7 +102,7 @@ pub async fn serve(
     #[cfg(feature = "ssh")]
     let ssh_stop = ssh.as_ref().map(ssh::SshListener::stopper);
     let others = {
-        let (hub, engine) = (hub.clone(), engine.handle());
+        let (hub, engine) = (hub.clone(), controls.clone());
         async move {
             #[cfg(feature = "ssh")]
             if let Some(ssh) = ssh {
@@ -98,7 +123,7 @@ pub async fn serve(
     };
     let signo = tokio::select! {
         signo = stopping => signo,
-        () = server::serve(&listening, hub, engine.handle(), Arc::new(roles)) => {
+        () = server::serve(&listening, hub, controls, roles) => {
             engine.shutdown().await;
             return Err(color_eyre::eyre::eyre!("{}: the socket stopped accepting connections", socket.display()));
         }

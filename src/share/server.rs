@@ -18,7 +18,7 @@
 
 use super::hub::Hub;
 use super::roles::{self, Identity, Roles};
-use crate::engine::EngineHandle;
+use super::standby::Controls;
 use crate::protocol::wire::{self, ClientMessage, ServerMessage, MAX_CLIENT_LINE};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{inert, needs_escape, CommandRequest, Origin, Output, Peer, Reply, Role, SessionKind};
@@ -156,8 +156,10 @@ fn reachable_by(path: &Path, gid: u32, group: &str) -> Result<(), BindError> {
     Ok(())
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(socket: &Socket, hub: Arc<Hub>, engine: EngineHandle, roles: Arc<Roles>) {
+/// Accepts connections until the task is dropped; their commands go to
+/// `engine` (an engine's handle, or a standby's [`Controls`]).
+pub async fn serve(socket: &Socket, hub: Arc<Hub>, engine: impl Into<Controls>, roles: Arc<Roles>) {
+    let engine = engine.into();
     loop {
         match socket.listener.accept().await {
             Ok((stream, _)) => {
@@ -172,7 +174,7 @@ pub async fn serve(socket: &Socket, hub: Arc<Hub>, engine: EngineHandle, roles: 
 }
 
 /// One client, from hello to goodbye.
-pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: EngineHandle, roles: Arc<Roles>) {
+pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: Controls, roles: Arc<Roles>) {
     let cred = stream.peer_cred();
     let (read, mut write) = stream.into_split();
     let Ok(cred) = cred else {
@@ -238,7 +240,7 @@ async fn refuse(write: &mut OwnedWriteHalf, message: String) {
 struct Session {
     actor: Actor,
     origin: Origin,
-    engine: EngineHandle,
+    engine: Controls,
     hub: Arc<Hub>,
     out: mpsc::Sender<ServerMessage>,
     gate: Arc<Mutex<Gate>>,

@@ -22,6 +22,8 @@
 //! write) is refused on resume: a record of an older term after one of a
 //! newer term is not replayed (see [`super::read`]).
 
+use crate::backend::{Backend, BackendError};
+use flightdeck_core::rollout::{Effect, Observation};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -117,6 +119,71 @@ pub fn install(fence: Fence) -> Result<(), String> {
 /// The fence [`install`]ed, if any.
 pub fn installed() -> Option<Fence> {
     INSTALLED.get().cloned()
+}
+
+// ---------------------------------------------------------------- backend calls
+
+/// A backend whose every effect is checked against the fence at the last
+/// moment this process can check it: after the read-back that guards a
+/// scale-down (`Backend::apply_guarded`, a network call a pause may fall
+/// in), immediately before the backend is asked to act. The engine wraps
+/// every backend in one under `serve --leader-elect` (and checks the fence
+/// before each attempt of an effect as well, retries included).
+///
+/// What no check in this process can close: a pause after this check and
+/// before the request leaves (or while it is on the wire), and the calls a
+/// backend makes one after another for one effect. Those are refused only
+/// where the system itself checks a precondition: the Kubernetes route
+/// patch `test`s the resourceVersion it read and the Deployment hold's
+/// patch carries it (a write by the new leader in between makes them fail),
+/// and ECS's `CreateTaskSet` client token makes a repeat a no-op. HAProxy's
+/// runtime API, Envoy's admin runtime and NGINX's upstream file have no
+/// precondition at all: a deposed leader's late call to them lands, and
+/// the new leader's next reading (it reconciles every effect on resume and
+/// reads the weight back every window) shows and corrects it.
+pub struct FencedBackend {
+    inner: Arc<dyn Backend>,
+    fence: Fence,
+}
+
+impl FencedBackend {
+    pub fn new(inner: Arc<dyn Backend>, fence: Fence) -> FencedBackend {
+        FencedBackend { inner, fence }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for FencedBackend {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
+        if let Err(why) = self.fence.check() {
+            return Err(BackendError::Refused {
+                backend: self.inner.name(),
+                action: effect.to_string(),
+                detail: format!("not sent: {why}"),
+            });
+        }
+        self.inner.apply(effect).await
+    }
+
+    async fn observe(&self) -> Result<Observation, BackendError> {
+        self.inner.observe().await
+    }
+
+    fn run_on(&self, clock: crate::clock::Clock) {
+        self.inner.run_on(clock)
+    }
+
+    fn effects_at(&self, at: flightdeck_core::time::Timestamp) {
+        self.inner.effects_at(at)
+    }
+
+    fn simulation(&self) -> Option<crate::backend::sim::SimRun> {
+        self.inner.simulation()
+    }
 }
 
 #[cfg(test)]
@@ -251,5 +318,79 @@ mod tests {
         // What verify says of the journal: sound, b's records replayed.
         let verified = super::super::verify(c.journal.path()).unwrap();
         assert_eq!(verified.rollout.stage, 2);
+    }
+}
+
+#[cfg(test)]
+mod backend_tests {
+    use super::*;
+    use crate::backend::{Backend, BackendError};
+    use flightdeck_core::plan::Plan;
+    use flightdeck_core::rollout::{Effect, Observation, Version};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Reads the canary at 0 % and records what it is asked to apply; a
+    /// read-back can lose the fence meanwhile (the process paused in it).
+    struct Recording {
+        applied: Mutex<Vec<String>>,
+        lose_during_read: Option<Fence>,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Recording {
+        fn name(&self) -> String {
+            "recording".into()
+        }
+        async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
+            self.applied.lock().unwrap().push(effect.to_string());
+            Ok(())
+        }
+        async fn observe(&self) -> Result<Observation, BackendError> {
+            if let Some(fence) = &self.lose_during_read {
+                fence.lose("the lease is held by b (lease transition 2)".into());
+            }
+            Ok(Observation { canary_weight: Some(0), ..Default::default() })
+        }
+    }
+
+    fn strategy() -> flightdeck_core::plan::Strategy {
+        let text = "[rollout]\nname = \"c\"\nstable = \"v1\"\ncanary = \"v2\"\n\n[[strategy.stages]]\nweight = 100\nbake = \"0s\"\n";
+        Plan::parse("p.toml", text).expect("plan parses").strategy
+    }
+
+    fn fenced(lose_during_read: bool) -> (Arc<Recording>, FencedBackend, Fence) {
+        let fence = Fence::new(Term { holder: "a".into(), transitions: 1 }, Instant::now() + Duration::from_secs(600));
+        let inner = Arc::new(Recording {
+            applied: Mutex::default(),
+            lose_during_read: lose_during_read.then(|| fence.clone()),
+        });
+        (inner.clone(), FencedBackend::new(inner, fence.clone()), fence)
+    }
+
+    const SCALE_CANARY_DOWN: Effect = Effect::Scale { version: Version::Canary, percent: 0 };
+
+    #[tokio::test]
+    async fn an_effect_goes_to_the_backend_while_the_term_holds() {
+        let (inner, backend, _) = fenced(false);
+        backend.apply_guarded(&SCALE_CANARY_DOWN, &strategy()).await.unwrap();
+        assert_eq!(inner.applied.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_term_lost_during_the_guarding_read_back_sends_nothing() {
+        let (inner, backend, _) = fenced(true);
+        let err = backend.apply_guarded(&SCALE_CANARY_DOWN, &strategy()).await.unwrap_err();
+        assert!(err.to_string().contains("not sent: a (lease transition 1) no longer holds the lease"), "{err}");
+        assert!(inner.applied.lock().unwrap().is_empty(), "the effect went out after the term ended");
+    }
+
+    #[tokio::test]
+    async fn a_term_past_its_renew_deadline_sends_nothing() {
+        let (inner, backend, fence) = fenced(false);
+        fence.state.lock().unwrap().valid_until = Instant::now();
+        let err = backend.apply(&Effect::SetWeight { canary: 10 }).await.unwrap_err();
+        assert!(err.to_string().contains("did not renew the lease within its renew deadline"), "{err}");
+        assert!(inner.applied.lock().unwrap().is_empty());
     }
 }

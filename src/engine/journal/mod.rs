@@ -568,6 +568,42 @@ pub fn verify(path: &Path) -> Result<Verified, JournalError> {
     Ok(Verified { rollout, records, cut: parsed.cut })
 }
 
+/// Where the journal of rollout `id` of the plan in `plan_file` is.
+pub fn path_of(dir: &Path, id: &str, plan_file: &str) -> PathBuf {
+    dir.join(file_name(id, &plan_key(plan_file)))
+}
+
+/// What a standby reads of a journal the replica holding the Lease writes.
+#[derive(Debug)]
+pub struct Followed {
+    pub rollout: Rollout,
+    /// Time of its last event.
+    pub last: Timestamp,
+    /// Its last events, as viewers saw them live (oldest first).
+    pub history: Vec<Output>,
+}
+
+/// The run the journal of rollout `id` of this plan holds, read and checked
+/// as a resume reads it, but without its lock and without writing anything
+/// (a standby follows the leader's journals so; a cut last line, one being
+/// written, is left out). `None` when there is no journal yet, or it holds
+/// no event.
+pub fn follow(
+    dir: &Path,
+    id: &str,
+    plan: &Plan,
+    plan_file: &str,
+    plan_text: &str,
+    sim: Option<&SimRun>,
+) -> Result<Option<Followed>, JournalError> {
+    let path = path_of(dir, id, plan_file);
+    if fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let replayed = replay(&path, id, plan, plan_file, plan_text, sim)?;
+    Ok(replayed.map(|r| Followed { rollout: r.rollout, last: r.last, history: r.history.into() }))
+}
+
 /// Every command the journal of rollout `id` of the plan in `plan_file`
 /// holds, applied or refused, as viewers were told it (who, from which
 /// session, the stage and revision they saw, why a refusal). `None` when

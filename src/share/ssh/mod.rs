@@ -25,7 +25,7 @@ pub mod patterns;
 pub mod term;
 
 use super::hub::Hub;
-use crate::engine::EngineHandle;
+use super::standby::Controls;
 use crate::protocol::{CommandRequest, Link, Origin, Output, Peer, Reply, SessionKind, Submit};
 use crate::ui::theme::ColorMode;
 use crate::ui::CockpitSettings;
@@ -192,7 +192,8 @@ pub fn host_key_path() -> PathBuf {
 /// Serves SSH sessions until the task is dropped: the listener never
 /// stops by itself (a failed accept is retried), and the authorized-keys
 /// file is followed as it changes.
-pub async fn serve(ssh: SshListener, hub: Arc<Hub>, engine: EngineHandle) {
+pub async fn serve(ssh: SshListener, hub: Arc<Hub>, engine: impl Into<Controls>) {
+    let engine = engine.into();
     eprintln!(
         "flightdeck: the SSH host key is {}; a client's first connection shows the same (or `ssh-keygen -lf` of its known_hosts line)",
         ssh.host_fingerprint
@@ -374,7 +375,7 @@ struct Shared {
     /// The authorized keys as last read.
     keys: watch::Sender<Arc<AuthorizedKeys>>,
     hub: Arc<Hub>,
-    engine: EngineHandle,
+    engine: Controls,
     stopper: Stopper,
     gate: Arc<Gate>,
     config: Arc<russh::server::Config>,
@@ -882,7 +883,7 @@ async fn write_out(outbox: Arc<Outbox>, write: russh::ChannelWriteHalf<Msg>, wak
 /// A [`Link`] for an in-process viewer, fed by the hub as socket clients
 /// are: the state at most once per hub interval, events as they come, a
 /// viewer that falls behind skips events, never the state.
-pub fn link_through(hub: &Arc<Hub>, engine: EngineHandle, origin: Origin, actor: Actor) -> Link {
+pub fn link_through(hub: &Arc<Hub>, engine: Controls, origin: Origin, actor: Actor) -> Link {
     let (snap_tx, snapshots) = watch::channel(hub.snapshot());
     let history = hub.history();
     let follower = hub.clone();
@@ -926,7 +927,7 @@ pub fn link_through(hub: &Arc<Hub>, engine: EngineHandle, origin: Origin, actor:
 
 /// Commands from one session: its key's name and role, whatever the cockpit put in.
 struct SessionCommands {
-    engine: EngineHandle,
+    engine: Controls,
     origin: Origin,
     actor: Actor,
 }
