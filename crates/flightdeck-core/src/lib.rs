@@ -12,6 +12,7 @@ pub mod release;
 pub mod rollout;
 pub mod time;
 pub mod toml_file;
+pub mod tree;
 pub mod verbs;
 pub mod view;
 

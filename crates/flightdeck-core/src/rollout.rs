@@ -256,6 +256,15 @@ pub struct Observation {
     /// A forward command carries the one its sender saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_step: Option<usize>,
+    /// Observed rollouts: the controller's objects (revisions, ReplicaSets,
+    /// pods, analysis runs) for the full-screen view. Never journaled: it
+    /// decides nothing, and the next reading brings it again.
+    #[serde(skip)]
+    pub native_tree: Option<Arc<crate::tree::NativeTree>>,
+    /// Observed rollouts: the controller's own events new since the last
+    /// reading, told in the event log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub native_events: Vec<crate::tree::NativeEvent>,
 }
 
 /// Something that happened to a rollout.
@@ -559,6 +568,10 @@ pub struct Rollout {
     /// [`Observation::native_step`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native_step: Option<usize>,
+    /// Observed rollouts: the controller's objects last seen (see
+    /// [`Observation::native_tree`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_tree: Option<Arc<crate::tree::NativeTree>>,
     /// Approvals toward entering a stage with named approvers (`stage` is
     /// the stage they let in), cleared when a stage starts over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -601,6 +614,7 @@ impl Rollout {
             native_detail: None,
             native_revision: None,
             native_step: None,
+            native_tree: None,
             approvals: Vec::new(),
             acknowledged: None,
             waiting: None,
@@ -1172,6 +1186,12 @@ fn on_observation(r: &mut Rollout, fx: &mut Vec<Effect>, o: Observation, now: Ti
     // What the backend says beside its numbers (a driven ECS canary's sticky
     // sessions, a native controller's steps) is shown with the rollout.
     r.native_detail.clone_from(&o.native_detail);
+    r.native_tree.clone_from(&o.native_tree);
+    // The controller's own events (Flagger's failure reasons) join the log.
+    fx.extend(o.native_events.iter().map(|e| {
+        let message = e.text.clone();
+        Effect::Notify(if e.warning { Notice::Warning { message } } else { Notice::Info { message } })
+    }));
     if r.control == Control::Observed {
         follow_native_revision(r, fx, &o, now);
         mirror_native(r, &o, now);

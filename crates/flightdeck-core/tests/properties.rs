@@ -120,6 +120,7 @@ fn event(op: &Op, r: &Rollout) -> Event {
             native_detail: None,
             native_revision: None,
             native_step: None,
+            ..Default::default()
         }),
         Op::Failed => {
             Event::EffectFailed { effect: Effect::SetWeight { canary: r.canary_weight }, error: "boom".into() }

@@ -406,6 +406,7 @@ pub fn observe(d: &ServiceDeployment, revision: Option<&Revision>, stage_weights
         native_detail: Some(detail(d, revision, percent)),
         native_revision: identity(d, revision),
         native_step: None,
+        ..Default::default()
     }
 }
 

@@ -116,6 +116,7 @@ pub fn observe(service: &Service, stage_weights: &[u8], canary: &str) -> Observa
             native_detail: Some(detail),
             native_revision: None,
             native_step: None,
+            ..Default::default()
         };
     }
     let desired = primary.map_or(service.desired_count(), Deployment::desired_count).max(0);
@@ -139,6 +140,7 @@ pub fn observe(service: &Service, stage_weights: &[u8], canary: &str) -> Observa
         native_detail: Some(detail),
         native_revision: None,
         native_step: None,
+        ..Default::default()
     }
 }
 

@@ -24,6 +24,7 @@
 use super::followed::Followed;
 use super::revisions::{self, HistoryError};
 use super::status::{self, canary_steps, current_step_index, fully_promoted};
+use super::tree::Owned;
 use super::watch::ObjectWatch;
 use super::{at, dynamic_api, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
@@ -172,6 +173,8 @@ fn controller_paused(ro: &Value) -> bool {
 /// An Argo Rollout flightdeck observes and commands.
 pub struct ArgoRollout {
     object: Followed,
+    /// Watches of its ReplicaSets, pods and AnalysisRuns, from its first reading.
+    owned: std::sync::OnceLock<OwnedWatches>,
 }
 
 impl ArgoRollout {
@@ -179,6 +182,7 @@ impl ArgoRollout {
     pub fn from_target(target: &Target, client: Client) -> Result<ArgoRollout, String> {
         Ok(ArgoRollout {
             object: Followed::from_target(target, client, "argo-rollouts", "rollout", rollout_resource())?,
+            owned: std::sync::OnceLock::new(),
         })
     }
 
@@ -326,6 +330,60 @@ impl ArgoRollout {
     }
 }
 
+impl ArgoRollout {
+    /// What the Rollout owns, from watches started at its first reading
+    /// (the plugin's `get rollout --watch` informers): its ReplicaSets and
+    /// pods by its selector, the namespace's AnalysisRuns; info.go keeps
+    /// those owned by the Rollout (by uid). A watch in trouble is said in
+    /// the tree; what the others hold is still shown.
+    fn owned(&self, rollout: &Value) -> Owned {
+        let watches = self.owned.get_or_init(|| OwnedWatches::spawn(&self.object, rollout));
+        let mut owned = Owned::default();
+        let read = |watch: &ObjectWatch, what: &str, trouble: &mut Vec<String>| {
+            if let Some(t) = watch.trouble() {
+                trouble.push(format!("{what}: {t}"));
+            }
+            watch.all().map(|all| all.iter().filter_map(|o| serde_json::to_value(&**o).ok()).collect::<Vec<_>>())
+        };
+        owned.replica_sets = read(&watches.replica_sets, "replicasets", &mut owned.trouble);
+        owned.pods = read(&watches.pods, "pods", &mut owned.trouble).unwrap_or_default();
+        owned.analysis_runs = read(&watches.analysis_runs, "analysisruns", &mut owned.trouble).unwrap_or_default();
+        owned
+    }
+}
+
+/// The watches of what a Rollout owns.
+struct OwnedWatches {
+    replica_sets: ObjectWatch,
+    pods: ObjectWatch,
+    analysis_runs: ObjectWatch,
+}
+
+impl OwnedWatches {
+    fn spawn(object: &Followed, rollout: &Value) -> OwnedWatches {
+        let selector = revisions::label_selector(rollout).unwrap_or_default();
+        let by_selector = || kube::runtime::watcher::Config::default().labels(&selector);
+        let watch = |resource: ApiResource, config, what: &str| {
+            let api = dynamic_api(&object.client, &object.namespace, &resource);
+            ObjectWatch::spawn_set(
+                api,
+                resource,
+                config,
+                format!("{what} of {} in {}", object.what(), object.namespace),
+            )
+        };
+        OwnedWatches {
+            replica_sets: watch(
+                ApiResource::erase::<k8s_openapi::api::apps::v1::ReplicaSet>(&()),
+                by_selector(),
+                "replicasets",
+            ),
+            pods: watch(ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()), by_selector(), "pods"),
+            analysis_runs: watch(analysis_run_resource(), Default::default(), "analysisruns"),
+        }
+    }
+}
+
 /// How often set image tries again after a 409 Conflict (set_image.go `maxAttempts`).
 const SET_IMAGE_ATTEMPTS: u32 = 5;
 
@@ -428,6 +486,8 @@ impl Backend for ArgoRollout {
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
-        Ok(status::observe(&self.object.latest().await?))
+        let rollout = self.object.latest().await?;
+        let owned = self.owned(&rollout);
+        Ok(status::view_with(&rollout, Some(&owned)).observation())
     }
 }

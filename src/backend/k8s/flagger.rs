@@ -48,6 +48,7 @@
 //! `canaryWeight: 0` then: the primary is the new version, not 0 %); Failed
 //! → aborted at 0 %; Terminating/Terminated → degraded.
 
+use super::events;
 use super::followed::Followed;
 use super::{at, dynamic_api, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
@@ -85,7 +86,7 @@ impl CanaryView {
             native_status: Some(self.status.clone()),
             native_detail: Some(self.detail.clone()),
             native_revision: self.revision.as_ref().map(|r| format!("spec {r}")),
-            native_step: None,
+            ..Observation::default()
         }
     }
 }
@@ -527,6 +528,8 @@ pub struct FlaggerCanary {
     /// done their job yet: each is closed at the first reading that shows
     /// it has (see [`gate_done`]), and shown until then.
     pending: tokio::sync::Mutex<Gates>,
+    /// Flagger's Events about the Canary already told in the event log.
+    told: std::sync::Mutex<events::Told>,
 }
 
 /// What flightdeck holds open on the load tester, and whether the gates a
@@ -606,6 +609,7 @@ impl FlaggerCanary {
         Ok(FlaggerCanary {
             object: Followed::from_target(target, client, "flagger", "canary", canary_resource())?,
             pending: tokio::sync::Mutex::default(),
+            told: std::sync::Mutex::default(),
         })
     }
 
@@ -774,6 +778,24 @@ impl Backend for FlaggerCanary {
     }
 
     async fn observe(&self) -> Result<Observation, BackendError> {
+        let mut seen = self.observe_canary().await?;
+        // Flagger's reasons (failed checks, halts, rollbacks) are in its
+        // Events: told in the log; a refused listing is said beside the phase.
+        let object = &self.object;
+        match events::list(&object.client, &object.namespace, "Canary", &object.name).await {
+            Ok(list) => seen.native_events = self.told.lock().unwrap_or_else(|e| e.into_inner()).news(list),
+            Err(e) => {
+                let detail = seen.native_detail.take().unwrap_or_default();
+                seen.native_detail = Some(format!("{detail} · events not read: {}", e.text()));
+            }
+        }
+        Ok(seen)
+    }
+}
+
+impl FlaggerCanary {
+    /// The Canary's phase, weight and checks, with the gates flightdeck holds open.
+    async fn observe_canary(&self) -> Result<Observation, BackendError> {
         let mut gates = self.pending.lock().await;
         if gates.pending.is_empty() && gates.read_back && gates.found.is_none() {
             drop(gates);

@@ -24,11 +24,13 @@
 
 pub mod argo;
 pub mod deployment;
+pub mod events;
 pub mod flagger;
 pub mod followed;
 pub mod revisions;
 pub mod router;
 pub mod status;
+pub mod tree;
 pub mod watch;
 
 use crate::backend::{Backend, BackendError};

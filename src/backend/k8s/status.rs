@@ -15,8 +15,11 @@
 //! percent.
 
 use super::at;
+use super::tree::{rollout_tree, Owned};
 use flightdeck_core::rollout::{NativeStatus, Observation};
+use flightdeck_core::tree::NativeTree;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The parts of a Rollout the cockpit shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +32,21 @@ pub struct RolloutView {
     /// Argo's `status.currentStepIndex` (canary with steps only).
     pub step_index: Option<usize>,
     pub steps: usize,
-    /// The current background or step analysis run and its status ("Failed: metric…").
-    pub analysis: Option<String>,
+    /// The current analysis run and its status ("Failed: metric…"), after
+    /// what kind it is ("pre-promotion " for blue-green, else empty).
+    pub analysis: Option<(&'static str, String)>,
     /// The Rollout's `rollout.argoproj.io/revision` (the plugin's "Revision").
     pub revision: Option<String>,
     /// `spec.paused`: a person paused it; Argo holds it until resumed.
     pub user_paused: bool,
+    /// A timed pause step holds it: "pause 10m, resumes by itself at 10:42:00 UTC".
+    pub timed_pause: Option<String>,
+    /// `setWeight` beside the actual weight when they differ, as the plugin
+    /// shows both ("set weight 40 %").
+    pub set_weight: Option<u8>,
+    /// The revisions → ReplicaSets → pods and AnalysisRuns tree, when the
+    /// owned objects were asked for.
+    pub tree: Option<Arc<NativeTree>>,
 }
 
 impl RolloutView {
@@ -48,6 +60,8 @@ impl RolloutView {
             // Argo moves between steps of one weight (pause, pause,
             // analysis): commands carry the step their sender saw.
             native_step: self.step_index,
+            native_tree: self.tree.clone(),
+            ..Observation::default()
         }
     }
 
@@ -56,26 +70,43 @@ impl RolloutView {
     /// of steps), and not at all for a canary without steps.
     fn detail(&self) -> Option<String> {
         let step = self.step_index.map(|i| format!("step {}/{}", i.min(self.steps), self.steps));
-        let analysis = self.analysis.as_ref().map(|a| format!("analysis {a}"));
+        let set_weight = self.set_weight.map(|w| format!("set weight {w} %, actual {} %", self.canary_weight));
+        let analysis = self.analysis.as_ref().map(|(label, run)| format!("{label}analysis {run}"));
         let paused = self.user_paused.then(|| USER_PAUSED_WARNING.to_owned());
-        let parts: Vec<String> = step.into_iter().chain(analysis).chain(paused).collect();
+        let parts: Vec<String> =
+            step.into_iter().chain(self.timed_pause.clone()).chain(set_weight).chain(analysis).chain(paused).collect();
         (!parts.is_empty()).then(|| parts.join(" · "))
     }
 }
 
-/// Reads a Rollout object (as JSON).
+/// Reads a Rollout object (as JSON) alone.
 pub fn view(rollout: &Value) -> RolloutView {
+    view_with(rollout, None)
+}
+
+/// Reads a Rollout with the objects it owns: the tree, and the
+/// replica-based weight of a canary without traffic routing.
+pub fn view_with(rollout: &Value, owned: Option<&Owned>) -> RolloutView {
     let steps = canary_steps(rollout);
-    let step_index = (is_canary(rollout) && !steps.is_empty()).then(|| current_step_index(rollout));
+    // rollout_info.go shows a step only once the controller has set an index.
+    let step_index = (is_canary(rollout) && !steps.is_empty())
+        .then(|| at(rollout, &["status", "currentStepIndex"]).as_u64().map(|i| i as usize))
+        .flatten();
+    let listed = owned.and_then(|o| o.replica_sets.as_deref());
+    let canary_weight = listed.and_then(|sets| replica_weight(rollout, sets)).unwrap_or_else(|| canary_weight(rollout));
+    let set = set_weight(rollout);
     RolloutView {
         status: native_status(rollout),
-        canary_weight: canary_weight(rollout),
+        canary_weight,
         stage: weight_stage(rollout),
         step_index,
         steps: steps.len(),
         analysis: analysis(rollout),
         revision: at(rollout, &["metadata", "annotations", "rollout.argoproj.io/revision"]).as_str().map(str::to_owned),
         user_paused: flag(at(rollout, &["spec", "paused"])),
+        timed_pause: timed_pause(rollout).map(|p| p.words()),
+        set_weight: set.filter(|w| *w != canary_weight),
+        tree: owned.map(|owned| Arc::new(rollout_tree(rollout, owned))),
     }
 }
 
@@ -130,6 +161,9 @@ pub fn native_status(ro: &Value) -> NativeStatus {
     match text(&status["phase"]) {
         "Healthy" => NativeStatus::Healthy,
         "Progressing" => NativeStatus::Progressing,
+        // The controller moves on by itself: nobody is waited for (the
+        // detail says when; a promote still skips it).
+        "Paused" if timed_pause(ro).is_some() => NativeStatus::Progressing,
         "Paused" => {
             NativeStatus::Paused { reason: paused_reason(ro), step: pause_step(ro), before_switch: switch_pause(ro) }
         }
@@ -190,6 +224,88 @@ fn switch_pause(ro: &Value) -> bool {
         && conditions.iter().any(|c| text(&c["reason"]) == "BlueGreenPause")
 }
 
+/// A timed pause step (`pause: {duration: 10m}`) that alone holds the
+/// Rollout: the controller resumes it by itself once the duration has
+/// passed since the `CanaryPauseStep` condition's `startTime`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedPause {
+    pub seconds: i64,
+    /// When the controller resumes it, if the condition has a start time.
+    pub until: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+impl TimedPause {
+    /// "pause 10m: resumes by itself at 10:42:00 UTC (promote skips it)".
+    pub fn words(&self) -> String {
+        let length = match self.seconds {
+            s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        };
+        let when =
+            self.until.map_or("by itself".to_owned(), |t| format!("by itself at {} UTC", t.strftime("%H:%M:%S")));
+        format!("pause {length}: resumes {when} (promote skips it)")
+    }
+}
+
+/// The timed pause step holding the Rollout, if only that holds it: no
+/// user pause, every pause condition a `CanaryPauseStep`, and the current
+/// step's `pause.duration` set (types.go `DurationSeconds`: a number of
+/// seconds, or a Go duration).
+pub fn timed_pause(ro: &Value) -> Option<TimedPause> {
+    if flag(at(ro, &["spec", "paused"])) || !is_canary(ro) {
+        return None;
+    }
+    let conditions = at(ro, &["status", "pauseConditions"]).as_array()?;
+    if conditions.is_empty() || conditions.iter().any(|c| text(&c["reason"]) != "CanaryPauseStep") {
+        return None;
+    }
+    let step = canary_steps(ro).get(current_step_index(ro))?;
+    let seconds = duration_seconds(&step["pause"]["duration"]).filter(|s| *s > 0)?;
+    let start = text(&conditions[0]["startTime"]).parse::<k8s_openapi::jiff::Timestamp>().ok();
+    let until = start.and_then(|t| t.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(seconds)).ok());
+    Some(TimedPause { seconds, until })
+}
+
+/// types.go `RolloutPause.DurationSeconds`: an integer, a string of digits
+/// (seconds), or a Go duration ("1h30m", "90s").
+fn duration_seconds(v: &Value) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let s = v.as_str()?;
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    go_duration(s)
+}
+
+/// Go's `time.ParseDuration`, whole seconds (h, m, s, ms, us, µs, ns).
+fn go_duration(s: &str) -> Option<i64> {
+    let (mut rest, mut total) = (s, 0f64);
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit..];
+    }
+    Some(total as i64)
+}
+
 fn abort_message(ro: &Value) -> String {
     let message = text(at(ro, &["status", "message"]));
     if !message.is_empty() {
@@ -216,7 +332,8 @@ fn client_side_status(ro: &Value) -> NativeStatus {
         }
     }
     let paused = flag(at(ro, &["spec", "paused"]));
-    if paused || at(ro, &["status", "pauseConditions"]).as_array().is_some_and(|p| !p.is_empty()) {
+    let held = at(ro, &["status", "pauseConditions"]).as_array().is_some_and(|p| !p.is_empty());
+    if (paused || held) && timed_pause(ro).is_none() {
         return NativeStatus::Paused {
             reason: paused_reason(ro),
             step: pause_step(ro),
@@ -257,8 +374,16 @@ pub(crate) fn fully_promoted(ro: &Value) -> bool {
 /// promoted rollout is at 100 % whatever the router last wrote (Argo sets
 /// `weights.canary.weight` to 0 once the canary has become stable).
 pub fn canary_weight(ro: &Value) -> u8 {
+    let routed = at(ro, &["status", "canary", "weights", "canary", "weight"]).as_u64();
     if flag(at(ro, &["status", "abort"])) {
-        return 0;
+        // With dynamicStableScale the controller shifts traffic back step by
+        // step as stable scales up (trafficrouting.go
+        // `calculateDesiredWeightOnAbortOrStableRollback`): the router's
+        // weight is where the traffic is until it reaches 0.
+        return match routed {
+            Some(w) if dynamic_stable_scale(ro) => percent(ro, w),
+            _ => 0,
+        };
     }
     if is_blue_green(ro) {
         let switched = !current_hash(ro).is_empty()
@@ -266,9 +391,8 @@ pub fn canary_weight(ro: &Value) -> u8 {
         return if switched { 100 } else { 0 };
     }
     if fully_promoted(ro) {
-        return 100;
+        return rolling_back_to_stable(ro).unwrap_or(100);
     }
-    let routed = at(ro, &["status", "canary", "weights", "canary", "weight"]).as_u64();
     if let Some(w) = routed {
         return percent(ro, w);
     }
@@ -281,6 +405,67 @@ pub fn canary_weight(ro: &Value) -> u8 {
         return 100;
     }
     steps[..=index].iter().rev().find_map(|s| s["setWeight"].as_u64()).map_or(0, |w| percent(ro, w))
+}
+
+fn traffic_routed(ro: &Value) -> bool {
+    at(ro, &["spec", "strategy", "canary", "trafficRouting"]).is_object()
+}
+
+/// `dynamicStableScale` with traffic routing (it needs it).
+fn dynamic_stable_scale(ro: &Value) -> bool {
+    traffic_routed(ro) && flag(at(ro, &["spec", "strategy", "canary", "dynamicStableScale"]))
+}
+
+/// rolloututil.go `IsDynamicallyRollingBackToStable`: the template is back
+/// to the stable one (fully promoted) while the router still sends
+/// traffic to the previous canary (`weights.canary.podTemplateHash` is not
+/// the current one); the share on the current (stable) pods is the rest.
+fn rolling_back_to_stable(ro: &Value) -> Option<u8> {
+    let weights = at(ro, &["status", "canary", "weights"]);
+    let previous = text(&weights["canary"]["podTemplateHash"]);
+    let on_previous = weights["canary"]["weight"].as_u64().filter(|w| *w > 0)?;
+    (dynamic_stable_scale(ro) && !previous.is_empty() && previous != current_hash(ro))
+        .then(|| percent(ro, max_traffic_weight(ro).saturating_sub(on_previous)))
+}
+
+/// rollout_info.go `ActualWeight` for a canary with steps and no traffic
+/// routing: the canary ReplicaSet's available replicas of the Rollout's
+/// (0 while none is available); `None` where it does not apply.
+pub fn replica_weight(ro: &Value, replica_sets: &[Value]) -> Option<u8> {
+    let steps = canary_steps(ro);
+    if !is_canary(ro) || traffic_routed(ro) || steps.is_empty() || flag(at(ro, &["status", "abort"])) {
+        return None;
+    }
+    if current_step_index(ro) >= steps.len() || fully_promoted(ro) {
+        return None;
+    }
+    let available = at(ro, &["status", "availableReplicas"]).as_u64().unwrap_or(0);
+    if available == 0 {
+        return Some(0);
+    }
+    let hash = current_hash(ro);
+    let canary = replica_sets.iter().find(|rs| {
+        let own = text(at(rs, &["metadata", "labels", "rollouts-pod-template-hash"]));
+        !hash.is_empty() && own == hash && own != text(at(ro, &["status", "stableRS"]))
+    });
+    let canary_available = canary.map_or(0, |rs| at(rs, &["status", "availableReplicas"]).as_u64().unwrap_or(0));
+    Some((canary_available * 100 / available).min(100) as u8)
+}
+
+/// replicaset/canary.go `GetCurrentSetWeight` in percent, for a canary with steps.
+fn set_weight(ro: &Value) -> Option<u8> {
+    let steps = canary_steps(ro);
+    if !is_canary(ro) || steps.is_empty() {
+        return None;
+    }
+    if flag(at(ro, &["status", "abort"])) {
+        return Some(0);
+    }
+    let index = current_step_index(ro);
+    if index >= steps.len() {
+        return Some(100);
+    }
+    Some(steps[..=index].iter().rev().find_map(|s| s["setWeight"].as_u64()).map_or(0, |w| percent(ro, w)))
 }
 
 /// `spec.strategy.canary.trafficRouting.maxTrafficWeight`, 100 when unset.
@@ -322,16 +507,23 @@ pub fn weight_stage(ro: &Value) -> usize {
 }
 
 /// The current analysis run and its status, as `kubectl argo rollouts get` shows it.
-fn analysis(ro: &Value) -> Option<String> {
+/// A blue-green Rollout's pre- or post-promotion analysis, named so.
+fn analysis(ro: &Value) -> Option<(&'static str, String)> {
     let canary = at(ro, &["status", "canary"]);
-    let run = ["currentStepAnalysisRunStatus", "currentBackgroundAnalysisRunStatus"]
-        .iter()
-        .map(|key| &canary[*key])
-        .find(|r| r.is_object())?;
+    let blue_green = at(ro, &["status", "blueGreen"]);
+    let (label, run) = [
+        ("", &canary["currentStepAnalysisRunStatus"]),
+        ("", &canary["currentBackgroundAnalysisRunStatus"]),
+        ("post-promotion ", &blue_green["postPromotionAnalysisRunStatus"]),
+        ("pre-promotion ", &blue_green["prePromotionAnalysisRunStatus"]),
+    ]
+    .into_iter()
+    .find(|(_, r)| r.is_object())?;
     let name = text(&run["name"]);
     let phase = text(&run["status"]);
     let message = text(&run["message"]);
-    Some(if message.is_empty() { format!("{name}: {phase}") } else { format!("{name}: {phase}: {message}") })
+    let run = if message.is_empty() { format!("{name}: {phase}") } else { format!("{name}: {phase}: {message}") };
+    Some((label, run))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! hand-rolled loop. While the last attempt failed, [`ObjectWatch::trouble`]
 //! says why, so the cockpit can show it until the watch is back.
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -37,10 +37,21 @@ pub struct ObjectWatch {
 impl ObjectWatch {
     /// Starts watching the object `name` of `api` (must run inside a tokio runtime).
     pub fn spawn(api: Api<DynamicObject>, resource: ApiResource, name: &str, label: String) -> ObjectWatch {
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        ObjectWatch::spawn_set(api, resource, config, label)
+    }
+
+    /// Starts watching every object of `api` that `config` selects (the
+    /// ReplicaSets, pods and AnalysisRuns of a Rollout).
+    pub fn spawn_set(
+        api: Api<DynamicObject>,
+        resource: ApiResource,
+        config: watcher::Config,
+        label: String,
+    ) -> ObjectWatch {
         let writer = Writer::new(resource);
         let store = writer.as_reader();
         let health = Arc::new(Mutex::new(WatchHealth::default()));
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let stream = watcher(api, config).default_backoff().reflect(writer);
         let task = tokio::spawn(follow(stream, health.clone(), label));
         ObjectWatch { store, health, task }
@@ -49,6 +60,11 @@ impl ObjectWatch {
     /// The latest copy, once the first list has arrived.
     pub fn latest(&self) -> Option<Arc<DynamicObject>> {
         self.store.state().into_iter().next()
+    }
+
+    /// Every object in the store; `None` until the first list has arrived.
+    pub fn all(&self) -> Option<Vec<Arc<DynamicObject>>> {
+        self.store.wait_until_ready().now_or_never().map(|_| self.store.state())
     }
 
     /// Why the watch is down right now, if it is.
