@@ -1,26 +1,12 @@
 //! Start-up as a hostile user tries it: no terminal, unwritable logs,
 //! unknown names, extreme speeds. Nothing here may panic (exit 101).
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
+use std::process::{Command, Stdio};
+use support::cli::{flightdeck, isolated, stderr};
+
 const CANARY: &str = "examples/plans/canary.toml";
-
-fn flightdeck(data: &Path, args: &[&str]) -> Output {
-    let config = data.join("config");
-    Command::new(BIN)
-        .args(args)
-        .env("FLIGHTDECK_DATA_DIR", data)
-        .env("FLIGHTDECK_CONFIG_DIR", &config)
-        .stdin(Stdio::null())
-        .output()
-        .expect("flightdeck runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn unwritable_logs_warn_once_and_every_command_still_runs() {
@@ -114,9 +100,8 @@ fn a_million_times_faster_skips_no_window() {
 fn headless_runs_stop_on_sigterm_with_143() {
     use std::io::{BufRead, BufReader};
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = isolated(data.path())
         .args(["run", CANARY, "--headless", "--json", "--speed", "60"])
-        .env("FLIGHTDECK_DATA_DIR", data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{assert_split, eventually, free_port, program, send_requests, Proc, Upstream};
+use support::{assert_split, eventually, free_port, program, send_requests, wall_now, Proc, Upstream};
 use tokio::sync::{mpsc, watch};
 
 /// A real HAProxy in a temp dir: frontend → `be_app` with servers v1 (weight
@@ -426,10 +426,6 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.load.abort();
     }
-}
-
-fn wall_now() -> Timestamp {
-    Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

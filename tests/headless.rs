@@ -1,37 +1,20 @@
 //! End-to-end runs of the real binary, headless, one per scenario.
 
+mod support;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
+use support::cli::{flightdeck, flightdeck_in, isolated, json_lines, weights_set};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
 const CANARY: &str = "examples/plans/canary.toml";
-
-fn flightdeck(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("FLIGHTDECK_DATA_DIR", data).output().expect("flightdeck runs")
-}
-
-fn events(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
 
 fn run_scenario(scenario: &str, speed: &str) -> (i32, Vec<Value>, String) {
     let data = tempfile::tempdir().unwrap();
     let out =
         flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", speed, "--scenario", scenario]);
-    (out.status.code().unwrap_or(-1), events(&out), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn weights_set(events: &[Value]) -> Vec<u64> {
-    events
-        .iter()
-        .filter(|e| e["type"] == "effect" && e["effect"] == "set-weight")
-        .map(|e| e["canary"].as_u64().unwrap())
-        .collect()
+    (out.status.code().unwrap_or(-1), json_lines(&out), String::from_utf8_lossy(&out.stderr).into())
 }
 
 fn position(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
@@ -117,7 +100,7 @@ fn with_unattended_hold_a_paused_run_exits_1_and_says_the_canary_is_left_undrive
     let data = tempfile::tempdir().unwrap();
     let args = ["run", CANARY, "--headless", "--json", "--speed", "3000", "--scenario", "flaky-metrics"];
     let out = flightdeck(data.path(), &[&args[..], &["--unattended", "hold", "--unattended-wait", "5m"]].concat());
-    let (ev, stderr) = (events(&out), String::from_utf8_lossy(&out.stderr));
+    let (ev, stderr) = (json_lines(&out), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let paused = ev.iter().find(|e| e["type"] == "transition" && e["to"] == "paused").unwrap();
     let weight = paused["weight"].as_u64().unwrap();
@@ -153,7 +136,7 @@ fn a_bad_canary_paused_in_a_headless_run_is_still_rolled_back_by_a_later_failing
     )
     .unwrap();
     let out = flightdeck(data.path(), &["run", plan.to_str().unwrap(), "--headless", "--json", "--speed", "3000"]);
-    let (ev, stderr) = (events(&out), String::from_utf8_lossy(&out.stderr));
+    let (ev, stderr) = (json_lines(&out), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     let paused = position(&ev, |e| e["type"] == "transition" && e["to"] == "paused").expect("a pause first");
     assert!(ev[paused]["reason"].as_str().unwrap().starts_with("no decision 1 windows after the bake"));
@@ -177,10 +160,9 @@ fn a_bad_canary_paused_in_a_headless_run_is_still_rolled_back_by_a_later_failing
 async fn a_captain_attaches_to_a_paused_headless_run_and_acts_on_it() {
     let data = tempfile::tempdir().unwrap();
     let socket = data.path().join("run.sock");
-    let mut child = Command::new(BIN)
+    let mut child = isolated(data.path())
         .args(["run", CANARY, "--headless", "--json", "--speed", "300", "--scenario", "flaky-metrics"])
         .args(["--unattended-wait", "10h", "--socket", socket.to_str().unwrap()])
-        .env("FLIGHTDECK_DATA_DIR", data.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -250,7 +232,7 @@ fn a_bad_blue_green_preview_is_rolled_back_before_the_switch() {
     let out =
         flightdeck(data.path(), &["run", plan, "--headless", "--json", "--speed", "600", "--scenario", "bad-canary"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    let ev = events(&out);
+    let ev = json_lines(&out);
     let switched = ev.iter().any(|e| e["type"] == "effect" && e["effect"] == "switch-active" && e["to"] == "canary");
     assert!(!switched, "the bad preview was switched to: {ev:?}");
     assert!(ev.iter().any(|e| e["type"] == "verdict" && e["verdict"] == "fail"));
@@ -283,7 +265,7 @@ fn demo_fleet_runs_headless_and_reports_the_bad_rollout() {
     let data = tempfile::tempdir().unwrap();
     let out = flightdeck(data.path(), &["demo", "--headless", "--json", "--speed", "3000"]);
     assert_eq!(out.status.code(), Some(3));
-    let ev = events(&out);
+    let ev = json_lines(&out);
     let started: std::collections::BTreeSet<_> =
         ev.iter().filter(|e| e["type"] == "started").map(|e| e["rollout"].as_str().unwrap().to_string()).collect();
     assert_eq!(started.len(), 6);
@@ -310,9 +292,8 @@ fn demo_keeps_only_its_latest_runs_journals() {
 #[test]
 fn a_killed_run_resumes_at_the_same_stage_from_its_journal() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = isolated(data.path())
         .args(["run", CANARY, "--headless", "--json", "--speed", "300", "--scenario", "healthy"])
-        .env("FLIGHTDECK_DATA_DIR", data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -332,7 +313,7 @@ fn a_killed_run_resumes_at_the_same_stage_from_its_journal() {
     assert_eq!(stage_at_kill, Some(2), "never reached stage 2");
 
     let out = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "3000"]);
-    let ev = events(&out);
+    let ev = json_lines(&out);
     assert_eq!(ev[0]["type"], "started");
     assert_eq!(ev[0]["resumed"], true);
     assert_eq!(ev[0]["stage"], 2, "resumed at the stage it was killed in (counted from 1, as the text does)");
@@ -378,16 +359,6 @@ fn bad_flags_and_unknown_scenarios_exit_2() {
     let out = flightdeck(data.path(), &["run", "no/such/plan.toml", "--headless"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("no/such/plan.toml: cannot read"));
-}
-
-/// `flightdeck` with its own config folder too (themes), for messages that name it.
-fn flightdeck_in(data: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("FLIGHTDECK_DATA_DIR", data)
-        .env("FLIGHTDECK_CONFIG_DIR", config)
-        .output()
-        .expect("flightdeck runs")
 }
 
 #[test]
@@ -470,7 +441,7 @@ fn a_finished_run_is_not_replayed_for_another_scenario_or_seed() {
     assert_eq!(run(&["--scenario", "healthy", "--seed", "2"]).status.code(), Some(2));
     let again = run(&["--scenario", "healthy", "--seed", "1", "--speed", "600"]);
     assert_eq!(again.status.code(), Some(0));
-    assert_eq!(events(&again)[0]["resumed"], true);
+    assert_eq!(json_lines(&again)[0]["resumed"], true);
 
     // --fresh runs the bad canary, which is rolled back.
     let fresh = run(&["--scenario", "bad-canary", "--seed", "7", "--fresh"]);
@@ -500,12 +471,12 @@ fn plan_files_naming_the_same_rollout_run_one_after_another() {
     for file in [&haproxy, &envoy] {
         let out = run(file);
         assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(events(&out)[0]["resumed"], false, "{file} is a rollout of its own");
+        assert_eq!(json_lines(&out)[0]["resumed"], false, "{file} is a rollout of its own");
     }
     // Each file finds its own journal again.
     let out = run(&haproxy);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(events(&out)[0]["resumed"], true);
+    assert_eq!(json_lines(&out)[0]["resumed"], true);
 }
 
 /// `flightdeck analyze` on a rollout's journal reaches, window by window, the
@@ -518,7 +489,7 @@ fn analyze_replays_a_journal_to_the_engines_own_verdicts() {
         &["run", CANARY, "--headless", "--json", "--speed", "3000", "--scenario", "bad-canary"],
     );
     assert_eq!(run.status.code(), Some(3));
-    let engine: Vec<Value> = events(&run).into_iter().filter(|e| e["type"] == "verdict").collect();
+    let engine: Vec<Value> = json_lines(&run).into_iter().filter(|e| e["type"] == "verdict").collect();
     assert!(engine.len() >= 5, "{} windows", engine.len());
     let journal = std::fs::read_dir(data.path().join("journal"))
         .unwrap()
@@ -527,7 +498,7 @@ fn analyze_replays_a_journal_to_the_engines_own_verdicts() {
         .expect("a journal");
     let out = flightdeck(data.path(), &["analyze", journal.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(3), "a failing window exits 3: {}", String::from_utf8_lossy(&out.stderr));
-    let analysed = events(&out);
+    let analysed = json_lines(&out);
     assert_eq!(analysed.len(), engine.len());
     for (a, e) in analysed.iter().zip(&engine) {
         assert_eq!(a["verdict"]["verdict"], e["verdict"], "window {}", a["window"]);
@@ -635,9 +606,8 @@ fn every_example_plan_finishes_with_every_scenario() {
 fn a_signal_while_journals_are_opened_stops_the_run_before_any_rollout_acts() {
     for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
         let data = tempfile::tempdir().unwrap();
-        let child = Command::new(BIN)
+        let child = isolated(data.path())
             .args(["run", CANARY, "--headless", "--json", "--speed", "20000", "--scenario", "healthy"])
-            .env("FLIGHTDECK_DATA_DIR", data.path())
             .env("FLIGHTDECK_DELAY_AFTER_JOURNAL_OPEN_MS", "3000")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

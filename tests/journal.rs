@@ -2,24 +2,15 @@
 //! `file:line` and the way out, one run per journal, a full disk stops the
 //! rollout loudly, and `kill -9` at any point resumes where it was.
 
+mod support;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use support::cli::{flightdeck, isolated, json_lines, weights_set, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
 const CANARY: &str = "examples/plans/canary.toml";
-
-fn flightdeck(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("FLIGHTDECK_DATA_DIR", data)
-        // A backtrace is what a developer asks for; a refusal must not show one even then.
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("flightdeck runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -117,10 +108,9 @@ impl Drop for Running {
 
 /// A headless run of `plan` whose JSON events can be read as they come.
 fn spawn(data: &Path, plan: &str, extra: &[&str]) -> (Running, std::io::Lines<BufReader<std::process::ChildStdout>>) {
-    let mut child = Command::new(BIN)
+    let mut child = isolated(data)
         .args(["run", plan, "--headless", "--json"])
         .args(extra)
-        .env("FLIGHTDECK_DATA_DIR", data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -154,15 +144,6 @@ fn a_second_run_of_the_same_plan_is_refused_naming_the_first() {
     assert_eq!(verify.status.code(), Some(0), "one writer, one sound journal: {}", text(&verify.stderr));
 }
 
-fn json_lines(out: &[u8]) -> Vec<Value> {
-    text(out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
-}
-
-fn weights_set(events: &[Value]) -> Vec<u64> {
-    let set = |e: &&Value| e["type"] == "effect" && e["effect"] == "set-weight" && e["ok"] == true;
-    events.iter().filter(set).map(|e| e["canary"].as_u64().unwrap()).collect()
-}
-
 /// A full disk, played by a 64 KiB file size limit (the journal fills up
 /// in the second stage): the rollout stops, says why, exits 1, and a run
 /// with room resumes exactly where the backend was left.
@@ -175,6 +156,7 @@ fn a_journal_that_cannot_be_written_stops_the_rollout_loudly() {
         // (10 %) spans about 15 KB to 30 KB of it, so the write fails mid-stage.
         .args(["-c", &format!("ulimit -f 22 && exec {BIN} {args}")])
         .env("FLIGHTDECK_DATA_DIR", data.path())
+        .env("FLIGHTDECK_CONFIG_DIR", data.path().join("config"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -182,7 +164,7 @@ fn a_journal_that_cannot_be_written_stops_the_rollout_loudly() {
     assert_eq!(limited.status.code(), Some(1), "{said}");
     assert!(said.contains(": paused at stage 2/4 — needs a human: journal cannot be written ("), "{said}");
     assert!(said.contains("File too large"), "{said}");
-    let events = json_lines(&limited.stdout);
+    let events = json_lines(&limited);
     let stop = events.last().unwrap();
     assert_eq!((&stop["type"], &stop["to"]), (&"transition".into(), &"paused".into()), "{stop}");
     let applied = weights_set(&events);
@@ -190,7 +172,7 @@ fn a_journal_that_cannot_be_written_stops_the_rollout_loudly() {
 
     let resumed = flightdeck(data.path(), &["run", CANARY, "--headless", "--json", "--speed", "20000"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
-    let events = json_lines(&resumed.stdout);
+    let events = json_lines(&resumed);
     assert_eq!((&events[0]["resumed"], &events[0]["stage"]), (&true.into(), &2.into()), "{}", events[0]);
     // The backend is told again what it was last told, never less.
     assert_eq!(weights_set(&events), vec![10, 50, 100]);
@@ -449,14 +431,8 @@ fn a_cut_last_line_is_dropped_the_same_way_every_time() {
 
 /// `flightdeck args…` killed after `limit`; `None` if it had to be.
 fn within(data: &Path, args: &[&str], limit: std::time::Duration) -> Option<Output> {
-    let child = Command::new(BIN)
-        .args(args)
-        .env("FLIGHTDECK_DATA_DIR", data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        isolated(data).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
     let start = std::time::Instant::now();
@@ -496,9 +472,8 @@ fn a_journal_left_pending_is_refused_rather_than_waited_on_forever() {
 #[test]
 fn a_second_demo_is_refused_before_it_deletes_the_running_demos_journals() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = isolated(data.path())
         .args(["demo", "--headless", "--json", "--speed", "30"])
-        .env("FLIGHTDECK_DATA_DIR", data.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -617,7 +592,7 @@ fn a_resumed_run_left_pending_by_a_new_revision_starts_it_rather_than_waiting_fo
     let out =
         within(data.path(), &HEALTHY, std::time::Duration::from_secs(60)).expect("a pending resume must not hang");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let events = json_lines(&out.stdout);
+    let events = json_lines(&out);
     let promoted = events.iter().any(|e| e["to"] == "promoted");
     assert!(promoted, "v9.9.9 rolled out to the end: {}", text(&out.stdout));
     assert!(text(&journal_lines_after(&journal, seq)).contains(r#""event":{"event":"start"}"#));

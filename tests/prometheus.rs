@@ -9,16 +9,12 @@ use flightdeck::metrics::prometheus::{Prometheus, PrometheusPool};
 use flightdeck::metrics::MetricsSource;
 use flightdeck_core::plan::PromQueries;
 use flightdeck_core::time::Timestamp;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{eventually, free_port, get, prometheus_value, start_prometheus, Upstream};
+use std::time::{Duration, Instant};
+use support::{eventually, free_port, get, prometheus_value, start_prometheus, wall_now, Upstream};
 
 /// Requests per upstream: enough for a stable 20 % ratio, bounded.
 const BURSTS: usize = 3;
 const PER_BURST: usize = 100;
-
-fn wall_now() -> Timestamp {
-    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64)
-}
 
 /// `BURSTS` bursts, one second apart, so several scrapes see the counters move.
 async fn send_traffic(upstreams: &[&Upstream]) {

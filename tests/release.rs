@@ -1,27 +1,12 @@
 //! Releases across regions, end to end: the real binary runs a release
 //! file headless on the simulator (`flightdeck run RELEASE.toml`).
 
+mod support;
+
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
-
-fn flightdeck(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("FLIGHTDECK_DATA_DIR", data)
-        .env("FLIGHTDECK_CONFIG_DIR", data.join("config"))
-        .output()
-        .expect("flightdeck runs")
-}
-
-fn events(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
+use std::process::Command;
+use support::cli::{flightdeck, isolated, json_lines};
 
 /// A short canary on the simulator, `scenario` in every region it runs in.
 fn plan(name: &str, scenario: &str) -> String {
@@ -59,7 +44,7 @@ fn a_failing_second_wave_halts_the_release_the_third_never_starts_and_the_run_ex
     let out = flightdeck(data.path(), &["run", release.to_str().unwrap(), "--headless", "--json", "--speed", "3000"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    let ev = events(&out);
+    let ev = json_lines(&out);
     let started = |id: &str| ev.iter().find(|e| e["type"] == "started" && e["rollout"] == id);
     // Wave 1 ran and was promoted; wave 2 started only after it and the 20 minute bake.
     let promoted = ev
@@ -95,7 +80,7 @@ fn a_healthy_release_promotes_every_wave_in_order_and_exits_0() {
     let out = flightdeck(data.path(), &["run", release.to_str().unwrap(), "--headless", "--json", "--speed", "3000"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let ev = events(&out);
+    let ev = json_lines(&out);
     let time_of = |id: &str, kind: &str, to: Option<&str>| {
         ev.iter()
             .find(|e| e["rollout"] == id && e["type"] == kind && to.is_none_or(|t| e["to"] == t))
@@ -189,11 +174,9 @@ async fn a_captain_promotes_a_waiting_wave_over_the_socket_and_a_promote_for_the
     )
     .unwrap();
     let socket = data.path().join("run.sock");
-    let mut child = Command::new(BIN)
+    let mut child = isolated(data.path())
         .args(["run", release.to_str().unwrap(), "--headless", "--speed", "3000", "--unattended-wait", "10h"])
         .args(["--socket", socket.to_str().unwrap()])
-        .env("FLIGHTDECK_DATA_DIR", data.path())
-        .env("FLIGHTDECK_CONFIG_DIR", data.path().join("config"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -276,10 +259,8 @@ fn a_release_stopped_by_a_signal_resumes_from_its_journal_where_it_was() {
     let data = tempfile::tempdir().unwrap();
     let release = three_waves(data.path(), false);
     let args = ["run", release.to_str().unwrap(), "--headless", "--speed", "600"];
-    let mut child = Command::new(BIN)
+    let mut child = isolated(data.path())
         .args(args)
-        .env("FLIGHTDECK_DATA_DIR", data.path())
-        .env("FLIGHTDECK_CONFIG_DIR", data.path().join("config"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -330,7 +311,7 @@ fn the_demo_release_halts_when_its_bad_region_rolls_back() {
     let out = flightdeck(data.path(), &["demo", "--release", "--headless", "--json", "--speed", "3000"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    let ev = events(&out);
+    let ev = json_lines(&out);
     let said = |what: &str| {
         ev.iter().any(|e| {
             e["rollout"] == "release/storefront-4.1" && e["message"].as_str().is_some_and(|m| m.contains(what))

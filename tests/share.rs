@@ -3,6 +3,8 @@
 //! broken or hostile client sends, and this test binary run as another
 //! user for what someone else on the host can do).
 
+mod support;
+
 use flightdeck::protocol::wire::{self, ClientMessage, ServerMessage, MAX_CLIENT_LINE};
 use flightdeck::protocol::{CommandRequest, Link, Output, Reply, Role, SessionKind, PROTOCOL_VERSION};
 use flightdeck::share::client::attach;
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
+use support::cli::BIN;
+use support::tmux::Tmux;
 const ROLLOUT: &str = "sim-eu-1/checkout-api";
 
 /// Four stages that bake for an hour: nothing moves unless someone acts.
@@ -106,7 +109,7 @@ impl Server {
     }
 
     fn flightdeck(&self, args: &[&str]) -> std::process::Output {
-        Process::new(BIN).args(args).env("FLIGHTDECK_DATA_DIR", self.dir.path().join("data")).output().unwrap()
+        support::cli::flightdeck(&self.dir.path().join("data"), args)
     }
 }
 
@@ -397,42 +400,6 @@ async fn two_captains_promoting_the_same_stage_at_once_one_applies_and_the_other
         // Back to stage 1 (paused) for the next round.
         let back = engine.submit_from(request("alice", Command::StepBack, 1), captain(1)).await;
         assert_eq!(back, Reply::Ack, "round {round}");
-    }
-}
-
-/// A tmux session of its own, running `cmd` at 120×40.
-struct Tmux(String);
-
-impl Tmux {
-    fn start(cmd: &str) -> Tmux {
-        let socket = format!("flightdeck-share-{}", std::process::id());
-        let args = ["-L", &socket, "new-session", "-d", "-s", "fd", "-x", "120", "-y", "40", cmd];
-        let status = Process::new("tmux").args(args).status().expect("tmux is installed (scripts/setup)");
-        assert!(status.success());
-        Tmux(socket)
-    }
-
-    fn screen(&self) -> String {
-        let out = Process::new("tmux").args(["-L", &self.0, "capture-pane", "-p", "-t", "fd"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_for(&self, needles: &[&str]) {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if needles.iter().all(|n| screen.contains(n)) {
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "waited for {needles:?}; screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Process::new("tmux").args(["-L", &self.0, "kill-server"]).status();
     }
 }
 

@@ -5,6 +5,8 @@
 //! `scripts/setup` installs tmux and openssh-client.
 #![cfg(feature = "ssh")]
 
+mod support;
+
 use flightdeck::share::client::attach;
 use std::io::Read;
 use std::net::TcpStream;
@@ -14,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
+use support::cli::BIN;
+use support::tmux::Tmux;
 
 /// Four stages that bake for an hour: nothing moves unless someone acts.
 const PLAN: &str = include_str!("fixtures/plans/held-canary.toml");
@@ -183,67 +186,6 @@ impl Drop for Server {
     }
 }
 
-/// A tmux server of its own running `cmd` in a `width`×`height` window.
-struct Tmux(String);
-
-impl Tmux {
-    fn start(cmd: &str, width: u16, height: u16) -> Tmux {
-        static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let socket = format!("flightdeck-ssh-{}-{n}", std::process::id());
-        let (w, h) = (width.to_string(), height.to_string());
-        let args = ["-L", &socket, "new-session", "-d", "-s", "fd", "-x", &w, "-y", &h, cmd];
-        let status = Command::new("tmux").args(args).status().expect("tmux is installed (scripts/setup)");
-        assert!(status.success());
-        Tmux(socket)
-    }
-
-    fn tmux(&self, args: &[&str]) {
-        let ok = Command::new("tmux").args(["-L", &self.0]).args(args).status().unwrap();
-        assert!(ok.success(), "tmux {args:?}");
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            self.tmux(&["send-keys", "-t", "fd", k]);
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
-    fn resize(&self, width: u16, height: u16) {
-        self.tmux(&["resize-window", "-t", "fd", "-x", &width.to_string(), "-y", &height.to_string()]);
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["-L", &self.0, "capture-pane", "-p", "-t", "fd"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The screen with its colours as escape sequences.
-    fn coloured(&self) -> String {
-        let out = Command::new("tmux").args(["-L", &self.0, "capture-pane", "-p", "-e", "-t", "fd"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_for(&self, needles: &[&str]) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if needles.iter().all(|n| screen.contains(n)) {
-                return screen;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "waited for {needles:?}; screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.0, "kill-server"]).status();
-    }
-}
-
 /// The command line tmux runs: the client, then a marker with its exit code.
 fn in_tmux(args: &[String]) -> String {
     format!("{} -tt; echo ssh-exited-$?; sleep 60", args.join(" "))
@@ -253,7 +195,7 @@ fn in_tmux(args: &[String]) -> String {
 fn a_captain_over_ssh_sees_the_cockpit_at_their_size_and_promotes_as_themselves() {
     let server = Server::start();
     // The user name typed does not matter: the key says who this is.
-    let t = Tmux::start(&in_tmux(&server.ssh(&server.alice, "whoever")), 120, 40);
+    let t = Tmux::sized(&in_tmux(&server.ssh(&server.alice, "whoever")), 120, 40);
     t.wait_for(&["checkout-api", "Stage 1/4", "Events"]);
     assert!(!t.coloured().contains("38;2;"), "true colour sent to a client that did not ask for it");
 
@@ -288,7 +230,7 @@ fn a_viewers_key_watches_read_only_and_its_keys_move_nothing() {
     // bob's client says it shows true colour; the session draws in it (alice's, which says nothing, in 16).
     let mut ssh = server.ssh(&server.bob, "bob");
     ssh.insert(1, "-o SetEnv=COLORTERM=truecolor".into());
-    let t = Tmux::start(&in_tmux(&ssh), 100, 30);
+    let t = Tmux::sized(&in_tmux(&ssh), 100, 30);
     t.wait_for(&["checkout-api", "read-only"]);
     assert!(t.coloured().contains("38;2;"), "no true colour on bob's screen");
     // The viewer's cockpit refuses at once and sends nothing: the stage stays, nothing is journaled for bob.
@@ -304,9 +246,7 @@ fn a_viewers_key_watches_read_only_and_its_keys_move_nothing() {
     assert!(ok.success());
     t.wait_for(&["the server stopped", "ssh-exited-1"]);
     let format = "#{alternate_on} #{mouse_any_flag}";
-    let out = Command::new("tmux").args(["-L", &t.0, "display", "-p", "-t", "fd", format]).output().unwrap();
-    let flags = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(flags, "0 0", "alternate screen and mouse tracking are off");
+    assert_eq!(t.pane(format), "0 0", "alternate screen and mouse tracking are off");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,79 +4,11 @@
 //! terminal as it was: `stty -a` unchanged, no alternate screen, no mouse
 //! tracking, the cursor shown. `scripts/setup` installs tmux.
 
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(cmd: &str) -> Tmux {
-        Tmux::sized(cmd, 120, 40)
-    }
-
-    /// A session of its own (tests run in parallel) in a `width`×`height` terminal.
-    fn sized(cmd: &str, width: u16, height: u16) -> Tmux {
-        static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let socket = format!("flightdeck-test-{}-{n}", std::process::id());
-        let (w, h) = (width.to_string(), height.to_string());
-        let status = Command::new("tmux")
-            .args(["-L", &socket, "new-session", "-d", "-s", "fd", "-x", &w, "-y", &h, cmd])
-            .status()
-            .expect("tmux is installed (scripts/setup installs it)");
-        assert!(status.success());
-        Tmux { socket }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let ok = Command::new("tmux").args(["-L", &self.socket, "send-keys", "-t", "fd", k]).status().unwrap();
-            assert!(ok.success());
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
-    /// Types `line` as it is, then Enter.
-    fn type_line(&self, line: &str) {
-        for args in [["-l", line], ["Enter", ""]] {
-            let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
-            let ok = Command::new("tmux").args(["-L", &self.socket, "send-keys", "-t", "fd"]).args(args).status();
-            assert!(ok.unwrap().success());
-        }
-    }
-
-    /// A tmux format about the pane, e.g. `#{alternate_on}`.
-    fn pane(&self, format: &str) -> String {
-        let out = Command::new("tmux").args(["-L", &self.socket, "display", "-p", "-t", "fd", format]).output();
-        String::from_utf8_lossy(&out.unwrap().stdout).trim().to_owned()
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p", "-t", "fd"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until every needle is on screen; returns how long it took.
-    fn wait_for(&self, needles: &[&str], limit: Duration) -> Duration {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if needles.iter().all(|n| screen.contains(n)) {
-                return start.elapsed();
-            }
-            assert!(start.elapsed() < limit, "waited {limit:?} for {needles:?}; screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
-    }
-}
+use support::tmux::Tmux;
 
 #[test]
 fn demo_in_a_real_terminal_pauses_promotes_aborts_and_catches_the_bad_canary() {
@@ -86,36 +18,36 @@ fn demo_in_a_real_terminal_pauses_promotes_aborts_and_catches_the_bad_canary() {
         "env FLIGHTDECK_DATA_DIR={} FLIGHTDECK_CONFIG_DIR={} USER=tester COLORTERM=truecolor {} demo --speed 60",
         data.path().display(),
         config.path().display(),
-        env!("CARGO_BIN_EXE_flightdeck")
+        support::cli::BIN
     );
     let t = Tmux::start(&cmd);
-    let shown = t.wait_for(
+    let shown = t.wait_within(
         &["Rollouts", "Stages", "Canary analysis", "Error budget", "Events", "Next:"],
         Duration::from_secs(10),
     );
-    println!("every pane on screen after {shown:?}");
+    println!("every pane on screen after {:?}", shown.0);
 
     t.keys(&["/", "c", "h", "e", "c", "k", "o", "u", "t", "Enter"]);
-    t.wait_for(&["checkout-api  ▶ progressing"], Duration::from_secs(3));
+    t.wait_within(&["checkout-api  ▶ progressing"], Duration::from_secs(3));
 
     t.keys(&["p"]);
-    t.wait_for(&["paused by tester"], Duration::from_secs(3));
+    t.wait_within(&["paused by tester"], Duration::from_secs(3));
     t.keys(&["p"]);
-    t.wait_for(&["▶ progressing"], Duration::from_secs(3));
+    t.wait_within(&["▶ progressing"], Duration::from_secs(3));
 
     t.keys(&["n"]);
-    t.wait_for(&["Stage 2/4", "promote sent"], Duration::from_secs(3));
+    t.wait_within(&["Stage 2/4", "promote sent"], Duration::from_secs(3));
 
     t.keys(&["a"]);
-    t.wait_for(&["Abort checkout-api?", "→ 0 % on sim prod-eu-1"], Duration::from_secs(3));
+    t.wait_within(&["Abort checkout-api?", "→ 0 % on sim prod-eu-1"], Duration::from_secs(3));
     t.keys(&["Enter"]);
-    t.wait_for(&["aborted by tester"], Duration::from_secs(3));
+    t.wait_within(&["aborted by tester"], Duration::from_secs(3));
 
     // The bad canary goes bad at 10 % (after its 10 minute first stage) and
     // analysis rolls it back by itself.
     t.keys(&["/", "p", "a", "y", "m", "e", "n", "t", "s", "Enter"]);
-    let caught = t.wait_for(&["payments", "rolled back", "analysis failed"], Duration::from_secs(40));
-    println!("bad canary rolled back on screen after {caught:?}");
+    let caught = t.wait_within(&["payments", "rolled back", "analysis failed"], Duration::from_secs(40));
+    println!("bad canary rolled back on screen after {:?}", caught.0);
 
     t.keys(&["q"]);
 }
@@ -158,16 +90,16 @@ fn ends_with_the_terminal_as_it_was(end: &str, code: i32) {
         "cd {} && stty -a > before; {panic}FLIGHTDECK_DATA_DIR=data FLIGHTDECK_CONFIG_DIR=config {} demo --speed 60; \
          echo $? > code; stty -a > after",
         dir.path().display(),
-        env!("CARGO_BIN_EXE_flightdeck")
+        support::cli::BIN
     ));
     if end != "panic" {
-        t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+        t.wait_within(&["Rollouts", "Events"], Duration::from_secs(10));
         assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal");
         match end {
             "q" => {
                 // Rollouts are moving in the demo: `q` asks first; Enter answers.
                 t.keys(&["q"]);
-                t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
+                t.wait_within(&["Quit flightdeck?"], Duration::from_secs(10));
                 t.keys(&["Enter"]);
             }
             signal => {
@@ -222,7 +154,7 @@ fn demo_command(data: &std::path::Path, config: &std::path::Path, speed: &str) -
         "env FLIGHTDECK_DATA_DIR={} FLIGHTDECK_CONFIG_DIR={} USER=tester COLORTERM=truecolor {} demo --speed {speed}",
         data.display(),
         config.display(),
-        env!("CARGO_BIN_EXE_flightdeck")
+        support::cli::BIN
     )
 }
 
@@ -235,12 +167,12 @@ fn a_double_press_never_passes_a_production_gate() {
     let data = tempfile::tempdir().unwrap();
     let config = tempfile::tempdir().unwrap();
     let t = Tmux::start(&demo_command(data.path(), config.path(), "120"));
-    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts"], Duration::from_secs(10));
     t.type_line("/notifications");
-    t.wait_for(&["notifications", "awaiting approval · stage 1/3 · 5 %"], Duration::from_secs(30));
+    t.wait_within(&["notifications", "awaiting approval · stage 1/3 · 5 %"], Duration::from_secs(30));
     for key in ["y", "n"] {
         t.keys(&[key, key]);
-        t.wait_for(&["Approve notifications into stage 2/3?", "PRODUCTION"], Duration::from_secs(3));
+        t.wait_within(&["Approve notifications into stage 2/3?", "PRODUCTION"], Duration::from_secs(3));
         std::thread::sleep(Duration::from_millis(500));
         let screen = t.screen();
         assert!(screen.contains("awaiting approval · stage 1/3 · 5 %"), "{key} {key} passed the gate:\n{screen}");
@@ -248,9 +180,9 @@ fn a_double_press_never_passes_a_production_gate() {
         t.keys(&["Escape"]);
     }
     t.keys(&["y"]);
-    t.wait_for(&["Approve notifications into stage 2/3?"], Duration::from_secs(3));
+    t.wait_within(&["Approve notifications into stage 2/3?"], Duration::from_secs(3));
     t.keys(&["Enter"]);
-    t.wait_for(&["approve sent to prod-ap-1/notifications", "stage 2/3"], Duration::from_secs(5));
+    t.wait_within(&["approve sent to prod-ap-1/notifications", "stage 2/3"], Duration::from_secs(5));
     t.keys(&["q", "Enter"]);
 }
 
@@ -263,9 +195,9 @@ fn dangerous_keys_pressed_twice_only_ask() {
     let data = tempfile::tempdir().unwrap();
     let config = tempfile::tempdir().unwrap();
     let t = Tmux::start(&demo_command(data.path(), config.path(), "1"));
-    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts"], Duration::from_secs(10));
     t.type_line("/checkout");
-    t.wait_for(&["checkout-api  ▶ progressing · stage 1/4 · 1 %"], Duration::from_secs(10));
+    t.wait_within(&["checkout-api  ▶ progressing · stage 1/4 · 1 %"], Duration::from_secs(10));
     for (key, question) in [
         ("a", "Abort checkout-api?"),
         ("R", "Roll back checkout-api?"),
@@ -274,7 +206,7 @@ fn dangerous_keys_pressed_twice_only_ask() {
         ("F", "the error budget is not frozen"),
     ] {
         t.keys(&[key, key]);
-        t.wait_for(&[question], Duration::from_secs(3));
+        t.wait_within(&[question], Duration::from_secs(3));
         std::thread::sleep(Duration::from_millis(300));
         let screen = t.screen();
         assert!(screen.contains("▶ progressing · stage 1/4 · 1 %"), "{key} {key} acted:\n{screen}");
@@ -298,16 +230,16 @@ fn palette_pause_with_a_name_pauses_that_rollout_and_only_it() {
     let config = tempfile::tempdir().unwrap();
     // Real time: nothing moves by itself during the test.
     let t = Tmux::sized(&demo_command(data.path(), config.path(), "1"), 80, 24);
-    t.wait_for(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
     t.keys(&["/", "c", "h", "e", "c", "k", "Enter"]);
-    t.wait_for(&[">▶ chec…api"], Duration::from_secs(3));
+    t.wait_within(&[">▶ chec…api"], Duration::from_secs(3));
     t.keys(&["Escape"]);
-    t.wait_for(&["noti…ons", "user…ile"], Duration::from_secs(3));
+    t.wait_within(&["noti…ons", "user…ile"], Duration::from_secs(3));
     t.keys(&[":", "p", "a", "u", "s", "e", " ", "u", "Tab"]);
-    t.wait_for(&[":pause user-profile"], Duration::from_secs(3));
+    t.wait_within(&[":pause user-profile"], Duration::from_secs(3));
     t.keys(&["Enter"]);
     let screen = t.screen();
-    t.wait_for(&["pause sent to staging/user-profile"], Duration::from_secs(3));
+    t.wait_within(&["pause sent to staging/user-profile"], Duration::from_secs(3));
     let screen = if screen.contains("pause sent") { screen } else { t.screen() };
     assert!(row_of(&screen, "user…ile").contains("paused"), "{screen}");
     assert!(row_of(&screen, "chec…api").starts_with("│>▶"), "the selected one keeps going:\n{screen}");
@@ -316,7 +248,7 @@ fn palette_pause_with_a_name_pauses_that_rollout_and_only_it() {
     }
     // An unknown name sends nothing and says why.
     t.keys(&[":", "a", "b", "o", "r", "t", " ", "n", "o", "p", "e", "Enter"]);
-    t.wait_for(&["no rollout named `nope`"], Duration::from_secs(3));
+    t.wait_within(&["no rollout named `nope`"], Duration::from_secs(3));
 }
 
 #[test]
@@ -326,12 +258,12 @@ fn quitting_mid_rollout_asks_once_and_prints_where_each_rollout_was_left() {
     // The shell stays after flightdeck exits, so what it printed can be read.
     let cmd = format!("sh -c '{}; echo flightdeck exited $?; sleep 60'", demo_command(data.path(), config.path(), "1"));
     let t = Tmux::sized(&cmd, 120, 40);
-    t.wait_for(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts", "? Help", "q Quit"], Duration::from_secs(10));
     t.keys(&["q"]);
-    t.wait_for(&["Quit flightdeck?", "rollouts are mid-way", "<Enter> quit"], Duration::from_secs(3));
+    t.wait_within(&["Quit flightdeck?", "rollouts are mid-way", "<Enter> quit"], Duration::from_secs(3));
     t.keys(&["Enter"]);
     let screen_after = {
-        t.wait_for(&["flightdeck exited 0"], Duration::from_secs(5));
+        t.wait_within(&["flightdeck exited 0"], Duration::from_secs(5));
         t.screen()
     };
     for line in [
@@ -346,7 +278,7 @@ fn quitting_mid_rollout_asks_once_and_prints_where_each_rollout_was_left() {
 #[test]
 fn plain_flightdeck_without_plans_says_what_to_run_first() {
     let config = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+    let out = Command::new(support::cli::BIN)
         .env("FLIGHTDECK_CONFIG_DIR", config.path())
         .env("FLIGHTDECK_DATA_DIR", config.path())
         .output()
@@ -364,23 +296,15 @@ fn mouse_capture_can_be_turned_off_in_the_config() {
     let config = tempfile::tempdir().unwrap();
     std::fs::write(config.path().join("config.toml"), "mouse = false\n").unwrap();
     let t = Tmux::sized(&demo_command(data.path(), config.path(), "1"), 80, 24);
-    t.wait_for(&["Rollouts"], Duration::from_secs(10));
-    let mouse = Command::new("tmux")
-        .args(["-L", &t.socket, "display-message", "-p", "-t", "fd", "#{mouse_any_flag}"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&mouse.stdout).trim(), "0", "no mouse reporting asked for");
+    t.wait_within(&["Rollouts"], Duration::from_secs(10));
+    assert_eq!(t.pane("#{mouse_any_flag}"), "0", "no mouse reporting asked for");
     t.keys(&["q", "Enter"]);
 
     // Without the setting the cockpit asks the terminal for mouse events.
     let config = tempfile::tempdir().unwrap();
     let t = Tmux::sized(&demo_command(data.path(), config.path(), "1"), 80, 24);
-    t.wait_for(&["Rollouts"], Duration::from_secs(10));
-    let mouse = Command::new("tmux")
-        .args(["-L", &t.socket, "display-message", "-p", "-t", "fd", "#{mouse_any_flag}"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&mouse.stdout).trim(), "1");
+    t.wait_within(&["Rollouts"], Duration::from_secs(10));
+    assert_eq!(t.pane("#{mouse_any_flag}"), "1");
 }
 
 #[test]
@@ -391,19 +315,14 @@ fn the_cockpit_follows_the_terminal_as_it_is_resized() {
     let cmd = format!(
         "FLIGHTDECK_DATA_DIR={0}/data FLIGHTDECK_CONFIG_DIR={0}/config {1} demo --speed 1",
         dir.path().display(),
-        env!("CARGO_BIN_EXE_flightdeck")
+        support::cli::BIN
     );
     let t = Tmux::sized(&cmd, 100, 30);
-    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
-    let resize = |w: u16, h: u16| {
-        let (w, h) = (w.to_string(), h.to_string());
-        let args = ["-L", &t.socket, "resize-window", "-t", "fd", "-x", &w, "-y", &h];
-        assert!(Command::new("tmux").args(args).status().unwrap().success());
-    };
-    resize(58, 15);
-    t.wait_for(&["terminal too small", "58×15"], Duration::from_secs(10));
-    resize(130, 40);
-    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts", "Events"], Duration::from_secs(10));
+    t.resize(58, 15);
+    t.wait_within(&["terminal too small", "58×15"], Duration::from_secs(10));
+    t.resize(130, 40);
+    t.wait_within(&["Rollouts", "Events"], Duration::from_secs(10));
     let widest = t.screen().lines().map(|l| l.trim_end().chars().count()).max().unwrap_or(0);
     assert!(widest > 100, "the cockpit uses the 130 columns it has now (widest line {widest})");
 }
@@ -424,9 +343,9 @@ fn demo_in_a_shell(dir: &std::path::Path) -> Tmux {
     t.type_line(&format!(
         "cd {} && FLIGHTDECK_DATA_DIR=data FLIGHTDECK_CONFIG_DIR=config {} demo --speed 60",
         dir.display(),
-        env!("CARGO_BIN_EXE_flightdeck")
+        support::cli::BIN
     ));
-    t.wait_for(&["Rollouts", "Events"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts", "Events"], Duration::from_secs(10));
     t
 }
 
@@ -439,14 +358,14 @@ fn ctrl_z_gives_the_shell_its_terminal_and_fg_brings_the_cockpit_back() {
     assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal");
     let pid = cockpit_pid(&t);
     t.keys(&["C-z"]);
-    t.wait_for(&["Stopped"], Duration::from_secs(5));
+    t.wait_within(&["Stopped"], Duration::from_secs(5));
     assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag} #{cursor_flag}"), "0 0 1", "the shell's terminal after C-z");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next()).unwrap();
     assert_eq!(state, Some('T'), "the cockpit is stopped: {stat}");
     // The shell reads lines again (cooked mode, echo on).
     t.type_line("echo back-$((1+1))");
-    t.wait_for(&["back-2"], Duration::from_secs(5));
+    t.wait_within(&["back-2"], Duration::from_secs(5));
     fg_then_quit(&t, dir.path(), &pid);
 }
 
@@ -455,12 +374,12 @@ fn ctrl_z_gives_the_shell_its_terminal_and_fg_brings_the_cockpit_back() {
 /// the job with `fg`'s exit code 0.
 fn fg_then_quit(t: &Tmux, dir: &std::path::Path, pid: &str) {
     t.type_line("fg");
-    t.wait_for(&["Rollouts", "Events", "Next:"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts", "Events", "Next:"], Duration::from_secs(10));
     assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag}"), "1 1", "the cockpit took the terminal again");
     let screen = t.screen();
     assert!(!screen.contains("back-"), "the whole screen is the cockpit's again:\n{screen}");
     t.keys(&["q"]);
-    t.wait_for(&["Quit flightdeck?"], Duration::from_secs(10));
+    t.wait_within(&["Quit flightdeck?"], Duration::from_secs(10));
     t.keys(&["Enter"]);
     // A list would go on when its job stops: the exit code is `fg`'s.
     wait_gone(pid);
@@ -477,10 +396,10 @@ fn sigtstp_gives_the_terminal_back_and_sigcont_takes_it_again() {
     let t = demo_in_a_shell(dir.path());
     let pid = cockpit_pid(&t);
     assert!(Command::new("kill").args(["-s", "TSTP", &pid]).status().unwrap().success());
-    t.wait_for(&["Stopped"], Duration::from_secs(5));
+    t.wait_within(&["Stopped"], Duration::from_secs(5));
     assert_eq!(t.pane("#{alternate_on} #{mouse_any_flag} #{cursor_flag}"), "0 0 1", "after SIGTSTP");
     t.type_line("echo back-$((2+2))");
-    t.wait_for(&["back-4"], Duration::from_secs(5));
+    t.wait_within(&["back-4"], Duration::from_secs(5));
     fg_then_quit(&t, dir.path(), &pid);
 }
 
@@ -493,11 +412,11 @@ fn a_dialog_leaves_no_fragments_of_the_text_beneath_beside_it() {
     let data = tempfile::tempdir().unwrap();
     let config = tempfile::tempdir().unwrap();
     let t = Tmux::sized(&demo_command(data.path(), config.path(), "120"), 80, 24);
-    t.wait_for(&["Rollouts"], Duration::from_secs(10));
+    t.wait_within(&["Rollouts"], Duration::from_secs(10));
     t.type_line("/payments");
-    t.wait_for(&["payments  ▶ progressing"], Duration::from_secs(10));
+    t.wait_within(&["payments  ▶ progressing"], Duration::from_secs(10));
     t.keys(&["a"]);
-    t.wait_for(&["Abort payments?"], Duration::from_secs(3));
+    t.wait_within(&["Abort payments?"], Duration::from_secs(3));
     std::thread::sleep(Duration::from_millis(2500));
     let screen = t.screen();
     let rows: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();

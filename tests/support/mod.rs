@@ -6,6 +6,8 @@
 
 #[cfg(feature = "ecs")]
 pub mod aws;
+pub mod cli;
+pub mod tmux;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Now on the wall clock, as the engine's real-time clock reads it.
+pub fn wall_now() -> flightdeck_core::Timestamp {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    flightdeck_core::Timestamp(since_epoch.as_millis() as u64)
+}
 
 /// Latency histogram buckets, seconds (Prometheus convention): 1 ms to
 /// about 4 s, each edge 2^(1/32) ≈ 2.2 % above the last (the resolution of
