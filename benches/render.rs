@@ -73,8 +73,7 @@ fn fleet(n: usize) -> (Snapshot, Vec<Output>) {
 /// The cockpit's frame, as the terminal loop draws it.
 fn cockpit(n: usize) -> App {
     let (snapshot, events) = fleet(n);
-    let (theme, themes, keymap) = shipped_look("default");
-    let mut app = App::new(snapshot, theme, themes, keymap, Actor::new("bench"));
+    let mut app = App::new(snapshot, shipped_look("default"), Actor::new("bench"));
     for e in events {
         app.on_output(e);
     }

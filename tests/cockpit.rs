@@ -289,8 +289,11 @@ async fn split_pane_draws_the_weights() {
 async fn a_plan_names_its_theme_unless_the_captain_picked_one() {
     let mut c = Cockpit::demo(1, "default").await;
     // Previews pin their theme; a cockpit opened without --theme does not.
-    let (theme, themes, keymap) = flightdeck::preview::shipped_look("default");
-    c.app = flightdeck::ui::app::App::new(c.app.view.clone(), theme, themes, keymap, Actor::new("alice"));
+    c.app = flightdeck::ui::app::App::new(
+        c.app.view.clone(),
+        flightdeck::preview::shipped_look("default"),
+        Actor::new("alice"),
+    );
     c.select(CHECKOUT);
     c.screen(80, 24);
     assert_eq!(c.app.theme.name, "prod", "checkout-api's plan names the prod theme");

@@ -49,8 +49,7 @@ fn screen(release: &Release, rollouts: Vec<Rollout>, selected: &str, now: Timest
         releases: vec![Arc::new(release.clone())],
         ..Snapshot::default()
     };
-    let (theme, themes, keymap) = flightdeck::preview::shipped_look("default");
-    let mut app = App::new(snapshot, theme, themes, keymap, Actor::new("alice"));
+    let mut app = App::new(snapshot, flightdeck::preview::shipped_look("default"), Actor::new("alice"));
     app.set_now(now);
     app.selected = Some(selected.to_string());
     let mut terminal = Terminal::new(TestBackend::new(140, 44)).unwrap();
@@ -138,8 +137,7 @@ fn the_palette_sends_release_commands_for_the_live_wave() {
         releases: vec![Arc::new(r)],
         ..Snapshot::default()
     };
-    let (theme, themes, keymap) = flightdeck::preview::shipped_look("default");
-    let mut app = App::new(snapshot, theme, themes, keymap, Actor::new("alice"));
+    let mut app = App::new(snapshot, flightdeck::preview::shipped_look("default"), Actor::new("alice"));
     for line in ["promote release/storefront-4.1", "promote storefront-4.1"] {
         let sent = app.run_palette(line);
         assert_eq!(sent.len(), 1, "{line}");

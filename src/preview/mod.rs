@@ -13,6 +13,7 @@ use crate::ui::app::App;
 use crate::ui::keymap::Keymap;
 use crate::ui::theme::{ColorMode, Theme};
 use crate::ui::view;
+use crate::ui::Look;
 use flightdeck_core::rollout::{Actor, Rollout};
 use flightdeck_core::time::Timestamp;
 use ratatui::backend::TestBackend;
@@ -34,11 +35,11 @@ pub struct Preview {
 }
 
 /// Shipped themes and keymap only (no user files), in full colour.
-pub fn shipped_look(theme: &str) -> (Theme, Vec<Theme>, Keymap) {
+pub fn shipped_look(theme: &str) -> Look {
     let none = Path::new("/nonexistent/flightdeck-preview");
     let load = |n: &str| Theme::load(n, none, ColorMode::TrueColor).expect("shipped themes load");
     let themes = Theme::shipped().into_iter().map(load).collect();
-    (load(theme), themes, Keymap::load("default", none).expect("the shipped keymap loads"))
+    Look { theme: load(theme), themes, keymap: Keymap::load("default", none).expect("the shipped keymap loads") }
 }
 
 impl Preview {
@@ -66,8 +67,7 @@ impl Preview {
         let (tx, outputs) = mpsc::channel(100_000);
         let engine = Engine::start(setups, options, tx).expect("journals open");
         let clock = engine.clock();
-        let (theme, themes, keymap) = shipped_look(theme);
-        let mut app = App::new(engine.subscribe().borrow().clone(), theme, themes, keymap, Actor::new("alice"));
+        let mut app = App::new(engine.subscribe().borrow().clone(), shipped_look(theme), Actor::new("alice"));
         app.pin_theme();
         for output in engine.history() {
             app.on_output(output.clone());

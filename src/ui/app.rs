@@ -216,7 +216,8 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(snapshot: Snapshot, theme: Theme, themes: Vec<Theme>, keymap: Keymap, actor: Actor) -> App {
+    pub fn new(snapshot: Snapshot, look: super::Look, actor: Actor) -> App {
+        let super::Look { theme, themes, keymap } = look;
         let now = snapshot.at;
         let mut app = App {
             latest: snapshot.clone(),

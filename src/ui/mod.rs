@@ -17,8 +17,13 @@ use flightdeck_core::rollout::Actor;
 use std::future::Future;
 use std::path::Path;
 
-/// The theme, every theme to cycle through, and the keymap.
-pub type Look = (theme::Theme, Vec<theme::Theme>, keymap::Keymap);
+/// How the cockpit looks and which keys it answers.
+pub struct Look {
+    pub theme: theme::Theme,
+    /// Every theme to cycle through.
+    pub themes: Vec<theme::Theme>,
+    pub keymap: keymap::Keymap,
+}
 
 /// How the cockpit looks and whom it acts for.
 pub struct CockpitSettings {
@@ -72,15 +77,14 @@ pub fn load_look_in(
         }
     }
     let keymap = keymap::Keymap::load(&settings.keymap, config_dir).map_err(|e| e.to_string())?;
-    Ok((chosen, themes, keymap))
+    Ok(Look { theme: chosen, themes, keymap })
 }
 
 /// The view state for a link: its snapshot, the events before it, the look
 /// and whom it acts for (a viewer gets a read-only cockpit).
 pub fn app_for(link: &Link, look: Look, settings: &CockpitSettings, role: Role) -> app::App {
     let initial = link.snapshots.borrow().clone();
-    let (theme, themes, keymap) = look;
-    let mut app = app::App::new(initial, theme, themes, keymap, Actor::new(settings.actor.clone()));
+    let mut app = app::App::new(initial, look, Actor::new(settings.actor.clone()));
     if settings.pin_theme {
         app.pin_theme();
     }
