@@ -50,6 +50,8 @@ pub struct ServiceOptions {
 pub struct Shared {
     engine: OnceLock<Sources>,
     counters: Arc<Mutex<Counters>>,
+    /// Backend call latency, timed around every rollout's backend.
+    latency: metrics::Latency,
     /// `--leader-elect`, until the Lease is held: who holds it (or why it cannot be read).
     standby: Mutex<Option<String>>,
     /// `--leader-elect`: the Lease's name, and the record as last read or written.
@@ -67,6 +69,7 @@ impl Shared {
         Shared {
             engine: OnceLock::new(),
             counters: Arc::new(Mutex::new(Counters::default())),
+            latency: metrics::Latency::default(),
             standby: Mutex::new(None),
             #[cfg(feature = "k8s")]
             lease: OnceLock::new(),
@@ -126,16 +129,26 @@ impl Shared {
         let rollouts = self.rollouts().unwrap_or_default();
         let attached = self.engine.get().map_or(0, |e| e.hub.attached().len());
         let counters = self.counters.lock().expect("counters").clone();
-        let mut text = metrics::render(&counters, &rollouts, attached);
+        metrics::render(&counters, &rollouts, attached, &self.latency, self.lease().as_ref())
+    }
+
+    /// `--leader-elect`: the Lease as this replica last read or wrote it.
+    fn lease(&self) -> Option<metrics::LeaseView> {
         #[cfg(feature = "k8s")]
         if let Some((name, seen)) = self.lease.get() {
             let seen = seen.lock().expect("lease seen").clone();
             // Leading: the term holds now (renewed within its deadline, no other holder seen).
             let leading = self.standby.lock().expect("standby").is_none()
                 && crate::engine::journal::fence::installed().is_some_and(|f| f.check().is_ok());
-            metrics::render_lease(&mut text, name, &seen, leading);
+            return Some(metrics::LeaseView {
+                lease: name.clone(),
+                holder: seen.holder,
+                transitions: seen.transitions,
+                renewed_ago: seen.renewed.map(|at| at.elapsed().as_secs_f64()),
+                leading,
+            });
         }
-        text
+        None
     }
 }
 
@@ -202,6 +215,14 @@ impl Service {
             reload: options.reload,
             removed: options.removed,
         })
+    }
+
+    /// Times every backend call of `setups` for `/metrics`.
+    pub fn time_backends(&self, setups: &mut [crate::engine::RolloutSetup]) {
+        for setup in setups {
+            let timed = metrics::Timed::new(setup.backend.clone(), setup.id.clone(), self.shared.latency.clone());
+            setup.backend = Arc::new(timed);
+        }
     }
 
     /// Whether `serve` stands by until it holds a Lease (`--leader-elect`).

@@ -35,7 +35,7 @@ pub struct Listeners {
 /// stops it (its number is returned). The socket is taken before any
 /// journal, so a second server on it stops before touching anything.
 pub async fn serve(
-    setups: Vec<RolloutSetup>,
+    mut setups: Vec<RolloutSetup>,
     options: EngineOptions,
     socket: &Path,
     socket_group: Option<&str>,
@@ -54,6 +54,7 @@ pub async fn serve(
     };
     #[cfg(not(feature = "ssh"))]
     let _ = listeners;
+    service.time_backends(&mut setups);
     let roles = Arc::new(roles);
     let (tx, rx) = tokio::sync::mpsc::channel::<Output>(1024);
     let mut rx = Some(rx);
