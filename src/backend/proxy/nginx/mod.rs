@@ -62,19 +62,23 @@
 
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{missing, MetricsSource};
+use access_log::{read_new_lines, tally, LogCursor};
 use async_trait::async_trait;
-use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
+use flightdeck_core::analysis::MetricsSample;
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::params::{Param, ParamKind::Text};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
-use std::io::{Read, Seek, SeekFrom};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::unix::fs::MetadataExt;
+use reload::{reload_error, run};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+use upstream::{canary_share, literal_addresses, parse_upstream, resolved_addresses, share, ServerLine};
+
+mod access_log;
+mod reload;
+mod upstream;
 
 /// What an NGINX target reads (see [`flightdeck_core::plan::params`]).
 pub const PARAMS: &[Param] = &[
@@ -94,8 +98,6 @@ pub const PARAMS: &[Param] = &[
 ];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A sample reads at most this much new log; older lines of a bigger jump are skipped.
-const MAX_LOG_READ: u64 = 64 * 1024 * 1024;
 
 /// One NGINX upstream with a stable and a canary server.
 #[derive(Debug)]
@@ -160,13 +162,6 @@ impl Desired {
             canary_in_service: !(canary.down && canary.weight.is_some()),
         }
     }
-}
-
-/// A position in the access log: the file (inode) and the byte after the last whole line read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LogCursor {
-    inode: u64,
-    offset: u64,
 }
 
 impl Nginx {
@@ -363,276 +358,6 @@ impl std::fmt::Display for Nginx {
     }
 }
 
-/// Runs `command` to its end or kills it at `timeout`; returns the status and stderr.
-/// (Polls `try_wait`: tokio's `process` feature is not enabled in this crate.)
-async fn run(mut command: Command, timeout: Duration) -> Result<(std::process::ExitStatus, String), String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no answer within {} ms", timeout.as_millis()));
-            }
-            Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
-            Err(e) => return Err(format!("cannot wait for it: {e}")),
-        }
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        // The process has exited: the pipe is at EOF after what it wrote.
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    Ok((status, stderr))
-}
-
-/// NGINX's complaint without timestamps and pids:
-/// `[emerg] invalid parameter "weight=0" in /etc/nginx/up.conf:3`.
-fn reload_error(stderr: &str, status: std::process::ExitStatus) -> String {
-    const LEVELS: [&str; 4] = ["[emerg]", "[alert]", "[crit]", "[error]"];
-    let complaints: Vec<String> = stderr
-        .lines()
-        .filter_map(|line| {
-            let level = LEVELS.iter().find_map(|l| line.find(l))?;
-            let (tag, rest) = line[level..].split_once(']')?;
-            // "24880#24880: message" → "message"
-            let message = match rest.trim_start().split_once(": ") {
-                Some((pids, message)) if pids.contains('#') => message,
-                _ => rest.trim_start(),
-            };
-            Some(format!("{tag}] {message}"))
-        })
-        .collect();
-    match (complaints.is_empty(), stderr.trim()) {
-        (false, _) => complaints.join("; "),
-        (true, "") => format!("`nginx -s reload` exited with {status}"),
-        (true, text) => text.to_string(),
-    }
-}
-
-/// One `server` line of an upstream block.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ServerLine {
-    address: String,
-    /// `weight=N`; NGINX's default is 1.
-    weight: Option<u32>,
-    down: bool,
-}
-
-impl ServerLine {
-    /// The weight NGINX balances with: 0 when down.
-    fn effective_weight(&self) -> u64 {
-        if self.down {
-            0
-        } else {
-            u64::from(self.weight.unwrap_or(1))
-        }
-    }
-}
-
-/// The canary's share of the two servers' effective weights, rounded to a
-/// percent; `None` when both are 0 (nobody serves, so there is no share).
-fn canary_share(stable: &ServerLine, canary: &ServerLine) -> Option<u8> {
-    share(stable.effective_weight(), canary.effective_weight())
-}
-
-fn share(stable: u64, canary: u64) -> Option<u8> {
-    let (s, c) = (stable, canary);
-    let total = s + c;
-    (total > 0).then(|| ((c * 100 + total / 2) / total) as u8)
-}
-
-/// NGINX config tokens: words, `{`, `}` and `;`, without comments.
-fn tokens(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let code = line.split_once('#').map_or(line, |(code, _)| code);
-        let mut word = String::new();
-        for c in code.chars() {
-            match c {
-                '{' | '}' | ';' => {
-                    if !word.is_empty() {
-                        out.push(std::mem::take(&mut word));
-                    }
-                    out.push(c.to_string());
-                }
-                c if c.is_whitespace() => {
-                    if !word.is_empty() {
-                        out.push(std::mem::take(&mut word));
-                    }
-                }
-                '"' | '\'' => {}
-                c => word.push(c),
-            }
-        }
-        if !word.is_empty() {
-            out.push(word);
-        }
-    }
-    out
-}
-
-/// The `server` lines of `upstream NAME { … }`; `None` when there is no such block.
-fn parse_upstream(text: &str, name: &str) -> Option<Vec<ServerLine>> {
-    let tokens = tokens(text);
-    let start = tokens.windows(3).position(|w| w[0] == "upstream" && w[1] == name && w[2] == "{")? + 3;
-    let mut servers = Vec::new();
-    let mut statement: Vec<&str> = Vec::new();
-    for token in &tokens[start..] {
-        match token.as_str() {
-            "}" => return Some(servers),
-            ";" => {
-                if let ["server", address, params @ ..] = statement.as_slice() {
-                    servers.push(server_line(address, params));
-                }
-                statement.clear();
-            }
-            word => statement.push(word),
-        }
-    }
-    None // unclosed block
-}
-
-fn server_line(address: &str, params: &[&str]) -> ServerLine {
-    ServerLine {
-        address: address.to_string(),
-        weight: params.iter().find_map(|p| p.strip_prefix("weight=")?.parse().ok()),
-        down: params.contains(&"down"),
-    }
-}
-
-/// `server` text as `$upstream_addr` would print it, without name resolution.
-fn literal_addresses(server: &str) -> Vec<String> {
-    let mut out = vec![server.to_string()];
-    if let Ok(addr) = server.parse::<SocketAddr>() {
-        out.push(addr.to_string());
-    } else if let Ok(ip) = server.parse::<IpAddr>() {
-        // NGINX's default port.
-        out.push(SocketAddr::new(ip, 80).to_string());
-    }
-    out.dedup();
-    out
-}
-
-/// Literal forms plus what a host name resolves to (NGINX logs the address, not the name).
-fn resolved_addresses(server: &str) -> Vec<String> {
-    let mut out = literal_addresses(server);
-    if server.starts_with("unix:") || server.parse::<SocketAddr>().is_ok() {
-        return out;
-    }
-    let with_port = if server.contains(':') { server.to_string() } else { format!("{server}:80") };
-    if let Ok(addrs) = with_port.to_socket_addrs() {
-        out.extend(addrs.map(|a| a.to_string()));
-    }
-    out
-}
-
-/// What one access-log line says.
-#[derive(Debug, Clone, PartialEq)]
-struct LogLine<'a> {
-    /// The address that produced the response (the last one tried).
-    upstream: &'a str,
-    status: u16,
-    request_ms: f64,
-}
-
-/// `$upstream_addr $status $request_time`, read from the right; `$upstream_addr`
-/// may list several tries ("a:1, b:2" or "a:1 : b:2").
-fn parse_line(line: &str) -> Option<LogLine<'_>> {
-    let mut words = line.split_whitespace().rev();
-    let request_time: f64 = words.next()?.parse().ok()?;
-    let status: u16 = words.next()?.parse().ok()?;
-    let upstream = words.map(|w| w.trim_end_matches(',')).find(|w| *w != ":" && !w.is_empty())?;
-    if upstream == "-" {
-        return None;
-    }
-    Some(LogLine { upstream, status, request_ms: request_time * 1000.0 })
-}
-
-/// Requests, errors and latencies of one version in one window.
-#[derive(Debug, Default)]
-struct Tally {
-    requests: u64,
-    errors: u64,
-    latencies_ms: Vec<f64>,
-}
-
-impl Tally {
-    fn add(&mut self, line: &LogLine) {
-        self.requests += 1;
-        if (500..600).contains(&line.status) {
-            self.errors += 1;
-        }
-        if line.request_ms.is_finite() && line.request_ms >= 0.0 {
-            self.latencies_ms.push(line.request_ms);
-        }
-    }
-
-    fn window(mut self) -> VersionWindow {
-        self.latencies_ms.sort_by(f64::total_cmp);
-        let all = &self.latencies_ms;
-        let q = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied();
-        let (p50_ms, p95_ms, p99_ms) = (q(0.50), q(0.95), q(0.99));
-        VersionWindow {
-            requests: self.requests,
-            errors: self.errors,
-            p50_ms,
-            p95_ms,
-            p99_ms,
-            // Every request's latency, in a histogram: the evidence the
-            // analysis needs in a few hundred counts, not every sample.
-            latency: LatencyHistogram::from_samples(&self.latencies_ms),
-            ..VersionWindow::default()
-        }
-    }
-}
-
-/// Tallies the lines of `text` by version.
-fn tally(text: &str, stable: &[String], canary: &[String]) -> (Tally, Tally) {
-    let (mut s, mut c) = (Tally::default(), Tally::default());
-    for line in text.lines().filter_map(parse_line) {
-        if stable.iter().any(|a| a == line.upstream) {
-            s.add(&line);
-        } else if canary.iter().any(|a| a == line.upstream) {
-            c.add(&line);
-        }
-    }
-    (s, c)
-}
-
-/// The whole lines appended to `path` since `cursor`, and the new cursor.
-/// Without a cursor (the first reading) it only marks the end: `None` text.
-fn read_new_lines(path: &Path, cursor: Option<LogCursor>) -> std::io::Result<(LogCursor, Option<String>)> {
-    let mut file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    let (inode, len) = (meta.ino(), meta.len());
-    let from = match cursor {
-        None => return Ok((LogCursor { inode, offset: len }, None)),
-        // Same file, not shorter: carry on. Rotated (new inode) or truncated: from the top.
-        Some(c) if c.inode == inode && c.offset <= len => c.offset,
-        Some(_) => 0,
-    };
-    let start = from.max(len.saturating_sub(MAX_LOG_READ));
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::with_capacity((len - start) as usize);
-    file.take(len - start).read_to_end(&mut bytes)?;
-    // A line NGINX is still writing stays for the next sample.
-    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let mut text = String::from_utf8_lossy(&bytes[..whole]).into_owned();
-    if start > from {
-        // Skipped ahead: the first line is a fragment.
-        text = text.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string());
-    }
-    Ok((LogCursor { inode, offset: start + whole as u64 }, Some(text)))
-}
-
 #[async_trait]
 impl Backend for Nginx {
     fn name(&self) -> String {
@@ -754,7 +479,7 @@ mod tests {
 
     #[test]
     fn the_example_plan_is_a_valid_target() {
-        let text = include_str!("../../../examples/plans/nginx.toml");
+        let text = include_str!("../../../../examples/plans/nginx.toml");
         let plan = flightdeck_core::Plan::parse("examples/plans/nginx.toml", text).unwrap();
         let n = Nginx::from_target(&plan.target).unwrap();
         assert_eq!(n.name(), "nginx upstream checkout in /etc/nginx/flightdeck/checkout.conf");
@@ -805,62 +530,5 @@ mod tests {
         assert!(n.servers("upstream app { server 10.0.0.1:8080; }").unwrap_err().contains("no `server 10.0.0.2:8080`"));
         assert!(n.servers("upstream app { server 10.0.0.1:8080;").unwrap_err().contains("no `upstream app"));
         assert!(n.servers("").unwrap_err().contains("/etc/nginx/flightdeck/app.conf"));
-    }
-
-    #[test]
-    fn log_lines_are_read_from_the_right() {
-        let line = parse_line("127.0.0.1:8001 200 0.004").unwrap();
-        assert_eq!((line.upstream, line.status, line.request_ms), ("127.0.0.1:8001", 200, 4.0));
-        assert_eq!(parse_line("10.0.0.1:80, 10.0.0.2:80 502 1.5").unwrap().upstream, "10.0.0.2:80");
-        assert_eq!(parse_line("10.0.0.1:80 : 10.0.0.2:80 200 0.1").unwrap().upstream, "10.0.0.2:80");
-        assert_eq!(parse_line("192.168.1.9 10.0.0.1:80 200 0.1").unwrap().upstream, "10.0.0.1:80");
-        assert_eq!(parse_line("- 404 0.000"), None);
-        assert_eq!(parse_line("garbage"), None);
-    }
-
-    #[test]
-    fn tallies_count_errors_and_latency_per_version() {
-        let stable = literal_addresses("10.0.0.1:80");
-        let canary = literal_addresses("10.0.0.2");
-        let log = "10.0.0.1:80 200 0.010\n10.0.0.1:80 200 0.020\n10.0.0.2:80 500 0.100\n\
-                   10.0.0.2:80 200 0.050\napp 502 0.000\n10.0.0.9:80 200 0.001\n";
-        let (s, c) = tally(log, &stable, &canary);
-        let (s, c) = (s.window(), c.window());
-        assert_eq!((s.requests, s.errors, s.p50_ms), (2, 0, Some(20.0)));
-        assert_eq!((c.requests, c.errors, c.p99_ms), (2, 1, Some(100.0)));
-        assert_eq!((c.latency.total(), c.latency.count_above(75.0)), (2, 1.0));
-        let empty = Tally::default().window();
-        assert_eq!((empty.requests, empty.p50_ms), (0, None));
-    }
-
-    #[test]
-    fn the_log_cursor_follows_appends_truncation_and_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.log");
-        std::fs::write(&path, "old 200 0.1\n").unwrap();
-        let (c, text) = read_new_lines(&path, None).unwrap();
-        assert_eq!((c.offset, text), (12, None));
-        std::fs::write(&path, "old 200 0.1\nnew 200 0.1\nhal").unwrap();
-        let (c, text) = read_new_lines(&path, Some(c)).unwrap();
-        assert_eq!((c.offset, text.as_deref()), (24, Some("new 200 0.1\n")));
-        std::fs::write(&path, "t 200 0.1\n").unwrap();
-        let (c, text) = read_new_lines(&path, Some(c)).unwrap();
-        assert_eq!(text.as_deref(), Some("t 200 0.1\n"), "shorter than the cursor: from the top");
-        let rotated = dir.path().join("access.log.new");
-        std::fs::write(&rotated, "r 200 0.1\nr 200 0.1\n").unwrap();
-        std::fs::rename(&rotated, &path).unwrap();
-        let (_, text) = read_new_lines(&path, Some(c)).unwrap();
-        assert_eq!(text.as_deref(), Some("r 200 0.1\nr 200 0.1\n"), "a new inode: from the top");
-    }
-
-    #[test]
-    fn reload_errors_keep_nginx_words() {
-        use std::os::unix::process::ExitStatusExt;
-        let failed = std::process::ExitStatus::from_raw(256);
-        let stderr = "2026/01/01 12:00:00 [emerg] 24880#24880: invalid parameter \"weight=0\" in /x/up.conf:1\n";
-        assert_eq!(reload_error(stderr, failed), "[emerg] invalid parameter \"weight=0\" in /x/up.conf:1");
-        let stderr = "nginx: [emerg] unexpected \"}\" in /x/nginx.conf:9\n";
-        assert_eq!(reload_error(stderr, failed), "[emerg] unexpected \"}\" in /x/nginx.conf:9");
-        assert!(reload_error("", failed).contains("exit status: 1"));
     }
 }
