@@ -798,6 +798,209 @@ fn weights_steps_and_pauses_read_as_argo_shows_them() {
     assert_eq!(status::canary_weight(&unrouted), 20);
 }
 
+// ---------------------------------------------------------------- Argo as `kubectl argo rollouts get` shows it
+
+/// A server with one Rollout at `path` and what it owns: ReplicaSets, pods
+/// and AnalysisRuns listed (then watched, with nothing more to say) from
+/// `namespace`.
+fn owner_server(path: &'static str, namespace: &'static str, world: Value) -> FakeApi {
+    FakeApi::new(move |seen, _| {
+        let listed = |key: &str| {
+            if seen.is_watch() {
+                Reply::Stream(vec![Chunk::Hang])
+            } else {
+                Reply::Json(200, list_of(world[key].as_array().cloned().unwrap_or_default(), "1"))
+            }
+        };
+        match seen.path.strip_prefix("/apis/apps/v1/namespaces/").or(seen.path.strip_prefix("/api/v1/namespaces/")) {
+            _ if seen.path == path => Reply::Json(200, world["rollout"].clone()),
+            Some(rest) if rest == format!("{namespace}/replicasets") => listed("replicasets"),
+            Some(rest) if rest == format!("{namespace}/pods") => listed("pods"),
+            _ if seen.path == format!("/apis/argoproj.io/v1alpha1/namespaces/{namespace}/analysisruns") => {
+                listed("analysisruns")
+            }
+            _ => status_error(404, "NotFound", "not found"),
+        }
+    })
+}
+
+/// The observation once the watches of what the Rollout owns have listed it.
+async fn observed_with_tree(rollout: &ArgoRollout) -> Observation {
+    let arrived = eventually(Duration::from_secs(10), || async {
+        let seen = rollout.observe().await.unwrap();
+        seen.native_tree.is_some_and(|t| t.rows.iter().any(|r| r.kind == "Pod"))
+    })
+    .await;
+    assert!(arrived, "the ReplicaSets and pods never arrived");
+    rollout.observe().await.unwrap()
+}
+
+/// "name kind status first-tag", indented by depth, as the plugin's tree reads.
+fn tree_lines(seen: &Observation) -> Vec<String> {
+    let tree = seen.native_tree.as_ref().expect("a tree");
+    tree.rows
+        .iter()
+        .map(|r| {
+            let tag = r.info.split(" · ").next().unwrap_or("");
+            format!("{}{} {} {} {tag}", "  ".repeat(r.depth as usize), r.name, r.kind, r.status).trim_end().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_full_screen_tree_and_actual_weight_are_what_kubectl_argo_rollouts_get_shows() {
+    // info/testdata/canary: a canary without traffic routing at step 0 (setWeight 20) whose
+    // canary pod cannot pull its image. TestGetCanaryRollout (cmd/get/get_test.go) prints
+    // "Step: 0/8, SetWeight: 20, ActualWeight: 0" and the tree below.
+    let mut world = fixture("argo-info-canary.json");
+    // testdata.go `discoverObjects` gives every object the same age (a week): pods of one
+    // ReplicaSet then sort by name (pod_info.go sorts by creation time first).
+    for pod in world["pods"].as_array_mut().unwrap() {
+        pod["metadata"]["creationTimestamp"] = json!("2026-11-30T00:00:00Z");
+    }
+    let api =
+        owner_server("/apis/argoproj.io/v1alpha1/namespaces/jesse-test/rollouts/canary-demo", "jesse-test", world);
+    let target = target("argo-rollouts", &[("namespace", "jesse-test"), ("rollout", "canary-demo")]);
+    let rollout = ArgoRollout::from_target(&target, api.client()).unwrap();
+    let seen = observed_with_tree(&rollout).await;
+    assert_eq!(
+        tree_lines(&seen),
+        [
+            "revision:31 revision",
+            "  canary-demo-65fb5ffc84 ReplicaSet Progressing canary",
+            "    canary-demo-65fb5ffc84-9wf5r Pod ImagePullBackOff ready:0/1",
+            "revision:30 revision",
+            "  canary-demo-877894d5b ReplicaSet Healthy stable",
+            "    canary-demo-877894d5b-6jfpt Pod Running ready:1/1",
+            "    canary-demo-877894d5b-7jmqw Pod Running ready:1/1",
+            "    canary-demo-877894d5b-j8g2b Pod Running ready:1/1",
+            "    canary-demo-877894d5b-jw5qm Pod Running ready:1/1",
+            "    canary-demo-877894d5b-kh7x4 Pod Running ready:1/1",
+            "revision:29 revision",
+            "  canary-demo-859c99b45c ReplicaSet ScaledDown 0/0 available",
+        ]
+    );
+    let canary_rs = &seen.native_tree.as_ref().unwrap().rows[1];
+    assert_eq!(canary_rs.info, "canary · 0/1 available · argoproj/rollouts-demo:does-not-exist");
+    // Replica-based without traffic routing: no canary pod is available, so no traffic (setWeight said 20).
+    assert_eq!(seen.canary_weight, Some(0));
+    assert_eq!(seen.native_detail.as_deref(), Some("step 0/8 · set weight 20 %, actual 0 %"));
+    // The tree is display only: the journal never holds it.
+    let journaled = serde_json::to_value(Event::Observation(seen.clone())).unwrap();
+    assert!(
+        journaled.get("native_tree").is_none() && !journaled.to_string().contains("ImagePullBackOff"),
+        "{journaled}"
+    );
+    // The core puts it on the rollout the cockpit draws.
+    let plan = example_plan("argo-rollouts.toml");
+    let (r, _) = step(&Rollout::new("checkout", plan), Event::Observation(seen), Timestamp(0));
+    assert_eq!(r.native_tree.as_ref().map(|t| t.rows.len()), Some(12));
+}
+
+#[tokio::test]
+async fn owned_objects_the_api_refuses_are_said_in_the_tree_and_the_weight_falls_back_to_the_rollout() {
+    let world = fixture("argo-info-canary.json");
+    let rollout_path = "/apis/argoproj.io/v1alpha1/namespaces/jesse-test/rollouts/canary-demo";
+    let api = FakeApi::new(move |seen, _| match seen.path.as_str() {
+        p if p == rollout_path => Reply::Json(200, world["rollout"].clone()),
+        _ => status_error(403, "Forbidden", "pods is forbidden: User \"captain\" cannot list resource"),
+    });
+    let target = target("argo-rollouts", &[("namespace", "jesse-test"), ("rollout", "canary-demo")]);
+    let rollout = ArgoRollout::from_target(&target, api.client()).unwrap();
+    let refused = eventually(Duration::from_secs(10), || async {
+        let seen = rollout.observe().await.unwrap();
+        seen.native_tree.is_some_and(|t| t.rows.iter().filter(|r| r.kind == "error").count() == 3)
+    })
+    .await;
+    assert!(refused, "the refusals were never said");
+    let seen = rollout.observe().await.unwrap();
+    let rows = &seen.native_tree.as_ref().unwrap().rows;
+    assert!(rows[0].status.starts_with("replicasets:") && rows[0].status.contains("403"), "{rows:?}");
+    // Without ReplicaSets the Rollout's own setWeight is what is left to show.
+    assert_eq!(seen.canary_weight, Some(20));
+}
+
+#[test]
+fn argo_displays_follow_the_plugin_and_the_controller() {
+    let canary = fixture("argo-info-canary.json")["rollout"].clone();
+    // "step 0/n" only once the controller has set an index (rollout_info.go: `CurrentStepIndex != nil`).
+    let mut fresh = canary.clone();
+    fresh["status"].as_object_mut().unwrap().remove("currentStepIndex");
+    let detail = status::observe(&fresh).native_detail.unwrap_or_default();
+    assert!(!detail.contains("step"), "{detail}");
+    assert_eq!(status::observe(&fresh).native_step, None);
+    // A timed pause (step 3: `pause: {duration: 10s}`) resumes by itself: not "promote to continue".
+    let mut timed = canary.clone();
+    timed["status"]["currentStepIndex"] = json!(3);
+    timed["status"]["phase"] = json!("Paused");
+    timed["status"]["controllerPause"] = json!(true);
+    timed["status"]["pauseConditions"] = json!([{"reason": "CanaryPauseStep", "startTime": "2019-10-28T04:52:26Z"}]);
+    let seen = status::observe(&timed);
+    assert_eq!(seen.native_status, Some(NativeStatus::Progressing));
+    assert!(
+        seen.native_detail
+            .as_deref()
+            .unwrap()
+            .contains("pause 10s: resumes by itself at 04:52:36 UTC (promote skips it)"),
+        "{:?}",
+        seen.native_detail
+    );
+    let plan = example_plan("argo-rollouts.toml");
+    let (r, _) = step(&Rollout::new("checkout", plan.clone()), Event::Observation(seen), Timestamp(0));
+    assert!(!r.next_step(Timestamp(0)).contains("promote to continue"), "{}", r.next_step(Timestamp(0)));
+    // The untimed pause at step 1 still waits for a promote.
+    let mut held = timed.clone();
+    held["status"]["currentStepIndex"] = json!(1);
+    let seen = status::observe(&held);
+    assert!(matches!(seen.native_status, Some(NativeStatus::Paused { step: Some(2), .. })), "{seen:?}");
+
+    // Blue-green: the pre-promotion analysis shows (types.go `prePromotionAnalysisRunStatus`).
+    let mut blue_green = fixture("argo-info-bluegreen.json")["rollout"].clone();
+    blue_green["status"]["blueGreen"]["prePromotionAnalysisRunStatus"] =
+        json!({"name": "bluegreen-demo-74b948fccb-11-pre", "status": "Running"});
+    let detail = status::observe(&blue_green).native_detail.unwrap_or_default();
+    assert_eq!(detail, "pre-promotion analysis bluegreen-demo-74b948fccb-11-pre: Running");
+    blue_green["status"]["blueGreen"]["postPromotionAnalysisRunStatus"] =
+        json!({"name": "bluegreen-demo-74b948fccb-11-post", "status": "Failed", "message": "metric \"web\" failed"});
+    let detail = status::observe(&blue_green).native_detail.unwrap_or_default();
+    assert_eq!(detail, "post-promotion analysis bluegreen-demo-74b948fccb-11-post: Failed: metric \"web\" failed");
+}
+
+#[test]
+fn dynamic_stable_scale_shows_the_traffic_still_on_the_canary_after_an_abort_or_a_rollback_to_stable() {
+    // test/e2e/functional/canary-dynamic-stable-scale.yaml (4 replicas, setWeight 25, 75, ALB),
+    // in the states TestCanaryDynamicStableScale* (test/e2e/canary_test.go) assert.
+    let base = fixture("argo-dynamic-stable-scale.json")["rollout"].clone();
+    let with = |status: Value| {
+        let mut ro = base.clone();
+        ro["status"] = status;
+        ro
+    };
+    let weights = |canary: (&str, u64), stable: (&str, u64)| {
+        json!({"canary": {"podTemplateHash": canary.0, "weight": canary.1},
+               "stable": {"podTemplateHash": stable.0, "weight": stable.1}})
+    };
+    // Aborted at step 3 while stable scales back up: 75 still on the canary, then 0.
+    let aborted = |on_canary| {
+        with(json!({"abort": true, "phase": "Degraded", "stableRS": "rev1", "currentPodHash": "rev2",
+                    "currentStepIndex": 3, "canary": {"weights": weights(("rev2", on_canary), ("rev1", 100 - on_canary))}}))
+    };
+    assert_eq!(status::canary_weight(&aborted(75)), 75);
+    assert_eq!(status::canary_weight(&aborted(0)), 0);
+    // Without dynamicStableScale an abort moves all traffic at once: 0 whatever the router last said.
+    let mut sudden = aborted(75);
+    sudden["spec"]["strategy"]["canary"]["dynamicStableScale"] = json!(false);
+    assert_eq!(status::canary_weight(&sudden), 0);
+    // Undo to revision 1 (now 3, the stable template): "fully promoted", yet 25 stays on
+    // revision 2 until revision 3's pods are ready; the share on the rollout's pods is 75.
+    let rolling_back = |prev: &str, on_prev| {
+        with(json!({"phase": "Progressing", "stableRS": "rev3", "currentPodHash": "rev3", "currentStepIndex": 4,
+                    "canary": {"weights": weights((prev, on_prev), ("rev3", 100 - on_prev))}}))
+    };
+    assert_eq!(status::canary_weight(&rolling_back("rev2", 25)), 75);
+    assert_eq!(status::canary_weight(&rolling_back("rev3", 0)), 100);
+}
+
 fn example_plan(name: &str) -> Plan {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans").join(name);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -2588,4 +2791,88 @@ async fn real_cluster_when_configured() {
         let seen = rollout.observe().await.unwrap_or_else(|e| panic!("{e}"));
         println!("{}: {seen:?}", rollout.name());
     }
+}
+
+/// A core/v1 Event as client-go's recorder writes Flagger's (events.go: reason `Synced`,
+/// type Normal or Warning, on the Canary, from component `flagger`).
+fn flagger_event(n: usize, kind: &str, message: &str) -> Value {
+    json!({"metadata": {"name": format!("podinfo.17f{n:05x}"), "namespace": "test", "uid": format!("uid-{n}")},
+           "involvedObject": {"kind": "Canary", "namespace": "test", "name": "podinfo",
+                              "apiVersion": "flagger.app/v1beta1"},
+           "reason": "Synced", "message": message, "type": kind, "count": 1,
+           "source": {"component": "flagger"},
+           "firstTimestamp": format!("2026-12-01T10:{n:02}:00Z"), "lastTimestamp": format!("2026-12-01T10:{n:02}:00Z")})
+}
+
+#[tokio::test]
+async fn flaggers_events_about_the_canary_are_told_once_in_the_event_log_with_its_failure_reasons() {
+    // `kubectl -n test describe canary/podinfo` after a failed analysis, as Flagger's
+    // docs/gitbook/tutorials/gatewayapi-progressive-delivery.md shows it.
+    let described = [
+        ("Normal", "Starting canary deployment for podinfo.test"),
+        ("Normal", "Advance podinfo.test canary weight 5"),
+        ("Normal", "Advance podinfo.test canary weight 10"),
+        ("Normal", "Advance podinfo.test canary weight 15"),
+        ("Normal", "Halt podinfo.test advancement error rate 69.17% > 1%"),
+        ("Normal", "Halt podinfo.test advancement error rate 61.39% > 1%"),
+        ("Normal", "Halt podinfo.test advancement error rate 55.06% > 1%"),
+        ("Normal", "Halt podinfo.test advancement error rate 47.00% > 1%"),
+        ("Normal", "(combined from similar events): Halt podinfo.test advancement error rate 38.08% > 1%"),
+        ("Warning", "Rolling back podinfo.test failed checks threshold reached 10"),
+        ("Warning", "Canary failed! Scaling down podinfo.test"),
+    ];
+    let events: Vec<Value> = described.iter().enumerate().map(|(n, (k, m))| flagger_event(n, k, m)).collect();
+    let (world, api) = flagger_world(fixture("flagger-progressing.json"));
+    // The first reading (events 0–8 there) tells the newest few, oldest first.
+    world.lock().unwrap().events = events[..9].to_vec();
+    let backend = flagger(&api);
+    let first = backend.observe().await.unwrap();
+    let texts = |o: &Observation| o.native_events.iter().map(|e| e.text.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&first).len(), k8s::events::FIRST_READING);
+    assert_eq!(texts(&first)[0], "flagger: Halt podinfo.test advancement error rate 69.17% > 1%");
+    let asked = api.requests().into_iter().find(|s| s.path == EVENTS).expect("the events were listed");
+    assert!(
+        asked.query.contains("fieldSelector=involvedObject.kind%3DCanary%2CinvolvedObject.name%3Dpodinfo"),
+        "{}",
+        asked.query
+    );
+    // Nothing new: nothing told again.
+    assert!(backend.observe().await.unwrap().native_events.is_empty());
+    // Flagger rolls back: the reasons arrive as warnings, once.
+    world.lock().unwrap().events = events.clone();
+    let failed = backend.observe().await.unwrap();
+    assert_eq!(
+        failed.native_events.iter().map(|e| (e.warning, e.text.as_str())).collect::<Vec<_>>(),
+        [
+            (true, "flagger: Rolling back podinfo.test failed checks threshold reached 10"),
+            (true, "flagger: Canary failed! Scaling down podinfo.test"),
+        ]
+    );
+    // The core tells them in the event log (and journals them with the reading).
+    let plan = example_plan("flagger.toml");
+    let (_, effects) = step(&Rollout::new("podinfo", plan), Event::Observation(failed), Timestamp(0));
+    let told: Vec<String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Notify(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        told.contains(&"warning: flagger: Rolling back podinfo.test failed checks threshold reached 10".to_owned()),
+        "{told:?}"
+    );
+    assert!(backend.observe().await.unwrap().native_events.is_empty());
+}
+
+#[tokio::test]
+async fn flagger_events_that_cannot_be_read_are_said_beside_the_phase() {
+    let canary = fixture("flagger-progressing.json");
+    let api = FakeApi::new(move |seen, _| match seen.path.as_str() {
+        CANARY => Reply::Json(200, canary.clone()),
+        EVENTS => status_error(403, "Forbidden", "events is forbidden"),
+        _ => status_error(404, "NotFound", "not found"),
+    });
+    let detail = flagger(&api).observe().await.unwrap().native_detail.unwrap_or_default();
+    assert!(detail.ends_with("· events not read: 403 Forbidden: events is forbidden"), "{detail}");
 }
