@@ -79,8 +79,7 @@ fn check_cloudwatch(plan: &Plan, file: &str, text: &str) -> Result<(), BadInput>
     match &plan.metrics {
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
-            crate::metrics::cloudwatch::Dimensions::resolve(config, &plan.target)
-                .map_err(|e| metrics_error(file, text, &e))?;
+            crate::metrics::cloudwatch::Scope::resolve(config, plan).map_err(|e| metrics_error(file, text, &e))?;
             Ok(())
         }
         #[cfg(not(feature = "ecs"))]
@@ -197,6 +196,12 @@ fn local_parts(
             crate::backend::ecs::EcsTarget::from_target(&plan.target).map_err(bad)?;
             return Ok(None);
         }
+        #[cfg(feature = "lambda")]
+        BackendKind::Lambda => {
+            crate::backend::lambda::LambdaTarget::from_plan(plan)
+                .map_err(|e| rollout_or_target_error(file, text, e))?;
+            return Ok(None);
+        }
         #[allow(unreachable_patterns)] // every backend built
         other => return Err(not_built(file, text, other)),
     };
@@ -226,6 +231,16 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
             }
             *aws = Some(ecs.aws);
             Ok((ecs.backend, None))
+        }
+        #[cfg(feature = "lambda")]
+        BackendKind::Lambda => {
+            let lambda =
+                crate::backend::lambda::setup(plan).await.map_err(|e| rollout_or_target_error(file, text, e))?;
+            if plan.target.group == BackendKind::Lambda.name() {
+                plan.target.group = lambda.group;
+            }
+            *aws = Some(lambda.aws);
+            Ok((lambda.backend, None))
         }
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => {
@@ -259,6 +274,16 @@ fn target_error(file: &str, text: &str, e: String) -> BadInput {
     match named {
         Some((key, message)) if !key.contains(char::is_whitespace) => param_error(file, text, key, message),
         _ => BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))),
+    }
+}
+
+/// A backend's complaint about the plan's versions (`rollout.canary: ...`),
+/// at that key, or else about its target (see [`target_error`]).
+#[cfg(feature = "lambda")]
+fn rollout_or_target_error(file: &str, text: &str, e: String) -> BadInput {
+    match e.strip_prefix("rollout.").and_then(|rest| rest.split_once(": ")) {
+        Some((key, message)) => BadInput(format!("{}: rollout.{key}: {message}", spot(file, text, &["rollout", key]))),
+        None => target_error(file, text, e),
     }
 }
 
@@ -337,10 +362,10 @@ fn metrics_for(
         }
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
-            use crate::metrics::cloudwatch::{Cloudwatch, Dimensions};
-            let dimensions = Dimensions::resolve(config, &plan.target).map_err(|e| metrics_error(file, text, &e))?;
+            use crate::metrics::cloudwatch::{Cloudwatch, Scope};
+            let scope = Scope::resolve(config, plan).map_err(|e| metrics_error(file, text, &e))?;
             let aws = aws.ok_or_else(|| metrics_error(file, text, "metrics: no AWS configuration for CloudWatch"))?;
-            Ok(Arc::new(Cloudwatch::new(aws, dimensions, config.lag)))
+            Ok(Arc::new(Cloudwatch::new(aws, scope, config.lag)))
         }
         #[cfg(not(feature = "ecs"))]
         MetricsConfig::Cloudwatch(_) => Err(metrics_error(file, text, CLOUDWATCH_NOT_BUILT)),

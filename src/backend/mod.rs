@@ -13,6 +13,7 @@
 //! | `k8s::flagger`: Flagger Canaries | `flagger` | `k8s` | Flagger; flightdeck observes, gates and suspends | none (Prometheus) |
 //! | `k8s::deployment`: two Deployments and a route | `deployment` | `k8s` | flightdeck (Gateway API or Istio weights) | none (Prometheus) |
 //! | `ecs`: AWS ECS services | `ecs` | `ecs` | ECS (observed), or flightdeck with `controller = "external"` (task sets, ALB weights) | none (CloudWatch) |
+//! | `lambda`: an AWS Lambda alias | `lambda` | `lambda` | flightdeck (the alias's version weights) | none (CloudWatch `AWS/Lambda`) |
 //! | `flag::unleash`: an Unleash flag's gradual rollout | `unleash` | `flags` | flightdeck (the rollout percentage, Admin API) | none (Prometheus, by variant) |
 //! | `flag::flagd`: an OpenFeature flagd flag file | `flagd` | `flags` | flightdeck (`fractional` weights in the file) | none (Prometheus, by variant) |
 //!
@@ -27,6 +28,8 @@ pub mod ecs;
 pub mod flag;
 #[cfg(feature = "k8s")]
 pub mod k8s;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod sim;
@@ -141,7 +144,9 @@ pub fn params(backend: BackendKind) -> Option<&'static [&'static [Param]]> {
         #[cfg(feature = "k8s")]
         BackendKind::Deployment => Some(&[k8s::DEPLOYMENT_PARAMS, k8s::PARAMS]),
         #[cfg(feature = "ecs")]
-        BackendKind::Ecs => Some(&[ecs::PARAMS]),
+        BackendKind::Ecs => Some(&[ecs::PARAMS, ecs::AWS_PARAMS]),
+        #[cfg(feature = "lambda")]
+        BackendKind::Lambda => Some(&[lambda::PARAMS, ecs::AWS_PARAMS]),
         #[cfg(feature = "flags")]
         BackendKind::Unleash => Some(&[flag::unleash::PARAMS]),
         #[cfg(feature = "flags")]

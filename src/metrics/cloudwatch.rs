@@ -1,5 +1,7 @@
 //! CloudWatch metrics source (cargo feature `ecs`): an Application Load
-//! Balancer's per-target-group metrics, one target group per version.
+//! Balancer's per-target-group metrics, one target group per version; or,
+//! for a `lambda` target, `AWS/Lambda`'s per executed version of its alias
+//! (see "Lambda" below).
 //!
 //! A plan selects it with `[metrics] source = "cloudwatch"`. The
 //! dimensions are `LoadBalancer` (`app/<name>/<id>`) and `TargetGroup`
@@ -47,6 +49,20 @@
 //! `InternalError`, `Forbidden`) counts as missing, never as what it
 //! holds: a count makes its version missing (a partial 5XX sum is not "no
 //! errors"), a quantile is `None` and `missing` says why.
+//!
+//! # Lambda
+//!
+//! A weighted alias publishes its metrics per version that ran, with the
+//! dimensions `FunctionName` (the bare name), `Resource` (`name:alias`)
+//! and `ExecutedVersion` (AWS Lambda Developer Guide, "Types of metrics for
+//! Lambda functions": "ExecutedVersion … only applies to alias
+//! invocations"; the same three make one dimension set in CloudWatch's
+//! listing of `AWS/Lambda`). Per version, in one call (10 metrics):
+//! `Invocations` (`Sum`) are the requests, `Errors` (`Sum`, invocations
+//! that ended in a function error; throttled requests are not invocations)
+//! the errors, `Duration` `p50`/`p95`/`p99` the latency, already in
+//! milliseconds. Lambda publishes per minute as well, so the windows are
+//! the same whole settled minutes.
 
 use crate::metrics::MetricsSource;
 use async_trait::async_trait;
@@ -54,13 +70,158 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
-use flightdeck_core::plan::{CloudwatchMetrics, Target};
+use flightdeck_core::plan::{BackendKind, CloudwatchMetrics, Plan, Target};
 use flightdeck_core::time::Timestamp;
 use std::collections::HashMap;
 use std::time::Duration;
 
-const NAMESPACE: &str = "AWS/ApplicationELB";
 const QUANTILES: [&str; 3] = ["p50", "p95", "p99"];
+
+/// Which metrics of a namespace a window reads per version.
+#[derive(Debug)]
+struct Family {
+    namespace: &'static str,
+    /// `Sum`: the requests.
+    requests: &'static str,
+    /// `Sum`s added up as errors: (query id, metric).
+    errors: &'static [(&'static str, &'static str)],
+    /// `Maximum`: targets unhealthy (shown, never errors).
+    unhealthy: Option<&'static str>,
+    /// Extended statistics `p50`, `p95`, `p99`, and milliseconds per unit.
+    latency: (&'static str, f64),
+}
+
+const ALB: Family = Family {
+    namespace: "AWS/ApplicationELB",
+    requests: "RequestCount",
+    errors: &[("errors", "HTTPCode_Target_5XX_Count"), ("connection_errors", "TargetConnectionErrorCount")],
+    unhealthy: Some("UnHealthyHostCount"),
+    latency: ("TargetResponseTime", 1000.0),
+};
+
+const LAMBDA: Family = Family {
+    namespace: "AWS/Lambda",
+    requests: "Invocations",
+    errors: &[("errors", "Errors")],
+    unhealthy: None,
+    latency: ("Duration", 1.0),
+};
+
+impl Family {
+    /// Metrics requested per window, for both versions.
+    const fn metrics_per_window(&self) -> usize {
+        2 * (1 + self.errors.len() + self.unhealthy.is_some() as usize + QUANTILES.len())
+    }
+}
+
+/// What a window reads: a load balancer's target groups, or a Lambda alias's versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    LoadBalancer(Dimensions),
+    Lambda(LambdaDimensions),
+}
+
+impl From<Dimensions> for Scope {
+    fn from(d: Dimensions) -> Scope {
+        Scope::LoadBalancer(d)
+    }
+}
+
+impl From<LambdaDimensions> for Scope {
+    fn from(d: LambdaDimensions) -> Scope {
+        Scope::Lambda(d)
+    }
+}
+
+impl Scope {
+    /// From the plan's `[metrics]` and target: a `lambda` target's alias
+    /// and versions, else the load balancer's (see [`Dimensions::resolve`]).
+    pub fn resolve(config: &CloudwatchMetrics, plan: &Plan) -> Result<Scope, String> {
+        if plan.target.backend != BackendKind::Lambda {
+            return Dimensions::resolve(config, &plan.target).map(Scope::LoadBalancer);
+        }
+        let set = [
+            ("load_balancer", &config.load_balancer),
+            ("stable_target_group", &config.stable_target_group),
+            ("canary_target_group", &config.canary_target_group),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, v)| v.is_some()) {
+            return Err(format!(
+                "metrics.{key}: a load balancer's dimension; a lambda target's metrics are its alias's, per version"
+            ));
+        }
+        let param = |key: &str| {
+            plan.target.params.get(key).filter(|v| !v.trim().is_empty()).cloned().ok_or_else(|| {
+                format!("target.{key}: required by the `lambda` backend (CloudWatch's dimensions come from it)")
+            })
+        };
+        Ok(Scope::Lambda(LambdaDimensions {
+            function: function_name(&param("function")?).to_owned(),
+            alias: param("alias")?,
+            stable: plan.stable.clone(),
+            canary: plan.canary.clone(),
+        }))
+    }
+
+    fn family(&self) -> &'static Family {
+        match self {
+            Scope::LoadBalancer(_) => &ALB,
+            Scope::Lambda(_) => &LAMBDA,
+        }
+    }
+
+    /// The dimensions of one version's metrics, and its name in messages.
+    fn side(&self, side: &str) -> (Vec<Dimension>, String) {
+        let dimension = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+        let canary = side == "canary";
+        match self {
+            Scope::LoadBalancer(d) => {
+                let group = if canary { &d.canary } else { &d.stable };
+                (vec![dimension("LoadBalancer", &d.load_balancer), dimension("TargetGroup", group)], group.clone())
+            }
+            Scope::Lambda(d) => {
+                let version = if canary { &d.canary } else { &d.stable };
+                let dimensions = vec![
+                    dimension("FunctionName", &d.function),
+                    dimension("Resource", &d.resource()),
+                    dimension("ExecutedVersion", version),
+                ];
+                (dimensions, format!("{}:{version} via {}", d.function, d.alias))
+            }
+        }
+    }
+
+    /// Metrics requested per window (`GetMetricData` bills each).
+    pub fn metrics_per_window(&self) -> usize {
+        self.family().metrics_per_window()
+    }
+}
+
+/// A Lambda alias's dimensions: the function's bare name, the alias, and
+/// the two versions (`ExecutedVersion`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaDimensions {
+    pub function: String,
+    pub alias: String,
+    pub stable: String,
+    pub canary: String,
+}
+
+impl LambdaDimensions {
+    /// The `Resource` dimension of the alias: `name:alias`.
+    pub fn resource(&self) -> String {
+        format!("{}:{}", self.function, self.alias)
+    }
+}
+
+/// A function's bare name from itself or its ARN (full or partial, with or
+/// without a qualifier): `arn:aws:lambda:…:function:checkout:live` → `checkout`.
+pub fn function_name(text: &str) -> &str {
+    match text.split_once("function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => text.split(':').next().unwrap_or(text),
+    }
+}
 
 /// The three dimension values: load balancer, stable and canary target groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,8 +279,8 @@ pub fn period(window: Duration) -> i32 {
     (window.as_secs().div_ceil(60).max(1) * 60).min(i32::MAX as u64 / 60 * 60) as i32
 }
 
-/// Metrics requested per window (`GetMetricData` bills each).
-pub const METRICS_PER_WINDOW: usize = 2 * (4 + QUANTILES.len());
+/// Metrics requested per window of a load balancer (`GetMetricData` bills each).
+pub const METRICS_PER_WINDOW: usize = ALB.metrics_per_window();
 
 /// The window read at `now` (ms since the epoch): `[end − period, end)` in
 /// ms, `end` the last whole minute at or before `now − lag`.
@@ -128,25 +289,23 @@ pub fn bounds(window: Duration, now_ms: u64, lag: Duration) -> (u64, u64) {
     (end.saturating_sub(period(window) as u64 * 1000), end)
 }
 
-/// Per-version ALB metrics from CloudWatch.
+/// Per-version metrics from CloudWatch: a load balancer's or a Lambda alias's.
 pub struct Cloudwatch {
     client: aws_sdk_cloudwatch::Client,
-    dimensions: Dimensions,
+    scope: Scope,
     lag: Duration,
 }
 
 impl Cloudwatch {
-    pub fn new(aws: &aws_config::SdkConfig, dimensions: Dimensions, lag: Duration) -> Cloudwatch {
-        Cloudwatch { client: aws_sdk_cloudwatch::Client::new(aws), dimensions, lag }
+    pub fn new(aws: &aws_config::SdkConfig, scope: impl Into<Scope>, lag: Duration) -> Cloudwatch {
+        Cloudwatch { client: aws_sdk_cloudwatch::Client::new(aws), scope: scope.into(), lag }
     }
 
-    fn query(&self, id: &str, group: &str, metric: &str, stat: &str, period: i32) -> MetricDataQuery {
-        let dimension = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+    fn query(&self, id: String, dimensions: &[Dimension], metric: &str, stat: &str, period: i32) -> MetricDataQuery {
         let metric = Metric::builder()
-            .namespace(NAMESPACE)
+            .namespace(self.scope.family().namespace)
             .metric_name(metric)
-            .dimensions(dimension("LoadBalancer", &self.dimensions.load_balancer))
-            .dimensions(dimension("TargetGroup", group))
+            .set_dimensions(Some(dimensions.to_vec()))
             .build();
         let stat = MetricStat::builder().metric(metric).period(period).stat(stat).build();
         MetricDataQuery::builder().id(id).metric_stat(stat).return_data(true).build()
@@ -175,20 +334,21 @@ type Results = HashMap<String, Result<Vec<f64>, String>>;
 
 /// One version's window from the results of its queries (`{side}_requests`,
 /// `{side}_errors`, `{side}_p50` …); `Err` says why it is missing.
-fn version(side: &str, group: &str, results: &Results) -> Result<VersionWindow, String> {
+fn version(family: &Family, side: &str, group: &str, results: &Results) -> Result<VersionWindow, String> {
     let incomplete = |metric: &str, status: &str| {
         format!("{metric} for {group} is incomplete (StatusCode {status}); the window counts as missing")
     };
     let requests = match results.get(&format!("{side}_requests")) {
         Some(Ok(v)) if !v.is_empty() => v,
-        Some(Err(status)) => return Err(incomplete("RequestCount", status)),
+        Some(Err(status)) => return Err(incomplete(family.requests, status)),
         _ => {
             let unhealthy = match unhealthy(side, results) {
                 Some(n) if n > 0 => format!("; {n} of its targets unhealthy (UnHealthyHostCount)"),
                 _ => String::new(),
             };
             return Err(format!(
-                "no RequestCount datapoint for {group} (no traffic in the window, or a wrong dimension){unhealthy}"
+                "no {} datapoint for {group} (no traffic in the window, or a wrong dimension){unhealthy}",
+                family.requests
             ));
         }
     };
@@ -198,16 +358,18 @@ fn version(side: &str, group: &str, results: &Results) -> Result<VersionWindow, 
         Some(Err(status)) => Err(incomplete(metric, status)),
         None => Ok(0),
     };
-    let errors = count("errors", "HTTPCode_Target_5XX_Count")?;
-    let refused = count("connection_errors", "TargetConnectionErrorCount")?;
+    let mut errors = 0;
+    for (id, metric) in family.errors {
+        errors += count(id, metric)?;
+    }
     let quantile = |q: &str| {
         let values = results.get(&format!("{side}_{q}"))?.as_ref().ok()?;
-        values.iter().copied().filter(|v| v.is_finite()).reduce(f64::max).map(|s| s * 1000.0)
+        values.iter().copied().filter(|v| v.is_finite()).reduce(f64::max).map(|v| v * family.latency.1)
     };
     let requests = sum(requests);
     Ok(VersionWindow {
         requests,
-        errors: (errors + refused).min(requests),
+        errors: errors.min(requests),
         p50_ms: quantile("p50"),
         p95_ms: quantile("p95"),
         p99_ms: quantile("p99"),
@@ -248,30 +410,34 @@ impl MetricsSource for Cloudwatch {
         let period = period(window);
         let (start_ms, end_ms) = bounds(window, now.0, self.lag);
         let at = |ms: u64| DateTime::from_millis(ms as i64);
-        let sides = [("stable", &self.dimensions.stable), ("canary", &self.dimensions.canary)];
+        let family = self.scope.family();
         let mut queries = Vec::new();
-        for (side, group) in sides {
+        for side in ["stable", "canary"] {
+            let (dims, _) = self.scope.side(side);
             let id = |name: &str| format!("{side}_{name}");
-            queries.push(self.query(&id("requests"), group, "RequestCount", "Sum", period));
-            queries.push(self.query(&id("errors"), group, "HTTPCode_Target_5XX_Count", "Sum", period));
-            queries.push(self.query(&id("connection_errors"), group, "TargetConnectionErrorCount", "Sum", period));
-            queries.push(self.query(&id("unhealthy"), group, "UnHealthyHostCount", "Maximum", period));
+            queries.push(self.query(id("requests"), &dims, family.requests, "Sum", period));
+            for (name, metric) in family.errors {
+                queries.push(self.query(id(name), &dims, metric, "Sum", period));
+            }
+            if let Some(metric) = family.unhealthy {
+                queries.push(self.query(id("unhealthy"), &dims, metric, "Maximum", period));
+            }
             for q in QUANTILES {
-                queries.push(self.query(&format!("{side}_{q}"), group, "TargetResponseTime", q, period));
+                queries.push(self.query(id(q), &dims, family.latency.0, q, period));
             }
         }
         let results = match self.read(queries, at(start_ms), at(end_ms)).await {
             Ok(r) => r,
             Err(e) => return crate::metrics::missing(window, format!("cloudwatch: GetMetricData: {e}")),
         };
-        let stable = version("stable", &self.dimensions.stable, &results);
-        let canary = version("canary", &self.dimensions.canary, &results);
+        let stable = version(family, "stable", &self.scope.side("stable").1, &results);
+        let canary = version(family, "canary", &self.scope.side("canary").1, &results);
         let mut sample = crate::metrics::per_version(window, "cloudwatch", stable, canary);
         if sample.missing.is_none() {
             sample.missing = latency_note(&results);
         }
         if let Some(note) = unhealthy_note(&results) {
-            tracing::warn!(load_balancer = %self.dimensions.load_balancer, "{note}");
+            tracing::warn!(scope = ?self.scope, "{note}");
             if sample.missing.is_none() {
                 sample.missing = Some(note);
             }
@@ -288,6 +454,7 @@ impl MetricsSource for Cloudwatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flightdeck_core::plan::MetricsConfig;
 
     #[test]
     fn dimensions_come_from_arns() {
@@ -309,21 +476,47 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let e = version("canary", "targetgroup/green/1", &results).unwrap_err();
+        let e = version(&ALB, "canary", "targetgroup/green/1", &results).unwrap_err();
         assert!(
             e.contains("HTTPCode_Target_5XX_Count for targetgroup/green/1 is incomplete (StatusCode PartialData)"),
             "{e}"
         );
         results.insert("canary_errors".into(), complete(&[]));
-        let w = version("canary", "targetgroup/green/1", &results).unwrap();
+        let w = version(&ALB, "canary", "targetgroup/green/1", &results).unwrap();
         assert_eq!((w.requests, w.errors, w.p99_ms), (100, 0, Some(250.0)));
         results.insert("canary_requests".into(), Err("InternalError".into()));
-        assert!(version("canary", "g", &results).unwrap_err().contains("RequestCount for g is incomplete"));
+        assert!(version(&ALB, "canary", "g", &results).unwrap_err().contains("RequestCount for g is incomplete"));
         results.insert("stable_p95".into(), Err("Forbidden".into()));
         assert_eq!(
             latency_note(&results).as_deref(),
             Some("cloudwatch: latency quantiles incomplete (stable_p95 Forbidden)")
         );
+    }
+
+    #[test]
+    fn a_lambda_alias_is_read_per_executed_version_in_milliseconds() {
+        let text = "[rollout]\nname = \"f\"\nstable = \"3\"\ncanary = \"4\"\n\n[target]\nbackend = \"lambda\"\n\
+                    function = \"arn:aws:lambda:eu-west-1:123:function:checkout\"\nalias = \"live\"\n\n\
+                    [analysis]\ninterval = \"1m\"\n\n[metrics]\nsource = \"cloudwatch\"\n";
+        let plan = Plan::parse("lambda.toml", text).unwrap();
+        let MetricsConfig::Cloudwatch(config) = &plan.metrics else { panic!("{:?}", plan.metrics) };
+        let scope = Scope::resolve(config, &plan).unwrap();
+        let (dimensions, label) = scope.side("canary");
+        let pairs: Vec<(&str, &str)> = dimensions.iter().map(|d| (d.name().unwrap(), d.value().unwrap())).collect();
+        assert_eq!(pairs, [("FunctionName", "checkout"), ("Resource", "checkout:live"), ("ExecutedVersion", "4")]);
+        assert_eq!(label, "checkout:4 via live");
+        assert_eq!(scope.metrics_per_window(), 10);
+        let results: Results =
+            [("canary_requests", vec![100.0]), ("canary_errors", vec![7.0]), ("canary_p99", vec![250.0])]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Ok(v)))
+                .collect();
+        let w = version(&LAMBDA, "canary", &label, &results).unwrap();
+        assert_eq!((w.requests, w.errors, w.p99_ms), (100, 7, Some(250.0)), "Duration is already in ms");
+        let e = version(&LAMBDA, "stable", "checkout:3 via live", &results).unwrap_err();
+        assert!(e.starts_with("no Invocations datapoint for checkout:3 via live"), "{e}");
+        assert_eq!(function_name("checkout"), "checkout");
+        assert_eq!(function_name("123456789012:function:checkout:live"), "checkout");
     }
 
     #[test]
@@ -358,19 +551,19 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let w = version("canary", "targetgroup/green/1", &results).unwrap();
+        let w = version(&ALB, "canary", "targetgroup/green/1", &results).unwrap();
         assert_eq!((w.requests, w.errors), (100, 32), "a 502 the load balancer answered is an error");
         assert_eq!(
             unhealthy_note(&results).as_deref(),
             Some("cloudwatch: unhealthy targets (UnHealthyHostCount, Maximum): canary 3")
         );
         results.insert("canary_connection_errors".into(), complete(&[500.0]));
-        assert_eq!(version("canary", "g", &results).unwrap().errors, 100, "never more errors than requests");
+        assert_eq!(version(&ALB, "canary", "g", &results).unwrap().errors, 100, "never more errors than requests");
         results.insert("canary_connection_errors".into(), Err("PartialData".into()));
-        let e = version("canary", "g", &results).unwrap_err();
+        let e = version(&ALB, "canary", "g", &results).unwrap_err();
         assert!(e.contains("TargetConnectionErrorCount for g is incomplete"), "{e}");
         results.remove("canary_requests");
-        let e = version("canary", "g", &results).unwrap_err();
+        let e = version(&ALB, "canary", "g", &results).unwrap_err();
         assert!(e.ends_with("; 3 of its targets unhealthy (UnHealthyHostCount)"), "{e}");
         assert_eq!(METRICS_PER_WINDOW, 14);
     }

@@ -71,12 +71,29 @@ impl Moto {
     }
 
     async fn ec2(&self, action: &str) -> String {
+        self.query("ec2", &format!("Action={action}&Version=2016-11-15")).await
+    }
+
+    /// An IAM role Lambda may assume (moto checks a function's role exists);
+    /// its ARN.
+    pub async fn lambda_role(&self, name: &str) -> String {
+        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C\
+                      %22Principal%22%3A%7B%22Service%22%3A%22lambda.amazonaws.com%22%7D%2C%22Action%22%3A\
+                      %22sts%3AAssumeRole%22%7D%5D%7D";
+        let form = format!("Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument={policy}");
+        let xml = self.query("iam", &form).await;
+        let arn = xml.split("<Arn>").nth(1).and_then(|s| s.split('<').next()).expect("the role's ARN");
+        arn.to_owned()
+    }
+
+    /// One query-protocol call of `service` (sent by hand: the tests need
+    /// no EC2 or IAM SDK for a few calls); the XML answer.
+    async fn query(&self, service: &str, form: &str) -> String {
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0"
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
         );
-        let (status, xml) =
-            post(&self.url, &[("Authorization", &auth)], &format!("Action={action}&Version=2016-11-15")).await;
-        assert_eq!(status, 200, "{action}: {xml}");
+        let (status, xml) = post(&self.url, &[("Authorization", &auth)], form).await;
+        assert_eq!(status, 200, "{form}: {xml}");
         xml
     }
 }
@@ -102,8 +119,9 @@ async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) 
 }
 
 /// One request the fake got: the operation (`X-Amz-Target`'s last part,
-/// the RPCv2 path's last part or the form's `Action`) and the body (CBOR
-/// bodies as their JSON equivalent).
+/// the RPCv2 path's last part, the form's `Action`, or for REST APIs such
+/// as Lambda's the method and path: `PUT /2015-03-31/functions/f/aliases/a`)
+/// and the body (CBOR bodies as their JSON equivalent).
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub operation: String,
@@ -164,6 +182,13 @@ impl Fake {
         self.seen.lock().unwrap().iter().map(|s| s.operation.clone()).collect()
     }
 
+    /// The bodies of the requests whose operation `matches`, as JSON.
+    pub fn bodies_where(&self, matches: impl Fn(&str) -> bool) -> Vec<serde_json::Value> {
+        let seen = self.seen.lock().unwrap();
+        let of = seen.iter().filter(|s| matches(&s.operation));
+        of.map(|s| serde_json::from_str(&s.body).unwrap_or(serde_json::Value::Null)).collect()
+    }
+
     /// The bodies of the requests for `operation`, as JSON.
     pub fn bodies(&self, operation: &str) -> Vec<serde_json::Value> {
         let seen = self.seen.lock().unwrap();
@@ -213,10 +238,11 @@ fn own_header(header: &str) -> bool {
 
 /// One request sent on to `upstream` as it came (path, headers, body):
 /// (status, its headers, body).
-async fn forward(upstream: &str, path: &str, headers: &[String], body: &[u8]) -> (u16, Vec<String>, Vec<u8>) {
+async fn forward(upstream: &str, line: &str, headers: &[String], body: &[u8]) -> (u16, Vec<String>, Vec<u8>) {
     let addr = upstream.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    let (method, path) = line.split_once(' ').unwrap_or(("POST", "/"));
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
     for h in headers.iter().filter(|h| !own_header(h)) {
         request += h;
     }
@@ -248,6 +274,7 @@ async fn serve(
         if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
             return;
         }
+        let method = line.split_whitespace().next().unwrap_or("POST").to_owned();
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let (mut length, mut target, mut headers, mut protocol) = (0usize, String::new(), Vec::new(), None);
         loop {
@@ -280,14 +307,18 @@ async fn serve(
         let operation = match path.rsplit_once("/operation/") {
             _ if !target.is_empty() => target,
             Some((_, operation)) => operation.to_owned(),
-            None => body.split('&').find_map(|kv| kv.strip_prefix("Action=")).unwrap_or("").to_owned(),
+            None => match body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+                Some(action) => action.to_owned(),
+                None => format!("{method} {}", path.split('?').next().unwrap_or("")),
+            },
         };
         seen.lock().unwrap().push(Seen { operation: operation.clone(), body: body.clone(), protocol });
         let json = vec!["Content-Type: application/x-amz-json-1.1\r\n".to_owned()];
         let (status, reply_headers, reply) = match (answer(&operation, &body), &upstream) {
             (Some((status, reply)), _) => (status, json, reply.into_bytes()),
             (None, Some(upstream)) => {
-                let (status, reply_headers, reply) = forward(upstream, &path, &headers, &raw).await;
+                let (status, reply_headers, reply) =
+                    forward(upstream, &format!("{method} {path}"), &headers, &raw).await;
                 // Only text replies are rewritten; CBOR passes as it came.
                 match String::from_utf8(reply) {
                     Ok(text) if !cbor => (status, reply_headers, rewrite(&operation, text).into_bytes()),

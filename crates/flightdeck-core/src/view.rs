@@ -107,6 +107,7 @@ pub fn target_label(r: &Rollout) -> String {
         BackendKind::Flagger => format!("flagger {}{}/{}", context(&p("context")), p("namespace"), p("canary")),
         BackendKind::Unleash => format!("unleash {}/{}", p("environment"), p("flag")),
         BackendKind::Flagd => format!("flagd {}", p("flag")),
+        BackendKind::Lambda => format!("lambda {}:{}", p("function").rsplit(':').next().unwrap_or(""), p("alias")),
         // A group named after the backend ("sim") says nothing more.
         other if t.group == other.name() || t.group.is_empty() => other.name().to_string(),
         other => format!("{} {}", other.name(), t.group),

@@ -27,7 +27,8 @@
 //! # Target parameters
 //!
 //! [`PARAMS`]: name, type, whether required, and what each is. The
-//! `external` ones are required with `controller = "external"`.
+//! `external` ones are required with `controller = "external"`. Where AWS
+//! is and how to sign in: [`AWS_PARAMS`], shared with the Lambda backend.
 //!
 //! Without a `group`, the rollout's group is `<account>/<region>` (the
 //! account when `cluster` is an ARN) or the region.
@@ -61,15 +62,11 @@ const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const PARAMS: &[Param] = &[
     Param::required("cluster", Text, "the ECS cluster (name or ARN)"),
     Param::required("service", Text, "the ECS service (name or ARN)"),
-    Param::optional("region", Text, "AWS region (default: `AWS_REGION`, then the profile's region)"),
-    Param::optional("profile", Text, "profile of `~/.aws/config` (default: `AWS_PROFILE`, then `default`)"),
     Param::optional(
         "controller",
         OneOf(&["ecs", "external"]),
         "who runs the deployment: `ecs` (default) or `external`",
     ),
-    Param::optional("endpoint_url", Text, "another endpoint for every service (moto, LocalStack; default: AWS)"),
-    Param::optional("max_attempts", Count, "attempts per call, including the SDK's retries (default 3)"),
     Param::optional("listener_rule", Text, "external: ARN of the listener rule that forwards to both target groups"),
     Param::optional("stable_target_group", Text, "external: the stable target group's ARN"),
     Param::optional("canary_target_group", Text, "external: the canary target group's ARN"),
@@ -79,6 +76,57 @@ pub const PARAMS: &[Param] = &[
         "external: seconds a canary task set may take to be steady (default 300)",
     ),
 ];
+
+/// Where AWS is and how to sign in: every AWS target reads these.
+pub const AWS_PARAMS: &[Param] = &[
+    Param::optional("region", Text, "AWS region (default: `AWS_REGION`, then the profile's region)"),
+    Param::optional("profile", Text, "profile of `~/.aws/config` (default: `AWS_PROFILE`, then `default`)"),
+    Param::optional("endpoint_url", Text, "another endpoint for every service (moto, LocalStack; default: AWS)"),
+    Param::optional("max_attempts", Count, "attempts per call, including the SDK's retries (default 3)"),
+];
+
+/// An AWS target's [`AWS_PARAMS`], checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AwsAccess {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub max_attempts: Option<u32>,
+}
+
+impl AwsAccess {
+    pub fn from_target(target: &Target) -> Result<AwsAccess, String> {
+        Ok(AwsAccess {
+            region: param(target, "region"),
+            profile: param(target, "profile"),
+            endpoint_url: param(target, "endpoint_url"),
+            max_attempts: count(target, "max_attempts")?,
+        })
+    }
+
+    /// The rollout group when the plan sets none: `<account>/<region>`
+    /// when `arn` is an ARN, else the region.
+    pub fn group(arn: &str, region: &str) -> String {
+        match arn.split(':').nth(4).filter(|a| arn.starts_with("arn:") && !a.is_empty()) {
+            Some(account) => format!("{account}/{region}"),
+            None => region.to_owned(),
+        }
+    }
+}
+
+/// A target parameter that is set and not blank.
+pub(crate) fn param(target: &Target, key: &str) -> Option<String> {
+    target.params.get(key).filter(|v| !v.trim().is_empty()).cloned()
+}
+
+/// A whole-number parameter ≥ 1, when set.
+fn count(target: &Target, key: &str) -> Result<Option<u32>, String> {
+    param(target, key)
+        .map(|v| {
+            v.parse::<u32>().ok().filter(|n| *n > 0).ok_or(format!("target.{key}: `{v}` is not a whole number ≥ 1"))
+        })
+        .transpose()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EcsTarget {
@@ -100,7 +148,7 @@ impl EcsTarget {
     /// Reads and checks the parameters without contacting AWS. Errors name
     /// the parameter (`target.listener_rule: ...`).
     pub fn from_target(target: &Target) -> Result<EcsTarget, String> {
-        let get = |key: &str| target.params.get(key).filter(|v| !v.trim().is_empty()).cloned();
+        let get = |key: &str| param(target, key);
         let required = |key: &str| get(key).ok_or_else(|| format!("target.{key}: required by the `ecs` backend"));
         let external = get("controller").as_deref() == Some("external");
         let for_external = |key: &str| match get(key) {
@@ -108,29 +156,31 @@ impl EcsTarget {
             None if external => Err(format!("target.{key}: required with controller = \"external\"")),
             None => Ok(String::new()),
         };
-        let number = |key: &str| -> Result<Option<u32>, String> {
-            get(key)
-                .map(|v| {
-                    v.parse::<u32>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or(format!("target.{key}: `{v}` is not a whole number ≥ 1"))
-                })
-                .transpose()
-        };
+        let access = AwsAccess::from_target(target)?;
         Ok(EcsTarget {
             cluster: required("cluster")?,
             service: required("service")?,
-            region: get("region"),
-            profile: get("profile"),
-            endpoint_url: get("endpoint_url"),
-            max_attempts: number("max_attempts")?,
+            region: access.region,
+            profile: access.profile,
+            endpoint_url: access.endpoint_url,
+            max_attempts: access.max_attempts,
             external,
             listener_rule: for_external("listener_rule")?,
             stable_target_group: for_external("stable_target_group")?,
             canary_target_group: for_external("canary_target_group")?,
-            ready_timeout: number("ready_timeout_s")?.map_or(DEFAULT_READY_TIMEOUT, |s| Duration::from_secs(s.into())),
+            ready_timeout: count(target, "ready_timeout_s")?
+                .map_or(DEFAULT_READY_TIMEOUT, |s| Duration::from_secs(s.into())),
         })
+    }
+
+    /// Where AWS is and how to sign in, as the target says.
+    pub fn access(&self) -> AwsAccess {
+        AwsAccess {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            max_attempts: self.max_attempts,
+        }
     }
 
     /// "ecs prod/checkout", as banners name the backend.
@@ -140,10 +190,7 @@ impl EcsTarget {
 
     /// The rollout group when the plan sets none: `<account>/<region>`.
     pub fn group(&self, region: &str) -> String {
-        match self.cluster.split(':').nth(4).filter(|a| self.cluster.starts_with("arn:") && !a.is_empty()) {
-            Some(account) => format!("{account}/{region}"),
-            None => region.to_owned(),
-        }
+        AwsAccess::group(&self.cluster, region)
     }
 }
 
@@ -164,7 +211,7 @@ pub struct EcsSetup {
 /// called yet: a service that is missing shows at the first observation.
 pub async fn setup(plan: &Plan) -> Result<EcsSetup, String> {
     let target = EcsTarget::from_target(&plan.target)?;
-    let aws = sdk_config(&target).await?;
+    let aws = sdk_config(&target.access()).await?;
     let region = aws.region().map(|r| r.to_string()).unwrap_or_default();
     let group = target.group(&region);
     let backend: Arc<dyn Backend> = match &plan.strategy {
@@ -179,7 +226,7 @@ pub async fn setup(plan: &Plan) -> Result<EcsSetup, String> {
 /// HTTP client, timeouts, and `endpoint_url` / `max_attempts` when set.
 /// The region comes from the target, the environment or the profile only:
 /// never from the instance metadata service, which would stall a laptop.
-pub async fn sdk_config(t: &EcsTarget) -> Result<SdkConfig, String> {
+pub async fn sdk_config(t: &AwsAccess) -> Result<SdkConfig, String> {
     let region = match &t.region {
         Some(r) => Region::new(r.clone()),
         None => region_chain(t.profile.as_deref()).region().await.ok_or_else(|| {

@@ -310,11 +310,13 @@ pub enum BackendKind {
     Unleash,
     /// An OpenFeature flagd flag definition file, driven.
     Flagd,
+    /// An AWS Lambda alias's weighted routing between two versions, driven.
+    Lambda,
 }
 
 impl BackendKind {
     /// Every backend with its name in plans: the one place names are written.
-    const ALL: [(BackendKind, &'static str); 10] = [
+    const ALL: [(BackendKind, &'static str); 11] = [
         (BackendKind::Sim, "sim"),
         (BackendKind::Haproxy, "haproxy"),
         (BackendKind::Envoy, "envoy"),
@@ -325,6 +327,7 @@ impl BackendKind {
         (BackendKind::Flagger, "flagger"),
         (BackendKind::Unleash, "unleash"),
         (BackendKind::Flagd, "flagd"),
+        (BackendKind::Lambda, "lambda"),
     ];
 
     /// Every backend name accepted in a plan, for error messages.
