@@ -583,6 +583,65 @@ fn bursty_errors_on_the_margin_are_not_a_regression() {
     assert!(caught, "a steady +4.5 pp canary within 30 windows");
 }
 
+/// Latency comes in bursts too (a slow dependency, a slow pod): a canary
+/// whose slow requests all fall in one window of four, 0.99 % of its
+/// requests slower than 1.1 × stable's p99 on average (just inside the
+/// margin), is not rolled back more often than α allows, because the
+/// windows' design effect widens the p99 margin's bound as it does the
+/// error margin's; the same bound on the raw counts, as if requests were
+/// independent, would have rolled back many. A steadily slower canary (p99
+/// +50 %) is still caught.
+#[test]
+fn bursty_latency_on_the_margin_is_not_a_regression() {
+    use flightdeck_core::analysis::confidence::lower_bound;
+    let config = AnalysisConfig::default();
+    let mut traffic = Traffic(91);
+    // Canary p99 200 ms; its burst requests 5× slower, 83 % of them past 275 ms.
+    let burst = (0.0099 - 0.0009) / 0.83;
+    let (mut failed, mut naive_failed) = (0, 0);
+    for _ in 0..30 {
+        let mut evidence = Evidence::default();
+        let (mut slow, mut total) = (0.0, 0.0);
+        let mut naive = false;
+        for window in 0..60 {
+            let tail = if traffic.uniform() < 0.25 { 4.0 * burst } else { 0.0 };
+            let s = sample(
+                MIN,
+                traffic.window(5_700, 0.005, 80.0, 250.0, 0.0, 1.0),
+                traffic.window(1_500, 0.005, 80.0, 200.0, tail, 5.0),
+            );
+            let canary = s.canary.as_ref().unwrap();
+            slow += canary.latency.count_above(275.0);
+            total += canary.requests as f64;
+            // The p99 margin's share of α, counts taken as independent requests.
+            naive |= lower_bound(slow, total, 0.0032) > 0.01;
+            let verdict = evidence.observe(&config, &s);
+            if verdict.label() == "fail" {
+                failed += 1;
+                eprintln!("failed at window {window}: {}", verdict.summary());
+                break;
+            }
+        }
+        naive_failed += usize::from(naive);
+    }
+    assert!(failed <= 2, "{failed} of 30 bursty canaries on the latency margin rolled back");
+    assert!(naive_failed >= 5, "without the design effect {naive_failed} of 30 would have been");
+    let mut evidence = Evidence::default();
+    let caught = (0..30).any(|_| {
+        let s = sample(
+            MIN,
+            traffic.window(5_700, 0.005, 80.0, 250.0, 0.0, 1.0),
+            traffic.window(1_500, 0.005, 80.0, 375.0, 0.0, 1.0),
+        );
+        evidence
+            .observe(&config, &s)
+            .checks()
+            .iter()
+            .any(|c| c.metric == Metric::LatencyP99 && c.outcome == CheckOutcome::Fail)
+    });
+    assert!(caught, "a steady p99 +50 % canary within 30 windows");
+}
+
 /// Errors only (no latency): enough for the error rows.
 fn errors_only(traffic: &mut Traffic, n: u64, p: f64) -> VersionWindow {
     let errors = (0..n).filter(|_| traffic.uniform() < p).count() as u64;

@@ -77,6 +77,15 @@ impl Rule {
     fn pass_index(self) -> Option<usize> {
         Rule::PASSING.iter().position(|r| *r == self)
     }
+
+    /// The latency margins, whose counts get a design effect.
+    fn slow_index(self) -> Option<usize> {
+        match self {
+            Rule::P95Margin => Some(0),
+            Rule::P99Margin => Some(1),
+            _ => None,
+        }
+    }
 }
 
 /// What one version served over several windows.
@@ -236,6 +245,10 @@ pub struct Evidence {
     /// Error counts for the error-margin confidence sequences.
     #[serde(default)]
     errors: ErrorTallies,
+    /// The latency margins' fail side: the canary's requests slower than
+    /// the threshold, window by window over the rollout (p95, p99).
+    #[serde(default)]
+    slow: [Tally; 2],
 }
 
 /// Error counts per version: stable and the canary over the rollout (the
@@ -278,6 +291,10 @@ impl Evidence {
         self.errors.stable_now = stats::wilson_lower(now.counts, stats::normal_cdf(SHIFT_Z));
         for rule in Rule::ALL.into_iter().filter(|r| *r != Rule::ErrorMargin) {
             if let Some(c) = self.window_counts(config, rule, Claim::Above, &now, canary, &canary_latency) {
+                if rule.slow_index().is_some() {
+                    self.observe_slow(rule, c);
+                    continue;
+                }
                 let scale = if rule == Rule::ErrorCeiling { phi } else { 1.0 };
                 self.fail[rule.index()].observe(Claim::Above, c.hits / scale, c.trials / scale, c.limit, c.prior);
             }
@@ -286,7 +303,12 @@ impl Evidence {
             if let (Some(c), Some(i)) =
                 (self.window_counts(config, rule, Claim::Below, &now, canary, &canary_latency), rule.pass_index())
             {
-                self.pass[i].observe(Claim::Below, c.hits, c.trials, c.limit, c.prior);
+                // Health is judged on as few effective requests as bursts
+                // leave (no verdict passes before the error margin's third
+                // window anyway, so young windows count as binomial).
+                let phi = rule.slow_index().map_or(1.0, |j| self.slow[j].dispersion());
+                let phi = if phi.is_finite() { phi } else { 1.0 };
+                self.pass[i].observe(Claim::Below, c.hits / phi, c.trials / phi, c.limit, c.prior);
             }
         }
         self.canary.add(canary, seconds, &canary_latency);
@@ -297,6 +319,27 @@ impl Evidence {
             return self.missing_metrics(config, sample);
         }
         verdict
+    }
+
+    /// A latency margin's fail side counts the canary's requests slower
+    /// than the threshold, which is at least 1.1 × stable's true p99 (or 2 ×
+    /// its p95) wherever stable's bound holds: a canary within the margin
+    /// then has at most 1 % (5 %) of each window's requests counted, however
+    /// the threshold moves. It is decided as the error margin is, on the
+    /// anytime-valid bound of those counts divided by the windows' design
+    /// effect (windows as the units: a slow dependency or a slow pod moves a
+    /// whole window), recomputed from all the windows at every window, so an
+    /// early underestimate of the effect is not kept for good.
+    fn observe_slow(&mut self, rule: Rule, c: Counts) {
+        if let Some(i) = rule.slow_index() {
+            self.slow[i].add_counts(c.hits, c.trials);
+        }
+    }
+
+    /// A latency margin's effective (slower, measured) requests.
+    fn slow_effective(&self, rule: Rule) -> Option<(f64, f64)> {
+        let tally = &self.slow[rule.slow_index()?];
+        Some(tally.effective(tally.dispersion()))
     }
 
     /// A new stage: the canary's stage totals and the pass tests start over;
@@ -411,6 +454,9 @@ impl Evidence {
         if rule == Rule::ErrorMargin {
             return self.difference(config).is_some_and(|d| d.fails(config.max_error_increase_pp / 100.0));
         }
+        if let (Some((x, n)), Some(limit)) = (self.slow_effective(rule), self.limit(config, rule, Claim::Above)) {
+            return confidence::lower_bound(x, n, Self::fail_alpha(config, rule)) > limit;
+        }
         self.fail[rule.index()].proven(Self::fail_alpha(config, rule))
     }
 
@@ -428,6 +474,10 @@ impl Evidence {
             let (x, n) = self.errors.canary.effective(self.canary_dispersion());
             let alpha = config.alpha * rule.alpha_share() * CANARY_SIDE;
             return (confidence::log_evidence(true, x, n, limit) / (1.0 / alpha).ln()).max(0.0);
+        }
+        if let (Some((x, n)), Some(limit)) = (self.slow_effective(rule), self.limit(config, rule, Claim::Above)) {
+            let level = (1.0 / Self::fail_alpha(config, rule)).ln();
+            return (confidence::log_evidence(true, x, n, limit) / level).max(0.0);
         }
         self.fail[rule.index()].progress(Self::fail_alpha(config, rule))
     }
