@@ -290,7 +290,7 @@ impl Checker<'_> {
     /// comparison would mean nothing; a batched one must keep the label.
     fn query(&self, value: Option<Spanned<String>>, field: &str, default: String, label: &str) -> Checked<String> {
         let Some(value) = value else { return Ok(default) };
-        promql::form(value.get_ref(), label).map_err(|message| self.at(&value, field, message))?;
+        promql::form(value.get_ref(), label).map_err(|e| self.at(&value, field, e.to_string()))?;
         Ok(value.into_inner())
     }
 

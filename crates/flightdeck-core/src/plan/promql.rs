@@ -35,21 +35,45 @@ pub const VERSIONS: &str = "{{versions}}";
 const AGGREGATIONS: [&str; 10] =
     ["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile", "count_values"];
 
+/// Why a template cannot be run; `label` is the plan's version label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("use {VERSION} (one query per version) or {VERSIONS} (batched), not both")]
+    BothForms,
+    #[error(
+        "the query must select the version with {VERSION} (e.g. {label}=\"{VERSION}\") or, batched, \
+         {VERSIONS} (e.g. sum by ({label}) (…{{{label}=~\"{VERSIONS}\"}}…))"
+    )]
+    NoVersion { label: String },
+    /// `{{versions}}` matched with `=` (or inside a longer string) selects
+    /// nothing once two versions are asked.
+    #[error("{VERSIONS} is a regular expression of the versions asked: match it as {label}=~\"{VERSIONS}\"")]
+    VersionsNotARegexMatch { label: String },
+    /// An aggregation folds every version into one series.
+    #[error(
+        "`{op}` here drops the `{label}` label, so no version can be read from the answer: \
+         write `{op} by ({label}) (…)` (a batched query answers one series per version)"
+    )]
+    AggregationDropsLabel { op: String, label: String },
+    #[error(
+        "a batched query must answer one series per version: aggregate with `sum by ({label}) (…)` \
+         (`by (le, {label})` inside histogram_quantile)"
+    )]
+    NotAggregated { label: String },
+}
+
 /// The form of `template`, or why it cannot be run (batched templates are
 /// checked against `label`).
-pub fn form(template: &str, label: &str) -> Result<Form, String> {
+pub fn form(template: &str, label: &str) -> Result<Form, TemplateError> {
     match (template.contains(VERSION), template.contains(VERSIONS)) {
-        (true, true) => Err(format!("use {VERSION} (one query per version) or {VERSIONS} (batched), not both")),
+        (true, true) => Err(TemplateError::BothForms),
         (true, false) => Ok(Form::PerVersion),
         (false, true) => {
             check_regex_match(template, label)?;
             check_grouping(template, label)?;
             Ok(Form::Batched)
         }
-        (false, false) => Err(format!(
-            "the query must select the version with {VERSION} (e.g. {label}=\"{VERSION}\") or, batched, \
-             {VERSIONS} (e.g. sum by ({label}) (…{{{label}=~\"{VERSIONS}\"}}…))"
-        )),
+        (false, false) => Err(TemplateError::NoVersion { label: label.to_owned() }),
     }
 }
 
@@ -61,7 +85,7 @@ pub fn is_label_name(name: &str) -> bool {
 }
 
 /// Every `{{versions}}` is the whole of a double-quoted string matched with `=~`.
-fn check_regex_match(template: &str, label: &str) -> Result<(), String> {
+fn check_regex_match(template: &str, label: &str) -> Result<(), TemplateError> {
     let matched = |at: usize| {
         let before = template[..at].strip_suffix('"').map(str::trim_end);
         let after = &template[at + VERSIONS.len()..];
@@ -70,12 +94,12 @@ fn check_regex_match(template: &str, label: &str) -> Result<(), String> {
     if template.match_indices(VERSIONS).all(|(at, _)| matched(at)) {
         return Ok(());
     }
-    Err(format!("{VERSIONS} is a regular expression of the versions asked: match it as {label}=~\"{VERSIONS}\""))
+    Err(TemplateError::VersionsNotARegexMatch { label: label.to_owned() })
 }
 
 /// There is an aggregation, and every one keeps `label` (`by` it, or
 /// `without` other labels).
-fn check_grouping(template: &str, label: &str) -> Result<(), String> {
+fn check_grouping(template: &str, label: &str) -> Result<(), TemplateError> {
     let tokens = tokens(template);
     let mut grouped = false;
     for (i, token) in tokens.iter().enumerate() {
@@ -90,20 +114,14 @@ fn check_grouping(template: &str, label: &str) -> Result<(), String> {
             Grouping::None => false,
         };
         if !keeps {
-            return Err(format!(
-                "`{op}` here drops the `{label}` label, so no version can be read from the answer: \
-                 write `{op} by ({label}) (…)` (a batched query answers one series per version)"
-            ));
+            return Err(TemplateError::AggregationDropsLabel { op: op.clone(), label: label.to_owned() });
         }
         grouped = true;
     }
     if grouped {
         return Ok(());
     }
-    Err(format!(
-        "a batched query must answer one series per version: aggregate with `sum by ({label}) (…)` \
-         (`by (le, {label})` inside histogram_quantile)"
-    ))
+    Err(TemplateError::NotAggregated { label: label.to_owned() })
 }
 
 #[derive(Debug, PartialEq)]
@@ -239,37 +257,49 @@ mod tests {
 
     #[test]
     fn an_aggregation_that_drops_the_label_is_refused() {
+        let drops = |op: &str, label: &str| TemplateError::AggregationDropsLabel { op: op.into(), label: label.into() };
         let e = form(r#"sum(increase(m{version=~"{{versions}}"}[1m]))"#, "version").unwrap_err();
-        assert!(e.starts_with("`sum` here drops the `version` label"), "{e}");
+        assert_eq!(e, drops("sum", "version"));
+        assert!(e.to_string().starts_with("`sum` here drops the `version` label"), "{e}");
         // The outer aggregation folds the inner one's versions together.
         let e = form(r#"avg(sum by (version) (m{version=~"{{versions}}"}))"#, "version").unwrap_err();
-        assert!(e.starts_with("`avg` here drops the `version` label"), "{e}");
+        assert_eq!(e, drops("avg", "version"));
         let e = form(r#"sum without (version) (m{version=~"{{versions}}"})"#, "version").unwrap_err();
-        assert!(e.starts_with("`sum` here drops"), "{e}");
+        assert_eq!(e, drops("sum", "version"));
         // Grouped by another label than the plan's.
         let e = form(r#"sum by (version) (m{app=~"{{versions}}"})"#, "app").unwrap_err();
-        assert!(e.starts_with("`sum` here drops the `app` label"), "{e}");
+        assert_eq!(e, drops("sum", "app"));
         let e = form(r#"m{version=~"{{versions}}"}"#, "version").unwrap_err();
-        assert!(e.starts_with("a batched query must answer one series per version"), "{e}");
+        assert_eq!(e, TemplateError::NotAggregated { label: "version".into() });
+        assert!(e.to_string().starts_with("a batched query must answer one series per version"), "{e}");
     }
 
     #[test]
     fn versions_must_be_matched_as_a_regular_expression() {
+        let not_regex = TemplateError::VersionsNotARegexMatch { label: "version".into() };
         let e = form(r#"sum by (version) (m{version="{{versions}}"})"#, "version").unwrap_err();
+        assert_eq!(e, not_regex);
         assert_eq!(
-            e,
+            e.to_string(),
             r#"{{versions}} is a regular expression of the versions asked: match it as version=~"{{versions}}""#
         );
         let e = form(r#"sum by (version) (m{version=~"v0|{{versions}}"})"#, "version").unwrap_err();
-        assert!(e.starts_with("{{versions}} is a regular expression"), "{e}");
+        assert_eq!(e, not_regex);
     }
 
     #[test]
     fn a_template_selects_versions_one_way() {
         let e = form(r#"sum(m{version="{{version}}"}) + sum by (version) (m{version=~"{{versions}}"})"#, "version");
-        assert_eq!(e.unwrap_err(), "use {{version}} (one query per version) or {{versions}} (batched), not both");
+        assert_eq!(e, Err(TemplateError::BothForms));
+        let message = TemplateError::BothForms.to_string();
+        assert_eq!(message, "use {{version}} (one query per version) or {{versions}} (batched), not both");
         let e = form("sum(m)", "version").unwrap_err();
-        assert!(e.starts_with("the query must select the version with {{version}}"), "{e}");
+        assert_eq!(e, TemplateError::NoVersion { label: "version".into() });
+        let message = e.to_string();
+        assert!(
+            message.starts_with("the query must select the version with {{version}} (e.g. version=\"{{version}}\")")
+        );
+        assert!(message.ends_with("(…{version=~\"{{versions}}\"}…))"), "{message}");
     }
 
     #[test]
