@@ -11,7 +11,7 @@
 #[path = "detection/mod.rs"]
 mod detection;
 
-use detection::grid::{cells, held_out_cells};
+use detection::grid::{cells, held_out_cells, only_cells};
 use detection::report::{markdown, CellResult, Study};
 use detection::run::{run_cell, run_cell_from};
 use detection::stats::Summary;
@@ -122,7 +122,7 @@ fn main() {
         results.push(CellResult { cell: *cell, summaries });
     }
     let mut held_out = Vec::new();
-    if a.grid && !a.quick {
+    if a.grid && !a.quick && only_cells().is_none() {
         let cells = held_out_cells();
         for (i, cell) in cells.iter().enumerate() {
             let outcomes = run_cell_from(cell, stress::HELD_OUT_SEED, a.seeds / 2);

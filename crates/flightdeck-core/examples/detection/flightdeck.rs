@@ -4,6 +4,7 @@
 //! `DETECTION_TRACE=1` prints how and why each run ended.
 
 use super::grid::Cell;
+use super::judges::{Judge, Oracle};
 use super::run::{Draws, Outcome, Pause, Run};
 use super::traffic::Served;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
@@ -92,15 +93,17 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Run {
     };
     let mut asked = None;
     let mut served = 0u64;
+    let mut path = PathLimit::new(cell);
     if let Some(outcome) =
         feed(&mut rollout, Event::Start, Duration::ZERO, &mut weight).and_then(|d| settle(d, &mut asked))
     {
-        return Run { outcome, canary_requests: served, asked };
+        return Run { outcome, canary_requests: served, asked, limit_on_path: None };
     }
     let last = cell.windows_in(2 * cell.horizon());
     for index in 0..last {
         let end = cell.interval * (index + 1);
-        let w = draws.window(index, weight);
+        let (w, drawn_at) = (draws.window(index, weight), weight);
+        path.judge(&w, weight, end);
         served += w.canary.requests;
         let sample = MetricsSample {
             window: cell.interval,
@@ -110,10 +113,47 @@ pub fn run(cell: &Cell, draws: &mut Draws) -> Run {
         };
         for event in [Event::Metrics(sample.clone()), Event::Tick] {
             if let Some(outcome) = feed(&mut rollout, event, end, &mut weight).and_then(|d| settle(d, &mut asked)) {
-                return Run { outcome, canary_requests: served, asked };
+                let limit_on_path = path.finish(cell, draws, index + 1, drawn_at);
+                return Run { outcome, canary_requests: served, asked, limit_on_path };
             }
         }
     }
     let outcome = asked.map_or(Outcome::Unfinished, |(at, why)| Outcome::Paused(at, why));
-    Run { outcome, canary_requests: served, asked }
+    Run { outcome, canary_requests: served, asked, limit_on_path: path.at }
+}
+
+/// The SPRT limit on flightdeck's own windows: the fixed schedule the
+/// limit is usually run on raises the canary's weight every bake whatever
+/// the evidence, while flightdeck holds an unproven canary at its weight
+/// (and pauses there), so it sees up to 50× fewer canary requests.
+struct PathLimit {
+    oracle: Option<Oracle>,
+    at: Option<Duration>,
+}
+
+impl PathLimit {
+    fn new(cell: &Cell) -> PathLimit {
+        PathLimit { oracle: Oracle::new(&cell.scenario), at: None }
+    }
+
+    fn judge(&mut self, w: &super::traffic::Window, weight: u8, end: Duration) {
+        if let (Some(oracle), None) = (self.oracle.as_mut(), self.at) {
+            if oracle.judge(w, weight).is_some() {
+                self.at = Some(end);
+            }
+        }
+    }
+
+    /// After flightdeck's run ended at window `next`: the limit goes on at
+    /// the canary's last weight until it decides or twice the horizon.
+    fn finish(mut self, cell: &Cell, draws: &mut Draws, next: u32, weight: u8) -> Option<Duration> {
+        for index in next..cell.windows_in(2 * cell.horizon()) {
+            if self.at.is_some() || self.oracle.is_none() {
+                break;
+            }
+            let w = draws.window(index, weight);
+            self.judge(&w, weight, cell.interval * (index + 1));
+        }
+        self.at
+    }
 }

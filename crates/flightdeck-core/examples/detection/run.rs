@@ -36,6 +36,11 @@ pub struct Run {
     pub canary_requests: u64,
     /// flightdeck's first pause to ask a human, whatever came after it.
     pub asked: Option<(Duration, Pause)>,
+    /// flightdeck only: when the SPRT limit, run on the very windows
+    /// flightdeck's canary served (its weights, not the fixed schedule's),
+    /// would have rolled back; past flightdeck's end it goes on at the
+    /// canary's last weight. `None`: not within twice the horizon.
+    pub limit_on_path: Option<Duration>,
 }
 
 impl Run {
@@ -154,7 +159,9 @@ pub fn run_seed(cell: &Cell, service: &Service, seed: u64) -> [Option<Run>; 7] {
             *outcome = Some(Outcome::Promoted(horizon));
         }
     }
-    let judged = |j: usize| outcomes[j].map(|outcome| Run { outcome, canary_requests: served[j], asked: None });
+    let judged = |j: usize| {
+        outcomes[j].map(|outcome| Run { outcome, canary_requests: served[j], asked: None, limit_on_path: None })
+    };
     [Some(flightdeck), judged(0), judged(1), judged(2), judged(3), judged(4), judged(5)]
 }
 

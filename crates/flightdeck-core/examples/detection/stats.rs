@@ -30,6 +30,8 @@ pub struct Summary {
     pub served_p95: Option<u64>,
     /// Every run's time to the rollback effect (`None`: not rolled back).
     pub rollbacks: Vec<Option<Duration>>,
+    /// flightdeck only: the median of [`Run::limit_on_path`].
+    pub limit_on_path_median: Option<Duration>,
 }
 
 /// The nearest-rank `q` quantile of values where `None` is infinite.
@@ -66,6 +68,7 @@ impl Summary {
             served_median: quantile(served.clone(), 0.5),
             served_p95: quantile(served, 0.95),
             rollbacks: runs.iter().map(Run::rolled_back).collect(),
+            limit_on_path_median: quantile(runs.iter().map(|r| r.limit_on_path).collect(), 0.5),
         }
     }
 

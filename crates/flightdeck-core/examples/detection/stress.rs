@@ -15,11 +15,17 @@
 //!   pods: a bad pod or a retry storm moves the whole window, ±100 %); and
 //!   the load follows a diurnal curve from its steepest point (1 + ½ sin(2π
 //!   t / 24 h): +50 % in 6 h).
+//! - **Overdispersed latency** ("Overdispersed slow"): as above, and the
+//!   canary's latency swings from window to window (a slow dependency, a
+//!   slow pod): each window's share of requests slower than 1.1 × stable's
+//!   p99 is drawn from a Beta of mean 1 % (exactly on the latency margin)
+//!   and the canary's κ = 200 (±70 % per window), the log-normal with that
+//!   share drawn from (to the nearest 0.1 %).
 
 use super::flightdeck::plan;
 use super::grid::{Cell, Scenario, MINUTE};
 use super::stats::{clock, pct};
-use super::traffic::{Behaviour, Latency, Service, STABLE_ERROR_RATE};
+use super::traffic::{Behaviour, Latency, Service, SLOW_MS, STABLE_ERROR_RATE};
 use flightdeck_core::analysis::{CheckOutcome, Metric, MetricsSample, VersionWindow};
 use flightdeck_core::rollout::{step, Effect, Event, Phase, Rollout};
 use flightdeck_core::time::Timestamp;
@@ -135,6 +141,7 @@ pub fn cells(quick: bool) -> Vec<(StressCell, u64)> {
                 for excess in [0.02, 0.05] {
                     out.push((cell(Study::Overdispersed, horizon, excess), short));
                 }
+                out.push((StressCell { slow: true, ..cell(Study::Overdispersed, 6 * HOUR, 0.0) }, margin_6h / 2));
             }
         }
     }
@@ -174,6 +181,25 @@ fn rates(cell: &StressCell, rng: &mut ChaCha8Rng, at: Duration) -> (f64, f64) {
         Beta::new(mean * kappa, (1.0 - mean) * kappa).expect("0 < mean < 1").sample(rng)
     };
     (draw(rng, stable, STABLE_KAPPA), draw(rng, canary, CANARY_KAPPA))
+}
+
+/// The overdispersed latency model's grid of slow shares: 0.05 %, 0.15 %, … 7.95 %.
+const SLOW_SHARE_STEP: f64 = 0.001;
+const SLOW_SHARE_STEPS: usize = 80;
+
+/// A log-normal latency (stable's p50) with `share` of its requests slower
+/// than the latency margin (1.1 × stable's p99), by bisection on its p99.
+fn slower_than_margin(share: f64) -> Latency {
+    let (mut lo, mut hi) = (0.5, 3.0);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if Latency::p99_times(mid).share_above(SLOW_MS) < share {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Latency::p99_times((lo + hi) / 2.0)
 }
 
 /// Requests in the window ending at `at`: flat, or diurnal for the overdispersed model.
@@ -217,6 +243,15 @@ fn failing_test(r: &Rollout) -> Test {
 pub fn run(cell: &StressCell, seed: u64) -> (End, Option<Duration>) {
     let latency = if cell.slow { Latency::p99_times(1.10) } else { Latency::stable() };
     let service = Service::new(Behaviour { latency, ..Behaviour::stable() }, 0);
+    // Overdispersed latency: one service per 0.1 % of slow share.
+    let bursty: Option<Vec<Service>> = (cell.slow && cell.study == Study::Overdispersed).then(|| {
+        (0..SLOW_SHARE_STEPS)
+            .map(|k| {
+                let share = (k as f64 + 0.5) * SLOW_SHARE_STEP;
+                Service::new(Behaviour { latency: slower_than_margin(share), ..Behaviour::stable() }, 0)
+            })
+            .collect()
+    });
     let (mut rollout, effects) = step(&Rollout::new("stress", plan(&cell.grid_cell())), Event::Start, Timestamp(0));
     let mut weight = 0u8;
     for e in &effects {
@@ -232,6 +267,13 @@ pub fn run(cell: &StressCell, seed: u64) -> (End, Option<Duration>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream((1 << 60) | (u64::from(index) << 8) | u64::from(weight));
         let rates = rates(cell, &mut rng, end - cell.interval);
+        let service = match &bursty {
+            Some(services) => {
+                let share = Beta::new(0.01 * CANARY_KAPPA, 0.99 * CANARY_KAPPA).expect("0 < mean < 1").sample(&mut rng);
+                &services[((share / SLOW_SHARE_STEP) as usize).min(SLOW_SHARE_STEPS - 1)]
+            }
+            None => &service,
+        };
         let w = service.window_with(&mut rng, requests(cell, end), weight, rates);
         if p1 > p0 + 1e-9 && oracle.is_none() {
             let (x, n) = (w.canary.errors as f64, w.canary.requests as f64);
@@ -384,7 +426,7 @@ pub fn markdown(results: &[StressResult], elapsed: Duration) -> String {
         let _ = writeln!(out, "\nEvery test within its share (bound, or rate where runs are too few): {}.", yes(holds));
         per_cell(&mut out, &set);
     }
-    let slow: Vec<&StressResult> = results.iter().filter(|r| r.cell.slow).collect();
+    let slow: Vec<&StressResult> = results.iter().filter(|r| r.cell.slow && r.cell.study == Study::Margin).collect();
     if !slow.is_empty() {
         let holds = alpha_rows(
             &mut out,
@@ -408,6 +450,18 @@ pub fn markdown(results: &[StressResult], elapsed: Duration) -> String {
     let set = pick(Study::Overdispersed, Some(6 * HOUR), 0.01);
     if !set.is_empty() {
         let holds = alpha_rows(&mut out, "At the margin, held for 6 h", &set);
+        let _ = writeln!(out, "\nEvery test within its share: {}.", yes(holds));
+        per_cell(&mut out, &set);
+    }
+    let set: Vec<&StressResult> =
+        results.iter().filter(|r| r.cell.slow && r.cell.study == Study::Overdispersed).collect();
+    if !set.is_empty() {
+        let holds = alpha_rows(
+            &mut out,
+            "Overdispersed latency on the margin (each window's share of canary requests slower than 1.1 × \
+             stable's p99 drawn from a Beta of mean 1 %, κ = 200), errors bursty around stable's rate, held for 6 h",
+            &set,
+        );
         let _ = writeln!(out, "\nEvery test within its share: {}.", yes(holds));
         per_cell(&mut out, &set);
     }
