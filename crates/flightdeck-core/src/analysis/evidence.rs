@@ -840,7 +840,7 @@ impl Evidence {
     fn error_interval(&self, config: &AnalysisConfig) -> Option<(f64, f64)> {
         let d = self.difference(config)?;
         let (_, effective) = self.errors.canary.effective(self.canary_dispersion());
-        (effective > 0.0).then(|| (d.low * 100.0, d.high * 100.0))
+        (effective > 0.0).then_some((d.low * 100.0, d.high * 100.0))
     }
 
     /// Why the error margin has no interval yet, in words a captain can act on.
