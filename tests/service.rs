@@ -315,6 +315,25 @@ async fn a_rollback_reaches_slack_pagerduty_and_a_signed_webhook_and_an_acknowle
     let log = serve.log();
     assert!(log.contains("notification not sent; trying again"), "{log}");
     assert!(!log.contains("/slack"), "the Slack URL is a secret: {log}");
+    // Every notification's end is journaled, one line each: the webhook's after its retry.
+    let path = serve.dir.path().join("data/notifications.jsonl");
+    support::eventually(Duration::from_secs(10), "the acknowledge journaled", async || {
+        std::fs::read_to_string(&path).is_ok_and(|j| j.contains(r#""kind":"pagerduty","event":"acknowledged""#))
+    })
+    .await;
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let sent: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rollback = |kind: &str| {
+        sent.iter().find(|r| r["kind"] == kind && r["event"] == "rollback").unwrap_or_else(|| panic!("{journal}"))
+    };
+    for kind in ["slack", "pagerduty", "webhook"] {
+        let r = rollback(kind);
+        assert_eq!((r["rollout"].as_str(), r["result"].as_str()), (Some(ROLLOUT), Some("sent")), "{r}");
+        assert!(r["status"].as_u64().is_some_and(|s| (200..300).contains(&s)), "{r}");
+    }
+    assert_eq!(rollback("webhook")["attempts"], 2, "the 503, then the send: {journal}");
+    assert!(sent.iter().any(|r| r["kind"] == "pagerduty" && r["event"] == "acknowledged"), "{journal}");
+    assert!(!journal.contains("/slack"), "the Slack URL is a secret: {journal}");
 }
 
 #[test]

@@ -300,7 +300,11 @@ impl Service {
         #[cfg(feature = "notify")]
         let notifier = match self.sinks.is_empty() {
             true => None,
-            false => Some(notify::Notifier::start(std::mem::take(&mut self.sinks), self.shared.counters.clone())?),
+            false => Some(notify::Notifier::start(
+                std::mem::take(&mut self.sinks),
+                self.shared.counters.clone(),
+                notify::journal_path(),
+            )?),
         };
         #[cfg(not(feature = "notify"))]
         let notifier: Option<()> = None;

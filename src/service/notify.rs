@@ -29,7 +29,9 @@
 //! Each destination has its own task and bounded queue ([`QUEUE`]): a slow
 //! or dead one delays nobody, the engine least of all (a full queue drops
 //! the notification and says so). Each send is tried up to [`ATTEMPTS`]
-//! times with backoff, and every attempt's outcome is logged.
+//! times with backoff; every attempt's outcome is logged, and every
+//! notification's end (sent, failed, dropped) is journaled, one JSON line
+//! each, in [`journal_path`].
 
 use crate::protocol::{inert, Output};
 use flightdeck_core::rollout::{Gate, Phase, Rollout};
@@ -647,20 +649,63 @@ impl Sink {
     }
 }
 
+/// The notification journal: `<data dir>/notifications.jsonl`.
+pub fn journal_path() -> PathBuf {
+    crate::paths::data_dir().join("notifications.jsonl")
+}
+
+/// One line of the notification journal: how one notification to one destination ended.
+#[derive(Debug, Serialize)]
+pub struct Journaled<'a> {
+    /// Wall-clock milliseconds when it ended.
+    pub wall: u64,
+    pub sink: &'a str,
+    pub kind: &'a str,
+    pub event: &'a str,
+    pub rollout: &'a str,
+    /// The engine's time of what it tells (the webhook's delivery id ends with it).
+    pub at: u64,
+    pub attempts: u32,
+    /// `sent`, `failed` (after every attempt, or refused) or `dropped` (its queue was full).
+    pub result: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+/// Appends `record` to the journal at `path` (one write of one line: lines
+/// of several destinations never interleave). A journal that cannot be
+/// written is logged; the notification went out or not all the same.
+pub fn journal(path: &Path, record: &Journaled) {
+    use std::io::Write;
+    let line = serde_json::to_string(record).unwrap_or_default() + "\n";
+    let written = crate::paths::private_file()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "the notification journal cannot be written");
+    }
+}
+
 /// Sends notifications to every destination, each from its own task.
 #[cfg(feature = "notify")]
 pub struct Notifier {
     queues: Vec<(Sink, tokio::sync::mpsc::Sender<Notification>)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     counters: std::sync::Arc<std::sync::Mutex<super::metrics::Counters>>,
+    journal: PathBuf,
 }
 
 #[cfg(feature = "notify")]
 impl Notifier {
-    /// Starts one task per sink; results are counted in `counters`.
+    /// Starts one task per sink; results are counted in `counters` and journaled in `journal`.
     pub fn start(
         sinks: Vec<Sink>,
         counters: std::sync::Arc<std::sync::Mutex<super::metrics::Counters>>,
+        journal: PathBuf,
     ) -> Result<Notifier, String> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
@@ -672,11 +717,11 @@ impl Notifier {
         let mut tasks = Vec::new();
         for sink in sinks {
             let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-            let task = deliver(sink.clone(), rx, client.clone(), source.clone(), counters.clone());
+            let task = deliver(sink.clone(), rx, client.clone(), source.clone(), counters.clone(), journal.clone());
             tasks.push(tokio::spawn(task));
             queues.push((sink, tx));
         }
-        Ok(Notifier { queues, tasks, counters })
+        Ok(Notifier { queues, tasks, counters, journal })
     }
 
     /// Queues `n` for every sink that wants it; never waits.
@@ -689,6 +734,19 @@ impl Notifier {
                 tracing::warn!(sink = %sink.name, event = n.event.name(), rollout = %n.rollout,
                     "notification dropped: {QUEUE} already wait for this destination");
                 self.counters.lock().expect("counters").notification(&sink.name, "dropped");
+                let record = Journaled {
+                    wall: crate::clock::wall_ms(),
+                    sink: &sink.name,
+                    kind: sink.kind.name(),
+                    event: n.event.name(),
+                    rollout: &n.rollout,
+                    at: n.at.0,
+                    attempts: 0,
+                    result: "dropped",
+                    status: None,
+                    error: None,
+                };
+                journal(&self.journal, &record);
             }
         }
     }
@@ -727,20 +785,21 @@ async fn deliver(
     client: reqwest::Client,
     source: String,
     counters: std::sync::Arc<std::sync::Mutex<super::metrics::Counters>>,
+    journal_at: PathBuf,
 ) {
     while let Some(n) = rx.recv().await {
         let request = sink.request(&n, &source);
         let mut delay = FIRST_BACKOFF;
         let mut attempt = 0;
-        let result = loop {
+        let (event, rollout) = (n.event.name(), n.rollout.as_str());
+        let (result, status, error) = loop {
             attempt += 1;
             let outcome = post(&client, &sink.url, &request).await;
-            let (event, rollout) = (n.event.name(), n.rollout.as_str());
             match outcome {
                 Outcome::Sent(status) => {
                     tracing::info!(sink = %sink.name, kind = sink.kind.name(), event, rollout, attempt, status,
                         "notification sent");
-                    break "sent";
+                    break ("sent", Some(status), None);
                 }
                 Outcome::Retry(why) if attempt < ATTEMPTS => {
                     tracing::warn!(sink = %sink.name, kind = sink.kind.name(), event, rollout, attempt, error = %why,
@@ -751,11 +810,24 @@ async fn deliver(
                 Outcome::Retry(why) | Outcome::Refused(why) => {
                     tracing::error!(sink = %sink.name, kind = sink.kind.name(), event, rollout, attempt, error = %why,
                         "notification failed");
-                    break "failed";
+                    break ("failed", None, Some(why));
                 }
             }
         };
         counters.lock().expect("counters").notification(&sink.name, result);
+        let record = Journaled {
+            wall: crate::clock::wall_ms(),
+            sink: &sink.name,
+            kind: sink.kind.name(),
+            event,
+            rollout,
+            at: n.at.0,
+            attempts: attempt,
+            result,
+            status,
+            error: error.as_deref(),
+        };
+        journal(&journal_at, &record);
     }
 }
 
