@@ -2876,3 +2876,31 @@ async fn flagger_events_that_cannot_be_read_are_said_beside_the_phase() {
     let detail = flagger(&api).observe().await.unwrap().native_detail.unwrap_or_default();
     assert!(detail.ends_with("· events not read: 403 Forbidden: events is forbidden"), "{detail}");
 }
+
+#[tokio::test]
+async fn istio_subsets_without_the_shared_host_are_refused_with_the_settings_to_set() {
+    // virtualservice.json: host `checkout`, subsets `stable` and `canary`, as
+    // examples/plans/deployment-httproute.toml tells for Istio.
+    let api = cluster_server();
+    let subsets_only = [("router", "istio"), ("stable_subset", "stable"), ("canary_subset", "canary")];
+    let error = two_deployments(&api, &subsets_only).apply(&Effect::SetWeight { canary: 50 }).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("set target.stable_service and target.canary_service to the host the subsets are of"),
+        "{text}"
+    );
+    assert!(api.writes().is_empty(), "nothing written: {:?}", api.writes());
+    // What the example says to write works.
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans/deployment-httproute.toml"))
+            .unwrap();
+    // The settings its comment shows, indented as code (`#     router = "istio"`).
+    let said: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#     ")?.split_once(" = "))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+        .collect();
+    assert_eq!(said.len(), 5, "{said:?}");
+    two_deployments(&api, &said).apply(&Effect::SetWeight { canary: 50 }).await.unwrap();
+    assert_eq!(api.writes().len(), 1);
+}

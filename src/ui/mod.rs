@@ -10,6 +10,7 @@ pub mod run;
 pub mod terminal;
 pub mod text;
 pub mod theme;
+pub mod tree;
 pub mod view;
 
 use crate::protocol::{Link, Role};

@@ -147,6 +147,8 @@ fn detail_panes(f: &mut Frame, area: Rect, app: &mut App, r: &flightdeck_core::R
         }
     }
     if events.height > 0 {
+        // Full-screen, the controller's objects (Argo's ReplicaSets, pods, analysis runs) go above the events.
+        let events = if full { super::tree::above_events(f, events, app, r) } else { events };
         panes::events(f, events, app, r);
     }
 }

@@ -226,7 +226,7 @@ pub fn owned_rules<'r>(kind: RouterKind, route: &'r Value, split: &Split) -> Res
     let chosen: Vec<usize> = if split.rules.is_empty() {
         let with_both: Vec<usize> = (0..rules.len()).filter(|i| both(&rules[*i])).collect();
         match with_both.as_slice() {
-            [] => return Err(format!("no rule routes to both {stable} and {canary}")),
+            [] => return Err(format!("no rule routes to both {stable} and {canary}{}", subset_hint(split))),
             [one] => vec![*one],
             many => {
                 let shown: Vec<String> = many.iter().map(|i| rule_label(*i, &rules[*i])).collect();
@@ -254,7 +254,7 @@ pub fn owned_rules<'r>(kind: RouterKind, route: &'r Value, split: &Split) -> Res
             let (s, c, refs) = sides(&rules[i]);
             let one = |found: &[usize], side: &str, which: &str| match found {
                 [one] => Ok(*one),
-                [] => Err(format!("{label} does not route to {side}")),
+                [] => Err(format!("{label} does not route to {side}{}", subset_hint(split))),
                 _ => Err(format!(
                     "{label} routes to {side} {} times: set target.{which}_port (or a subset) to say which",
                     found.len()
@@ -416,6 +416,17 @@ impl Router {
     pub async fn canary_weight(&self, site: &CallSite<'_>) -> Result<Option<u8>, BackendError> {
         let route = self.fetch(site).await?;
         read_weight(self.kind, &route, &self.split).map(Some).map_err(|d| self.refused(site, d))
+    }
+}
+
+/// With Istio subsets both sides usually share one host, while each
+/// side's host defaults to its Deployment's name: say which settings name it.
+fn subset_hint(split: &Split) -> &'static str {
+    let subsets = split.stable.subset.is_some() || split.canary.subset.is_some();
+    if subsets && split.stable.service != split.canary.service {
+        " (with subsets, set target.stable_service and target.canary_service to the host the subsets are of)"
+    } else {
+        ""
     }
 }
 
