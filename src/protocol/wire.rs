@@ -144,31 +144,43 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     line
 }
 
+/// Why a client's line is refused (the server sends it and closes the connection).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error(
+        "protocol version {version} is not spoken here; this server speaks version {PROTOCOL_VERSION} \
+         (run the same flightdeck version on both ends)"
+    )]
+    Version { version: u32 },
+    /// The name is shown to the others as written: only the safe set passes ([`valid_name`]).
+    #[error("hello: `name` must be 1 to {MAX_NAME} of the characters A-Z a-z 0-9 . _ - @ (got {got:?})")]
+    Name { got: String },
+    #[error("the first message must be a hello")]
+    NotHello,
+    #[error("not a protocol message: {0}")]
+    NotAMessage(String),
+}
+
 /// Reads a client's hello: the version must be this one.
-pub fn parse_hello(line: &[u8]) -> Result<(String, String), String> {
+pub fn parse_hello(line: &[u8]) -> Result<(String, String), WireError> {
     match serde_json::from_slice::<ClientMessage>(line) {
         Ok(ClientMessage::Hello { version, name, client }) if version == PROTOCOL_VERSION => {
             if !valid_name(&name) {
-                return Err(format!(
-                    "hello: `name` must be 1 to {MAX_NAME} of the characters A-Z a-z 0-9 . _ - @ (got {:?})",
-                    super::inert(&name.chars().take(MAX_NAME + 8).collect::<String>())
-                ));
+                let shown: String = name.chars().take(MAX_NAME + 8).collect();
+                return Err(WireError::Name { got: super::inert(&shown).into_owned() });
             }
             Ok((name, client))
         }
-        Ok(ClientMessage::Hello { version, .. }) => Err(format!(
-            "protocol version {version} is not spoken here; this server speaks version {PROTOCOL_VERSION} \
-             (run the same flightdeck version on both ends)"
-        )),
-        Ok(_) => Err("the first message must be a hello".into()),
-        Err(e) => Err(format!("not a protocol message: {e}")),
+        Ok(ClientMessage::Hello { version, .. }) => Err(WireError::Version { version }),
+        Ok(_) => Err(WireError::NotHello),
+        Err(e) => Err(WireError::NotAMessage(e.to_string())),
     }
 }
 
 /// Reads a client's line after its hello: anything but a protocol message
 /// is an error (the server sends it and closes the connection).
-pub fn parse_client(line: &[u8]) -> Result<ClientMessage, String> {
-    serde_json::from_slice::<ClientMessage>(line).map_err(|e| format!("not a protocol message: {e}"))
+pub fn parse_client(line: &[u8]) -> Result<ClientMessage, WireError> {
+    serde_json::from_slice::<ClientMessage>(line).map_err(|e| WireError::NotAMessage(e.to_string()))
 }
 
 /// A display name: 1 to [`MAX_NAME`] ASCII letters, digits and `._-@`.
@@ -190,6 +202,15 @@ pub const NOT_SENT: &[&str] = &["evidence"];
 /// A rollout as a viewer gets it: without [`NOT_SENT`].
 pub fn for_viewers(rollout: &Rollout) -> Rollout {
     Rollout { evidence: Default::default(), ..rollout.clone() }
+}
+
+/// A server's patch that does not make a rollout (a server of another
+/// version, or a damaged stream).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rollout {rollout}: {reason}")]
+pub struct PatchError {
+    pub rollout: String,
+    pub reason: String,
 }
 
 /// Rollouts as JSON objects, to send only the fields that changed.
@@ -216,10 +237,11 @@ impl Fields {
     }
 
     /// Applies a patch, giving the rollout it makes.
-    pub fn apply(&mut self, patch: RolloutPatch) -> Result<Rollout, String> {
+    pub fn apply(&mut self, patch: RolloutPatch) -> Result<Rollout, PatchError> {
         let held = self.rollouts.entry(patch.id.clone()).or_default();
         held.extend(patch.fields);
-        serde_json::from_value(Value::Object(held.clone())).map_err(|e| format!("rollout {}: {e}", patch.id))
+        serde_json::from_value(Value::Object(held.clone()))
+            .map_err(|e| PatchError { rollout: patch.id, reason: e.to_string() })
     }
 }
 
@@ -251,8 +273,20 @@ mod tests {
     fn a_hello_of_another_version_is_refused_with_both_versions() {
         let hello = ClientMessage::Hello { version: 99, name: "alice".into(), client: "x".into() };
         let err = parse_hello(&encode(&hello)).unwrap_err();
-        assert!(err.contains("99") && err.contains(&PROTOCOL_VERSION.to_string()), "{err}");
-        assert!(parse_hello(b"\x00\xffgarbage").unwrap_err().starts_with("not a protocol message"));
+        assert_eq!(err, WireError::Version { version: 99 });
+        let said = err.to_string();
+        assert!(said.contains("99") && said.contains(&format!("speaks version {PROTOCOL_VERSION}")), "{said}");
+        assert!(matches!(parse_hello(b"\x00\xffgarbage"), Err(WireError::NotAMessage(_))));
+        let request = CommandRequest {
+            rollout: "checkout".into(),
+            actor: flightdeck_core::rollout::Actor::new("alice"),
+            command: flightdeck_core::rollout::Command::Pause { reason: None },
+            expected_stage: 0,
+            expected_revision: "v2".into(),
+            expected_step: None,
+        };
+        let command = ClientMessage::Command { id: 1, request };
+        assert_eq!(parse_hello(&encode(&command)), Err(WireError::NotHello));
         let ok = ClientMessage::Hello { version: PROTOCOL_VERSION, name: "alice".into(), client: "x".into() };
         assert_eq!(parse_hello(&encode(&ok)).unwrap().0, "alice");
     }
@@ -277,8 +311,10 @@ mod tests {
             assert!(!valid_name(name), "{name:?}");
             let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: name.into(), client: "x".into() };
             let err = parse_hello(&encode(&hello)).unwrap_err();
-            assert!(err.starts_with("hello: `name` must be"), "{err}");
-            assert!(!err.chars().any(crate::protocol::needs_escape), "{err:?}");
+            assert!(matches!(err, WireError::Name { .. }), "{err}");
+            let said = err.to_string();
+            assert!(said.starts_with("hello: `name` must be"), "{said}");
+            assert!(!said.chars().any(crate::protocol::needs_escape), "{said:?}");
         }
     }
 }

@@ -223,7 +223,7 @@ impl Keeper {
             ServerMessage::Changed { at, rollouts, attached, releases } => {
                 let mut changed = Vec::new();
                 for patch in rollouts {
-                    changed.push(Arc::new(fields.apply(patch)?));
+                    changed.push(Arc::new(fields.apply(patch).map_err(|e| e.to_string())?));
                 }
                 self.snapshots.send_modify(|s| {
                     s.at = at;

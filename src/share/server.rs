@@ -186,7 +186,7 @@ pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: Controls, rol
         Err(_) => Err("no hello within 10 s".to_string()),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(None)) => return,
-        Ok(Ok(Some(line))) => wire::parse_hello(&line),
+        Ok(Ok(Some(line))) => wire::parse_hello(&line).map_err(|e| e.to_string()),
     };
     let hint = match hello {
         Ok((hint, _client)) => hint,
@@ -341,8 +341,8 @@ async fn read_commands(mut read: BufReader<tokio::net::unix::OwnedReadHalf>, ses
                 let _ = out.send(ServerMessage::Error { message }).await;
                 return;
             }
-            Err(message) => {
-                let _ = out.send(ServerMessage::Error { message }).await;
+            Err(refused) => {
+                let _ = out.send(ServerMessage::Error { message: refused.to_string() }).await;
                 return;
             }
         }
