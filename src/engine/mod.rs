@@ -313,7 +313,7 @@ impl Engine {
             let task = task::RolloutTask::new(task::Parts {
                 index,
                 setup,
-                rollout,
+                rollout: Arc::new(rollout),
                 journal,
                 resumed_at,
                 clock,

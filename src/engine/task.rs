@@ -21,7 +21,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Parts {
     pub index: usize,
     pub setup: RolloutSetup,
-    pub rollout: Rollout,
+    /// Shared with the published snapshot: one copy of each rollout's
+    /// state (its evidence is most of it), not one here and one there.
+    pub rollout: Arc<Rollout>,
     pub journal: Option<Journal>,
     /// Time of the last journaled event, when resuming.
     pub resumed_at: Option<Timestamp>,
@@ -418,16 +420,16 @@ impl RolloutTask {
             if let Some(reason) = &self.halted {
                 return Some(reason.clone());
             }
-            let before = self.p.rollout.clone();
+            let before = Arc::clone(&self.p.rollout);
             let (next, effects) = step(&before, event.clone(), at);
-            if next == before && effects.is_empty() {
+            if next == *before && effects.is_empty() {
                 continue; // nothing happened; nothing to journal or show
             }
             // Write-ahead: what the journal does not hold did not happen.
             if let Err(e) = self.journal(|j| j.append(at, &event, &next)) {
                 return Some(self.halt(e, at).await);
             }
-            self.p.rollout = next;
+            self.p.rollout = Arc::new(next);
             self.report(&before, &event, &effects, at, &mut rejection).await;
             self.publish();
             let effects: Vec<Effect> = effects.into_iter().filter(Effect::is_backend).collect();
@@ -492,7 +494,7 @@ impl RolloutTask {
         self.halted = Some(reason.clone());
         let before = self.p.rollout.phase.label();
         if !self.p.rollout.phase.is_finished() {
-            self.p.rollout.hold(Actor::new("journal"), reason.clone(), at);
+            Arc::make_mut(&mut self.p.rollout).hold(Actor::new("journal"), reason.clone(), at);
         }
         let r = &self.p.rollout;
         let out = Output::Transition {
@@ -579,7 +581,7 @@ impl RolloutTask {
     }
 
     fn publish(&self) {
-        let (index, rollout) = (self.p.index, Arc::new(self.p.rollout.clone()));
+        let (index, rollout) = (self.p.index, Arc::clone(&self.p.rollout));
         let at = self.p.clock.now();
         self.p.snapshots.send_modify(|s| {
             s.at = at;
