@@ -885,3 +885,49 @@ async fn a_rollback_stays_on_top_until_acknowledged() {
     assert!(c.keys("x").await.is_empty());
     assert!(c.app.toast.as_ref().is_some_and(|t| t.text.contains("already acknowledged by alice")));
 }
+
+/// Full-screen, a rollout whose controller has objects (an Argo Rollout's
+/// revisions, ReplicaSets, pods and analysis runs, as the k8s backend reads
+/// them: tests/k8s.rs) shows them above its events.
+#[tokio::test(start_paused = true)]
+async fn full_screen_shows_the_controllers_revisions_replica_sets_pods_and_analysis_runs() {
+    use flightdeck_core::tree::{NativeTree, TreeRow};
+    let mut c = Cockpit::demo(12, "default").await;
+    c.select(CHECKOUT);
+    c.keys("\n").await;
+    let row = |depth, kind: &str, name: &str, status: &str, info: &str| TreeRow {
+        depth,
+        kind: kind.into(),
+        name: name.into(),
+        status: status.into(),
+        info: info.into(),
+    };
+    let tree = NativeTree {
+        rows: vec![
+            row(0, "revision", "revision:31", "", ""),
+            row(1, "ReplicaSet", "checkout-65fb5ffc84", "Progressing", "canary · 0/1 available · shop/checkout:2.3.0"),
+            row(2, "Pod", "checkout-65fb5ffc84-9wf5r", "ImagePullBackOff", "ready:0/1"),
+            row(1, "AnalysisRun", "checkout-65fb5ffc84-31-1", "Running", "✔ 2 · error-rate=0.004"),
+            row(0, "revision", "revision:30", "", ""),
+            row(1, "ReplicaSet", "checkout-877894d5b", "Healthy", "stable · 2/2 available · shop/checkout:2.2.9"),
+            row(2, "Pod", "checkout-877894d5b-6jfpt", "Running", "ready:1/1"),
+            row(2, "Pod", "checkout-877894d5b-7jmqw", "Running", "ready:1/1,restarts:2"),
+        ],
+    };
+    let mut snapshot = c.app.view.clone();
+    let slot = snapshot.rollouts.iter().position(|r| r.id == CHECKOUT).unwrap();
+    let mut r = flightdeck_core::Rollout::clone(&snapshot.rollouts[slot]);
+    r.native_tree = Some(std::sync::Arc::new(tree));
+    snapshot.rollouts[slot] = std::sync::Arc::new(r);
+    c.app.on_snapshot(snapshot);
+    let screen = c.screen(120, 40);
+    assert!(screen.contains("Revisions · ReplicaSets · pods · analysis runs"), "{screen}");
+    let line = rows(&screen).into_iter().find(|l| l.contains("□ checkout-65fb5ffc84-9wf5r")).expect("the canary pod");
+    assert!(line.contains("ImagePullBackOff") && line.contains("ready:0/1"), "{line}");
+    assert!(screen.contains("Events"), "the events keep their room: {screen}");
+    assert_no_cut_numbers(&screen);
+    insta::assert_snapshot!("full_screen_tree_120x40", screen);
+    // Too little room: the tree gives way to the events.
+    let small = c.screen(80, 24);
+    assert!(small.contains("Events"), "{small}");
+}
