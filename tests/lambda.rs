@@ -411,3 +411,14 @@ fn check_knows_the_lambda_parameters_and_names_what_is_wrong_at_its_line() {
     let e = bad("lag = \"1m\"", "lag = \"1m\"\nload_balancer = \"app/checkout/1\"");
     assert!(e.contains("metrics.load_balancer: a load balancer's dimension"), "{e}");
 }
+
+#[tokio::test]
+async fn a_lambda_plan_is_built_on_its_alias_under_the_functions_account_and_region() {
+    let path = "examples/plans/lambda.toml";
+    let text = std::fs::read_to_string(path).unwrap();
+    let plan = Plan::parse(path, &text).unwrap();
+    // Nothing is called yet: AWS is contacted at the first observation.
+    let setup = flightdeck::fleet::setup(plan, path, text, None, 1).await.unwrap_or_else(|e| panic!("{}", e.0));
+    assert_eq!(setup.backend.name(), "lambda checkout:live");
+    assert_eq!(setup.id, "123456789012/eu-west-1/checkout-fn", "the group is the function ARN's account and region");
+}
