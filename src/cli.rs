@@ -25,6 +25,9 @@ pub enum Cmd {
         /// Also run a release across five pretend regions in three waves; one region goes bad and the release halts.
         #[arg(long)]
         release: bool,
+        /// Also run a feature flag's gradual rollout; its new code path goes bad and the flag goes back to 0 %.
+        #[arg(long)]
+        flags: bool,
     },
     /// Run the rollouts the plan files describe.
     Run {

@@ -50,6 +50,17 @@ fn renamed(file: &str, text: &str, copy: usize) -> String {
     )
 }
 
+/// The demo's feature flag (`demo --flags`), run beside the six shapes: a
+/// gradual rollout of a flag whose new code path goes bad at its first stage.
+pub const FLAG_PLAN: (&str, &str) = ("demo/flags/new-checkout.toml", include_str!("demo/flags/new-checkout.toml"));
+
+/// The demo's feature-flag rollout on the simulator, ready to run.
+pub async fn flag_setup(seed: u64) -> Result<RolloutSetup, BadInput> {
+    let (file, text) = FLAG_PLAN;
+    let plan = Plan::parse(file, text).map_err(|e| BadInput(e.to_string()))?;
+    setup_in(&Shared::default(), plan, file, text.to_string(), None, seed).await
+}
+
 /// A demo fleet of `rollouts` on the simulator, ready to run.
 pub async fn setups(rollouts: usize, seed: u64) -> Result<Vec<RolloutSetup>, BadInput> {
     let mut fleet = Vec::with_capacity(rollouts);

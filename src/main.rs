@@ -217,8 +217,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             println!("{shown}: ok ({} records; {}: {phase} at stage {stage}/{stages})", sound.records, r.id);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Cmd::Demo { run, speed, rollouts, release }) => {
+        Some(Cmd::Demo { run, speed, rollouts, release, flags }) => {
             let mut setups = runtime()?.block_on(flightdeck::demo::setups(rollouts as usize, run.seed))?;
+            if flags {
+                setups.push(runtime()?.block_on(flightdeck::demo::flag_setup(run.seed))?);
+            }
             let release = match release {
                 true => Some(runtime()?.block_on(flightdeck::release::demo(run.seed))?),
                 false => None,

@@ -120,3 +120,24 @@ async fn a_hand_edit_is_read_back_as_it_is_and_a_flag_turned_off_reads_zero() {
     // A disabled flag gives no variant: every user gets the code's default.
     assert_eq!(verdict["counts"], serde_json::json!({ "undefined": USERS }), "{verdict}");
 }
+
+#[test]
+fn the_demos_flag_goes_bad_at_its_first_stage_and_is_turned_back_to_zero() {
+    // `demo --flags` runs the simulator's flag (src/demo/flags/new-checkout.toml,
+    // scenario `bad-flag`) beside the demo fleet.
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flightdeck"))
+        .env("FLIGHTDECK_DATA_DIR", data.path())
+        .env("FLIGHTDECK_CONFIG_DIR", data.path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .args(["demo", "--flags", "--headless", "--speed", "60000", "--rollouts", "1"])
+        .output()
+        .unwrap();
+    // Events on stdout, where each rollout was left on stderr.
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let flag: Vec<&str> = text.lines().filter(|l| l.contains("flags/new-checkout")).collect();
+    let rolled_back = flag.iter().find(|l| l.contains("progressing → rolled back")).expect("a rollback");
+    assert!(rolled_back.contains("stage 1/4 at 0%") && rolled_back.contains("error rate"), "{rolled_back}");
+    assert!(text.contains("all on stable off: canary weight 0 % (read back 0 %)"), "{text}");
+    assert_eq!(out.status.code(), Some(3), "a rollback ends the headless run with 3");
+}

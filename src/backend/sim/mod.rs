@@ -427,7 +427,7 @@ mod tests {
         let err = "chaos".parse::<Scenario>().unwrap_err();
         assert_eq!(
             err,
-            "unknown scenario `chaos`; expected one of: healthy, bad-canary, slow-canary, flaky-metrics, stuck-backend"
+            "unknown scenario `chaos`; expected one of: healthy, bad-canary, slow-canary, flaky-metrics, stuck-backend, bad-flag"
         );
     }
 }

@@ -18,11 +18,15 @@ pub enum Scenario {
     FlakyMetrics,
     /// Backend calls time out for a while after the first stage.
     StuckBackend,
+    /// A feature flag's new code path fails for the users it reaches: 3 %
+    /// of the canary's requests error from the first user on (a flag has
+    /// no preview and no warm-up; its first stage is its first users).
+    BadFlag,
 }
 
 impl Scenario {
     pub const NAMES: &'static [&'static str] =
-        &["healthy", "bad-canary", "slow-canary", "flaky-metrics", "stuck-backend"];
+        &["healthy", "bad-canary", "slow-canary", "flaky-metrics", "stuck-backend", "bad-flag"];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -31,6 +35,7 @@ impl Scenario {
             Scenario::SlowCanary => "slow-canary",
             Scenario::FlakyMetrics => "flaky-metrics",
             Scenario::StuckBackend => "stuck-backend",
+            Scenario::BadFlag => "bad-flag",
         }
     }
 }
@@ -51,6 +56,7 @@ impl FromStr for Scenario {
             "slow-canary" => Scenario::SlowCanary,
             "flaky-metrics" => Scenario::FlakyMetrics,
             "stuck-backend" => Scenario::StuckBackend,
+            "bad-flag" => Scenario::BadFlag,
             other => {
                 return Err(format!("unknown scenario `{other}`; expected one of: {}", Scenario::NAMES.join(", ")))
             }
@@ -75,6 +81,7 @@ impl Scenario {
         match self {
             Scenario::BadCanary if share >= 10 || preview => Profile { error_rate: 0.12, ..STABLE },
             Scenario::SlowCanary => Profile { p99_ms: STABLE.p99_ms * 1.6, p50_ms: STABLE.p50_ms * 1.2, ..STABLE },
+            Scenario::BadFlag => Profile { error_rate: 0.03, ..STABLE },
             _ => Profile { error_rate: 0.0022, p50_ms: 81.0, p99_ms: 252.0 },
         }
     }
