@@ -277,13 +277,17 @@ fn target_error(file: &str, text: &str, e: String) -> BadInput {
     }
 }
 
-/// A backend's complaint about the plan's versions (`rollout.canary: ...`),
-/// at that key, or else about its target (see [`target_error`]).
+/// A backend's complaint about the plan's versions or strategy
+/// (`rollout.canary: ...`, `strategy.kind: ...`), at that key, or else
+/// about its target (see [`target_error`]).
 #[cfg(feature = "lambda")]
 fn rollout_or_target_error(file: &str, text: &str, e: String) -> BadInput {
-    match e.strip_prefix("rollout.").and_then(|rest| rest.split_once(": ")) {
-        Some((key, message)) => BadInput(format!("{}: rollout.{key}: {message}", spot(file, text, &["rollout", key]))),
-        None => target_error(file, text, e),
+    let (table, rest) = e.split_once('.').unwrap_or(("", ""));
+    match rest.split_once(": ") {
+        Some((key, message)) if ["rollout", "strategy"].contains(&table) => {
+            BadInput(format!("{}: {table}.{key}: {message}", spot(file, text, &[table, key])))
+        }
+        _ => target_error(file, text, e),
     }
 }
 

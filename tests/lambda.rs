@@ -408,6 +408,9 @@ fn check_knows_the_lambda_parameters_and_names_what_is_wrong_at_its_line() {
     assert!(e.contains("rollout.canary: `$LATEST` is not a published Lambda version"), "{e}");
     let e = bad("alias = \"live\"", "alias = \"live\"\nlistener_rule = \"x\"");
     assert!(e.contains("listener_rule"), "an ECS parameter is unknown to lambda: {e}");
+    let strategy = &example[example.find("[strategy]").unwrap()..example.find("[analysis]").unwrap()];
+    let e = bad(strategy, "[strategy]\nkind = \"rolling\"\nbatch_percent = 25\nbake = \"5m\"\n\n");
+    assert!(e.starts_with("lambda.toml:27:8: strategy.kind: `rolling` has no meaning for a Lambda alias"), "{e}");
     let e = bad("lag = \"1m\"", "lag = \"1m\"\nload_balancer = \"app/checkout/1\"");
     assert!(e.contains("metrics.load_balancer: a load balancer's dimension"), "{e}");
 }

@@ -61,7 +61,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_lambda::types::AliasRoutingConfiguration;
 use flightdeck_core::plan::params::{Param, ParamKind::Text};
-use flightdeck_core::plan::Plan;
+use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,6 +100,12 @@ impl LambdaTarget {
         let (stable, canary) = (version("stable", &plan.stable)?, version("canary", &plan.canary)?);
         if stable == canary {
             return Err(format!("rollout.canary: the same version as stable ({stable})"));
+        }
+        // A rolling update scales replicas; an alias has none to scale.
+        if matches!(plan.strategy, Strategy::Rolling { .. }) {
+            return Err(
+                "strategy.kind: `rolling` has no meaning for a Lambda alias; use `canary` or `blue-green`".into()
+            );
         }
         Ok(LambdaTarget {
             function: required("function")?,
