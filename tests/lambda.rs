@@ -241,9 +241,20 @@ async fn a_canary_whose_invocations_fail_is_rolled_back_by_analysis_and_the_alia
     let stable: &[(&str, f64)] = &[("Invocations", 1000.0), ("Errors", 5.0)];
     let canary: &[(&str, f64)] = &[("Invocations", 200.0), ("Errors", 60.0)];
     publish(&stack.moto, 0, 60, &[("1", stable), ("2", canary)]).await;
-    let cloudwatch = Cloudwatch::new(&stack.moto.sdk(), scope, config.lag);
-    // Each version's own numbers, read back through the alias's dimensions.
-    let sample = cloudwatch.sample(Duration::from_secs(60), Timestamp(5 * MINUTE_MS)).await;
+    let cloudwatch = Cloudwatch::new(&stack.moto.sdk(), scope.clone(), config.lag);
+    // Each version's own numbers, read back through the alias's dimensions,
+    // in one GetMetricData call (CBOR) of 10 metrics.
+    let front = Fake::around(&stack.moto.url, |_, _| None, |_, reply| reply).await;
+    let read = Cloudwatch::new(&support::aws::sdk(&front.url), scope.clone(), config.lag);
+    let sample = read.sample(Duration::from_secs(60), Timestamp(5 * MINUTE_MS)).await;
+    let calls = front.bodies("GetMetricData");
+    assert_eq!(calls.len(), 1);
+    let queries = calls[0]["MetricDataQueries"].as_array().unwrap();
+    assert_eq!(queries.len(), 10);
+    let canary_p99 = queries.iter().find(|q| q["Id"] == "canary_p99").unwrap();
+    let metric = &canary_p99["MetricStat"]["Metric"];
+    assert_eq!((&metric["Namespace"], &metric["MetricName"]), (&"AWS/Lambda".into(), &"Duration".into()));
+    assert_eq!(metric["Dimensions"][2], serde_json::json!({"Name": "ExecutedVersion", "Value": "2"}));
     let counts = |w: Option<flightdeck_core::analysis::VersionWindow>| w.map(|w| (w.requests, w.errors));
     assert_eq!(
         (counts(sample.stable), counts(sample.canary)),
