@@ -37,6 +37,8 @@ struct Server {
     /// Holds the token; flightdeck reads it from here (`token_file`).
     token_file: PathBuf,
     dir: PathBuf,
+    /// Exits, and stops Unleash, once this process is gone: never waited for.
+    _launcher: std::process::Child,
 }
 
 static SERVER: OnceCell<Server> = OnceCell::const_new();
@@ -50,7 +52,7 @@ async fn server() -> &'static Server {
             let port = support::free_port();
             let pid = std::process::id().to_string();
             let log = std::fs::File::create(dir.join("start-unleash.log")).unwrap();
-            std::process::Command::new("tests/flags/start-unleash")
+            let launcher = std::process::Command::new("tests/flags/start-unleash")
                 .args([dir.to_str().unwrap(), &port.to_string(), TOKEN, &pid])
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -59,7 +61,7 @@ async fn server() -> &'static Server {
                 .expect("tests/flags/start-unleash (run scripts/setup)");
             let token_file = dir.join("token");
             std::fs::write(&token_file, TOKEN).unwrap();
-            let server = Server { url: format!("http://127.0.0.1:{port}"), token_file, dir };
+            let server = Server { url: format!("http://127.0.0.1:{port}"), token_file, dir, _launcher: launcher };
             let started = Instant::now();
             while admin(&server, "GET", "/api/admin/projects/default/features", None).await.0 != 200 {
                 let logs = ["start-unleash.log", "unleash.log", "postgres.log"]
