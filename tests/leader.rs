@@ -526,6 +526,101 @@ async fn a_standby_shows_viewers_the_journal_refuses_their_commands_and_they_go_
     drop(b);
 }
 
+/// In this process (a fence is installed once per process, as `serve`
+/// installs it on taking the Lease): an effect whose first attempt fails,
+/// with the lease lost during the backoff, is not attempted again, and the
+/// rollout stops, paused with why. Without the check before each attempt
+/// (and the fenced backend's, before each call) the retry would go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_effect_retry_after_the_lease_was_lost_is_not_sent() {
+    use flightdeck::backend::{Backend, BackendError};
+    use flightdeck::engine::journal::fence::{self, Fence, Term};
+    use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+    use flightdeck_core::rollout::{Effect, Observation, Phase};
+
+    /// Fails its first call, and the lease is lost meanwhile (a stalled node).
+    struct Stalling {
+        fence: Fence,
+        calls: Mutex<Vec<Effect>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Stalling {
+        fn name(&self) -> String {
+            "stalling".into()
+        }
+        async fn apply(&self, effect: &Effect) -> Result<(), BackendError> {
+            self.calls.lock().unwrap().push(effect.clone());
+            self.fence.lose("the lease flightdeck/flightdeck is held by replica-b (lease transition 2)".into());
+            Err(BackendError::Unreachable { backend: self.name(), detail: "connection timed out".into() })
+        }
+        async fn observe(&self) -> Result<Observation, BackendError> {
+            Ok(Observation::default())
+        }
+    }
+
+    struct NoMetrics;
+
+    #[async_trait::async_trait]
+    impl flightdeck::metrics::MetricsSource for NoMetrics {
+        async fn sample(
+            &self,
+            window: Duration,
+            _now: flightdeck_core::Timestamp,
+        ) -> flightdeck_core::analysis::MetricsSample {
+            flightdeck::metrics::missing(window, "no metrics in this test".into())
+        }
+        async fn slo(&self, _now: flightdeck_core::Timestamp) -> Option<flightdeck_core::budget::SloMeasurement> {
+            None
+        }
+    }
+
+    let term = Term { holder: "replica-a".into(), transitions: 1 };
+    let lease = Fence::new(term, std::time::Instant::now() + Duration::from_secs(600));
+    fence::install(lease.clone()).unwrap();
+    let backend = Arc::new(Stalling { fence: lease, calls: Mutex::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let plan_text = PLAN.to_string();
+    let plan = flightdeck_core::Plan::parse("canary.toml", &plan_text).unwrap();
+    let setup = RolloutSetup {
+        id: "checkout-api".into(),
+        plan,
+        plan_file: "canary.toml".into(),
+        plan_text,
+        backend: backend.clone(),
+        metrics: Arc::new(NoMetrics),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let options = EngineOptions {
+        clock: flightdeck::clock::Clock::Wall,
+        journal_dir: Some(dir.path().to_path_buf()),
+        fresh: false,
+        stop_when: StopWhen::Never,
+    };
+    let engine = Engine::start(vec![setup], options, tx).unwrap();
+    let mut snapshots = engine.subscribe();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let r = snapshots.borrow_and_update().rollouts[0].clone();
+            if let Phase::Paused { reason, .. } = &r.phase {
+                return reason.clone();
+            }
+            snapshots.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the rollout to stop");
+    assert!(
+        stopped.starts_with("lost the lease (replica-a (lease transition 1) no longer holds the lease"),
+        "{stopped}"
+    );
+    // Well past the first backoff (50 ms): one call, never a retry.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(backend.calls.lock().unwrap().len(), 1, "{:?}", backend.calls.lock().unwrap());
+    engine.shutdown().await;
+}
+
 /// deploy/kubernetes/deployment-ha.yaml (schema-validated in tests/service.rs):
 /// two replicas electing a driver, with the Lease rights and a shared journal volume.
 #[test]
