@@ -133,7 +133,8 @@ async fn prometheus_scrapes_the_bad_canarys_rollback_and_the_health_endpoints_an
     // Backend calls are timed (the simulator is read every window), and no effect needed a retry.
     let q = format!("flightdeck_backend_call_duration_seconds_count{{rollout=\"{ROLLOUT}\",call=\"observe\"}}");
     assert!(support::prometheus_value(&base, &q).await.is_some_and(|n| n >= 1.0), "{q}");
-    let q = format!("flightdeck_backend_call_duration_seconds_bucket{{rollout=\"{ROLLOUT}\",call=\"apply\",le=\"+Inf\"}}");
+    let q =
+        format!("flightdeck_backend_call_duration_seconds_bucket{{rollout=\"{ROLLOUT}\",call=\"apply\",le=\"+Inf\"}}");
     assert!(support::prometheus_value(&base, &q).await.is_some_and(|n| n >= 1.0), "{q}");
     let q = format!("flightdeck_effect_retries_total{{rollout=\"{ROLLOUT}\"}}");
     assert_eq!(support::prometheus_value(&base, &q).await, Some(0.0));
