@@ -11,6 +11,7 @@ use crate::engine::RolloutSetup;
 use crate::files::TextError;
 use crate::metrics::MetricsSource;
 use crate::ui::theme::{ColorMode, Theme};
+use flightdeck_core::plan::params::TargetError;
 use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
 use flightdeck_core::TomlFile;
 use std::ops::Range;
@@ -168,21 +169,23 @@ fn local_parts(
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
     target_params(plan, file, text)?;
-    #[cfg(any(feature = "proxy", feature = "ecs", feature = "flags"))]
+    #[cfg(any(feature = "ecs", feature = "flags"))]
     let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
         BackendKind::Sim => {
             let params =
-                SimParams::from_plan(plan, scenario, seed).map_err(|e| param_error(file, text, e.key, &e.message))?;
+                SimParams::from_plan(plan, scenario, seed).map_err(|e| target_error_of(file, text, e.into()))?;
             let sim = Simulator::new(plan, params);
             (Arc::new(sim.clone()), Some(Arc::new(sim)))
         }
         #[cfg(feature = "proxy")]
-        BackendKind::Haproxy => proxied(Haproxy::from_target(&plan.target).map_err(bad)?),
+        BackendKind::Haproxy => {
+            proxied(Haproxy::from_target(&plan.target).map_err(|e| target_error_of(file, text, e))?)
+        }
         #[cfg(feature = "proxy")]
-        BackendKind::Envoy => proxied(Envoy::from_target(&plan.target).map_err(bad)?),
+        BackendKind::Envoy => proxied(Envoy::from_target(&plan.target).map_err(|e| target_error_of(file, text, e))?),
         #[cfg(feature = "proxy")]
-        BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(bad)?),
+        BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(|e| target_error_of(file, text, e))?),
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => return Ok(None),
         // Flags report no metrics of their own (Prometheus, by variant).
@@ -266,9 +269,19 @@ fn spot(file: &str, text: &str, path: &[&str]) -> String {
     format!("{file}:{line}:{column}")
 }
 
-/// A backend's complaint about its parameters: at the parameter when it
-/// names one (`target.timeout_ms: ...`), else about the target as a whole.
-#[cfg(any(feature = "proxy", feature = "ecs", feature = "flags"))]
+/// A backend's complaint about its target: at the parameter it names, else
+/// at `[target]`.
+fn target_error_of(file: &str, text: &str, e: TargetError) -> BadInput {
+    match e {
+        TargetError::Param(p) => param_error(file, text, &p.key, &p.message),
+        other => BadInput(format!("{}: target: {other}", spot(file, text, &["target"]))),
+    }
+}
+
+/// A backend's complaint about its parameters as text (backends whose errors
+/// are not yet [`TargetError`]s): at the parameter when it names one
+/// (`target.timeout_ms: ...`), else about the target as a whole.
+#[cfg(any(feature = "ecs", feature = "flags", feature = "lambda"))]
 fn target_error(file: &str, text: &str, e: String) -> BadInput {
     let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
     match named {

@@ -81,7 +81,7 @@ use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{BucketCounts, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
-use flightdeck_core::plan::params::{Param, ParamKind::Text};
+use flightdeck_core::plan::params::{Param, ParamError, ParamKind::Text, TargetError};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -125,11 +125,9 @@ pub struct Envoy {
 
 impl Envoy {
     /// Reads the target's parameters (see the module doc).
-    pub fn from_target(target: &Target) -> Result<Envoy, String> {
-        if target.backend != BackendKind::Envoy {
-            return Err(format!("target backend is {}, not envoy", target.backend.name()));
-        }
-        let param = |key: &str| super::required(target, "envoy", key);
+    pub fn from_target(target: &Target) -> Result<Envoy, TargetError> {
+        super::expect_backend(target, BackendKind::Envoy)?;
+        let param = |key: &'static str| super::required(target, "envoy", key);
         let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
         let admin = param("admin")?;
         let runtime_key = param("runtime_key").unwrap_or_else(|_| DEFAULT_RUNTIME_KEY.to_string());
@@ -137,7 +135,7 @@ impl Envoy {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .map_err(|e| format!("envoy: cannot build an HTTP client: {e}"))?;
+            .map_err(|e| TargetError::Target(format!("envoy: cannot build an HTTP client: {e}")))?;
         Ok(Envoy {
             admin_url: admin_url(&admin)?,
             admin,
@@ -268,11 +266,12 @@ impl std::fmt::Display for Envoy {
 }
 
 /// `127.0.0.1:9901` → `http://127.0.0.1:9901`; a trailing `/` goes.
-fn admin_url(admin: &str) -> Result<String, String> {
+fn admin_url(admin: &str) -> Result<String, ParamError> {
     let url = if admin.contains("://") { admin.to_string() } else { format!("http://{admin}") };
-    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("target.admin: `{admin}` is not an address: {e}"))?;
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| ParamError::new("admin", format!("`{admin}` is not an address: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!("target.admin: `{admin}` is not an http(s) address"));
+        return Err(ParamError::new("admin", format!("`{admin}` is not an http(s) address")));
     }
     Ok(url.trim_end_matches('/').to_string())
 }
@@ -624,10 +623,11 @@ mod tests {
         let e = Envoy::from_target(&target(&more)).unwrap();
         assert_eq!((e.runtime_key.as_str(), e.timeout), ("shift.checkout", Duration::from_millis(250)));
         let err = Envoy::from_target(&target(&PARAMS[..2])).unwrap_err();
-        assert_eq!(err, "envoy target needs `canary_cluster`");
+        assert_eq!(err, TargetError::Missing { backend: "envoy", key: "canary_cluster" });
         let mut bad = PARAMS.to_vec();
         bad[0] = ("admin", "ftp://host:1");
-        assert!(Envoy::from_target(&target(&bad)).unwrap_err().contains("target.admin"));
+        let err = Envoy::from_target(&target(&bad)).unwrap_err();
+        assert!(matches!(&err, TargetError::Param(p) if p.key == "admin"), "{err}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
-use flightdeck_core::plan::params::{Param, ParamKind::Text};
+use flightdeck_core::plan::params::{Param, ParamKind::Text, TargetError};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -124,11 +124,9 @@ pub struct Haproxy {
 
 impl Haproxy {
     /// Reads the target's parameters (see the module doc).
-    pub fn from_target(target: &Target) -> Result<Haproxy, String> {
-        if target.backend != BackendKind::Haproxy {
-            return Err(format!("target backend is {}, not haproxy", target.backend.name()));
-        }
-        let param = |key: &str| super::required(target, "haproxy", key);
+    pub fn from_target(target: &Target) -> Result<Haproxy, TargetError> {
+        super::expect_backend(target, BackendKind::Haproxy)?;
+        let param = |key: &'static str| super::required(target, "haproxy", key);
         let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
         Ok(Haproxy {
             socket: StatsSocket::parse(&param("socket")?),
@@ -452,6 +450,7 @@ mod tests {
 
     #[test]
     fn reads_the_target() {
+        use flightdeck_core::plan::params::ParamError;
         let h = Haproxy::from_target(&target(&PARAMS)).unwrap();
         assert_eq!(h.socket, StatsSocket::Unix("/run/haproxy/admin.sock".into()));
         assert_eq!(h.timeout, DEFAULT_TIMEOUT);
@@ -461,9 +460,12 @@ mod tests {
         assert_eq!(Haproxy::from_target(&target(&with_timeout)).unwrap().timeout, Duration::from_millis(250));
         with_timeout.pop();
         with_timeout.push(("timeout_ms", "soon"));
-        assert!(Haproxy::from_target(&target(&with_timeout)).unwrap_err().contains("timeout_ms"));
+        let err = Haproxy::from_target(&target(&with_timeout)).unwrap_err();
+        let soon = ParamError::new("timeout_ms", "`soon` is not a positive number of milliseconds");
+        assert_eq!(err, TargetError::Param(soon));
         let err = Haproxy::from_target(&target(&PARAMS[..3])).unwrap_err();
-        assert_eq!(err, "haproxy target needs `canary_server`");
+        assert_eq!(err, TargetError::Missing { backend: "haproxy", key: "canary_server" });
+        assert_eq!(err.to_string(), "haproxy target needs `canary_server`");
     }
 
     #[test]

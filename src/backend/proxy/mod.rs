@@ -5,8 +5,8 @@ pub mod envoy;
 pub mod haproxy;
 pub mod nginx;
 
-use flightdeck_core::plan::params::{Param, ParamKind};
-use flightdeck_core::plan::Target;
+use flightdeck_core::plan::params::{Param, ParamError, ParamKind, TargetError};
+use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::Version;
 use flightdeck_core::VersionWindow;
 use std::collections::HashMap;
@@ -21,21 +21,29 @@ pub const PARAMS: &[Param] = &[Param::optional(
     "limit for one call to the proxy, in milliseconds (default 2000)",
 )];
 
+/// The target is for `backend`, else the caller picked the wrong one.
+pub(crate) fn expect_backend(target: &Target, backend: BackendKind) -> Result<(), TargetError> {
+    if target.backend == backend {
+        return Ok(());
+    }
+    Err(TargetError::OtherBackend { found: target.backend.name(), expected: backend.name() })
+}
+
 /// A required, non-blank target parameter of `proxy` ("haproxy target needs `socket`").
-pub(crate) fn required(target: &Target, proxy: &str, key: &str) -> Result<String, String> {
+pub(crate) fn required(target: &Target, proxy: &'static str, key: &'static str) -> Result<String, TargetError> {
     match target.params.get(key).map(|v| v.trim()) {
         Some(v) if !v.is_empty() => Ok(v.to_string()),
-        _ => Err(format!("{proxy} target needs `{key}`")),
+        _ => Err(TargetError::Missing { backend: proxy, key }),
     }
 }
 
 /// The optional `timeout_ms` parameter, limit of one call to the proxy.
-pub(crate) fn timeout(target: &Target, default: Duration) -> Result<Duration, String> {
+pub(crate) fn timeout(target: &Target, default: Duration) -> Result<Duration, ParamError> {
     match target.params.get("timeout_ms") {
         None => Ok(default),
         Some(v) => match v.trim().parse::<u64>() {
             Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-            _ => Err(format!("target.timeout_ms: `{v}` is not a positive number of milliseconds")),
+            _ => Err(ParamError::new("timeout_ms", format!("`{v}` is not a positive number of milliseconds"))),
         },
     }
 }

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use flightdeck_core::analysis::histogram::{index_of, upper_edge};
 use flightdeck_core::analysis::{LatencyHistogram, MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::ParamError;
 use flightdeck_core::plan::params::{Param, ParamKind};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
@@ -58,15 +59,6 @@ pub struct SimParams {
     pub seed: u64,
 }
 
-/// A simulator parameter of the plan's target that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("target.{key}: {message}")]
-pub struct ParamError {
-    /// The parameter (`scenario`, `rps`, `budget_left_pct`, `probe_rps`).
-    pub key: &'static str,
-    pub message: String,
-}
-
 impl SimParams {
     /// Reads `scenario`, `rps`, `budget_left_pct` and `probe_rps` from the plan's target;
     /// `scenario` overrides the plan's, which must still be a known one (a
@@ -75,13 +67,12 @@ impl SimParams {
         let p = &plan.target.params;
         let planned = p
             .get("scenario")
-            .map(|name| name.parse::<Scenario>().map_err(|message| ParamError { key: "scenario", message }))
+            .map(|name| name.parse::<Scenario>().map_err(|message| ParamError::new("scenario", message)))
             .transpose()?;
         let scenario = scenario.or(planned).unwrap_or(Scenario::Healthy);
         let number = |key: &'static str, default: f64| -> Result<f64, ParamError> {
-            p.get(key).map_or(Ok(default), |v| {
-                v.parse().map_err(|_| ParamError { key, message: format!("`{v}` is not a number") })
-            })
+            p.get(key)
+                .map_or(Ok(default), |v| v.parse().map_err(|_| ParamError::new(key, format!("`{v}` is not a number"))))
         };
         Ok(SimParams {
             scenario,

@@ -8,6 +8,39 @@ use super::{Target, TARGET_KEYS};
 use crate::toml_file::{TomlError, TomlFile};
 use std::ops::Range;
 
+/// A parameter of a plan's `[target]` that its backend cannot use; shown
+/// at that parameter's value in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target.{key}: {message}")]
+pub struct ParamError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ParamError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> ParamError {
+        ParamError { key: key.into(), message: message.into() }
+    }
+}
+
+/// Why a backend cannot be built from a plan's `[target]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// One parameter cannot be used.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// A parameter the backend needs is not there (the plan check refuses
+    /// this first; this is for targets built in code).
+    #[error("{backend} target needs `{key}`")]
+    Missing { backend: &'static str, key: &'static str },
+    /// The target names another backend: the caller picked the wrong one.
+    #[error("target backend is {found}, not {expected}")]
+    OtherBackend { found: &'static str, expected: &'static str },
+    /// About the target as a whole (a client that cannot be built).
+    #[error("{0}")]
+    Target(String),
+}
+
 /// One parameter a backend reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {

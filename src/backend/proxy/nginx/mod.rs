@@ -66,7 +66,7 @@ use access_log::{read_new_lines, tally, LogCursor};
 use async_trait::async_trait;
 use flightdeck_core::analysis::MetricsSample;
 use flightdeck_core::budget::SloMeasurement;
-use flightdeck_core::plan::params::{Param, ParamKind::Text};
+use flightdeck_core::plan::params::{Param, ParamError, ParamKind::Text, TargetError};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use flightdeck_core::time::Timestamp;
@@ -166,22 +166,20 @@ impl Desired {
 
 impl Nginx {
     /// Reads the target's parameters (see the module doc).
-    pub fn from_target(target: &Target) -> Result<Nginx, String> {
-        if target.backend != BackendKind::Nginx {
-            return Err(format!("target backend is {}, not nginx", target.backend.name()));
-        }
+    pub fn from_target(target: &Target) -> Result<Nginx, TargetError> {
+        super::expect_backend(target, BackendKind::Nginx)?;
         let optional =
             |key: &str| target.params.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
-        let required = |key: &str| super::required(target, "nginx", key);
+        let required = |key: &'static str| super::required(target, "nginx", key);
         let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
         let upstream = required("upstream")?;
         if upstream.contains(|c: char| c.is_whitespace() || "{};#".contains(c)) {
-            return Err(format!("target.upstream: `{upstream}` is not an nginx upstream name"));
+            return Err(ParamError::new("upstream", format!("`{upstream}` is not an nginx upstream name")).into());
         }
-        let server = |key: &str| -> Result<String, String> {
+        let server = |key: &'static str| -> Result<String, TargetError> {
             let address = required(key)?;
             if address.contains(|c: char| c.is_whitespace() || "{};#".contains(c)) {
-                return Err(format!("target.{key}: `{address}` is not a host:port"));
+                return Err(ParamError::new(key, format!("`{address}` is not a host:port")).into());
             }
             Ok(address)
         };
@@ -467,10 +465,12 @@ mod tests {
         assert_eq!(n.name(), "nginx upstream app in /etc/nginx/flightdeck/app.conf");
         assert_eq!((n.nginx.as_os_str(), n.conf.as_ref(), n.timeout), ("nginx".as_ref(), None, DEFAULT_TIMEOUT));
         let err = Nginx::from_target(&target(&PARAMS[..3])).unwrap_err();
-        assert_eq!(err, "nginx target needs `canary_server`");
+        assert_eq!(err, TargetError::Missing { backend: "nginx", key: "canary_server" });
         let mut bad = PARAMS.to_vec();
         bad[2] = ("stable_server", "10.0.0.1:8080; evil");
-        assert!(Nginx::from_target(&target(&bad)).unwrap_err().contains("stable_server"));
+        let err = Nginx::from_target(&target(&bad)).unwrap_err();
+        let not_an_address = ParamError::new("stable_server", "`10.0.0.1:8080; evil` is not a host:port");
+        assert_eq!(err, TargetError::Param(not_an_address));
         let mut more = PARAMS.to_vec();
         more.extend([("conf", "/etc/nginx/nginx.conf"), ("timeout_ms", "500"), ("nginx", "/usr/sbin/nginx")]);
         let n = Nginx::from_target(&target(&more)).unwrap();
