@@ -1913,6 +1913,9 @@ fn canary_server(canary: Value) -> FakeApi {
     FakeApi::new(move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
         ("GET", CANARY) | ("PATCH", CANARY) => Reply::Json(200, canary.clone()),
         ("PATCH", "/apis/apps/v1/namespaces/test/deployments/podinfo") => Reply::Json(200, json!({})),
+        ("GET", "/apis/apps/v1/namespaces/test/deployments/podinfo") => {
+            Reply::Json(200, fixture("flagger-podinfo-deployment.json"))
+        }
         ("POST", p) if p.starts_with(GATE) => Reply::Json(200, json!("Gate opened")),
         ("GET", EVENTS) => Reply::Json(200, list_of(vec![], "1")),
         _ => status_error(404, "NotFound", "not found"),
@@ -2903,4 +2906,53 @@ async fn istio_subsets_without_the_shared_host_are_refused_with_the_settings_to_
     assert_eq!(said.len(), 5, "{said:?}");
     two_deployments(&api, &said).apply(&Effect::SetWeight { canary: 50 }).await.unwrap();
     assert_eq!(api.writes().len(), 1);
+}
+
+#[tokio::test]
+async fn flagger_set_image_reads_the_target_first_and_refuses_a_container_it_does_not_have() {
+    // kustomize/podinfo/deployment.yaml: one container, `podinfod`.
+    let set_image = |container: &str| Effect::Native {
+        verb: NativeVerb::SetImage { container: container.into(), image: "ghcr.io/stefanprodan/podinfo:6.0.1".into() },
+    };
+    // A typo would have added a second container named `podinfo` to the pod template.
+    let api = canary_server(fixture("flagger-succeeded.json"));
+    let err = flagger(&api).apply(&set_image("podinfo")).await.unwrap_err();
+    assert!(matches!(err, BackendError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("unable to find container named \"podinfo\""), "{err}");
+    assert!(api.writes().is_empty(), "nothing sent: {:?}", api.writes());
+    // `*` is every container, never one named `*`.
+    let api = canary_server(fixture("flagger-succeeded.json"));
+    flagger(&api).apply(&set_image("*")).await.unwrap();
+    let written = api.writes();
+    assert_eq!(written.len(), 1);
+    assert_eq!(
+        written[0].json(),
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "podinfod", "image": "ghcr.io/stefanprodan/podinfo:6.0.1"}]}}}})
+    );
+}
+
+#[test]
+fn flagger_blue_green_shows_its_traffic_on_the_canary_once_its_iterations_are_done() {
+    // scheduler.go `runBlueGreen`: iterations 10, no weights; after the 10th, all traffic to
+    // the canary (and one more iteration), kept there while Promoting; canaryWeight stays 0.
+    let mut canary = fixture("flagger-progressing.json");
+    let analysis = canary["spec"]["analysis"].as_object_mut().unwrap();
+    for key in ["stepWeight", "maxWeight", "stepWeights"] {
+        analysis.remove(key);
+    }
+    analysis.insert("iterations".into(), json!(10));
+    canary["status"]["canaryWeight"] = json!(0);
+    let at = |canary: &Value, iterations: u64, phase: &str| {
+        let mut c = canary.clone();
+        c["status"]["iterations"] = json!(iterations);
+        c["status"]["phase"] = json!(phase);
+        k8s::flagger::view(&c).weight
+    };
+    assert_eq!(at(&canary, 4, "Progressing"), 0, "tests run against the canary; users stay on the primary");
+    assert_eq!(at(&canary, 11, "Progressing"), 100, "routed to the canary");
+    assert_eq!(at(&canary, 11, "Promoting"), 100, "still on the canary while the primary is updated");
+    // Without a mesh (provider kubernetes) traffic never moves to the canary.
+    canary["spec"]["provider"] = json!("kubernetes");
+    assert_eq!(at(&canary, 11, "Promoting"), 0);
 }

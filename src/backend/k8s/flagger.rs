@@ -13,7 +13,7 @@
 //! | promote-full | `{"spec":{"skipAnalysis":true}}` in Progressing or WaitingPromotion: Flagger promotes at its next interval without analysis. flightdeck sets it back to false once Flagger has promoted (or a new revision appears); one set by someone else stays. Elsewhere refused: it would skip the next revision's analysis |
 //! | abort, rollback | in Progressing and WaitingPromotion (where scheduler.go reads rollback hooks) the load tester's rollback gate: `POST …/rollback/open`, for the Canary's `rollback` webhook on `/rollback/check`; in Waiting (0 %) the confirm-rollout gate is closed (`…/gate/close`); in Promoting, Finalising, Failed and when nothing rolls out refused with the reason, because a rollback gate opened there would roll back the *next* revision at its first Progressing tick |
 //! | retry | unavailable: Flagger starts again only when its target changes |
-//! | restart, set image | strategic merge patch of the target Deployment, as `kubectl rollout restart` / `kubectl set image`: Flagger sees a new revision and analyses it |
+//! | restart, set image | strategic merge patch of the target Deployment, as `kubectl rollout restart` / `kubectl set image`: Flagger sees a new revision and analyses it. Set image reads the Deployment first and patches only the containers it names (`*`: all); a name it does not have is refused, as kubectl refuses it |
 //! | undo to a revision, terminate analysis | unavailable: Flagger keeps no numbered revisions and has no AnalysisRun object |
 //!
 //! A webhook URL `http://flagger-loadtester.test/gate/check` names the
@@ -130,9 +130,11 @@ pub fn view(canary: &Value) -> CanaryView {
     let weights = analysis_weights(canary);
     let status_weight = at(canary, &["status", "canaryWeight"]).as_u64().unwrap_or(0).min(100);
     let last = weights.last().copied().unwrap_or(0);
+    let switched = switched_to_canary(canary);
     let (status, weight) = match phase(canary) {
         "Succeeded" | "Initialized" => (NativeStatus::Healthy, 100),
         "Finalising" => (NativeStatus::Progressing, 100),
+        "Promoting" if iterations_only(canary) => (NativeStatus::Progressing, if routed(canary) { 100 } else { 0 }),
         "Promoting" => (NativeStatus::Progressing, last.max(status_weight)),
         // rollback() reports 0 with the routes back on the primary; handleFailedPromotion reports the total
         // with all traffic on the canary (the primary is not ready): the weight it reports is where traffic is.
@@ -147,8 +149,8 @@ pub fn view(canary: &Value) -> CanaryView {
         phase @ ("Terminating" | "Terminated") => {
             (NativeStatus::Degraded { message: format!("Canary {phase}: Flagger is removing it") }, status_weight)
         }
-        _ if suspended(canary) => (paused("suspended (spec.suspend)"), status_weight),
-        _ => (NativeStatus::Progressing, status_weight),
+        _ if suspended(canary) => (paused("suspended (spec.suspend)"), if switched { 100 } else { status_weight }),
+        _ => (NativeStatus::Progressing, if switched { 100 } else { status_weight }),
     };
     let reached = weights.iter().filter(|w| **w <= weight).count();
     let stage = match phase(canary) {
@@ -159,6 +161,28 @@ pub fn view(canary: &Value) -> CanaryView {
     };
     let revision = at(canary, &["status", "lastAppliedSpec"]).as_str().filter(|s| !s.is_empty()).map(str::to_owned);
     CanaryView { status, weight: weight as u8, stage, detail: detail(canary), revision }
+}
+
+/// Blue/green and A/B testing: `iterations` without weights (scheduler.go
+/// `runBlueGreen`, `runAB`).
+fn iterations_only(canary: &Value) -> bool {
+    analysis_weights(canary).is_empty() && at(canary, &["spec", "analysis", "iterations"]).is_u64()
+}
+
+/// A mesh or ingress routes traffic (the `kubernetes` provider, blue/green
+/// on plain Services, does not: its traffic never moves to the canary).
+fn routed(canary: &Value) -> bool {
+    text(at(canary, &["spec", "provider"])) != "kubernetes"
+}
+
+/// Blue/green or A/B past its iterations: `runBlueGreen` / `runAB` route
+/// all traffic to the canary (`SetRoutes(canary, 0, total)`) and count one
+/// more iteration, without writing `canaryWeight`; Promoting keeps it there
+/// until Finalising routes it back to the primary.
+fn switched_to_canary(canary: &Value) -> bool {
+    let iterations = at(canary, &["status", "iterations"]).as_u64().unwrap_or(0);
+    let total = at(canary, &["spec", "analysis", "iterations"]).as_u64().unwrap_or(u64::MAX);
+    iterations_only(canary) && routed(canary) && iterations > total
 }
 
 /// Shown with the Canary whatever its phase while `spec.suspend` is set.
@@ -251,6 +275,14 @@ pub enum FlaggerCall {
         deployment: String,
         patch: Value,
     },
+    /// `kubectl set image deployment/D container=image`: the target read
+    /// first; containers it does not have are refused as kubectl refuses
+    /// them (a blind patch would add a container named by the typo, or `*`).
+    SetImage {
+        deployment: String,
+        container: String,
+        image: String,
+    },
     /// Open these load tester gates (`POST …/gate/open` or
     /// `…/rollback/open` with `{"name","namespace"}`); each is closed again
     /// once it has done its job (see [`gate_done`]).
@@ -327,11 +359,13 @@ pub fn verb_call(verb: &NativeVerb, canary: &Value) -> FlaggerCall {
             let at = super::argo::restart_at();
             json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": at}}}}})
         }),
-        // kubectl set image: the container's image in the target's template.
-        NativeVerb::SetImage { container, image } => target_patch(
-            canary,
-            || json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}}),
-        ),
+        // kubectl set image: read first, the named containers (`*`: all) only.
+        NativeVerb::SetImage { container, image } => match target_patch(canary, || Value::Null) {
+            FlaggerCall::PatchTarget { deployment, .. } => {
+                FlaggerCall::SetImage { deployment, container: container.clone(), image: image.clone() }
+            }
+            other => other,
+        },
         NativeVerb::UndoTo { .. } => FlaggerCall::Unavailable(
             "Flagger keeps no numbered revisions: the primary runs the last promoted spec; change the target \
              to roll out an older one"
@@ -489,6 +523,25 @@ fn target_patch(canary: &Value, patch: impl FnOnce() -> Value) -> FlaggerCall {
         }
         (kind, _) => FlaggerCall::Unavailable(format!("the Canary's target is a {kind:?}, not a Deployment")),
     }
+}
+
+/// The strategic merge patch `kubectl set image` sends for a Deployment's
+/// pod template: each container (init, app) named `container`, or all for
+/// `*`, with its new image; `None` when none is named so.
+pub fn set_image_patch(deployment: &Value, container: &str, image: &str) -> Option<Value> {
+    let mut spec = serde_json::Map::new();
+    for list in ["initContainers", "containers"] {
+        let present = at(deployment, &["spec", "template", "spec", list]).as_array().cloned().unwrap_or_default();
+        let changed: Vec<Value> = present
+            .iter()
+            .filter(|c| container == "*" || text(&c["name"]) == container)
+            .map(|c| json!({"name": c["name"], "image": image}))
+            .collect();
+        if !changed.is_empty() {
+            spec.insert(list.to_owned(), Value::Array(changed));
+        }
+    }
+    (!spec.is_empty()).then(|| json!({"spec": {"template": {"spec": spec}}}))
 }
 
 fn namespace(canary: &Value) -> &str {
@@ -661,6 +714,20 @@ impl FlaggerCanary {
                 send_patch(&api, &deployment, &call)
                     .await
                     .map_err(|e| self.site(name).error("patch", &resource_name(&resource, &deployment), e))
+            }
+            FlaggerCall::SetImage { deployment, container, image } => {
+                let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+                let api = dynamic_api(&self.object.client, &self.object.namespace, &resource);
+                let what = resource_name(&resource, &deployment);
+                let current = timed(api.get(&deployment)).await.map_err(|e| self.site(name).error("get", &what, e))?;
+                let current = serde_json::to_value(current).unwrap_or(Value::Null);
+                let patch = set_image_patch(&current, &container, &image).ok_or_else(|| BackendError::Refused {
+                    backend: self.object.label.clone(),
+                    action: name.to_owned(),
+                    detail: format!("unable to find container named \"{container}\" in {what}"),
+                })?;
+                let call = PatchCall { subresource: None, patch: kube::api::Patch::Strategic(patch) };
+                send_patch(&api, &deployment, &call).await.map_err(|e| self.site(name).error("patch", &what, e))
             }
             FlaggerCall::Open(gates) => {
                 for gate in gates {
