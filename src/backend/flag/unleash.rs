@@ -7,7 +7,9 @@
 //! flightdeck changes that one number and nothing else: stickiness,
 //! groupId, constraints, segments, variants and the strategy's title stay
 //! as they are (a JSON patch `replace /parameters/rollout`, Unleash 5 and
-//! later).
+//! later, after `test`s of the rollout, stickiness and groupId it read:
+//! Unleash refuses the whole patch when one fails, so an edit made between
+//! flightdeck's read and its write is never overwritten).
 //!
 //! ```toml
 //! [target]
@@ -134,6 +136,8 @@ enum Revert {
 struct Gradual {
     id: String,
     rollout: u8,
+    /// `rollout` as Unleash holds it (`"10"`), for a patch's `test`.
+    rollout_as_written: Value,
     disabled: bool,
     /// Everything flightdeck keeps: the strategy without its percentage.
     kept: Value,
@@ -287,7 +291,7 @@ impl Unleash {
         // Unleash answers errors as {"name", "message", "details"}.
         let message = serde_json::from_str::<Value>(&text)
             .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .and_then(|v| v.get("message").and_then(Value::as_str).and_then(|m| m.lines().next()).map(str::to_string))
             .unwrap_or_else(|| text.chars().take(200).collect());
         let detail = match status.as_u16() {
             401 => format!("401 Unauthorized: Unleash does not accept the token in {} ({message})", self.token),
@@ -345,7 +349,9 @@ impl Unleash {
             .ok_or_else(|| format!("strategy {id} of flag {flag} has no rollout percentage flightdeck can read"))?;
         let disabled = strategy.get("disabled").and_then(Value::as_bool).unwrap_or(false);
         let enabled = env.get("enabled").and_then(Value::as_bool).unwrap_or(false);
-        Ok(Environment { enabled, strategy: Gradual { id, rollout, disabled, kept: kept_of(strategy) } })
+        let rollout_as_written = strategy["parameters"]["rollout"].clone();
+        let kept = kept_of(strategy);
+        Ok(Environment { enabled, strategy: Gradual { id, rollout, rollout_as_written, disabled, kept } })
     }
 
     /// Sets the gradual rollout to `canary` % (see the module doc).
@@ -356,7 +362,9 @@ impl Unleash {
         let env = self.read(&action).await?;
         let seen = env.strategy.clone();
         let last = self.written.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(last) = last.filter(|last| last.id == seen.id && *last != seen) {
+        if let Some(last) =
+            last.filter(|last| last.id == seen.id && (last.rollout, &last.kept) != (seen.rollout, &seen.kept))
+        {
             if canary > env.exposure() {
                 // Seen once, refused once: the captain's resume writes over it.
                 *self.written.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen.clone());
@@ -377,15 +385,39 @@ impl Unleash {
             ));
         }
         if seen.rollout != canary {
-            let patch = json!([{ "op": "replace", "path": "/parameters/rollout", "value": canary.to_string() }]);
-            self.call(&action, reqwest::Method::PATCH, &format!("/strategies/{}", seen.id), Some(patch)).await?;
+            let patch = compare_and_set(&seen, canary);
+            let path = format!("/strategies/{}", seen.id);
+            self.call(&action, reqwest::Method::PATCH, &path, Some(patch)).await.map_err(|e| match e {
+                BackendError::Refused { detail, .. } if detail.contains("Test operation failed") => self.refused(
+                    &action,
+                    "the gradual rollout changed in Unleash between flightdeck's read and its write; not overwritten"
+                        .into(),
+                ),
+                e => e,
+            })?;
         }
         if canary > 0 && !env.enabled {
             self.call(&action, reqwest::Method::POST, "/on", None).await?;
         }
-        *self.written.lock().unwrap_or_else(|p| p.into_inner()) = Some(Gradual { rollout: canary, ..seen });
+        let written = Gradual { rollout: canary, rollout_as_written: json!(canary.to_string()), ..seen };
+        *self.written.lock().unwrap_or_else(|p| p.into_inner()) = Some(written);
         Ok(())
     }
+}
+
+/// A JSON patch that sets the rollout to `canary` % only if the rollout,
+/// stickiness and groupId are still what flightdeck read: Unleash applies
+/// the `test` operations and the `replace` as one update, and refuses the
+/// whole patch when a test fails (an edit in between is never overwritten).
+fn compare_and_set(seen: &Gradual, canary: u8) -> Value {
+    let mut patch = vec![json!({ "op": "test", "path": "/parameters/rollout", "value": seen.rollout_as_written })];
+    for key in ["stickiness", "groupId"] {
+        if let Some(value) = seen.kept["parameters"].get(key) {
+            patch.push(json!({ "op": "test", "path": format!("/parameters/{key}"), "value": value }));
+        }
+    }
+    patch.push(json!({ "op": "replace", "path": "/parameters/rollout", "value": canary.to_string() }));
+    Value::Array(patch)
 }
 
 /// The percentage of a strategy's `rollout` parameter (Unleash stores "10").
@@ -563,6 +595,22 @@ mod tests {
             .environment_of(&env(true, json!([gradual("s1", "250")])))
             .unwrap_err()
             .contains("no rollout percentage"));
+    }
+
+    #[test]
+    fn a_write_tests_what_it_read_before_it_replaces_the_percentage() {
+        let u = Unleash::from_target(&target(&BASE)).unwrap();
+        let seen = u.environment_of(&env(true, json!([gradual("s1", "10")]))).unwrap().strategy;
+        let patch = compare_and_set(&seen, 25);
+        assert_eq!(
+            patch,
+            json!([
+                { "op": "test", "path": "/parameters/rollout", "value": "10" },
+                { "op": "test", "path": "/parameters/stickiness", "value": "userId" },
+                { "op": "test", "path": "/parameters/groupId", "value": "new-checkout" },
+                { "op": "replace", "path": "/parameters/rollout", "value": "25" },
+            ])
+        );
     }
 
     #[test]
