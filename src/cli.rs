@@ -72,8 +72,7 @@ pub enum Cmd {
     /// Run the rollouts headless and share them on a Unix socket: any
     /// number of `flightdeck attach` cockpits watch and act on them.
     Serve {
-        /// Plan files (TOML).
-        #[arg(required_unless_present = "plans_dir")]
+        /// Plan files (TOML). With none and no --plans-dir: the config's `plans`.
         plans: Vec<PathBuf>,
         /// Also every `*.toml` in this directory, watched: a new plan file starts its rollout, and
         /// a change reloads (as SIGHUP does: checked first, all or nothing).

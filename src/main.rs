@@ -464,7 +464,7 @@ fn serve_plans(
         config_dir: flightdeck::paths::config_dir(),
         journal_dir: flightdeck::paths::journal_dir(),
     };
-    let files = reload.plan_files().map_err(|e| BadInput(format!("--plans-dir: {e}")))?;
+    let files = reload.plan_files().map_err(BadInput)?;
     let runtime = runtime()?;
     let mut setups = runtime.block_on(fleet::from_files(&files, scenario, seed))?;
     let mut removed = Vec::new();

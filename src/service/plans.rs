@@ -64,11 +64,23 @@ pub fn listing(dir: &Path) -> Result<Listing, String> {
 }
 
 impl Reload {
-    /// Every plan file: those named, then the directory's.
+    /// Every plan file: those named, then the directory's; when neither is
+    /// given, the config's `plans` (as `flightdeck` alone runs them).
     pub fn plan_files(&self) -> Result<Vec<PathBuf>, String> {
+        if self.files.is_empty() && self.dir.is_none() {
+            let config = crate::config::Config::load(&self.config_dir)?;
+            if config.plans.is_empty() {
+                let file = self.config_dir.join("config.toml");
+                return Err(format!(
+                    "no plans to serve: name plan files, give --plans-dir DIR, or list them as `plans = [...]` in {}",
+                    file.display()
+                ));
+            }
+            return Ok(config.plans);
+        }
         let mut files = self.files.clone();
         if let Some(dir) = &self.dir {
-            for path in scan(dir)? {
+            for path in scan(dir).map_err(|e| format!("--plans-dir: {e}"))? {
                 if !files.iter().any(|f| same_file(f, &path)) {
                     files.push(path);
                 }
@@ -97,7 +109,7 @@ impl Reload {
         if let Err(e) = crate::config::Config::load(&self.config_dir) {
             problems.push(e);
         }
-        let files = self.plan_files().map_err(|e| format!("--plans-dir: {e}"))?;
+        let files = self.plan_files()?;
         let mut ids: Vec<(String, String)> = Vec::new();
         for path in &files {
             let shown = path.display().to_string();
