@@ -363,3 +363,22 @@ async fn a_bad_token_a_missing_flag_and_a_standard_strategy_are_refused_with_the
     assert!(e.contains("is `default`, not a gradual rollout"), "{e}");
     assert_eq!(read_back(server, &flag).await.1["parameters"]["rollout"], "0", "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_unleash_refuses_pauses_the_rollout_with_the_reason() {
+    let server = server().await;
+    let (flag, _) = new_flag(server, "unauthorized").await;
+    let wrong = server.dir.join("expired-token");
+    std::fs::write(&wrong, "*:*.expired").unwrap();
+    let text =
+        plan_text(server, &flag, "", STAGES).replace(server.token_file.to_str().unwrap(), wrong.to_str().unwrap());
+    let engine = engine(&text, 0);
+    let mut snapshots = engine.subscribe();
+    let paused =
+        wait_for_phase(&mut snapshots, Duration::from_secs(30), "a pause", |p| matches!(p, Phase::Paused { .. })).await;
+    let Phase::Paused { by, reason, .. } = &paused.phase else { unreachable!() };
+    println!("paused by {by}: {reason}");
+    assert_eq!(*by, Actor::backend());
+    assert!(reason.contains("401 Unauthorized") && reason.contains("expired-token"), "{reason}");
+    assert_eq!(read_back(server, &flag).await.1["parameters"]["rollout"], "0", "nothing was written");
+}
