@@ -169,7 +169,7 @@ fn local_parts(
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
     target_params(plan, file, text)?;
-    #[cfg(any(feature = "ecs", feature = "flags"))]
+    #[cfg(feature = "flags")]
     let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
         BackendKind::Sim => {
@@ -196,13 +196,13 @@ fn local_parts(
         // Checked here; built (region and credentials resolved) when it runs.
         #[cfg(feature = "ecs")]
         BackendKind::Ecs => {
-            crate::backend::ecs::EcsTarget::from_target(&plan.target).map_err(bad)?;
+            crate::backend::ecs::EcsTarget::from_target(&plan.target)
+                .map_err(|e| target_error_of(file, text, e.into()))?;
             return Ok(None);
         }
         #[cfg(feature = "lambda")]
         BackendKind::Lambda => {
-            crate::backend::lambda::LambdaTarget::from_plan(plan)
-                .map_err(|e| rollout_or_target_error(file, text, e))?;
+            crate::backend::lambda::LambdaTarget::from_plan(plan).map_err(|e| target_error_of(file, text, e))?;
             return Ok(None);
         }
         #[allow(unreachable_patterns)] // every backend built
@@ -228,7 +228,7 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
     match plan.target.backend {
         #[cfg(feature = "ecs")]
         BackendKind::Ecs => {
-            let ecs = crate::backend::ecs::setup(plan).await.map_err(|e| target_error(file, text, e))?;
+            let ecs = crate::backend::ecs::setup(plan).await.map_err(|e| target_error_of(file, text, e))?;
             if plan.target.group == BackendKind::Ecs.name() {
                 plan.target.group = ecs.group;
             }
@@ -237,8 +237,7 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
         }
         #[cfg(feature = "lambda")]
         BackendKind::Lambda => {
-            let lambda =
-                crate::backend::lambda::setup(plan).await.map_err(|e| rollout_or_target_error(file, text, e))?;
+            let lambda = crate::backend::lambda::setup(plan).await.map_err(|e| target_error_of(file, text, e))?;
             if plan.target.group == BackendKind::Lambda.name() {
                 plan.target.group = lambda.group;
             }
@@ -274,6 +273,10 @@ fn spot(file: &str, text: &str, path: &[&str]) -> String {
 fn target_error_of(file: &str, text: &str, e: TargetError) -> BadInput {
     match e {
         TargetError::Param(p) => param_error(file, text, &p.key, &p.message),
+        TargetError::Field { field, message } => {
+            let path: Vec<&str> = field.split('.').collect();
+            BadInput(format!("{}: {field}: {message}", spot(file, text, &path)))
+        }
         other => BadInput(format!("{}: target: {other}", spot(file, text, &["target"]))),
     }
 }
@@ -281,26 +284,12 @@ fn target_error_of(file: &str, text: &str, e: TargetError) -> BadInput {
 /// A backend's complaint about its parameters as text (backends whose errors
 /// are not yet [`TargetError`]s): at the parameter when it names one
 /// (`target.timeout_ms: ...`), else about the target as a whole.
-#[cfg(any(feature = "ecs", feature = "flags", feature = "lambda"))]
+#[cfg(feature = "flags")]
 fn target_error(file: &str, text: &str, e: String) -> BadInput {
     let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
     match named {
         Some((key, message)) if !key.contains(char::is_whitespace) => param_error(file, text, key, message),
         _ => BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))),
-    }
-}
-
-/// A backend's complaint about the plan's versions or strategy
-/// (`rollout.canary: ...`, `strategy.kind: ...`), at that key, or else
-/// about its target (see [`target_error`]).
-#[cfg(feature = "lambda")]
-fn rollout_or_target_error(file: &str, text: &str, e: String) -> BadInput {
-    let (table, rest) = e.split_once('.').unwrap_or(("", ""));
-    match rest.split_once(": ") {
-        Some((key, message)) if ["rollout", "strategy"].contains(&table) => {
-            BadInput(format!("{}: {table}.{key}: {message}", spot(file, text, &[table, key])))
-        }
-        _ => target_error(file, text, e),
     }
 }
 

@@ -45,8 +45,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use flightdeck_core::plan::params::{
-    Param,
+    Param, ParamError,
     ParamKind::{Count, OneOf, Text},
+    TargetError,
 };
 use flightdeck_core::plan::{Plan, Strategy, Target};
 use std::sync::Arc;
@@ -95,7 +96,7 @@ pub struct AwsAccess {
 }
 
 impl AwsAccess {
-    pub fn from_target(target: &Target) -> Result<AwsAccess, String> {
+    pub fn from_target(target: &Target) -> Result<AwsAccess, ParamError> {
         Ok(AwsAccess {
             region: param(target, "region"),
             profile: param(target, "profile"),
@@ -120,10 +121,11 @@ pub(crate) fn param(target: &Target, key: &str) -> Option<String> {
 }
 
 /// A whole-number parameter ≥ 1, when set.
-fn count(target: &Target, key: &str) -> Result<Option<u32>, String> {
+fn count(target: &Target, key: &str) -> Result<Option<u32>, ParamError> {
     param(target, key)
         .map(|v| {
-            v.parse::<u32>().ok().filter(|n| *n > 0).ok_or(format!("target.{key}: `{v}` is not a whole number ≥ 1"))
+            let n = v.parse::<u32>().ok().filter(|n| *n > 0);
+            n.ok_or_else(|| ParamError::new(key, format!("`{v}` is not a whole number ≥ 1")))
         })
         .transpose()
 }
@@ -147,13 +149,13 @@ pub struct EcsTarget {
 impl EcsTarget {
     /// Reads and checks the parameters without contacting AWS. Errors name
     /// the parameter (`target.listener_rule: ...`).
-    pub fn from_target(target: &Target) -> Result<EcsTarget, String> {
+    pub fn from_target(target: &Target) -> Result<EcsTarget, ParamError> {
         let get = |key: &str| param(target, key);
-        let required = |key: &str| get(key).ok_or_else(|| format!("target.{key}: required by the `ecs` backend"));
+        let required = |key: &str| get(key).ok_or_else(|| ParamError::new(key, "required by the `ecs` backend"));
         let external = get("controller").as_deref() == Some("external");
         let for_external = |key: &str| match get(key) {
             Some(v) => Ok(v),
-            None if external => Err(format!("target.{key}: required with controller = \"external\"")),
+            None if external => Err(ParamError::new(key, "required with controller = \"external\"")),
             None => Ok(String::new()),
         };
         let access = AwsAccess::from_target(target)?;
@@ -209,7 +211,7 @@ pub struct EcsSetup {
 
 /// Builds the backend the plan's target and strategy ask for. Nothing is
 /// called yet: a service that is missing shows at the first observation.
-pub async fn setup(plan: &Plan) -> Result<EcsSetup, String> {
+pub async fn setup(plan: &Plan) -> Result<EcsSetup, TargetError> {
     let target = EcsTarget::from_target(&plan.target)?;
     let aws = sdk_config(&target.access()).await?;
     let region = aws.region().map(|r| r.to_string()).unwrap_or_default();
@@ -226,11 +228,11 @@ pub async fn setup(plan: &Plan) -> Result<EcsSetup, String> {
 /// HTTP client, timeouts, and `endpoint_url` / `max_attempts` when set.
 /// The region comes from the target, the environment or the profile only:
 /// never from the instance metadata service, which would stall a laptop.
-pub async fn sdk_config(t: &AwsAccess) -> Result<SdkConfig, String> {
+pub async fn sdk_config(t: &AwsAccess) -> Result<SdkConfig, ParamError> {
     let region = match &t.region {
         Some(r) => Region::new(r.clone()),
         None => region_chain(t.profile.as_deref()).region().await.ok_or_else(|| {
-            "target.region: no AWS region; set `region`, AWS_REGION, or a region in the profile".to_owned()
+            ParamError::new("region", "no AWS region; set `region`, AWS_REGION, or a region in the profile")
         })?,
     };
     let timeouts =
@@ -286,9 +288,9 @@ mod tests {
         assert!(!observed.external);
         assert_eq!(observed.label(), "ecs prod/checkout");
         let e = EcsTarget::from_target(&target(&[base[0], base[1], ("controller", "external")])).unwrap_err();
-        assert_eq!(e, "target.listener_rule: required with controller = \"external\"");
+        assert_eq!(e, ParamError::new("listener_rule", "required with controller = \"external\""));
         let e = EcsTarget::from_target(&target(&[base[0], base[1], ("max_attempts", "0")])).unwrap_err();
-        assert!(e.starts_with("target.max_attempts: `0`"), "{e}");
+        assert_eq!(e, ParamError::new("max_attempts", "`0` is not a whole number ≥ 1"));
     }
 
     #[test]

@@ -61,6 +61,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_lambda::types::AliasRoutingConfiguration;
 use flightdeck_core::plan::params::{Param, ParamKind::Text};
+use flightdeck_core::plan::params::{ParamError, TargetError};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use std::collections::HashMap;
@@ -85,27 +86,28 @@ pub struct LambdaTarget {
 impl LambdaTarget {
     /// Reads and checks the target and versions without contacting AWS.
     /// Errors name the field (`target.alias: ...`, `rollout.canary: ...`).
-    pub fn from_plan(plan: &Plan) -> Result<LambdaTarget, String> {
+    pub fn from_plan(plan: &Plan) -> Result<LambdaTarget, TargetError> {
         let target = &plan.target;
         let required =
-            |key: &str| param(target, key).ok_or_else(|| format!("target.{key}: required by the `lambda` backend"));
+            |key: &str| param(target, key).ok_or_else(|| ParamError::new(key, "required by the `lambda` backend"));
         // Routing weights only published versions, never $LATEST (UpdateAlias:
         // "you can't use $LATEST" in a routing configuration).
-        let version = |key: &str, v: &str| {
+        let version = |field: &'static str, v: &str| {
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("rollout.{key}: `{v}` is not a published Lambda version (a number such as \"4\")"));
+                let message = format!("`{v}` is not a published Lambda version (a number such as \"4\")");
+                return Err(TargetError::Field { field, message });
             }
             Ok(v.to_owned())
         };
-        let (stable, canary) = (version("stable", &plan.stable)?, version("canary", &plan.canary)?);
+        let (stable, canary) = (version("rollout.stable", &plan.stable)?, version("rollout.canary", &plan.canary)?);
         if stable == canary {
-            return Err(format!("rollout.canary: the same version as stable ({stable})"));
+            let message = format!("the same version as stable ({stable})");
+            return Err(TargetError::Field { field: "rollout.canary", message });
         }
         // A rolling update scales replicas; an alias has none to scale.
         if matches!(plan.strategy, Strategy::Rolling { .. }) {
-            return Err(
-                "strategy.kind: `rolling` has no meaning for a Lambda alias; use `canary` or `blue-green`".into()
-            );
+            let message = "`rolling` has no meaning for a Lambda alias; use `canary` or `blue-green`".into();
+            return Err(TargetError::Field { field: "strategy.kind", message });
         }
         Ok(LambdaTarget {
             function: required("function")?,
@@ -247,7 +249,7 @@ pub struct LambdaSetup {
 
 /// Builds the backend of the plan's target. Nothing is called yet: a
 /// missing function or alias shows at the first observation.
-pub async fn setup(plan: &Plan) -> Result<LambdaSetup, String> {
+pub async fn setup(plan: &Plan) -> Result<LambdaSetup, TargetError> {
     let target = LambdaTarget::from_plan(plan)?;
     let aws = sdk_config(&target.access).await?;
     let region = aws.region().map(|r| r.to_string()).unwrap_or_default();

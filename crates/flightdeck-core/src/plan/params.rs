@@ -33,6 +33,10 @@ pub enum TargetError {
     /// this first; this is for targets built in code).
     #[error("{backend} target needs `{key}`")]
     Missing { backend: &'static str, key: &'static str },
+    /// The target cannot go with another part of the plan: shown at that
+    /// field (`rollout.canary`, `strategy.kind`).
+    #[error("{field}: {message}")]
+    Field { field: &'static str, message: String },
     /// The target names another backend: the caller picked the wrong one.
     #[error("target backend is {found}, not {expected}")]
     OtherBackend { found: &'static str, expected: &'static str },
