@@ -471,6 +471,12 @@ async fn a_standby_shows_viewers_the_journal_refuses_their_commands_and_they_go_
     support::eventually(Duration::from_secs(15), "replica-b to stand by", async || b.said().contains("standing by"))
         .await;
     let (link, _) = flightdeck::share::client::attach(&b.socket, "oncall").await.expect("the standby takes viewers");
+    let told = |what: &str| {
+        link.history
+            .iter()
+            .any(|o| matches!(o, flightdeck::protocol::Output::Notice { message, .. } if message.contains(what)))
+    };
+    assert!(told("this replica is a standby: it shows the journals"), "{:?}", link.history);
     // What the viewer sees is what a's journal holds, followed as a writes it.
     let seen = || {
         let snapshot = link.snapshots.borrow();

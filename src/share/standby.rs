@@ -146,6 +146,11 @@ impl Standby {
         let (snapshots, receiver) = watch::channel(snapshot(&followed, speed, wall));
         let snapshots = Arc::new(snapshots);
         let hub = Hub::start(receiver, outputs, history);
+        hub.notice(format!(
+            "this replica is a standby: it shows the journals, read again every {} s, and refuses commands \
+             until it holds the lease",
+            REFRESH.as_secs()
+        ));
         let follower = {
             let snapshots = snapshots.clone();
             tokio::spawn(async move {
