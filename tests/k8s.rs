@@ -800,8 +800,8 @@ fn weights_steps_and_pauses_read_as_argo_shows_them() {
 
 // ---------------------------------------------------------------- Argo as `kubectl argo rollouts get` shows it
 
-/// A server with one Rollout at `path` and what it owns: ReplicaSets, pods
-/// and AnalysisRuns listed (then watched, with nothing more to say) from
+/// A server with one Rollout at `path` and what it owns: ReplicaSets, pods,
+/// AnalysisRuns and Experiments listed (then watched, with nothing more to say) from
 /// `namespace`.
 fn owner_server(path: &'static str, namespace: &'static str, world: Value) -> FakeApi {
     FakeApi::new(move |seen, _| {
@@ -818,6 +818,9 @@ fn owner_server(path: &'static str, namespace: &'static str, world: Value) -> Fa
             Some(rest) if rest == format!("{namespace}/pods") => listed("pods"),
             _ if seen.path == format!("/apis/argoproj.io/v1alpha1/namespaces/{namespace}/analysisruns") => {
                 listed("analysisruns")
+            }
+            _ if seen.path == format!("/apis/argoproj.io/v1alpha1/namespaces/{namespace}/experiments") => {
+                listed("experiments")
             }
             _ => status_error(404, "NotFound", "not found"),
         }
@@ -909,7 +912,7 @@ async fn owned_objects_the_api_refuses_are_said_in_the_tree_and_the_weight_falls
     let rollout = ArgoRollout::from_target(&target, api.client()).unwrap();
     let refused = eventually(Duration::from_secs(10), || async {
         let seen = rollout.observe().await.unwrap();
-        seen.native_tree.is_some_and(|t| t.rows.iter().filter(|r| r.kind == "error").count() == 3)
+        seen.native_tree.is_some_and(|t| t.rows.iter().filter(|r| r.kind == "error").count() == 4)
     })
     .await;
     assert!(refused, "the refusals were never said");
@@ -2955,4 +2958,62 @@ fn flagger_blue_green_shows_its_traffic_on_the_canary_once_its_iterations_are_do
     // Without a mesh (provider kubernetes) traffic never moves to the canary.
     canary["spec"]["provider"] = json!("kubernetes");
     assert_eq!(at(&canary, 11, "Promoting"), 0);
+}
+
+#[tokio::test]
+async fn experiments_and_the_jobs_of_analysis_runs_are_in_the_tree_as_the_plugin_shows_them() {
+    // info/testdata/experiment-analysis, printed by TestExperimentRollout (cmd/get/get_test.go):
+    // "Step: 1/2, SetWeight: 25, ActualWeight: 25" and the tree below.
+    let mut world = fixture("argo-info-experiment.json");
+    for kind in ["pods", "replicasets", "analysisruns", "experiments"] {
+        for o in world[kind].as_array_mut().unwrap() {
+            // testdata.go `discoverObjects`: every object a week old.
+            o["metadata"]["creationTimestamp"] = json!("2026-11-30T00:00:00Z");
+        }
+    }
+    let path = "/apis/argoproj.io/v1alpha1/namespaces/jesse-test/rollouts/rollout-experiment-analysis";
+    let api = owner_server(path, "jesse-test", world);
+    let target = target("argo-rollouts", &[("namespace", "jesse-test"), ("rollout", "rollout-experiment-analysis")]);
+    let rollout = ArgoRollout::from_target(&target, api.client()).unwrap();
+    let arrived = eventually(Duration::from_secs(10), || async {
+        let seen = rollout.observe().await.unwrap();
+        seen.native_tree.is_some_and(|t| t.rows.iter().any(|r| r.kind == "Experiment"))
+    })
+    .await;
+    assert!(arrived, "the experiment never arrived");
+    let seen = rollout.observe().await.unwrap();
+    let prefix = "rollout-experiment-analysis";
+    let job = |suffix: &str, status: &str| format!("    {prefix}-random-fail-6f646bf7b7-skqcr-{suffix} Job {status}");
+    let expected: Vec<String> = [
+        "revision:2 revision".to_owned(),
+        format!("  {prefix}-6f646bf7b7 ReplicaSet Healthy canary"),
+        format!("    {prefix}-6f646bf7b7-wn5w8 Pod Running ready:1/1"),
+        format!("  {prefix}-6f646bf7b7-1-vcv27 Experiment Running"),
+        format!("    {prefix}-6f646bf7b7-1-vcv27-baseline-7d768b8b5f ReplicaSet Healthy 1/1 available"),
+        format!("      {prefix}-6f646bf7b7-1-vcv27-baseline-7dczdst Pod Running ready:1/1"),
+        format!("    {prefix}-6f646bf7b7-1-vcv27-canary-7699dcf5d ReplicaSet Healthy 1/1 available"),
+        format!("      {prefix}-6f646bf7b7-1-vcv27-canary-7699vgr24 Pod Running ready:1/1"),
+        format!("  {prefix}-random-fail-6f646bf7b7-skqcr AnalysisRun Inconclusive ✔ 4"),
+        job("rzl6lt", "Failed"),
+        job("r8lqpd", "Successful"),
+        job("rjjsgg", "Successful"),
+        job("rrnfj5", "Failed"),
+        job("rx5kqk", "Failed"),
+        job("rp894b", "Successful"),
+        job("rmngtj", "Failed"),
+        job("rsxm69", "Successful"),
+        "revision:1 revision".to_owned(),
+        format!("  {prefix}-f6db98dff ReplicaSet Healthy stable"),
+        format!("    {prefix}-f6db98dff-8dmnz Pod Running ready:1/1"),
+        format!("    {prefix}-f6db98dff-bb6v6 Pod Running ready:1/1"),
+        format!("    {prefix}-f6db98dff-bq55x Pod Running ready:1/1"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(tree_lines(&seen), expected);
+    let run = seen.native_tree.as_ref().unwrap().rows.iter().find(|r| r.kind == "AnalysisRun").unwrap();
+    assert!(run.info.starts_with("✔ 4 · ✖ 4 · ? 1 · ⚠ 1"), "the plugin's counts: {}", run.info);
+    // Step 1/2 and setWeight 25: with a canary pod available of 4, the actual weight is 25 too.
+    assert_eq!(seen.canary_weight, Some(25));
+    assert_eq!(seen.native_detail.as_deref(), Some("step 1/2"));
 }

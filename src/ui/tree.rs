@@ -1,7 +1,8 @@
 //! The native controller's objects in the full-screen rollout view, drawn
 //! like `kubectl argo rollouts get rollout`: revisions newest first, each
 //! with its ReplicaSets (tags, available of desired, images), their pods
-//! (ready containers, restarts) and its AnalysisRuns (phase, measurements).
+//! (ready containers, restarts), its experiments and its AnalysisRuns
+//! (phase, measurements, jobs).
 //! Above the events, taking at most half of their room.
 
 use super::app::App;
@@ -52,13 +53,16 @@ pub fn draw(f: &mut Frame, area: Rect, theme: &Theme, tree: &NativeTree) {
     f.render_widget(Paragraph::new(lines), inner);
 }
 
-/// The plugin's icons (cmd/get: `#` revision, `⧉` ReplicaSet, `□` pod, `α` analysis run).
+/// The plugin's icons (cmd/get: `#` revision, `⧉` ReplicaSet, `□` pod, `α`
+/// analysis run, `Σ` experiment, `⊞` job).
 fn indent(row: &TreeRow) -> String {
     let icon = match row.kind.as_str() {
         "revision" => "# ",
         "ReplicaSet" => "⧉ ",
         "Pod" => "□ ",
         "AnalysisRun" => "α ",
+        "Experiment" => "Σ ",
+        "Job" => "⊞ ",
         _ => "! ",
     };
     format!("{}{icon}", "  ".repeat(row.depth as usize))

@@ -173,7 +173,7 @@ fn controller_paused(ro: &Value) -> bool {
 /// An Argo Rollout flightdeck observes and commands.
 pub struct ArgoRollout {
     object: Followed,
-    /// Watches of its ReplicaSets, pods and AnalysisRuns, from its first reading.
+    /// Watches of its ReplicaSets, pods, AnalysisRuns and Experiments, from its first reading.
     owned: std::sync::OnceLock<OwnedWatches>,
 }
 
@@ -333,8 +333,8 @@ impl ArgoRollout {
 impl ArgoRollout {
     /// What the Rollout owns, from watches started at its first reading
     /// (the plugin's `get rollout --watch` informers): its ReplicaSets and
-    /// pods by its selector, the namespace's AnalysisRuns; info.go keeps
-    /// those owned by the Rollout (by uid). A watch in trouble is said in
+    /// pods by its selector, the namespace's AnalysisRuns and Experiments;
+    /// info.go keeps those owned by the Rollout (by uid). A watch in trouble is said in
     /// the tree; what the others hold is still shown.
     fn owned(&self, rollout: &Value) -> Owned {
         let watches = self.owned.get_or_init(|| OwnedWatches::spawn(&self.object, rollout));
@@ -348,6 +348,7 @@ impl ArgoRollout {
         owned.replica_sets = read(&watches.replica_sets, "replicasets", &mut owned.trouble);
         owned.pods = read(&watches.pods, "pods", &mut owned.trouble).unwrap_or_default();
         owned.analysis_runs = read(&watches.analysis_runs, "analysisruns", &mut owned.trouble).unwrap_or_default();
+        owned.experiments = read(&watches.experiments, "experiments", &mut owned.trouble).unwrap_or_default();
         owned
     }
 }
@@ -357,6 +358,7 @@ struct OwnedWatches {
     replica_sets: ObjectWatch,
     pods: ObjectWatch,
     analysis_runs: ObjectWatch,
+    experiments: ObjectWatch,
 }
 
 impl OwnedWatches {
@@ -380,6 +382,7 @@ impl OwnedWatches {
             ),
             pods: watch(ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()), by_selector(), "pods"),
             analysis_runs: watch(analysis_run_resource(), Default::default(), "analysisruns"),
+            experiments: watch(experiment_resource(), Default::default(), "experiments"),
         }
     }
 }
@@ -390,6 +393,11 @@ const SET_IMAGE_ATTEMPTS: u32 = 5;
 /// The AnalysisRun kind.
 pub fn analysis_run_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "AnalysisRun"), "analysisruns")
+}
+
+/// The Experiment kind.
+pub fn experiment_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Experiment"), "experiments")
 }
 
 /// The name of the Rollout's running (or pending) AnalysisRun: the current

@@ -2,9 +2,10 @@
 //! the objects it owns: revisions (newest first), each with its
 //! ReplicaSets (stable / canary / active / preview, images, status as
 //! `getReplicaSetHealth` words it), their pods (ready containers,
-//! restarts, status as `newPodInfo` words it) and its AnalysisRuns (phase
-//! and measurement counts). Follows argo-rollouts'
-//! pkg/kubectl-argo-rollouts/info/{rollout_info,replicaset_info,pod_info,analysisrun_info}.go
+//! restarts, status as `newPodInfo` words it), its Experiments (with their
+//! ReplicaSets, pods and runs) and its AnalysisRuns (phase, measurement
+//! counts, last values, the Jobs they ran). Follows argo-rollouts'
+//! pkg/kubectl-argo-rollouts/info/{rollout_info,replicaset_info,pod_info,analysisrun_info,experiment_info}.go
 //! and cmd/get/get_rollout.go.
 
 use super::at;
@@ -19,6 +20,7 @@ pub struct Owned {
     pub replica_sets: Option<Vec<Value>>,
     pub pods: Vec<Value>,
     pub analysis_runs: Vec<Value>,
+    pub experiments: Vec<Value>,
     /// What could not be listed, and why ("pods: 403 Forbidden: …"): shown
     /// at the foot of the tree.
     pub trouble: Vec<String>,
@@ -52,21 +54,29 @@ pub fn rollout_tree(rollout: &Value, owned: &Owned) -> NativeTree {
     let owner = [uid(rollout)];
     let sets: Vec<&Value> = owned.replica_sets.iter().flatten().filter(|rs| owner_in(rs, &owner).is_some()).collect();
     let runs: Vec<&Value> = owned.analysis_runs.iter().filter(|ar| owner_in(ar, &owner).is_some()).collect();
-    // info.go `Revisions`: every revision a ReplicaSet or run names, newest first.
-    let revisions: BTreeSet<i64> = sets.iter().chain(&runs).map(|o| revision(o)).collect();
+    let experiments: Vec<&Value> = owned.experiments.iter().filter(|e| owner_in(e, &owner).is_some()).collect();
+    // info.go `Revisions`: every revision a ReplicaSet, experiment or run names, newest first.
+    let revisions: BTreeSet<i64> = sets.iter().chain(&runs).chain(&experiments).map(|o| revision(o)).collect();
     let mut rows = Vec::new();
     for rev in revisions.into_iter().rev() {
         rows.push(TreeRow { depth: 0, kind: "revision".into(), name: format!("revision:{rev}"), ..TreeRow::default() });
-        let mut of_revision: Vec<&Value> = sets.iter().copied().filter(|rs| revision(rs) == rev).collect();
-        of_revision.sort_by(|a, b| name_of(a).cmp(name_of(b)));
-        for rs in of_revision {
-            rows.push(replica_set_row(rollout, rs));
-            rows.extend(pods_of(rs, &owned.pods).into_iter().map(pod_row));
+        let of = |objects: &[&'_ Value]| -> Vec<Value> {
+            objects.iter().filter(|o| revision(o) == rev).map(|o| (*o).clone()).collect()
+        };
+        replica_sets(&mut rows, 1, Some(rollout), &of(&sets), &owned.pods);
+        let mut of_revision = of(&experiments);
+        of_revision.sort_by(|a, b| created(a).cmp(created(b)));
+        for experiment in &of_revision {
+            rows.push(experiment_row(experiment));
+            let mine = [uid(experiment)];
+            let sets: Vec<Value> =
+                owned.replica_sets.iter().flatten().filter(|rs| owner_in(rs, &mine).is_some()).cloned().collect();
+            replica_sets(&mut rows, 2, None, &sets, &owned.pods);
+            let runs: Vec<Value> =
+                owned.analysis_runs.iter().filter(|ar| owner_in(ar, &mine).is_some()).cloned().collect();
+            analysis_runs(&mut rows, 2, runs);
         }
-        let mut of_revision: Vec<&Value> = runs.iter().copied().filter(|ar| revision(ar) == rev).collect();
-        // analysisrun_info.go: by creation time, then name.
-        of_revision.sort_by(|a, b| created(a).cmp(created(b)).then_with(|| name_of(b).cmp(name_of(a))));
-        rows.extend(of_revision.into_iter().map(analysis_run_row));
+        analysis_runs(&mut rows, 1, of(&runs));
     }
     rows.extend(owned.trouble.iter().map(|t| TreeRow {
         kind: "error".into(),
@@ -75,6 +85,50 @@ pub fn rollout_tree(rollout: &Value, owned: &Owned) -> NativeTree {
         ..TreeRow::default()
     }));
     NativeTree { rows }
+}
+
+/// ReplicaSets by name, each followed by its pods one level deeper.
+fn replica_sets(rows: &mut Vec<TreeRow>, depth: u8, rollout: Option<&Value>, sets: &[Value], pods: &[Value]) {
+    let mut sets: Vec<&Value> = sets.iter().collect();
+    sets.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+    for rs in sets {
+        rows.push(TreeRow { depth, ..replica_set_row(rollout, rs) });
+        rows.extend(pods_of(rs, pods).into_iter().map(|p| TreeRow { depth: depth + 1, ..pod_row(p) }));
+    }
+}
+
+/// AnalysisRuns (analysisrun_info.go: by creation time, then name), each
+/// followed by the Jobs its measurements ran.
+fn analysis_runs(rows: &mut Vec<TreeRow>, depth: u8, mut runs: Vec<Value>) {
+    runs.sort_by(|a, b| created(a).cmp(created(b)).then_with(|| name_of(b).cmp(name_of(a))));
+    for run in &runs {
+        rows.push(TreeRow { depth, ..analysis_run_row(run) });
+        rows.extend(jobs_of(run).into_iter().map(|job| TreeRow { depth: depth + 1, ..job }));
+    }
+}
+
+/// experiment_info.go: the Experiment's phase and message.
+fn experiment_row(experiment: &Value) -> TreeRow {
+    TreeRow {
+        depth: 1,
+        kind: "Experiment".into(),
+        name: name_of(experiment).to_owned(),
+        status: text(at(experiment, &["status", "phase"])).to_owned(),
+        info: text(at(experiment, &["status", "message"])).to_owned(),
+    }
+}
+
+/// analysisrun_info.go: a Job per measurement that names one (`job-name`).
+fn jobs_of(run: &Value) -> Vec<TreeRow> {
+    let results = at(run, &["status", "metricResults"]).as_array().cloned().unwrap_or_default();
+    let measurements = results.iter().flat_map(|r| r["measurements"].as_array().cloned().unwrap_or_default());
+    measurements
+        .filter_map(|m| {
+            let job = m["metadata"]["job-name"].as_str()?;
+            let status = text(&m["phase"]).to_owned();
+            Some(TreeRow { depth: 2, kind: "Job".into(), name: job.to_owned(), status, info: String::new() })
+        })
+        .collect()
 }
 
 fn name_of(object: &Value) -> &str {
@@ -86,8 +140,9 @@ fn created(object: &Value) -> &str {
 }
 
 /// replicaset_info.go: the tags, images and health of one ReplicaSet.
-fn replica_set_row(rollout: &Value, rs: &Value) -> TreeRow {
+fn replica_set_row(rollout: Option<&Value>, rs: &Value) -> TreeRow {
     let hash = text(at(rs, &["metadata", "labels", "rollouts-pod-template-hash"]));
+    let rollout = rollout.unwrap_or(&Value::Null);
     let status = at(rollout, &["status"]);
     let mut tags: Vec<String> = Vec::new();
     let is = |key: &[&str]| !hash.is_empty() && text(at(status, key)) == hash;
@@ -194,12 +249,12 @@ fn pod_row(pod: &Value) -> TreeRow {
 }
 
 /// analysisrun_info.go: the phase and the measurements' counts
-/// (✔ successful, ✖ failed, ◌ inconclusive, ⚠ error), then each metric's
+/// (✔ successful, ✖ failed, ? inconclusive, ⚠ error), then each metric's
 /// last measured value.
 fn analysis_run_row(run: &Value) -> TreeRow {
     let results = at(run, &["status", "metricResults"]).as_array().cloned().unwrap_or_default();
     let sum = |key: &str| results.iter().map(|r| count(&r[key])).sum::<i64>();
-    let mut info: Vec<String> = [("✔", "successful"), ("✖", "failed"), ("◌", "inconclusive"), ("⚠", "error")]
+    let mut info: Vec<String> = [("✔", "successful"), ("✖", "failed"), ("?", "inconclusive"), ("⚠", "error")]
         .iter()
         .filter_map(|(icon, key)| Some(sum(key)).filter(|n| *n > 0).map(|n| format!("{icon} {n}")))
         .collect();
