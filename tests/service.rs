@@ -484,6 +484,12 @@ fn the_deployment_files_hold_what_a_cluster_and_a_host_need() {
             assert!(allows(group, resource, verb), "{verb} {group}/{resource}");
         }
     }
+    // What the full-screen tree of a Rollout watches.
+    for (group, resource) in
+        [("apps", "replicasets"), ("", "pods"), ("argoproj.io", "analysisruns"), ("argoproj.io", "experiments")]
+    {
+        assert!(allows(group, resource, "list") && allows(group, resource, "watch"), "list, watch {group}/{resource}");
+    }
     for rule in &rules {
         let text = rule.to_string();
         assert!(!text.contains("\"*\""), "no wildcard: {text}");
