@@ -154,7 +154,7 @@ fn every_backend_name_parses() {
         // Journals store the kind through serde: the same name.
         assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));
     }
-    assert_eq!(BackendKind::NAMES.len(), 8);
+    assert_eq!(BackendKind::NAMES.len(), 11);
     assert_eq!(BackendKind::parse("kubernetes"), None);
 }
 
