@@ -11,7 +11,7 @@ use crate::engine::RolloutSetup;
 use crate::files::TextError;
 use crate::metrics::MetricsSource;
 use crate::ui::theme::{ColorMode, Theme};
-use flightdeck_core::plan::params::TargetError;
+use flightdeck_core::plan::params::{FieldError, TargetError};
 use flightdeck_core::plan::{line_col, BackendKind, MetricsConfig, Plan};
 use flightdeck_core::TomlFile;
 use std::ops::Range;
@@ -80,17 +80,19 @@ fn check_cloudwatch(plan: &Plan, file: &str, text: &str) -> Result<(), BadInput>
     match &plan.metrics {
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
-            crate::metrics::cloudwatch::Scope::resolve(config, plan).map_err(|e| metrics_error(file, text, &e))?;
+            crate::metrics::cloudwatch::Scope::resolve(config, plan).map_err(|e| target_error_of(file, text, e))?;
             Ok(())
         }
         #[cfg(not(feature = "ecs"))]
-        MetricsConfig::Cloudwatch(_) => Err(metrics_error(file, text, CLOUDWATCH_NOT_BUILT)),
+        MetricsConfig::Cloudwatch(_) => Err(field_error(file, text, cloudwatch_not_built())),
         _ => Ok(()),
     }
 }
 
 #[cfg(not(feature = "ecs"))]
-const CLOUDWATCH_NOT_BUILT: &str = "metrics.source: CloudWatch is not part of this build (cargo feature `ecs`)";
+fn cloudwatch_not_built() -> FieldError {
+    FieldError::new("metrics.source", "CloudWatch is not part of this build (cargo feature `ecs`)")
+}
 
 /// The plan's theme must be one the cockpit can load: shipped, or a user
 /// theme in `<config dir>/themes/`. Errors point at the `theme` value.
@@ -273,10 +275,7 @@ fn spot(file: &str, text: &str, path: &[&str]) -> String {
 fn target_error_of(file: &str, text: &str, e: TargetError) -> BadInput {
     match e {
         TargetError::Param(p) => param_error(file, text, &p.key, &p.message),
-        TargetError::Field { field, message } => {
-            let path: Vec<&str> = field.split('.').collect();
-            BadInput(format!("{}: {field}: {message}", spot(file, text, &path)))
-        }
+        TargetError::Field(e) => field_error(file, text, e),
         other => BadInput(format!("{}: target: {other}", spot(file, text, &["target"]))),
     }
 }
@@ -293,15 +292,11 @@ fn target_error(file: &str, text: &str, e: String) -> BadInput {
     }
 }
 
-/// An error about `[metrics]` (`metrics.<key>: ...`): at that key when the
-/// plan sets it, else at the `[metrics]` table.
-fn metrics_error(file: &str, text: &str, e: &str) -> BadInput {
-    let key = e.strip_prefix("metrics.").and_then(|rest| rest.split_once(": ")).map(|(key, _)| key);
-    let at = match key {
-        Some(key) if !key.contains(char::is_whitespace) => spot(file, text, &["metrics", key]),
-        _ => spot(file, text, &["metrics"]),
-    };
-    BadInput(format!("{at}: {e}"))
+/// An error about a field of the plan, at that field (or the nearest table
+/// the plan has of its path).
+fn field_error(file: &str, text: &str, e: FieldError) -> BadInput {
+    let path: Vec<&str> = e.field.split('.').collect();
+    BadInput(format!("{}: {e}", spot(file, text, &path)))
 }
 
 /// An error about a target parameter, at its value in `[target]` or
@@ -369,12 +364,13 @@ fn metrics_for(
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
             use crate::metrics::cloudwatch::{Cloudwatch, Scope};
-            let scope = Scope::resolve(config, plan).map_err(|e| metrics_error(file, text, &e))?;
-            let aws = aws.ok_or_else(|| metrics_error(file, text, "metrics: no AWS configuration for CloudWatch"))?;
+            let scope = Scope::resolve(config, plan).map_err(|e| target_error_of(file, text, e))?;
+            let no_aws = || FieldError::new("metrics.source", "no AWS configuration for CloudWatch");
+            let aws = aws.ok_or_else(|| field_error(file, text, no_aws()))?;
             Ok(Arc::new(Cloudwatch::new(aws, scope, config.lag)))
         }
         #[cfg(not(feature = "ecs"))]
-        MetricsConfig::Cloudwatch(_) => Err(metrics_error(file, text, CLOUDWATCH_NOT_BUILT)),
+        MetricsConfig::Cloudwatch(_) => Err(field_error(file, text, cloudwatch_not_built())),
     }
 }
 

@@ -70,6 +70,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
+use flightdeck_core::plan::params::{FieldError, ParamError, TargetError};
 use flightdeck_core::plan::{BackendKind, CloudwatchMetrics, Plan, Target};
 use flightdeck_core::time::Timestamp;
 use std::collections::HashMap;
@@ -136,23 +137,22 @@ impl From<LambdaDimensions> for Scope {
 impl Scope {
     /// From the plan's `[metrics]` and target: a `lambda` target's alias
     /// and versions, else the load balancer's (see [`Dimensions::resolve`]).
-    pub fn resolve(config: &CloudwatchMetrics, plan: &Plan) -> Result<Scope, String> {
+    pub fn resolve(config: &CloudwatchMetrics, plan: &Plan) -> Result<Scope, TargetError> {
         if plan.target.backend != BackendKind::Lambda {
-            return Dimensions::resolve(config, &plan.target).map(Scope::LoadBalancer);
+            return Dimensions::resolve(config, &plan.target).map(Scope::LoadBalancer).map_err(TargetError::from);
         }
         let set = [
-            ("load_balancer", &config.load_balancer),
-            ("stable_target_group", &config.stable_target_group),
-            ("canary_target_group", &config.canary_target_group),
+            ("metrics.load_balancer", &config.load_balancer),
+            ("metrics.stable_target_group", &config.stable_target_group),
+            ("metrics.canary_target_group", &config.canary_target_group),
         ];
-        if let Some((key, _)) = set.iter().find(|(_, v)| v.is_some()) {
-            return Err(format!(
-                "metrics.{key}: a load balancer's dimension; a lambda target's metrics are its alias's, per version"
-            ));
+        if let Some((field, _)) = set.iter().find(|(_, v)| v.is_some()) {
+            let message = "a load balancer's dimension; a lambda target's metrics are its alias's, per version";
+            return Err(FieldError::new(field, message).into());
         }
         let param = |key: &str| {
             plan.target.params.get(key).filter(|v| !v.trim().is_empty()).cloned().ok_or_else(|| {
-                format!("target.{key}: required by the `lambda` backend (CloudWatch's dimensions come from it)")
+                ParamError::new(key, "required by the `lambda` backend (CloudWatch's dimensions come from it)")
             })
         };
         Ok(Scope::Lambda(LambdaDimensions {
@@ -234,27 +234,24 @@ pub struct Dimensions {
 impl Dimensions {
     /// From the plan's `[metrics]`, falling back on the target's parameters.
     /// Errors name the key to set.
-    pub fn resolve(config: &CloudwatchMetrics, target: &Target) -> Result<Dimensions, String> {
+    pub fn resolve(config: &CloudwatchMetrics, target: &Target) -> Result<Dimensions, FieldError> {
         let param = |key: &str| target.params.get(key).cloned();
-        let pick = |own: &Option<String>, key: &str| {
-            own.clone()
-                .or_else(|| param(key))
-                .ok_or_else(|| format!("metrics.{key}: required (the target has no `{key}` to take it from)"))
+        let pick = |own: &Option<String>, field: &'static str, key: &str| {
+            let message = || format!("required (the target has no `{key}` to take it from)");
+            own.clone().or_else(|| param(key)).ok_or_else(|| FieldError::new(field, message()))
         };
-        let load_balancer = match &config.load_balancer {
-            Some(lb) => lb.clone(),
-            None => param("listener_rule").ok_or_else(|| {
-                "metrics.load_balancer: required (the target has no `listener_rule` to take it from)".to_owned()
-            })?,
+        let load_balancer = pick(&config.load_balancer, "metrics.load_balancer", "listener_rule")?;
+        let not_a_target_group = "not a target group (targetgroup/<name>/<id> or its ARN)";
+        let target_group = |own: &Option<String>, field: &'static str, key: &str| {
+            target_group_dimension(&pick(own, field, key)?).ok_or_else(|| FieldError::new(field, not_a_target_group))
         };
         let dimensions = Dimensions {
             load_balancer: load_balancer_dimension(&load_balancer).ok_or_else(|| {
-                format!("metrics.load_balancer: `{load_balancer}` names no application load balancer (app/<name>/<id>)")
+                let message = format!("`{load_balancer}` names no application load balancer (app/<name>/<id>)");
+                FieldError::new("metrics.load_balancer", message)
             })?,
-            stable: target_group_dimension(&pick(&config.stable_target_group, "stable_target_group")?)
-                .ok_or("metrics.stable_target_group: not a target group (targetgroup/<name>/<id> or its ARN)")?,
-            canary: target_group_dimension(&pick(&config.canary_target_group, "canary_target_group")?)
-                .ok_or("metrics.canary_target_group: not a target group (targetgroup/<name>/<id> or its ARN)")?,
+            stable: target_group(&config.stable_target_group, "metrics.stable_target_group", "stable_target_group")?,
+            canary: target_group(&config.canary_target_group, "metrics.canary_target_group", "canary_target_group")?,
         };
         Ok(dimensions)
     }

@@ -35,7 +35,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ecs::primitives::DateTime;
 use aws_sdk_ecs::types::{LoadBalancer, Scale, ScaleUnit, StabilityStatus, TaskSet};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ForwardActionConfig, TargetGroupTuple};
-use flightdeck_core::plan::params::TargetError;
+use flightdeck_core::plan::params::{FieldError, TargetError};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -102,7 +102,7 @@ impl TaskSets {
     pub fn new(aws: &SdkConfig, target: EcsTarget, plan: &Plan) -> Result<TaskSets, TargetError> {
         if matches!(plan.strategy, Strategy::Rolling { .. }) {
             let message = "a rolling update needs controller = \"ecs\"; task sets are for canary and blue-green";
-            return Err(TargetError::Field { field: "strategy.kind", message: message.into() });
+            return Err(FieldError::new("strategy.kind", message).into());
         }
         let site = Site { label: target.label(), profile: target.profile.clone() };
         // Nanoseconds of this start: a later process, which cannot know

@@ -60,8 +60,8 @@ use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_lambda::types::AliasRoutingConfiguration;
+use flightdeck_core::plan::params::{FieldError, ParamError, TargetError};
 use flightdeck_core::plan::params::{Param, ParamKind::Text};
-use flightdeck_core::plan::params::{ParamError, TargetError};
 use flightdeck_core::plan::{Plan, Strategy};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use std::collections::HashMap;
@@ -95,19 +95,19 @@ impl LambdaTarget {
         let version = |field: &'static str, v: &str| {
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                 let message = format!("`{v}` is not a published Lambda version (a number such as \"4\")");
-                return Err(TargetError::Field { field, message });
+                return Err(FieldError::new(field, message));
             }
             Ok(v.to_owned())
         };
         let (stable, canary) = (version("rollout.stable", &plan.stable)?, version("rollout.canary", &plan.canary)?);
         if stable == canary {
             let message = format!("the same version as stable ({stable})");
-            return Err(TargetError::Field { field: "rollout.canary", message });
+            return Err(FieldError::new("rollout.canary", message).into());
         }
         // A rolling update scales replicas; an alias has none to scale.
         if matches!(plan.strategy, Strategy::Rolling { .. }) {
-            let message = "`rolling` has no meaning for a Lambda alias; use `canary` or `blue-green`".into();
-            return Err(TargetError::Field { field: "strategy.kind", message });
+            let message = "`rolling` has no meaning for a Lambda alias; use `canary` or `blue-green`";
+            return Err(FieldError::new("strategy.kind", message).into());
         }
         Ok(LambdaTarget {
             function: required("function")?,

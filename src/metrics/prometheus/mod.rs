@@ -106,7 +106,7 @@ impl PrometheusPool {
         queries: &PromQueries,
         stable: &str,
         canary: &str,
-    ) -> Result<Prometheus, String> {
+    ) -> Result<Prometheus, SourceError> {
         let forms = forms(queries)?;
         let server = self.server(address)?;
         let mut source = Prometheus::on(server, queries, forms, stable, canary);
@@ -118,12 +118,12 @@ impl PrometheusPool {
 impl Prometheus {
     /// A source with its own client, shared with no other rollout (a pool
     /// of one; see [`PrometheusPool::source`]).
-    pub fn new(address: &str, queries: &PromQueries, stable: &str, canary: &str) -> Result<Prometheus, String> {
+    pub fn new(address: &str, queries: &PromQueries, stable: &str, canary: &str) -> Result<Prometheus, SourceError> {
         PrometheusPool::new().source(address, queries, stable, canary)
     }
 
     #[cfg(test)]
-    fn with_timeout(address: &str, queries: &PromQueries, timeout: Duration) -> Result<Prometheus, String> {
+    fn with_timeout(address: &str, queries: &PromQueries, timeout: Duration) -> Result<Prometheus, SourceError> {
         let server = Arc::new(Server::standalone(address, timeout, MAX_IN_FLIGHT)?);
         let mut source = Prometheus::on(server, queries, forms(queries)?, "v1", "v2");
         source.bucket_form = bucket_form(queries)?;
@@ -280,30 +280,45 @@ impl Query {
     }
 }
 
+/// Why a Prometheus source cannot be built for a plan's `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("prometheus query {query}: {error}")]
+    Template { query: &'static str, error: promql::TemplateError },
+    /// A typo in a placeholder would reach Prometheus as a parse error on every sample.
+    #[error("prometheus query {query}: unknown placeholder {placeholder} (known: {})", PLACEHOLDERS.join(", "))]
+    Placeholder { query: &'static str, placeholder: String },
+    #[error("prometheus address {address:?}: {why}; expected http://host:port or https://host:port")]
+    Address { address: String, why: String },
+    #[error("prometheus: cannot build an HTTP client: {0}")]
+    Client(String),
+}
+
 /// Each template's form (the plan checker refuses the same templates with
 /// their position; this holds for sources built in code).
-fn forms(queries: &PromQueries) -> Result<[Form; 5], String> {
+fn forms(queries: &PromQueries) -> Result<[Form; 5], SourceError> {
     let mut forms = [Form::PerVersion; 5];
     for query in Query::ALL {
         let template = query.template(queries);
-        check_placeholders(query, template)?;
-        forms[query as usize] = promql::form(template, &queries.version_label)
-            .map_err(|e| format!("prometheus query {}: {e}", query.name()))?;
+        forms[query as usize] = form_of(query.name(), template, &queries.version_label)?;
     }
     Ok(forms)
 }
 
+/// A template's form, its placeholders known.
+fn form_of(query: &'static str, template: &str, label: &str) -> Result<Form, SourceError> {
+    check_placeholders(query, template)?;
+    promql::form(template, label).map_err(|error| SourceError::Template { query, error })
+}
+
 /// The bucket query's form, if the plan reads buckets (an empty template
 /// reads none).
-fn bucket_form(queries: &PromQueries) -> Result<Option<Form>, String> {
+fn bucket_form(queries: &PromQueries) -> Result<Option<Form>, SourceError> {
     let template = &queries.latency_buckets;
     if template.trim().is_empty() {
         return Ok(None);
     }
-    check_placeholders_named("latency_buckets", template)?;
-    promql::form(template, &queries.version_label)
-        .map(Some)
-        .map_err(|e| format!("prometheus query latency_buckets: {e}"))
+    form_of("latency_buckets", template, &queries.version_label).map(Some)
 }
 
 /// One version's `(le seconds, count)` series as bucket counts in ms:
@@ -381,21 +396,14 @@ fn quantile(reading: Reading) -> Result<Option<f64>, QueryError> {
 
 /// A typo in a placeholder would reach Prometheus as a parse error on every
 /// sample; say so once, when the plan is loaded.
-fn check_placeholders(query: Query, template: &str) -> Result<(), String> {
-    check_placeholders_named(query.name(), template)
-}
-
-fn check_placeholders_named(name: &str, template: &str) -> Result<(), String> {
+fn check_placeholders(query: &'static str, template: &str) -> Result<(), SourceError> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let tail = &rest[start..];
         let end = tail.find("}}").map_or(tail.len(), |i| i + 2);
         let placeholder = &tail[..end];
         if !PLACEHOLDERS.contains(&placeholder) {
-            return Err(format!(
-                "prometheus query {name}: unknown placeholder {placeholder} (known: {})",
-                PLACEHOLDERS.join(", ")
-            ));
+            return Err(SourceError::Placeholder { query, placeholder: placeholder.to_owned() });
         }
         rest = &tail[end..];
     }
@@ -457,22 +465,26 @@ mod tests {
         let q = PromQueries::default();
         assert!(Prometheus::new("http://127.0.0.1:9090/", &q, "v1", "v2").is_ok());
         let e = Prometheus::new("127.0.0.1:9090", &q, "v1", "v2").err().unwrap();
-        assert!(e.contains("expected http://host:port"), "{e}");
+        assert!(matches!(&e, SourceError::Address { address, .. } if address == "127.0.0.1:9090"), "{e}");
         let e = Prometheus::new("localhost:9090", &q, "v1", "v2").err().unwrap();
+        let scheme = "unsupported scheme \"localhost\"".to_owned();
+        assert_eq!(e, SourceError::Address { address: "localhost:9090".into(), why: scheme });
         assert_eq!(
-            e,
+            e.to_string(),
             "prometheus address \"localhost:9090\": unsupported scheme \"localhost\"; \
              expected http://host:port or https://host:port"
         );
         let typo = PromQueries { p95: "m{v=\"{{verison}}\"}".into(), ..q.clone() };
         let e = Prometheus::new("http://localhost:9090", &typo, "v1", "v2").err().unwrap();
+        assert_eq!(e, SourceError::Placeholder { query: "p95", placeholder: "{{verison}}".into() });
         assert_eq!(
-            e,
+            e.to_string(),
             "prometheus query p95: unknown placeholder {{verison}} (known: {{version}}, {{versions}}, {{interval}})"
         );
         let folded = PromQueries { errors: "sum(e{version=~\"{{versions}}\"})".into(), ..q };
         let e = Prometheus::new("http://localhost:9090", &folded, "v1", "v2").err().unwrap();
-        assert!(e.starts_with("prometheus query errors: `sum` here drops the `version` label"), "{e}");
+        let drops = promql::TemplateError::AggregationDropsLabel { op: "sum".into(), label: "version".into() };
+        assert_eq!(e, SourceError::Template { query: "errors", error: drops });
     }
 
     #[test]

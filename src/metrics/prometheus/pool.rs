@@ -14,6 +14,7 @@
 
 use super::batch::Batches;
 use super::reply::{parse_reply, Data, QueryError};
+use super::SourceError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,7 +45,7 @@ impl PrometheusPool {
 
     /// The server at `address` (keyed by its normalised query URL, so
     /// `http://Prom:9090/` and `http://prom:9090` are one), made on first use.
-    pub(super) fn server(&self, address: &str) -> Result<Arc<Server>, String> {
+    pub(super) fn server(&self, address: &str) -> Result<Arc<Server>, SourceError> {
         let endpoint = query_endpoint(address)?;
         let mut servers = self.servers.lock().expect("the pool's lock is never poisoned");
         if let Some(server) = servers.get(endpoint.as_str()) {
@@ -85,11 +86,11 @@ impl Server {
         endpoint: reqwest::Url,
         timeout: Duration,
         max_in_flight: usize,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, SourceError> {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(max_in_flight)
             .build()
-            .map_err(|e| format!("prometheus: cannot build an HTTP client: {e}"))?;
+            .map_err(|e| SourceError::Client(e.to_string()))?;
         Ok(Server {
             client,
             address: address.to_string(),
@@ -103,7 +104,7 @@ impl Server {
 
     /// A server of its own with these limits, for tests.
     #[cfg(test)]
-    pub(super) fn standalone(address: &str, timeout: Duration, max_in_flight: usize) -> Result<Server, String> {
+    pub(super) fn standalone(address: &str, timeout: Duration, max_in_flight: usize) -> Result<Server, SourceError> {
         Server::new(address, query_endpoint(address)?, timeout, max_in_flight)
     }
 
@@ -149,9 +150,8 @@ impl Server {
     }
 }
 
-pub(super) fn query_endpoint(address: &str) -> Result<reqwest::Url, String> {
-    let invalid =
-        |why: &str| format!("prometheus address {address:?}: {why}; expected http://host:port or https://host:port");
+pub(super) fn query_endpoint(address: &str) -> Result<reqwest::Url, SourceError> {
+    let invalid = |why: &str| SourceError::Address { address: address.to_owned(), why: why.to_owned() };
     let url = reqwest::Url::parse(&format!("{}/api/v1/query", address.trim_end_matches('/')))
         .map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {

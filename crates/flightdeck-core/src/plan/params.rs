@@ -23,6 +23,22 @@ impl ParamError {
     }
 }
 
+/// An error about one field of a plan outside `[target]`
+/// (`rollout.canary`, `strategy.kind`, `metrics.load_balancer`), shown at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The dotted path of the field.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError { field, message: message.into() }
+    }
+}
+
 /// Why a backend cannot be built from a plan's `[target]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -33,10 +49,9 @@ pub enum TargetError {
     /// this first; this is for targets built in code).
     #[error("{backend} target needs `{key}`")]
     Missing { backend: &'static str, key: &'static str },
-    /// The target cannot go with another part of the plan: shown at that
-    /// field (`rollout.canary`, `strategy.kind`).
-    #[error("{field}: {message}")]
-    Field { field: &'static str, message: String },
+    /// The target cannot go with another part of the plan.
+    #[error(transparent)]
+    Field(#[from] FieldError),
     /// The target names another backend: the caller picked the wrong one.
     #[error("target backend is {found}, not {expected}")]
     OtherBackend { found: &'static str, expected: &'static str },
