@@ -174,7 +174,8 @@ pub async fn serve(socket: &Socket, hub: Arc<Hub>, engine: impl Into<Controls>, 
 }
 
 /// One client, from hello to goodbye.
-pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: Controls, roles: Arc<Roles>) {
+pub async fn connection(stream: UnixStream, hub: Arc<Hub>, engine: impl Into<Controls>, roles: Arc<Roles>) {
+    let engine = engine.into();
     let cred = stream.peer_cred();
     let (read, mut write) = stream.into_split();
     let Ok(cred) = cred else {
