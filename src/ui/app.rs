@@ -213,6 +213,50 @@ pub struct App {
     pub event_rows: Vec<(u16, u64)>,
     /// Lines of help that fit on screen, for paging.
     pub help_page: u16,
+    /// The list's sort keys, kept while their rollouts are unchanged.
+    list_order: std::cell::RefCell<ListOrder>,
+}
+
+/// Each rollout's place in the list (needs a human, then its group and
+/// id in natural order), kept with the rollout it was built for. Built
+/// afresh for every rollout several times a frame, the keys (a
+/// `needs_human` text and two natural keys each) were most of the
+/// cockpit's CPU at 1,000 rollouts; now a snapshot that changed one
+/// rollout rebuilds one key.
+#[derive(Default)]
+struct ListOrder {
+    keys: Vec<(Arc<Rollout>, ListKey)>,
+    /// Indexes into `keys` (and the view's rollouts), in list order.
+    order: Vec<usize>,
+}
+
+type ListKey = (bool, Vec<(String, u64)>, Vec<(String, u64)>);
+
+impl ListOrder {
+    /// Brings the order up to date with `rollouts`: only a rollout that is
+    /// not the one its key was built for gets a new key.
+    fn update(&mut self, rollouts: &[Arc<Rollout>]) {
+        let same =
+            self.keys.len() == rollouts.len() && self.keys.iter().zip(rollouts).all(|(k, r)| Arc::ptr_eq(&k.0, r));
+        if same {
+            return;
+        }
+        let mut keys = Vec::with_capacity(rollouts.len());
+        for (i, r) in rollouts.iter().enumerate() {
+            match self.keys.get_mut(i) {
+                Some((old, key)) if Arc::ptr_eq(old, r) => keys.push((Arc::clone(r), std::mem::take(key))),
+                _ => keys.push((Arc::clone(r), list_key(r))),
+            }
+        }
+        self.keys = keys;
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        order.sort_by(|a, b| self.keys[*a].1.cmp(&self.keys[*b].1));
+        self.order = order;
+    }
+}
+
+fn list_key(r: &Rollout) -> ListKey {
+    (attention(r).is_none(), natural(&r.plan().target.group), natural(&r.id))
 }
 
 impl App {
@@ -254,6 +298,7 @@ impl App {
             events_area: Rect::default(),
             event_rows: Vec::new(),
             help_page: 10,
+            list_order: Default::default(),
         };
         app.keep_selection();
         app
@@ -351,16 +396,29 @@ impl App {
     /// The rollouts in list order: those needing a human first, then by
     /// target group, filtered by the `/` text.
     pub fn visible(&self) -> Vec<&Rollout> {
+        self.visible_marked().into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// [`App::visible`], each rollout with whether it needs a human (its
+    /// kept sort key: the list draws its headings from it every frame).
+    pub fn visible_marked(&self) -> Vec<(&Rollout, bool)> {
         let needle = self.filter.value().to_lowercase();
-        let mut list: Vec<&Rollout> = self
-            .view
-            .rollouts
+        let rollouts = &self.view.rollouts;
+        let mut order = self.list_order.borrow_mut();
+        order.update(rollouts);
+        order
+            .order
             .iter()
-            .map(Arc::as_ref)
-            .filter(|r| needle.is_empty() || haystack(r).contains(&needle))
-            .collect();
-        list.sort_by_cached_key(|r| (attention(r).is_none(), natural(&r.plan().target.group), natural(&r.id)));
-        list
+            .map(|i| (rollouts[*i].as_ref(), !order.keys[*i].1 .0))
+            .filter(|(r, _)| needle.is_empty() || haystack(r).contains(&needle))
+            .collect()
+    }
+
+    /// How many rollouts on screen need a human (the top bar's count).
+    pub fn needing_humans(&self) -> usize {
+        let mut order = self.list_order.borrow_mut();
+        order.update(&self.view.rollouts);
+        order.keys.iter().filter(|k| !k.1 .0).count()
     }
 
     /// Keeps the current theme whatever a plan names (an explicit `--theme`).

@@ -105,12 +105,12 @@ enum Entry<'a> {
 fn list_lines(app: &App, inner: Rect) -> (Vec<Line<'static>>, Vec<(u16, String)>) {
     let theme = &app.theme;
     let mut entries = Vec::new();
-    let mut group: Option<String> = None;
-    for r in app.visible() {
-        let heading =
-            if attention(r).is_some() { "▲ needs a human".to_string() } else { r.plan().target.group.clone() };
-        if group.as_ref() != Some(&heading) {
-            entries.push(Entry::Heading(r, heading.clone()));
+    let mut group: Option<&str> = None;
+    let visible = app.visible_marked();
+    for &(r, needs_human) in &visible {
+        let heading = if needs_human { "▲ needs a human" } else { r.plan().target.group.as_str() };
+        if group != Some(heading) {
+            entries.push(Entry::Heading(r, heading.to_string()));
             group = Some(heading);
         }
         entries.push(Entry::Row(r));

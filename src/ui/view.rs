@@ -12,7 +12,6 @@ use super::panes;
 use super::text::{self, cut, fit, wrap};
 use flightdeck_core::rollout::Phase;
 use flightdeck_core::verbs::{Answer, Confirm, Direction};
-use flightdeck_core::view::attention;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -155,7 +154,7 @@ fn detail_panes(f: &mut Frame, area: Rect, app: &mut App, r: &flightdeck_core::R
 
 fn top_bar(f: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let humans = app.view.rollouts.iter().filter(|r| attention(r).is_some()).count();
+    let humans = app.needing_humans();
     let mut spans = vec![Span::styled(" flightdeck ", theme.style("ui.title").add_modifier(Modifier::BOLD))];
     // Said first, so no width hides it.
     if app.frozen {
