@@ -141,3 +141,115 @@ fn the_demos_flag_goes_bad_at_its_first_stage_and_is_turned_back_to_zero() {
     assert!(text.contains("all on stable off: canary weight 0 % (read back 0 %)"), "{text}");
     assert_eq!(out.status.code(), Some(3), "a rollback ends the headless run with 3");
 }
+
+/// Healthy traffic for the engine test: both sides alike, whatever the split.
+struct Healthy;
+
+#[async_trait::async_trait]
+impl flightdeck::metrics::MetricsSource for Healthy {
+    async fn sample(
+        &self,
+        window: std::time::Duration,
+        _now: flightdeck_core::Timestamp,
+    ) -> flightdeck_core::analysis::MetricsSample {
+        let side = || flightdeck_core::analysis::VersionWindow {
+            requests: 200,
+            errors: 0,
+            p50_ms: Some(40.0),
+            p95_ms: Some(80.0),
+            p99_ms: Some(120.0),
+            ..Default::default()
+        };
+        flightdeck_core::analysis::MetricsSample { window, stable: Some(side()), canary: Some(side()), missing: None }
+    }
+
+    async fn slo(&self, _now: flightdeck_core::Timestamp) -> Option<flightdeck_core::budget::SloMeasurement> {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_during_a_stage_pauses_the_rollout_as_drift_and_resume_writes_the_stage_back() {
+    use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+    use flightdeck::protocol::{CommandRequest, Reply};
+    use flightdeck_core::rollout::Phase;
+    use flightdeck_core::{Actor, Command as Verb, Plan};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(&file, std::fs::read_to_string(EXAMPLE).unwrap()).unwrap();
+    let text = format!(
+        "[rollout]\nname = \"new-checkout\"\nstable = \"off\"\ncanary = \"on\"\n\n\
+         [target]\nbackend = \"flagd\"\ngroup = \"flags\"\nfile = \"{}\"\nflag = \"new-checkout\"\n\
+         stable_variant = \"off\"\ncanary_variant = \"on\"\n\n\
+         [strategy]\nkind = \"canary\"\nstages = [{{ weight = 10, bake = \"1h\" }}, {{ weight = 100, bake = \"0s\" }}]\n\n\
+         [analysis]\ninterval = \"1s\"\nmin_requests = 20\n",
+        file.display()
+    );
+    let plan = Plan::parse("flagd-test.toml", &text).unwrap();
+    let setup = RolloutSetup {
+        id: "flags/new-checkout".into(),
+        backend: std::sync::Arc::new(Flagd::from_target(&plan.target).unwrap()),
+        metrics: std::sync::Arc::new(Healthy),
+        plan,
+        plan_file: "flagd-test.toml".into(),
+        plan_text: text,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let options = EngineOptions {
+        clock: flightdeck::clock::Clock::Wall,
+        journal_dir: None,
+        fresh: false,
+        stop_when: StopWhen::Never,
+    };
+    let engine = Engine::start(vec![setup], options, tx).unwrap();
+    let mut snapshots = engine.subscribe();
+    let phase = |snapshots: &tokio::sync::watch::Receiver<flightdeck::protocol::Snapshot>| {
+        snapshots.borrow().rollouts[0].phase.clone()
+    };
+    let weight = || off_on(&file);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while weight() != (90, 10) {
+        assert!(std::time::Instant::now() < deadline, "stage 1 never reached the file");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A hand edit to 70/30 while the stage bakes.
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[\"off\", 90]", "[\"off\", 70]")
+        .replace("[\"on\", 10]", "[\"on\", 30]");
+    std::fs::write(&file, edited).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let reason = loop {
+        if let Phase::Paused { by, reason, .. } = phase(&snapshots) {
+            assert_eq!(by, Actor::backend());
+            break reason;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pause; phase {:?}", phase(&snapshots));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), snapshots.changed()).await;
+    };
+    println!("paused: {reason}");
+    assert!(reason.contains("drift") && reason.contains("30 %") && reason.contains("10 %"), "{reason}");
+    assert_eq!(weight(), (70, 30), "paused, not overwritten");
+    let resume = CommandRequest {
+        rollout: "flags/new-checkout".into(),
+        actor: Actor::new("captain"),
+        command: Verb::Resume,
+        expected_stage: 0,
+        expected_revision: "on".into(),
+        expected_step: None,
+    };
+    assert_eq!(engine.submit(resume).await, Reply::Ack);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while weight() != (90, 10) {
+        assert!(std::time::Instant::now() < deadline, "resume did not write the stage back: {:?}", weight());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The new-checkout split in the example's layout, as (off, on) weights.
+fn off_on(file: &Path) -> (u64, u64) {
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let buckets = &json["flags"]["new-checkout"]["targeting"]["fractional"];
+    (buckets[1][1].as_u64().unwrap(), buckets[2][1].as_u64().unwrap())
+}

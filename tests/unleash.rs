@@ -49,11 +49,11 @@ async fn server() -> &'static Server {
     SERVER
         .get_or_init(|| async {
             let dir = tempfile::tempdir().unwrap().keep();
-            let port = support::free_port();
+            let (port, pg_port) = (support::free_port(), support::free_port());
             let pid = std::process::id().to_string();
             let log = std::fs::File::create(dir.join("start-unleash.log")).unwrap();
             let launcher = std::process::Command::new("tests/flags/start-unleash")
-                .args([dir.to_str().unwrap(), &port.to_string(), TOKEN, &pid])
+                .args([dir.to_str().unwrap(), &port.to_string(), TOKEN, &pid, &pg_port.to_string()])
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
