@@ -318,7 +318,8 @@ impl Elector {
     pub async fn keep(&mut self, fence: &Fence) -> String {
         loop {
             tokio::time::sleep(self.options.retry_period).await;
-            if let Err(why) = fence.check() {
+            if let Err(expired) = fence.check() {
+                let why = expired.to_string();
                 fence.lose(why.clone());
                 return why;
             }

@@ -263,7 +263,7 @@ impl Service {
             });
             let fence = acquiring.await;
             say(format_args!("flightdeck: holding the lease {} as {}", elector.options().describe(), fence.term()));
-            crate::engine::journal::fence::install(fence.clone())?;
+            crate::engine::journal::fence::install(fence.clone()).map_err(|e| e.to_string())?;
             *self.shared.standby.lock().expect("standby") = None;
             let (lost_tx, lost) = oneshot::channel();
             let (stop_tx, mut stop) = oneshot::channel::<()>();

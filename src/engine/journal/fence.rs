@@ -81,22 +81,18 @@ impl Fence {
     }
 
     /// The term, while it holds; else why it does not.
-    pub fn check(&self) -> Result<Term, String> {
+    pub fn check(&self) -> Result<Term, Expired> {
         self.check_at(Instant::now())
     }
 
-    fn check_at(&self, now: Instant) -> Result<Term, String> {
+    fn check_at(&self, now: Instant) -> Result<Term, Expired> {
         let s = self.state.lock().expect("fence");
         if let Some(why) = &s.lost {
-            return Err(format!("{} no longer holds the lease: {why}", s.term));
+            return Err(Expired::Lost { term: s.term.clone(), why: why.clone() });
         }
         if now >= s.valid_until {
-            let late = now.duration_since(s.valid_until);
-            return Err(format!(
-                "{} did not renew the lease within its renew deadline (over by {:.1} s): another replica may hold it",
-                s.term,
-                late.as_secs_f64()
-            ));
+            let over = now.duration_since(s.valid_until).as_secs_f64();
+            return Err(Expired::NotRenewed { term: s.term.clone(), over_s: over });
         }
         Ok(s.term.clone())
     }
@@ -107,13 +103,31 @@ impl Fence {
     }
 }
 
+/// Why a term no longer holds.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Expired {
+    /// The elector saw another holder, or gave the lease up.
+    #[error("{term} no longer holds the lease: {why}")]
+    Lost { term: Term, why: String },
+    /// No renewal within the renew deadline: another replica may hold it by now.
+    #[error(
+        "{term} did not renew the lease within its renew deadline (over by {over_s:.1} s): another replica may hold it"
+    )]
+    NotRenewed { term: Term, over_s: f64 },
+}
+
+/// A second fence in one process: a replica that loses the lease exits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a lease fence is already installed in this process")]
+pub struct AlreadyInstalled;
+
 static INSTALLED: OnceLock<Fence> = OnceLock::new();
 
 /// Fences every journal this process opens from now on (`serve
 /// --leader-elect`, once it holds the Lease). Once per process: a replica
 /// that loses the Lease exits, and starts again as a standby.
-pub fn install(fence: Fence) -> Result<(), String> {
-    INSTALLED.set(fence).map_err(|_| "a lease fence is already installed in this process".to_string())
+pub fn install(fence: Fence) -> Result<(), AlreadyInstalled> {
+    INSTALLED.set(fence).map_err(|_| AlreadyInstalled)
 }
 
 /// The fence [`install`]ed, if any.
@@ -201,7 +215,9 @@ mod tests {
         let fence = Fence::new(term("a", 1), start + Duration::from_secs(10));
         assert_eq!(fence.check_at(start + Duration::from_secs(9)), Ok(term("a", 1)));
         let late = fence.check_at(start + Duration::from_secs(10)).unwrap_err();
-        assert!(late.contains("a (lease transition 1) did not renew the lease within its renew deadline"), "{late}");
+        assert_eq!(late, Expired::NotRenewed { term: term("a", 1), over_s: 0.0 });
+        let said = late.to_string();
+        assert!(said.starts_with("a (lease transition 1) did not renew the lease within its renew deadline"), "{said}");
         fence.renewed(start + Duration::from_secs(20));
         assert!(fence.check_at(start + Duration::from_secs(15)).is_ok());
         // A late answer to an older renewal never shortens the term.
@@ -216,8 +232,9 @@ mod tests {
         fence.lose("the lease is held by b (lease transition 4)".into());
         fence.renewed(start + Duration::from_secs(60));
         let why = fence.check_at(start).unwrap_err();
+        assert!(matches!(&why, Expired::Lost { term: t, .. } if *t == term("a", 3)), "{why}");
         assert_eq!(
-            why,
+            why.to_string(),
             "a (lease transition 3) no longer holds the lease: the lease is held by b (lease transition 4)"
         );
     }

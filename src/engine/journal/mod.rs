@@ -84,7 +84,7 @@ pub enum JournalError {
     /// `serve --leader-elect`: this process no longer holds the Lease, so
     /// it neither writes nor acts (see [`fence`]).
     #[error("{path}: not written: {reason}")]
-    Fenced { path: String, reason: String },
+    Fenced { path: String, reason: fence::Expired },
 }
 
 impl JournalError {
@@ -287,7 +287,7 @@ impl Journal {
     }
 }
 
-fn fenced(path: &Path, reason: String) -> JournalError {
+fn fenced(path: &Path, reason: fence::Expired) -> JournalError {
     JournalError::Fenced { path: path.display().to_string(), reason }
 }
 
