@@ -248,9 +248,7 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
         }
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => {
-            let backend = crate::backend::k8s::setup(plan)
-                .await
-                .map_err(|e| BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))))?;
+            let backend = crate::backend::k8s::setup(plan).await.map_err(|e| target_error_of(file, text, e))?;
             Ok((backend, None))
         }
         other => Err(not_built(file, text, other)),

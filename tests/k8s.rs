@@ -2755,7 +2755,8 @@ async fn targets_come_from_kubeconfig_contexts() {
         ("https://prod-eu-1.k8s.example.com/".into(), "prod".into())
     );
     let missing = k8s::config_from_file(&path, Some("nope")).await.unwrap_err();
-    assert!(missing.contains("context nope"), "{missing}");
+    assert_eq!(missing.key, "context");
+    assert!(missing.message.contains("context nope"), "{missing}");
 
     // A plan target picks its context: the backend is built without touching the network.
     let mut plan = example_plan("argo-rollouts.toml");

@@ -29,6 +29,7 @@ use super::watch::ObjectWatch;
 use super::{at, dynamic_api, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
+use flightdeck_core::plan::params::ParamError;
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::{Effect, NativeVerb, Observation};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PostParams};
@@ -179,7 +180,7 @@ pub struct ArgoRollout {
 
 impl ArgoRollout {
     /// From the plan target: `namespace`, `rollout` and optional `context`.
-    pub fn from_target(target: &Target, client: Client) -> Result<ArgoRollout, String> {
+    pub fn from_target(target: &Target, client: Client) -> Result<ArgoRollout, ParamError> {
         Ok(ArgoRollout {
             object: Followed::from_target(target, client, "argo-rollouts", "rollout", rollout_resource())?,
             owned: std::sync::OnceLock::new(),

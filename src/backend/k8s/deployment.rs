@@ -40,6 +40,7 @@ use super::router::{RouterKind, Side, Split};
 use super::{at, dynamic_api, param, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
+use flightdeck_core::plan::params::ParamError;
 use flightdeck_core::plan::{Strategy, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -88,14 +89,16 @@ fn deployments() -> ApiResource {
 
 impl DeploymentCanary {
     /// From the plan target (see the module doc of [`super`] for the params).
-    pub fn from_target(target: &Target, strategy: &Strategy, client: Client) -> Result<DeploymentCanary, String> {
+    pub fn from_target(target: &Target, strategy: &Strategy, client: Client) -> Result<DeploymentCanary, ParamError> {
         let namespace = param(target, "namespace")?;
         let stable = param(target, "stable_deployment")?;
         let canary = param(target, "canary_deployment")?;
         let rolling = matches!(strategy, Strategy::Rolling { .. }) || stable == canary;
         let router = if rolling { None } else { Some(router_for(target, &client, &namespace, &stable, &canary)?) };
         let replicas = match target.params.get("replicas") {
-            Some(n) => Some(n.parse::<i64>().map_err(|_| format!("target.replicas: `{n}` is not a whole number"))?),
+            Some(n) => Some(
+                n.parse::<i64>().map_err(|_| ParamError::new("replicas", format!("`{n}` is not a whole number")))?,
+            ),
             None => None,
         };
         let context = target.params.get("context").map(|c| format!("{c}:")).unwrap_or_default();
@@ -386,14 +389,17 @@ fn router_for(
     namespace: &str,
     stable: &str,
     canary: &str,
-) -> Result<super::router::Router, String> {
+) -> Result<super::router::Router, ParamError> {
     let kind = RouterKind::parse(target.params.get("router").map_or("gateway", String::as_str))?;
     let route = target.params.get("route").cloned().ok_or_else(|| {
-        "target.route: a canary over two Deployments needs the HTTPRoute or VirtualService name".to_owned()
+        ParamError::new("route", "a canary over two Deployments needs the HTTPRoute or VirtualService name")
     })?;
-    let side = |which: &str, default: &str| -> Result<Side, String> {
-        let port = match target.params.get(&format!("{which}_port")) {
-            Some(p) => Some(p.trim().parse::<u64>().map_err(|_| format!("target.{which}_port: {p:?} is not a port"))?),
+    let side = |which: &str, default: &str| -> Result<Side, ParamError> {
+        let key = format!("{which}_port");
+        let port = match target.params.get(&key) {
+            Some(p) => {
+                Some(p.trim().parse::<u64>().map_err(|_| ParamError::new(&key, format!("{p:?} is not a port")))?)
+            }
             None => None,
         };
         Ok(Side {

@@ -53,6 +53,7 @@ use super::followed::Followed;
 use super::{at, dynamic_api, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
+use flightdeck_core::plan::params::ParamError;
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::{Effect, NativeStatus, NativeVerb, Observation};
 use kube::api::{ApiResource, GroupVersionKind};
@@ -658,7 +659,7 @@ impl Pending {
 
 impl FlaggerCanary {
     /// From the plan target: `namespace`, `canary` and optional `context`.
-    pub fn from_target(target: &Target, client: Client) -> Result<FlaggerCanary, String> {
+    pub fn from_target(target: &Target, client: Client) -> Result<FlaggerCanary, ParamError> {
         Ok(FlaggerCanary {
             object: Followed::from_target(target, client, "flagger", "canary", canary_resource())?,
             pending: tokio::sync::Mutex::default(),

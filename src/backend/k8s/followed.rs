@@ -5,6 +5,7 @@
 use super::watch::ObjectWatch;
 use super::{dynamic_api, param, resource_name, timed, CallError, CallSite};
 use crate::backend::BackendError;
+use flightdeck_core::plan::params::ParamError;
 use flightdeck_core::plan::Target;
 use flightdeck_core::rollout::Effect;
 use kube::api::{ApiResource, DynamicObject};
@@ -32,7 +33,7 @@ impl Followed {
         backend: &str,
         key: &str,
         resource: ApiResource,
-    ) -> Result<Followed, String> {
+    ) -> Result<Followed, ParamError> {
         let namespace = param(target, "namespace")?;
         let name = param(target, key)?;
         let context = target.params.get("context").map(|c| format!("{c}:")).unwrap_or_default();

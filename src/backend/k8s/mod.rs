@@ -38,6 +38,7 @@ use flightdeck_core::plan::params::{
     Param,
     ParamKind::{OneOf, Text, Whole},
 };
+use flightdeck_core::plan::params::{ParamError, TargetError};
 use flightdeck_core::plan::{BackendKind, Plan, Target};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -56,7 +57,7 @@ pub const FIELD_MANAGER: &str = "flightdeck";
 
 /// Builds the backend a Kubernetes plan asks for, with a client from the
 /// target's kubeconfig `context`. For Argo Rollouts the watch starts here.
-pub async fn setup(plan: &Plan) -> Result<Arc<dyn Backend>, String> {
+pub async fn setup(plan: &Plan) -> Result<Arc<dyn Backend>, TargetError> {
     let target = &plan.target;
     let client = client_for(target).await?;
     match target.backend {
@@ -74,33 +75,41 @@ pub async fn setup(plan: &Plan) -> Result<Arc<dyn Backend>, String> {
             canary.watch();
             Ok(Arc::new(canary))
         }
-        other => Err(format!("the `{}` backend is not a Kubernetes backend", other.name())),
+        other => Err(TargetError::Target(format!("the `{}` backend is not a Kubernetes backend", other.name()))),
     }
 }
 
 /// A client for the target's `context` in its `kubeconfig` (both optional:
 /// without them kube's inference applies: `$KUBECONFIG`, `~/.kube/config`,
 /// then the in-cluster service account).
-pub async fn client_for(target: &Target) -> Result<Client, String> {
+pub async fn client_for(target: &Target) -> Result<Client, TargetError> {
     let context = target.params.get("context").cloned();
     let file = target.params.get("kubeconfig");
     let config = match (file, &context) {
-        (None, None) => Config::infer().await.map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
+        (None, None) => {
+            Config::infer().await.map_err(|e| TargetError::Target(format!("no Kubernetes configuration found: {e}")))?
+        }
         (Some(path), _) => config_from_file(Path::new(path), context.as_deref()).await?,
         (None, Some(_)) => {
-            let kubeconfig = Kubeconfig::read().map_err(|e| format!("cannot read the kubeconfig: {e}"))?;
-            config_from(kubeconfig, context.as_deref()).await?
+            let kubeconfig =
+                Kubeconfig::read().map_err(|e| TargetError::Target(format!("cannot read the kubeconfig: {e}")))?;
+            config_from(kubeconfig, context.as_deref()).await.map_err(|e| ParamError::new("context", e))?
         }
     };
-    Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))
+    Client::try_from(config).map_err(|e| TargetError::Target(format!("cannot build a Kubernetes client: {e}")))
 }
 
-/// The client configuration for `context` (or the current context) of a kubeconfig file.
-pub async fn config_from_file(path: &Path, context: Option<&str>) -> Result<Config, String> {
-    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    config_from(kubeconfig, context).await.map_err(|e| format!("{}: {e}", path.display()))
+/// The client configuration for `context` (or the current context) of a
+/// kubeconfig file; an error names the file and is about `kubeconfig`, or
+/// `context` when the file has no such context.
+pub async fn config_from_file(path: &Path, context: Option<&str>) -> Result<Config, ParamError> {
+    let shown = path.display();
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| ParamError::new("kubeconfig", format!("{shown}: {e}")))?;
+    let key = if context.is_some() { "context" } else { "kubeconfig" };
+    config_from(kubeconfig, context).await.map_err(|e| ParamError::new(key, format!("{shown}: {e}")))
 }
 
+/// The context's configuration, or why not (kube's words, with the context).
 async fn config_from(kubeconfig: Kubeconfig, context: Option<&str>) -> Result<Config, String> {
     let options = KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
     let shown = context.unwrap_or("the current context").to_owned();
@@ -171,10 +180,10 @@ pub const DEPLOYMENT_PARAMS: &[Param] = &[
 ];
 
 /// A required target parameter, or a message naming it.
-pub(crate) fn param(target: &Target, key: &str) -> Result<String, String> {
+pub(crate) fn param(target: &Target, key: &str) -> Result<String, ParamError> {
     match target.params.get(key) {
         Some(v) if !v.trim().is_empty() => Ok(v.clone()),
-        _ => Err(format!("target.{key}: required by the `{}` backend", target.backend.name())),
+        _ => Err(ParamError::new(key, format!("required by the `{}` backend", target.backend.name()))),
     }
 }
 

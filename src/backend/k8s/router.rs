@@ -39,6 +39,7 @@
 
 use super::{at, dynamic_api, resource_name, send_patch, timed, CallError, CallSite, PatchCall};
 use crate::backend::BackendError;
+use flightdeck_core::plan::params::ParamError;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch};
 use kube::{Api, Client};
 use serde_json::{json, Value};
@@ -53,11 +54,11 @@ pub enum RouterKind {
 }
 
 impl RouterKind {
-    pub fn parse(name: &str) -> Result<RouterKind, String> {
+    pub fn parse(name: &str) -> Result<RouterKind, ParamError> {
         match name {
             "gateway" => Ok(RouterKind::Gateway),
             "istio" => Ok(RouterKind::Istio),
-            other => Err(format!("target.router: `{other}` is not a router; use \"gateway\" or \"istio\"")),
+            other => Err(ParamError::new("router", format!("`{other}` is not a router; use \"gateway\" or \"istio\""))),
         }
     }
 
