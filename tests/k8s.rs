@@ -6,6 +6,8 @@
 
 #![cfg(feature = "k8s")]
 
+mod support;
+
 use bytes::Bytes;
 use flightdeck::backend::k8s::argo::ArgoRollout;
 use flightdeck::backend::k8s::deployment::DeploymentCanary;
@@ -24,6 +26,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::within;
 
 // ---------------------------------------------------------------- fake API server
 
@@ -829,7 +832,7 @@ fn owner_server(path: &'static str, namespace: &'static str, world: Value) -> Fa
 
 /// The observation once the watches of what the Rollout owns have listed it.
 async fn observed_with_tree(rollout: &ArgoRollout) -> Observation {
-    let arrived = eventually(Duration::from_secs(10), || async {
+    let arrived = within(Duration::from_secs(10), || async {
         let seen = rollout.observe().await.unwrap();
         seen.native_tree.is_some_and(|t| t.rows.iter().any(|r| r.kind == "Pod"))
     })
@@ -910,7 +913,7 @@ async fn owned_objects_the_api_refuses_are_said_in_the_tree_and_the_weight_falls
     });
     let target = target("argo-rollouts", &[("namespace", "jesse-test"), ("rollout", "canary-demo")]);
     let rollout = ArgoRollout::from_target(&target, api.client()).unwrap();
-    let refused = eventually(Duration::from_secs(10), || async {
+    let refused = within(Duration::from_secs(10), || async {
         let seen = rollout.observe().await.unwrap();
         seen.native_tree.is_some_and(|t| t.rows.iter().filter(|r| r.kind == "error").count() == 4)
     })
@@ -1264,7 +1267,7 @@ async fn the_watch_recovers_from_410_gone_and_a_dropped_connection_by_itself() {
     });
     let rollout = argo(&api);
     rollout.watch();
-    let healthy_seen = eventually(Duration::from_secs(20), || async {
+    let healthy_seen = within(Duration::from_secs(20), || async {
         matches!(rollout.observe().await, Ok(Observation { native_status: Some(NativeStatus::Healthy), .. }))
     })
     .await;
@@ -1291,7 +1294,7 @@ async fn a_watch_that_keeps_failing_is_shown_as_unreachable() {
     let api = FakeApi::new(|_, _| status_error(503, "ServiceUnavailable", "etcdserver: leader changed"));
     let rollout = argo(&api);
     rollout.watch();
-    let shown = eventually(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
+    let shown = within(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
     assert!(shown);
     let err = rollout.observe().await.unwrap_err();
     let BackendError::Unreachable { detail, .. } = &err else { panic!("{err}") };
@@ -1305,29 +1308,13 @@ async fn a_forbidden_watch_is_shown_as_forbidden_with_the_rbac_to_grant() {
     let api = FakeApi::new(|_, _| status_error(403, "Forbidden", "rollouts.argoproj.io is forbidden: cannot watch"));
     let rollout = argo(&api);
     rollout.watch();
-    let shown = eventually(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
+    let shown = within(Duration::from_secs(5), || async { rollout.observe().await.is_err() }).await;
     assert!(shown);
     let err = rollout.observe().await.unwrap_err();
     let BackendError::Refused { action, detail, .. } = &err else { panic!("{err}") };
     assert_eq!(action, "watch (rollouts.argoproj.io/checkout in prod)");
     assert!(detail.contains("forbidden: cannot watch"), "{detail}");
     assert!(detail.contains("grant this identity get, list and watch on rollouts.argoproj.io in prod"), "{detail}");
-}
-
-/// Polls `check` every 50 ms until it holds or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, check: F) -> bool
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 // ---------------------------------------------------------------- Deployments and routers
@@ -1779,7 +1766,7 @@ async fn a_hold_the_api_refuses_is_shown_and_tried_again_until_it_holds() {
     let backend = rolling(&api);
     backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
     // While the pause is refused the rollout does not hold: the cockpit says so, it is not "baking".
-    let shown = eventually(Duration::from_secs(10), || async { backend.observe().await.is_err() }).await;
+    let shown = within(Duration::from_secs(10), || async { backend.observe().await.is_err() }).await;
     assert!(shown);
     let err = backend.observe().await.unwrap_err().to_string();
     assert!(
@@ -1787,9 +1774,9 @@ async fn a_hold_the_api_refuses_is_shown_and_tried_again_until_it_holds() {
         "{err}"
     );
     // Once the API allows it, the hold happens and the error goes.
-    let held = eventually(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
+    let held = within(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
     assert!(held);
-    let clear = eventually(Duration::from_secs(5), || async { backend.observe().await.is_ok() }).await;
+    let clear = within(Duration::from_secs(5), || async { backend.observe().await.is_ok() }).await;
     assert!(clear);
     assert_eq!(*refusals.lock().unwrap(), 0);
 }
@@ -1807,14 +1794,14 @@ async fn a_late_pause_of_the_previous_batch_does_not_stop_the_next_one() {
     });
     let backend = rolling(&api);
     backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
-    let sent = eventually(Duration::from_secs(5), || async {
+    let sent = within(Duration::from_secs(5), || async {
         api.requests().iter().any(|s| s.method == "PATCH" && s.json()["spec"]["paused"] == json!(true))
     })
     .await;
     assert!(sent);
     // The captain promotes while that pause is on the wire: the next batch resumes before it lands.
     backend.apply(&Effect::Scale { version: Version::Canary, percent: 75 }).await.unwrap();
-    let held = eventually(Duration::from_secs(10), || async {
+    let held = within(Duration::from_secs(10), || async {
         let c = state.lock().unwrap();
         c.paused && c.updated >= 6
     })
@@ -1837,7 +1824,7 @@ async fn a_batch_that_makes_no_progress_is_paused_at_the_deployments_deadline_an
     let api = controller_server(state.clone());
     let backend = rolling(&api);
     backend.apply(&Effect::Scale { version: Version::Canary, percent: 25 }).await.unwrap();
-    let shown = eventually(Duration::from_secs(5), || async { backend.observe().await.is_err() }).await;
+    let shown = within(Duration::from_secs(5), || async { backend.observe().await.is_err() }).await;
     assert!(shown, "the hold polls forever without a word");
     let err = backend.observe().await.unwrap_err().to_string();
     assert!(
@@ -1872,7 +1859,7 @@ async fn a_rolling_update_holds_at_each_of_four_batches_and_shows_the_replica_se
     for (batch, boundary) in [(25u8, 2i64), (50, 4), (75, 6)] {
         assert_eq!(effects, vec![Effect::Scale { version: Version::Canary, percent: batch }]);
         backend.apply(&effects[0]).await.unwrap();
-        let held = eventually(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
+        let held = within(Duration::from_secs(10), || async { state.lock().unwrap().paused }).await;
         assert!(held, "batch {batch} % never held");
         // Held: more reads do not move it (the controller is paused), for as long as nobody promotes.
         for _ in 0..5 {
@@ -1890,7 +1877,7 @@ async fn a_rolling_update_holds_at_each_of_four_batches_and_shows_the_replica_se
     // The last batch lets the controller finish.
     assert_eq!(effects[0], Effect::Scale { version: Version::Canary, percent: 100 });
     backend.apply(&effects[0]).await.unwrap();
-    let done = eventually(Duration::from_secs(10), || async {
+    let done = within(Duration::from_secs(10), || async {
         backend.observe().await.is_ok() && state.lock().unwrap().updated == ROLLING_REPLICAS
     })
     .await;
@@ -2976,7 +2963,7 @@ async fn experiments_and_the_jobs_of_analysis_runs_are_in_the_tree_as_the_plugin
     let api = owner_server(path, "jesse-test", world);
     let target = target("argo-rollouts", &[("namespace", "jesse-test"), ("rollout", "rollout-experiment-analysis")]);
     let rollout = ArgoRollout::from_target(&target, api.client()).unwrap();
-    let arrived = eventually(Duration::from_secs(10), || async {
+    let arrived = within(Duration::from_secs(10), || async {
         let seen = rollout.observe().await.unwrap();
         seen.native_tree.is_some_and(|t| t.rows.iter().any(|r| r.kind == "Experiment"))
     })

@@ -311,7 +311,7 @@ fn assert_terms_never_interleave(records: &[Value]) {
 /// The canary weights the journal's records move through, each change once:
 /// the steps whose effects set the weight (effect results that change
 /// nothing are not journaled).
-fn weights_set(records: &[Value]) -> Vec<u64> {
+fn weight_changes(records: &[Value]) -> Vec<u64> {
     let mut weights: Vec<u64> = Vec::new();
     for r in records {
         let w = r["weight"].as_u64().unwrap();
@@ -394,7 +394,7 @@ async fn the_standby_finishes_the_rollout_of_a_killed_leader_with_no_effect_appl
     assert!(killed_at < all.len(), "replica-b wrote the rest");
     // Every stage's weight was set once, in order, across both terms: the
     // standby resumed after what the leader had done, never before it.
-    assert_eq!(weights_set(&all), [1, 10, 50, 100], "an effect applied twice or out of order");
+    assert_eq!(weight_changes(&all), [1, 10, 50, 100], "an effect applied twice or out of order");
     // The journal is sound as a resume reads it.
     let verified = flightdeck::engine::journal::verify(&journal_path(dir.path())).unwrap();
     assert_eq!(verified.rollout.phase.label(), "promoted");

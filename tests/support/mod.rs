@@ -268,11 +268,22 @@ pub fn program(name: &str) -> PathBuf {
 }
 
 /// Polls `check` until it is true or `limit` passes.
-pub async fn eventually(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub async fn eventually(limit: Duration, what: &str, check: impl AsyncFnMut() -> bool) {
+    assert!(within(limit, check).await, "timed out after {limit:?} waiting for {what}");
+}
+
+/// Whether `check` comes true within `limit` (asked every 50 ms), for
+/// tests that assert on the answer themselves.
+pub async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
