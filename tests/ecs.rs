@@ -17,10 +17,10 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use flightdeck::backend::ecs::{driven::TaskSets, observed::ServiceDeployments, rolling::RollingService, EcsTarget};
 use flightdeck::backend::Backend;
 use flightdeck::clock::Clock;
-use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::engine::{Engine, RolloutSetup, StopWhen};
 use flightdeck::metrics::cloudwatch::{Cloudwatch, Dimensions};
 use flightdeck::metrics::MetricsSource;
-use flightdeck::protocol::{CommandRequest, Output, Reply, Snapshot};
+use flightdeck::protocol::{CommandRequest, Reply};
 use flightdeck_core::analysis::MetricsSample;
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::MetricsConfig;
@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::aws::{Fake, Moto};
+use support::engine::wait_for;
 use support::eventually;
-use tokio::sync::{mpsc, watch};
 
 /// The resources of an EXTERNAL service on moto: cluster `prod`, service
 /// `checkout` (4 tasks) whose stable task set runs `checkout:1` behind the
@@ -313,33 +313,7 @@ fn engine_on(
         backend,
         metrics,
     };
-    let (tx, mut rx) = mpsc::channel::<Output>(256);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    Engine::start(vec![setup], EngineOptions { clock, journal_dir: None, fresh: false, stop_when: stop }, tx).unwrap()
-}
-
-async fn wait_for(
-    snapshots: &mut watch::Receiver<Snapshot>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Rollout) -> bool,
-) -> Rollout {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let rollout = Rollout::clone(&snapshots.borrow_and_update().rollouts[0]);
-        if done(&rollout) {
-            return rollout;
-        }
-        let changed = tokio::time::timeout_at(deadline, snapshots.changed()).await;
-        assert!(
-            matches!(changed, Ok(Ok(()))),
-            "timed out after {limit:?} waiting for {what}; phase {:?} at stage {}, backend error {:?}, verdict {:?}",
-            rollout.phase,
-            rollout.stage,
-            rollout.backend_error,
-            rollout.last_verdict.map(|v| v.summary())
-        );
-    }
+    support::engine::one_rollout(setup, clock, stop)
 }
 
 fn command(command: Command, stage: usize) -> CommandRequest {

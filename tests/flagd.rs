@@ -7,6 +7,8 @@
 //! installs both (npm, into tests/flags).
 #![cfg(feature = "flags")]
 
+mod support;
+
 use flightdeck::backend::flag::flagd::Flagd;
 use flightdeck::backend::Backend;
 use flightdeck_core::plan::{BackendKind, Target};
@@ -170,7 +172,7 @@ impl flightdeck::metrics::MetricsSource for Healthy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_edit_during_a_stage_pauses_the_rollout_as_drift_and_resume_writes_the_stage_back() {
-    use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+    use flightdeck::engine::{RolloutSetup, StopWhen};
     use flightdeck::protocol::{CommandRequest, Reply};
     use flightdeck_core::rollout::Phase;
     use flightdeck_core::{Actor, Command as Verb, Plan};
@@ -194,15 +196,7 @@ async fn a_hand_edit_during_a_stage_pauses_the_rollout_as_drift_and_resume_write
         plan_file: "flagd-test.toml".into(),
         plan_text: text,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let options = EngineOptions {
-        clock: flightdeck::clock::Clock::Wall,
-        journal_dir: None,
-        fresh: false,
-        stop_when: StopWhen::Never,
-    };
-    let engine = Engine::start(vec![setup], options, tx).unwrap();
+    let engine = support::engine::one_rollout(setup, flightdeck::clock::Clock::Wall, StopWhen::Never);
     let mut snapshots = engine.subscribe();
     let phase = |snapshots: &tokio::sync::watch::Receiver<flightdeck::protocol::Snapshot>| {
         snapshots.borrow().rollouts[0].phase.clone()

@@ -10,7 +10,7 @@ use flightdeck::clock::Clock;
 use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
 use flightdeck::metrics::prometheus::Prometheus;
 use flightdeck::metrics::MetricsSource;
-use flightdeck::protocol::{CommandRequest, Output, Reply, Snapshot};
+use flightdeck::protocol::{CommandRequest, Output, Reply};
 use flightdeck_core::plan::PromQueries;
 use flightdeck_core::rollout::{Effect, Event, Observation, Phase};
 use flightdeck_core::{step, Actor, Command, Plan, Rollout, Timestamp};
@@ -18,8 +18,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{assert_split, eventually, free_port, program, send_requests, wall_now, Proc, Upstream};
-use tokio::sync::{mpsc, watch};
+use support::{
+    assert_split, engine::wait_for_phase, eventually, free_port, program, send_requests, wall_now, Proc, Upstream,
+};
+use tokio::sync::mpsc;
 
 /// A real HAProxy in a temp dir: frontend → `be_app` with servers v1 (weight
 /// 100) and v2 (weight 0), an admin stats socket on a unix path and on TCP.
@@ -284,31 +286,6 @@ fn sink() -> (mpsc::Sender<Output>, tokio::task::JoinHandle<Vec<Output>>) {
 
 fn options(stop_when: StopWhen) -> EngineOptions {
     EngineOptions { clock: Clock::Wall, journal_dir: None, fresh: false, stop_when }
-}
-
-/// Waits until the rollout's phase satisfies `done`; returns it.
-async fn wait_for_phase(
-    snapshots: &mut watch::Receiver<Snapshot>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Phase) -> bool,
-) -> Rollout {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let rollout = Rollout::clone(&snapshots.borrow_and_update().rollouts[0]);
-        if done(&rollout.phase) {
-            return rollout;
-        }
-        let changed = tokio::time::timeout_at(deadline, snapshots.changed()).await;
-        assert!(
-            matches!(changed, Ok(Ok(()))),
-            "timed out after {limit:?} waiting for {what}; last phase {:?} at stage {}, verdict {:?}, backend error {:?}",
-            rollout.phase,
-            rollout.stage,
-            rollout.last_verdict.as_ref().map(|v| v.summary()),
-            rollout.backend_error
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

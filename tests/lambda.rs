@@ -14,10 +14,10 @@ use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, Runtime};
 use flightdeck::backend::lambda::{LambdaTarget, WeightedAlias};
 use flightdeck::backend::{Backend, BackendError};
 use flightdeck::clock::Clock;
-use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::engine::{Engine, RolloutSetup, StopWhen};
 use flightdeck::metrics::cloudwatch::{Cloudwatch, Scope};
 use flightdeck::metrics::MetricsSource;
-use flightdeck::protocol::{CommandRequest, Output, Reply, Snapshot};
+use flightdeck::protocol::{CommandRequest, Reply};
 use flightdeck_core::analysis::MetricsSample;
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::MetricsConfig;
@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::aws::{Fake, Moto};
+use support::engine::wait_for;
 use support::eventually;
-use tokio::sync::{mpsc, watch};
 
 const FUNCTION: &str = "checkout";
 const ALIAS: &str = "live";
@@ -126,33 +126,7 @@ fn engine(
         backend,
         metrics,
     };
-    let (tx, mut rx) = mpsc::channel::<Output>(256);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let options = EngineOptions { clock, journal_dir: None, fresh: false, stop_when: StopWhen::Never };
-    Engine::start(vec![setup], options, tx).unwrap()
-}
-
-async fn wait_for(
-    snapshots: &mut watch::Receiver<Snapshot>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Rollout) -> bool,
-) -> Rollout {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let rollout = Rollout::clone(&snapshots.borrow_and_update().rollouts[0]);
-        if done(&rollout) {
-            return rollout;
-        }
-        let changed = tokio::time::timeout_at(deadline, snapshots.changed()).await;
-        assert!(
-            matches!(changed, Ok(Ok(()))),
-            "timed out after {limit:?} waiting for {what}; phase {:?} at stage {}, backend error {:?}",
-            rollout.phase,
-            rollout.stage,
-            rollout.backend_error,
-        );
-    }
+    support::engine::one_rollout(setup, clock, StopWhen::Never)
 }
 
 fn command(command: Command, stage: usize) -> CommandRequest {

@@ -15,9 +15,8 @@ use async_trait::async_trait;
 use flightdeck::backend::flag::unleash::Unleash;
 use flightdeck::backend::Backend;
 use flightdeck::clock::Clock;
-use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::engine::{Engine, RolloutSetup, StopWhen};
 use flightdeck::metrics::MetricsSource;
-use flightdeck::protocol::{Output, Snapshot};
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
 use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::rollout::{Effect, Phase};
@@ -27,7 +26,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch, OnceCell};
+use support::engine::wait_for_phase;
+use tokio::sync::OnceCell;
 
 const TOKEN: &str = "*:*.flightdeck-test-admin-token";
 
@@ -198,33 +198,7 @@ fn engine(text: &str, canary_error_pct: u64) -> Engine {
         plan_file: "unleash-test.toml".into(),
         plan_text: text.to_string(),
     };
-    let (tx, mut rx) = mpsc::channel::<Output>(256);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let options = EngineOptions { clock: Clock::Wall, journal_dir: None, fresh: false, stop_when: StopWhen::Never };
-    Engine::start(vec![setup], options, tx).unwrap()
-}
-
-async fn wait_for_phase(
-    snapshots: &mut watch::Receiver<Snapshot>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Phase) -> bool,
-) -> Rollout {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let rollout = Rollout::clone(&snapshots.borrow_and_update().rollouts[0]);
-        if done(&rollout.phase) {
-            return rollout;
-        }
-        let changed = tokio::time::timeout_at(deadline, snapshots.changed()).await;
-        assert!(
-            matches!(changed, Ok(Ok(()))),
-            "timed out after {limit:?} waiting for {what}; last phase {:?}, verdict {:?}, backend error {:?}",
-            rollout.phase,
-            rollout.last_verdict.as_ref().map(|v| v.summary()),
-            rollout.backend_error
-        );
-    }
+    support::engine::one_rollout(setup, Clock::Wall, StopWhen::Never)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 #[cfg(feature = "ecs")]
 pub mod aws;
 pub mod cli;
+pub mod engine;
 pub mod tmux;
 
 use std::collections::HashMap;
