@@ -80,7 +80,7 @@ fn check_cloudwatch(plan: &Plan, file: &str, text: &str) -> Result<(), BadInput>
     match &plan.metrics {
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
-            crate::metrics::cloudwatch::Scope::resolve(config, plan).map_err(|e| target_error_of(file, text, e))?;
+            crate::metrics::cloudwatch::Scope::resolve(config, plan).map_err(|e| target_error(file, text, e))?;
             Ok(())
         }
         #[cfg(not(feature = "ecs"))]
@@ -171,40 +171,39 @@ fn local_parts(
     seed: u64,
 ) -> Result<Option<Parts>, BadInput> {
     target_params(plan, file, text)?;
-    #[cfg(feature = "flags")]
-    let bad = |e: String| target_error(file, text, e);
     let parts: Parts = match plan.target.backend {
         BackendKind::Sim => {
-            let params =
-                SimParams::from_plan(plan, scenario, seed).map_err(|e| target_error_of(file, text, e.into()))?;
+            let params = SimParams::from_plan(plan, scenario, seed).map_err(|e| target_error(file, text, e.into()))?;
             let sim = Simulator::new(plan, params);
             (Arc::new(sim.clone()), Some(Arc::new(sim)))
         }
         #[cfg(feature = "proxy")]
-        BackendKind::Haproxy => {
-            proxied(Haproxy::from_target(&plan.target).map_err(|e| target_error_of(file, text, e))?)
-        }
+        BackendKind::Haproxy => proxied(Haproxy::from_target(&plan.target).map_err(|e| target_error(file, text, e))?),
         #[cfg(feature = "proxy")]
-        BackendKind::Envoy => proxied(Envoy::from_target(&plan.target).map_err(|e| target_error_of(file, text, e))?),
+        BackendKind::Envoy => proxied(Envoy::from_target(&plan.target).map_err(|e| target_error(file, text, e))?),
         #[cfg(feature = "proxy")]
-        BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(|e| target_error_of(file, text, e))?),
+        BackendKind::Nginx => proxied(Nginx::from_target(&plan.target).map_err(|e| target_error(file, text, e))?),
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => return Ok(None),
         // Flags report no metrics of their own (Prometheus, by variant).
         #[cfg(feature = "flags")]
-        BackendKind::Unleash => (Arc::new(Unleash::from_target(&plan.target).map_err(bad)?), None),
+        BackendKind::Unleash => {
+            (Arc::new(Unleash::from_target(&plan.target).map_err(|e| target_error(file, text, e))?), None)
+        }
         #[cfg(feature = "flags")]
-        BackendKind::Flagd => (Arc::new(Flagd::from_target(&plan.target).map_err(bad)?), None),
+        BackendKind::Flagd => {
+            (Arc::new(Flagd::from_target(&plan.target).map_err(|e| target_error(file, text, e))?), None)
+        }
         // Checked here; built (region and credentials resolved) when it runs.
         #[cfg(feature = "ecs")]
         BackendKind::Ecs => {
             crate::backend::ecs::EcsTarget::from_target(&plan.target)
-                .map_err(|e| target_error_of(file, text, e.into()))?;
+                .map_err(|e| target_error(file, text, e.into()))?;
             return Ok(None);
         }
         #[cfg(feature = "lambda")]
         BackendKind::Lambda => {
-            crate::backend::lambda::LambdaTarget::from_plan(plan).map_err(|e| target_error_of(file, text, e))?;
+            crate::backend::lambda::LambdaTarget::from_plan(plan).map_err(|e| target_error(file, text, e))?;
             return Ok(None);
         }
         #[allow(unreachable_patterns)] // every backend built
@@ -230,7 +229,7 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
     match plan.target.backend {
         #[cfg(feature = "ecs")]
         BackendKind::Ecs => {
-            let ecs = crate::backend::ecs::setup(plan).await.map_err(|e| target_error_of(file, text, e))?;
+            let ecs = crate::backend::ecs::setup(plan).await.map_err(|e| target_error(file, text, e))?;
             if plan.target.group == BackendKind::Ecs.name() {
                 plan.target.group = ecs.group;
             }
@@ -239,7 +238,7 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
         }
         #[cfg(feature = "lambda")]
         BackendKind::Lambda => {
-            let lambda = crate::backend::lambda::setup(plan).await.map_err(|e| target_error_of(file, text, e))?;
+            let lambda = crate::backend::lambda::setup(plan).await.map_err(|e| target_error(file, text, e))?;
             if plan.target.group == BackendKind::Lambda.name() {
                 plan.target.group = lambda.group;
             }
@@ -248,7 +247,7 @@ async fn connected_parts(plan: &mut Plan, file: &str, text: &str, aws: &mut Opti
         }
         #[cfg(feature = "k8s")]
         BackendKind::ArgoRollouts | BackendKind::Deployment | BackendKind::Flagger => {
-            let backend = crate::backend::k8s::setup(plan).await.map_err(|e| target_error_of(file, text, e))?;
+            let backend = crate::backend::k8s::setup(plan).await.map_err(|e| target_error(file, text, e))?;
             Ok((backend, None))
         }
         other => Err(not_built(file, text, other)),
@@ -270,23 +269,11 @@ fn spot(file: &str, text: &str, path: &[&str]) -> String {
 
 /// A backend's complaint about its target: at the parameter it names, else
 /// at `[target]`.
-fn target_error_of(file: &str, text: &str, e: TargetError) -> BadInput {
+fn target_error(file: &str, text: &str, e: TargetError) -> BadInput {
     match e {
         TargetError::Param(p) => param_error(file, text, &p.key, &p.message),
         TargetError::Field(e) => field_error(file, text, e),
         other => BadInput(format!("{}: target: {other}", spot(file, text, &["target"]))),
-    }
-}
-
-/// A backend's complaint about its parameters as text (backends whose errors
-/// are not yet [`TargetError`]s): at the parameter when it names one
-/// (`target.timeout_ms: ...`), else about the target as a whole.
-#[cfg(feature = "flags")]
-fn target_error(file: &str, text: &str, e: String) -> BadInput {
-    let named = e.strip_prefix("target.").and_then(|rest| rest.split_once(": "));
-    match named {
-        Some((key, message)) if !key.contains(char::is_whitespace) => param_error(file, text, key, message),
-        _ => BadInput(format!("{}: target: {e}", spot(file, text, &["target"]))),
     }
 }
 
@@ -362,7 +349,7 @@ fn metrics_for(
         #[cfg(feature = "ecs")]
         MetricsConfig::Cloudwatch(config) => {
             use crate::metrics::cloudwatch::{Cloudwatch, Scope};
-            let scope = Scope::resolve(config, plan).map_err(|e| target_error_of(file, text, e))?;
+            let scope = Scope::resolve(config, plan).map_err(|e| target_error(file, text, e))?;
             let no_aws = || FieldError::new("metrics.source", "no AWS configuration for CloudWatch");
             let aws = aws.ok_or_else(|| field_error(file, text, no_aws()))?;
             Ok(Arc::new(Cloudwatch::new(aws, scope, config.lag)))

@@ -33,6 +33,8 @@ pub mod lambda;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod sim;
+#[cfg(any(feature = "proxy", feature = "flags"))]
+pub(crate) mod target;
 
 use crate::clock::Clock;
 use async_trait::async_trait;

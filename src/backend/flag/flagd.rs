@@ -45,10 +45,12 @@
 //!
 //! Parameters (`[target]` or `[target.params]`): [`PARAMS`].
 
-use super::{required, share};
+use super::share;
+use crate::backend::target::{expect_backend, required};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use flightdeck_core::plan::params::{Param, ParamKind::Text};
+use flightdeck_core::plan::params::{ParamError, TargetError};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use std::ops::Range;
@@ -78,15 +80,14 @@ pub struct Flagd {
 
 impl Flagd {
     /// Reads the target's parameters (see the module doc).
-    pub fn from_target(target: &Target) -> Result<Flagd, String> {
-        if target.backend != BackendKind::Flagd {
-            return Err(format!("target backend is {}, not flagd", target.backend.name()));
-        }
-        let param = |key: &str| required(target, "flagd", key);
+    pub fn from_target(target: &Target) -> Result<Flagd, TargetError> {
+        expect_backend(target, BackendKind::Flagd)?;
+        let param = |key: &'static str| required(target, "flagd", key);
         let (file, flag) = (PathBuf::from(param("file")?), param("flag")?);
         let (stable_variant, canary_variant) = (param("stable_variant")?, param("canary_variant")?);
         if stable_variant == canary_variant {
-            return Err(format!("target.canary_variant: `{canary_variant}` is also the stable variant"));
+            let message = format!("`{canary_variant}` is also the stable variant");
+            return Err(ParamError::new("canary_variant", message).into());
         }
         Ok(Flagd { file, flag, stable_variant, canary_variant, writing: tokio::sync::Mutex::new(()) })
     }
@@ -567,8 +568,9 @@ mod tests {
         let mut t = target(Path::new("/etc/flagd/flags.json"));
         assert_eq!(Flagd::from_target(&t).unwrap().name(), "flagd new-checkout in /etc/flagd/flags.json");
         t.params.insert("canary_variant".into(), "off".into());
-        assert!(Flagd::from_target(&t).unwrap_err().contains("also the stable variant"));
+        let same = ParamError::new("canary_variant", "`off` is also the stable variant");
+        assert_eq!(Flagd::from_target(&t).unwrap_err(), same.into());
         t.params.remove("flag");
-        assert_eq!(Flagd::from_target(&t).unwrap_err(), "flagd target needs `flag`");
+        assert_eq!(Flagd::from_target(&t).unwrap_err(), TargetError::Missing { backend: "flagd", key: "flag" });
     }
 }

@@ -16,33 +16,6 @@
 pub mod flagd;
 pub mod unleash;
 
-use flightdeck_core::plan::Target;
-use std::time::Duration;
-
-/// A required, non-blank target parameter (`unleash target needs `flag``).
-fn required(target: &Target, backend: &str, key: &str) -> Result<String, String> {
-    match optional(target, key) {
-        Some(v) => Ok(v),
-        None => Err(format!("{backend} target needs `{key}`")),
-    }
-}
-
-/// An optional target parameter, `None` when absent or blank.
-fn optional(target: &Target, key: &str) -> Option<String> {
-    target.params.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_string)
-}
-
-/// The optional `timeout_ms` parameter, limit of one call.
-fn timeout(target: &Target, default: Duration) -> Result<Duration, String> {
-    match target.params.get("timeout_ms") {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-            _ => Err(format!("target.timeout_ms: `{v}` is not a positive number of milliseconds")),
-        },
-    }
-}
-
 /// The canary's share of two weights, rounded to a percent; `None` when
 /// both are 0 (nobody is split, there is no share).
 fn share(stable: u64, canary: u64) -> Option<u8> {

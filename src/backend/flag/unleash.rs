@@ -65,10 +65,11 @@
 //! compares the two (`[metrics] version_label`, the plan's `stable` and
 //! `canary` being the two label values).
 
-use super::{optional, required};
+use crate::backend::target::{expect_backend, optional, required};
 use crate::backend::{Backend, BackendError};
 use async_trait::async_trait;
 use flightdeck_core::plan::params::{Param, ParamKind};
+use flightdeck_core::plan::params::{ParamError, TargetError};
 use flightdeck_core::plan::{BackendKind, Target};
 use flightdeck_core::rollout::{Effect, Observation, Version};
 use serde_json::{json, Value};
@@ -182,25 +183,25 @@ pub struct Unleash {
 
 impl Unleash {
     /// Reads the target's parameters (see the module doc). Contacts nothing.
-    pub fn from_target(target: &Target) -> Result<Unleash, String> {
-        if target.backend != BackendKind::Unleash {
-            return Err(format!("target backend is {}, not unleash", target.backend.name()));
-        }
-        let param = |key: &str| required(target, "unleash", key);
+    pub fn from_target(target: &Target) -> Result<Unleash, TargetError> {
+        expect_backend(target, BackendKind::Unleash)?;
+        let param = |key: &'static str| required(target, "unleash", key);
         let server = param("server")?.trim_end_matches('/').to_string();
         if !(server.starts_with("http://") || server.starts_with("https://")) {
-            return Err(format!("target.server: `{server}` is not an http:// or https:// URL"));
+            return Err(ParamError::new("server", format!("`{server}` is not an http:// or https:// URL")).into());
         }
-        let segment = |key: &str, value: String| -> Result<String, String> {
+        let segment = |key: &str, value: String| -> Result<String, ParamError> {
             // Unleash names are URL-friendly; anything else would change the path.
             if value.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) {
                 Ok(value)
             } else {
-                Err(format!("target.{key}: `{value}` is not an Unleash name (letters, digits, `-._~`)"))
+                Err(ParamError::new(key, format!("`{value}` is not an Unleash name (letters, digits, `-._~`)")))
             }
         };
         let token = match (optional(target, "token_file"), optional(target, "token_env")) {
-            (Some(_), Some(_)) => return Err("target.token_file: give token_file or token_env, not both".into()),
+            (Some(_), Some(_)) => {
+                return Err(ParamError::new("token_file", "give token_file or token_env, not both").into())
+            }
             (Some(file), None) => TokenSource::File(PathBuf::from(file)),
             (None, env) => TokenSource::Env(env.unwrap_or_else(|| DEFAULT_TOKEN_ENV.to_string())),
         };
@@ -208,14 +209,15 @@ impl Unleash {
             None | Some("zero") => Revert::Zero,
             Some("disable") => Revert::Disable,
             Some(other) => {
-                return Err(format!("target.revert: unknown revert `{other}`; expected one of: zero, disable"))
+                let message = format!("unknown revert `{other}`; expected one of: zero, disable");
+                return Err(ParamError::new("revert", message).into());
             }
         };
-        let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
+        let timeout = crate::backend::target::timeout(target, DEFAULT_TIMEOUT)?;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| format!("unleash: cannot build an HTTP client: {e}"))?;
+            .map_err(|e| TargetError::Target(format!("unleash: cannot build an HTTP client: {e}")))?;
         Ok(Unleash {
             server,
             project: segment("project", optional(target, "project").unwrap_or_else(|| "default".into()))?,
@@ -560,10 +562,13 @@ mod tests {
             Unleash::from_target(&target(&params))
         };
         assert_eq!(with(&[("token_file", "/run/t")]).unwrap().token, TokenSource::File("/run/t".into()));
-        assert!(with(&[("token_file", "/run/t"), ("token_env", "T")]).unwrap_err().contains("not both"));
+        let both = ParamError::new("token_file", "give token_file or token_env, not both");
+        assert_eq!(with(&[("token_file", "/run/t"), ("token_env", "T")]).unwrap_err(), both.into());
         assert_eq!(with(&[("revert", "disable")]).unwrap().revert, Revert::Disable);
-        assert!(with(&[("flag", "a/b")]).unwrap_err().starts_with("target.flag: `a/b` is not an Unleash name"));
-        assert!(with(&[("server", "unleash:4242")]).unwrap_err().starts_with("target.server"));
+        let not_a_name = ParamError::new("flag", "`a/b` is not an Unleash name (letters, digits, `-._~`)");
+        assert_eq!(with(&[("flag", "a/b")]).unwrap_err(), not_a_name.into());
+        let err = with(&[("server", "unleash:4242")]).unwrap_err();
+        assert!(matches!(&err, TargetError::Param(p) if p.key == "server"), "{err}");
         assert!(!PARAMS.iter().any(|p| p.name == "token"), "a token never goes in a plan");
     }
 

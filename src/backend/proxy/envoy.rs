@@ -126,9 +126,9 @@ pub struct Envoy {
 impl Envoy {
     /// Reads the target's parameters (see the module doc).
     pub fn from_target(target: &Target) -> Result<Envoy, TargetError> {
-        super::expect_backend(target, BackendKind::Envoy)?;
-        let param = |key: &'static str| super::required(target, "envoy", key);
-        let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
+        crate::backend::target::expect_backend(target, BackendKind::Envoy)?;
+        let param = |key: &'static str| crate::backend::target::required(target, "envoy", key);
+        let timeout = crate::backend::target::timeout(target, DEFAULT_TIMEOUT)?;
         let admin = param("admin")?;
         let runtime_key = param("runtime_key").unwrap_or_else(|_| DEFAULT_RUNTIME_KEY.to_string());
         let http = reqwest::Client::builder()

@@ -125,9 +125,9 @@ pub struct Haproxy {
 impl Haproxy {
     /// Reads the target's parameters (see the module doc).
     pub fn from_target(target: &Target) -> Result<Haproxy, TargetError> {
-        super::expect_backend(target, BackendKind::Haproxy)?;
-        let param = |key: &'static str| super::required(target, "haproxy", key);
-        let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
+        crate::backend::target::expect_backend(target, BackendKind::Haproxy)?;
+        let param = |key: &'static str| crate::backend::target::required(target, "haproxy", key);
+        let timeout = crate::backend::target::timeout(target, DEFAULT_TIMEOUT)?;
         Ok(Haproxy {
             socket: StatsSocket::parse(&param("socket")?),
             backend: param("backend")?,

@@ -5,13 +5,11 @@ pub mod envoy;
 pub mod haproxy;
 pub mod nginx;
 
-use flightdeck_core::plan::params::{Param, ParamError, ParamKind, TargetError};
-use flightdeck_core::plan::{BackendKind, Target};
+use flightdeck_core::plan::params::{Param, ParamKind};
 use flightdeck_core::rollout::Version;
 use flightdeck_core::VersionWindow;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// What every proxy target reads besides its own [`haproxy::PARAMS`],
 /// [`envoy::PARAMS`] or [`nginx::PARAMS`].
@@ -20,33 +18,6 @@ pub const PARAMS: &[Param] = &[Param::optional(
     ParamKind::Millis,
     "limit for one call to the proxy, in milliseconds (default 2000)",
 )];
-
-/// The target is for `backend`, else the caller picked the wrong one.
-pub(crate) fn expect_backend(target: &Target, backend: BackendKind) -> Result<(), TargetError> {
-    if target.backend == backend {
-        return Ok(());
-    }
-    Err(TargetError::OtherBackend { found: target.backend.name(), expected: backend.name() })
-}
-
-/// A required, non-blank target parameter of `proxy` ("haproxy target needs `socket`").
-pub(crate) fn required(target: &Target, proxy: &'static str, key: &'static str) -> Result<String, TargetError> {
-    match target.params.get(key).map(|v| v.trim()) {
-        Some(v) if !v.is_empty() => Ok(v.to_string()),
-        _ => Err(TargetError::Missing { backend: proxy, key }),
-    }
-}
-
-/// The optional `timeout_ms` parameter, limit of one call to the proxy.
-pub(crate) fn timeout(target: &Target, default: Duration) -> Result<Duration, ParamError> {
-    match target.params.get("timeout_ms") {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-            _ => Err(ParamError::new("timeout_ms", format!("`{v}` is not a positive number of milliseconds"))),
-        },
-    }
-}
 
 /// Cumulative counters as a proxy reports them (requests, errors, latency
 /// buckets since it started).

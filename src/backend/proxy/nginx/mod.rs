@@ -167,11 +167,11 @@ impl Desired {
 impl Nginx {
     /// Reads the target's parameters (see the module doc).
     pub fn from_target(target: &Target) -> Result<Nginx, TargetError> {
-        super::expect_backend(target, BackendKind::Nginx)?;
+        crate::backend::target::expect_backend(target, BackendKind::Nginx)?;
         let optional =
             |key: &str| target.params.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
-        let required = |key: &'static str| super::required(target, "nginx", key);
-        let timeout = super::timeout(target, DEFAULT_TIMEOUT)?;
+        let required = |key: &'static str| crate::backend::target::required(target, "nginx", key);
+        let timeout = crate::backend::target::timeout(target, DEFAULT_TIMEOUT)?;
         let upstream = required("upstream")?;
         if upstream.contains(|c: char| c.is_whitespace() || "{};#".contains(c)) {
             return Err(ParamError::new("upstream", format!("`{upstream}` is not an nginx upstream name")).into());
