@@ -928,6 +928,10 @@ async fn owned_objects_the_api_refuses_are_said_in_the_tree_and_the_weight_falls
 
 #[test]
 fn argo_displays_follow_the_plugin_and_the_controller() {
+    // The controller's message while it progresses, as `get rollout` prints `Message:`.
+    let progressing = fixture("rollout-progressing.json");
+    let detail = status::observe(&progressing).native_detail.unwrap_or_default();
+    assert!(detail.contains("more replicas need to be updated"), "{detail}");
     let canary = fixture("argo-info-canary.json")["rollout"].clone();
     // "step 0/n" only once the controller has set an index (rollout_info.go: `CurrentStepIndex != nil`).
     let mut fresh = canary.clone();

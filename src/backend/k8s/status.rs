@@ -47,6 +47,10 @@ pub struct RolloutView {
     /// The revisions → ReplicaSets → pods and AnalysisRuns tree, when the
     /// owned objects were asked for.
     pub tree: Option<Arc<NativeTree>>,
+    /// The controller's `status.message` while it progresses ("more
+    /// replicas need to be updated"), as the plugin's `Message:` line shows
+    /// it; a Degraded or Aborted rollout carries its message in the status.
+    pub message: Option<String>,
 }
 
 impl RolloutView {
@@ -73,8 +77,14 @@ impl RolloutView {
         let set_weight = self.set_weight.map(|w| format!("set weight {w} %, actual {} %", self.canary_weight));
         let analysis = self.analysis.as_ref().map(|(label, run)| format!("{label}analysis {run}"));
         let paused = self.user_paused.then(|| USER_PAUSED_WARNING.to_owned());
-        let parts: Vec<String> =
-            step.into_iter().chain(self.timed_pause.clone()).chain(set_weight).chain(analysis).chain(paused).collect();
+        let parts: Vec<String> = step
+            .into_iter()
+            .chain(self.timed_pause.clone())
+            .chain(set_weight)
+            .chain(analysis)
+            .chain(self.message.clone())
+            .chain(paused)
+            .collect();
         (!parts.is_empty()).then(|| parts.join(" · "))
     }
 }
@@ -107,7 +117,14 @@ pub fn view_with(rollout: &Value, owned: Option<&Owned>) -> RolloutView {
         timed_pause: timed_pause(rollout).map(|p| p.words()),
         set_weight: set.filter(|w| *w != canary_weight),
         tree: owned.map(|owned| Arc::new(rollout_tree(rollout, owned))),
+        message: progress_message(rollout),
     }
+}
+
+/// `status.message` of a progressing Rollout (rollout_info.go's `Message`).
+fn progress_message(ro: &Value) -> Option<String> {
+    let message = text(at(ro, &["status", "message"])).trim();
+    (native_status(ro) == NativeStatus::Progressing && !message.is_empty()).then(|| message.to_owned())
 }
 
 /// Shown with the Rollout whatever its phase while `spec.paused` is set.
