@@ -65,6 +65,7 @@
 //! the same whole settled minutes.
 
 use crate::metrics::MetricsSource;
+use crate::metrics::Unread;
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
@@ -310,15 +311,16 @@ impl Cloudwatch {
 
     /// One `GetMetricData` call: values by query id, or the `StatusCode`
     /// of a result that is not `Complete`.
-    async fn read(&self, queries: Vec<MetricDataQuery>, start: DateTime, end: DateTime) -> Result<Results, String> {
+    async fn read(&self, queries: Vec<MetricDataQuery>, start: DateTime, end: DateTime) -> Result<Results, Unread> {
         let call = self.client.get_metric_data().start_time(start).end_time(end).set_metric_data_queries(Some(queries));
-        let out = call.send().await.map_err(|e| aws_sdk_cloudwatch::error::DisplayErrorContext(e).to_string())?;
+        let failed = |e| Unread::Unreachable(aws_sdk_cloudwatch::error::DisplayErrorContext(e).to_string());
+        let out = call.send().await.map_err(failed)?;
         let results = out.metric_data_results().iter();
         Ok(results
             .filter_map(|r| {
                 let values = match r.status_code() {
                     Some(StatusCode::Complete) => Ok(r.values().to_vec()),
-                    other => Err(other.map_or("none", StatusCode::as_str).to_owned()),
+                    other => Err(Incomplete(other.map_or("none", StatusCode::as_str).to_owned())),
                 };
                 Some((r.id()?.to_owned(), values))
             })
@@ -327,13 +329,25 @@ impl Cloudwatch {
 }
 
 /// Values by query id, or the `StatusCode` of a result that is not `Complete`.
-type Results = HashMap<String, Result<Vec<f64>, String>>;
+type Results = HashMap<String, Result<Vec<f64>, Incomplete>>;
+
+/// The `StatusCode` of a result that is not `Complete` (`PartialData`, `Forbidden`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Incomplete(String);
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// One version's window from the results of its queries (`{side}_requests`,
 /// `{side}_errors`, `{side}_p50` …); `Err` says why it is missing.
-fn version(family: &Family, side: &str, group: &str, results: &Results) -> Result<VersionWindow, String> {
-    let incomplete = |metric: &str, status: &str| {
-        format!("{metric} for {group} is incomplete (StatusCode {status}); the window counts as missing")
+fn version(family: &Family, side: &str, group: &str, results: &Results) -> Result<VersionWindow, Unread> {
+    let incomplete = |metric: &str, status: &Incomplete| {
+        Unread::Partial(format!(
+            "{metric} for {group} is incomplete (StatusCode {status}); the window counts as missing"
+        ))
     };
     let requests = match results.get(&format!("{side}_requests")) {
         Some(Ok(v)) if !v.is_empty() => v,
@@ -343,10 +357,10 @@ fn version(family: &Family, side: &str, group: &str, results: &Results) -> Resul
                 Some(n) if n > 0 => format!("; {n} of its targets unhealthy (UnHealthyHostCount)"),
                 _ => String::new(),
             };
-            return Err(format!(
+            return Err(Unread::NotFound(format!(
                 "no {} datapoint for {group} (no traffic in the window, or a wrong dimension){unhealthy}",
                 family.requests
-            ));
+            )));
         }
     };
     let sum = |values: &[f64]| values.iter().filter(|v| v.is_finite()).sum::<f64>().max(0.0).round() as u64;
@@ -467,23 +481,22 @@ mod tests {
         let complete = |v: &[f64]| Ok(v.to_vec());
         let mut results: Results = [
             ("canary_requests", complete(&[100.0])),
-            ("canary_errors", Err("PartialData".to_owned())),
+            ("canary_errors", Err(Incomplete("PartialData".to_owned()))),
             ("canary_p99", complete(&[0.25])),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let e = version(&ALB, "canary", "targetgroup/green/1", &results).unwrap_err();
-        assert!(
-            e.contains("HTTPCode_Target_5XX_Count for targetgroup/green/1 is incomplete (StatusCode PartialData)"),
-            "{e}"
-        );
+        let said = "HTTPCode_Target_5XX_Count for targetgroup/green/1 is incomplete (StatusCode PartialData)";
+        assert!(matches!(&e, Unread::Partial(m) if m.contains(said)), "{e}");
         results.insert("canary_errors".into(), complete(&[]));
         let w = version(&ALB, "canary", "targetgroup/green/1", &results).unwrap();
         assert_eq!((w.requests, w.errors, w.p99_ms), (100, 0, Some(250.0)));
-        results.insert("canary_requests".into(), Err("InternalError".into()));
-        assert!(version(&ALB, "canary", "g", &results).unwrap_err().contains("RequestCount for g is incomplete"));
-        results.insert("stable_p95".into(), Err("Forbidden".into()));
+        results.insert("canary_requests".into(), Err(Incomplete("InternalError".into())));
+        let e = version(&ALB, "canary", "g", &results).unwrap_err();
+        assert!(matches!(&e, Unread::Partial(m) if m.contains("RequestCount for g is incomplete")), "{e}");
+        results.insert("stable_p95".into(), Err(Incomplete("Forbidden".into())));
         assert_eq!(
             latency_note(&results).as_deref(),
             Some("cloudwatch: latency quantiles incomplete (stable_p95 Forbidden)")
@@ -511,7 +524,7 @@ mod tests {
         let w = version(&LAMBDA, "canary", &label, &results).unwrap();
         assert_eq!((w.requests, w.errors, w.p99_ms), (100, 7, Some(250.0)), "Duration is already in ms");
         let e = version(&LAMBDA, "stable", "checkout:3 via live", &results).unwrap_err();
-        assert!(e.starts_with("no Invocations datapoint for checkout:3 via live"), "{e}");
+        assert!(matches!(&e, Unread::NotFound(m) if m.starts_with("no Invocations datapoint for checkout:3 via live")));
         assert_eq!(function_name("checkout"), "checkout");
         assert_eq!(function_name("123456789012:function:checkout:live"), "checkout");
     }
@@ -556,12 +569,12 @@ mod tests {
         );
         results.insert("canary_connection_errors".into(), complete(&[500.0]));
         assert_eq!(version(&ALB, "canary", "g", &results).unwrap().errors, 100, "never more errors than requests");
-        results.insert("canary_connection_errors".into(), Err("PartialData".into()));
+        results.insert("canary_connection_errors".into(), Err(Incomplete("PartialData".into())));
         let e = version(&ALB, "canary", "g", &results).unwrap_err();
-        assert!(e.contains("TargetConnectionErrorCount for g is incomplete"), "{e}");
+        assert!(matches!(&e, Unread::Partial(m) if m.contains("TargetConnectionErrorCount for g is incomplete")));
         results.remove("canary_requests");
         let e = version(&ALB, "canary", "g", &results).unwrap_err();
-        assert!(e.ends_with("; 3 of its targets unhealthy (UnHealthyHostCount)"), "{e}");
+        assert!(matches!(&e, Unread::NotFound(m) if m.ends_with("; 3 of its targets unhealthy (UnHealthyHostCount)")));
         assert_eq!(METRICS_PER_WINDOW, 14);
     }
 }

@@ -22,6 +22,30 @@ pub trait MetricsSource: Send + Sync {
     async fn slo(&self, now: Timestamp) -> Option<SloMeasurement>;
 }
 
+/// Why one version's numbers for a window could not be read. The version
+/// is missing from the window (inconclusive, never a pass) and this says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unread {
+    /// Cumulative counters: the first reading only marks where the window starts.
+    #[error("first stats reading, no window yet")]
+    FirstReading,
+    /// Cumulative counters went back: the source restarted, and the window starts over.
+    #[error("stats counters went back ({0} restarted?), no window yet")]
+    CountersWentBack(&'static str),
+    /// The source does not know the version (no such server, cluster or series).
+    #[error("{0}")]
+    NotFound(String),
+    /// The source answered something that is not the numbers asked for.
+    #[error("{0}")]
+    Malformed(String),
+    /// The source said its answer is partial (CloudWatch's `PartialData`, `Forbidden`).
+    #[error("{0}")]
+    Partial(String),
+    /// The source could not be asked, or refused.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
 /// A window in which neither version could be read, with the reason.
 pub fn missing(window: Duration, reason: String) -> MetricsSample {
     MetricsSample { window, stable: None, canary: None, missing: Some(reason) }
@@ -32,8 +56,8 @@ pub fn missing(window: Duration, reason: String) -> MetricsSample {
 pub fn per_version(
     window: Duration,
     source: &str,
-    stable: Result<VersionWindow, String>,
-    canary: Result<VersionWindow, String>,
+    stable: Result<VersionWindow, Unread>,
+    canary: Result<VersionWindow, Unread>,
 ) -> MetricsSample {
     let reason = match (&stable, &canary) {
         (Ok(_), Ok(_)) => None,
@@ -54,10 +78,11 @@ mod tests {
         let ok = || Ok(VersionWindow { requests: 10, ..Default::default() });
         let w = Duration::from_secs(60);
         assert_eq!(per_version(w, "haproxy", ok(), ok()).missing, None);
-        let s = per_version(w, "haproxy", ok(), Err("no server v2".into()));
+        let s = per_version(w, "haproxy", ok(), Err(Unread::NotFound("no server v2".into())));
         assert_eq!((s.stable.is_some(), s.canary.is_none()), (true, true));
         assert_eq!(s.missing.as_deref(), Some("haproxy: canary: no server v2"));
-        let both = per_version(w, "envoy", Err("down".into()), Err("down".into()));
+        let down = || Err(Unread::Unreachable("down".into()));
+        let both = per_version(w, "envoy", down(), down());
         assert_eq!(both.missing.as_deref(), Some("envoy: down"));
     }
 }

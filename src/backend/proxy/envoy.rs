@@ -77,6 +77,7 @@
 
 use super::{Baseline, Counters};
 use crate::backend::{Backend, BackendError};
+use crate::metrics::Unread;
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{BucketCounts, MetricsSample, VersionWindow};
@@ -237,24 +238,27 @@ impl Envoy {
 
     /// The `upstream_rq` stats of both clusters, after letting Envoy merge
     /// its histograms (see the module doc).
-    async fn read_stats(&self) -> Result<StatsPage, String> {
+    async fn read_stats(&self) -> Result<StatsPage, Unread> {
         let url = format!("{}/stats/prometheus", self.admin_url);
         let filter = stats_filter(&[&self.stable_cluster, &self.canary_cluster]);
         let read = || self.call(self.http.get(&url).query(&[("filter", filter.as_str())]), "GET /stats/prometheus");
-        read().await.map_err(without_name)?;
+        let unreachable = |e| Unread::Unreachable(without_name(e));
+        read().await.map_err(unreachable)?;
         tokio::time::sleep(HISTOGRAM_MERGE_WAIT).await;
-        let (status, body) = read().await.map_err(without_name)?;
+        let (status, body) = read().await.map_err(unreachable)?;
         if status != 200 {
-            return Err(format!("GET /stats/prometheus answered HTTP {status}: {}", first_line(&body)));
+            let said = format!("GET /stats/prometheus answered HTTP {status}: {}", first_line(&body));
+            return Err(Unread::Unreachable(said));
         }
         Ok(StatsPage::parse(&body))
     }
 
     /// One reading into a window; no stats for the cluster breaks the window.
-    fn window(&self, version: Version, reading: Option<ClusterCounters>) -> Result<VersionWindow, String> {
+    fn window(&self, version: Version, reading: Option<ClusterCounters>) -> Result<VersionWindow, Unread> {
         let cluster = self.cluster(version);
-        let reading =
-            reading.ok_or_else(|| format!("no upstream_rq stats for cluster `{cluster}` (is it defined in envoy?)"));
+        let reading = reading.ok_or_else(|| {
+            Unread::NotFound(format!("no upstream_rq stats for cluster `{cluster}` (is it defined in envoy?)"))
+        });
         self.baseline.window(version, reading)
     }
 }
@@ -727,15 +731,16 @@ envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="stable",le="+Inf"} 0
         let at = |requests, errors, fast, all| {
             Some(ClusterCounters { requests, errors, buckets: vec![(1.0, fast), (10.0, all), (f64::INFINITY, all)] })
         };
-        assert!(e.window(Version::Canary, at(100, 5, 50, 100)).unwrap_err().contains("first stats reading"));
+        assert_eq!(e.window(Version::Canary, at(100, 5, 50, 100)).unwrap_err(), Unread::FirstReading);
         let w = e.window(Version::Canary, at(200, 25, 150, 200)).unwrap();
         assert_eq!((w.requests, w.errors), (100, 20));
         assert_eq!(w.p50_ms, Some(0.5));
         let idle = e.window(Version::Canary, at(200, 25, 150, 200)).unwrap();
         assert_eq!((idle.requests, idle.p99_ms), (0, None), "no requests, no latency");
-        assert!(e.window(Version::Canary, at(3, 0, 3, 3)).unwrap_err().contains("went back"));
-        assert!(e.window(Version::Canary, None).unwrap_err().contains("cluster `canary`"));
-        assert!(e.window(Version::Canary, at(10, 0, 10, 10)).unwrap_err().contains("first stats reading"));
+        assert_eq!(e.window(Version::Canary, at(3, 0, 3, 3)).unwrap_err(), Unread::CountersWentBack("envoy"));
+        let missing = e.window(Version::Canary, None).unwrap_err();
+        assert!(matches!(&missing, Unread::NotFound(m) if m.contains("cluster `canary`")), "{missing}");
+        assert_eq!(e.window(Version::Canary, at(10, 0, 10, 10)).unwrap_err(), Unread::FirstReading);
     }
 
     #[test]

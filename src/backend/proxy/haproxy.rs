@@ -54,6 +54,7 @@
 
 use super::{Baseline, Counters};
 use crate::backend::{Backend, BackendError};
+use crate::metrics::Unread;
 use crate::metrics::{missing, MetricsSource};
 use async_trait::async_trait;
 use flightdeck_core::analysis::{MetricsSample, VersionWindow};
@@ -230,13 +231,13 @@ impl Haproxy {
     }
 
     /// Per-version cumulative counters from one `show stat` of the backend's servers.
-    async fn read_counters(&self) -> Result<[(Version, Result<ServerCounters, String>); 2], String> {
+    async fn read_counters(&self) -> Result<[(Version, Result<ServerCounters, Unread>); 2], Unread> {
         // Type 4 = servers only; the backend's own rows are not needed.
         let command = format!("show stat {} 4 -1", self.backend);
-        let reply = self.command(&command).await.map_err(|e| e.to_string())?;
+        let reply = self.command(&command).await.map_err(|e| Unread::Unreachable(e.to_string()))?;
         let table = StatTable::parse(&reply).ok_or_else(|| {
             let first = reply.trim().lines().next().unwrap_or("empty reply");
-            format!("`{command}` answered {first:?}, not a stats table")
+            Unread::Malformed(format!("`{command}` answered {first:?}, not a stats table"))
         })?;
         let read = |version: Version| table.server(&self.backend, self.server(version));
         Ok([(Version::Stable, read(Version::Stable)), (Version::Canary, read(Version::Canary))])
@@ -380,14 +381,18 @@ impl StatTable {
             .map(Vec::as_slice)
     }
 
-    fn server(&self, backend: &str, server: &str) -> Result<ServerCounters, String> {
-        let row = self.row(backend, server).ok_or_else(|| format!("no server {backend}/{server} in show stat"))?;
-        let counter = |name: &str| -> Result<u64, String> {
+    fn server(&self, backend: &str, server: &str) -> Result<ServerCounters, Unread> {
+        let row = self
+            .row(backend, server)
+            .ok_or_else(|| Unread::NotFound(format!("no server {backend}/{server} in show stat")))?;
+        let counter = |name: &str| -> Result<u64, Unread> {
             let text = self.field(row, name).unwrap_or("");
             text.parse().map_err(|_| match text {
                 // TCP-mode servers leave the HTTP columns empty.
-                "" => format!("{backend}/{server} has no {name} counter (is {backend} in mode http?)"),
-                _ => format!("{backend}/{server} {name} is {text:?}, not a count"),
+                "" => {
+                    Unread::NotFound(format!("{backend}/{server} has no {name} counter (is {backend} in mode http?)"))
+                }
+                _ => Unread::Malformed(format!("{backend}/{server} {name} is {text:?}, not a count")),
             })
         };
         let mut requests = 0;
@@ -505,8 +510,10 @@ mod tests {
         // HAProxy's own 503/502 for a failing server count as requests and errors.
         let v2 = table.server("be_app", "v2").unwrap();
         assert_eq!((v2.requests, v2.errors), (24, 4));
-        assert!(table.server("be_app", "v9").unwrap_err().contains("no server be_app/v9"));
-        assert!(table.server("be_tcp", "v1").unwrap_err().contains("mode http"));
+        let e = table.server("be_app", "v9").unwrap_err();
+        assert_eq!(e, Unread::NotFound("no server be_app/v9 in show stat".into()));
+        let e = table.server("be_tcp", "v1").unwrap_err();
+        assert!(matches!(&e, Unread::NotFound(m) if m.contains("mode http")), "{e}");
         assert!(StatTable::parse("Unknown command.\n").is_none());
     }
 
@@ -514,12 +521,13 @@ mod tests {
     fn windows_are_deltas_and_never_invented() {
         let h = Haproxy::from_target(&target(&PARAMS)).unwrap();
         let at = |requests, errors| Ok(ServerCounters { requests, errors, rtime_ms: Some(3.0) });
-        assert!(h.baseline.window(Version::Canary, at(100, 5)).unwrap_err().contains("first stats reading"));
+        assert_eq!(h.baseline.window(Version::Canary, at(100, 5)).unwrap_err(), Unread::FirstReading);
         let w = h.baseline.window(Version::Canary, at(160, 17)).unwrap();
         assert_eq!((w.requests, w.errors, w.p50_ms, w.p99_ms), (60, 12, Some(3.0), None));
         assert_eq!(h.baseline.window(Version::Canary, at(160, 17)).unwrap().p50_ms, None, "no requests, no latency");
-        assert!(h.baseline.window(Version::Canary, at(3, 0)).unwrap_err().contains("went back"));
-        assert!(h.baseline.window(Version::Canary, Err("socket gone".into())).is_err());
-        assert!(h.baseline.window(Version::Canary, at(10, 0)).unwrap_err().contains("first stats reading"));
+        assert_eq!(h.baseline.window(Version::Canary, at(3, 0)).unwrap_err(), Unread::CountersWentBack("HAProxy"));
+        let gone = Unread::Unreachable("socket gone".into());
+        assert_eq!(h.baseline.window(Version::Canary, Err(gone.clone())).unwrap_err(), gone);
+        assert_eq!(h.baseline.window(Version::Canary, at(10, 0)).unwrap_err(), Unread::FirstReading);
     }
 }

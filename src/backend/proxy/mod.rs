@@ -5,6 +5,7 @@ pub mod envoy;
 pub mod haproxy;
 pub mod nginx;
 
+use crate::metrics::Unread;
 use flightdeck_core::plan::params::{Param, ParamKind};
 use flightdeck_core::rollout::Version;
 use flightdeck_core::VersionWindow;
@@ -43,7 +44,7 @@ impl<C: Counters + Clone> Baseline<C> {
 
     /// Turns one reading of `version` into a window against the stored
     /// baseline, and makes the reading the next baseline.
-    pub(crate) fn window(&self, version: Version, reading: Result<C, String>) -> Result<VersionWindow, String> {
+    pub(crate) fn window(&self, version: Version, reading: Result<C, Unread>) -> Result<VersionWindow, Unread> {
         let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = match reading {
             Ok(now) => now,
@@ -54,10 +55,8 @@ impl<C: Counters + Clone> Baseline<C> {
             }
         };
         match last.insert(version, now.clone()) {
-            None => Err("first stats reading, no window yet".to_string()),
-            Some(before) => now
-                .since(&before)
-                .ok_or_else(|| format!("stats counters went back ({} restarted?), no window yet", self.proxy)),
+            None => Err(Unread::FirstReading),
+            Some(before) => now.since(&before).ok_or(Unread::CountersWentBack(self.proxy)),
         }
     }
 

@@ -170,7 +170,11 @@ impl Prometheus {
         for (slot, (version, answer)) in out.iter_mut().zip(versions.iter().zip(answers)) {
             *slot = match answer.map(|series| bucket_counts(&series)) {
                 Ok(Ok(counts)) => counts,
-                Ok(Err(why)) | Err(QueryError::Malformed(why)) => {
+                Ok(Err(why)) => {
+                    tracing::warn!(%version, %why, "prometheus latency buckets unusable; quantiles only");
+                    None
+                }
+                Err(QueryError::Malformed(why)) => {
                     tracing::warn!(%version, %why, "prometheus latency buckets unusable; quantiles only");
                     None
                 }
@@ -230,7 +234,8 @@ impl MetricsSource for Prometheus {
             version_window(&self.stable, stable).map(|w| VersionWindow { buckets: boxed(stable_buckets), ..w });
         let canary =
             version_window(&self.canary, canary).map(|w| VersionWindow { buckets: boxed(canary_buckets), ..w });
-        let reasons: Vec<String> = [&stable, &canary].into_iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+        let reasons: Vec<String> =
+            [&stable, &canary].into_iter().filter_map(|r| r.as_ref().err().map(ToString::to_string)).collect();
         MetricsSample {
             window,
             stable: stable.ok(),
@@ -324,28 +329,50 @@ fn bucket_form(queries: &PromQueries) -> Result<Option<Form>, SourceError> {
 /// One version's `(le seconds, count)` series as bucket counts in ms:
 /// `Ok(None)` when there are none (no such histogram), an error when they
 /// cannot be counts (no `+Inf`, a NaN, counts that go down).
-fn bucket_counts(series: &[(f64, f64)]) -> Result<Option<BucketCounts>, String> {
+fn bucket_counts(series: &[(f64, f64)]) -> Result<Option<BucketCounts>, BucketError> {
     if series.is_empty() {
         return Ok(None);
     }
     let mut sorted: Vec<(f64, f64)> = series.to_vec();
     sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
     let Some(&(_, total)) = sorted.last().filter(|(le, _)| *le == f64::INFINITY) else {
-        return Err("no le=\"+Inf\" bucket".into());
+        return Err(BucketError::NoInf);
     };
     let count = |v: f64| (v.is_finite() && v >= 0.0).then(|| v.round() as u64);
-    let total = count(total).ok_or_else(|| format!("+Inf bucket count {total} is not a count"))?;
+    let not_a_count = |bucket: String, value: f64| BucketError::NotACount { bucket, value: value.to_string() };
+    let total = count(total).ok_or_else(|| not_a_count("+Inf bucket".into(), total))?;
     let finite = &sorted[..sorted.len() - 1];
     let mut le_ms = Vec::with_capacity(finite.len());
     let mut at_or_below = Vec::with_capacity(finite.len());
     for &(le, value) in finite {
         le_ms.push(le * 1000.0);
-        at_or_below.push(count(value).ok_or_else(|| format!("bucket le={le} count {value} is not a count"))?);
+        at_or_below.push(count(value).ok_or_else(|| not_a_count(format!("bucket le={le}"), value))?);
     }
     let buckets = BucketCounts { le_ms, at_or_below, total };
     // The analysis checks the same; said here once, with the version, in the log.
-    buckets.bounds().ok_or("bucket counts go down or edges repeat (a counter reset in the window?)")?;
+    buckets.bounds().ok_or(BucketError::GoDown)?;
     Ok(Some(buckets))
+}
+
+/// Why one version's window could not be read: the first query, in
+/// `Query::ALL` order, that gave no usable number.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("prometheus: {query} for {version}: {error}")]
+struct ReadError {
+    query: &'static str,
+    version: String,
+    error: QueryError,
+}
+
+/// Why a version's bucket series cannot be counts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BucketError {
+    #[error("no le=\"+Inf\" bucket")]
+    NoInf,
+    #[error("{bucket} count {value} is not a count")]
+    NotACount { bucket: String, value: String },
+    #[error("bucket counts go down or edges repeat (a counter reset in the window?)")]
+    GoDown,
 }
 
 struct Readings {
@@ -358,8 +385,9 @@ struct Readings {
 
 /// Applies the module's rules for "no data" (see the module doc); the first
 /// failing query, in `Query::ALL` order, names the reason.
-fn version_window(version: &str, r: Readings) -> Result<VersionWindow, String> {
-    let why = |query: Query| move |e: QueryError| format!("prometheus: {} for {version}: {e}", query.name());
+fn version_window(version: &str, r: Readings) -> Result<VersionWindow, ReadError> {
+    let why =
+        |query: Query| move |error: QueryError| ReadError { query: query.name(), version: version.to_owned(), error };
     let requests = count(r.requests).map_err(why(Query::Requests))?;
     let errors = match r.errors {
         Ok(None) => Ok(0),
@@ -502,9 +530,10 @@ mod tests {
     #[test]
     fn no_requests_series_means_no_window() {
         let e = version_window("v2", readings(Ok(None), Ok(None), Ok(None))).unwrap_err();
-        assert_eq!(e, "prometheus: requests for v2: empty result (no series matched)");
+        assert_eq!((e.query, e.version.as_str()), ("requests", "v2"));
+        assert_eq!(e.to_string(), "prometheus: requests for v2: empty result (no series matched)");
         let e = version_window("v2", readings(Ok(Some(f64::NAN)), Ok(Some(0.0)), Ok(None))).unwrap_err();
-        assert_eq!(e, "prometheus: requests for v2: value NaN is not a finite number");
+        assert_eq!(e.to_string(), "prometheus: requests for v2: value NaN is not a finite number");
     }
 
     #[test]
@@ -512,7 +541,7 @@ mod tests {
         let w = version_window("v1", readings(Ok(Some(100.0)), Ok(None), Ok(Some(5.0)))).unwrap();
         assert_eq!((w.requests, w.errors), (100, 0));
         let e = version_window("v1", readings(Ok(Some(100.0)), Ok(Some(f64::INFINITY)), Ok(None))).unwrap_err();
-        assert_eq!(e, "prometheus: errors for v1: value inf is not a finite number");
+        assert_eq!(e.to_string(), "prometheus: errors for v1: value inf is not a finite number");
     }
 
     #[test]
@@ -522,7 +551,7 @@ mod tests {
         let w = version_window("v1", readings(Ok(Some(100.0)), Ok(Some(1.0)), Ok(None))).unwrap();
         assert_eq!(w.p99_ms, None);
         let e = version_window("v1", readings(Ok(Some(100.0)), Ok(Some(1.0)), Ok(Some(f64::INFINITY)))).unwrap_err();
-        assert_eq!(e, "prometheus: p99 for v1: value inf is not a finite number");
+        assert_eq!(e.to_string(), "prometheus: p99 for v1: value inf is not a finite number");
     }
 
     fn per_version(address: &str, timeout: Duration) -> Prometheus {
@@ -536,10 +565,11 @@ mod tests {
         assert_eq!(counts.le_ms, vec![100.0, 250.0]);
         assert_eq!((counts.at_or_below, counts.total), (vec![60, 90], 100));
         assert_eq!(bucket_counts(&[]), Ok(None), "no histogram: quantiles only");
-        assert!(bucket_counts(&[(0.1, 5.0)]).unwrap_err().contains("+Inf"));
-        assert!(bucket_counts(&[(0.1, f64::NAN), (f64::INFINITY, 3.0)]).unwrap_err().contains("not a count"));
+        assert_eq!(bucket_counts(&[(0.1, 5.0)]), Err(BucketError::NoInf));
+        let nan = BucketError::NotACount { bucket: "bucket le=0.1".into(), value: "NaN".into() };
+        assert_eq!(bucket_counts(&[(0.1, f64::NAN), (f64::INFINITY, 3.0)]), Err(nan));
         let reset = [(0.1, 9.0), (0.2, 4.0), (f64::INFINITY, 12.0)];
-        assert!(bucket_counts(&reset).unwrap_err().contains("go down"));
+        assert_eq!(bucket_counts(&reset), Err(BucketError::GoDown));
     }
 
     #[tokio::test]
