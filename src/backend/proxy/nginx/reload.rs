@@ -4,15 +4,26 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Why the reload command gave no exit status.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RunError {
+    #[error("cannot start: {0}")]
+    Start(std::io::Error),
+    /// Killed at the limit.
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("cannot wait for it: {0}")]
+    Wait(std::io::Error),
+}
+
 /// Runs `command` to its end or kills it at `timeout`; returns the status and stderr.
 /// (Polls `try_wait`: tokio's `process` feature is not enabled in this crate.)
-pub(super) async fn run(mut command: Command, timeout: Duration) -> Result<(std::process::ExitStatus, String), String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
+pub(super) async fn run(
+    mut command: Command,
+    timeout: Duration,
+) -> Result<(std::process::ExitStatus, String), RunError> {
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(RunError::Start)?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -20,10 +31,10 @@ pub(super) async fn run(mut command: Command, timeout: Duration) -> Result<(std:
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("no answer within {} ms", timeout.as_millis()));
+                return Err(RunError::Timeout(timeout));
             }
             Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
-            Err(e) => return Err(format!("cannot wait for it: {e}")),
+            Err(e) => return Err(RunError::Wait(e)),
         }
     };
     let mut stderr = String::new();
@@ -61,6 +72,17 @@ pub(super) fn reload_error(stderr: &str, status: std::process::ExitStatus) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_reload_that_cannot_start_or_hangs_is_said_so() {
+        let missing = run(Command::new("/nonexistent/nginx"), Duration::from_secs(1)).await.unwrap_err();
+        assert!(matches!(missing, RunError::Start(_)), "{missing}");
+        let mut sleep = Command::new("sleep");
+        sleep.arg("5");
+        let hung = run(sleep, Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(hung, RunError::Timeout(_)), "{hung}");
+        assert_eq!(hung.to_string(), "no answer within 50 ms");
+    }
 
     #[test]
     fn reload_errors_keep_nginx_words() {
