@@ -19,6 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Shortest time between two frames drawn for data (snapshots, events): a
+/// fleet's windows end within milliseconds of each other, and one frame
+/// for all of them costs what one frame for each would not. Keys, replies
+/// and signals draw at once.
+const DATA_FRAME: Duration = Duration::from_millis(100);
+
 /// Slowest redraw for countdowns (one simulated second, at most 10 per real second).
 fn timer_period(clock: &ViewClock) -> Duration {
     Duration::from_secs_f64(1.0 / clock.speed()).clamp(Duration::from_millis(100), Duration::from_secs(1))
@@ -54,6 +60,8 @@ where
             result = Err(e.into());
             break;
         }
+        let drawn = tokio::time::Instant::now();
+        let mut data_woke = false;
         // The terminal test's way to check that a panic restores the terminal.
         #[cfg(debug_assertions)]
         if std::env::var_os("FLIGHTDECK_PANIC_IN_COCKPIT").is_some() {
@@ -77,8 +85,12 @@ where
                 let snapshot = link.snapshots.borrow_and_update().clone();
                 clock.update(&snapshot);
                 app.on_snapshot(snapshot);
+                data_woke = true;
             }
-            Some(out) = link.outputs.recv() => app.on_output(out),
+            Some(out) = link.outputs.recv() => {
+                app.on_output(out);
+                data_woke = true;
+            }
             Ok(()) = link.status.changed() => app.on_link_status(link.status.borrow_and_update().clone()),
             // A server restarted with other roles welcomes this cockpit as another role.
             Ok(()) = link.role.changed() => {
@@ -93,6 +105,26 @@ where
                 break;
             }
             _ = tokio::time::sleep_until(toast_due), if app.toast.is_some() => {}
+        }
+        // Data draws at most every DATA_FRAME (what comes meanwhile joins
+        // the frame); a key cuts the wait short.
+        if data_woke {
+            let key = tokio::select! {
+                _ = tokio::time::sleep_until(drawn + DATA_FRAME) => None,
+                Some(ev) = input.recv() => Some(ev),
+            };
+            // A key acts on the newest state, as the captain will see it.
+            if link.snapshots.has_changed().unwrap_or(false) {
+                let snapshot = link.snapshots.borrow_and_update().clone();
+                clock.update(&snapshot);
+                app.on_snapshot(snapshot);
+            }
+            if let Some(ev) = key {
+                if let Err(e) = take_input(&mut app, terminal, &ev, &commands, &reply_tx) {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
         // Drain whatever else is queued, then draw once.
         while let Ok(out) = link.outputs.try_recv() {
