@@ -21,8 +21,6 @@ use flightdeck::engine::{Engine, RolloutSetup, StopWhen};
 use flightdeck::metrics::cloudwatch::{Cloudwatch, Dimensions};
 use flightdeck::metrics::MetricsSource;
 use flightdeck::protocol::{CommandRequest, Reply};
-use flightdeck_core::analysis::MetricsSample;
-use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::MetricsConfig;
 use flightdeck_core::rollout::{Effect, NativeStatus, NativeVerb, Phase};
 use flightdeck_core::{Actor, Command, Plan, Rollout, Timestamp};
@@ -32,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::aws::{Fake, Moto};
 use support::engine::wait_for;
+use support::engine::NoMetrics;
 use support::eventually;
 
 /// The resources of an EXTERNAL service on moto: cluster `prod`, service
@@ -271,19 +270,6 @@ impl Stack {
     async fn canary_task_set(&self) -> Option<TaskSet> {
         let sets = self.describe_task_sets().await;
         sets.into_iter().find(|ts| ts.task_definition().is_some_and(|d| d.ends_with("/checkout:2")))
-    }
-}
-
-/// Metrics that never answer: these tests are about traffic, not analysis.
-struct NoMetrics;
-
-#[async_trait::async_trait]
-impl MetricsSource for NoMetrics {
-    async fn sample(&self, window: Duration, _now: Timestamp) -> MetricsSample {
-        flightdeck::metrics::missing(window, "no metrics in this test".into())
-    }
-    async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
-        None
     }
 }
 

@@ -5,17 +5,17 @@
 //! canary whose idle side is removed): an abort is `SetWeight 0` then
 //! `Scale canary 0`, a promotion `SetWeight 100` then `Scale stable 0`.
 
+mod support;
+
 use flightdeck::backend::{Backend, BackendError};
 use flightdeck::clock::Clock;
 use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
-use flightdeck::metrics::MetricsSource;
 use flightdeck::protocol::{CommandRequest, Output, Reply};
-use flightdeck_core::analysis::MetricsSample;
-use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::rollout::{Effect, Observation, Phase, Version};
-use flightdeck_core::{Actor, Command, Plan, Rollout, Timestamp};
+use flightdeck_core::{Actor, Command, Plan, Rollout};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::engine::NoMetrics;
 use tokio::sync::mpsc;
 
 /// How the scripted backend treats `SetWeight`.
@@ -85,18 +85,6 @@ impl Backend for Scripted {
         let unreadable = *self.weights.lock().unwrap() == Weights::Unreadable;
         let weight = (!unreadable).then(|| *self.weight.lock().unwrap());
         Ok(Observation { canary_weight: weight, ..Observation::default() })
-    }
-}
-
-struct NoMetrics;
-
-#[async_trait::async_trait]
-impl MetricsSource for NoMetrics {
-    async fn sample(&self, window: Duration, _now: Timestamp) -> MetricsSample {
-        flightdeck::metrics::missing(window, "no metrics in this test".into())
-    }
-    async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
-        None
     }
 }
 

@@ -18,8 +18,6 @@ use flightdeck::engine::{Engine, RolloutSetup, StopWhen};
 use flightdeck::metrics::cloudwatch::{Cloudwatch, Scope};
 use flightdeck::metrics::MetricsSource;
 use flightdeck::protocol::{CommandRequest, Reply};
-use flightdeck_core::analysis::MetricsSample;
-use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::plan::MetricsConfig;
 use flightdeck_core::rollout::{Effect, Phase};
 use flightdeck_core::{Actor, Command, Plan, Rollout, Timestamp};
@@ -29,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::aws::{Fake, Moto};
 use support::engine::wait_for;
+use support::engine::NoMetrics;
 use support::eventually;
 
 const FUNCTION: &str = "checkout";
@@ -96,19 +95,6 @@ fn plan(bake: &str, metrics: &str) -> (Plan, String) {
     );
     let plan = Plan::parse("lambda-test.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (plan, text)
-}
-
-/// Metrics that never answer: these tests are about traffic, not analysis.
-struct NoMetrics;
-
-#[async_trait::async_trait]
-impl MetricsSource for NoMetrics {
-    async fn sample(&self, window: Duration, _now: Timestamp) -> MetricsSample {
-        flightdeck::metrics::missing(window, "no metrics in this test".into())
-    }
-    async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
-        None
-    }
 }
 
 fn engine(

@@ -4,8 +4,12 @@
 
 use flightdeck::clock::Clock;
 use flightdeck::engine::{Engine, EngineOptions, RolloutSetup, StopWhen};
+use flightdeck::metrics::MetricsSource;
 use flightdeck::protocol::{Output, Snapshot};
+use flightdeck_core::analysis::MetricsSample;
+use flightdeck_core::budget::SloMeasurement;
 use flightdeck_core::rollout::{Phase, Rollout};
+use flightdeck_core::time::Timestamp;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -51,4 +55,17 @@ pub async fn wait_for_phase(
     done: impl Fn(&Phase) -> bool,
 ) -> Rollout {
     wait_for(snapshots, limit, what, |r| done(&r.phase)).await
+}
+
+/// Metrics that never answer, for tests about traffic, not analysis.
+pub struct NoMetrics;
+
+#[async_trait::async_trait]
+impl MetricsSource for NoMetrics {
+    async fn sample(&self, window: Duration, _now: Timestamp) -> MetricsSample {
+        flightdeck::metrics::missing(window, "no metrics in this test".into())
+    }
+    async fn slo(&self, _now: Timestamp) -> Option<SloMeasurement> {
+        None
+    }
 }
