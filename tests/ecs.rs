@@ -418,13 +418,7 @@ async fn a_canary_whose_connections_fail_is_rolled_back_on_cloudwatchs_minute_nu
     let engine = engine_on(clock, plan, text, backend, Arc::new(cloudwatch), StopWhen::Unattended);
     let mut snapshots = engine.subscribe();
     let done = wait_for(&mut snapshots, Duration::from_secs(60), "a rollback", |r| r.phase.is_finished()).await;
-    match &done.phase {
-        Phase::RolledBack { by, reason, .. } => {
-            println!("rolled back by {by}: {reason}");
-            assert_eq!(*by, Actor::analysis());
-        }
-        other => panic!("expected a rollback, got {other:?}"),
-    }
+    support::engine::assert_rolled_back_by_analysis(&done);
     eventually(Duration::from_secs(5), "green weight 0", async || stack.weights().await == (100, 0)).await;
     eventually(Duration::from_secs(5), "the rolled-back canary's task set removed", async || {
         stack.canary_task_set().await.is_none()

@@ -447,13 +447,7 @@ async fn a_failing_canary_is_rolled_back_by_analysis_and_haproxy_weight_goes_to_
     println!("20 % canary errors → HAProxy weight 0 on v2 in {:.2} s", detection.as_secs_f64());
 
     let done = wait_for_phase(&mut snapshots, Duration::from_secs(5), "rollback", |p| p.is_finished()).await;
-    match &done.phase {
-        Phase::RolledBack { by, reason, .. } => {
-            println!("rolled back by {by}: {reason}");
-            assert_eq!(*by, Actor::analysis());
-        }
-        other => panic!("expected a rollback, got {other:?}"),
-    }
+    support::engine::assert_rolled_back_by_analysis(&done);
     assert_eq!(done.stage, 0, "rolled back from the first stage");
     assert_eq!(canary_weight(&probe).await, Some(0));
     // The rollback also drained v2: not one request reaches it.
@@ -504,13 +498,7 @@ async fn a_bad_canary_paused_in_an_unattended_run_is_still_rolled_back_through_h
 
     stack.v2.set_error_rate(0.05);
     let done = wait_for_phase(&mut snapshots, Duration::from_secs(60), "a rollback", |p| p.is_finished()).await;
-    match &done.phase {
-        Phase::RolledBack { by, reason, .. } => {
-            println!("rolled back by {by}: {reason}");
-            assert_eq!(*by, Actor::analysis());
-        }
-        other => panic!("expected a rollback, got {other:?}"),
-    }
+    support::engine::assert_rolled_back_by_analysis(&done);
     eventually(Duration::from_secs(5), "weight 0 on v2", async || canary_weight(&probe).await == Some(0)).await;
     let seen = send_requests(stack.lb.frontend, 50).await;
     assert_eq!(seen.get("v2"), None, "{seen:?}");

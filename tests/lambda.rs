@@ -226,13 +226,7 @@ async fn a_canary_whose_invocations_fail_is_rolled_back_by_analysis_and_the_alia
     let engine = engine(Clock::scaled(Timestamp(0), 60.0), plan, text, backend.clone(), Arc::new(cloudwatch));
     let mut snapshots = engine.subscribe();
     let done = wait_for(&mut snapshots, Duration::from_secs(60), "a rollback", |r| r.phase.is_finished()).await;
-    match &done.phase {
-        Phase::RolledBack { by, reason, .. } => {
-            println!("rolled back by {by}: {reason}");
-            assert_eq!(*by, Actor::analysis());
-        }
-        other => panic!("expected a rollback, got {other:?}"),
-    }
+    support::engine::assert_rolled_back_by_analysis(&done);
     let verdict = done.last_verdict.expect("the analysis judged windows");
     println!("{}", verdict.summary());
     eventually(Duration::from_secs(5), "the alias at version 1 alone", async || {

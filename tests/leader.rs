@@ -401,19 +401,26 @@ async fn the_standby_finishes_the_rollout_of_a_killed_leader_with_no_effect_appl
     drop(b);
 }
 
+/// replica-a holding the lease and driving (its journal written), then
+/// replica-b standing by.
+async fn driver_and_standby(api: &FakeApi, dir: &Path, kubeconfig: &Path) -> (Replica, Replica) {
+    let a = Replica::start("replica-a", dir, kubeconfig);
+    support::eventually(Duration::from_secs(15), "replica-a to drive", async || {
+        api.holder().is_some_and(|(h, _)| h == "replica-a") && !records(dir).is_empty()
+    })
+    .await;
+    let b = Replica::start("replica-b", dir, kubeconfig);
+    support::eventually(Duration::from_secs(15), "replica-b to stand by", async || b.said().contains("standing by"))
+        .await;
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_past_its_lease_applies_nothing_when_it_resumes() {
     let dir = setup();
     let api = FakeApi::start().await;
     let kubeconfig = api.kubeconfig(dir.path());
-    let mut a = Replica::start("replica-a", dir.path(), &kubeconfig);
-    support::eventually(Duration::from_secs(15), "replica-a to drive", async || {
-        api.holder().is_some_and(|(h, _)| h == "replica-a") && !records(dir.path()).is_empty()
-    })
-    .await;
-    let b = Replica::start("replica-b", dir.path(), &kubeconfig);
-    support::eventually(Duration::from_secs(15), "replica-b to stand by", async || b.said().contains("standing by"))
-        .await;
+    let (mut a, b) = driver_and_standby(&api, dir.path(), &kubeconfig).await;
     a.signal(libc::SIGSTOP);
     let paused_at = records(dir.path()).len();
     // b takes over once a's lease has not changed for its duration, and drives.
@@ -462,14 +469,7 @@ async fn a_standby_shows_viewers_the_journal_refuses_their_commands_and_they_go_
     let dir = setup();
     let api = FakeApi::start().await;
     let kubeconfig = api.kubeconfig(dir.path());
-    let mut a = Replica::start("replica-a", dir.path(), &kubeconfig);
-    support::eventually(Duration::from_secs(15), "replica-a to drive", async || {
-        api.holder().is_some_and(|(h, _)| h == "replica-a") && !records(dir.path()).is_empty()
-    })
-    .await;
-    let b = Replica::start("replica-b", dir.path(), &kubeconfig);
-    support::eventually(Duration::from_secs(15), "replica-b to stand by", async || b.said().contains("standing by"))
-        .await;
+    let (mut a, b) = driver_and_standby(&api, dir.path(), &kubeconfig).await;
     let (link, _) = flightdeck::share::client::attach(&b.socket, "oncall").await.expect("the standby takes viewers");
     let told = |what: &str| {
         link.history

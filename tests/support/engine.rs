@@ -69,3 +69,14 @@ impl MetricsSource for NoMetrics {
         None
     }
 }
+
+/// The rollout ended rolled back by the analysis (not a person, not a backend).
+pub fn assert_rolled_back_by_analysis(rollout: &Rollout) {
+    match &rollout.phase {
+        Phase::RolledBack { by, reason, .. } => {
+            println!("rolled back by {by}: {reason}");
+            assert_eq!(*by, flightdeck_core::rollout::Actor::analysis(), "{reason}");
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+}
